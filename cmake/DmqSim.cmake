@@ -1,0 +1,30 @@
+# dmq_sim: static library of the simulator helpers, built from every
+# tests/sim/*.c whose name does NOT start with test_ (those are tests).
+# Created only when such files exist; tests and benchmarks link it when
+# `TARGET dmq_sim` is true.
+
+if(TARGET dmq_sim)
+  return()
+endif()
+if(NOT DMQ_BUILD_TESTS AND NOT DMQ_BUILD_BENCH)
+  return()
+endif()
+
+file(GLOB _dmq_sim_all CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/tests/sim/*.c")
+set(DMQ_SIM_SOURCES "")
+foreach(_f IN LISTS _dmq_sim_all)
+  get_filename_component(_n "${_f}" NAME)
+  if(NOT _n MATCHES "^test_")
+    list(APPEND DMQ_SIM_SOURCES "${_f}")
+  endif()
+endforeach()
+list(SORT DMQ_SIM_SOURCES)
+
+if(DMQ_SIM_SOURCES)
+  add_library(dmq_sim STATIC ${DMQ_SIM_SOURCES})
+  target_include_directories(dmq_sim PUBLIC
+    "${PROJECT_SOURCE_DIR}/tests/sim"
+    "${PROJECT_SOURCE_DIR}/src"
+    "${PROJECT_SOURCE_DIR}/transports")
+  target_link_libraries(dmq_sim PUBLIC dmq_static m)
+endif()

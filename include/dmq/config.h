@@ -1,0 +1,94 @@
+/* libdmq - node configuration.
+ *
+ * Fill a dmq_config_t with dmq_config_init() (which applies a named profile),
+ * change what you need, then pass it to dmq_node_new(). The node copies
+ * everything it needs (strings and metadata included); the caller keeps
+ * ownership of the struct and what it points to.
+ *
+ * All durations are milliseconds. docs/config.md explains every field, its
+ * default in each profile and what it trades.
+ */
+#ifndef DMQ_CONFIG_H
+#define DMQ_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmq/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DMQ_MAX_NAME 64  /* member name: 1..64 bytes, no NUL */
+#define DMQ_MAX_ADDR 128 /* transport address string */
+#define DMQ_MAX_META 512 /* member metadata */
+#define DMQ_MAX_LABEL 64 /* cluster label (reserved in the envelope) */
+
+typedef enum dmq_profile {
+  DMQ_PROFILE_LAN = 0, /* one data centre: probe 1 s, timeout 500 ms */
+  DMQ_PROFILE_WAN,     /* links across sites: probe 5 s, timeout 3 s */
+  DMQ_PROFILE_LOCAL,   /* one host / loopback: probe 1 s, timeout 200 ms */
+  DMQ_PROFILE_FAST     /* aggressive: probe 200 ms, timeout 100 ms */
+} dmq_profile_t;
+
+typedef struct dmq_config {
+  /* Identity. name is required (1..DMQ_MAX_NAME bytes, printable). */
+  const char *name;
+  /* Address other members use to reach this node, e.g. "udp://10.0.0.1:7946".
+   * Required by the core; the runtime fills it from the bind address when
+   * left NULL. */
+  const char *advertise_addr;
+  /* Changes on every restart so that a restarted member replaces its old
+   * self. 0 = invalid for the core; the runtime uses wall-clock ms. */
+  uint64_t generation;
+  /* Seed for the node's private PRNG (probe order, jitter, gossip targets). */
+  uint64_t rng_seed;
+  /* Initial metadata (copied), at most DMQ_MAX_META bytes. */
+  const void *meta;
+  size_t meta_len;
+
+  /* Failure detection (SWIM + Lifeguard). */
+  uint32_t probe_interval_ms;  /* one probe per period */
+  uint32_t probe_timeout_ms;   /* direct ack wait before indirect probes */
+  uint32_t indirect_checks;    /* k members asked to probe indirectly */
+  uint32_t suspicion_mult;     /* min suspicion = mult*log10(N)*probe */
+  uint32_t suspicion_max_mult; /* max suspicion = max_mult * min */
+  uint32_t awareness_max;      /* local health score cap (timeouts x (1+s)) */
+
+  /* Dissemination. */
+  uint32_t retransmit_mult; /* each update sent mult*ceil(log10(N+1)) times */
+  uint32_t gossip_interval_ms;
+  uint32_t gossip_nodes;      /* members gossiped to per interval */
+  uint32_t gossip_to_dead_ms; /* keep gossiping to dead members this long */
+
+  /* Anti-entropy and lifecycle. */
+  uint32_t pushpull_interval_ms; /* full state exchange; 0 = never */
+  /* Partition healing: this often, push/pull with a seed that is not alive
+   * in our view and with one random dead member. */
+  uint32_t reconnect_interval_ms;
+  uint32_t dead_retention_ms; /* keep dead/left members before reaping */
+  uint32_t join_jitter_ms;    /* first join attempt delayed 0..jitter */
+  uint32_t join_retry_ms;     /* first retry; doubles up to join_retry_max */
+  uint32_t join_retry_max_ms;
+  /* Join storm protection: at most this many announcements of never-seen
+   * members are queued for gossip per probe interval; the rest learn of the
+   * newcomers through push/pull. 0 = unlimited. */
+  uint32_t announce_budget;
+
+  /* Packets. */
+  uint32_t mtu;        /* datagram payload budget in bytes */
+  uint32_t max_packet; /* largest stream packet accepted (push/pull) */
+} dmq_config_t;
+
+/* Fill cfg with the defaults of profile. name/advertise_addr/meta are set to
+ * NULL, generation and rng_seed to 0. Returns DMQ_EINVAL for a bad profile. */
+DMQ_EXTERN int dmq_config_init(dmq_config_t *cfg, dmq_profile_t profile);
+/* Profile by name: "lan", "wan", "local", "fast". DMQ_ENOENT if unknown. */
+DMQ_EXTERN int dmq_profile_from_name(const char *name, dmq_profile_t *out);
+DMQ_EXTERN const char *dmq_profile_name(dmq_profile_t profile);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

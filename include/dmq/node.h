@@ -1,0 +1,216 @@
+/* libdmq - the node: membership, failure detection and dissemination.
+ *
+ * A dmq_node_t is sans-I/O: it never opens a socket, reads a clock or calls
+ * rand(). Whoever drives it (the libuv runtime, the simulator, your own loop)
+ * feeds it:
+ *   - the time, as a monotonic millisecond counter `now`, in every call that
+ *     takes one (it must never go backwards);
+ *   - received bytes, with dmq_node_recv();
+ *   - timer expiry, by calling dmq_node_tick() at or after
+ *     dmq_node_next_deadline().
+ * and the node sends through the transports registered with
+ * dmq_node_add_transport().
+ *
+ * Threading: a node is not thread safe; call it from one thread at a time.
+ *
+ * Callbacks (member events, log) run after the node has finished processing
+ * the input that caused them, from inside the call that fed that input
+ * (dmq_node_recv(), dmq_node_tick(), dmq_node_join(), ...). Inside a callback
+ * you may call the query functions (dmq_node_member*, dmq_node_stats, ...)
+ * and dmq_node_set_meta(); dmq_node_delete(), dmq_node_recv() and
+ * dmq_node_tick() return DMQ_EBUSY (delete is refused silently and must be
+ * retried after the callback returns).
+ */
+#ifndef DMQ_NODE_H
+#define DMQ_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmq/config.h"
+#include "dmq/error.h"
+#include "dmq/transport.h"
+#include "dmq/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dmq_node dmq_node_t;
+
+#define DMQ_NEVER UINT64_MAX
+
+/* Allocator hooks, per node. All three must be set, or pass NULL to use the C
+ * library. ud is passed through. Memory returned by one hook is freed by the
+ * same node's free hook. */
+typedef struct dmq_alloc {
+  void *(*malloc_fn)(size_t size, void *ud);
+  void *(*realloc_fn)(void *ptr, size_t size, void *ud);
+  void (*free_fn)(void *ptr, void *ud);
+  void *ud;
+} dmq_alloc_t;
+
+typedef enum dmq_member_state {
+  DMQ_MEMBER_ALIVE = 0,
+  DMQ_MEMBER_SUSPECT = 1,
+  DMQ_MEMBER_DEAD = 2,
+  DMQ_MEMBER_LEFT = 3
+} dmq_member_state_t;
+#define DMQ_MEMBER_STATE_COUNT 4
+
+DMQ_EXTERN const char *dmq_member_state_name(dmq_member_state_t s);
+
+/* A snapshot of one member. Pointers are borrowed: valid until the next call
+ * that feeds the node input (recv, tick, join, leave, set_meta, delete). */
+typedef struct dmq_member_info {
+  const char *name;
+  const char *addr;
+  dmq_member_state_t state;
+  uint64_t incarnation;
+  uint64_t generation;
+  const void *meta;
+  size_t meta_len;
+  uint64_t state_since; /* node time of the last state change */
+  int is_self;
+} dmq_member_info_t;
+
+typedef enum dmq_member_event {
+  DMQ_EVENT_JOINED = 0,   /* first seen alive (or a new generation) */
+  DMQ_EVENT_SUSPECT,      /* alive -> suspect */
+  DMQ_EVENT_ALIVE_AGAIN,  /* suspect -> alive (refuted) */
+  DMQ_EVENT_DEAD,         /* declared dead */
+  DMQ_EVENT_LEFT,         /* left gracefully */
+  DMQ_EVENT_META_UPDATED, /* metadata changed */
+  DMQ_EVENT_REAPED        /* dead/left member forgotten after retention */
+} dmq_member_event_t;
+
+DMQ_EXTERN const char *dmq_member_event_name(dmq_member_event_t e);
+
+typedef void (*dmq_member_cb)(dmq_node_t *node, dmq_member_event_t ev,
+                              const dmq_member_info_t *member, void *user_data);
+
+typedef enum dmq_log_level {
+  DMQ_LOG_ERROR = 0,
+  DMQ_LOG_WARN,
+  DMQ_LOG_INFO,
+  DMQ_LOG_DEBUG
+} dmq_log_level_t;
+
+/* msg is borrowed for the call. */
+typedef void (*dmq_log_cb)(dmq_node_t *node, dmq_log_level_t level,
+                           const char *msg, void *user_data);
+
+/* Why an inbound packet (or part of it) was dropped. Every drop is counted. */
+#define DMQ_DROP_MAP(X)                                                        \
+  X(SHORT, "shorter than the envelope")                                        \
+  X(MAGIC, "not a libdmq packet")                                              \
+  X(VERSION, "unsupported wire version")                                       \
+  X(LABEL, "cluster label mismatch")                                           \
+  X(MALFORMED, "malformed body")                                               \
+  X(UNKNOWN_TYPE, "unknown message type")                                      \
+  X(OVERSIZE, "larger than accepted")                                          \
+  X(NOT_FOR_US, "addressed to another member")                                 \
+  X(SELF, "sent by a member with our own name")                                \
+  X(UNSUPPORTED, "feature not enabled (encryption)")                           \
+  X(TX_FAILED, "outbound send refused by the transport")                       \
+  X(TX_NO_TRANSPORT, "no transport for the destination")
+
+/* clang-format off */
+typedef enum dmq_drop_reason {
+#define DMQ__DROP_ENUM(n, d) DMQ_DROP_##n,
+  DMQ_DROP_MAP(DMQ__DROP_ENUM)
+#undef DMQ__DROP_ENUM
+  DMQ_DROP_COUNT
+} dmq_drop_reason_t;
+/* clang-format on */
+
+DMQ_EXTERN const char *dmq_drop_reason_name(dmq_drop_reason_t r);
+
+typedef struct dmq_stats {
+  uint64_t pkts_in, pkts_out;
+  uint64_t bytes_in, bytes_out;
+  uint64_t msgs_in, msgs_out; /* protocol messages inside packets */
+  uint64_t drops[DMQ_DROP_COUNT];
+  uint64_t probes, probe_direct_ok, probe_indirect_ok, probe_failed;
+  uint64_t suspicions_raised, refutations, deaths_declared;
+  uint64_t pushpull_sent, pushpull_received;
+  uint64_t gossip_updates_sent;
+  uint32_t members[DMQ_MEMBER_STATE_COUNT]; /* by state, self included */
+  uint32_t health_score;                    /* Lifeguard local health */
+} dmq_stats_t;
+
+/* Create a node. cfg is copied. alloc may be NULL. On success *out is set and
+ * 0 returned; otherwise DMQ_EINVAL (bad config: missing name or address, zero
+ * generation, out-of-range timers) or DMQ_ENOMEM. */
+DMQ_EXTERN int dmq_node_new(dmq_node_t **out, const dmq_config_t *cfg,
+                            const dmq_alloc_t *alloc);
+/* Free the node. Transports are not closed or freed (the caller owns them).
+ * Leave first for a graceful exit. Not allowed inside a callback. */
+DMQ_EXTERN void dmq_node_delete(dmq_node_t *node);
+
+DMQ_EXTERN void dmq_node_set_member_cb(dmq_node_t *node, dmq_member_cb cb,
+                                       void *user_data);
+DMQ_EXTERN void dmq_node_set_log_cb(dmq_node_t *node, dmq_log_cb cb,
+                                    dmq_log_level_t max_level, void *user_data);
+DMQ_EXTERN void *dmq_node_user_data(const dmq_node_t *node);
+DMQ_EXTERN void dmq_node_set_user_data(dmq_node_t *node, void *user_data);
+
+/* Register a transport (not owned). At most 8 transports; one per scheme.
+ * DMQ_EEXIST for a second transport with the same scheme. */
+DMQ_EXTERN int dmq_node_add_transport(dmq_node_t *node, dmq_transport_t *t);
+
+/* Start the protocol clock: schedules probes, gossip and push/pull. */
+DMQ_EXTERN int dmq_node_start(dmq_node_t *node, uint64_t now);
+
+/* Join the cluster through seed addresses (copied). The node retries with
+ * exponential back-off and jitter until one seed answers, and re-joins
+ * through them if it later finds itself alone. Calling it again replaces the
+ * seed list. */
+DMQ_EXTERN int dmq_node_join(dmq_node_t *node, const char *const *seeds,
+                             size_t n_seeds, uint64_t now);
+
+/* Graceful leave: announce LEFT to the cluster. The node keeps answering
+ * probes until deleted; dmq_node_left_flushed() tells when the announcement
+ * has been sent often enough. */
+DMQ_EXTERN int dmq_node_leave(dmq_node_t *node, uint64_t now);
+DMQ_EXTERN int dmq_node_left_flushed(const dmq_node_t *node);
+
+/* Replace this node's metadata (copied, <= DMQ_MAX_META bytes); bumps the
+ * incarnation and gossips it. */
+DMQ_EXTERN int dmq_node_set_meta(dmq_node_t *node, const void *meta, size_t len,
+                                 uint64_t now);
+
+/* Feed bytes received by transport t from from_addr (may be NULL when the
+ * transport cannot tell). buf is borrowed for the call. Bad packets are not
+ * an error for the caller: they are counted in stats and dropped; the return
+ * value is 0 then. DMQ_EBUSY inside a callback. */
+DMQ_EXTERN int dmq_node_recv(dmq_node_t *node, dmq_transport_t *t,
+                             const char *from_addr, const void *buf, size_t len,
+                             uint64_t now);
+/* Run everything due at `now`. */
+DMQ_EXTERN int dmq_node_tick(dmq_node_t *node, uint64_t now);
+/* Earliest time at which dmq_node_tick() has work; DMQ_NEVER if none. */
+DMQ_EXTERN uint64_t dmq_node_next_deadline(const dmq_node_t *node);
+
+/* Queries. */
+DMQ_EXTERN const char *dmq_node_name(const dmq_node_t *node);
+DMQ_EXTERN int dmq_node_member(const dmq_node_t *node, const char *name,
+                               dmq_member_info_t *out);
+/* Number of members (self included) whose state bit (1u << state) is in
+ * state_mask. */
+DMQ_EXTERN size_t dmq_node_member_count(const dmq_node_t *node,
+                                        unsigned state_mask);
+#define DMQ_MASK_ALL 0xFu
+#define DMQ_MASK_LIVE ((1u << DMQ_MEMBER_ALIVE) | (1u << DMQ_MEMBER_SUSPECT))
+/* Call cb for every member (self included) in table order; stop early when
+ * cb returns non-zero. Do not feed the node input from cb. */
+DMQ_EXTERN int dmq_node_members_foreach(const dmq_node_t *node,
+                                        int (*cb)(const dmq_member_info_t *m,
+                                                  void *ud),
+                                        void *ud);
+DMQ_EXTERN void dmq_node_stats(const dmq_node_t *node, dmq_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,66 @@
+/* libdmq - transport vtable.
+ *
+ * A transport moves opaque byte strings between addresses. libdmq never opens
+ * a socket itself: it calls ops->send() and a transport hands received bytes
+ * back with dmq_node_recv(). A transport instance is a dmq_transport_t that the
+ * implementation embeds (or allocates) and registers with
+ * dmq_node_add_transport(); the node does not own it.
+ *
+ * Addresses are strings "<scheme>://<authority>" (for example
+ * "udp://127.0.0.1:7946", "tcp://[::1]:7946", "sim://17") or "host:<opaque>".
+ * A member advertises one address; when the core needs the reliable class
+ * (push/pull, large payloads) it uses a registered transport with
+ * DMQ_TRANSPORT_RELIABLE, keeping the authority part: udp://h:p -> tcp://h:p.
+ */
+#ifndef DMQ_TRANSPORT_H
+#define DMQ_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmq/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct dmq_node;
+typedef struct dmq_transport dmq_transport_t;
+
+enum dmq_transport_caps {
+  DMQ_TRANSPORT_DATAGRAM = 1u << 0, /* unreliable, bounded by mtu */
+  DMQ_TRANSPORT_RELIABLE = 1u << 1  /* ordered, reliable, large payloads */
+};
+
+typedef struct dmq_transport_ops {
+  const char *scheme; /* "udp", "tcp", "sim", "host" */
+  uint32_t caps;      /* dmq_transport_caps */
+  /* Send len bytes to addr. buf is borrowed for the duration of the call: the
+   * transport copies what it keeps. Returns 0 when accepted, DMQ_ETOOBIG when
+   * len exceeds what the transport carries, DMQ_EADDR for an address it
+   * cannot parse, DMQ_ECLOSED after close, another negative code otherwise.
+   * When it returns 0 and cookie is not NULL, the transport later calls
+   * dmq_transport_send_done(t, cookie, status) exactly once. */
+  int (*send)(dmq_transport_t *t, const char *addr, const void *buf, size_t len,
+              void *cookie);
+  /* Stop using the transport: pending sends complete with DMQ_ECLOSED.
+   * May be NULL. */
+  void (*close)(dmq_transport_t *t);
+} dmq_transport_ops_t;
+
+struct dmq_transport {
+  const dmq_transport_ops_t *ops;
+  void *impl;            /* implementation's private state */
+  struct dmq_node *node; /* set by dmq_node_add_transport() */
+  size_t mtu;            /* largest payload send() accepts */
+};
+
+/* Called by a transport when a send accepted with a non-NULL cookie has
+ * finished (status 0 = handed to the network, or a negative code). */
+DMQ_EXTERN void dmq_transport_send_done(dmq_transport_t *t, void *cookie,
+                                        int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,162 @@
+/* libdmq - internal structures shared by the core's source files. */
+#ifndef DMQ_INTERNAL_H
+#define DMQ_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmq/dmq.h"
+#include "wire.h"
+
+#define DMQ__MAX_TRANSPORTS 8
+#define DMQ__MAX_SEEDS 32
+/* Most confirmations tracked per suspicion (Lifeguard's k is small). */
+#define DMQ__MAX_CONFIRM 8
+/* Outstanding relayed (indirect) probes we keep track of. */
+#define DMQ__MAX_RELAYS 64
+/* Dissemination buckets: transmit counts above this are never needed. */
+#define DMQ__MAX_BUCKETS 256
+
+/* ---- rng: xoshiro256** seeded through splitmix64 ---- */
+typedef struct dmq__rng {
+  uint64_t s[4];
+} dmq__rng_t;
+void dmq__rng_seed(dmq__rng_t *r, uint64_t seed);
+uint64_t dmq__rng_next(dmq__rng_t *r);
+/* Uniform in [0, n); n > 0. */
+uint64_t dmq__rng_below(dmq__rng_t *r, uint64_t n);
+
+typedef struct dmq__member dmq__member_t;
+
+typedef struct dmq__suspicion {
+  uint64_t start;    /* when the suspicion began */
+  uint64_t deadline; /* when it turns into death */
+  uint64_t min_ms, max_ms;
+  uint32_t k;      /* confirmations expected */
+  uint32_t nconf;  /* independent confirmations received */
+  uint64_t conf[DMQ__MAX_CONFIRM]; /* name hashes of confirmers */
+  char from[DMQ_MAX_NAME + 1]; /* who raised it (gossiped along) */
+} dmq__suspicion_t;
+
+struct dmq__member {
+  char *name; /* points into the same allocation, NUL-terminated */
+  char *addr;
+  uint8_t name_len, addr_len;
+  uint8_t state; /* dmq_member_state_t */
+  uint8_t is_self;
+  uint64_t inc, gen;
+  uint64_t state_since;
+  uint8_t *meta;
+  uint16_t meta_len;
+  uint32_t idx; /* position in node->members */
+  dmq__suspicion_t *susp;
+  int32_t susp_idx; /* position in node->suspects, -1 if none */
+  /* dissemination queue links (bucket = transmits so far) */
+  dmq__member_t *bc_prev, *bc_next;
+  int16_t bc_bucket; /* -1 = not queued */
+  uint8_t bc_queued_fresh;
+};
+
+typedef struct dmq__relay {
+  uint32_t seq;        /* our ping to the target */
+  uint32_t origin_seq; /* the requester's probe seq */
+  uint64_t nack_at;    /* send a nack if no ack by then (0 = sent/none) */
+  uint64_t expire_at;
+  char origin[DMQ_MAX_ADDR + 1];
+  uint8_t want_nack;
+  uint8_t used;
+} dmq__relay_t;
+
+typedef struct dmq__event {
+  dmq_member_event_t ev;
+  char name[DMQ_MAX_NAME + 1];
+  char addr[DMQ_MAX_ADDR + 1];
+  uint8_t state;
+  uint64_t inc, gen, since;
+  uint8_t *meta;
+  uint16_t meta_len;
+} dmq__event_t;
+
+struct dmq_node {
+  dmq_alloc_t alloc;
+  dmq_config_t cfg; /* strings inside point to node-owned copies */
+  char name[DMQ_MAX_NAME + 1];
+  char addr[DMQ_MAX_ADDR + 1];
+  dmq__rng_t rng;
+  void *user_data;
+  dmq_member_cb member_cb;
+  void *member_ud;
+  dmq_log_cb log_cb;
+  dmq_log_level_t log_level;
+  void *log_ud;
+
+  dmq_transport_t *transports[DMQ__MAX_TRANSPORTS];
+  size_t ntransports;
+
+  /* member table: array (probe order) + open-addressing name index */
+  dmq__member_t **members;
+  uint32_t nmembers, cap_members;
+  dmq__member_t **index;
+  uint32_t index_cap; /* power of two */
+  dmq__member_t *self;
+  uint32_t n_live; /* alive + suspect, self included */
+
+  dmq__member_t **suspects;
+  uint32_t nsuspects, cap_suspects;
+
+  /* dissemination queue: bucket b holds members whose update was sent b
+   * times; lower buckets go first; inside a bucket, the head is freshest. */
+  dmq__member_t *bc_head[DMQ__MAX_BUCKETS], *bc_tail[DMQ__MAX_BUCKETS];
+  uint32_t bc_count;
+  uint32_t announce_used; /* fresh announcements this probe period */
+
+  /* probing */
+  int started;
+  uint64_t now;
+  uint32_t seq;
+  uint32_t probe_pos;
+  uint64_t next_probe;
+  struct {
+    int active, acked, indirect_sent;
+    uint32_t seq;
+    uint32_t nacks_expected, nacks_got;
+    uint64_t timeout_at, end_at;
+    char target[DMQ_MAX_NAME + 1];
+  } probe;
+  uint32_t health; /* Lifeguard local health multiplier - 1 */
+  dmq__relay_t relays[DMQ__MAX_RELAYS];
+  uint64_t next_gossip, next_pushpull, next_reconnect, next_reap;
+
+  /* joining */
+  char *seeds[DMQ__MAX_SEEDS];
+  size_t nseeds;
+  int joining, joined;
+  uint32_t join_attempt;
+  uint64_t next_join;
+
+  int leaving;
+
+  /* events delivered after processing */
+  dmq__event_t *events;
+  uint32_t nevents, cap_events;
+  int in_callback;
+  int delete_pending;
+
+  /* packet buffers */
+  uint8_t *txbuf; /* cfg.mtu bytes */
+  uint8_t *bigbuf; /* push/pull */
+  size_t bigbuf_cap;
+
+  dmq_stats_t stats;
+};
+
+void *dmq__malloc(dmq_node_t *n, size_t size);
+void *dmq__realloc(dmq_node_t *n, void *p, size_t size);
+void dmq__free(dmq_node_t *n, void *p);
+void dmq__log(dmq_node_t *n, dmq_log_level_t lvl, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#endif

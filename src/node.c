@@ -1,0 +1,609 @@
+/* libdmq - the node: member table, events, stats and the public node API.
+ *
+ * The node is sans-I/O. It owns the member table (an array in probe order
+ * plus an open-addressing index by name), the dissemination queue and the
+ * event queue; the protocol itself (probing, suspicion, gossip, push/pull,
+ * join) lives in swim.c. Callbacks never run in the middle of protocol
+ * processing: member events are snapshotted into node->events and delivered
+ * by dmq__flush_events() once the input that caused them is fully handled.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "swim.h"
+
+/* ---- allocation ---- */
+
+static void *node_libc_malloc(size_t s, void *ud) {
+  (void)ud;
+  return malloc(s);
+}
+static void *node_libc_realloc(void *p, size_t s, void *ud) {
+  (void)ud;
+  return realloc(p, s);
+}
+static void node_libc_free(void *p, void *ud) {
+  (void)ud;
+  free(p);
+}
+
+void *dmq__malloc(dmq_node_t *n, size_t size) {
+  return n->alloc.malloc_fn(size, n->alloc.ud);
+}
+void *dmq__realloc(dmq_node_t *n, void *p, size_t size) {
+  return n->alloc.realloc_fn(p, size, n->alloc.ud);
+}
+void dmq__free(dmq_node_t *n, void *p) {
+  if (p != NULL)
+    n->alloc.free_fn(p, n->alloc.ud);
+}
+
+void dmq__log(dmq_node_t *n, dmq_log_level_t lvl, const char *fmt, ...) {
+  if (n->log_cb == NULL || lvl > n->log_level)
+    return;
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  n->log_cb(n, lvl, buf, n->log_ud);
+}
+
+/* ---- names ---- */
+
+const char *dmq_member_state_name(dmq_member_state_t s) {
+  static const char *const names[] = {"alive", "suspect", "dead", "left"};
+  return (unsigned)s < 4 ? names[s] : "unknown";
+}
+
+const char *dmq_member_event_name(dmq_member_event_t e) {
+  static const char *const names[] = {"joined", "suspect", "alive_again",
+                                      "dead",   "left",    "meta_updated",
+                                      "reaped"};
+  return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e]
+                                                         : "unknown";
+}
+
+const char *dmq_drop_reason_name(dmq_drop_reason_t r) {
+  static const char *const names[] = {
+#define DMQ__DROP_STR(n, d) #n,
+      DMQ_DROP_MAP(DMQ__DROP_STR)
+#undef DMQ__DROP_STR
+  };
+  return (unsigned)r < DMQ_DROP_COUNT ? names[r] : "UNKNOWN";
+}
+
+/* ---- member index ---- */
+
+uint64_t dmq__hash(const char *p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+  for (size_t i = 0; i < n; i++) {
+    h ^= (uint8_t)p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+static int node_index_grow(dmq_node_t *n) {
+  uint32_t ncap = n->index_cap ? n->index_cap * 2 : 16;
+  dmq__member_t **ni = dmq__malloc(n, ncap * sizeof(*ni));
+  if (ni == NULL)
+    return DMQ_ENOMEM;
+  memset(ni, 0, ncap * sizeof(*ni));
+  for (uint32_t i = 0; i < n->index_cap; i++) {
+    dmq__member_t *m = n->index[i];
+    if (m == NULL)
+      continue;
+    uint32_t j = (uint32_t)dmq__hash(m->name, m->name_len) & (ncap - 1);
+    while (ni[j] != NULL)
+      j = (j + 1) & (ncap - 1);
+    ni[j] = m;
+  }
+  dmq__free(n, n->index);
+  n->index = ni;
+  n->index_cap = ncap;
+  return 0;
+}
+
+dmq__member_t *dmq__member_find(const dmq_node_t *n, const char *name,
+                                size_t len) {
+  if (n->index_cap == 0)
+    return NULL;
+  uint32_t mask = n->index_cap - 1;
+  uint32_t j = (uint32_t)dmq__hash(name, len) & mask;
+  for (;;) {
+    dmq__member_t *m = n->index[j];
+    if (m == NULL)
+      return NULL;
+    if (m->name_len == len && memcmp(m->name, name, len) == 0)
+      return m;
+    j = (j + 1) & mask;
+  }
+}
+
+static void node_index_remove(dmq_node_t *n, dmq__member_t *m) {
+  uint32_t mask = n->index_cap - 1;
+  uint32_t j = (uint32_t)dmq__hash(m->name, m->name_len) & mask;
+  while (n->index[j] != m)
+    j = (j + 1) & mask;
+  /* backward-shift deletion keeps probe chains intact */
+  uint32_t i = j;
+  for (;;) {
+    n->index[i] = NULL;
+    uint32_t k = i;
+    for (;;) {
+      k = (k + 1) & mask;
+      dmq__member_t *c = n->index[k];
+      if (c == NULL)
+        return;
+      uint32_t home = (uint32_t)dmq__hash(c->name, c->name_len) & mask;
+      /* can c move to slot i? yes if home is not cyclically in (i, k] */
+      if ((i <= k) ? (home <= i || home > k) : (home <= i && home > k)) {
+        n->index[i] = c;
+        i = k;
+        break;
+      }
+    }
+  }
+}
+
+int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
+                         size_t len) {
+  if (m->addr_len == len && memcmp(m->addr, addr, len) == 0)
+    return 0;
+  char *a = dmq__malloc(n, len + 1);
+  if (a == NULL)
+    return DMQ_ENOMEM;
+  memcpy(a, addr, len);
+  a[len] = '\0';
+  dmq__free(n, m->addr);
+  m->addr = a;
+  m->addr_len = (uint8_t)len;
+  return 0;
+}
+
+int dmq__member_set_meta(dmq_node_t *n, dmq__member_t *m, const void *meta,
+                         size_t len) {
+  if (m->meta_len == len && (len == 0 || memcmp(m->meta, meta, len) == 0))
+    return 0;
+  uint8_t *p = NULL;
+  if (len > 0) {
+    p = dmq__malloc(n, len);
+    if (p == NULL)
+      return DMQ_ENOMEM;
+    memcpy(p, meta, len);
+  }
+  dmq__free(n, m->meta);
+  m->meta = p;
+  m->meta_len = (uint16_t)len;
+  return 1; /* changed */
+}
+
+dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
+                               const char *addr, size_t alen) {
+  if (n->nmembers == n->cap_members) {
+    uint32_t nc = n->cap_members ? n->cap_members * 2 : 8;
+    dmq__member_t **na = dmq__realloc(n, n->members, nc * sizeof(*na));
+    if (na == NULL)
+      return NULL;
+    n->members = na;
+    n->cap_members = nc;
+  }
+  if ((n->nmembers + 1) * 2 > n->index_cap && node_index_grow(n) != 0)
+    return NULL;
+  dmq__member_t *m = dmq__malloc(n, sizeof(*m) + nlen + 1);
+  if (m == NULL)
+    return NULL;
+  memset(m, 0, sizeof(*m));
+  m->name = (char *)(m + 1);
+  memcpy(m->name, name, nlen);
+  m->name[nlen] = '\0';
+  m->name_len = (uint8_t)nlen;
+  if (dmq__member_set_addr(n, m, addr, alen) != 0) {
+    dmq__free(n, m);
+    return NULL;
+  }
+  m->bc_bucket = -1;
+  m->susp_idx = -1;
+  /* insert at a random position so the probe order stays random */
+  uint32_t pos = n->nmembers;
+  n->members[pos] = m;
+  m->idx = pos;
+  n->nmembers++;
+  uint32_t j = (uint32_t)dmq__rng_below(&n->rng, n->nmembers);
+  if (j != pos) {
+    dmq__member_t *o = n->members[j];
+    n->members[j] = m;
+    m->idx = j;
+    n->members[pos] = o;
+    o->idx = pos;
+  }
+  uint32_t mask = n->index_cap - 1;
+  uint32_t h = (uint32_t)dmq__hash(name, nlen) & mask;
+  while (n->index[h] != NULL)
+    h = (h + 1) & mask;
+  n->index[h] = m;
+  return m;
+}
+
+void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
+  dmq__bc_remove(n, m);
+  dmq__suspicion_clear(n, m);
+  node_index_remove(n, m);
+  uint32_t last = n->nmembers - 1;
+  if (m->idx != last) {
+    dmq__member_t *o = n->members[last];
+    n->members[m->idx] = o;
+    o->idx = m->idx;
+  }
+  n->nmembers--;
+  dmq__free(n, m->addr);
+  dmq__free(n, m->meta);
+  dmq__free(n, m);
+}
+
+void dmq__members_shuffle(dmq_node_t *n) {
+  for (uint32_t i = n->nmembers; i > 1; i--) {
+    uint32_t j = (uint32_t)dmq__rng_below(&n->rng, i);
+    dmq__member_t *t = n->members[i - 1];
+    n->members[i - 1] = n->members[j];
+    n->members[j] = t;
+    n->members[i - 1]->idx = i - 1;
+    n->members[j]->idx = j;
+  }
+}
+
+/* ---- events ---- */
+
+void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m) {
+  if (n->member_cb == NULL || m->is_self)
+    return;
+  if (n->nevents == n->cap_events) {
+    uint32_t nc = n->cap_events ? n->cap_events * 2 : 16;
+    dmq__event_t *ne = dmq__realloc(n, n->events, nc * sizeof(*ne));
+    if (ne == NULL) {
+      dmq__log(n, DMQ_LOG_ERROR, "out of memory: member event lost");
+      return;
+    }
+    n->events = ne;
+    n->cap_events = nc;
+  }
+  dmq__event_t *e = &n->events[n->nevents];
+  e->ev = ev;
+  memcpy(e->name, m->name, (size_t)m->name_len + 1);
+  memcpy(e->addr, m->addr, (size_t)m->addr_len + 1);
+  e->state = m->state;
+  e->inc = m->inc;
+  e->gen = m->gen;
+  e->since = m->state_since;
+  e->meta = NULL;
+  e->meta_len = 0;
+  if (m->meta_len > 0) {
+    e->meta = dmq__malloc(n, m->meta_len);
+    if (e->meta != NULL) {
+      memcpy(e->meta, m->meta, m->meta_len);
+      e->meta_len = m->meta_len;
+    }
+  }
+  n->nevents++;
+}
+
+void dmq__flush_events(dmq_node_t *n) {
+  if (n->in_callback)
+    return;
+  n->in_callback = 1;
+  for (uint32_t i = 0; i < n->nevents; i++) {
+    dmq__event_t *e = &n->events[i];
+    dmq_member_info_t info = {
+        .name = e->name,
+        .addr = e->addr,
+        .state = (dmq_member_state_t)e->state,
+        .incarnation = e->inc,
+        .generation = e->gen,
+        .meta = e->meta,
+        .meta_len = e->meta_len,
+        .state_since = e->since,
+        .is_self = 0,
+    };
+    if (n->member_cb != NULL)
+      n->member_cb(n, e->ev, &info, n->member_ud);
+  }
+  for (uint32_t i = 0; i < n->nevents; i++)
+    dmq__free(n, n->events[i].meta);
+  n->nevents = 0;
+  n->in_callback = 0;
+}
+
+/* ---- transports ---- */
+
+static dmq_transport_t *node_transport_for(dmq_node_t *n, const char *addr,
+                                           int reliable, const char **rest) {
+  const char *sep = strstr(addr, "://");
+  size_t slen;
+  if (sep != NULL) {
+    slen = (size_t)(sep - addr);
+    *rest = sep + 3;
+  } else {
+    sep = strchr(addr, ':');
+    if (sep == NULL)
+      return NULL;
+    slen = (size_t)(sep - addr);
+    *rest = sep + 1;
+  }
+  dmq_transport_t *same = NULL;
+  for (size_t i = 0; i < n->ntransports; i++) {
+    dmq_transport_t *t = n->transports[i];
+    if (strlen(t->ops->scheme) == slen &&
+        memcmp(t->ops->scheme, addr, slen) == 0) {
+      same = t;
+      break;
+    }
+  }
+  if (same == NULL || !reliable || (same->ops->caps & DMQ_TRANSPORT_RELIABLE))
+    return same;
+  /* reliable class: a registered stream transport, same authority */
+  for (size_t i = 0; i < n->ntransports; i++) {
+    dmq_transport_t *t = n->transports[i];
+    if (t->ops->caps & DMQ_TRANSPORT_RELIABLE)
+      return t;
+  }
+  return same;
+}
+
+int dmq__send(dmq_node_t *n, const char *addr, const uint8_t *buf, size_t len,
+              int reliable, uint32_t nmsgs) {
+  const char *rest = NULL;
+  dmq_transport_t *t = node_transport_for(n, addr, reliable, &rest);
+  if (t == NULL) {
+    n->stats.drops[DMQ_DROP_TX_NO_TRANSPORT]++;
+    return DMQ_ENOTRANSPORT;
+  }
+  char tmp[DMQ_MAX_ADDR + 16];
+  const char *dst = addr;
+  size_t sl = strlen(t->ops->scheme);
+  if (strncmp(addr, t->ops->scheme, sl) != 0 || addr[sl] != ':') {
+    int w = snprintf(tmp, sizeof(tmp), "%s://%s", t->ops->scheme, rest);
+    if (w < 0 || (size_t)w >= sizeof(tmp)) {
+      n->stats.drops[DMQ_DROP_TX_FAILED]++;
+      return DMQ_EADDR;
+    }
+    dst = tmp;
+  }
+  int rc = t->ops->send(t, dst, buf, len, NULL);
+  if (rc != 0) {
+    n->stats.drops[DMQ_DROP_TX_FAILED]++;
+    return rc;
+  }
+  n->stats.pkts_out++;
+  n->stats.bytes_out += len;
+  n->stats.msgs_out += nmsgs;
+  return 0;
+}
+
+void dmq_transport_send_done(dmq_transport_t *t, void *cookie, int status) {
+  /* Membership traffic is fire-and-forget (cookie NULL). Reliable delivery
+   * will route completions here; until then a completion with a cookie has
+   * no owner and is only counted. */
+  (void)cookie;
+  if (t != NULL && t->node != NULL && status != 0)
+    t->node->stats.drops[DMQ_DROP_TX_FAILED]++;
+}
+
+int dmq_node_add_transport(dmq_node_t *n, dmq_transport_t *t) {
+  if (n == NULL || t == NULL || t->ops == NULL || t->ops->send == NULL ||
+      t->ops->scheme == NULL || t->ops->scheme[0] == '\0')
+    return DMQ_EINVAL;
+  if (n->ntransports == DMQ__MAX_TRANSPORTS)
+    return DMQ_ENOMEM;
+  for (size_t i = 0; i < n->ntransports; i++) {
+    if (n->transports[i] == t ||
+        strcmp(n->transports[i]->ops->scheme, t->ops->scheme) == 0)
+      return DMQ_EEXIST;
+  }
+  t->node = n;
+  n->transports[n->ntransports++] = t;
+  return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static int node_valid_name(const char *s, size_t max) {
+  if (s == NULL)
+    return 0;
+  size_t l = strlen(s);
+  if (l == 0 || l > max)
+    return 0;
+  for (size_t i = 0; i < l; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c <= 0x20 || c == 0x7f)
+      return 0;
+  }
+  return 1;
+}
+
+static int node_valid_config(const dmq_config_t *c) {
+  if (!node_valid_name(c->name, DMQ_MAX_NAME) ||
+      !node_valid_name(c->advertise_addr, DMQ_MAX_ADDR))
+    return 0;
+  if (c->generation == 0 || c->meta_len > DMQ_MAX_META ||
+      (c->meta_len > 0 && c->meta == NULL))
+    return 0;
+  if (c->probe_interval_ms == 0 || c->probe_timeout_ms == 0 ||
+      c->probe_timeout_ms > c->probe_interval_ms ||
+      c->gossip_interval_ms == 0 || c->suspicion_mult == 0 ||
+      c->suspicion_max_mult == 0 || c->retransmit_mult == 0 ||
+      c->awareness_max == 0 || c->awareness_max > 64)
+    return 0;
+  if (c->indirect_checks > 16 || c->gossip_nodes > 64)
+    return 0;
+  if (c->mtu < 256 || c->mtu > 65507 || c->max_packet < c->mtu)
+    return 0;
+  if (c->join_retry_ms == 0 || c->join_retry_max_ms < c->join_retry_ms)
+    return 0;
+  return 1;
+}
+
+int dmq_node_new(dmq_node_t **out, const dmq_config_t *cfg,
+                 const dmq_alloc_t *alloc) {
+  if (out == NULL || cfg == NULL)
+    return DMQ_EINVAL;
+  *out = NULL;
+  if (!node_valid_config(cfg))
+    return DMQ_EINVAL;
+  dmq_alloc_t a = {node_libc_malloc, node_libc_realloc, node_libc_free, NULL};
+  if (alloc != NULL) {
+    if (alloc->malloc_fn == NULL || alloc->realloc_fn == NULL ||
+        alloc->free_fn == NULL)
+      return DMQ_EINVAL;
+    a = *alloc;
+  }
+  dmq_node_t *n = a.malloc_fn(sizeof(*n), a.ud);
+  if (n == NULL)
+    return DMQ_ENOMEM;
+  memset(n, 0, sizeof(*n));
+  n->alloc = a;
+  n->cfg = *cfg;
+  strcpy(n->name, cfg->name);
+  strcpy(n->addr, cfg->advertise_addr);
+  n->cfg.name = n->name;
+  n->cfg.advertise_addr = n->addr;
+  n->cfg.meta = NULL;
+  n->cfg.meta_len = 0;
+  dmq__rng_seed(&n->rng, cfg->rng_seed ^ dmq__hash(n->name, strlen(n->name)));
+  n->txbuf = dmq__malloc(n, cfg->mtu);
+  if (n->txbuf == NULL)
+    goto nomem;
+  dmq__member_t *self = dmq__member_add(n, n->name, strlen(n->name), n->addr,
+                                        strlen(n->addr));
+  if (self == NULL)
+    goto nomem;
+  self->is_self = 1;
+  self->gen = cfg->generation;
+  self->state = DMQ_MEMBER_ALIVE;
+  if (cfg->meta_len > 0 &&
+      dmq__member_set_meta(n, self, cfg->meta, cfg->meta_len) < 0)
+    goto nomem;
+  n->self = self;
+  n->n_live = 1;
+  *out = n;
+  return 0;
+nomem:
+  dmq_node_delete(n);
+  return DMQ_ENOMEM;
+}
+
+void dmq_node_delete(dmq_node_t *n) {
+  if (n == NULL)
+    return;
+  if (n->in_callback) {
+    dmq__log(n, DMQ_LOG_ERROR, "dmq_node_delete() inside a callback ignored");
+    return;
+  }
+  for (size_t i = 0; i < n->ntransports; i++)
+    n->transports[i]->node = NULL;
+  while (n->nmembers > 0)
+    dmq__member_remove(n, n->members[n->nmembers - 1]);
+  for (size_t i = 0; i < n->nseeds; i++)
+    dmq__free(n, n->seeds[i]);
+  for (uint32_t i = 0; i < n->nevents; i++)
+    dmq__free(n, n->events[i].meta);
+  dmq__free(n, n->events);
+  dmq__free(n, n->members);
+  dmq__free(n, n->index);
+  dmq__free(n, n->suspects);
+  dmq__free(n, n->txbuf);
+  dmq__free(n, n->bigbuf);
+  dmq_alloc_t a = n->alloc;
+  a.free_fn(n, a.ud);
+}
+
+void dmq_node_set_member_cb(dmq_node_t *n, dmq_member_cb cb, void *ud) {
+  if (n == NULL)
+    return;
+  n->member_cb = cb;
+  n->member_ud = ud;
+}
+
+void dmq_node_set_log_cb(dmq_node_t *n, dmq_log_cb cb, dmq_log_level_t lvl,
+                         void *ud) {
+  if (n == NULL)
+    return;
+  n->log_cb = cb;
+  n->log_level = lvl;
+  n->log_ud = ud;
+}
+
+void *dmq_node_user_data(const dmq_node_t *n) {
+  return n ? n->user_data : NULL;
+}
+void dmq_node_set_user_data(dmq_node_t *n, void *ud) {
+  if (n)
+    n->user_data = ud;
+}
+
+const char *dmq_node_name(const dmq_node_t *n) { return n ? n->name : NULL; }
+
+/* ---- queries ---- */
+
+static void node_fill_info(const dmq__member_t *m, dmq_member_info_t *o) {
+  o->name = m->name;
+  o->addr = m->addr;
+  o->state = (dmq_member_state_t)m->state;
+  o->incarnation = m->inc;
+  o->generation = m->gen;
+  o->meta = m->meta;
+  o->meta_len = m->meta_len;
+  o->state_since = m->state_since;
+  o->is_self = m->is_self;
+}
+
+int dmq_node_member(const dmq_node_t *n, const char *name,
+                    dmq_member_info_t *out) {
+  if (n == NULL || name == NULL || out == NULL)
+    return DMQ_EINVAL;
+  size_t l = strlen(name);
+  if (l == 0 || l > DMQ_MAX_NAME)
+    return DMQ_EINVAL;
+  const dmq__member_t *m = dmq__member_find(n, name, l);
+  if (m == NULL)
+    return DMQ_ENOENT;
+  node_fill_info(m, out);
+  return 0;
+}
+
+size_t dmq_node_member_count(const dmq_node_t *n, unsigned mask) {
+  if (n == NULL)
+    return 0;
+  size_t c = 0;
+  for (uint32_t i = 0; i < n->nmembers; i++)
+    if (mask & (1u << n->members[i]->state))
+      c++;
+  return c;
+}
+
+int dmq_node_members_foreach(const dmq_node_t *n,
+                             int (*cb)(const dmq_member_info_t *, void *),
+                             void *ud) {
+  if (n == NULL || cb == NULL)
+    return DMQ_EINVAL;
+  for (uint32_t i = 0; i < n->nmembers; i++) {
+    dmq_member_info_t info;
+    node_fill_info(n->members[i], &info);
+    if (cb(&info, ud) != 0)
+      break;
+  }
+  return 0;
+}
+
+void dmq_node_stats(const dmq_node_t *n, dmq_stats_t *out) {
+  if (n == NULL || out == NULL)
+    return;
+  *out = n->stats;
+  memset(out->members, 0, sizeof(out->members));
+  for (uint32_t i = 0; i < n->nmembers; i++)
+    out->members[n->members[i]->state]++;
+  out->health_score = n->health;
+}

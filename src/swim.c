@@ -1,0 +1,1123 @@
+/* libdmq - SWIM membership with Lifeguard, sans-I/O.
+ *
+ * What this file does, and where it departs from the papers:
+ *
+ * - Probing (SWIM 4.1/4.3): one probe per period, targets in a shuffled
+ *   round-robin order; no ack within the probe timeout -> PING_REQ through k
+ *   random members; still nothing at the end of the period -> suspect.
+ * - Lifeguard: (1) local health: failed probes and missed nacks raise a
+ *   score, acks lower it, and the probe period and timeout are multiplied by
+ *   (score + 1); (2) dynamic suspicion: the timeout starts at
+ *   max = max_mult * min and falls logarithmically towards
+ *   min = mult * max(1, log10 N) * probe as independent confirmations arrive;
+ *   (3) "buddy system": a probe to a suspect member carries the suspicion
+ *   first, so the member learns it is suspected at once and can refute.
+ * - Dissemination (SWIM 4.1 infection-style): an update is not a stored
+ *   message but a pointer to the member whose state changed; what goes on
+ *   the wire is the member's *current* state, so a newer update replaces an
+ *   older one for free. Updates live in buckets by transmit count: lowest
+ *   bucket first (least-sent), head of a bucket = freshest, each update sent
+ *   retransmit_mult * ceil(log2(N + 1)) times, packed up to the MTU.
+ * - Anti-entropy: periodic push/pull of the full table with one random live
+ *   member (reliable transport); DEAD in a pushed table is taken only as
+ *   SUSPECT, so one stale table cannot kill anyone. Join = push/pull with the
+ *   seeds, retried with exponential back-off and jitter.
+ * - Partition healing (not in SWIM): every reconnect interval, push/pull with
+ *   each seed that is not alive in our view and with one random dead member.
+ * - Join storms: first-time announcements are budgeted per probe period;
+ *   beyond the budget a newcomer's ALIVE enters the queue half-spent, so it
+ *   is still spread but cannot crowd out probes, suspicions and refutations.
+ * - Identity: (generation, incarnation) ordered lexicographically; only the
+ *   owner raises its incarnation, and a restart raises the generation, so a
+ *   restarted member replaces its old self but stale gossip never revives a
+ *   dead one.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+#include "swim.h"
+
+/* A relay that got no ack sends its nack at this share of the timeout, so
+ * the nack arrives before the requester's own deadline. */
+#define SWIM_NACK_SHARE_NUM 4
+#define SWIM_NACK_SHARE_DEN 5
+/* Dead/left members are checked for reaping this often. */
+#define SWIM_REAP_EVERY_MS 1000
+/* Extra gossip packets tried after the first that did not fit. */
+#define SWIM_FILL_TRIES 3
+/* Most updates packed into one packet (bounded by the MTU anyway). */
+#define SWIM_MAX_PICK 256
+
+static dmq__slice_t sl(const char *p, size_t n) {
+  dmq__slice_t s = {p, n};
+  return s;
+}
+
+static uint64_t swim_scaled(const dmq_node_t *n, uint32_t ms) {
+  return (uint64_t)ms * (n->health + 1);
+}
+
+/* ---------------------------------------------------------------------- */
+/* dissemination queue                                                     */
+
+static uint32_t swim_retransmit_limit(const dmq_node_t *n) {
+  uint32_t lg = 0;
+  for (uint32_t x = n->n_live + 1; x > 1; x = (x + 1) / 2)
+    lg++; /* ceil(log2(N + 1)) */
+  if (lg < 1)
+    lg = 1;
+  uint32_t l = n->cfg.retransmit_mult * lg;
+  return l >= DMQ__MAX_BUCKETS ? DMQ__MAX_BUCKETS - 1 : l;
+}
+
+void dmq__bc_remove(dmq_node_t *n, dmq__member_t *m) {
+  if (m->bc_bucket < 0)
+    return;
+  int b = m->bc_bucket;
+  if (m->bc_prev)
+    m->bc_prev->bc_next = m->bc_next;
+  else
+    n->bc_head[b] = m->bc_next;
+  if (m->bc_next)
+    m->bc_next->bc_prev = m->bc_prev;
+  else
+    n->bc_tail[b] = m->bc_prev;
+  m->bc_prev = m->bc_next = NULL;
+  m->bc_bucket = -1;
+  n->bc_count--;
+}
+
+static void swim_bc_push(dmq_node_t *n, dmq__member_t *m, int b, int head) {
+  m->bc_bucket = (int16_t)b;
+  if (head) {
+    m->bc_prev = NULL;
+    m->bc_next = n->bc_head[b];
+    if (n->bc_head[b])
+      n->bc_head[b]->bc_prev = m;
+    else
+      n->bc_tail[b] = m;
+    n->bc_head[b] = m;
+  } else {
+    m->bc_next = NULL;
+    m->bc_prev = n->bc_tail[b];
+    if (n->bc_tail[b])
+      n->bc_tail[b]->bc_next = m;
+    else
+      n->bc_head[b] = m;
+    n->bc_tail[b] = m;
+  }
+  n->bc_count++;
+}
+
+/* Queue the member's current state for dissemination, as fresh news. */
+static void swim_bc_queue(dmq_node_t *n, dmq__member_t *m) {
+  dmq__bc_remove(n, m);
+  swim_bc_push(n, m, 0, 1);
+}
+
+/* A first-time announcement, subject to the join-storm budget. */
+static void swim_bc_announce(dmq_node_t *n, dmq__member_t *m) {
+  if (n->cfg.announce_budget == 0 ||
+      n->announce_used < n->cfg.announce_budget) {
+    n->announce_used++;
+    swim_bc_queue(n, m);
+    return;
+  }
+  dmq__bc_remove(n, m);
+  uint32_t limit = swim_retransmit_limit(n);
+  swim_bc_push(n, m, (int)(limit / 2), 0);
+}
+
+/* Encode one member update. */
+static int swim_enc_update(dmq_node_t *n, dmq__enc_t *e,
+                           const dmq__member_t *m) {
+  dmq__slice_t name = sl(m->name, m->name_len);
+  switch (m->state) {
+  case DMQ_MEMBER_ALIVE:
+    return dmq__enc_alive(e, name, sl(m->addr, m->addr_len), m->inc, m->gen,
+                          sl((const char *)m->meta, m->meta_len));
+  case DMQ_MEMBER_SUSPECT: {
+    const char *from = m->susp ? m->susp->from : n->name;
+    return dmq__enc_suspect(e, name, m->inc, m->gen, sl(from, strlen(from)));
+  }
+  case DMQ_MEMBER_DEAD:
+    return dmq__enc_dead(e, name, m->inc, m->gen,
+                         sl(n->name, strlen(n->name)));
+  default:
+    return dmq__enc_left(e, name, m->inc, m->gen);
+  }
+}
+
+/* Pack queued updates into e until it is full. Returns messages added. */
+static uint32_t swim_fill_gossip(dmq_node_t *n, dmq__enc_t *e) {
+  if (n->bc_count == 0)
+    return 0;
+  dmq__member_t *pick[SWIM_MAX_PICK];
+  uint32_t np = 0, fails = 0;
+  uint32_t limit = swim_retransmit_limit(n);
+  for (uint32_t b = 0; b < DMQ__MAX_BUCKETS && np < SWIM_MAX_PICK; b++) {
+    for (dmq__member_t *m = n->bc_head[b]; m != NULL && np < SWIM_MAX_PICK;
+         m = m->bc_next) {
+      if (b >= limit) {
+        continue; /* over the limit for the current N: dropped below */
+      }
+      if (swim_enc_update(n, e, m) == 0) {
+        pick[np++] = m;
+      } else if (++fails > SWIM_FILL_TRIES) {
+        goto done;
+      }
+    }
+  }
+done:
+  for (uint32_t i = 0; i < np; i++) {
+    dmq__member_t *m = pick[i];
+    int b = m->bc_bucket + 1;
+    dmq__bc_remove(n, m);
+    if ((uint32_t)b < limit)
+      swim_bc_push(n, m, b, 0);
+  }
+  /* drop updates stranded above a limit that shrank with N */
+  for (uint32_t b = limit; b < DMQ__MAX_BUCKETS; b++)
+    while (n->bc_head[b] != NULL)
+      dmq__bc_remove(n, n->bc_head[b]);
+  n->stats.gossip_updates_sent += np;
+  return np;
+}
+
+/* ---------------------------------------------------------------------- */
+/* packets                                                                 */
+
+static void swim_begin(dmq_node_t *n, dmq__enc_t *e) {
+  dmq__enc_begin(e, n->txbuf, n->cfg.mtu, NULL, 0, n->name, strlen(n->name));
+}
+
+/* Finish a datagram (piggybacking gossip) and send it. */
+static void swim_finish(dmq_node_t *n, dmq__enc_t *e, const char *addr) {
+  swim_fill_gossip(n, e);
+  uint32_t c = e->count;
+  size_t len = dmq__enc_end(e);
+  dmq__send(n, addr, n->txbuf, len, 0, c);
+}
+
+static void swim_send_ack(dmq_node_t *n, const char *addr, uint32_t seq) {
+  dmq__enc_t e;
+  swim_begin(n, &e);
+  dmq__enc_ack(&e, seq);
+  swim_finish(n, &e, addr);
+}
+
+static void swim_send_nack(dmq_node_t *n, const char *addr, uint32_t seq) {
+  dmq__enc_t e;
+  swim_begin(n, &e);
+  dmq__enc_nack(&e, seq);
+  swim_finish(n, &e, addr);
+}
+
+static void swim_send_ping(dmq_node_t *n, const dmq__member_t *target,
+                           const char *addr, uint32_t seq) {
+  dmq__enc_t e;
+  swim_begin(n, &e);
+  /* Lifeguard buddy system: tell a suspect member first. */
+  if (target != NULL && target->state == DMQ_MEMBER_SUSPECT)
+    swim_enc_update(n, &e, target);
+  dmq__enc_ping(&e, seq, sl(target ? target->name : "", target ? target->name_len : 0));
+  swim_finish(n, &e, addr);
+}
+
+static int swim_pp_reserve(dmq_node_t *n, size_t need) {
+  if (need > n->cfg.max_packet)
+    return DMQ_ETOOBIG;
+  if (n->bigbuf_cap >= need)
+    return 0;
+  uint8_t *b = dmq__realloc(n, n->bigbuf, need);
+  if (b == NULL)
+    return DMQ_ENOMEM;
+  n->bigbuf = b;
+  n->bigbuf_cap = need;
+  return 0;
+}
+
+/* Send our full table to addr. */
+static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
+  size_t need = 64 + strlen(n->name);
+  for (uint32_t i = 0; i < n->nmembers; i++) {
+    const dmq__member_t *m = n->members[i];
+    need += 40 + m->name_len + m->addr_len + m->meta_len;
+  }
+  if (swim_pp_reserve(n, need) != 0) {
+    n->stats.drops[DMQ_DROP_TX_FAILED]++;
+    return;
+  }
+  dmq__enc_t e;
+  dmq__enc_begin(&e, n->bigbuf, n->bigbuf_cap, NULL, 0, n->name,
+                 strlen(n->name));
+  if (dmq__enc_pushpull_begin(&e, flags, n->nmembers) != 0)
+    return;
+  for (uint32_t i = 0; i < n->nmembers; i++) {
+    const dmq__member_t *m = n->members[i];
+    dmq__record_t r = {sl(m->name, m->name_len), sl(m->addr, m->addr_len),
+                       sl((const char *)m->meta, m->meta_len), m->inc, m->gen,
+                       m->state};
+    if (dmq__enc_record(&e, &r) != 0) {
+      n->stats.drops[DMQ_DROP_TX_FAILED]++;
+      return;
+    }
+  }
+  size_t len = dmq__enc_end(&e);
+  if (dmq__send(n, addr, n->bigbuf, len, 1, 1) == 0)
+    n->stats.pushpull_sent++;
+}
+
+/* ---------------------------------------------------------------------- */
+/* state changes                                                           */
+
+static void swim_set_state(dmq_node_t *n, dmq__member_t *m, uint8_t st) {
+  int was_live = m->state <= DMQ_MEMBER_SUSPECT;
+  int is_live = st <= DMQ_MEMBER_SUSPECT;
+  if (was_live && !is_live)
+    n->n_live--;
+  else if (!was_live && is_live)
+    n->n_live++;
+  if (m->state != st)
+    m->state_since = n->now;
+  m->state = st;
+}
+
+void dmq__suspicion_clear(dmq_node_t *n, dmq__member_t *m) {
+  if (m->susp == NULL)
+    return;
+  int32_t i = m->susp_idx;
+  uint32_t last = n->nsuspects - 1;
+  if ((uint32_t)i != last) {
+    n->suspects[i] = n->suspects[last];
+    n->suspects[i]->susp_idx = i;
+  }
+  n->nsuspects--;
+  m->susp_idx = -1;
+  dmq__free(n, m->susp);
+  m->susp = NULL;
+}
+
+static void swim_suspicion_deadline(dmq__suspicion_t *s) {
+  uint64_t t = s->max_ms;
+  if (s->k > 0 && s->nconf > 0) {
+    double frac = log((double)s->nconf + 1.0) / log((double)s->k + 1.0);
+    double v = (double)s->max_ms - frac * (double)(s->max_ms - s->min_ms);
+    t = v < (double)s->min_ms ? s->min_ms : (uint64_t)v;
+  }
+  if (s->k == 0)
+    t = s->min_ms;
+  s->deadline = s->start + t;
+}
+
+static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
+                                const char *from, size_t from_len) {
+  dmq__suspicion_t *s = dmq__malloc(n, sizeof(*s));
+  if (s == NULL)
+    return DMQ_ENOMEM;
+  if (n->nsuspects == n->cap_suspects) {
+    uint32_t nc = n->cap_suspects ? n->cap_suspects * 2 : 8;
+    dmq__member_t **na = dmq__realloc(n, n->suspects, nc * sizeof(*na));
+    if (na == NULL) {
+      dmq__free(n, s);
+      return DMQ_ENOMEM;
+    }
+    n->suspects = na;
+    n->cap_suspects = nc;
+  }
+  memset(s, 0, sizeof(*s));
+  double scale = log10((double)(n->n_live > 1 ? n->n_live : 1));
+  if (scale < 1.0)
+    scale = 1.0;
+  s->min_ms = (uint64_t)(n->cfg.suspicion_mult * scale *
+                         (double)n->cfg.probe_interval_ms);
+  s->max_ms = s->min_ms * n->cfg.suspicion_max_mult;
+  uint32_t k = n->cfg.indirect_checks;
+  /* with few members fewer independent confirmations can exist */
+  uint32_t others = n->n_live >= 2 ? n->n_live - 2 : 0;
+  s->k = k < others ? k : others;
+  if (s->k > DMQ__MAX_CONFIRM)
+    s->k = DMQ__MAX_CONFIRM;
+  s->start = n->now;
+  memcpy(s->from, from, from_len);
+  s->from[from_len] = '\0';
+  swim_suspicion_deadline(s);
+  m->susp = s;
+  m->susp_idx = (int32_t)n->nsuspects;
+  n->suspects[n->nsuspects++] = m;
+  return 0;
+}
+
+/* Returns 1 if this confirmation is new and independent. */
+static int swim_suspicion_confirm(dmq__member_t *m, const char *from,
+                                  size_t len) {
+  dmq__suspicion_t *s = m->susp;
+  if (s == NULL || s->nconf >= s->k)
+    return 0;
+  if (strlen(s->from) == len && memcmp(s->from, from, len) == 0)
+    return 0;
+  uint64_t h = dmq__hash(from, len);
+  for (uint32_t i = 0; i < s->nconf; i++)
+    if (s->conf[i] == h)
+      return 0;
+  s->conf[s->nconf++] = h;
+  swim_suspicion_deadline(s);
+  return 1;
+}
+
+static void swim_refute(dmq_node_t *n, uint64_t inc) {
+  dmq__member_t *self = n->self;
+  if (n->leaving)
+    return;
+  self->inc = (inc >= self->inc ? inc : self->inc) + 1;
+  n->stats.refutations++;
+  /* Lifeguard: being suspected hints that we are the slow one */
+  if (n->health + 1 < n->cfg.awareness_max)
+    n->health++;
+  swim_bc_queue(n, self);
+}
+
+/* ALIVE (also from push/pull records). */
+static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
+                          uint64_t inc, uint64_t gen, dmq__slice_t meta,
+                          int from_pushpull) {
+  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
+  if (m != NULL && m->is_self) {
+    if (gen > m->gen || (gen == m->gen && inc > m->inc &&
+                         (addr.n != m->addr_len ||
+                          memcmp(addr.p, m->addr, addr.n) != 0))) {
+      dmq__log(n, DMQ_LOG_WARN,
+               "another member claims our name %s (generation %llu)", n->name,
+               (unsigned long long)gen);
+    }
+    if (gen == m->gen && inc > m->inc && !n->leaving) {
+      /* an echo of a previous life of ours inside this generation */
+      swim_refute(n, inc);
+    }
+    return;
+  }
+  if (m == NULL) {
+    m = dmq__member_add(n, name.p, name.n, addr.p, addr.n);
+    if (m == NULL)
+      return;
+    m->inc = inc;
+    m->gen = gen;
+    m->state = DMQ_MEMBER_DEAD; /* so set_state counts it live */
+    swim_set_state(n, m, DMQ_MEMBER_ALIVE);
+    m->state_since = n->now;
+    if (dmq__member_set_meta(n, m, meta.p, meta.n) < 0) {
+      dmq__member_remove(n, m);
+      return;
+    }
+    dmq__emit(n, DMQ_EVENT_JOINED, m);
+    swim_bc_announce(n, m);
+    (void)from_pushpull;
+    return;
+  }
+  int new_gen = gen > m->gen;
+  if (!new_gen && !(gen == m->gen && inc > m->inc))
+    return; /* stale or equal */
+  uint8_t old = m->state;
+  int meta_changed = 0;
+  if (dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
+    return;
+  int mc = dmq__member_set_meta(n, m, meta.p, meta.n);
+  if (mc < 0)
+    return;
+  meta_changed = mc;
+  m->inc = inc;
+  m->gen = gen;
+  dmq__suspicion_clear(n, m);
+  swim_set_state(n, m, DMQ_MEMBER_ALIVE);
+  if (new_gen) {
+    m->state_since = n->now;
+    dmq__emit(n, DMQ_EVENT_JOINED, m);
+  } else if (old != DMQ_MEMBER_ALIVE) {
+    dmq__emit(n, DMQ_EVENT_ALIVE_AGAIN, m);
+    if (meta_changed)
+      dmq__emit(n, DMQ_EVENT_META_UPDATED, m);
+  } else if (meta_changed) {
+    dmq__emit(n, DMQ_EVENT_META_UPDATED, m);
+  }
+  swim_bc_queue(n, m);
+}
+
+static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
+                            uint64_t gen, dmq__slice_t from) {
+  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
+  if (m == NULL || gen != m->gen || inc < m->inc)
+    return;
+  if (m->is_self) {
+    swim_refute(n, inc);
+    return;
+  }
+  if (m->state == DMQ_MEMBER_ALIVE) {
+    if (swim_suspicion_start(n, m, from.p, from.n) != 0)
+      return;
+    m->inc = inc;
+    swim_set_state(n, m, DMQ_MEMBER_SUSPECT);
+    dmq__emit(n, DMQ_EVENT_SUSPECT, m);
+    swim_bc_queue(n, m);
+  } else if (m->state == DMQ_MEMBER_SUSPECT) {
+    if (inc > m->inc)
+      m->inc = inc;
+    if (swim_suspicion_confirm(m, from.p, from.n)) {
+      /* pass the independent confirmation on */
+      memcpy(m->susp->from, from.p, from.n);
+      m->susp->from[from.n] = '\0';
+      swim_bc_queue(n, m);
+    }
+  }
+}
+
+static void swim_declare(dmq_node_t *n, dmq__member_t *m, uint8_t st,
+                         uint64_t inc) {
+  m->inc = inc;
+  dmq__suspicion_clear(n, m);
+  swim_set_state(n, m, st);
+  if (st == DMQ_MEMBER_DEAD)
+    n->stats.deaths_declared++;
+  dmq__emit(n, st == DMQ_MEMBER_DEAD ? DMQ_EVENT_DEAD : DMQ_EVENT_LEFT, m);
+  swim_bc_queue(n, m);
+}
+
+static void swim_on_dead(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
+                         uint64_t gen, int left) {
+  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
+  if (m == NULL || gen != m->gen || inc < m->inc)
+    return;
+  if (m->is_self) {
+    if (!n->leaving)
+      swim_refute(n, inc);
+    return;
+  }
+  if (m->state == DMQ_MEMBER_LEFT)
+    return;
+  if (m->state == DMQ_MEMBER_DEAD) {
+    /* a LEFT that is at least as fresh explains the death: prefer it */
+    if (left)
+      swim_declare(n, m, DMQ_MEMBER_LEFT, inc);
+    return;
+  }
+  swim_declare(n, m, left ? DMQ_MEMBER_LEFT : DMQ_MEMBER_DEAD, inc);
+}
+
+/* ---------------------------------------------------------------------- */
+/* probing                                                                 */
+
+static dmq__member_t *swim_next_target(dmq_node_t *n) {
+  for (uint32_t tries = 0; tries <= n->nmembers; tries++) {
+    if (n->probe_pos >= n->nmembers) {
+      dmq__members_shuffle(n);
+      n->probe_pos = 0;
+    }
+    dmq__member_t *m = n->members[n->probe_pos++];
+    if (!m->is_self && m->state <= DMQ_MEMBER_SUSPECT)
+      return m;
+  }
+  return NULL;
+}
+
+static void swim_probe_start(dmq_node_t *n) {
+  n->announce_used = 0;
+  uint64_t period = swim_scaled(n, n->cfg.probe_interval_ms);
+  n->next_probe = n->now + period;
+  if (n->leaving)
+    return;
+  dmq__member_t *t = swim_next_target(n);
+  if (t == NULL)
+    return;
+  n->probe.active = 1;
+  n->probe.acked = 0;
+  n->probe.indirect_sent = 0;
+  n->probe.seq = ++n->seq;
+  n->probe.nacks_expected = n->probe.nacks_got = 0;
+  n->probe.timeout_at = n->now + swim_scaled(n, n->cfg.probe_timeout_ms);
+  n->probe.end_at = n->next_probe;
+  memcpy(n->probe.target, t->name, (size_t)t->name_len + 1);
+  n->stats.probes++;
+  swim_send_ping(n, t, t->addr, n->probe.seq);
+}
+
+static void swim_probe_indirect(dmq_node_t *n) {
+  n->probe.indirect_sent = 1;
+  dmq__member_t *t =
+      dmq__member_find(n, n->probe.target, strlen(n->probe.target));
+  if (t == NULL || t->state > DMQ_MEMBER_SUSPECT)
+    return;
+  uint32_t k = n->cfg.indirect_checks;
+  dmq__member_t *chosen[16];
+  uint32_t nc = 0;
+  for (uint32_t tries = 0; nc < k && tries < 4 * k + 8 && n->nmembers > 2;
+       tries++) {
+    dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
+    if (c->is_self || c == t || c->state != DMQ_MEMBER_ALIVE)
+      continue;
+    int dup = 0;
+    for (uint32_t i = 0; i < nc; i++)
+      dup |= chosen[i] == c;
+    if (!dup)
+      chosen[nc++] = c;
+  }
+  for (uint32_t i = 0; i < nc; i++) {
+    dmq__enc_t e;
+    swim_begin(n, &e);
+    dmq__enc_ping_req(&e, n->probe.seq, sl(t->name, t->name_len),
+                      sl(t->addr, t->addr_len), 1);
+    swim_finish(n, &e, chosen[i]->addr);
+  }
+  n->probe.nacks_expected = nc;
+}
+
+static void swim_probe_end(dmq_node_t *n) {
+  n->probe.active = 0;
+  if (n->probe.acked)
+    return;
+  n->stats.probe_failed++;
+  /* Lifeguard LHA: a failed probe, plus every missing nack, counts against
+   * our own health (if relays could not even nack, we are the problem). */
+  uint32_t delta = 1;
+  if (n->probe.nacks_expected > n->probe.nacks_got)
+    delta += n->probe.nacks_expected - n->probe.nacks_got;
+  n->health += delta;
+  if (n->health >= n->cfg.awareness_max)
+    n->health = n->cfg.awareness_max - 1;
+  dmq__member_t *t =
+      dmq__member_find(n, n->probe.target, strlen(n->probe.target));
+  if (t == NULL || t->is_self)
+    return;
+  if (t->state == DMQ_MEMBER_ALIVE) {
+    if (swim_suspicion_start(n, t, n->name, strlen(n->name)) != 0)
+      return;
+    swim_set_state(n, t, DMQ_MEMBER_SUSPECT);
+    n->stats.suspicions_raised++;
+    dmq__emit(n, DMQ_EVENT_SUSPECT, t);
+    swim_bc_queue(n, t);
+  } else if (t->state == DMQ_MEMBER_SUSPECT) {
+    if (swim_suspicion_confirm(t, n->name, strlen(n->name)))
+      swim_bc_queue(n, t);
+  }
+}
+
+static void swim_health_good(dmq_node_t *n) {
+  if (n->health > 0)
+    n->health--;
+}
+
+/* ---------------------------------------------------------------------- */
+/* inbound                                                                 */
+
+static const char *swim_reply_addr(dmq_node_t *n, dmq__slice_t sender,
+                                   const char *from_addr) {
+  dmq__member_t *m = dmq__member_find(n, sender.p, sender.n);
+  if (m != NULL && !m->is_self)
+    return m->addr;
+  return from_addr;
+}
+
+static void swim_on_ping(dmq_node_t *n, const dmq__msg_t *msg,
+                         dmq__slice_t sender, const char *from_addr) {
+  if (msg->name.n != strlen(n->name) ||
+      memcmp(msg->name.p, n->name, msg->name.n) != 0) {
+    n->stats.drops[DMQ_DROP_NOT_FOR_US]++;
+    return;
+  }
+  const char *to = swim_reply_addr(n, sender, from_addr);
+  if (to != NULL)
+    swim_send_ack(n, to, msg->seq);
+}
+
+static void swim_on_ping_req(dmq_node_t *n, const dmq__msg_t *msg,
+                             dmq__slice_t sender, const char *from_addr) {
+  const char *origin = swim_reply_addr(n, sender, from_addr);
+  if (origin == NULL || strlen(origin) > DMQ_MAX_ADDR)
+    return;
+  dmq__relay_t *r = NULL;
+  for (int i = 0; i < DMQ__MAX_RELAYS; i++) {
+    if (!n->relays[i].used) {
+      r = &n->relays[i];
+      break;
+    }
+  }
+  if (r == NULL)
+    return; /* too many relays in flight: the requester will cope */
+  r->used = 1;
+  r->seq = ++n->seq;
+  r->origin_seq = msg->seq;
+  r->want_nack = msg->flag;
+  strcpy(r->origin, origin);
+  r->nack_at = n->now + n->cfg.probe_timeout_ms * SWIM_NACK_SHARE_NUM /
+                            SWIM_NACK_SHARE_DEN;
+  r->expire_at = n->now + n->cfg.probe_interval_ms;
+  char addr[DMQ_MAX_ADDR + 1];
+  memcpy(addr, msg->addr.p, msg->addr.n);
+  addr[msg->addr.n] = '\0';
+  dmq__enc_t e;
+  swim_begin(n, &e);
+  dmq__enc_ping(&e, r->seq, msg->name);
+  swim_finish(n, &e, addr);
+}
+
+static void swim_on_ack(dmq_node_t *n, const dmq__msg_t *msg) {
+  if (n->probe.active && msg->seq == n->probe.seq) {
+    if (!n->probe.acked) {
+      n->probe.acked = 1;
+      if (n->probe.indirect_sent)
+        n->stats.probe_indirect_ok++;
+      else
+        n->stats.probe_direct_ok++;
+      swim_health_good(n);
+    }
+    return;
+  }
+  for (int i = 0; i < DMQ__MAX_RELAYS; i++) {
+    dmq__relay_t *r = &n->relays[i];
+    if (r->used && r->seq == msg->seq) {
+      r->used = 0;
+      swim_send_ack(n, r->origin, r->origin_seq);
+      return;
+    }
+  }
+}
+
+static void swim_on_nack(dmq_node_t *n, const dmq__msg_t *msg) {
+  if (n->probe.active && msg->seq == n->probe.seq)
+    n->probe.nacks_got++;
+}
+
+static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
+                             dmq__slice_t sender, const char *from_addr) {
+  n->stats.pushpull_received++;
+  dmq__rec_iter_t it;
+  dmq__record_t r;
+  dmq__wire_records(msg, &it);
+  int rc;
+  while ((rc = dmq__wire_next_record(&it, &r)) == 1) {
+    switch (r.state) {
+    case DMQ_MEMBER_ALIVE:
+      swim_on_alive(n, r.name, r.addr, r.incarnation, r.generation, r.meta, 1);
+      break;
+    case DMQ_MEMBER_SUSPECT:
+    case DMQ_MEMBER_DEAD: /* a remote death is only a suspicion here */
+      swim_on_suspect(n, r.name, r.incarnation, r.generation, sender);
+      break;
+    default:
+      swim_on_dead(n, r.name, r.incarnation, r.generation, 1);
+      break;
+    }
+  }
+  if (rc < 0)
+    n->stats.drops[DMQ_DROP_MALFORMED]++;
+  if (msg->flag & DMQ__PP_REPLY) {
+    if (n->joining) {
+      n->joining = 0;
+      n->joined = 1;
+      dmq__log(n, DMQ_LOG_INFO, "joined through %.*s", (int)sender.n,
+               sender.p);
+    }
+    return;
+  }
+  const char *to = swim_reply_addr(n, sender, from_addr);
+  if (to != NULL)
+    swim_send_pushpull(n, to, DMQ__PP_REPLY);
+}
+
+int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
+                  const void *buf, size_t len, uint64_t now) {
+  if (n == NULL || (buf == NULL && len > 0))
+    return DMQ_EINVAL;
+  if (n->in_callback)
+    return DMQ_EBUSY;
+  (void)t;
+  if (now > n->now)
+    n->now = now;
+  n->stats.pkts_in++;
+  n->stats.bytes_in += len;
+  if (len > n->cfg.max_packet) {
+    n->stats.drops[DMQ_DROP_OVERSIZE]++;
+    return 0;
+  }
+  dmq__envelope_t env;
+  int drop = dmq__wire_open(buf, len, &env);
+  if (drop != 0) {
+    n->stats.drops[drop - 1]++;
+    return 0;
+  }
+  if (env.sender.n == strlen(n->name) &&
+      memcmp(env.sender.p, n->name, env.sender.n) == 0) {
+    n->stats.drops[DMQ_DROP_SELF]++;
+    return 0;
+  }
+  dmq__msg_iter_t it;
+  dmq__msg_t msg;
+  dmq__wire_msgs(&env, &it);
+  int rc;
+  while ((rc = dmq__wire_next(&it, &msg)) != 0) {
+    if (rc < 0) {
+      n->stats.drops[DMQ_DROP_MALFORMED]++;
+      break;
+    }
+    if (rc == 2) {
+      n->stats.drops[msg.type == 0 ? DMQ_DROP_UNKNOWN_TYPE
+                                   : DMQ_DROP_MALFORMED]++;
+      continue;
+    }
+    n->stats.msgs_in++;
+    switch (msg.type) {
+    case DMQ__MSG_PING:
+      swim_on_ping(n, &msg, env.sender, from_addr);
+      break;
+    case DMQ__MSG_PING_REQ:
+      swim_on_ping_req(n, &msg, env.sender, from_addr);
+      break;
+    case DMQ__MSG_ACK:
+      swim_on_ack(n, &msg);
+      break;
+    case DMQ__MSG_NACK:
+      swim_on_nack(n, &msg);
+      break;
+    case DMQ__MSG_ALIVE:
+      swim_on_alive(n, msg.name, msg.addr, msg.incarnation, msg.generation,
+                    msg.meta, 0);
+      break;
+    case DMQ__MSG_SUSPECT:
+      swim_on_suspect(n, msg.name, msg.incarnation, msg.generation, msg.from);
+      break;
+    case DMQ__MSG_DEAD:
+      swim_on_dead(n, msg.name, msg.incarnation, msg.generation, 0);
+      break;
+    case DMQ__MSG_LEFT:
+      swim_on_dead(n, msg.name, msg.incarnation, msg.generation, 1);
+      break;
+    case DMQ__MSG_PUSHPULL:
+      swim_on_pushpull(n, &msg, env.sender, from_addr);
+      break;
+    default:
+      n->stats.drops[DMQ_DROP_UNKNOWN_TYPE]++;
+      break;
+    }
+  }
+  dmq__flush_events(n);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* timers                                                                  */
+
+static void swim_gossip_round(dmq_node_t *n) {
+  if (n->bc_count == 0)
+    return;
+  uint32_t want = n->cfg.gossip_nodes;
+  dmq__member_t *chosen[64];
+  uint32_t nc = 0;
+  for (uint32_t tries = 0; nc < want && tries < 4 * want + 8; tries++) {
+    if (n->nmembers < 2)
+      break;
+    dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
+    if (c->is_self || c->state == DMQ_MEMBER_LEFT)
+      continue;
+    if (c->state == DMQ_MEMBER_DEAD &&
+        n->now - c->state_since > n->cfg.gossip_to_dead_ms)
+      continue;
+    int dup = 0;
+    for (uint32_t i = 0; i < nc; i++)
+      dup |= chosen[i] == c;
+    if (!dup)
+      chosen[nc++] = c;
+  }
+  for (uint32_t i = 0; i < nc && n->bc_count > 0; i++) {
+    dmq__enc_t e;
+    swim_begin(n, &e);
+    if (swim_fill_gossip(n, &e) == 0)
+      break;
+    uint32_t c = e.count;
+    size_t len = dmq__enc_end(&e);
+    dmq__send(n, chosen[i]->addr, n->txbuf, len, 0, c);
+  }
+}
+
+static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
+  for (uint32_t tries = 0; tries < 16 && n->nmembers > 1; tries++) {
+    dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
+    if (c->is_self)
+      continue;
+    if (dead ? c->state == DMQ_MEMBER_DEAD : c->state == DMQ_MEMBER_ALIVE)
+      return c;
+  }
+  /* sparse: fall back to a scan from a random start */
+  uint32_t start = (uint32_t)dmq__rng_below(&n->rng, n->nmembers);
+  for (uint32_t i = 0; i < n->nmembers; i++) {
+    dmq__member_t *c = n->members[(start + i) % n->nmembers];
+    if (c->is_self)
+      continue;
+    if (dead ? c->state == DMQ_MEMBER_DEAD : c->state == DMQ_MEMBER_ALIVE)
+      return c;
+  }
+  return NULL;
+}
+
+static int swim_seed_is_alive(dmq_node_t *n, const char *seed) {
+  for (uint32_t i = 0; i < n->nmembers; i++) {
+    dmq__member_t *m = n->members[i];
+    if (strcmp(m->addr, seed) == 0)
+      return m->state <= DMQ_MEMBER_SUSPECT;
+  }
+  return 0;
+}
+
+static void swim_join_attempt(dmq_node_t *n) {
+  uint32_t sent = 0;
+  for (size_t i = 0; i < n->nseeds; i++) {
+    if (strcmp(n->seeds[i], n->addr) == 0)
+      continue;
+    swim_send_pushpull(n, n->seeds[i], DMQ__PP_JOIN);
+    sent++;
+  }
+  if (sent == 0) {
+    /* we are the only seed: we are the cluster */
+    n->joining = 0;
+    n->joined = 1;
+    return;
+  }
+  uint64_t back = (uint64_t)n->cfg.join_retry_ms
+                  << (n->join_attempt < 16 ? n->join_attempt : 16);
+  if (back > n->cfg.join_retry_max_ms)
+    back = n->cfg.join_retry_max_ms;
+  /* +-25% jitter so that many joiners do not retry in lockstep */
+  uint64_t jit = back / 2 > 0 ? dmq__rng_below(&n->rng, back / 2) : 0;
+  n->next_join = n->now + back - back / 4 + jit;
+  n->join_attempt++;
+}
+
+static void swim_reconnect(dmq_node_t *n) {
+  for (size_t i = 0; i < n->nseeds; i++) {
+    if (strcmp(n->seeds[i], n->addr) == 0 ||
+        swim_seed_is_alive(n, n->seeds[i]))
+      continue;
+    swim_send_pushpull(n, n->seeds[i], 0);
+  }
+  dmq__member_t *d = swim_random_member(n, 1);
+  if (d != NULL)
+    swim_send_pushpull(n, d->addr, 0);
+}
+
+static void swim_reap(dmq_node_t *n) {
+  for (uint32_t i = 0; i < n->nmembers;) {
+    dmq__member_t *m = n->members[i];
+    if (!m->is_self && m->state >= DMQ_MEMBER_DEAD &&
+        n->now - m->state_since >= n->cfg.dead_retention_ms) {
+      dmq__emit(n, DMQ_EVENT_REAPED, m);
+      dmq__member_remove(n, m);
+      continue; /* the last member moved into slot i */
+    }
+    i++;
+  }
+}
+
+int dmq_node_start(dmq_node_t *n, uint64_t now) {
+  if (n == NULL)
+    return DMQ_EINVAL;
+  if (n->started)
+    return DMQ_ESTATE;
+  n->started = 1;
+  n->now = now;
+  n->self->state_since = now;
+  uint64_t j = n->cfg.probe_interval_ms;
+  /* spread the first probe and gossip so nodes started together do not
+   * beat in step */
+  n->next_probe = now + dmq__rng_below(&n->rng, j);
+  n->next_gossip = now + dmq__rng_below(&n->rng, n->cfg.gossip_interval_ms);
+  n->next_pushpull =
+      n->cfg.pushpull_interval_ms
+          ? now + n->cfg.pushpull_interval_ms / 2 +
+                dmq__rng_below(&n->rng, n->cfg.pushpull_interval_ms / 2 + 1)
+          : DMQ_NEVER;
+  n->next_reconnect = n->cfg.reconnect_interval_ms
+                          ? now + n->cfg.reconnect_interval_ms
+                          : DMQ_NEVER;
+  n->next_reap = now + SWIM_REAP_EVERY_MS;
+  swim_bc_queue(n, n->self);
+  return 0;
+}
+
+int dmq_node_join(dmq_node_t *n, const char *const *seeds, size_t ns,
+                  uint64_t now) {
+  if (n == NULL || (seeds == NULL && ns > 0) || ns > DMQ__MAX_SEEDS)
+    return DMQ_EINVAL;
+  if (!n->started)
+    return DMQ_ESTATE;
+  if (n->in_callback)
+    return DMQ_EBUSY;
+  for (size_t i = 0; i < ns; i++) {
+    if (seeds[i] == NULL || seeds[i][0] == '\0' ||
+        strlen(seeds[i]) > DMQ_MAX_ADDR)
+      return DMQ_EINVAL;
+  }
+  char *copy[DMQ__MAX_SEEDS];
+  for (size_t i = 0; i < ns; i++) {
+    size_t l = strlen(seeds[i]);
+    copy[i] = dmq__malloc(n, l + 1);
+    if (copy[i] == NULL) {
+      while (i-- > 0)
+        dmq__free(n, copy[i]);
+      return DMQ_ENOMEM;
+    }
+    memcpy(copy[i], seeds[i], l + 1);
+  }
+  for (size_t i = 0; i < n->nseeds; i++)
+    dmq__free(n, n->seeds[i]);
+  memcpy(n->seeds, copy, ns * sizeof(char *));
+  n->nseeds = ns;
+  if (now > n->now)
+    n->now = now;
+  n->joining = 1;
+  n->join_attempt = 0;
+  n->next_join =
+      n->now + (n->cfg.join_jitter_ms
+                    ? dmq__rng_below(&n->rng, n->cfg.join_jitter_ms + 1)
+                    : 0);
+  if (n->next_join <= n->now)
+    return dmq_node_tick(n, n->now);
+  return 0;
+}
+
+int dmq_node_leave(dmq_node_t *n, uint64_t now) {
+  if (n == NULL)
+    return DMQ_EINVAL;
+  if (n->leaving)
+    return DMQ_ESTATE;
+  if (now > n->now)
+    n->now = now;
+  n->leaving = 1;
+  n->joining = 0;
+  n->self->inc++;
+  swim_set_state(n, n->self, DMQ_MEMBER_LEFT);
+  swim_bc_queue(n, n->self);
+  /* tell a few members right away rather than waiting for a gossip tick */
+  swim_gossip_round(n);
+  return 0;
+}
+
+int dmq_node_left_flushed(const dmq_node_t *n) {
+  return n != NULL && n->leaving && n->self->bc_bucket < 0;
+}
+
+int dmq_node_set_meta(dmq_node_t *n, const void *meta, size_t len,
+                      uint64_t now) {
+  if (n == NULL || (meta == NULL && len > 0))
+    return DMQ_EINVAL;
+  if (len > DMQ_MAX_META)
+    return DMQ_ETOOBIG;
+  if (n->leaving)
+    return DMQ_ESTATE;
+  int rc = dmq__member_set_meta(n, n->self, meta, len);
+  if (rc < 0)
+    return rc;
+  if (now > n->now)
+    n->now = now;
+  if (rc == 1) {
+    n->self->inc++;
+    swim_bc_queue(n, n->self);
+  }
+  return 0;
+}
+
+int dmq_node_tick(dmq_node_t *n, uint64_t now) {
+  if (n == NULL)
+    return DMQ_EINVAL;
+  if (n->in_callback)
+    return DMQ_EBUSY;
+  if (!n->started)
+    return DMQ_ESTATE;
+  if (now > n->now)
+    n->now = now;
+  now = n->now;
+  if (n->joining && now >= n->next_join)
+    swim_join_attempt(n);
+  if (n->probe.active) {
+    if (!n->probe.acked && !n->probe.indirect_sent &&
+        now >= n->probe.timeout_at)
+      swim_probe_indirect(n);
+    if (now >= n->probe.end_at)
+      swim_probe_end(n);
+  }
+  if (!n->probe.active && now >= n->next_probe)
+    swim_probe_start(n);
+  for (uint32_t i = 0; i < n->nsuspects;) {
+    dmq__member_t *m = n->suspects[i];
+    if (now >= m->susp->deadline) {
+      dmq__log(n, DMQ_LOG_INFO, "%s declared dead", m->name);
+      swim_declare(n, m, DMQ_MEMBER_DEAD, m->inc);
+      continue; /* slot i now holds another suspect */
+    }
+    i++;
+  }
+  for (int i = 0; i < DMQ__MAX_RELAYS; i++) {
+    dmq__relay_t *r = &n->relays[i];
+    if (!r->used)
+      continue;
+    if (r->nack_at != 0 && now >= r->nack_at) {
+      r->nack_at = 0;
+      if (r->want_nack)
+        swim_send_nack(n, r->origin, r->origin_seq);
+    }
+    if (now >= r->expire_at)
+      r->used = 0;
+  }
+  if (now >= n->next_gossip) {
+    swim_gossip_round(n);
+    n->next_gossip += n->cfg.gossip_interval_ms;
+    if (n->next_gossip <= now)
+      n->next_gossip = now + n->cfg.gossip_interval_ms;
+  }
+  if (now >= n->next_pushpull) {
+    dmq__member_t *m = n->leaving ? NULL : swim_random_member(n, 0);
+    if (m != NULL)
+      swim_send_pushpull(n, m->addr, 0);
+    n->next_pushpull = now + n->cfg.pushpull_interval_ms;
+  }
+  if (now >= n->next_reconnect) {
+    if (!n->leaving && n->joined)
+      swim_reconnect(n);
+    n->next_reconnect = now + n->cfg.reconnect_interval_ms;
+  }
+  if (now >= n->next_reap) {
+    swim_reap(n);
+    n->next_reap = now + SWIM_REAP_EVERY_MS;
+  }
+  dmq__flush_events(n);
+  return 0;
+}
+
+static uint64_t swim_min(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+uint64_t dmq_node_next_deadline(const dmq_node_t *n) {
+  if (n == NULL || !n->started)
+    return DMQ_NEVER;
+  uint64_t d = n->next_reap;
+  if (n->joining)
+    d = swim_min(d, n->next_join);
+  if (n->probe.active) {
+    if (!n->probe.acked && !n->probe.indirect_sent)
+      d = swim_min(d, n->probe.timeout_at);
+    d = swim_min(d, n->probe.end_at);
+  } else {
+    d = swim_min(d, n->next_probe);
+  }
+  for (uint32_t i = 0; i < n->nsuspects; i++)
+    d = swim_min(d, n->suspects[i]->susp->deadline);
+  for (int i = 0; i < DMQ__MAX_RELAYS; i++) {
+    const dmq__relay_t *r = &n->relays[i];
+    if (!r->used)
+      continue;
+    if (r->nack_at)
+      d = swim_min(d, r->nack_at);
+    d = swim_min(d, r->expire_at);
+  }
+  if (n->bc_count > 0)
+    d = swim_min(d, n->next_gossip);
+  d = swim_min(d, n->next_pushpull);
+  d = swim_min(d, n->next_reconnect);
+  return d;
+}

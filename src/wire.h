@@ -1,0 +1,159 @@
+/* libdmq - wire codec (internal).
+ *
+ * Packet layout (all packets, every transport):
+ *
+ *    0       1       2       3
+ *   +-------+-------+-------+-------+
+ *   |  'D'  |  'Q'  |  ver  | flags |   ver = DMQ__WIRE_VERSION
+ *   +-------+-------+-------+-------+
+ *   | [lablen | label ...]          |   present when flags & LABEL
+ *   +-------------------------------+
+ *   | body                          |   msgpack; when flags & SEALED:
+ *   |                               |   nonce | ciphertext | tag (reserved)
+ *   +-------------------------------+
+ *
+ *   body = array(2) [ sender_name: str, messages: array(n) ]
+ *   message = array [ type: uint, fields... ]   (see below)
+ *
+ * Decoding never allocates: strings and byte fields are slices into the
+ * packet, valid while the packet buffer is. Every length is bounded
+ * (DMQ_MAX_NAME, DMQ_MAX_ADDR, DMQ_MAX_META, counts) and anything out of
+ * bounds makes the message (or the whole packet, if the envelope is bad)
+ * malformed. Unknown message types are skipped whole, so newer peers can add
+ * message types without breaking older ones.
+ */
+#ifndef DMQ_WIRE_H
+#define DMQ_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmq/config.h"
+
+#define DMQ__WIRE_MAGIC0 0x44 /* 'D' */
+#define DMQ__WIRE_MAGIC1 0x51 /* 'Q' */
+#define DMQ__WIRE_VERSION 1
+#define DMQ__WIRE_FLAG_LABEL 0x01
+#define DMQ__WIRE_FLAG_SEALED 0x02
+#define DMQ__WIRE_FLAGS_KNOWN 0x03
+/* Largest number of messages in one packet and records in one push/pull. */
+#define DMQ__WIRE_MAX_MSGS 4096
+#define DMQ__WIRE_MAX_RECORDS 65536
+
+typedef struct dmq__slice {
+  const char *p; /* not NUL-terminated */
+  size_t n;
+} dmq__slice_t;
+
+enum dmq__msg_type {
+  DMQ__MSG_PING = 1,     /* [1, seq, target_name] */
+  DMQ__MSG_PING_REQ = 2, /* [2, seq, target_name, target_addr, want_nack] */
+  DMQ__MSG_ACK = 3,      /* [3, seq] */
+  DMQ__MSG_NACK = 4,     /* [4, seq] */
+  DMQ__MSG_ALIVE = 5,    /* [5, name, addr, incarnation, generation, meta] */
+  DMQ__MSG_SUSPECT = 6,  /* [6, name, incarnation, generation, from] */
+  DMQ__MSG_DEAD = 7,     /* [7, name, incarnation, generation, from] */
+  DMQ__MSG_LEFT = 8,     /* [8, name, incarnation, generation] */
+  DMQ__MSG_PUSHPULL = 9, /* [9, flags, [record...]]  record =
+                            [name, addr, incarnation, generation, state, meta] */
+  DMQ__MSG_TYPE_MAX_KNOWN = 9
+};
+
+#define DMQ__PP_JOIN 0x01  /* sender is joining */
+#define DMQ__PP_REPLY 0x02 /* this is the answer to a push/pull */
+
+typedef struct dmq__record {
+  dmq__slice_t name, addr, meta;
+  uint64_t incarnation, generation;
+  uint8_t state; /* dmq_member_state_t; validated < 4 */
+} dmq__record_t;
+
+typedef struct dmq__msg {
+  uint8_t type;
+  uint32_t seq;         /* PING, PING_REQ, ACK, NACK */
+  uint8_t flag;         /* PING_REQ: want_nack; PUSHPULL: DMQ__PP_* */
+  dmq__slice_t name;    /* PING/PING_REQ: target; ALIVE..LEFT: subject */
+  dmq__slice_t addr;    /* PING_REQ, ALIVE */
+  dmq__slice_t from;    /* SUSPECT, DEAD */
+  dmq__slice_t meta;    /* ALIVE */
+  uint64_t incarnation; /* ALIVE..LEFT */
+  uint64_t generation;  /* ALIVE..LEFT */
+  /* PUSHPULL: records are decoded one at a time with dmq__wire_next_record */
+  const uint8_t *rec_p;
+  size_t rec_len;
+  uint32_t rec_count;
+} dmq__msg_t;
+
+typedef struct dmq__envelope {
+  uint8_t version, flags;
+  dmq__slice_t label;
+  dmq__slice_t sender;
+  const uint8_t *msgs_p; /* start of the first message */
+  size_t msgs_len;
+  uint32_t msg_count;
+} dmq__envelope_t;
+
+/* Decode the envelope and body header. Returns 0 or a dmq_drop_reason_t + 1
+ * (i.e. >0) naming why the packet is dropped. */
+int dmq__wire_open(const uint8_t *buf, size_t len, dmq__envelope_t *env);
+
+/* Message iterator over env->msgs_p. */
+typedef struct dmq__msg_iter {
+  const uint8_t *p, *end;
+  uint32_t left;
+} dmq__msg_iter_t;
+
+void dmq__wire_msgs(const dmq__envelope_t *env, dmq__msg_iter_t *it);
+/* Next message. Returns 1 and fills *m; 0 at the end; -1 when the rest of the
+ * packet is malformed (stop); 2 for an unknown or malformed message that was
+ * skipped (m->type tells which type it had, 0 if unknown; continue). */
+int dmq__wire_next(dmq__msg_iter_t *it, dmq__msg_t *m);
+
+typedef struct dmq__rec_iter {
+  const uint8_t *p, *end;
+  uint32_t left;
+} dmq__rec_iter_t;
+void dmq__wire_records(const dmq__msg_t *m, dmq__rec_iter_t *it);
+/* 1 = record filled, 0 = end, -1 = malformed (stop). */
+int dmq__wire_next_record(dmq__rec_iter_t *it, dmq__record_t *r);
+
+/* ---- encoding ----
+ * An encoder writes into a caller-owned buffer of fixed capacity and never
+ * allocates. Each dmq__enc_* call either appends the whole message and
+ * returns 0, or leaves the buffer unchanged and returns DMQ_ETOOBIG. */
+typedef struct dmq__enc {
+  uint8_t *buf;
+  size_t cap, len;
+  size_t count_pos; /* where the message-count array header lives */
+  uint32_t count;   /* messages written */
+} dmq__enc_t;
+
+/* Start a packet: envelope + body header with sender. label may be NULL. */
+int dmq__enc_begin(dmq__enc_t *e, uint8_t *buf, size_t cap,
+                   const char *label, size_t label_len, const char *sender,
+                   size_t sender_len);
+/* Finish: patches the message count. Returns the packet length. */
+size_t dmq__enc_end(dmq__enc_t *e);
+
+int dmq__enc_ping(dmq__enc_t *e, uint32_t seq, dmq__slice_t target);
+int dmq__enc_ping_req(dmq__enc_t *e, uint32_t seq, dmq__slice_t target,
+                      dmq__slice_t target_addr, int want_nack);
+int dmq__enc_ack(dmq__enc_t *e, uint32_t seq);
+int dmq__enc_nack(dmq__enc_t *e, uint32_t seq);
+int dmq__enc_alive(dmq__enc_t *e, dmq__slice_t name, dmq__slice_t addr,
+                   uint64_t inc, uint64_t gen, dmq__slice_t meta);
+int dmq__enc_suspect(dmq__enc_t *e, dmq__slice_t name, uint64_t inc,
+                     uint64_t gen, dmq__slice_t from);
+int dmq__enc_dead(dmq__enc_t *e, dmq__slice_t name, uint64_t inc, uint64_t gen,
+                  dmq__slice_t from);
+int dmq__enc_left(dmq__enc_t *e, dmq__slice_t name, uint64_t inc,
+                  uint64_t gen);
+/* Push/pull: begin with the number of records that will follow, then add
+ * exactly that many. The encoder reserves a 5-byte array header. */
+int dmq__enc_pushpull_begin(dmq__enc_t *e, uint8_t flags, uint32_t nrec);
+int dmq__enc_record(dmq__enc_t *e, const dmq__record_t *r);
+
+/* Exact encoded size of one gossip message, to pack up to the MTU. */
+size_t dmq__enc_size_alive(size_t name, size_t addr, size_t meta);
+
+#endif

@@ -1,0 +1,160 @@
+/* libdmq deterministic simulator (test/bench support, not installed).
+ *
+ * A world holds N simulated hosts, each running a real dmq_node_t over a
+ * simulated transport ("sim://<index>"), a fake clock driven by an event heap
+ * (ordered by time, then insertion sequence) and one seeded PRNG that decides
+ * every fault. No global state: several worlds can coexist.
+ *
+ * Time is milliseconds from 0. Nothing sleeps: dmq_sim_run_until() pops
+ * events (packet deliveries, node deadlines) in order and advances the clock.
+ *
+ * Network model: a send of at most `mtu` bytes is a datagram (link loss,
+ * duplication, jitter and blocks apply); a larger one, up to 16 MiB, is a
+ * reliable stream message (not lost or duplicated, in order per directed
+ * pair, base delay plus send delay, but blocked by partitions); above 16 MiB
+ * send() returns DMQ_ETOOBIG. Loss and blocks are decided at send time.
+ * Packets to or from a host killed while they are in flight are dropped.
+ *
+ * "Live" host (for converged and the spec helpers): up, not left, not paused.
+ */
+#ifndef DMQ_SIM_H
+#define DMQ_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dmq/dmq.h>
+
+typedef struct dmq_sim dmq_sim_t;
+
+#define DMQ_SIM_DEFAULT_SEED 0x5eed5eedULL
+
+/* Link properties, per directed pair (from -> to) or the default for all. */
+typedef struct dmq_sim_link {
+  double loss;        /* probability a datagram is dropped, 0..1 */
+  uint32_t delay_ms;  /* base one-way delay */
+  uint32_t jitter_ms; /* extra uniform 0..jitter delay (causes reordering) */
+  double dup;         /* probability a datagram is delivered twice */
+  int blocked;        /* 1 = partitioned: everything dropped */
+} dmq_sim_link_t;
+
+typedef struct dmq_sim_opts {
+  uint64_t seed;            /* 0 = DMQ_SIM_SEED env var or the default */
+  dmq_sim_link_t link;      /* default link for every pair (opts_init:
+                               1 ms delay, no jitter, loss or dup) */
+  size_t mtu;               /* datagram MTU (default 1400) */
+  int quiet;                /* do not print the seed on failure hooks */
+} dmq_sim_opts_t;
+
+void dmq_sim_opts_init(dmq_sim_opts_t *o);
+dmq_sim_t *dmq_sim_new(const dmq_sim_opts_t *o);
+void dmq_sim_delete(dmq_sim_t *w);
+uint64_t dmq_sim_seed(const dmq_sim_t *w);
+uint64_t dmq_sim_now(const dmq_sim_t *w);
+
+/* Add a host with a node named "n<index>" (or name if not NULL) using cfg
+ * (copied; name, advertise_addr, generation and rng_seed are filled in by the
+ * world when 0/NULL). Returns the host index (0, 1, 2, ...) or -1. The node
+ * is started at the current time but does not join. */
+int dmq_sim_add(dmq_sim_t *w, const dmq_config_t *cfg, const char *name);
+dmq_node_t *dmq_sim_node(dmq_sim_t *w, int host); /* NULL when down */
+const char *dmq_sim_addr(dmq_sim_t *w, int host);  /* "sim://<host>" */
+int dmq_sim_host_count(const dmq_sim_t *w);
+
+/* Make host join through the given seed hosts (at current time). */
+int dmq_sim_join(dmq_sim_t *w, int host, const int *seeds, size_t n);
+/* Crash: node deleted without a word, its packets in flight dropped. */
+void dmq_sim_kill(dmq_sim_t *w, int host);
+/* Restart a killed host: new node, same name and address, new generation. */
+int dmq_sim_restart(dmq_sim_t *w, int host);
+/* Graceful leave (dmq_node_leave); the node keeps running. */
+int dmq_sim_leave(dmq_sim_t *w, int host);
+/* Pause: the host processes nothing (like SIGSTOP); inbound packets queue
+ * and are delivered on resume, its timers fire late. */
+void dmq_sim_pause(dmq_sim_t *w, int host);
+void dmq_sim_resume(dmq_sim_t *w, int host);
+
+/* Links. */
+void dmq_sim_set_link(dmq_sim_t *w, int from, int to, const dmq_sim_link_t *l);
+void dmq_sim_set_default_link(dmq_sim_t *w, const dmq_sim_link_t *l);
+/* Extra delay on everything host sends (a slow member). */
+void dmq_sim_set_send_delay(dmq_sim_t *w, int host, uint32_t delay_ms);
+/* One-way partition: nothing from any host in a to any host in b. */
+void dmq_sim_block(dmq_sim_t *w, const int *a, size_t na, const int *b,
+                   size_t nb);
+/* Two-way partition between groups a and b. */
+void dmq_sim_partition(dmq_sim_t *w, const int *a, size_t na, const int *b,
+                       size_t nb);
+/* Remove every block. */
+void dmq_sim_heal(dmq_sim_t *w);
+
+/* Run. */
+void dmq_sim_run_until(dmq_sim_t *w, uint64_t t);
+void dmq_sim_run_for(dmq_sim_t *w, uint64_t ms);
+/* Run until pred(w, ud) returns non-zero (checked after each event batch at
+ * one time) or until deadline. Returns 1 if pred held, 0 on timeout; *at is
+ * the time it first held. */
+int dmq_sim_run_until_pred(dmq_sim_t *w, uint64_t deadline,
+                           int (*pred)(dmq_sim_t *w, void *ud), void *ud,
+                           uint64_t *at);
+
+/* Observations. State of `subject` as seen by `observer` (-1 = unknown). */
+int dmq_sim_state(dmq_sim_t *w, int observer, int subject);
+/* Every live host sees every other live (not killed/left) host alive. */
+int dmq_sim_converged(dmq_sim_t *w);
+
+/* Event log: every member event of every node is recorded. */
+typedef struct dmq_sim_event {
+  uint64_t t;
+  int observer, subject; /* host indices; subject -1 if unknown name */
+  dmq_member_event_t ev;
+  uint64_t incarnation, generation;
+} dmq_sim_event_t;
+size_t dmq_sim_event_count(const dmq_sim_t *w);
+const dmq_sim_event_t *dmq_sim_events(const dmq_sim_t *w);
+/* Number of DEAD events about a host that was never killed, left or paused
+ * (a false death), since the world began. */
+size_t dmq_sim_false_deaths(const dmq_sim_t *w);
+
+/* Network counters. */
+typedef struct dmq_sim_net_stats {
+  uint64_t sent, delivered, lost, duplicated, blocked, oversize;
+  uint64_t bytes_sent;
+  /* Dropped on delivery: destination (or sender) down or killed meanwhile,
+   * or no such host. */
+  uint64_t undeliverable;
+  uint64_t bytes_delivered;
+} dmq_sim_net_stats_t;
+void dmq_sim_net_stats(const dmq_sim_t *w, dmq_sim_net_stats_t *out);
+
+/* ---- spec helpers: return 1 if the property holds, else print what did not
+ * hold (with the seed) to stderr and return 0; use as assert_true(...) ---- */
+/* Run until every live host other than `subject` sees it in `state`, within
+ * `within_ms` from now. */
+int dmq_sim_expect_seen_by_all(dmq_sim_t *w, int subject,
+                               dmq_member_state_t state, uint64_t within_ms);
+/* Run until every live host sees every other live host alive. */
+int dmq_sim_expect_converged(dmq_sim_t *w, uint64_t within_ms);
+/* Within [now, now+not_before_ms) no observer sees subject in state, and by
+ * now+by_ms at least `observer` does (observer -1 = any). */
+int dmq_sim_expect_state_window(dmq_sim_t *w, int observer, int subject,
+                                dmq_member_state_t state,
+                                uint64_t not_before_ms, uint64_t by_ms);
+/* Run for ms and check that nobody ever saw `subject` DEAD. */
+int dmq_sim_expect_never_dead(dmq_sim_t *w, int subject, uint64_t ms);
+
+/* ---- test hooks for the simulator itself ---- */
+/* Send buf from host `from` to host `to` through from's sim transport, as the
+ * node would (no completion cookie). Returns what the transport's send()
+ * returns (0, DMQ_ETOOBIG, DMQ_ECLOSED after kill, DMQ_EINVAL bad host). */
+int dmq_sim_raw_send(dmq_sim_t *w, int from, int to, const void *buf,
+                     size_t len);
+/* tap sees every delivery just before it is handed to dmq_node_recv(). */
+void dmq_sim_set_tap(dmq_sim_t *w,
+                     void (*tap)(void *ud, int from, int to, const void *buf,
+                                 size_t len, uint64_t t),
+                     void *ud);
+/* The host's simulated transport (scheme "sim"). */
+dmq_transport_t *dmq_sim_transport(dmq_sim_t *w, int host);
+
+#endif

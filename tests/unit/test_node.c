@@ -1,0 +1,424 @@
+/* Unit tests for the node API: errors, profiles, config validation,
+ * allocator hooks, allocation failure at every step, callback rules and a
+ * two-node exchange over an in-memory transport (no simulator). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <dmq/dmq.h>
+
+#include "wire.h"
+
+/* ---- an in-memory transport: a FIFO of packets between named nodes ---- */
+
+#define Q_MAX 4096
+typedef struct pkt {
+  char to[32], from[32];
+  size_t len;
+  uint8_t buf[70000];
+} pkt_t;
+
+typedef struct net {
+  pkt_t *q;
+  size_t head, tail;
+  int refuse; /* make send() fail */
+} net_t;
+
+typedef struct mem_tp {
+  dmq_transport_t t;
+  net_t *net;
+  char addr[32];
+} mem_tp_t;
+
+static int mem_send(dmq_transport_t *t, const char *addr, const void *buf,
+                    size_t len, void *cookie) {
+  (void)cookie;
+  mem_tp_t *m = (mem_tp_t *)t;
+  if (m->net->refuse)
+    return DMQ_ETRANSPORT;
+  if (strncmp(addr, "mem://", 6) != 0)
+    return DMQ_EADDR;
+  if (len > sizeof(m->net->q[0].buf))
+    return DMQ_ETOOBIG;
+  if (m->net->tail - m->net->head >= Q_MAX)
+    return DMQ_EAGAIN;
+  pkt_t *p = &m->net->q[m->net->tail++ % Q_MAX];
+  snprintf(p->to, sizeof(p->to), "%s", addr);
+  snprintf(p->from, sizeof(p->from), "%s", m->addr);
+  memcpy(p->buf, buf, len);
+  p->len = len;
+  return 0;
+}
+
+static const dmq_transport_ops_t mem_ops = {
+    "mem", DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE, mem_send, NULL};
+
+/* ---- counting allocator with failure injection ---- */
+
+typedef struct counting {
+  long live;
+  long calls;
+  long fail_at; /* fail the n-th allocation (1-based); 0 = never */
+} counting_t;
+
+static void *c_malloc(size_t s, void *ud) {
+  counting_t *c = ud;
+  if (++c->calls == c->fail_at)
+    return NULL;
+  void *p = malloc(s);
+  if (p)
+    c->live++;
+  return p;
+}
+static void *c_realloc(void *p, size_t s, void *ud) {
+  counting_t *c = ud;
+  if (++c->calls == c->fail_at)
+    return NULL;
+  void *q = realloc(p, s);
+  if (q && p == NULL)
+    c->live++;
+  return q;
+}
+static void c_free(void *p, void *ud) {
+  counting_t *c = ud;
+  if (p)
+    c->live--;
+  free(p);
+}
+
+/* ---- helpers ---- */
+
+typedef struct pair {
+  net_t net;
+  mem_tp_t tp[2];
+  dmq_node_t *node[2];
+  uint64_t now;
+  int events[2][8];
+} pair_t;
+
+static void on_member(dmq_node_t *node, dmq_member_event_t ev,
+                      const dmq_member_info_t *m, void *ud) {
+  pair_t *p = ud;
+  int i = node == p->node[0] ? 0 : 1;
+  p->events[i][ev]++;
+  assert_non_null(m->name);
+  /* queries are allowed inside callbacks; feeding input is not */
+  dmq_member_info_t info;
+  assert_int_equal(dmq_node_member(node, m->name, &info),
+                   ev == DMQ_EVENT_REAPED ? DMQ_ENOENT : 0);
+  assert_int_equal(dmq_node_tick(node, p->now), DMQ_EBUSY);
+  assert_int_equal(dmq_node_recv(node, NULL, NULL, "x", 1, p->now), DMQ_EBUSY);
+}
+
+static int pair_init(pair_t *p, const dmq_alloc_t *alloc) {
+  memset(p, 0, sizeof(*p));
+  p->net.q = calloc(Q_MAX, sizeof(pkt_t));
+  for (int i = 0; i < 2; i++) {
+    dmq_config_t cfg;
+    dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+    char name[16];
+    snprintf(name, sizeof(name), "n%d", i);
+    snprintf(p->tp[i].addr, sizeof(p->tp[i].addr), "mem://%d", i);
+    cfg.name = name;
+    cfg.advertise_addr = p->tp[i].addr;
+    cfg.generation = 1;
+    cfg.rng_seed = (uint64_t)i + 1;
+    int rc = dmq_node_new(&p->node[i], &cfg, alloc);
+    if (rc != 0)
+      return rc;
+    p->tp[i].t.ops = &mem_ops;
+    p->tp[i].t.mtu = 1400;
+    p->tp[i].net = &p->net;
+    rc = dmq_node_add_transport(p->node[i], &p->tp[i].t);
+    if (rc != 0)
+      return rc;
+    dmq_node_set_member_cb(p->node[i], on_member, p);
+    rc = dmq_node_start(p->node[i], 0);
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+static void pair_free(pair_t *p) {
+  for (int i = 0; i < 2; i++)
+    dmq_node_delete(p->node[i]);
+  free(p->net.q);
+}
+
+/* Deliver packets and fire deadlines until `until`. */
+static void pair_run(pair_t *p, uint64_t until) {
+  while (p->now <= until) {
+    while (p->net.head < p->net.tail) {
+      pkt_t *k = &p->net.q[p->net.head++ % Q_MAX];
+      int to = k->to[6] - '0';
+      if ((to == 0 || to == 1) && p->node[to])
+        dmq_node_recv(p->node[to], &p->tp[to].t, k->from, k->buf, k->len,
+                      p->now);
+    }
+    uint64_t d = DMQ_NEVER;
+    for (int i = 0; i < 2; i++) {
+      uint64_t x = dmq_node_next_deadline(p->node[i]);
+      if (x < d)
+        d = x;
+    }
+    if (d == DMQ_NEVER || d > until)
+      break;
+    if (d > p->now)
+      p->now = d;
+    for (int i = 0; i < 2; i++)
+      if (dmq_node_next_deadline(p->node[i]) <= p->now)
+        dmq_node_tick(p->node[i], p->now);
+  }
+  if (p->now < until)
+    p->now = until;
+}
+
+/* ---- tests ---- */
+
+static void test_errors(void **state) {
+  (void)state;
+  assert_string_equal(dmq_err_name(DMQ_EINVAL), "DMQ_EINVAL");
+  assert_string_equal(dmq_strerror(DMQ_OK), "success");
+  assert_string_equal(dmq_err_name(-9999), "DMQ_UNKNOWN");
+  assert_string_equal(dmq_strerror(12345), "unknown error");
+  /* every code in the list has distinct name and description */
+  for (int e = 0; e >= -17; e--) {
+    assert_string_not_equal(dmq_err_name(e), "DMQ_UNKNOWN");
+    assert_string_not_equal(dmq_strerror(e), "unknown error");
+  }
+  assert_int_equal(dmq_version(), DMQ_VERSION_HEX);
+  assert_non_null(strchr(dmq_version_string(), '.'));
+}
+
+static void test_profiles(void **state) {
+  (void)state;
+  dmq_config_t c;
+  assert_int_equal(dmq_config_init(&c, DMQ_PROFILE_LAN), 0);
+  assert_int_equal(c.probe_interval_ms, 1000);
+  assert_int_equal(c.probe_timeout_ms, 500);
+  assert_int_equal(c.indirect_checks, 3);
+  assert_int_equal(c.suspicion_mult, 4);
+  assert_int_equal(c.suspicion_max_mult, 6);
+  assert_int_equal(c.retransmit_mult, 4);
+  assert_int_equal(c.gossip_interval_ms, 200);
+  assert_int_equal(c.gossip_nodes, 3);
+  assert_int_equal(c.pushpull_interval_ms, 30000);
+  assert_int_equal(dmq_config_init(&c, DMQ_PROFILE_FAST), 0);
+  assert_int_equal(c.probe_interval_ms, 200);
+  assert_int_equal(c.probe_timeout_ms, 100);
+  assert_int_equal(c.gossip_interval_ms, 50);
+  assert_int_equal(dmq_config_init(&c, (dmq_profile_t)99), DMQ_EINVAL);
+  assert_int_equal(dmq_config_init(NULL, DMQ_PROFILE_LAN), DMQ_EINVAL);
+  dmq_profile_t p;
+  assert_int_equal(dmq_profile_from_name("wan", &p), 0);
+  assert_int_equal(p, DMQ_PROFILE_WAN);
+  assert_int_equal(dmq_profile_from_name("local", &p), 0);
+  assert_int_equal(dmq_profile_from_name("nope", &p), DMQ_ENOENT);
+  assert_string_equal(dmq_profile_name(DMQ_PROFILE_FAST), "fast");
+}
+
+static void test_config_validation(void **state) {
+  (void)state;
+  dmq_node_t *n = NULL;
+  dmq_config_t c;
+  dmq_config_init(&c, DMQ_PROFILE_LAN);
+  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL); /* no name */
+  c.name = "a";
+  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL); /* no addr */
+  c.advertise_addr = "mem://0";
+  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL); /* gen 0 */
+  c.generation = 7;
+  c.name = "has space";
+  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL);
+  c.name = "a";
+  c.meta_len = DMQ_MAX_META + 1;
+  c.meta = "x";
+  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL);
+  c.meta_len = 0;
+  c.probe_timeout_ms = c.probe_interval_ms + 1;
+  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL);
+  c.probe_timeout_ms = 500;
+  dmq_alloc_t bad = {c_malloc, NULL, c_free, NULL};
+  assert_int_equal(dmq_node_new(&n, &c, &bad), DMQ_EINVAL);
+  assert_null(n);
+  assert_int_equal(dmq_node_new(&n, &c, NULL), 0);
+  assert_non_null(n);
+  assert_string_equal(dmq_node_name(n), "a");
+  assert_int_equal(dmq_node_tick(n, 0), DMQ_ESTATE); /* not started */
+  assert_int_equal(dmq_node_join(n, NULL, 0, 0), DMQ_ESTATE);
+  assert_int_equal(dmq_node_start(n, 0), 0);
+  assert_int_equal(dmq_node_start(n, 0), DMQ_ESTATE);
+  char big[DMQ_MAX_META + 1] = {0};
+  assert_int_equal(dmq_node_set_meta(n, big, sizeof(big), 0), DMQ_ETOOBIG);
+  assert_int_equal(dmq_node_set_meta(n, NULL, 3, 0), DMQ_EINVAL);
+  dmq_member_info_t info;
+  assert_int_equal(dmq_node_member(n, "a", &info), 0);
+  assert_true(info.is_self);
+  assert_int_equal(info.state, DMQ_MEMBER_ALIVE);
+  assert_int_equal(dmq_node_member(n, "zz", &info), DMQ_ENOENT);
+  assert_int_equal(dmq_node_member(n, "", &info), DMQ_EINVAL);
+  assert_int_equal(dmq_node_member_count(n, DMQ_MASK_ALL), 1);
+  /* a packet from nowhere to a node with no transport: counted, no crash */
+  assert_int_equal(dmq_node_recv(n, NULL, NULL, "junk", 4, 1), 0);
+  dmq_stats_t st;
+  dmq_node_stats(n, &st);
+  assert_int_equal(st.drops[DMQ_DROP_MAGIC], 1);
+  assert_int_equal(dmq_node_leave(n, 2), 0);
+  assert_int_equal(dmq_node_leave(n, 2), DMQ_ESTATE);
+  dmq_node_delete(n);
+  dmq_node_delete(NULL);
+}
+
+static void test_transport_registry(void **state) {
+  (void)state;
+  pair_t p;
+  assert_int_equal(pair_init(&p, NULL), 0);
+  mem_tp_t extra = p.tp[0];
+  assert_int_equal(dmq_node_add_transport(p.node[0], &extra.t), DMQ_EEXIST);
+  dmq_transport_ops_t noscheme = mem_ops;
+  noscheme.scheme = "";
+  extra.t.ops = &noscheme;
+  assert_int_equal(dmq_node_add_transport(p.node[0], &extra.t), DMQ_EINVAL);
+  assert_int_equal(dmq_node_add_transport(NULL, &extra.t), DMQ_EINVAL);
+  pair_free(&p);
+}
+
+static void test_pair_join_and_leave(void **state) {
+  (void)state;
+  pair_t p;
+  assert_int_equal(pair_init(&p, NULL), 0);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(p.node[1], &seed, 1, 0), 0);
+  pair_run(&p, 2000);
+  dmq_member_info_t info;
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_ALIVE);
+  assert_int_equal(dmq_node_member(p.node[1], "n0", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_ALIVE);
+  assert_int_equal(p.events[0][DMQ_EVENT_JOINED], 1);
+  assert_int_equal(p.events[1][DMQ_EVENT_JOINED], 1);
+  /* metadata reaches the other side */
+  assert_int_equal(dmq_node_set_meta(p.node[0], "role=db", 7, p.now), 0);
+  pair_run(&p, p.now + 2000);
+  assert_int_equal(dmq_node_member(p.node[1], "n0", &info), 0);
+  assert_int_equal(info.meta_len, 7);
+  assert_memory_equal(info.meta, "role=db", 7);
+  assert_int_equal(p.events[1][DMQ_EVENT_META_UPDATED], 1);
+  /* probes flow and are answered: nobody suspected */
+  pair_run(&p, p.now + 20000);
+  assert_int_equal(p.events[0][DMQ_EVENT_SUSPECT], 0);
+  assert_int_equal(p.events[1][DMQ_EVENT_SUSPECT], 0);
+  dmq_stats_t st;
+  dmq_node_stats(p.node[0], &st);
+  assert_true(st.probes > 10);
+  assert_true(st.probe_direct_ok > 10);
+  assert_int_equal(st.members[DMQ_MEMBER_ALIVE], 2);
+  /* leave: seen as left, not dead */
+  assert_int_equal(dmq_node_leave(p.node[1], p.now), 0);
+  pair_run(&p, p.now + 5000);
+  assert_true(dmq_node_left_flushed(p.node[1]));
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_LEFT);
+  assert_int_equal(p.events[0][DMQ_EVENT_LEFT], 1);
+  assert_int_equal(p.events[0][DMQ_EVENT_DEAD], 0);
+  pair_free(&p);
+}
+
+static void test_pair_failure(void **state) {
+  (void)state;
+  pair_t p;
+  assert_int_equal(pair_init(&p, NULL), 0);
+  const char *seed = "mem://0";
+  dmq_node_join(p.node[1], &seed, 1, 0);
+  pair_run(&p, 2000);
+  dmq_node_delete(p.node[1]); /* crash */
+  p.node[1] = NULL;
+  /* two members: no one to confirm, suspicion lasts the minimum
+   * (4 * 1 * 1 s), after one failed probe period */
+  pair_run(&p, p.now + 8000);
+  dmq_member_info_t info;
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_DEAD);
+  assert_int_equal(p.events[0][DMQ_EVENT_SUSPECT], 1);
+  assert_int_equal(p.events[0][DMQ_EVENT_DEAD], 1);
+  /* reaped after the retention time */
+  pair_run(&p, p.now + 61000);
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), DMQ_ENOENT);
+  assert_int_equal(p.events[0][DMQ_EVENT_REAPED], 1);
+  pair_free(&p);
+}
+
+static void test_transport_refusal_counted(void **state) {
+  (void)state;
+  pair_t p;
+  assert_int_equal(pair_init(&p, NULL), 0);
+  p.net.refuse = 1;
+  const char *seed = "mem://0";
+  dmq_node_join(p.node[1], &seed, 1, 0);
+  pair_run(&p, 1000);
+  dmq_stats_t st;
+  dmq_node_stats(p.node[1], &st);
+  assert_true(st.drops[DMQ_DROP_TX_FAILED] >= 1);
+  const char *bad = "nosuch://x";
+  p.net.refuse = 0;
+  dmq_node_join(p.node[1], &bad, 1, p.now);
+  pair_run(&p, p.now + 100);
+  dmq_node_stats(p.node[1], &st);
+  assert_true(st.drops[DMQ_DROP_TX_NO_TRANSPORT] >= 1);
+  pair_free(&p);
+}
+
+/* Run the two-node scenario failing the k-th allocation, for every k, and
+ * check that nothing leaks or crashes. */
+static void test_alloc_failures(void **state) {
+  (void)state;
+  long total = 0;
+  {
+    counting_t c = {0, 0, 0};
+    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    pair_t p;
+    assert_int_equal(pair_init(&p, &a), 0);
+    const char *seed = "mem://0";
+    dmq_node_join(p.node[1], &seed, 1, 0);
+    dmq_node_set_meta(p.node[1], "m", 1, 0);
+    pair_run(&p, 3000);
+    pair_free(&p);
+    assert_int_equal(c.live, 0);
+    total = c.calls;
+  }
+  assert_true(total > 5);
+  for (long k = 1; k <= total; k++) {
+    counting_t c = {0, 0, k};
+    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    pair_t p;
+    if (pair_init(&p, &a) == 0) {
+      const char *seed = "mem://0";
+      dmq_node_join(p.node[1], &seed, 1, 0);
+      dmq_node_set_meta(p.node[1], "m", 1, 0);
+      pair_run(&p, 3000);
+    }
+    pair_free(&p);
+    assert_int_equal(c.live, 0);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_profiles),
+      cmocka_unit_test(test_config_validation),
+      cmocka_unit_test(test_transport_registry),
+      cmocka_unit_test(test_pair_join_and_leave),
+      cmocka_unit_test(test_pair_failure),
+      cmocka_unit_test(test_transport_refusal_counted),
+      cmocka_unit_test(test_alloc_failures),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
