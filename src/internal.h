@@ -32,10 +32,10 @@ typedef struct dmq__suspicion {
   uint64_t start;    /* when the suspicion began */
   uint64_t deadline; /* when it turns into death */
   uint64_t min_ms, max_ms;
-  uint32_t k;      /* confirmations expected */
-  uint32_t nconf;  /* independent confirmations received */
+  uint32_t k;                      /* confirmations expected */
+  uint32_t nconf;                  /* independent confirmations received */
   uint64_t conf[DMQ__MAX_CONFIRM]; /* name hashes of confirmers */
-  char from[DMQ_MAX_NAME + 1]; /* who raised it (gossiped along) */
+  char from[DMQ_MAX_NAME + 1];     /* who raised it (gossiped along) */
 } dmq__suspicion_t;
 
 struct dmq__member {
@@ -143,7 +143,7 @@ struct dmq_node {
   int delete_pending;
 
   /* packet buffers */
-  uint8_t *txbuf; /* cfg.mtu bytes */
+  uint8_t *txbuf;  /* cfg.mtu bytes */
   uint8_t *bigbuf; /* push/pull */
   size_t bigbuf_cap;
 

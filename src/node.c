@@ -63,8 +63,7 @@ const char *dmq_member_event_name(dmq_member_event_t e) {
   static const char *const names[] = {"joined", "suspect", "alive_again",
                                       "dead",   "left",    "meta_updated",
                                       "reaped"};
-  return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e]
-                                                         : "unknown";
+  return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "unknown";
 }
 
 const char *dmq_drop_reason_name(dmq_drop_reason_t r) {
@@ -476,8 +475,8 @@ int dmq_node_new(dmq_node_t **out, const dmq_config_t *cfg,
   n->txbuf = dmq__malloc(n, cfg->mtu);
   if (n->txbuf == NULL)
     goto nomem;
-  dmq__member_t *self = dmq__member_add(n, n->name, strlen(n->name), n->addr,
-                                        strlen(n->addr));
+  dmq__member_t *self =
+      dmq__member_add(n, n->name, strlen(n->name), n->addr, strlen(n->addr));
   if (self == NULL)
     goto nomem;
   self->is_self = 1;
@@ -544,7 +543,9 @@ void dmq_node_set_user_data(dmq_node_t *n, void *ud) {
     n->user_data = ud;
 }
 
-const char *dmq_node_name(const dmq_node_t *n) { return n ? n->name : NULL; }
+const char *dmq_node_name(const dmq_node_t *n) {
+  return n ? n->name : NULL;
+}
 
 /* ---- queries ---- */
 

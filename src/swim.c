@@ -142,8 +142,7 @@ static int swim_enc_update(dmq_node_t *n, dmq__enc_t *e,
     return dmq__enc_suspect(e, name, m->inc, m->gen, sl(from, strlen(from)));
   }
   case DMQ_MEMBER_DEAD:
-    return dmq__enc_dead(e, name, m->inc, m->gen,
-                         sl(n->name, strlen(n->name)));
+    return dmq__enc_dead(e, name, m->inc, m->gen, sl(n->name, strlen(n->name)));
   default:
     return dmq__enc_left(e, name, m->inc, m->gen);
   }
@@ -221,7 +220,8 @@ static void swim_send_ping(dmq_node_t *n, const dmq__member_t *target,
   /* Lifeguard buddy system: tell a suspect member first. */
   if (target != NULL && target->state == DMQ_MEMBER_SUSPECT)
     swim_enc_update(n, &e, target);
-  dmq__enc_ping(&e, seq, sl(target ? target->name : "", target ? target->name_len : 0));
+  dmq__enc_ping(&e, seq,
+                sl(target ? target->name : "", target ? target->name_len : 0));
   swim_finish(n, &e, addr);
 }
 
@@ -256,8 +256,11 @@ static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
     return;
   for (uint32_t i = 0; i < n->nmembers; i++) {
     const dmq__member_t *m = n->members[i];
-    dmq__record_t r = {sl(m->name, m->name_len), sl(m->addr, m->addr_len),
-                       sl((const char *)m->meta, m->meta_len), m->inc, m->gen,
+    dmq__record_t r = {sl(m->name, m->name_len),
+                       sl(m->addr, m->addr_len),
+                       sl((const char *)m->meta, m->meta_len),
+                       m->inc,
+                       m->gen,
                        m->state};
     if (dmq__enc_record(&e, &r) != 0) {
       n->stats.drops[DMQ_DROP_TX_FAILED]++;
@@ -384,9 +387,9 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
                           int from_pushpull) {
   dmq__member_t *m = dmq__member_find(n, name.p, name.n);
   if (m != NULL && m->is_self) {
-    if (gen > m->gen || (gen == m->gen && inc > m->inc &&
-                         (addr.n != m->addr_len ||
-                          memcmp(addr.p, m->addr, addr.n) != 0))) {
+    if (gen > m->gen ||
+        (gen == m->gen && inc > m->inc &&
+         (addr.n != m->addr_len || memcmp(addr.p, m->addr, addr.n) != 0))) {
       dmq__log(n, DMQ_LOG_WARN,
                "another member claims our name %s (generation %llu)", n->name,
                (unsigned long long)gen);
@@ -713,8 +716,7 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
     if (n->joining) {
       n->joining = 0;
       n->joined = 1;
-      dmq__log(n, DMQ_LOG_INFO, "joined through %.*s", (int)sender.n,
-               sender.p);
+      dmq__log(n, DMQ_LOG_INFO, "joined through %.*s", (int)sender.n, sender.p);
     }
     return;
   }
@@ -759,8 +761,8 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
       break;
     }
     if (rc == 2) {
-      n->stats.drops[msg.type == 0 ? DMQ_DROP_UNKNOWN_TYPE
-                                   : DMQ_DROP_MALFORMED]++;
+      n->stats
+          .drops[msg.type == 0 ? DMQ_DROP_UNKNOWN_TYPE : DMQ_DROP_MALFORMED]++;
       continue;
     }
     n->stats.msgs_in++;
@@ -892,8 +894,7 @@ static void swim_join_attempt(dmq_node_t *n) {
 
 static void swim_reconnect(dmq_node_t *n) {
   for (size_t i = 0; i < n->nseeds; i++) {
-    if (strcmp(n->seeds[i], n->addr) == 0 ||
-        swim_seed_is_alive(n, n->seeds[i]))
+    if (strcmp(n->seeds[i], n->addr) == 0 || swim_seed_is_alive(n, n->seeds[i]))
       continue;
     swim_send_pushpull(n, n->seeds[i], 0);
   }
@@ -1090,7 +1091,9 @@ int dmq_node_tick(dmq_node_t *n, uint64_t now) {
   return 0;
 }
 
-static uint64_t swim_min(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static uint64_t swim_min(uint64_t a, uint64_t b) {
+  return a < b ? a : b;
+}
 
 uint64_t dmq_node_next_deadline(const dmq_node_t *n) {
   if (n == NULL || !n->started)
