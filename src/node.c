@@ -352,6 +352,13 @@ static dmq_transport_t *node_transport_for(dmq_node_t *n, const char *addr,
   return same;
 }
 
+int dmq__has_separate_stream(dmq_node_t *n, const char *addr) {
+  const char *rest;
+  dmq_transport_t *d = node_transport_for(n, addr, 0, &rest);
+  dmq_transport_t *r = node_transport_for(n, addr, 1, &rest);
+  return d != NULL && r != NULL && d != r;
+}
+
 int dmq__send(dmq_node_t *n, const char *addr, const uint8_t *buf, size_t len,
               int reliable, uint32_t nmsgs) {
   const char *rest = NULL;
@@ -382,7 +389,17 @@ int dmq__send(dmq_node_t *n, const char *addr, const uint8_t *buf, size_t len,
   return 0;
 }
 
+void dmq_transport_recv(dmq_transport_t *t, const char *from, const void *buf,
+                        size_t len) {
+  if (t != NULL && t->on_recv != NULL)
+    t->on_recv(t, from, buf, len);
+}
+
 void dmq_transport_send_done(dmq_transport_t *t, void *cookie, int status) {
+  if (t != NULL && t->on_send_done != NULL) {
+    t->on_send_done(t, cookie, status);
+    return;
+  }
   /* Membership traffic is fire-and-forget (cookie NULL). Reliable delivery
    * will route completions here; until then a completion with a cookie has
    * no owner and is only counted. */

@@ -199,10 +199,17 @@ static void swim_finish(dmq_node_t *n, dmq__enc_t *e, const char *addr) {
   dmq__send(n, addr, n->txbuf, len, 0, c);
 }
 
-static void swim_send_ack(dmq_node_t *n, const char *addr, uint32_t seq) {
+static void swim_send_ack(dmq_node_t *n, const char *addr, uint32_t seq,
+                          int stream) {
   dmq__enc_t e;
   swim_begin(n, &e);
   dmq__enc_ack(&e, seq);
+  if (stream) { /* answer a stream-fallback ping on the stream */
+    uint32_t c = e.count;
+    size_t len = dmq__enc_end(&e);
+    dmq__send(n, addr, n->txbuf, len, 1, c);
+    return;
+  }
   swim_finish(n, &e, addr);
 }
 
@@ -571,6 +578,16 @@ static void swim_probe_indirect(dmq_node_t *n) {
     swim_finish(n, &e, chosen[i]->addr);
   }
   n->probe.nacks_expected = nc;
+  /* Stream fallback (UDP blocked or lossy): when a separate reliable
+   * transport exists, also ping the target over it. */
+  if (dmq__has_separate_stream(n, t->addr)) {
+    dmq__enc_t e;
+    swim_begin(n, &e);
+    dmq__enc_ping(&e, n->probe.seq, sl(t->name, t->name_len));
+    uint32_t c = e.count;
+    size_t len = dmq__enc_end(&e);
+    dmq__send(n, t->addr, n->txbuf, len, 1, c);
+  }
 }
 
 static void swim_probe_end(dmq_node_t *n) {
@@ -620,7 +637,8 @@ static const char *swim_reply_addr(dmq_node_t *n, dmq__slice_t sender,
 }
 
 static void swim_on_ping(dmq_node_t *n, const dmq__msg_t *msg,
-                         dmq__slice_t sender, const char *from_addr) {
+                         dmq__slice_t sender, const char *from_addr,
+                         int stream) {
   if (msg->name.n != strlen(n->name) ||
       memcmp(msg->name.p, n->name, msg->name.n) != 0) {
     n->stats.drops[DMQ_DROP_NOT_FOR_US]++;
@@ -628,7 +646,7 @@ static void swim_on_ping(dmq_node_t *n, const dmq__msg_t *msg,
   }
   const char *to = swim_reply_addr(n, sender, from_addr);
   if (to != NULL)
-    swim_send_ack(n, to, msg->seq);
+    swim_send_ack(n, to, msg->seq, stream);
 }
 
 static void swim_on_ping_req(dmq_node_t *n, const dmq__msg_t *msg,
@@ -678,7 +696,7 @@ static void swim_on_ack(dmq_node_t *n, const dmq__msg_t *msg) {
     dmq__relay_t *r = &n->relays[i];
     if (r->used && r->seq == msg->seq) {
       r->used = 0;
-      swim_send_ack(n, r->origin, r->origin_seq);
+      swim_send_ack(n, r->origin, r->origin_seq, 0);
       return;
     }
   }
@@ -731,7 +749,9 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
     return DMQ_EINVAL;
   if (n->in_callback)
     return DMQ_EBUSY;
-  (void)t;
+  /* arrived on a stream-only transport (TCP): answer pings there too */
+  int stream =
+      t != NULL && t->ops != NULL && !(t->ops->caps & DMQ_TRANSPORT_DATAGRAM);
   if (now > n->now)
     n->now = now;
   n->stats.pkts_in++;
@@ -768,7 +788,7 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
     n->stats.msgs_in++;
     switch (msg.type) {
     case DMQ__MSG_PING:
-      swim_on_ping(n, &msg, env.sender, from_addr);
+      swim_on_ping(n, &msg, env.sender, from_addr, stream);
       break;
     case DMQ__MSG_PING_REQ:
       swim_on_ping_req(n, &msg, env.sender, from_addr);
@@ -942,14 +962,9 @@ int dmq_node_start(dmq_node_t *n, uint64_t now) {
   return 0;
 }
 
-int dmq_node_join(dmq_node_t *n, const char *const *seeds, size_t ns,
-                  uint64_t now) {
-  if (n == NULL || (seeds == NULL && ns > 0) || ns > DMQ__MAX_SEEDS)
+static int swim_copy_seeds(dmq_node_t *n, const char *const *seeds, size_t ns) {
+  if ((seeds == NULL && ns > 0) || ns > DMQ__MAX_SEEDS)
     return DMQ_EINVAL;
-  if (!n->started)
-    return DMQ_ESTATE;
-  if (n->in_callback)
-    return DMQ_EBUSY;
   for (size_t i = 0; i < ns; i++) {
     if (seeds[i] == NULL || seeds[i][0] == '\0' ||
         strlen(seeds[i]) > DMQ_MAX_ADDR)
@@ -968,8 +983,33 @@ int dmq_node_join(dmq_node_t *n, const char *const *seeds, size_t ns,
   }
   for (size_t i = 0; i < n->nseeds; i++)
     dmq__free(n, n->seeds[i]);
-  memcpy(n->seeds, copy, ns * sizeof(char *));
+  if (ns > 0)
+    memcpy(n->seeds, copy, ns * sizeof(char *));
   n->nseeds = ns;
+  return 0;
+}
+
+int dmq_node_set_seeds(dmq_node_t *n, const char *const *seeds, size_t ns) {
+  if (n == NULL)
+    return DMQ_EINVAL;
+  return swim_copy_seeds(n, seeds, ns);
+}
+
+int dmq_node_is_joined(const dmq_node_t *n) {
+  return n != NULL && n->joined;
+}
+
+int dmq_node_join(dmq_node_t *n, const char *const *seeds, size_t ns,
+                  uint64_t now) {
+  if (n == NULL)
+    return DMQ_EINVAL;
+  if (!n->started || n->leaving)
+    return DMQ_ESTATE;
+  if (n->in_callback)
+    return DMQ_EBUSY;
+  int rc = swim_copy_seeds(n, seeds, ns);
+  if (rc != 0)
+    return rc;
   if (now > n->now)
     n->now = now;
   n->joining = 1;

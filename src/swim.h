@@ -23,6 +23,10 @@ void dmq__flush_events(dmq_node_t *n);
 int dmq__send(dmq_node_t *n, const char *addr, const uint8_t *buf, size_t len,
               int reliable, uint32_t nmsgs);
 
+/* 1 if reliable sends to addr would use another transport than datagram
+ * sends (a real stream fallback exists). */
+int dmq__has_separate_stream(dmq_node_t *n, const char *addr);
+
 /* swim.c */
 void dmq__bc_remove(dmq_node_t *n, dmq__member_t *m);
 void dmq__suspicion_clear(dmq_node_t *n, dmq__member_t *m);

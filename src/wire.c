@@ -22,9 +22,9 @@
 
 /* Fields after the type, per known message type. */
 static const uint8_t wire_nfields[DMQ__MSG_TYPE_MAX_KNOWN + 1] = {
-    [DMQ__MSG_PING] = 2,    [DMQ__MSG_PING_REQ] = 4, [DMQ__MSG_ACK] = 1,
-    [DMQ__MSG_NACK] = 1,    [DMQ__MSG_ALIVE] = 5,    [DMQ__MSG_SUSPECT] = 4,
-    [DMQ__MSG_DEAD] = 4,    [DMQ__MSG_LEFT] = 3,     [DMQ__MSG_PUSHPULL] = 2,
+    [DMQ__MSG_PING] = 2, [DMQ__MSG_PING_REQ] = 4, [DMQ__MSG_ACK] = 1,
+    [DMQ__MSG_NACK] = 1, [DMQ__MSG_ALIVE] = 5,    [DMQ__MSG_SUSPECT] = 4,
+    [DMQ__MSG_DEAD] = 4, [DMQ__MSG_LEFT] = 3,     [DMQ__MSG_PUSHPULL] = 2,
 };
 
 /* ======================================================================
@@ -64,15 +64,36 @@ static int wire_rd_uint(wire_cur_t *c, uint64_t max, uint64_t *out) {
     v = t;
   } else {
     switch (t) {
-    case 0xcc: n = 1; break;
-    case 0xcd: n = 2; break;
-    case 0xce: n = 4; break;
-    case 0xcf: n = 8; break;
-    case 0xd0: n = 1; sign = 1; break;
-    case 0xd1: n = 2; sign = 1; break;
-    case 0xd2: n = 4; sign = 1; break;
-    case 0xd3: n = 8; sign = 1; break;
-    default: return -1; /* negative fixint, or not an integer */
+    case 0xcc:
+      n = 1;
+      break;
+    case 0xcd:
+      n = 2;
+      break;
+    case 0xce:
+      n = 4;
+      break;
+    case 0xcf:
+      n = 8;
+      break;
+    case 0xd0:
+      n = 1;
+      sign = 1;
+      break;
+    case 0xd1:
+      n = 2;
+      sign = 1;
+      break;
+    case 0xd2:
+      n = 4;
+      sign = 1;
+      break;
+    case 0xd3:
+      n = 8;
+      sign = 1;
+      break;
+    default:
+      return -1; /* negative fixint, or not an integer */
     }
     if (wire_take(c, n, &v))
       return -1;
@@ -97,8 +118,7 @@ static int wire_rd_payload(wire_cur_t *c, size_t lbytes, dmq__slice_t *s) {
 }
 
 /* A str of min..max bytes with no NUL byte (names and addresses). */
-static int wire_rd_str(wire_cur_t *c, size_t min, size_t max,
-                       dmq__slice_t *s) {
+static int wire_rd_str(wire_cur_t *c, size_t min, size_t max, dmq__slice_t *s) {
   uint8_t t;
   size_t lb;
   if (c->p >= c->end)
@@ -112,10 +132,17 @@ static int wire_rd_str(wire_cur_t *c, size_t min, size_t max,
     c->p += s->n;
   } else {
     switch (t) {
-    case 0xd9: lb = 1; break;
-    case 0xda: lb = 2; break;
-    case 0xdb: lb = 4; break;
-    default: return -1;
+    case 0xd9:
+      lb = 1;
+      break;
+    case 0xda:
+      lb = 2;
+      break;
+    case 0xdb:
+      lb = 4;
+      break;
+    default:
+      return -1;
     }
     if (wire_rd_payload(c, lb, s))
       return -1;
@@ -135,10 +162,17 @@ static int wire_rd_meta(wire_cur_t *c, dmq__slice_t *s) {
     s->p = (const char *)c->p; /* empty, but never NULL */
     s->n = 0;
     return 0;
-  case 0xc4: lb = 1; break;
-  case 0xc5: lb = 2; break;
-  case 0xc6: lb = 4; break;
-  default: return -1;
+  case 0xc4:
+    lb = 1;
+    break;
+  case 0xc5:
+    lb = 2;
+    break;
+  case 0xc6:
+    lb = 4;
+    break;
+  default:
+    return -1;
   }
   if (wire_rd_payload(c, lb, s) || s->n > DMQ_MAX_META)
     return -1;
@@ -198,15 +232,18 @@ static int wire_skip(wire_cur_t *c, int depth) {
     skip = t & 0x1f; /* fixstr */
   } else {
     switch (t) {
-    case 0xc4: case 0xd9: /* bin8, str8 */
+    case 0xc4:
+    case 0xd9: /* bin8, str8 */
       if (wire_take(c, 1, &skip))
         return -1;
       break;
-    case 0xc5: case 0xda: /* bin16, str16 */
+    case 0xc5:
+    case 0xda: /* bin16, str16 */
       if (wire_take(c, 2, &skip))
         return -1;
       break;
-    case 0xc6: case 0xdb: /* bin32, str32 */
+    case 0xc6:
+    case 0xdb: /* bin32, str32 */
       if (wire_take(c, 4, &skip))
         return -1;
       break;
@@ -225,17 +262,43 @@ static int wire_skip(wire_cur_t *c, int depth) {
         return -1;
       skip = v + 1;
       break;
-    case 0xca: skip = 4; break; /* float32 */
-    case 0xcb: skip = 8; break; /* float64 */
-    case 0xcc: case 0xd0: skip = 1; break;
-    case 0xcd: case 0xd1: skip = 2; break;
-    case 0xce: case 0xd2: skip = 4; break;
-    case 0xcf: case 0xd3: skip = 8; break;
-    case 0xd4: skip = 2; break;  /* fixext1: type + 1 */
-    case 0xd5: skip = 3; break;  /* fixext2 */
-    case 0xd6: skip = 5; break;  /* fixext4 */
-    case 0xd7: skip = 9; break;  /* fixext8 */
-    case 0xd8: skip = 17; break; /* fixext16 */
+    case 0xca:
+      skip = 4;
+      break; /* float32 */
+    case 0xcb:
+      skip = 8;
+      break; /* float64 */
+    case 0xcc:
+    case 0xd0:
+      skip = 1;
+      break;
+    case 0xcd:
+    case 0xd1:
+      skip = 2;
+      break;
+    case 0xce:
+    case 0xd2:
+      skip = 4;
+      break;
+    case 0xcf:
+    case 0xd3:
+      skip = 8;
+      break;
+    case 0xd4:
+      skip = 2;
+      break; /* fixext1: type + 1 */
+    case 0xd5:
+      skip = 3;
+      break; /* fixext2 */
+    case 0xd6:
+      skip = 5;
+      break; /* fixext4 */
+    case 0xd7:
+      skip = 9;
+      break; /* fixext8 */
+    case 0xd8:
+      skip = 17;
+      break;   /* fixext16 */
     case 0xdc: /* array16 */
       if (wire_take(c, 2, &items))
         return -1;
@@ -303,8 +366,7 @@ int dmq__wire_open(const uint8_t *buf, size_t len, dmq__envelope_t *env) {
   c.p = buf + off;
   c.end = buf + len;
   if (wire_rd_array(&c, &n) || n < 2 ||
-      wire_rd_str(&c, 1, DMQ_MAX_NAME, &env->sender) ||
-      wire_rd_array(&c, &n))
+      wire_rd_str(&c, 1, DMQ_MAX_NAME, &env->sender) || wire_rd_array(&c, &n))
     return DMQ_DROP_MALFORMED + 1;
   if (n > DMQ__WIRE_MAX_MSGS)
     return DMQ_DROP_OVERSIZE + 1;
@@ -555,8 +617,7 @@ static uint8_t *wire_w_bin(uint8_t *p, dmq__slice_t s) {
 
 /* A name or address the decoder will accept: 1..max bytes, no NUL. */
 static int wire_ok_str(dmq__slice_t s, size_t max) {
-  return s.p != NULL && s.n >= 1 && s.n <= max &&
-         memchr(s.p, 0, s.n) == NULL;
+  return s.p != NULL && s.n >= 1 && s.n <= max && memchr(s.p, 0, s.n) == NULL;
 }
 
 static int wire_ok_meta(dmq__slice_t s) {
@@ -586,9 +647,8 @@ static int wire_commit(dmq__enc_t *e, const uint8_t *q, int msg) {
   return 0;
 }
 
-int dmq__enc_begin(dmq__enc_t *e, uint8_t *buf, size_t cap,
-                   const char *label, size_t label_len, const char *sender,
-                   size_t sender_len) {
+int dmq__enc_begin(dmq__enc_t *e, uint8_t *buf, size_t cap, const char *label,
+                   size_t label_len, const char *sender, size_t sender_len) {
   dmq__slice_t s = {sender, sender_len};
   dmq__slice_t l = {label, label_len};
   uint8_t *p = buf;
@@ -686,8 +746,7 @@ int dmq__enc_ping_req(dmq__enc_t *e, uint32_t seq, dmq__slice_t target,
 
 size_t dmq__enc_size_alive(size_t name, size_t addr, size_t meta) {
   /* array, type, name, addr, inc and gen as fixed uint64, meta */
-  return 2 + wire_sz_str(name) + wire_sz_str(addr) + 9 + 9 +
-         wire_sz_bin(meta);
+  return 2 + wire_sz_str(name) + wire_sz_str(addr) + 9 + 9 + wire_sz_bin(meta);
 }
 
 int dmq__enc_alive(dmq__enc_t *e, dmq__slice_t name, dmq__slice_t addr,

@@ -54,8 +54,9 @@ enum dmq__msg_type {
   DMQ__MSG_SUSPECT = 6,  /* [6, name, incarnation, generation, from] */
   DMQ__MSG_DEAD = 7,     /* [7, name, incarnation, generation, from] */
   DMQ__MSG_LEFT = 8,     /* [8, name, incarnation, generation] */
-  DMQ__MSG_PUSHPULL = 9, /* [9, flags, [record...]]  record =
-                            [name, addr, incarnation, generation, state, meta] */
+  /* [9, flags, [record...]],
+   * record = [name, addr, incarnation, generation, state, meta] */
+  DMQ__MSG_PUSHPULL = 9,
   DMQ__MSG_TYPE_MAX_KNOWN = 9
 };
 
@@ -120,7 +121,12 @@ int dmq__wire_next_record(dmq__rec_iter_t *it, dmq__record_t *r);
 /* ---- encoding ----
  * An encoder writes into a caller-owned buffer of fixed capacity and never
  * allocates. Each dmq__enc_* call either appends the whole message and
- * returns 0, or leaves the buffer unchanged and returns DMQ_ETOOBIG. */
+ * returns 0, or leaves the buffer unchanged and returns DMQ_ETOOBIG (no room,
+ * or DMQ__WIRE_MAX_MSGS messages already). Fields the decoder would reject
+ * (names/addresses empty, too long or holding a NUL byte, meta over
+ * DMQ_MAX_META, state >= 4, more than DMQ__WIRE_MAX_RECORDS records) are
+ * refused with DMQ_EINVAL, never DMQ_ETOOBIG, so "flush and retry" loops end;
+ * so is any message added after a dmq__enc_begin() that failed. */
 typedef struct dmq__enc {
   uint8_t *buf;
   size_t cap, len;
@@ -129,9 +135,8 @@ typedef struct dmq__enc {
 } dmq__enc_t;
 
 /* Start a packet: envelope + body header with sender. label may be NULL. */
-int dmq__enc_begin(dmq__enc_t *e, uint8_t *buf, size_t cap,
-                   const char *label, size_t label_len, const char *sender,
-                   size_t sender_len);
+int dmq__enc_begin(dmq__enc_t *e, uint8_t *buf, size_t cap, const char *label,
+                   size_t label_len, const char *sender, size_t sender_len);
 /* Finish: patches the message count. Returns the packet length. */
 size_t dmq__enc_end(dmq__enc_t *e);
 
@@ -146,14 +151,15 @@ int dmq__enc_suspect(dmq__enc_t *e, dmq__slice_t name, uint64_t inc,
                      uint64_t gen, dmq__slice_t from);
 int dmq__enc_dead(dmq__enc_t *e, dmq__slice_t name, uint64_t inc, uint64_t gen,
                   dmq__slice_t from);
-int dmq__enc_left(dmq__enc_t *e, dmq__slice_t name, uint64_t inc,
-                  uint64_t gen);
+int dmq__enc_left(dmq__enc_t *e, dmq__slice_t name, uint64_t inc, uint64_t gen);
 /* Push/pull: begin with the number of records that will follow, then add
  * exactly that many. The encoder reserves a 5-byte array header. */
 int dmq__enc_pushpull_begin(dmq__enc_t *e, uint8_t flags, uint32_t nrec);
 int dmq__enc_record(dmq__enc_t *e, const dmq__record_t *r);
 
-/* Exact encoded size of one gossip message, to pack up to the MTU. */
+/* Exact encoded size of one gossip message, to pack up to the MTU. ALIVE
+ * writes incarnation and generation as fixed 9-byte uint64s so that its size
+ * does not depend on their values. */
 size_t dmq__enc_size_alive(size_t name, size_t addr, size_t meta);
 
 #endif

@@ -169,6 +169,13 @@ DMQ_EXTERN int dmq_node_start(dmq_node_t *node, uint64_t now);
 DMQ_EXTERN int dmq_node_join(dmq_node_t *node, const char *const *seeds,
                              size_t n_seeds, uint64_t now);
 
+/* Replace the seed list (copied) without restarting the join: used when a
+ * seed name resolves to new addresses. Seeds not alive in our view are
+ * contacted every reconnect interval, so a healed partition merges. */
+DMQ_EXTERN int dmq_node_set_seeds(dmq_node_t *node, const char *const *seeds,
+                                  size_t n_seeds);
+DMQ_EXTERN int dmq_node_is_joined(const dmq_node_t *node);
+
 /* Graceful leave: announce LEFT to the cluster. The node keeps answering
  * probes until deleted; dmq_node_left_flushed() tells when the announcement
  * has been sent often enough. */

@@ -6,6 +6,15 @@
  * implementation embeds (or allocates) and registers with
  * dmq_node_add_transport(); the node does not own it.
  *
+ * Lifecycle of a transport created by one of the dmq_*_transport_new()
+ * constructors (see dmq/uv.h and dmq/host.h):
+ *   new -> set the owner hooks below -> ops->bind() (socket transports) ->
+ *   send/receive ... -> ops->close() -> on_closed hook -> memory freed by the
+ *   transport. After close, send() returns DMQ_ECLOSED and every send that
+ *   was accepted with a cookie completes exactly once (with DMQ_ECLOSED if
+ *   it had not gone out yet), always from the event loop, never from inside
+ *   send() or close().
+ *
  * Addresses are strings "<scheme>://<authority>" (for example
  * "udp://127.0.0.1:7946", "tcp://[::1]:7946", "sim://17") or "host:<opaque>".
  * A member advertises one address; when the core needs the reliable class
@@ -43,9 +52,17 @@ typedef struct dmq_transport_ops {
    * dmq_transport_send_done(t, cookie, status) exactly once. */
   int (*send)(dmq_transport_t *t, const char *addr, const void *buf, size_t len,
               void *cookie);
-  /* Stop using the transport: pending sends complete with DMQ_ECLOSED.
-   * May be NULL. */
+  /* Stop using the transport: pending sends complete with DMQ_ECLOSED,
+   * resources are released, then the on_closed hook runs (after which a
+   * transport made by a constructor frees itself). May be NULL. */
   void (*close)(dmq_transport_t *t);
+  /* Start receiving on addr ("udp://0.0.0.0:0" style; port 0 = any). May be
+   * NULL for transports that do no I/O. DMQ_EADDR for a bad address,
+   * DMQ_ETRANSPORT when the socket cannot be bound, DMQ_ESTATE if bound. */
+  int (*bind)(dmq_transport_t *t, const char *addr);
+  /* The bound address with the real port, e.g. "udp://127.0.0.1:40123".
+   * DMQ_ESTATE before bind, DMQ_ETOOBIG if buf is too small. May be NULL. */
+  int (*local_addr)(dmq_transport_t *t, char *buf, size_t len);
 } dmq_transport_ops_t;
 
 struct dmq_transport {
@@ -53,10 +70,24 @@ struct dmq_transport {
   void *impl;            /* implementation's private state */
   struct dmq_node *node; /* set by dmq_node_add_transport() */
   size_t mtu;            /* largest payload send() accepts */
+  /* Owner hooks, set by whoever drives the node (the libuv runtime, a test).
+   * The transport calls them through dmq_transport_recv() and
+   * dmq_transport_send_done(). from and buf are borrowed for the call. */
+  void (*on_recv)(dmq_transport_t *t, const char *from, const void *buf,
+                  size_t len);
+  void (*on_send_done)(dmq_transport_t *t, void *cookie, int status);
+  void (*on_closed)(dmq_transport_t *t);
+  void *owner;
 };
 
+/* Called by a transport for every received message: forwards to on_recv
+ * (drops silently when no hook is set). */
+DMQ_EXTERN void dmq_transport_recv(dmq_transport_t *t, const char *from,
+                                   const void *buf, size_t len);
+
 /* Called by a transport when a send accepted with a non-NULL cookie has
- * finished (status 0 = handed to the network, or a negative code). */
+ * finished (status 0 = handed to the network, or a negative code). Forwards
+ * to on_send_done when set, else to the node the transport is attached to. */
 DMQ_EXTERN void dmq_transport_send_done(dmq_transport_t *t, void *cookie,
                                         int status);
 

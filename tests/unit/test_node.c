@@ -57,7 +57,10 @@ static int mem_send(dmq_transport_t *t, const char *addr, const void *buf,
 }
 
 static const dmq_transport_ops_t mem_ops = {
-    "mem", DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE, mem_send, NULL};
+    .scheme = "mem",
+    .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
+    .send = mem_send,
+};
 
 /* ---- counting allocator with failure injection ---- */
 
