@@ -174,6 +174,7 @@ static const uint8_t *craft_buf(const craft_t *c) {
 /* ---- round trips --------------------------------------------------------- */
 
 static void test_roundtrip_all_types(void **state) {
+  (void)state;
   static uint8_t buf[4096];
   dmq__enc_t e;
   dmq__envelope_t env;
@@ -190,8 +191,7 @@ static void test_roundtrip_all_types(void **state) {
   assert_int_equal(dmq__enc_ping(&e, 0, sl("x")), 0);
   assert_int_equal(dmq__enc_ping(&e, UINT32_MAX, sln(n64, 64)), 0);
   assert_int_equal(dmq__enc_ping_req(&e, 128, sl("t"), sln(a128, 128), 1), 0);
-  assert_int_equal(dmq__enc_ping_req(&e, 0xffff, sln(n64, 64), sl("a"), 0),
-                   0);
+  assert_int_equal(dmq__enc_ping_req(&e, 0xffff, sln(n64, 64), sl("a"), 0), 0);
   assert_int_equal(dmq__enc_ack(&e, 0x10000), 0);
   assert_int_equal(dmq__enc_nack(&e, 0x7f), 0);
   assert_int_equal(dmq__enc_alive(&e, sln(n64, 64), sl("a"), UINT64_MAX, 0,
@@ -201,19 +201,18 @@ static void test_roundtrip_all_types(void **state) {
       dmq__enc_alive(&e, sl("b"), sln(a128, 128), 1, 2, sln(NULL, 0)), 0);
   assert_int_equal(
       dmq__enc_suspect(&e, sl("c"), 0x80, 0x100000000ull, sln(n64, 64)), 0);
-  assert_int_equal(dmq__enc_dead(&e, sln(n64, 64), 0xffffffffull,
-                                 UINT64_MAX, sl("f")),
-                   0);
-  assert_int_equal(dmq__enc_left(&e, sl("d"), 0, 0xff), 0);
-  recs[0] = (dmq__record_t){sl("r0"), sl("udp://1"), sln(NULL, 0), 0, 1,
-                            DMQ_MEMBER_ALIVE};
-  recs[1] = (dmq__record_t){sln(n64, 64), sln(a128, 128),
-                            sln(meta, DMQ_MAX_META), UINT64_MAX, UINT64_MAX,
-                            DMQ_MEMBER_LEFT};
-  recs[2] = (dmq__record_t){sl("r2"), sl("x"), sl("m"), 300, 70000,
-                            DMQ_MEMBER_DEAD};
   assert_int_equal(
-      dmq__enc_pushpull_begin(&e, DMQ__PP_JOIN | DMQ__PP_REPLY, 3), 0);
+      dmq__enc_dead(&e, sln(n64, 64), 0xffffffffull, UINT64_MAX, sl("f")), 0);
+  assert_int_equal(dmq__enc_left(&e, sl("d"), 0, 0xff), 0);
+  recs[0] = (dmq__record_t){sl("r0"), sl("udp://1"),   sln(NULL, 0), 0,
+                            1,        DMQ_MEMBER_ALIVE};
+  recs[1] =
+      (dmq__record_t){sln(n64, 64), sln(a128, 128), sln(meta, DMQ_MAX_META),
+                      UINT64_MAX,   UINT64_MAX,     DMQ_MEMBER_LEFT};
+  recs[2] =
+      (dmq__record_t){sl("r2"), sl("x"), sl("m"), 300, 70000, DMQ_MEMBER_DEAD};
+  assert_int_equal(dmq__enc_pushpull_begin(&e, DMQ__PP_JOIN | DMQ__PP_REPLY, 3),
+                   0);
   for (int i = 0; i < 3; i++)
     assert_int_equal(dmq__enc_record(&e, &recs[i]), 0);
   assert_int_equal(e.count, 12);
@@ -288,6 +287,7 @@ static void test_roundtrip_all_types(void **state) {
 }
 
 static void test_empty_packet(void **state) {
+  (void)state;
   uint8_t buf[128];
   dmq__enc_t e;
   dmq__envelope_t env;
@@ -300,6 +300,7 @@ static void test_empty_packet(void **state) {
 }
 
 static void test_size_alive_exact(void **state) {
+  (void)state;
   static uint8_t buf[8192];
   static const size_t names[] = {1, 31, 32, 64};
   static const size_t addrs[] = {1, 31, 32, 128};
@@ -314,12 +315,11 @@ static void test_size_alive_exact(void **state) {
           size_t before = e.len = 16, want;
           e.count = 0;
           want = dmq__enc_size_alive(names[a], addrs[b], metas[c]);
-          assert_int_equal(dmq__enc_alive(&e, sln(fill('n', names[a]),
-                                                  names[a]),
-                                          sln(fill('a', addrs[b]), addrs[b]),
-                                          ints[d], ints[4 - d],
-                                          sln(fill('m', metas[c]), metas[c])),
-                           0);
+          assert_int_equal(
+              dmq__enc_alive(&e, sln(fill('n', names[a]), names[a]),
+                             sln(fill('a', addrs[b]), addrs[b]), ints[d],
+                             ints[4 - d], sln(fill('m', metas[c]), metas[c])),
+              0);
           assert_int_equal(e.len - before, want);
         }
 }
@@ -328,27 +328,36 @@ static void test_size_alive_exact(void **state) {
 
 /* Append message kind k to e. */
 static int enc_kind(dmq__enc_t *e, int k) {
-  static const dmq__record_t rec = {{"rec", 3}, {"udp://r", 7}, {"meta", 4},
-                                    1000, 1,    DMQ_MEMBER_SUSPECT};
+  static const dmq__record_t rec = {
+      {"rec", 3}, {"udp://r", 7}, {"meta", 4}, 1000, 1, DMQ_MEMBER_SUSPECT};
   switch (k) {
-  case 0: return dmq__enc_ping(e, 70000, sl("target"));
+  case 0:
+    return dmq__enc_ping(e, 70000, sl("target"));
   case 1:
     return dmq__enc_ping_req(e, 5, sl("target"), sl("udp://1.2.3.4:5"), 1);
-  case 2: return dmq__enc_ack(e, 300);
-  case 3: return dmq__enc_nack(e, 1);
+  case 2:
+    return dmq__enc_ack(e, 300);
+  case 3:
+    return dmq__enc_nack(e, 1);
   case 4:
     return dmq__enc_alive(e, sl("node-a"), sl("udp://a"), 7, 1700000000000ull,
                           sl("meta!"));
-  case 5: return dmq__enc_suspect(e, sl("node-b"), 3, 9, sl("node-c"));
-  case 6: return dmq__enc_dead(e, sl("node-b"), 4, 9, sl("node-c"));
-  case 7: return dmq__enc_left(e, sl("node-d"), 5, 10);
-  case 8: return dmq__enc_pushpull_begin(e, DMQ__PP_REPLY, 1);
-  default: return dmq__enc_record(e, &rec);
+  case 5:
+    return dmq__enc_suspect(e, sl("node-b"), 3, 9, sl("node-c"));
+  case 6:
+    return dmq__enc_dead(e, sl("node-b"), 4, 9, sl("node-c"));
+  case 7:
+    return dmq__enc_left(e, sl("node-d"), 5, 10);
+  case 8:
+    return dmq__enc_pushpull_begin(e, DMQ__PP_REPLY, 1);
+  default:
+    return dmq__enc_record(e, &rec);
   }
 }
 #define KINDS 10
 
 static void test_etoobig_leaves_buffer(void **state) {
+  (void)state;
   uint8_t buf[512], ref[512];
   dmq__enc_t e;
   for (int k = 0; k < KINDS; k++) {
@@ -370,8 +379,7 @@ static void test_etoobig_leaves_buffer(void **state) {
       assert_int_equal(e.count, 0);
       assert_memory_equal(buf, ref, sizeof buf);
     }
-    assert_int_equal(dmq__enc_begin(&e, buf, start + need, NULL, 0, "s", 1),
-                     0);
+    assert_int_equal(dmq__enc_begin(&e, buf, start + need, NULL, 0, "s", 1), 0);
     assert_int_equal(enc_kind(&e, k), 0);
     assert_int_equal(e.len, start + need);
   }
@@ -388,6 +396,7 @@ static void test_etoobig_leaves_buffer(void **state) {
 }
 
 static void test_pack_until_full(void **state) {
+  (void)state;
   uint8_t buf[1400];
   dmq__enc_t e;
   dmq__envelope_t env;
@@ -416,6 +425,7 @@ static void test_pack_until_full(void **state) {
 }
 
 static void test_max_msgs(void **state) {
+  (void)state;
   static uint8_t buf[DMQ__WIRE_MAX_MSGS * 3 + 256];
   dmq__enc_t e;
   dmq__envelope_t env;
@@ -433,6 +443,7 @@ static void test_max_msgs(void **state) {
 }
 
 static void test_encoder_rejects_invalid(void **state) {
+  (void)state;
   uint8_t buf[2048];
   dmq__enc_t e;
   dmq__record_t r = {sl("n"), sl("a"), sln(NULL, 0), 0, 0, DMQ_MEMBER_ALIVE};
@@ -452,14 +463,13 @@ static void test_encoder_rejects_invalid(void **state) {
   assert_int_equal(dmq__enc_ping(&e, 1, sln(n65, 65)), DMQ_EINVAL);
   assert_int_equal(dmq__enc_ping_req(&e, 1, sl("t"), sln(a129, 129), 0),
                    DMQ_EINVAL);
-  assert_int_equal(dmq__enc_alive(&e, sl("n"), sl("a"), 0, 0,
-                                  sln(fill('m', 513), 513)),
-                   DMQ_EINVAL);
+  assert_int_equal(
+      dmq__enc_alive(&e, sl("n"), sl("a"), 0, 0, sln(fill('m', 513), 513)),
+      DMQ_EINVAL);
   assert_int_equal(dmq__enc_alive(&e, sl("n"), sl("a"), 0, 0, sln(NULL, 3)),
                    DMQ_EINVAL);
   assert_int_equal(dmq__enc_suspect(&e, sl("n"), 0, 0, sl("")), DMQ_EINVAL);
-  assert_int_equal(dmq__enc_dead(&e, sln(n65, 65), 0, 0, sl("f")),
-                   DMQ_EINVAL);
+  assert_int_equal(dmq__enc_dead(&e, sln(n65, 65), 0, 0, sl("f")), DMQ_EINVAL);
   assert_int_equal(dmq__enc_left(&e, sln("x\0", 2), 0, 0), DMQ_EINVAL);
   assert_int_equal(dmq__enc_pushpull_begin(&e, 0, DMQ__WIRE_MAX_RECORDS + 1),
                    DMQ_EINVAL);
@@ -476,6 +486,7 @@ static void test_encoder_rejects_invalid(void **state) {
  */
 
 static void test_label_roundtrip(void **state) {
+  (void)state;
   uint8_t buf[256];
   dmq__enc_t e;
   dmq__envelope_t env;
@@ -511,6 +522,7 @@ static int open_rc(const void *p, size_t n) {
 #define OPEN(lit) open_rc(lit, sizeof(lit) - 1)
 
 static void test_open_drop_reasons(void **state) {
+  (void)state;
   craft_t c;
   assert_int_equal(open_rc(NULL, 0), DROP(SHORT));
   assert_int_equal(open_rc("", 0), DROP(SHORT));
@@ -568,6 +580,7 @@ static void test_open_drop_reasons(void **state) {
 /* ---- truncation ---------------------------------------------------------- */
 
 static void test_truncated_prefixes(void **state) {
+  (void)state;
   static uint8_t buf[2048];
   size_t ends[32];
   dmq__enc_t e;
@@ -614,6 +627,7 @@ static void test_truncated_prefixes(void **state) {
 /* ---- hand-crafted bodies ------------------------------------------------- */
 
 static void test_unknown_type_skipped(void **state) {
+  (void)state;
   static char big[70000];
   craft_t c;
   msgpack_packer *pk = &c.pk;
@@ -687,6 +701,7 @@ static void test_unknown_type_skipped(void **state) {
 }
 
 static void test_nesting_depth(void **state) {
+  (void)state;
   for (int depth = 30; depth <= 40; depth++) {
     craft_t c;
     dmq__envelope_t env;
@@ -799,6 +814,7 @@ static void alive_reset(void) {
 }
 
 static void test_alive_bounds(void **state) {
+  (void)state;
   dmq__msg_t m;
   alive_reset();
   al_name = 64;
@@ -934,12 +950,24 @@ static void pk_ping_req(msgpack_packer *pk) {
   pk_str(pk, "t", 1);
   pk_str(pk, "udp://t", 7);
   switch (pr_nack_kind) {
-  case 0: msgpack_pack_true(pk); break;
-  case 1: msgpack_pack_uint8(pk, 1); break;
-  case 2: msgpack_pack_uint8(pk, 0); break;
-  case 3: msgpack_pack_uint8(pk, 2); break;
-  case 4: msgpack_pack_nil(pk); break;
-  default: pk_str(pk, "y", 1); break;
+  case 0:
+    msgpack_pack_true(pk);
+    break;
+  case 1:
+    msgpack_pack_uint8(pk, 1);
+    break;
+  case 2:
+    msgpack_pack_uint8(pk, 0);
+    break;
+  case 3:
+    msgpack_pack_uint8(pk, 2);
+    break;
+  case 4:
+    msgpack_pack_nil(pk);
+    break;
+  default:
+    pk_str(pk, "y", 1);
+    break;
   }
 }
 static void pk_ping_empty_target(msgpack_packer *pk) {
@@ -950,6 +978,7 @@ static void pk_ping_empty_target(msgpack_packer *pk) {
 }
 
 static void test_int_widths_and_fields(void **state) {
+  (void)state;
   dmq__msg_t m;
   expect_ok(pk_ack_u64, DMQ__MSG_ACK, &m);
   assert_int_equal(m.seq, 5);
@@ -1013,6 +1042,7 @@ static void pk_pushpull(msgpack_packer *pk) {
 }
 
 static void test_pushpull_crafted(void **state) {
+  (void)state;
   dmq__msg_t m;
   dmq__rec_iter_t ri;
   dmq__record_t r;
@@ -1050,6 +1080,7 @@ static void test_pushpull_crafted(void **state) {
 }
 
 static void test_pushpull_0_and_1000(void **state) {
+  (void)state;
   static uint8_t buf[1 << 18];
   static char names[1000][16];
   dmq__enc_t e;
@@ -1062,9 +1093,12 @@ static void test_pushpull_0_and_1000(void **state) {
   assert_int_equal(dmq__enc_pushpull_begin(&e, DMQ__PP_JOIN, 0), 0);
   assert_int_equal(dmq__enc_pushpull_begin(&e, 0, 1000), 0);
   for (uint32_t i = 0; i < 1000; i++) {
-    dmq__record_t w = {{names[i], 0}, sl("udp://10.0.0.1:7946"),
-                       sln(fill('m', i % 100), i % 100), (uint64_t)i << 20,
-                       UINT64_MAX - i, (uint8_t)(i % 4)};
+    dmq__record_t w = {{names[i], 0},
+                       sl("udp://10.0.0.1:7946"),
+                       sln(fill('m', i % 100), i % 100),
+                       (uint64_t)i << 20,
+                       UINT64_MAX - i,
+                       (uint8_t)(i % 4)};
     w.name.n = (size_t)snprintf(names[i], sizeof names[i], "node-%u", i);
     assert_int_equal(dmq__enc_record(&e, &w), 0);
   }
@@ -1106,14 +1140,14 @@ static void expect_uint(const msgpack_object *o, uint64_t v) {
 }
 
 static void test_msgpack_c_decodes_ours(void **state) {
+  (void)state;
   static uint8_t buf[4096];
   dmq__enc_t e;
   msgpack_unpacked up;
   const msgpack_object *msgs, *o;
   size_t len, off = 0, body = 4 + 1 + 5;
-  assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, "lab\0l", 5, "sender",
-                                  6),
-                   0);
+  assert_int_equal(
+      dmq__enc_begin(&e, buf, sizeof buf, "lab\0l", 5, "sender", 6), 0);
   for (int k = 0; k < 8; k++)
     assert_int_equal(enc_kind(&e, k), 0);
   assert_int_equal(enc_kind(&e, 8), 0);
@@ -1169,10 +1203,10 @@ static void test_msgpack_c_decodes_ours(void **state) {
 /* Our encoding of a message is byte for byte what msgpack-c's packer writes
  * (smallest forms), except ALIVE's fixed-width integers. */
 static void test_same_bytes_as_msgpack_c(void **state) {
-  static const uint64_t vals[] = {0,          1,          0x7f,
-                                  0x80,       0xff,       0x100,
-                                  0xffff,     0x10000,    0xffffffffull,
-                                  1ull << 32, UINT64_MAX};
+  (void)state;
+  static const uint64_t vals[] = {
+      0,      1,       0x7f,          0x80,       0xff,      0x100,
+      0xffff, 0x10000, 0xffffffffull, 1ull << 32, UINT64_MAX};
   uint8_t buf[1024];
   for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
     for (size_t nlen = 1; nlen <= 64; nlen += 31) {
@@ -1193,11 +1227,10 @@ static void test_same_bytes_as_msgpack_c(void **state) {
         msgpack_pack_uint8(&c.pk, DMQ__MSG_ACK);
         msgpack_pack_uint32(&c.pk, (uint32_t)vals[i]);
       }
-      assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, "s", 1),
-                       0);
+      assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, "s", 1), 0);
       start = e.len;
-      assert_int_equal(dmq__enc_dead(&e, sln(name, nlen), vals[i],
-                                     vals[10 - i], sln(name, nlen)),
+      assert_int_equal(dmq__enc_dead(&e, sln(name, nlen), vals[i], vals[10 - i],
+                                     sln(name, nlen)),
                        0);
       if (vals[i] <= UINT32_MAX)
         assert_int_equal(dmq__enc_ack(&e, (uint32_t)vals[i]), 0);
@@ -1231,6 +1264,7 @@ static size_t build_sample(uint8_t *buf, size_t cap, int which) {
 }
 
 static void test_mutation(void **state) {
+  (void)state;
   static uint8_t base[3][1024], pkt[1024];
   size_t blen[3];
   uint64_t opened = 0, msgs = 0, recs = 0;
@@ -1252,10 +1286,18 @@ static void test_mutation(void **state) {
     for (int f = 0; f < flips; f++) {
       size_t pos = (size_t)(rng() % len);
       switch (rng() % 4) {
-      case 0: pkt[pos] ^= (uint8_t)(1u << (rng() % 8)); break;
-      case 1: pkt[pos] = (uint8_t)rng(); break;
-      case 2: pkt[pos] = (uint8_t)(0xc0 + rng() % 0x20); break; /* tags */
-      default: pkt[pos] = (uint8_t)(pkt[pos] + 1); break;
+      case 0:
+        pkt[pos] ^= (uint8_t)(1u << (rng() % 8));
+        break;
+      case 1:
+        pkt[pos] = (uint8_t)rng();
+        break;
+      case 2:
+        pkt[pos] = (uint8_t)(0xc0 + rng() % 0x20);
+        break; /* tags */
+      default:
+        pkt[pos] = (uint8_t)(pkt[pos] + 1);
+        break;
       }
     }
     if (rng() % 8 == 0)
