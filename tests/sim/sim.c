@@ -18,6 +18,8 @@
  * directed pair, base delay only, but blocked by partitions). Loss and blocks
  * are decided at send time; packets to or from a host that crashes while they
  * are in flight are dropped on delivery.
+ * With opts.stream_transport each host has a second, stream-only transport
+ * ("simtcp://<index>") and the class follows the transport, not the size.
  *
  * Set $DMQ_SIM_LOG to 0..3 (error..debug) to print every node's log lines
  * with the simulated time.
@@ -39,26 +41,29 @@
 
 typedef struct sim_ev {
   uint64_t t, seq;
-  void *ptr;          /* DELIVER: packet bytes; DONE: cookie */
-  uint32_t len;       /* DELIVER: byte count; WAKE: generation */
-  int32_t from, to;   /* host indices; DONE/WAKE use `to` */
+  void *ptr;               /* DELIVER: packet bytes; DONE: cookie */
+  uint32_t len;            /* DELIVER: byte count; WAKE: generation */
+  int32_t from, to;        /* host indices; DONE/WAKE use `to` */
   uint32_t from_ep, to_ep; /* host epochs at send time */
   uint8_t kind;
+  uint8_t stream; /* through the stream transport (split mode) */
 } sim_ev_t;
 
 typedef struct sim_host {
   dmq_sim_t *w;
   int idx;
-  dmq_transport_t tr;
-  dmq_node_t *node; /* NULL when down */
-  dmq_config_t cfg; /* strings point into this struct */
+  dmq_transport_t tr;  /* "sim" */
+  dmq_transport_t trs; /* "simtcp", split mode only */
+  dmq_node_t *node;    /* NULL when down */
+  dmq_config_t cfg;    /* strings point into this struct */
   char name[DMQ_MAX_NAME + 1];
   char addr[32];
+  char saddr[32]; /* "simtcp://<index>" */
   char adv[DMQ_MAX_ADDR + 1];
   unsigned char meta[DMQ_MAX_META];
   uint64_t gen;
   uint32_t epoch; /* bumped on every kill */
-  int down, left, paused;
+  int down, left, paused, closed;
   uint64_t first_fault; /* first kill/leave/pause time, UINT64_MAX if none */
   uint64_t wake_ev_t;   /* time of the live wake-up event, UINT64_MAX none */
   uint32_t wake_gen;
@@ -81,6 +86,7 @@ struct dmq_sim {
   uint64_t now, seq;
   size_t mtu, bufsz;
   int quiet;
+  int split;     /* opts.stream_transport */
   int log_level; /* -1 = no node logs */
   dmq_sim_link_t deflink;
 
@@ -93,7 +99,7 @@ struct dmq_sim {
   size_t heap_n, heap_cap;
   void *freebufs; /* free list of bufsz-byte packet buffers */
 
-  sim_map_t over;    /* pair -> index into links */
+  sim_map_t over; /* pair -> index into links */
   dmq_sim_link_t *links;
   size_t nlinks, cap_links;
   sim_map_t streams; /* pair -> time of the last stream delivery */
@@ -110,6 +116,7 @@ struct dmq_sim {
 
   /* convergence check memo: last failing pair, checked first */
   int conv_obs, conv_subj;
+  uint64_t live_epoch; /* bumped when a host is added, killed, paused... */
 };
 
 /* ---- PRNG: xoshiro256** seeded through splitmix64 ---- */
@@ -407,8 +414,8 @@ static void sim_member_cb(dmq_node_t *node, dmq_member_event_t ev,
              m->generation);
 }
 
-static void sim_log_cb(dmq_node_t *node, dmq_log_level_t level,
-                       const char *msg, void *ud) {
+static void sim_log_cb(dmq_node_t *node, dmq_log_level_t level, const char *msg,
+                       void *ud) {
   (void)node;
   (void)level;
   sim_host_t *h = ud;
@@ -418,11 +425,12 @@ static void sim_log_cb(dmq_node_t *node, dmq_log_level_t level,
 
 /* ---- the simulated transport ---- */
 
-static int sim_parse_addr(const dmq_sim_t *w, const char *addr) {
-  (void)w;
-  if (addr == NULL || strncmp(addr, "sim://", 6) != 0)
+static int sim_parse_addr(const char *scheme, const char *addr) {
+  size_t sl = strlen(scheme);
+  if (addr == NULL || strncmp(addr, scheme, sl) != 0 ||
+      strncmp(addr + sl, "://", 3) != 0)
     return -1;
-  const char *p = addr + 6;
+  const char *p = addr + sl + 3;
   if (*p < '0' || *p > '9')
     return -1;
   uint64_t v = 0;
@@ -448,11 +456,12 @@ static int sim_blocked(const dmq_sim_t *w, const sim_host_t *h, int to,
   return (int)((h->blk[to / 64] >> (to % 64)) & 1);
 }
 
-static void sim_schedule_packet(dmq_sim_t *w, sim_host_t *h, int to,
-                                uint64_t t, const void *buf, size_t len) {
+static void sim_schedule_packet(dmq_sim_t *w, sim_host_t *h, int to, uint64_t t,
+                                const void *buf, size_t len, int stream) {
   sim_ev_t ev = {0};
   ev.t = t;
   ev.kind = SIM_EV_DELIVER;
+  ev.stream = (uint8_t)stream;
   ev.from = h->idx;
   ev.to = to;
   ev.from_ep = h->epoch;
@@ -464,16 +473,20 @@ static void sim_schedule_packet(dmq_sim_t *w, sim_host_t *h, int to,
   sim_heap_push(w, &ev);
 }
 
+/* Both transports. Without split mode "sim" carries everything and the size
+ * decides the class; in split mode "sim" carries datagrams only and
+ * "simtcp" is the stream. */
 static int sim_tr_send(dmq_transport_t *t, const char *addr, const void *buf,
                        size_t len, void *cookie) {
   sim_host_t *h = t->impl;
   dmq_sim_t *w = h->w;
-  if (h->down)
+  int on_stream = t == &h->trs;
+  if (h->down || h->closed)
     return DMQ_ECLOSED;
-  int to = sim_parse_addr(w, addr);
+  int to = sim_parse_addr(t->ops->scheme, addr);
   if (to < 0)
     return DMQ_EADDR;
-  if (len > SIM_STREAM_MAX) {
+  if (len > SIM_STREAM_MAX || (w->split && !on_stream && len > w->mtu)) {
     w->net.oversize++;
     return DMQ_ETOOBIG;
   }
@@ -487,23 +500,23 @@ static int sim_tr_send(dmq_transport_t *t, const char *addr, const void *buf,
     uint64_t base = w->now + l->delay_ms + h->send_delay;
     if (sim_blocked(w, h, to, l)) {
       w->net.blocked++;
-    } else if (len > w->mtu) {
+    } else if (on_stream || (!w->split && len > w->mtu)) {
       /* Reliable stream: in order per pair, never lost or duplicated. */
       uint64_t key = sim_pair(h->idx, to);
       uint64_t *last = sim_map_find(&w->streams, key);
       if (last != NULL && *last > base)
         base = *last;
       sim_map_put(&w->streams, key, base);
-      sim_schedule_packet(w, h, to, base, buf, len);
+      sim_schedule_packet(w, h, to, base, buf, len, on_stream);
     } else if (l->loss > 0 && sim_randf(w) < l->loss) {
       w->net.lost++;
     } else {
       uint64_t at = base + sim_upto(w, l->jitter_ms);
-      sim_schedule_packet(w, h, to, at, buf, len);
+      sim_schedule_packet(w, h, to, at, buf, len, 0);
       if (l->dup > 0 && sim_randf(w) < l->dup) {
         w->net.duplicated++;
         at = base + sim_upto(w, l->jitter_ms);
-        sim_schedule_packet(w, h, to, at, buf, len);
+        sim_schedule_packet(w, h, to, at, buf, len, 0);
       }
     }
   }
@@ -514,13 +527,41 @@ static int sim_tr_send(dmq_transport_t *t, const char *addr, const void *buf,
     ev.to = h->idx;
     ev.to_ep = h->epoch;
     ev.ptr = cookie;
+    ev.stream = (uint8_t)on_stream;
     sim_heap_push(w, &ev);
   }
   return 0;
 }
 
+/* Closing only refuses further sends; sends complete as they are accepted,
+ * so none is pending. A restart reopens the transport. */
+static void sim_tr_close(dmq_transport_t *t) {
+  sim_host_t *h = t->impl;
+  h->closed = 1;
+  if (t->on_closed != NULL)
+    t->on_closed(t);
+}
+
 static const dmq_transport_ops_t sim_tr_ops = {
-    "sim", DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE, sim_tr_send, NULL};
+    .scheme = "sim",
+    .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
+    .send = sim_tr_send,
+    .close = sim_tr_close,
+};
+
+static const dmq_transport_ops_t sim_tr_dgram_ops = {
+    .scheme = "sim",
+    .caps = DMQ_TRANSPORT_DATAGRAM,
+    .send = sim_tr_send,
+    .close = sim_tr_close,
+};
+
+static const dmq_transport_ops_t sim_tr_stream_ops = {
+    .scheme = "simtcp",
+    .caps = DMQ_TRANSPORT_RELIABLE,
+    .send = sim_tr_send,
+    .close = sim_tr_close,
+};
 
 /* ---- event dispatch ---- */
 
@@ -552,13 +593,12 @@ static void sim_dispatch(dmq_sim_t *w, sim_ev_t *ev) {
       sim_defer(h, ev);
       return;
     }
-    dmq_transport_send_done(&h->tr, ev->ptr, 0);
+    dmq_transport_send_done(ev->stream ? &h->trs : &h->tr, ev->ptr, 0);
     sim_after_call(w, h);
     return;
   case SIM_EV_DELIVER: {
     sim_host_t *src = w->hosts[ev->from];
-    if (h->node == NULL || h->epoch != ev->to_ep ||
-        src->epoch != ev->from_ep) {
+    if (h->node == NULL || h->epoch != ev->to_ep || src->epoch != ev->from_ep) {
       w->net.undeliverable++;
       sim_buf_put(w, ev->ptr, ev->len);
       return;
@@ -576,7 +616,10 @@ static void sim_dispatch(dmq_sim_t *w, sim_ev_t *ev) {
         return;
       }
     }
-    dmq_node_recv(h->node, &h->tr, src->addr, ev->ptr, ev->len, ev->t);
+    if (ev->stream)
+      dmq_node_recv(h->node, &h->trs, src->saddr, ev->ptr, ev->len, ev->t);
+    else
+      dmq_node_recv(h->node, &h->tr, src->addr, ev->ptr, ev->len, ev->t);
     sim_buf_put(w, ev->ptr, ev->len);
     sim_after_call(w, h);
     return;
@@ -642,6 +685,7 @@ dmq_sim_t *dmq_sim_new(const dmq_sim_opts_t *o) {
   w->mtu = o->mtu ? o->mtu : 1400;
   w->bufsz = w->mtu < sizeof(void *) ? sizeof(void *) : w->mtu;
   w->quiet = o->quiet;
+  w->split = o->stream_transport;
   w->deflink = o->link;
   w->log_level = -1;
   const char *lg = getenv("DMQ_SIM_LOG");
@@ -680,9 +724,15 @@ void dmq_sim_delete(dmq_sim_t *w) {
   free(w);
 }
 
-uint64_t dmq_sim_seed(const dmq_sim_t *w) { return w->seed; }
-uint64_t dmq_sim_now(const dmq_sim_t *w) { return w->now; }
-int dmq_sim_host_count(const dmq_sim_t *w) { return w->nhosts; }
+uint64_t dmq_sim_seed(const dmq_sim_t *w) {
+  return w->seed;
+}
+uint64_t dmq_sim_now(const dmq_sim_t *w) {
+  return w->now;
+}
+int dmq_sim_host_count(const dmq_sim_t *w) {
+  return w->nhosts;
+}
 
 /* Create and start the host's node from h->cfg. */
 static int sim_boot(dmq_sim_t *w, sim_host_t *h, uint64_t rng_seed) {
@@ -696,6 +746,8 @@ static int sim_boot(dmq_sim_t *w, sim_host_t *h, uint64_t rng_seed) {
   if (w->log_level >= 0)
     dmq_node_set_log_cb(n, sim_log_cb, (dmq_log_level_t)w->log_level, h);
   rc = dmq_node_add_transport(n, &h->tr);
+  if (rc == 0 && w->split)
+    rc = dmq_node_add_transport(n, &h->trs);
   if (rc == 0)
     rc = dmq_node_start(n, w->now);
   if (rc != 0) {
@@ -703,7 +755,9 @@ static int sim_boot(dmq_sim_t *w, sim_host_t *h, uint64_t rng_seed) {
     return rc;
   }
   h->node = n;
+  w->live_epoch++;
   h->down = 0;
+  h->closed = 0;
   h->left = 0;
   h->paused = 0;
   h->wake_ev_t = UINT64_MAX;
@@ -755,9 +809,13 @@ int dmq_sim_add(dmq_sim_t *w, const dmq_config_t *cfg, const char *name) {
   if (h->cfg.mtu == 0 || h->cfg.mtu > w->mtu)
     h->cfg.mtu = (uint32_t)w->mtu;
   h->gen = h->cfg.generation ? h->cfg.generation : w->now + 1;
-  h->tr.ops = &sim_tr_ops;
+  snprintf(h->saddr, sizeof(h->saddr), "simtcp://%d", idx);
+  h->tr.ops = w->split ? &sim_tr_dgram_ops : &sim_tr_ops;
   h->tr.impl = h;
   h->tr.mtu = w->mtu;
+  h->trs.ops = &sim_tr_stream_ops;
+  h->trs.impl = h;
+  h->trs.mtu = SIM_STREAM_MAX;
   if (w->nhosts == w->cap_hosts) {
     w->cap_hosts = w->cap_hosts ? w->cap_hosts * 2 : 16;
     w->hosts = sim_xrealloc(w->hosts, (size_t)w->cap_hosts * sizeof(*w->hosts));
@@ -823,6 +881,7 @@ void dmq_sim_kill(dmq_sim_t *w, int host) {
   if (h->node != NULL)
     dmq_node_delete(h->node);
   h->node = NULL;
+  w->live_epoch++;
   h->down = 1;
   h->paused = 0;
   h->epoch++;
@@ -854,6 +913,7 @@ int dmq_sim_leave(dmq_sim_t *w, int host) {
     return DMQ_ECLOSED;
   sim_fault(h, w->now);
   h->left = 1;
+  w->live_epoch++;
   int rc = dmq_node_leave(h->node, w->now);
   sim_after_call(w, h);
   return rc;
@@ -865,6 +925,7 @@ void dmq_sim_pause(dmq_sim_t *w, int host) {
     return;
   sim_fault(h, w->now);
   h->paused = 1;
+  w->live_epoch++;
 }
 
 void dmq_sim_resume(dmq_sim_t *w, int host) {
@@ -872,6 +933,7 @@ void dmq_sim_resume(dmq_sim_t *w, int host) {
   if (h == NULL || !h->paused)
     return;
   h->paused = 0;
+  w->live_epoch++;
   /* Deferred events run now, in their original order. */
   for (size_t i = 0; i < h->pq_n; i++) {
     h->pq[i].t = w->now;
@@ -1064,11 +1126,15 @@ int dmq_sim_converged(dmq_sim_t *w) {
   return 1;
 }
 
-size_t dmq_sim_event_count(const dmq_sim_t *w) { return w->nevents; }
+size_t dmq_sim_event_count(const dmq_sim_t *w) {
+  return w->nevents;
+}
 const dmq_sim_event_t *dmq_sim_events(const dmq_sim_t *w) {
   return w->events;
 }
-size_t dmq_sim_false_deaths(const dmq_sim_t *w) { return w->false_deaths; }
+size_t dmq_sim_false_deaths(const dmq_sim_t *w) {
+  return w->false_deaths;
+}
 
 void dmq_sim_net_stats(const dmq_sim_t *w, dmq_sim_net_stats_t *out) {
   *out = w->net;
@@ -1092,9 +1158,18 @@ void dmq_sim_set_tap(dmq_sim_t *w,
   w->tap_ud = ud;
 }
 
+uint64_t dmq_sim_rand(dmq_sim_t *w) {
+  return sim_rand(w);
+}
+
 dmq_transport_t *dmq_sim_transport(dmq_sim_t *w, int host) {
   sim_host_t *h = sim_host(w, host);
   return h != NULL ? &h->tr : NULL;
+}
+
+dmq_transport_t *dmq_sim_stream_transport(dmq_sim_t *w, int host) {
+  sim_host_t *h = sim_host(w, host);
+  return h != NULL && w->split ? &h->trs : NULL;
 }
 
 /* ---- spec helpers ---- */
@@ -1158,14 +1233,34 @@ int dmq_sim_expect_seen_by_all(dmq_sim_t *w, int subject,
   return 0;
 }
 
+typedef struct sim_conv_arg {
+  size_t nevents; /* event count at the last negative check */
+  uint64_t live_epoch;
+  int valid;
+} sim_conv_arg_t;
+
+/* Member states only change with a member event, and the set of live hosts
+ * only through the API: if neither moved since a negative check, skip the
+ * O(N) (or worse) work. */
 static int sim_pred_converged(dmq_sim_t *w, void *ud) {
-  (void)ud;
-  return dmq_sim_converged(w);
+  sim_conv_arg_t *a = ud;
+  if (a->valid && a->nevents == w->nevents && a->live_epoch == w->live_epoch)
+    return 0;
+  if (dmq_sim_converged(w))
+    return 1;
+  a->valid = 1;
+  a->nevents = w->nevents;
+  a->live_epoch = w->live_epoch;
+  return 0;
 }
 
 int dmq_sim_expect_converged(dmq_sim_t *w, uint64_t within_ms) {
-  if (sim_run_pred(w, w->now + within_ms, sim_pred_converged, NULL, NULL,
-                   SIM_CHECK_STEP_MS, -1))
+  sim_conv_arg_t a = {0, 0, 0};
+  /* The filter in dmq_sim_converged is O(N^2) member-table reads: check
+   * less often in big worlds. */
+  uint64_t step = SIM_CHECK_STEP_MS * (uint64_t)(1 + w->nhosts / 100);
+  if (sim_run_pred(w, w->now + within_ms, sim_pred_converged, &a, NULL, step,
+                   -1))
     return 1;
   sim_fail_head(w);
   fprintf(stderr, "not converged after %" PRIu64 " ms:", within_ms);
@@ -1215,8 +1310,7 @@ static long sim_find_event(const dmq_sim_t *w, size_t from, int observer,
   for (size_t i = from; i < w->nevents; i++) {
     const dmq_sim_event_t *e = &w->events[i];
     if (e->subject == subject && e->observer != subject &&
-        (observer < 0 || e->observer == observer) &&
-        sim_ev_means(e->ev, state))
+        (observer < 0 || e->observer == observer) && sim_ev_means(e->ev, state))
       return (long)i;
   }
   return -1;
@@ -1282,8 +1376,7 @@ int dmq_sim_expect_state_window(dmq_sim_t *w, int observer, int subject,
               "host %d saw host %d %s (%s) at t=%" PRIu64 " ms, %" PRIu64
               " ms after the window opened, before %" PRIu64 " ms\n",
               e->observer, subject, sim_state_name((int)state),
-              dmq_member_event_name(e->ev), e->t, e->t - start,
-              not_before_ms);
+              dmq_member_event_name(e->ev), e->t, e->t - start, not_before_ms);
       return 0;
     }
   }
@@ -1295,13 +1388,17 @@ int dmq_sim_expect_state_window(dmq_sim_t *w, int observer, int subject,
     return 1;
   sim_fail_head(w);
   if (observer >= 0)
-    fprintf(stderr, "host %d sees host %d %s, not %s, %" PRIu64 " ms after "
-            "the window opened\n", observer, subject,
+    fprintf(stderr,
+            "host %d sees host %d %s, not %s, %" PRIu64 " ms after "
+            "the window opened\n",
+            observer, subject,
             sim_state_name(dmq_sim_state(w, observer, subject)),
             sim_state_name((int)state), by_ms);
   else
-    fprintf(stderr, "no host sees host %d %s %" PRIu64 " ms after the "
-            "window opened\n", subject, sim_state_name((int)state), by_ms);
+    fprintf(stderr,
+            "no host sees host %d %s %" PRIu64 " ms after the "
+            "window opened\n",
+            subject, sim_state_name((int)state), by_ms);
   return 0;
 }
 

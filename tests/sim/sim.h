@@ -12,7 +12,8 @@
  * duplication, jitter and blocks apply); a larger one, up to 16 MiB, is a
  * reliable stream message (not lost or duplicated, in order per directed
  * pair, base delay plus send delay, but blocked by partitions); above 16 MiB
- * send() returns DMQ_ETOOBIG. Loss and blocks are decided at send time.
+ * send() returns DMQ_ETOOBIG (see opts.stream_transport for a separate
+ * stream transport instead). Loss and blocks are decided at send time.
  * Packets to or from a host killed while they are in flight are dropped.
  *
  * "Live" host (for converged and the spec helpers): up, not left, not paused.
@@ -39,11 +40,17 @@ typedef struct dmq_sim_link {
 } dmq_sim_link_t;
 
 typedef struct dmq_sim_opts {
-  uint64_t seed;            /* 0 = DMQ_SIM_SEED env var or the default */
-  dmq_sim_link_t link;      /* default link for every pair (opts_init:
-                               1 ms delay, no jitter, loss or dup) */
-  size_t mtu;               /* datagram MTU (default 1400) */
-  int quiet;                /* do not print the seed on failure hooks */
+  uint64_t seed;       /* 0 = DMQ_SIM_SEED env var or the default */
+  dmq_sim_link_t link; /* default link for every pair (opts_init:
+                          1 ms delay, no jitter, loss or dup) */
+  size_t mtu;          /* datagram MTU (default 1400) */
+  int quiet;           /* do not print the seed on failure hooks */
+  /* 0 (default): one transport per host, "sim", DATAGRAM|RELIABLE; the size
+   * of a send decides its class (see above), so a small push/pull is a
+   * lossy datagram. 1: two transports per host like UDP+TCP: "sim" is
+   * DATAGRAM only (> mtu: DMQ_ETOOBIG) and "simtcp://<index>" (RELIABLE
+   * only) carries every stream message, whatever its size. */
+  int stream_transport;
 } dmq_sim_opts_t;
 
 void dmq_sim_opts_init(dmq_sim_opts_t *o);
@@ -52,20 +59,24 @@ void dmq_sim_delete(dmq_sim_t *w);
 uint64_t dmq_sim_seed(const dmq_sim_t *w);
 uint64_t dmq_sim_now(const dmq_sim_t *w);
 
-/* Add a host with a node named "n<index>" (or name if not NULL) using cfg
- * (copied; name, advertise_addr, generation and rng_seed are filled in by the
- * world when 0/NULL). Returns the host index (0, 1, 2, ...) or -1. The node
- * is started at the current time but does not join. */
+/* Add a host with a node named "n<index>" (or name if not NULL, unique) using
+ * cfg (copied; NULL = the lan profile; name, advertise_addr, generation and
+ * rng_seed are filled in by the world when 0/NULL: generation = now + 1,
+ * rng_seed from the world PRNG; cfg->mtu is capped at the world's mtu).
+ * Returns the host index (0, 1, 2, ...) or -1. The node is started at the
+ * current time but does not join. */
 int dmq_sim_add(dmq_sim_t *w, const dmq_config_t *cfg, const char *name);
 dmq_node_t *dmq_sim_node(dmq_sim_t *w, int host); /* NULL when down */
-const char *dmq_sim_addr(dmq_sim_t *w, int host);  /* "sim://<host>" */
+const char *dmq_sim_addr(dmq_sim_t *w, int host); /* "sim://<host>" */
 int dmq_sim_host_count(const dmq_sim_t *w);
 
 /* Make host join through the given seed hosts (at current time). */
 int dmq_sim_join(dmq_sim_t *w, int host, const int *seeds, size_t n);
 /* Crash: node deleted without a word, its packets in flight dropped. */
 void dmq_sim_kill(dmq_sim_t *w, int host);
-/* Restart a killed host: new node, same name and address, new generation. */
+/* Restart a killed host: new node, same name and address, generation
+ * max(previous + 1, now + 1), fresh rng seed. It does not re-join: call
+ * dmq_sim_join(). DMQ_ESTATE if the host is not down. */
 int dmq_sim_restart(dmq_sim_t *w, int host);
 /* Graceful leave (dmq_node_leave); the node keeps running. */
 int dmq_sim_leave(dmq_sim_t *w, int host);
@@ -103,7 +114,8 @@ int dmq_sim_state(dmq_sim_t *w, int observer, int subject);
 /* Every live host sees every other live (not killed/left) host alive. */
 int dmq_sim_converged(dmq_sim_t *w);
 
-/* Event log: every member event of every node is recorded. */
+/* Event log: every member event of every node is recorded (the array moves
+ * as it grows: re-read dmq_sim_events() after running). */
 typedef struct dmq_sim_event {
   uint64_t t;
   int observer, subject; /* host indices; subject -1 if unknown name */
@@ -113,7 +125,9 @@ typedef struct dmq_sim_event {
 size_t dmq_sim_event_count(const dmq_sim_t *w);
 const dmq_sim_event_t *dmq_sim_events(const dmq_sim_t *w);
 /* Number of DEAD events about a host that was never killed, left or paused
- * (a false death), since the world began. */
+ * (a false death), since the world began. Judged at the event's time: a DEAD
+ * event before the host's first kill/leave/pause is false. Deaths caused by
+ * partitions count as false. */
 size_t dmq_sim_false_deaths(const dmq_sim_t *w);
 
 /* Network counters. */
@@ -128,7 +142,11 @@ typedef struct dmq_sim_net_stats {
 void dmq_sim_net_stats(const dmq_sim_t *w, dmq_sim_net_stats_t *out);
 
 /* ---- spec helpers: return 1 if the property holds, else print what did not
- * hold (with the seed) to stderr and return 0; use as assert_true(...) ---- */
+ * hold (with the seed) to stderr and return 0; use as assert_true(...).
+ * They return as soon as the property holds (the clock stops there). States
+ * are re-checked on every member event about the subject and at least every
+ * 10 ms; convergence every 10 ms * (1 + N/100) when member events happened.
+ * ---- */
 /* Run until every live host other than `subject` sees it in `state`, within
  * `within_ms` from now. */
 int dmq_sim_expect_seen_by_all(dmq_sim_t *w, int subject,
@@ -154,7 +172,12 @@ void dmq_sim_set_tap(dmq_sim_t *w,
                      void (*tap)(void *ud, int from, int to, const void *buf,
                                  size_t len, uint64_t t),
                      void *ud);
+/* Next number from the world's PRNG (for scenario choices such as which host
+ * to kill, so that they too follow the seed). */
+uint64_t dmq_sim_rand(dmq_sim_t *w);
 /* The host's simulated transport (scheme "sim"). */
 dmq_transport_t *dmq_sim_transport(dmq_sim_t *w, int host);
+/* Its stream transport ("simtcp"), NULL unless opts.stream_transport. */
+dmq_transport_t *dmq_sim_stream_transport(dmq_sim_t *w, int host);
 
 #endif

@@ -4,6 +4,8 @@
  * tap can ignore whatever the (idle, unjoined) nodes send themselves, and
  * the nodes drop our payloads as "not a libdmq packet".
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -413,9 +415,9 @@ static uint64_t chaos_run(uint64_t seed, size_t *n) {
   dmq_sim_t *w = world(5, seed, &l, tr);
   assert_int_equal(dmq_sim_seed(w), seed);
   for (uint32_t i = 0; i < 3000; i++) {
-    assert_int_equal(send_id(w, (int)(i % 5), (int)((i * 7 + 3) % 5), i,
-                             16 + (i % 3000)),
-                     0);
+    assert_int_equal(
+        send_id(w, (int)(i % 5), (int)((i * 7 + 3) % 5), i, 16 + (i % 3000)),
+        0);
     if (i % 10 == 0)
       dmq_sim_run_for(w, 1);
   }
@@ -489,15 +491,62 @@ static void test_run_until_pred(void **state) {
   uint64_t want = 50, at = 0;
   assert_int_equal(send_id(w, 0, 1, 1, 16), 0);
   /* Held at the deadline only (the clock jumps there). */
-  assert_int_equal(dmq_sim_run_until_pred(w, 3000, pred_after, &want, &at),
-                   1);
+  assert_int_equal(dmq_sim_run_until_pred(w, 3000, pred_after, &want, &at), 1);
   assert_true(at >= 5 && at <= 3000);
   want = 1000000;
-  assert_int_equal(dmq_sim_run_until_pred(w, 5000, pred_after, &want, &at),
-                   0);
+  assert_int_equal(dmq_sim_run_until_pred(w, 5000, pred_after, &want, &at), 0);
   assert_int_equal(dmq_sim_now(w), 5000);
   dmq_sim_delete(w);
   free(tr);
+}
+
+static void test_stream_transport(void **state) {
+  dmq_sim_opts_t o;
+  dmq_sim_opts_init(&o);
+  o.seed = 13;
+  o.stream_transport = 1;
+  o.link.delay_ms = 2;
+  o.link.jitter_ms = 30;
+  o.link.loss = 1.0; /* datagrams all lost, streams never */
+  dmq_sim_t *w = dmq_sim_new(&o);
+  assert_non_null(w);
+  assert_int_equal(dmq_sim_add(w, NULL, NULL), 0);
+  assert_int_equal(dmq_sim_add(w, NULL, NULL), 1);
+  trace_t *tr = trace_new();
+  dmq_sim_set_tap(w, tap, tr);
+  dmq_transport_t *d = dmq_sim_transport(w, 0);
+  dmq_transport_t *s = dmq_sim_stream_transport(w, 0);
+  assert_non_null(s);
+  assert_string_equal(d->ops->scheme, "sim");
+  assert_int_equal(d->ops->caps, DMQ_TRANSPORT_DATAGRAM);
+  assert_string_equal(s->ops->scheme, "simtcp");
+  assert_int_equal(s->ops->caps, DMQ_TRANSPORT_RELIABLE);
+  /* Datagram transport: bounded by the mtu, lossy. */
+  assert_int_equal(send_id(w, 0, 1, 1, 1401), DMQ_ETOOBIG);
+  assert_int_equal(send_id(w, 0, 1, 2, 100), 0);
+  /* Stream transport: any size, in order, never lost. */
+  unsigned char buf[64] = "SIMT";
+  assert_int_equal(s->ops->send(s, "sim://1", buf, 64, NULL), DMQ_EADDR);
+  for (uint32_t i = 10; i < 20; i++) {
+    memcpy(buf + 4, &i, 4);
+    assert_int_equal(s->ops->send(s, "simtcp://1", buf, 8 + i, NULL), 0);
+  }
+  dmq_sim_run_for(w, 100);
+  assert_int_equal(tr->n, 10);
+  for (size_t i = 0; i < tr->n; i++) {
+    assert_int_equal(tr->r[i].id, 10 + i);
+    assert_int_equal(tr->r[i].t, 2);
+  }
+  dmq_sim_net_stats_t st;
+  dmq_sim_net_stats(w, &st);
+  assert_int_equal(st.lost, 1);
+  assert_int_equal(st.oversize, 1);
+  dmq_sim_delete(w);
+  free(tr);
+  /* Without the option there is no stream transport. */
+  w = world(1, 14, NULL, NULL);
+  assert_null(dmq_sim_stream_transport(w, 0));
+  dmq_sim_delete(w);
 }
 
 int main(void) {
@@ -516,6 +565,7 @@ int main(void) {
       cmocka_unit_test(test_seed_from_env),
       cmocka_unit_test(test_names_and_two_worlds),
       cmocka_unit_test(test_run_until_pred),
+      cmocka_unit_test(test_stream_transport),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,426 @@
+/* sim_bench: membership benchmarks in the deterministic simulator.
+ *
+ * For every combination of --nodes and --loss it builds a world of N hosts,
+ * makes hosts 1..N-1 join through host 0 (the seed) at t=0, and measures:
+ *   join_all_s         first simulated time every node sees N members alive
+ *                      (checked every 50 ms of simulated time)
+ *   rounds_join        join_all_s / gossip interval
+ *   drain_pkts_per_member_s, drain_bytes_per_member_s
+ *                      packets and bytes sent per member per second during
+ *                      the settling period after convergence (--settle-s,
+ *                      default 30 probe intervals), while the join updates
+ *                      are still being gossiped
+ *   pkts_per_member_s, bytes_per_member_s
+ *                      the same over the steady-state window that follows
+ *                      (--steady-s, default 10 s)
+ *   suspect_all_s      after a random non-seed host is killed at the end of
+ *                      that window: time until every other host sees it
+ *                      suspect or dead
+ *   fail_detect_all_s  time until every other host sees it dead
+ *   first_dead_s       time until the first host declared it dead
+ *   dissem_s           fail_detect_all_s - first_dead_s (dissemination)
+ *   false_dead         DEAD events about hosts never killed/left/paused
+ *   wall_s             wall-clock time of the run (wall_join_s: until
+ *                      convergence)
+ * and prints one JSON object per line. Everything but wall_s is a pure
+ * function of the seed.
+ *
+ * --stream gives every host a separate stream transport (opts.stream_transport:
+ * push/pull is never lost, like TCP); by default the simulator's single
+ * transport lets size decide, so small push/pulls (joins) are lossy.
+ *
+ * Joins: by default (and with --burst) every host joins at the same instant,
+ * t=0; --stagger MS spreads the joins evenly over MS milliseconds instead.
+ *
+ * Usage: sim_bench [--nodes 10,100,1000] [--loss 0,0.05] [--profile lan]
+ *                  [--seed S] [--burst | --stagger MS] [--max-sim-s S]
+ *                  [--settle-s S] [--steady-s S] [--delay-ms D]
+ *                  [--jitter-ms J] [--stream]
+ * --seed defaults to $DMQ_SIM_SEED, else DMQ_SIM_DEFAULT_SEED; every run of
+ * one invocation uses the same seed.
+ * Exit status 1 if a run did not converge or detect the failure within
+ * --max-sim-s simulated seconds (its JSON line has null fields).
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sim.h"
+
+#define BENCH_STEP_MS 50
+#define BENCH_MAX_LIST 32
+
+typedef struct bench_opts {
+  size_t nodes[BENCH_MAX_LIST];
+  size_t n_nodes;
+  double loss[BENCH_MAX_LIST];
+  size_t n_loss;
+  dmq_profile_t profile;
+  const char *profile_name;
+  uint64_t seed;
+  uint64_t stagger_ms;
+  double max_sim_s, steady_s, settle_s; /* settle_s < 0: by profile */
+  long delay_ms, jitter_ms;             /* -1 = by profile */
+  int stream; /* --stream: separate stream transport */
+} bench_opts_t;
+
+typedef struct bench_result {
+  double join_all_s, drain_pkts, drain_bytes, pkts, bytes, suspect_all_s,
+      fail_all_s, first_dead_s;
+  int joined, suspected, detected, first_dead_seen;
+  int victim;
+  uint64_t seed;
+  size_t false_dead, events;
+  double sim_s, wall_s, wall_join_s, settle_s;
+} bench_result_t;
+
+static double bench_wall(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void bench_usage(const char *prog) {
+  fprintf(stderr,
+          "usage: %s [--nodes N[,N...]] [--loss P[,P...]] "
+          "[--profile lan|wan|local|fast]\n"
+          "          [--seed S] [--burst | --stagger MS] [--max-sim-s S]\n"
+          "          [--settle-s S] [--steady-s S] [--delay-ms D] "
+          "[--jitter-ms J] [--stream]\n",
+          prog);
+}
+
+static int bench_parse_u64(const char *s, uint64_t *out) {
+  char *end = NULL;
+  errno = 0;
+  uint64_t v;
+  if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+    v = strtoull(s + 2, &end, 16);
+  else
+    v = strtoull(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0')
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int bench_parse_double(const char *s, double *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno != 0 || end == s || *end != '\0')
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* Comma-separated list into `out` (as doubles); returns the count or -1. */
+static int bench_parse_list(const char *s, double *out, size_t max) {
+  char buf[512];
+  if (strlen(s) >= sizeof(buf))
+    return -1;
+  strcpy(buf, s);
+  size_t n = 0;
+  for (char *tok = strtok(buf, ","); tok != NULL; tok = strtok(NULL, ",")) {
+    if (n == max || bench_parse_double(tok, &out[n]) != 0)
+      return -1;
+    n++;
+  }
+  return n > 0 ? (int)n : -1;
+}
+
+static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->nodes[0] = 100;
+  o->n_nodes = 1;
+  o->loss[0] = 0;
+  o->n_loss = 1;
+  o->profile = DMQ_PROFILE_LAN;
+  o->profile_name = "lan";
+  o->seed = 0; /* the simulator's choice: $DMQ_SIM_SEED or its default */
+  o->max_sim_s = 120;
+  o->steady_s = 10;
+  o->settle_s = -1;
+  o->delay_ms = -1;
+  o->jitter_ms = -1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    double d[BENCH_MAX_LIST];
+    int n;
+    if (strcmp(a, "--burst") == 0) {
+      o->stagger_ms = 0;
+      continue;
+    }
+    if (strcmp(a, "--stream") == 0) {
+      o->stream = 1;
+      continue;
+    }
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      bench_usage(argv[0]);
+      exit(0);
+    }
+    if (v == NULL)
+      goto bad;
+    i++;
+    if (strcmp(a, "--nodes") == 0) {
+      if ((n = bench_parse_list(v, d, BENCH_MAX_LIST)) < 0)
+        goto bad;
+      for (int k = 0; k < n; k++) {
+        if (d[k] < 1 || d[k] > 100000 || d[k] != (double)(size_t)d[k])
+          goto bad;
+        o->nodes[k] = (size_t)d[k];
+      }
+      o->n_nodes = (size_t)n;
+    } else if (strcmp(a, "--loss") == 0) {
+      if ((n = bench_parse_list(v, o->loss, BENCH_MAX_LIST)) < 0)
+        goto bad;
+      for (int k = 0; k < n; k++)
+        if (o->loss[k] < 0 || o->loss[k] > 1)
+          goto bad;
+      o->n_loss = (size_t)n;
+    } else if (strcmp(a, "--profile") == 0) {
+      if (dmq_profile_from_name(v, &o->profile) != 0)
+        goto bad;
+      o->profile_name = v;
+    } else if (strcmp(a, "--seed") == 0) {
+      if (bench_parse_u64(v, &o->seed) != 0 || o->seed == 0)
+        goto bad;
+    } else if (strcmp(a, "--stagger") == 0) {
+      if (bench_parse_u64(v, &o->stagger_ms) != 0)
+        goto bad;
+    } else if (strcmp(a, "--max-sim-s") == 0) {
+      if (bench_parse_double(v, &o->max_sim_s) != 0 || o->max_sim_s <= 0)
+        goto bad;
+    } else if (strcmp(a, "--settle-s") == 0) {
+      if (bench_parse_double(v, &o->settle_s) != 0 || o->settle_s < 0)
+        goto bad;
+    } else if (strcmp(a, "--steady-s") == 0) {
+      if (bench_parse_double(v, &o->steady_s) != 0 || o->steady_s <= 0)
+        goto bad;
+    } else if (strcmp(a, "--delay-ms") == 0 || strcmp(a, "--jitter-ms") == 0) {
+      uint64_t x;
+      if (bench_parse_u64(v, &x) != 0 || x > 100000)
+        goto bad;
+      *(strcmp(a, "--delay-ms") == 0 ? &o->delay_ms : &o->jitter_ms) = (long)x;
+    } else {
+      goto bad;
+    }
+    continue;
+  bad:
+    fprintf(stderr, "sim_bench: bad option %s%s%s\n", a, v ? " " : "",
+            v ? v : "");
+    bench_usage(argv[0]);
+    return -1;
+  }
+  /* Link defaults per profile: one-way delay and jitter. */
+  if (o->delay_ms < 0)
+    o->delay_ms = o->profile == DMQ_PROFILE_WAN     ? 40
+                  : o->profile == DMQ_PROFILE_LOCAL ? 0
+                                                    : 1;
+  if (o->jitter_ms < 0)
+    o->jitter_ms = o->profile == DMQ_PROFILE_WAN     ? 20
+                   : o->profile == DMQ_PROFILE_LOCAL ? 0
+                                                     : 1;
+  return 0;
+}
+
+/* Every live node counts n members alive. O(N). */
+static int bench_all_joined(dmq_sim_t *w, size_t n) {
+  int hosts = dmq_sim_host_count(w);
+  for (int i = 0; i < hosts; i++) {
+    dmq_node_t *node = dmq_sim_node(w, i);
+    if (node != NULL &&
+        dmq_node_member_count(node, 1u << DMQ_MEMBER_ALIVE) != n)
+      return 0;
+  }
+  return 1;
+}
+
+/* Every other live host sees victim in a state of `mask`. O(N). */
+static int bench_all_see(dmq_sim_t *w, int victim, unsigned mask) {
+  int hosts = dmq_sim_host_count(w);
+  for (int i = 0; i < hosts; i++) {
+    if (i == victim || dmq_sim_node(w, i) == NULL)
+      continue;
+    int st = dmq_sim_state(w, i, victim);
+    if (st < 0 || !((1u << st) & mask))
+      return 0;
+  }
+  return 1;
+}
+
+static void bench_run(const bench_opts_t *o, size_t n, double loss,
+                      bench_result_t *r) {
+  double wall0 = bench_wall();
+  memset(r, 0, sizeof(*r));
+  r->victim = -1;
+  dmq_sim_opts_t so;
+  dmq_sim_opts_init(&so);
+  so.seed = o->seed;
+  so.link.loss = loss;
+  so.link.delay_ms = (uint32_t)o->delay_ms;
+  so.link.jitter_ms = (uint32_t)o->jitter_ms;
+  so.stream_transport = o->stream;
+  dmq_sim_t *w = dmq_sim_new(&so);
+  if (w == NULL) {
+    fprintf(stderr, "sim_bench: out of memory\n");
+    exit(2);
+  }
+  r->seed = dmq_sim_seed(w);
+  dmq_config_t cfg;
+  dmq_config_init(&cfg, o->profile);
+  for (size_t i = 0; i < n; i++) {
+    if (dmq_sim_add(w, &cfg, NULL) < 0) {
+      fprintf(stderr, "sim_bench: cannot add host %zu\n", i);
+      exit(2);
+    }
+  }
+  uint64_t max_ms = (uint64_t)(o->max_sim_s * 1000.0);
+  int seed_host = 0;
+  /* Joins: host i at i * stagger / n (all at t=0 in burst mode). */
+  for (size_t i = 1; i < n; i++) {
+    uint64_t at = o->stagger_ms * i / n;
+    if (at > dmq_sim_now(w))
+      dmq_sim_run_until(w, at);
+    dmq_sim_join(w, (int)i, &seed_host, 1);
+  }
+  uint64_t t = dmq_sim_now(w);
+  while (!(r->joined = bench_all_joined(w, n)) && t < max_ms) {
+    t += BENCH_STEP_MS;
+    dmq_sim_run_until(w, t);
+  }
+  if (!r->joined)
+    goto done;
+  r->join_all_s = (double)dmq_sim_now(w) / 1000.0;
+  r->wall_join_s = bench_wall() - wall0;
+
+  /* Settle (the join updates drain), then steady state. */
+  dmq_sim_net_stats_t a, b;
+  dmq_sim_net_stats(w, &a);
+  double settle_s = o->settle_s >= 0
+                        ? o->settle_s
+                        : 30.0 * (double)cfg.probe_interval_ms / 1000.0;
+  r->settle_s = settle_s;
+  if (settle_s > 0) {
+    dmq_sim_run_for(w, (uint64_t)(settle_s * 1000.0));
+    dmq_sim_net_stats(w, &b);
+    r->drain_pkts = (double)(b.sent - a.sent) / (double)n / settle_s;
+    r->drain_bytes =
+        (double)(b.bytes_sent - a.bytes_sent) / (double)n / settle_s;
+    a = b;
+  }
+  uint64_t steady_ms = (uint64_t)(o->steady_s * 1000.0);
+  dmq_sim_run_for(w, steady_ms);
+  dmq_sim_net_stats(w, &b);
+  r->pkts = (double)(b.sent - a.sent) / (double)n / o->steady_s;
+  r->bytes = (double)(b.bytes_sent - a.bytes_sent) / (double)n / o->steady_s;
+
+  if (n < 2)
+    goto done;
+  r->victim = 1 + (int)(dmq_sim_rand(w) % (n - 1));
+  uint64_t kill_at = dmq_sim_now(w);
+  size_t ev0 = dmq_sim_event_count(w);
+  dmq_sim_kill(w, r->victim);
+  const unsigned susp = (1u << DMQ_MEMBER_SUSPECT) | (1u << DMQ_MEMBER_DEAD);
+  const unsigned dead = 1u << DMQ_MEMBER_DEAD;
+  t = kill_at;
+  for (;;) {
+    if (!r->suspected && bench_all_see(w, r->victim, susp)) {
+      r->suspected = 1;
+      r->suspect_all_s = (double)(dmq_sim_now(w) - kill_at) / 1000.0;
+    }
+    if (bench_all_see(w, r->victim, dead)) {
+      r->detected = 1;
+      r->fail_all_s = (double)(dmq_sim_now(w) - kill_at) / 1000.0;
+      if (!r->suspected) { /* passed suspect within the same step */
+        r->suspected = 1;
+        r->suspect_all_s = r->fail_all_s;
+      }
+      break;
+    }
+    if (t - kill_at >= max_ms)
+      break;
+    t += BENCH_STEP_MS;
+    dmq_sim_run_until(w, t);
+  }
+  const dmq_sim_event_t *ev = dmq_sim_events(w);
+  size_t nev = dmq_sim_event_count(w);
+  for (size_t i = ev0; i < nev; i++) {
+    if (ev[i].subject == r->victim && ev[i].ev == DMQ_EVENT_DEAD) {
+      r->first_dead_seen = 1;
+      r->first_dead_s = (double)(ev[i].t - kill_at) / 1000.0;
+      break;
+    }
+  }
+
+done:
+  r->false_dead = dmq_sim_false_deaths(w);
+  r->events = dmq_sim_event_count(w);
+  r->sim_s = (double)dmq_sim_now(w) / 1000.0;
+  dmq_sim_delete(w);
+  r->wall_s = bench_wall() - wall0;
+}
+
+static void bench_num(const char *key, int valid, double v, int prec) {
+  if (valid)
+    printf(",\"%s\":%.*f", key, prec, v);
+  else
+    printf(",\"%s\":null", key);
+}
+
+static void bench_print(const bench_opts_t *o, size_t n, double loss,
+                        const bench_result_t *r) {
+  dmq_config_t cfg;
+  dmq_config_init(&cfg, o->profile);
+  double gossip_s = (double)cfg.gossip_interval_ms / 1000.0;
+  printf("{\"nodes\":%zu,\"loss\":%g,\"profile\":\"%s\",\"seed\":%" PRIu64
+         ",\"delay_ms\":%ld,\"jitter_ms\":%ld,\"stagger_ms\":%" PRIu64
+         ",\"stream\":%d",
+         n, loss, o->profile_name, r->seed, o->delay_ms, o->jitter_ms,
+         o->stagger_ms, o->stream);
+  bench_num("join_all_s", r->joined, r->join_all_s, 3);
+  bench_num("rounds_join", r->joined && gossip_s > 0,
+            gossip_s > 0 ? r->join_all_s / gossip_s : 0, 1);
+  bench_num("settle_s", r->joined, r->settle_s, 1);
+  bench_num("drain_pkts_per_member_s", r->joined, r->drain_pkts, 2);
+  bench_num("drain_bytes_per_member_s", r->joined, r->drain_bytes, 1);
+  bench_num("pkts_per_member_s", r->joined, r->pkts, 2);
+  bench_num("bytes_per_member_s", r->joined, r->bytes, 1);
+  if (r->victim >= 0)
+    printf(",\"victim\":%d", r->victim);
+  else
+    printf(",\"victim\":null");
+  bench_num("suspect_all_s", r->suspected, r->suspect_all_s, 3);
+  bench_num("fail_detect_all_s", r->detected, r->fail_all_s, 3);
+  bench_num("first_dead_s", r->first_dead_seen, r->first_dead_s, 3);
+  bench_num("dissem_s", r->detected && r->first_dead_seen,
+            r->fail_all_s - r->first_dead_s, 3);
+  printf(",\"false_dead\":%zu,\"events\":%zu,\"sim_s\":%.3f", r->false_dead,
+         r->events, r->sim_s);
+  bench_num("wall_join_s", r->joined, r->wall_join_s, 3);
+  printf(",\"wall_s\":%.3f}\n", r->wall_s);
+  fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+  bench_opts_t o;
+  if (bench_parse_args(argc, argv, &o) != 0)
+    return 2;
+  int failed = 0;
+  for (size_t i = 0; i < o.n_nodes; i++) {
+    for (size_t j = 0; j < o.n_loss; j++) {
+      bench_result_t r;
+      bench_run(&o, o.nodes[i], o.loss[j], &r);
+      bench_print(&o, o.nodes[i], o.loss[j], &r);
+      if (!r.joined || (o.nodes[i] > 1 && !r.detected))
+        failed = 1;
+    }
+  }
+  return failed;
+}
