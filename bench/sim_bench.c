@@ -148,6 +148,7 @@ static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
   o->settle_s = -1;
   o->delay_ms = -1;
   o->jitter_ms = -1;
+  o->stream = 1; /* model UDP + TCP like the runtime; --no-stream: one */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -159,6 +160,10 @@ static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
     }
     if (strcmp(a, "--stream") == 0) {
       o->stream = 1;
+      continue;
+    }
+    if (strcmp(a, "--no-stream") == 0) {
+      o->stream = 0;
       continue;
     }
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {

@@ -131,6 +131,8 @@ struct dmq_node {
   char *seeds[DMQ__MAX_SEEDS];
   size_t nseeds;
   int joining, joined;
+  uint32_t boost_left; /* post-join anti-entropy rounds still to do */
+  uint64_t next_boost;
   uint32_t join_attempt;
   uint64_t next_join;
 

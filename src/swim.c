@@ -17,7 +17,7 @@
  *   the wire is the member's *current* state, so a newer update replaces an
  *   older one for free. Updates live in buckets by transmit count: lowest
  *   bucket first (least-sent), head of a bucket = freshest, each update sent
- *   retransmit_mult * ceil(log2(N + 1)) times, packed up to the MTU.
+ *   retransmit_mult * ceil(log10(N + 1)) times, packed up to the MTU.
  * - Anti-entropy: periodic push/pull of the full table with one random live
  *   member (reliable transport); DEAD in a pushed table is taken only as
  *   SUSPECT, so one stale table cannot kill anyone. Join = push/pull with the
@@ -46,6 +46,12 @@
 #define SWIM_REAP_EVERY_MS 1000
 /* Extra gossip packets tried after the first that did not fit. */
 #define SWIM_FILL_TRIES 3
+/* Extra push/pulls after a join, at 1/4, 1/2, 1 and 2 probe periods. */
+#define SWIM_JOIN_BOOST_ROUNDS 4
+/* Where an ALIVE came from (swim_on_alive). */
+#define SWIM_FROM_GOSSIP 0
+#define SWIM_FROM_JOIN 1
+#define SWIM_FROM_SYNC 2
 /* Most updates packed into one packet (bounded by the MTU anyway). */
 #define SWIM_MAX_PICK 256
 
@@ -63,8 +69,8 @@ static uint64_t swim_scaled(const dmq_node_t *n, uint32_t ms) {
 
 static uint32_t swim_retransmit_limit(const dmq_node_t *n) {
   uint32_t lg = 0;
-  for (uint32_t x = n->n_live + 1; x > 1; x = (x + 1) / 2)
-    lg++; /* ceil(log2(N + 1)) */
+  for (uint32_t x = n->n_live + 1; x > 1; x = (x + 9) / 10)
+    lg++; /* ceil(log10(N + 1)) */
   if (lg < 1)
     lg = 1;
   uint32_t l = n->cfg.retransmit_mult * lg;
@@ -421,8 +427,12 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
       return;
     }
     dmq__emit(n, DMQ_EVENT_JOINED, m);
-    swim_bc_announce(n, m);
-    (void)from_pushpull;
+    /* A newcomer learnt from gossip or from its own join is news to spread.
+     * One learnt from routine anti-entropy is not: the table it came from
+     * is being exchanged pairwise already, and re-gossiping every entry of
+     * every table is what floods a cluster during a join storm. */
+    if (from_pushpull != SWIM_FROM_SYNC)
+      swim_bc_announce(n, m);
     return;
   }
   int new_gen = gen > m->gen;
@@ -717,7 +727,9 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
   while ((rc = dmq__wire_next_record(&it, &r)) == 1) {
     switch (r.state) {
     case DMQ_MEMBER_ALIVE:
-      swim_on_alive(n, r.name, r.addr, r.incarnation, r.generation, r.meta, 1);
+      swim_on_alive(n, r.name, r.addr, r.incarnation, r.generation, r.meta,
+                    (msg->flag & DMQ__PP_JOIN) ? SWIM_FROM_JOIN
+                                               : SWIM_FROM_SYNC);
       break;
     case DMQ_MEMBER_SUSPECT:
     case DMQ_MEMBER_DEAD: /* a remote death is only a suspicion here */
@@ -734,6 +746,12 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
     if (n->joining) {
       n->joining = 0;
       n->joined = 1;
+      /* The seed's table was a snapshot: members joining at the same time
+       * are missing from it. A few early push/pulls with random members
+       * merge those partial views (each exchange roughly squares the missing
+       * fraction), far cheaper than gossiping every newcomer N log N times. */
+      n->boost_left = SWIM_JOIN_BOOST_ROUNDS;
+      n->next_boost = n->now + n->cfg.probe_interval_ms / 4;
       dmq__log(n, DMQ_LOG_INFO, "joined through %.*s", (int)sender.n, sender.p);
     }
     return;
@@ -1118,6 +1136,14 @@ int dmq_node_tick(dmq_node_t *n, uint64_t now) {
       swim_send_pushpull(n, m->addr, 0);
     n->next_pushpull = now + n->cfg.pushpull_interval_ms;
   }
+  if (n->boost_left > 0 && now >= n->next_boost) {
+    dmq__member_t *m = n->leaving ? NULL : swim_random_member(n, 0);
+    if (m != NULL)
+      swim_send_pushpull(n, m->addr, 0);
+    n->boost_left--;
+    n->next_boost = now + (((uint64_t)n->cfg.probe_interval_ms / 4)
+                           << (SWIM_JOIN_BOOST_ROUNDS - n->boost_left));
+  }
   if (now >= n->next_reconnect) {
     if (!n->leaving && n->joined)
       swim_reconnect(n);
@@ -1162,5 +1188,7 @@ uint64_t dmq_node_next_deadline(const dmq_node_t *n) {
     d = swim_min(d, n->next_gossip);
   d = swim_min(d, n->next_pushpull);
   d = swim_min(d, n->next_reconnect);
+  if (n->boost_left > 0)
+    d = swim_min(d, n->next_boost);
   return d;
 }

@@ -23,6 +23,7 @@ static dmq_sim_t *world(int n, dmq_profile_t profile, double loss,
   o.link.loss = loss;
   o.link.delay_ms = 1;
   o.link.jitter_ms = 2;
+  o.stream_transport = 1; /* UDP + TCP, like the runtime */
   dmq_sim_t *w = dmq_sim_new(&o);
   assert_non_null(w);
   dmq_config_t cfg;

@@ -197,10 +197,13 @@ static tcp_msg_t *tcp_dest_take_queue(tcp_dest_t *d) {
   return q;
 }
 
-static void tcp_list_append(tcp_msg_t **head, tcp_msg_t *list) {
-  while (*head != NULL)
-    head = &(*head)->next;
-  *head = list;
+/* Append list at *tail; returns the new tail (each message is walked
+ * once). */
+static tcp_msg_t **tcp_list_append(tcp_msg_t **tail, tcp_msg_t *list) {
+  *tail = list;
+  while (*tail != NULL)
+    tail = &(*tail)->next;
+  return tail;
 }
 
 /* ---- timer ---- */
@@ -669,7 +672,7 @@ static void tcp_timer_cb(uv_timer_t *h) {
   uint64_t now = uv_now(tcp->loop);
   uint64_t next = UINT64_MAX;
   int hold = 0;
-  tcp_msg_t *failed = NULL;
+  tcp_msg_t *failed = NULL, **failed_tail = &failed;
 
   tcp->timer_due = 0;
   uv_unref((uv_handle_t *)h);
@@ -697,7 +700,7 @@ static void tcp_timer_cb(uv_timer_t *h) {
       tcp_dest_t *d = *pp;
       if (d->sock == NULL && d->fail_pending) {
         d->fail_pending = 0;
-        tcp_list_append(&failed, tcp_dest_take_queue(d));
+        failed_tail = tcp_list_append(failed_tail, tcp_dest_take_queue(d));
         tcp_backoff(tcp, d, now);
       }
       if (d->sock == NULL && d->qhead != NULL) {
@@ -705,7 +708,7 @@ static void tcp_timer_cb(uv_timer_t *h) {
           next = tcp_min(next, d->retry_at);
           hold = 1;
         } else if (tcp_connect(tcp, d, now) != 0) {
-          tcp_list_append(&failed, tcp_dest_take_queue(d));
+          failed_tail = tcp_list_append(failed_tail, tcp_dest_take_queue(d));
           tcp_backoff(tcp, d, now);
         }
       }
