@@ -17,7 +17,7 @@ case ${1:-} in
 esac
 
 dirs=()
-for d in include src transports adapters examples tests bench; do
+for d in include src transports adapters examples tests bench tools; do
   [[ -d $d ]] && dirs+=("$d")
 done
 [[ ${#dirs[@]} -gt 0 ]] || exit 0
