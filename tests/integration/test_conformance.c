@@ -1,15 +1,32 @@
 /* Transport conformance: the contract of dmq/transport.h, checked against
- * the real socket transports on 127.0.0.1 and ::1.
+ * every transport there is: the socket transports (UDP, TCP) on 127.0.0.1
+ * and ::1, the host transport (dmq/host.h) over a carrier in this file, and
+ * the simulator's transports (tests/sim) driven from the test's loop.
  *
- * One suite of tests is run for every entry of the factory table below
- * (UDP and TCP today), followed by tests of what only one transport has
- * (TCP connection reuse, reconnect, framing; UDP batched receive) and of
- * the shared address parser. Every wait runs the loop until a condition
- * holds, under a watchdog timer that fails the test after WATCHDOG_MS:
- * nothing sleeps to synchronise. Each test ends by closing its transports,
- * checking that every send accepted with a cookie completed exactly once
- * and before on_closed, that on_closed ran once, and that the loop is left
- * without a single handle (uv_loop_close succeeds).
+ * One suite of generic tests is run for every row of the factory table,
+ * followed by tests of what only one transport has (TCP connection reuse,
+ * reconnect, framing; UDP batched receive) and of the shared address
+ * parser. A row declares what its transport has beyond the core of the
+ * contract (F_* flags: socket addresses, a synchronous close, ...); the
+ * generic tests skip (cmocka skip()) or adapt the parts that need what a row
+ * lacks. The core runs for every row: an address for each endpoint (bind to
+ * port 0 and learn the port, or the address a loop-less transport is given),
+ * send/receive integrity, the mtu and DMQ_ETOOBIG, DMQ_EADDR for bad
+ * addresses, close with sends pending (every completion exactly once and
+ * before on_closed), send after close refused with DMQ_ECLOSED (also from
+ * inside the transport's callbacks), close from inside callbacks.
+ *
+ * Every wait runs the loop until a condition holds, under a watchdog timer
+ * that fails the test after WATCHDOG_MS: nothing sleeps to synchronise.
+ * Each test ends by closing its transports and checking that every send
+ * accepted with a cookie completed exactly once and before on_closed, that
+ * on_closed ran once, that nothing was received after it, and that the loop
+ * is left without a single handle (uv_loop_close succeeds).
+ *
+ * A transport that does not meet part of the contract yet carries a Q_*
+ * "known gap" flag in its row: the flag relaxes exactly that check for that
+ * row, and the test prints "[ KNOWN GAP ]" when it observes the gap. Remove
+ * the flag once the transport is fixed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,59 +45,95 @@
 #include <uv.h>
 
 #include "common/addr.h"
+#include "dmq/host.h"
 #include "dmq/uv.h"
+#include "sim.h"
 #include "tcp/tcp.h"
 #include "udp/udp.h"
 
 /* Longest any single wait may take before the test fails. */
 #define WATCHDOG_MS 5000
-/* Transports one test can use. */
+/* Transports one test can use (and hosts in a simulated world). */
 #define MAX_EPS 4
 /* Distinct cookies (and received messages) one endpoint tracks. */
 #define MAX_COOKIES 8192
 #define MAX_RECORDS 8192
+/* Cookie of the sends tried after close (they must be refused). */
+#define REUSE_SEQ (MAX_COOKIES - 1)
 /* Payload header written by make_payload(): seq and length, 32-bit each. */
 #define PAYLOAD_HDR 8
 /* Largest payload the tests build in the shared buffer. */
 #define MAX_PAYLOAD (1024 * 1024)
+/* What the simulator carries as one stream message at most. */
+#define SIM_STREAM_MAX (16u * 1024u * 1024u)
 
-/* ---- the factory table ---------------------------------------------- */
+typedef struct ctx ctx_t;
+typedef struct ep ep_t;
+
+/* ---- what a row has beyond the core of the contract ------------------- */
+
+enum {
+  /* Socket addresses: bind("<scheme>://<ip>:<port>") with port 0 and
+   * local_addr() to learn the port, DMQ_ETRANSPORT for a port that is
+   * taken, the plain "<ip>:<port>" form, IPv6, a `from` that is the
+   * sender's IP. A row without it has neither bind() nor local_addr()
+   * (transport.h allows that for a transport that does no I/O of its own)
+   * and its endpoints get their address from the row's assign(). */
+  F_PORTS = 1u << 0,
+  /* A send to an address nobody listens on completes with DMQ_ETRANSPORT
+   * (a connection-oriented transport notices). */
+  F_REPORTS_UNREACHABLE = 1u << 1,
+  /* No event loop of its own: close() runs on_closed before it returns,
+   * and the transport may be gone once it has returned. The host transport
+   * (dmq/host.h) also completes what is pending, with DMQ_ECLOSED, inside
+   * close(), just before on_closed: transport.h says completions never run
+   * inside close(), host.h documents that they do. */
+  F_CLOSE_SYNC = 1u << 2,
+};
+
+/* Known gaps (see the top of the file). */
+enum {
+  /* Sends accepted before close() complete after on_closed, from the
+   * world's event queue (status 0). Contract: pending sends complete
+   * (DMQ_ECLOSED if not gone out), then on_closed runs. */
+  Q_DONE_AFTER_CLOSED = 1u << 0,
+  /* close() is not idempotent: calling it again (here: from inside
+   * on_closed) runs on_closed again. */
+  Q_CLOSE_REPEATS_HOOK = 1u << 1,
+  /* t->mtu is not the largest send() accepts: the simulator's mixed "sim"
+   * transport has t->mtu 1400 (its datagram size) but takes up to 16 MiB
+   * as a stream message. Contract: mtu is the largest payload send()
+   * accepts. The row's max_send says what it really accepts. */
+  Q_MTU_NOT_SEND_LIMIT = 1u << 2,
+};
 
 typedef struct factory {
   const char *name;
   const char *scheme;
-  int (*create)(uv_loop_t *loop, dmq_transport_t **out);
   uint32_t caps;
-  size_t mtu; /* default */
+  size_t mtu;      /* t->mtu of a new transport */
+  size_t max_send; /* largest send() accepted, when not mtu (0: mtu) */
+  unsigned flags;  /* F_* */
+  unsigned quirks; /* Q_* */
+  /* Make e->t (on e->c's loop, or in its rig). */
+  int (*create)(ep_t *e);
+  /* Rows without F_PORTS: fill e->addr with the endpoint's address; an
+   * address no endpoint ever has; addresses send() must refuse with
+   * DMQ_EADDR (NULL-terminated). */
+  void (*assign)(ep_t *e);
+  const char *nowhere;
+  const char *const *bad;
+  /* What carries the bytes of a loop-less transport on the test loop,
+   * made before the test and released after it: rig_fini() closes its
+   * handles (freeing happens in their close callbacks) and returns 0, or
+   * -1 if the rig saw a failure. */
+  int (*rig_init)(ctx_t *c);
+  int (*rig_fini)(ctx_t *c);
 } factory_t;
-
-/* UDP with uv_udp_try_send() disabled: the generic suite then also covers
- * the copied, queued send path. */
-static int udp_queued_new(uv_loop_t *loop, dmq_transport_t **out) {
-  int rc = dmq_udp_transport_new(loop, out);
-  if (rc == 0)
-    dmq__udp_set_queued_only(*out, 1);
-  return rc;
-}
-
-/* Add a transport to the generic suite by adding a row: a constructor that
- * makes it on the test's loop and whose bind("<scheme>://127.0.0.1:0") and
- * local_addr() work (a "host" or "sim" transport would wrap its
- * constructor and pump its messages from a loop handle), its scheme, its
- * capabilities and its default mtu. */
-static const factory_t factories[] = {
-    {"udp", "udp", dmq_udp_transport_new, DMQ_TRANSPORT_DATAGRAM, 1400},
-    {"udp_queued", "udp", udp_queued_new, DMQ_TRANSPORT_DATAGRAM, 1400},
-    {"tcp", "tcp", dmq_tcp_transport_new, DMQ_TRANSPORT_RELIABLE,
-     16u * 1024u * 1024u},
-};
-#define NFACTORIES (sizeof(factories) / sizeof(factories[0]))
 
 /* ---- test context ------------------------------------------------------ */
 
-typedef struct ctx ctx_t;
-
-typedef struct ep {
+struct ep {
   ctx_t *c;
   dmq_transport_t *t; /* NULL once on_closed ran */
   int used;
@@ -90,11 +143,13 @@ typedef struct ep {
   /* received */
   size_t nrecv;
   size_t bad_payload;
+  size_t recv_after_closed;
   uint32_t seq[MAX_RECORDS];
   size_t len[MAX_RECORDS];
   char first_from[DMQ__ADDR_STRLEN];
   size_t from_mismatch;
   /* completions, indexed by cookie */
+  size_t naccepted; /* sends accepted with a cookie */
   size_t ndone;
   size_t ndone_at_closed;
   size_t done_after_closed;
@@ -104,13 +159,20 @@ typedef struct ep {
   /* behaviour knobs */
   int close_on_recv;
   int close_on_done;
-} ep_t;
+  /* once close() was called: try to send from inside every callback
+   * (expecting DMQ_ECLOSED), and close again from inside on_closed */
+  int check_reuse;
+  char reuse_to[DMQ__ADDR_STRLEN];
+  size_t reuse_tries, reuse_bad;
+};
 
 struct ctx {
   uv_loop_t loop;
   uv_timer_t watchdog;
   int timed_out;
   const factory_t *f;
+  void *rig;           /* the row's carrier or simulated world */
+  unsigned gaps_noted; /* Q_* already reported by this test */
   ep_t ep[MAX_EPS];
 };
 
@@ -118,6 +180,29 @@ static uint8_t payload_buf[MAX_PAYLOAD];
 
 static void *cookie_of(size_t i) {
   return (void *)(uintptr_t)(i + 1);
+}
+
+static size_t ep_index(const ep_t *e) {
+  return (size_t)(e - e->c->ep);
+}
+
+static int has_quirk(const ctx_t *c, unsigned q) {
+  return (c->f->quirks & q) != 0;
+}
+
+/* on_closed ran once (twice where a second close() from inside on_closed
+ * runs it again: a known gap, reported by teardown). */
+static int closed_once(const ctx_t *c, const ep_t *e) {
+  return e->closed == 1 || (e->closed == 2 && e->check_reuse &&
+                            (c->f->quirks & Q_CLOSE_REPEATS_HOOK) != 0);
+}
+
+/* Report (once per test) that a known gap of this row was observed. */
+static void known_gap(ctx_t *c, unsigned q, const char *what) {
+  if (c->gaps_noted & q)
+    return;
+  c->gaps_noted |= q;
+  print_message("[ KNOWN GAP] %s: %s\n", c->f->name, what);
 }
 
 static void put32(uint8_t *p, uint32_t v) {
@@ -166,9 +251,26 @@ static int64_t check_payload(const uint8_t *p, size_t len, uint32_t seq_hint) {
 
 /* ---- hooks ---- */
 
+/* After close(): t refuses to send, also from inside its callbacks. */
+static void try_reuse(dmq_transport_t *t, ep_t *e) {
+  if (!e->check_reuse)
+    return;
+  const char *to = e->reuse_to[0] != '\0' ? e->reuse_to : e->addr;
+  e->reuse_tries++;
+  int rc1 = t->ops->send(t, to, "x", 1, cookie_of(REUSE_SEQ));
+  int rc2 = t->ops->send(t, to, "x", 1, NULL);
+  if (rc1 != DMQ_ECLOSED || rc2 != DMQ_ECLOSED) {
+    print_error("%s: send after close: %s, %s\n", e->c->f->name,
+                dmq_err_name(rc1), dmq_err_name(rc2));
+    e->reuse_bad++;
+  }
+}
+
 static void on_recv(dmq_transport_t *t, const char *from, const void *buf,
                     size_t len) {
   ep_t *e = t->owner;
+  if (e->closed)
+    e->recv_after_closed++;
   int64_t seq = check_payload(buf, len, 0);
   if (seq < 0 || from == NULL)
     e->bad_payload++;
@@ -184,6 +286,7 @@ static void on_recv(dmq_transport_t *t, const char *from, const void *buf,
   if (e->close_on_recv && !e->close_requested) {
     e->close_requested = 1;
     t->ops->close(t);
+    try_reuse(t, e); /* still inside the transport's callback */
   }
 }
 
@@ -203,12 +306,19 @@ static void on_send_done(dmq_transport_t *t, void *cookie, int status) {
     e->close_requested = 1;
     t->ops->close(t);
   }
+  if (e->close_requested)
+    try_reuse(t, e);
 }
 
 static void on_closed(dmq_transport_t *t) {
   ep_t *e = t->owner;
-  e->closed++;
+  if (++e->closed > 1)
+    return; /* a repeated on_closed: counted, judged by teardown */
   e->ndone_at_closed = e->ndone;
+  if (e->check_reuse) {
+    try_reuse(t, e);
+    t->ops->close(t); /* closing again is harmless */
+  }
   e->t = NULL;
 }
 
@@ -262,6 +372,14 @@ static int pred_all_closed(ctx_t *c, const void *arg) {
   return 1;
 }
 
+/* Every endpoint closed, and every send it accepted completed. */
+static int pred_all_settled(ctx_t *c, const void *arg) {
+  for (size_t i = 0; i < MAX_EPS; i++)
+    if (c->ep[i].used && c->ep[i].ndone < c->ep[i].naccepted)
+      return 0;
+  return pred_all_closed(c, arg);
+}
+
 static int pred_conns(ctx_t *c, const void *arg) {
   const want_t *w = arg;
   (void)c;
@@ -284,9 +402,377 @@ static int pred_conns(ctx_t *c, const void *arg) {
     assert_true(run_until((c), pred_conns, &w_));                              \
   } while (0)
 
+/* ======================================================================
+ * Rigs: how each row makes its transports
+ * ====================================================================== */
+
+/* ---- socket transports: on the test's loop ---- */
+
+static int udp_create(ep_t *e) {
+  return dmq_udp_transport_new(&e->c->loop, &e->t);
+}
+
+/* UDP with uv_udp_try_send() disabled: the generic suite then also covers
+ * the copied, queued send path. */
+static int udp_queued_create(ep_t *e) {
+  int rc = udp_create(e);
+  if (rc == 0)
+    dmq__udp_set_queued_only(e->t, 1);
+  return rc;
+}
+
+static int tcp_create(ep_t *e) {
+  return dmq_tcp_transport_new(&e->c->loop, &e->t);
+}
+
+/* ---- the host transport and its carrier ----
+ *
+ * The host transport does no I/O: it hands every message to the host
+ * program's send_fn, and the host program hands received messages in with
+ * dmq_host_transport_input(). The "host program" here is a FIFO carrier on
+ * the test loop: send_fn appends (to, from, bytes); an idle handle, active
+ * while the FIFO is not empty, delivers each message to the open endpoint
+ * whose address is `to` (a message for nobody is lost, as on a network),
+ * then calls dmq_host_transport_flush() on every open endpoint, so that
+ * completions are delivered from the loop, as host.h asks of a host that
+ * sends with cookies. Endpoints are named "host:ep<index>". */
+
+typedef struct hmsg {
+  struct hmsg *next;
+  char *to, *from;
+  size_t len;
+  unsigned char mem[]; /* bytes, then to, then from */
+} hmsg_t;
+
+typedef struct carrier {
+  uv_idle_t idle;
+  ctx_t *c;
+  hmsg_t *head, **tail;
+  size_t errors; /* input()/flush() failures */
+} carrier_t;
+
+static ep_t *ep_by_addr(ctx_t *c, const char *addr) {
+  for (size_t i = 0; i < MAX_EPS; i++) {
+    ep_t *e = &c->ep[i];
+    if (e->used && e->t != NULL && strcmp(e->addr, addr) == 0)
+      return e;
+  }
+  return NULL;
+}
+
+static void carrier_cb(uv_idle_t *h) {
+  carrier_t *k = h->data;
+  ctx_t *c = k->c;
+  /* what is queued now; what the callbacks below send waits a turn */
+  hmsg_t *m = k->head;
+  k->head = NULL;
+  k->tail = &k->head;
+  while (m != NULL) {
+    hmsg_t *next = m->next;
+    ep_t *d = ep_by_addr(c, m->to);
+    if (d != NULL &&
+        dmq_host_transport_input(d->t, m->from[0] != '\0' ? m->from : NULL,
+                                 m->mem, m->len) != 0)
+      k->errors++;
+    free(m);
+    m = next;
+  }
+  for (size_t i = 0; i < MAX_EPS; i++) {
+    ep_t *e = &c->ep[i];
+    if (e->used && e->t != NULL && dmq_host_transport_flush(e->t) != 0)
+      k->errors++;
+  }
+  if (k->head == NULL)
+    uv_idle_stop(h);
+}
+
+static int carrier_send(void *ud, const char *dst, const void *buf,
+                        size_t len) {
+  ep_t *e = ud;
+  carrier_t *k = e->c->rig;
+  size_t tl = strlen(dst) + 1, fl = strlen(e->addr) + 1;
+  hmsg_t *m = malloc(sizeof(*m) + len + tl + fl);
+  if (m == NULL)
+    return DMQ_ENOMEM;
+  m->next = NULL;
+  m->len = len;
+  if (len > 0)
+    memcpy(m->mem, buf, len);
+  m->to = (char *)m->mem + len;
+  memcpy(m->to, dst, tl);
+  m->from = m->to + tl;
+  memcpy(m->from, e->addr, fl);
+  *k->tail = m;
+  k->tail = &m->next;
+  uv_idle_start(&k->idle, carrier_cb);
+  return 0;
+}
+
+static int host_create(ep_t *e) {
+  return dmq_host_transport_new(carrier_send, e, &e->t);
+}
+
+static void host_assign(ep_t *e) {
+  snprintf(e->addr, sizeof(e->addr), "host:ep%zu", ep_index(e));
+}
+
+static int carrier_init(ctx_t *c) {
+  carrier_t *k = calloc(1, sizeof(*k));
+  if (k == NULL || uv_idle_init(&c->loop, &k->idle) != 0) {
+    free(k);
+    return -1;
+  }
+  k->c = c;
+  k->tail = &k->head;
+  k->idle.data = k;
+  c->rig = k;
+  return 0;
+}
+
+static void carrier_closed(uv_handle_t *h) {
+  carrier_t *k = h->data;
+  while (k->head != NULL) { /* lost in transit */
+    hmsg_t *m = k->head;
+    k->head = m->next;
+    free(m);
+  }
+  free(k);
+}
+
+static int carrier_fini(ctx_t *c) {
+  carrier_t *k = c->rig;
+  int rc = k->errors == 0 ? 0 : -1;
+  if (rc != 0)
+    print_error("carrier: %zu input/flush calls failed\n", k->errors);
+  uv_close((uv_handle_t *)&k->idle, carrier_closed);
+  return rc;
+}
+
+static const char *const host_bad[] = {"host",         "hos:t",
+                                       "hostx:a",      " host:a",
+                                       "sim://1",      "udp://127.0.0.1:1",
+                                       "127.0.0.1:80", NULL};
+
+/* ---- the simulator's transports ----
+ *
+ * A world of MAX_EPS hosts; endpoint i is host i's transport ("sim" or, in
+ * the split mode of opts.stream_transport, "simtcp"), named
+ * "<scheme>://<i>" (the simulator fixes the addresses: no bind). An idle
+ * handle on the test loop runs the world 1 simulated ms per loop turn, so
+ * deliveries and completions happen from the loop.
+ *
+ * The simulator delivers straight into the host's node (dmq_node_recv)
+ * instead of through dmq_transport_recv(), so the transport's on_recv hook
+ * is never called. The rig observes every delivery with dmq_sim_set_tap()
+ * and hands it to the endpoint's on_recv (dmq_transport_recv()) with the
+ * sender's address, while the endpoint is open; the simulator itself keeps
+ * feeding a closed transport's node. The nodes are started but never join:
+ * they send nothing, and drop what they receive from the tests. */
+
+enum { SIM_MIXED, SIM_DGRAM, SIM_SPLIT };
+
+typedef struct simrig {
+  uv_idle_t idle;
+  ctx_t *c;
+  dmq_sim_t *w;
+  int stream; /* endpoints are the stream transports ("simtcp") */
+} simrig_t;
+
+static void simrig_tap(void *ud, int from, int to, const void *buf, size_t len,
+                       uint64_t t) {
+  simrig_t *r = ud;
+  ctx_t *c = r->c;
+  (void)t;
+  if (to < 0 || to >= MAX_EPS)
+    return;
+  ep_t *e = &c->ep[to];
+  if (!e->used || e->t == NULL)
+    return;
+  char addr[DMQ__ADDR_STRLEN];
+  snprintf(addr, sizeof(addr), "%s://%d", c->f->scheme, from);
+  dmq_transport_recv(e->t, addr, buf, len);
+}
+
+static void simrig_cb(uv_idle_t *h) {
+  simrig_t *r = h->data;
+  dmq_sim_run_for(r->w, 1);
+}
+
+static int simrig_init(ctx_t *c, int mode) {
+  simrig_t *r = calloc(1, sizeof(*r));
+  if (r == NULL)
+    return -1;
+  dmq_sim_opts_t o;
+  dmq_sim_opts_init(&o);
+  o.seed = DMQ_SIM_DEFAULT_SEED;
+  o.quiet = 1;
+  o.no_stream = mode == SIM_DGRAM;
+  o.stream_transport = mode == SIM_SPLIT;
+  r->c = c;
+  r->stream = mode == SIM_SPLIT;
+  r->w = dmq_sim_new(&o);
+  int ok = r->w != NULL;
+  for (int i = 0; ok && i < MAX_EPS; i++)
+    ok = dmq_sim_add(r->w, NULL, NULL) == i;
+  if (!ok || uv_idle_init(&c->loop, &r->idle) != 0) {
+    dmq_sim_delete(r->w);
+    free(r);
+    return -1;
+  }
+  dmq_sim_set_tap(r->w, simrig_tap, r);
+  r->idle.data = r;
+  uv_idle_start(&r->idle, simrig_cb);
+  c->rig = r;
+  return 0;
+}
+
+static int sim_mixed_init(ctx_t *c) {
+  return simrig_init(c, SIM_MIXED);
+}
+
+static int sim_dgram_init(ctx_t *c) {
+  return simrig_init(c, SIM_DGRAM);
+}
+
+static int sim_split_init(ctx_t *c) {
+  return simrig_init(c, SIM_SPLIT);
+}
+
+static void simrig_closed(uv_handle_t *h) {
+  simrig_t *r = h->data;
+  dmq_sim_delete(r->w);
+  free(r);
+}
+
+static int simrig_fini(ctx_t *c) {
+  simrig_t *r = c->rig;
+  uv_close((uv_handle_t *)&r->idle, simrig_closed);
+  return 0;
+}
+
+static int sim_create(ep_t *e) {
+  simrig_t *r = e->c->rig;
+  int i = (int)ep_index(e);
+  e->t = r->stream ? dmq_sim_stream_transport(r->w, i)
+                   : dmq_sim_transport(r->w, i);
+  return e->t != NULL ? 0 : DMQ_EINVAL;
+}
+
+static void sim_assign(ep_t *e) {
+  snprintf(e->addr, sizeof(e->addr), "%s://%zu", e->c->f->scheme, ep_index(e));
+}
+
+static const char *const sim_bad[] = {"sim",
+                                      "sim:",
+                                      "sim:/1",
+                                      "sim:1",
+                                      "sim://",
+                                      "sim://x",
+                                      "sim://1x",
+                                      "sim://-1",
+                                      "sim://+1",
+                                      "sim:// 1",
+                                      "sim://1 ",
+                                      " sim://1",
+                                      "sim://1.0",
+                                      "sim://99999999999",
+                                      "simtcp://1",
+                                      "host:1",
+                                      "udp://127.0.0.1:1",
+                                      NULL};
+
+static const char *const simtcp_bad[] = {
+    "simtcp",      "simtcp:",     "simtcp:/1",
+    "simtcp://",   "simtcp://x",  "simtcp://1x",
+    "simtcp://-1", "simtcp://1 ", "simtcp://99999999999",
+    "sim://1",     "host:1",      "tcp://127.0.0.1:1",
+    NULL};
+
+/* ======================================================================
+ * The factory table
+ * ====================================================================== */
+
+/* Add a transport to the generic suite by adding a row: its constructor
+ * (made on the test's loop, or in a rig that carries its bytes from a loop
+ * handle), its scheme, capabilities and default mtu, the F_* parts of the
+ * contract beyond the core that it has, and the Q_* gaps it still has. */
+static const factory_t factories[] = {
+    {.name = "udp",
+     .scheme = "udp",
+     .caps = DMQ_TRANSPORT_DATAGRAM,
+     .mtu = 1400,
+     .flags = F_PORTS,
+     .create = udp_create},
+    {.name = "udp_queued",
+     .scheme = "udp",
+     .caps = DMQ_TRANSPORT_DATAGRAM,
+     .mtu = 1400,
+     .flags = F_PORTS,
+     .create = udp_queued_create},
+    {.name = "tcp",
+     .scheme = "tcp",
+     .caps = DMQ_TRANSPORT_RELIABLE,
+     .mtu = 16u * 1024u * 1024u,
+     .flags = F_PORTS | F_REPORTS_UNREACHABLE,
+     .create = tcp_create},
+    {.name = "host",
+     .scheme = "host",
+     .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
+     .mtu = DMQ_HOST_DEFAULT_MTU,
+     .flags = F_CLOSE_SYNC,
+     .create = host_create,
+     .assign = host_assign,
+     .nowhere = "host:nobody",
+     .bad = host_bad,
+     .rig_init = carrier_init,
+     .rig_fini = carrier_fini},
+    /* the simulator's default: one transport, the size picks the class */
+    {.name = "sim",
+     .scheme = "sim",
+     .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
+     .mtu = 1400,
+     .max_send = SIM_STREAM_MAX,
+     .flags = F_CLOSE_SYNC,
+     .quirks =
+         Q_DONE_AFTER_CLOSED | Q_CLOSE_REPEATS_HOOK | Q_MTU_NOT_SEND_LIMIT,
+     .create = sim_create,
+     .assign = sim_assign,
+     .nowhere = "sim://99",
+     .bad = sim_bad,
+     .rig_init = sim_mixed_init,
+     .rig_fini = simrig_fini},
+    /* opts.no_stream: datagrams only (also "sim" in split mode) */
+    {.name = "sim_dgram",
+     .scheme = "sim",
+     .caps = DMQ_TRANSPORT_DATAGRAM,
+     .mtu = 1400,
+     .flags = F_CLOSE_SYNC,
+     .quirks = Q_DONE_AFTER_CLOSED | Q_CLOSE_REPEATS_HOOK,
+     .create = sim_create,
+     .assign = sim_assign,
+     .nowhere = "sim://99",
+     .bad = sim_bad,
+     .rig_init = sim_dgram_init,
+     .rig_fini = simrig_fini},
+    /* opts.stream_transport: the stream transport of split mode */
+    {.name = "simtcp",
+     .scheme = "simtcp",
+     .caps = DMQ_TRANSPORT_RELIABLE,
+     .mtu = SIM_STREAM_MAX,
+     .flags = F_CLOSE_SYNC,
+     .quirks = Q_DONE_AFTER_CLOSED | Q_CLOSE_REPEATS_HOOK,
+     .create = sim_create,
+     .assign = sim_assign,
+     .nowhere = "simtcp://99",
+     .bad = simtcp_bad,
+     .rig_init = sim_split_init,
+     .rig_fini = simrig_fini},
+};
+#define NFACTORIES (sizeof(factories) / sizeof(factories[0]))
+
 /* ---- endpoints ---- */
 
-static ep_t *ep_new_with(ctx_t *c, const factory_t *f) {
+static ep_t *ep_new(ctx_t *c) {
   for (size_t i = 0; i < MAX_EPS; i++) {
     ep_t *e = &c->ep[i];
     if (e->used)
@@ -294,7 +780,7 @@ static ep_t *ep_new_with(ctx_t *c, const factory_t *f) {
     memset(e, 0, sizeof(*e));
     e->c = c;
     e->used = 1;
-    assert_int_equal(f->create(&c->loop, &e->t), 0);
+    assert_int_equal(c->f->create(e), 0);
     assert_non_null(e->t);
     e->t->owner = e;
     e->t->on_recv = on_recv;
@@ -306,11 +792,7 @@ static ep_t *ep_new_with(ctx_t *c, const factory_t *f) {
   return NULL;
 }
 
-static ep_t *ep_new(ctx_t *c) {
-  return ep_new_with(c, c->f);
-}
-
-/* host: "127.0.0.1" or "[::1]"; port 0 = any */
+/* F_PORTS rows. host: "127.0.0.1" or "[::1]"; port 0 = any */
 static int ep_bind_port(ep_t *e, const char *host, unsigned port) {
   char a[DMQ__ADDR_STRLEN];
   snprintf(a, sizeof(a), "%s://%s:%u", e->t->ops->scheme, host, port);
@@ -320,9 +802,14 @@ static int ep_bind_port(ep_t *e, const char *host, unsigned port) {
   return rc;
 }
 
+/* An endpoint with an address: bound to host (port 0) when the row has
+ * ports, else given its address by the row. */
 static ep_t *ep_bound(ctx_t *c, const char *host) {
   ep_t *e = ep_new(c);
-  assert_int_equal(ep_bind_port(e, host, 0), 0);
+  if (c->f->flags & F_PORTS)
+    assert_int_equal(ep_bind_port(e, host, 0), 0);
+  else
+    c->f->assign(e);
   return e;
 }
 
@@ -341,8 +828,17 @@ static void ep_close_wait(ctx_t *c, ep_t *e) {
 static int ep_send(ep_t *from, const char *to, uint32_t seq, size_t len,
                    int with_cookie) {
   const uint8_t *p = make_payload(seq, len);
-  return from->t->ops->send(from->t, to, p, len,
-                            with_cookie ? cookie_of(seq) : NULL);
+  int rc = from->t->ops->send(from->t, to, p, len,
+                              with_cookie ? cookie_of(seq) : NULL);
+  if (rc == 0 && with_cookie)
+    from->naccepted++;
+  return rc;
+}
+
+/* After close(a): a's reuse checks send to peer. */
+static void ep_check_reuse(ep_t *e, const ep_t *peer) {
+  e->check_reuse = 1;
+  snprintf(e->reuse_to, sizeof(e->reuse_to), "%s", peer->addr);
 }
 
 static unsigned addr_port(const char *addr) {
@@ -377,6 +873,8 @@ static int setup(void **state) {
   if (uv_loop_init(&c->loop) != 0 || uv_timer_init(&c->loop, &c->watchdog))
     return -1;
   c->watchdog.data = c;
+  if (c->f->rig_init != NULL && c->f->rig_init(c) != 0)
+    return -1;
   *state = c;
   return 0;
 }
@@ -387,19 +885,39 @@ static int teardown(void **state) {
   for (size_t i = 0; i < MAX_EPS; i++)
     if (c->ep[i].used)
       ep_close(&c->ep[i]);
-  if (!run_until(c, pred_all_closed, NULL)) {
-    print_error("teardown: a transport never called on_closed\n");
+  if (!run_until(c, pred_all_settled, NULL)) {
+    print_error("teardown: a transport never called on_closed or left "
+                "accepted sends without a completion\n");
     ok = 0;
   }
   for (size_t i = 0; i < MAX_EPS; i++) {
     ep_t *e = &c->ep[i];
     if (!e->used)
       continue;
-    if (e->closed != 1 || e->done_after_closed != 0 || e->unknown_cookie != 0 ||
-        e->ndone_at_closed != e->ndone) {
-      print_error("teardown: ep %zu closed=%d done_after_closed=%zu "
-                  "unknown=%zu\n",
-                  i, e->closed, e->done_after_closed, e->unknown_cookie);
+    if (e->closed > 1 && closed_once(c, e)) {
+      known_gap(c, Q_CLOSE_REPEATS_HOOK,
+                "a second close() ran on_closed again");
+    } else if (e->closed != 1) {
+      print_error("teardown: ep %zu: on_closed ran %d times\n", i, e->closed);
+      ok = 0;
+    }
+    if (e->done_after_closed != 0 || e->ndone_at_closed != e->ndone) {
+      if (has_quirk(c, Q_DONE_AFTER_CLOSED)) {
+        known_gap(c, Q_DONE_AFTER_CLOSED,
+                  "sends accepted before close() completed after on_closed");
+      } else {
+        print_error("teardown: ep %zu: %zu completions after on_closed\n", i,
+                    e->ndone - e->ndone_at_closed);
+        ok = 0;
+      }
+    }
+    if (e->ndone != e->naccepted || e->unknown_cookie != 0 ||
+        e->recv_after_closed != 0 || e->reuse_bad != 0) {
+      print_error("teardown: ep %zu: %zu of %zu accepted sends completed, "
+                  "unknown cookies %zu, received after on_closed %zu, "
+                  "sends accepted after close %zu\n",
+                  i, e->ndone, e->naccepted, e->unknown_cookie,
+                  e->recv_after_closed, e->reuse_bad);
       ok = 0;
     }
     for (size_t k = 0; k < MAX_COOKIES; k++) {
@@ -410,6 +928,8 @@ static int teardown(void **state) {
       }
     }
   }
+  if (c->f->rig_fini != NULL && c->f->rig_fini(c) != 0)
+    ok = 0;
   uv_close((uv_handle_t *)&c->watchdog, NULL);
   uv_run(&c->loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&c->loop) != 0) {
@@ -427,32 +947,50 @@ static int teardown(void **state) {
 
 static void test_bind_local_addr(void **state) {
   ctx_t *c = *state;
+  const factory_t *f = c->f;
   ep_t *a = ep_new(c);
   char buf[DMQ__ADDR_STRLEN];
 
-  assert_string_equal(a->t->ops->scheme, c->f->scheme);
-  assert_int_equal(a->t->ops->caps, c->f->caps);
-  assert_int_equal(a->t->mtu, c->f->mtu);
-  assert_int_equal(a->t->ops->local_addr(a->t, buf, sizeof(buf)), DMQ_ESTATE);
+  assert_string_equal(a->t->ops->scheme, f->scheme);
+  assert_int_equal(a->t->ops->caps, f->caps);
+  assert_int_equal(a->t->mtu, f->mtu);
 
-  assert_int_equal(ep_bind_port(a, "127.0.0.1", 0), 0);
-  char prefix[32];
-  snprintf(prefix, sizeof(prefix), "%s://127.0.0.1:", c->f->scheme);
-  assert_memory_equal(a->addr, prefix, strlen(prefix));
-  unsigned port = addr_port(a->addr);
-  assert_true(port > 0);
+  if (!(f->flags & F_PORTS)) {
+    /* no I/O of its own: no bind(), no local_addr(); the endpoints are
+     * named "<scheme>:..." and each name is its own */
+    assert_null(a->t->ops->bind);
+    assert_null(a->t->ops->local_addr);
+    f->assign(a);
+    ep_t *b = ep_bound(c, NULL);
+    size_t sl = strlen(f->scheme);
+    assert_memory_equal(a->addr, f->scheme, sl);
+    assert_int_equal(a->addr[sl], ':');
+    assert_memory_equal(b->addr, f->scheme, sl);
+    assert_string_not_equal(a->addr, b->addr);
+  } else {
+    assert_non_null(a->t->ops->bind);
+    assert_non_null(a->t->ops->local_addr);
+    assert_int_equal(a->t->ops->local_addr(a->t, buf, sizeof(buf)), DMQ_ESTATE);
 
-  /* bound once only; buffer too small */
-  assert_int_equal(ep_bind_port(a, "127.0.0.1", 0), DMQ_ESTATE);
-  assert_int_equal(a->t->ops->local_addr(a->t, buf, strlen(a->addr)),
-                   DMQ_ETOOBIG);
+    assert_int_equal(ep_bind_port(a, "127.0.0.1", 0), 0);
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "%s://127.0.0.1:", f->scheme);
+    assert_memory_equal(a->addr, prefix, strlen(prefix));
+    unsigned port = addr_port(a->addr);
+    assert_true(port > 0);
 
-  /* the port is taken: a second transport cannot bind it, and may then
-   * bind elsewhere */
-  ep_t *b = ep_new(c);
-  assert_int_equal(ep_bind_port(b, "127.0.0.1", port), DMQ_ETRANSPORT);
-  assert_int_equal(ep_bind_port(b, "127.0.0.1", 0), 0);
-  assert_int_not_equal(addr_port(b->addr), port);
+    /* bound once only; buffer too small */
+    assert_int_equal(ep_bind_port(a, "127.0.0.1", 0), DMQ_ESTATE);
+    assert_int_equal(a->t->ops->local_addr(a->t, buf, strlen(a->addr)),
+                     DMQ_ETOOBIG);
+
+    /* the port is taken: a second transport cannot bind it, and may then
+     * bind elsewhere */
+    ep_t *b = ep_new(c);
+    assert_int_equal(ep_bind_port(b, "127.0.0.1", port), DMQ_ETRANSPORT);
+    assert_int_equal(ep_bind_port(b, "127.0.0.1", 0), 0);
+    assert_int_not_equal(addr_port(b->addr), port);
+  }
 
   /* a transport that is closed without ever being bound still closes */
   ep_t *d = ep_new(c);
@@ -462,24 +1000,31 @@ static void test_bind_local_addr(void **state) {
 
 static void test_send_recv(void **state) {
   ctx_t *c = *state;
+  const factory_t *f = c->f;
   ep_t *a = ep_bound(c, "127.0.0.1");
   ep_t *b = ep_bound(c, "127.0.0.1");
-  static const size_t sizes[] = {0, 1, 7, 8, 100, 512, 1000, 1400};
-  const size_t n = sizeof(sizes) / sizeof(sizes[0]);
+  static const size_t sizes[] = {0, 1, 7, 8, 100, 512, 1000, 1400, 64};
+  const size_t n = sizeof(sizes) / sizeof(sizes[0]) - 1;
+  size_t total = n;
 
   for (size_t i = 0; i < n; i++) {
     size_t len = sizes[i] < a->t->mtu ? sizes[i] : a->t->mtu;
     assert_int_equal(ep_send(a, b->addr, (uint32_t)i, len, 1), 0);
   }
-  /* the plain "host:port" form reaches the same place */
-  const char *plain = strstr(b->addr, "://") + 3;
-  assert_int_equal(ep_send(a, plain, (uint32_t)n, 64, 1), 0);
+  if (f->flags & F_PORTS) {
+    /* the plain "host:port" form reaches the same place */
+    const char *plain = strstr(b->addr, "://") + 3;
+    assert_int_equal(ep_send(a, plain, (uint32_t)n, sizes[n], 1), 0);
+    total++;
+  }
+  assert_int_equal(a->ndone, 0); /* never from inside send() */
+  assert_int_equal(b->nrecv, 0);
 
-  WAIT_RECV(c, b, n + 1);
-  WAIT_DONE(c, a, n + 1);
+  WAIT_RECV(c, b, total);
+  WAIT_DONE(c, a, total);
   assert_int_equal(b->bad_payload, 0);
   assert_int_equal(b->from_mismatch, 0);
-  for (size_t i = 0; i <= n; i++) {
+  for (size_t i = 0; i < total; i++) {
     assert_int_equal(a->done_count[i], 1);
     assert_int_equal(a->done_status[i], 0);
   }
@@ -488,21 +1033,25 @@ static void test_send_recv(void **state) {
   for (size_t i = 0; i < b->nrecv; i++)
     if (b->len[i] >= PAYLOAD_HDR)
       seen |= (size_t)1 << b->seq[i];
-  for (size_t i = 0; i <= n; i++)
-    if ((i < n ? sizes[i] : 64) >= PAYLOAD_HDR)
+  for (size_t i = 0; i < total; i++)
+    if (sizes[i] >= PAYLOAD_HDR)
       assert_true(seen & ((size_t)1 << i));
-  if (c->f->caps & DMQ_TRANSPORT_RELIABLE)
+  if (f->caps & DMQ_TRANSPORT_RELIABLE)
     for (size_t i = 0; i < n; i++)
       assert_int_equal(b->len[i], sizes[i]); /* in order */
 
-  /* from: parseable, the sender's IP */
-  struct sockaddr_storage ss;
-  assert_int_equal(dmq__addr_parse(b->first_from, c->f->scheme, &ss), 0);
-  char prefix[32];
-  snprintf(prefix, sizeof(prefix), "%s://127.0.0.1:", c->f->scheme);
-  assert_memory_equal(b->first_from, prefix, strlen(prefix));
-  if (c->f->caps & DMQ_TRANSPORT_DATAGRAM)
-    assert_string_equal(b->first_from, a->addr);
+  if (f->flags & F_PORTS) {
+    /* from: parseable, the sender's IP */
+    struct sockaddr_storage ss;
+    assert_int_equal(dmq__addr_parse(b->first_from, f->scheme, &ss), 0);
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "%s://127.0.0.1:", f->scheme);
+    assert_memory_equal(b->first_from, prefix, strlen(prefix));
+    if (f->caps & DMQ_TRANSPORT_DATAGRAM)
+      assert_string_equal(b->first_from, a->addr);
+  } else {
+    assert_string_equal(b->first_from, a->addr); /* the sender's name */
+  }
 
   /* a reply to from reaches the sender */
   assert_int_equal(ep_send(b, b->first_from, 99, 32, 0), 0);
@@ -516,17 +1065,24 @@ static void test_mtu(void **state) {
   ep_t *a = ep_bound(c, "127.0.0.1");
   ep_t *b = ep_bound(c, "127.0.0.1");
   size_t mtu = a->t->mtu;
+  size_t limit = c->f->max_send != 0 ? c->f->max_send : mtu;
+  if (limit != mtu) {
+    assert_true(has_quirk(c, Q_MTU_NOT_SEND_LIMIT));
+    known_gap(c, Q_MTU_NOT_SEND_LIMIT,
+              "send() accepts more than t->mtu (checked at the row's "
+              "max_send)");
+  }
 
-  uint8_t *big = malloc(mtu + 1);
+  uint8_t *big = malloc(limit + 1);
   assert_non_null(big);
-  memset(big, 0x5a, mtu + 1);
-  assert_int_equal(a->t->ops->send(a->t, b->addr, big, mtu + 1, cookie_of(0)),
+  memset(big, 0x5a, limit + 1);
+  assert_int_equal(a->t->ops->send(a->t, b->addr, big, limit + 1, cookie_of(0)),
                    DMQ_ETOOBIG);
   free(big);
 
   /* the largest message that fits (capped at 1 MiB for stream transports)
    * arrives intact */
-  size_t len = mtu < MAX_PAYLOAD ? mtu : MAX_PAYLOAD;
+  size_t len = limit < MAX_PAYLOAD ? limit : MAX_PAYLOAD;
   assert_int_equal(ep_send(a, b->addr, 1, len, 1), 0);
   WAIT_RECV(c, b, 1);
   WAIT_DONE(c, a, 1);
@@ -537,50 +1093,74 @@ static void test_mtu(void **state) {
   assert_int_equal(a->done_count[0], 0); /* the rejected send: no callback */
 }
 
+static void send_bad(ep_t *a, const char *addr, size_t i) {
+  int rc = a->t->ops->send(a->t, addr, "x", 1, cookie_of(i));
+  if (rc != DMQ_EADDR)
+    fail_msg("send to \"%s\": %s", addr, dmq_err_name(rc));
+}
+
 static void test_bad_address(void **state) {
   ctx_t *c = *state;
+  const factory_t *f = c->f;
   ep_t *a = ep_bound(c, "127.0.0.1");
-  const char *s = c->f->scheme;
-  char other[64], port0[64], v6_open[64], junk[64];
-  snprintf(other, sizeof(other), "%s://127.0.0.1:1",
-           strcmp(s, "udp") == 0 ? "tcp" : "udp");
-  snprintf(port0, sizeof(port0), "%s://127.0.0.1:0", s);
-  snprintf(v6_open, sizeof(v6_open), "%s://[::1:80", s);
-  snprintf(junk, sizeof(junk), "%s://127.0.0.1:80/x", s);
-  const char *bad[] = {"",
-                       "127.0.0.1",
-                       "127.0.0.1:",
-                       "127.0.0.1:65536",
-                       "127.0.0.1:-1",
-                       "127.0.0.1:80x",
-                       " 127.0.0.1:80",
-                       "::1:80",
-                       "[::1]",
-                       "[::1]80",
-                       "999.1.1.1:80",
-                       "1.2.3:80",
-                       "localhost:80",
-                       "sim://17",
-                       "://127.0.0.1:80",
-                       other,
-                       port0,
-                       v6_open,
-                       junk};
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    int rc = a->t->ops->send(a->t, bad[i], "x", 1, cookie_of(i));
-    if (rc != DMQ_EADDR)
-      fail_msg("send to \"%s\": %s", bad[i], dmq_err_name(rc));
+  ep_t *b = ep_new(c);
+  size_t k = 0;
+
+  if (f->flags & F_PORTS) {
+    const char *s = f->scheme;
+    char other[64], port0[64], v6_open[64], junk[64];
+    snprintf(other, sizeof(other), "%s://127.0.0.1:1",
+             strcmp(s, "udp") == 0 ? "tcp" : "udp");
+    snprintf(port0, sizeof(port0), "%s://127.0.0.1:0", s);
+    snprintf(v6_open, sizeof(v6_open), "%s://[::1:80", s);
+    snprintf(junk, sizeof(junk), "%s://127.0.0.1:80/x", s);
+    const char *bad[] = {"",
+                         "127.0.0.1",
+                         "127.0.0.1:",
+                         "127.0.0.1:65536",
+                         "127.0.0.1:-1",
+                         "127.0.0.1:80x",
+                         " 127.0.0.1:80",
+                         "::1:80",
+                         "[::1]",
+                         "[::1]80",
+                         "999.1.1.1:80",
+                         "1.2.3:80",
+                         "localhost:80",
+                         "sim://17",
+                         "host:a",
+                         "://127.0.0.1:80",
+                         other,
+                         port0,
+                         v6_open,
+                         junk};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+      send_bad(a, bad[i], k++);
+
+    assert_int_equal(b->t->ops->bind(b->t, "127.0.0.1"), DMQ_EADDR);
+    assert_int_equal(b->t->ops->bind(b->t, "localhost:0"), DMQ_EADDR);
+    assert_int_equal(b->t->ops->bind(b->t, other), DMQ_EADDR);
+    assert_int_equal(b->t->ops->bind(b->t, NULL), DMQ_EADDR);
+    /* still bindable after the failures */
+    assert_int_equal(ep_bind_port(b, "127.0.0.1", 0), 0);
+  } else {
+    send_bad(a, "", k++);
+    send_bad(a, "://x", k++);
+    for (size_t i = 0; f->bad[i] != NULL; i++)
+      send_bad(a, f->bad[i], k++);
+    f->assign(b);
   }
   assert_int_equal(a->t->ops->send(a->t, NULL, "x", 1, NULL), DMQ_EADDR);
-
-  ep_t *b = ep_new(c);
-  assert_int_equal(b->t->ops->bind(b->t, "127.0.0.1"), DMQ_EADDR);
-  assert_int_equal(b->t->ops->bind(b->t, "localhost:0"), DMQ_EADDR);
-  assert_int_equal(b->t->ops->bind(b->t, other), DMQ_EADDR);
-  assert_int_equal(b->t->ops->bind(b->t, NULL), DMQ_EADDR);
-  /* still bindable after the failures */
-  assert_int_equal(ep_bind_port(b, "127.0.0.1", 0), 0);
   assert_int_equal(a->ndone, 0);
+
+  /* none of the refused sends completes later: the next accepted send
+   * completes alone */
+  assert_true(k < 100);
+  assert_int_equal(ep_send(a, b->addr, 100, 10, 1), 0);
+  WAIT_DONE(c, a, 1);
+  WAIT_RECV(c, b, 1);
+  assert_int_equal(a->done_count[100], 1);
+  assert_int_equal(a->ndone, 1);
 }
 
 static void test_close_with_pending(void **state) {
@@ -590,41 +1170,79 @@ static void test_close_with_pending(void **state) {
   const size_t n = 300;
   size_t accepted = 0;
 
-  /* a burst, then close before the loop ever runs: nothing may complete
-   * inside send() or close() */
+  /* a burst, then close before the loop ever runs */
   for (size_t i = 0; i < n; i++) {
     int rc = ep_send(a, b->addr, (uint32_t)i, 200, 1);
     assert_true(rc == 0 || rc == DMQ_EAGAIN);
     accepted += rc == 0;
   }
   assert_true(accepted > 0);
+  assert_int_equal(a->ndone, 0); /* never from inside send() */
+  ep_check_reuse(a, b);
   ep_close(a);
-  assert_int_equal(a->ndone, 0);
-  assert_int_equal(a->closed, 0);
+  if (c->f->flags & F_CLOSE_SYNC) {
+    /* no loop of its own: on_closed ran inside close(), the pending sends
+     * completed just before it */
+    assert_true(closed_once(c, a));
+    if (a->ndone != accepted && has_quirk(c, Q_DONE_AFTER_CLOSED))
+      known_gap(c, Q_DONE_AFTER_CLOSED,
+                "sends accepted before close() completed after on_closed");
+    else
+      assert_int_equal(a->ndone, accepted);
+  } else {
+    /* nothing may complete inside send() or close() */
+    assert_int_equal(a->ndone, 0);
+    assert_int_equal(a->closed, 0);
+  }
   assert_true(run_until(c, pred_closed, a));
+  WAIT_DONE(c, a, accepted);
 
-  assert_int_equal(a->closed, 1);
+  assert_true(closed_once(c, a));
   assert_int_equal(a->ndone, accepted);
-  assert_int_equal(a->ndone_at_closed, accepted);
+  if (!has_quirk(c, Q_DONE_AFTER_CLOSED))
+    assert_int_equal(a->ndone_at_closed, accepted);
   for (size_t i = 0; i < n; i++) {
     assert_true(a->done_count[i] <= 1);
     if (a->done_count[i])
       assert_true(a->done_status[i] == 0 || a->done_status[i] == DMQ_ECLOSED);
   }
+  assert_true(a->reuse_tries > 0);
+  assert_int_equal(a->reuse_bad, 0);
 }
 
 static void test_send_after_close(void **state) {
   ctx_t *c = *state;
   ep_t *a = ep_bound(c, "127.0.0.1");
   ep_t *b = ep_bound(c, "127.0.0.1");
+  ep_check_reuse(a, b); /* inside on_closed: send refused, close again */
   ep_close(a);
-  assert_int_equal(ep_send(a, b->addr, 1, 10, 1), DMQ_ECLOSED);
-  assert_int_equal(ep_send(a, b->addr, 2, 10, 0), DMQ_ECLOSED);
-  assert_int_not_equal(a->t->ops->bind(a->t, "127.0.0.1:0"), 0);
-  a->t->ops->close(a->t); /* a second close is harmless */
+  if (a->t != NULL) {
+    /* closing from the loop: until on_closed the transport is there and
+     * refuses */
+    assert_int_equal(ep_send(a, b->addr, 1, 10, 1), DMQ_ECLOSED);
+    assert_int_equal(ep_send(a, b->addr, 2, 10, 0), DMQ_ECLOSED);
+    if (a->t->ops->bind != NULL)
+      assert_int_not_equal(a->t->ops->bind(a->t, "127.0.0.1:0"), 0);
+    a->t->ops->close(a->t); /* a second close is harmless */
+  } else {
+    /* closed (and maybe freed) inside close(): the same checks ran from
+     * inside on_closed */
+    assert_true(c->f->flags & F_CLOSE_SYNC);
+  }
   assert_true(run_until(c, pred_closed, a));
-  assert_int_equal(a->closed, 1);
+  assert_true(closed_once(c, a));
   assert_int_equal(a->ndone, 0);
+  assert_true(a->reuse_tries > 0);
+  assert_int_equal(a->reuse_bad, 0);
+
+  /* the refused sends did not go out either: a message sent to b after
+   * them is the only one b gets */
+  ep_t *d = ep_bound(c, "127.0.0.1");
+  assert_int_equal(ep_send(d, b->addr, 3, 10, 1), 0);
+  WAIT_RECV(c, b, 1);
+  WAIT_DONE(c, d, 1);
+  assert_int_equal(b->bad_payload, 0);
+  assert_int_equal(b->seq[0], 3);
 }
 
 static void test_close_in_callbacks(void **state) {
@@ -636,17 +1254,24 @@ static void test_close_in_callbacks(void **state) {
    * from inside its first completion with more completions pending */
   b->close_on_recv = 1;
   a->close_on_done = 1;
+  ep_check_reuse(a, b);
+  ep_check_reuse(b, a);
   for (size_t i = 0; i < n; i++)
     assert_int_equal(ep_send(a, b->addr, (uint32_t)i, 100, 1), 0);
   assert_true(run_until(c, pred_all_closed, NULL));
+  WAIT_DONE(c, a, n);
   assert_int_equal(a->ndone, n);
-  assert_int_equal(b->closed, 1);
-  assert_true(b->nrecv <= n);
+  assert_true(closed_once(c, b));
+  assert_true(b->nrecv >= 1 && b->nrecv <= n);
+  assert_true(a->reuse_tries > 0);
+  assert_true(b->reuse_tries > 0);
 }
 
 static void test_unreachable(void **state) {
   ctx_t *c = *state;
-  /* learn a port nobody listens on */
+  const factory_t *f = c->f;
+  int reports = (f->flags & F_REPORTS_UNREACHABLE) != 0;
+  /* learn an address nobody listens on any more */
   ep_t *gone = ep_bound(c, "127.0.0.1");
   char dead[DMQ__ADDR_STRLEN];
   strcpy(dead, gone->addr);
@@ -656,24 +1281,31 @@ static void test_unreachable(void **state) {
   assert_int_equal(ep_send(a, dead, 0, 100, 1), 0);
   WAIT_DONE(c, a, 1);
   assert_int_equal(a->done_count[0], 1);
-  if (c->f->caps & DMQ_TRANSPORT_RELIABLE)
+  if (reports)
     assert_int_equal(a->done_status[0], DMQ_ETRANSPORT);
 
   /* accepted while the destination is down (during the back-off): each
-   * completes exactly once, with an error for a reliable transport */
+   * completes exactly once, with an error for a transport that notices */
   for (uint32_t i = 1; i <= 5; i++)
     assert_int_equal(ep_send(a, dead, i, 100, 1), 0);
   WAIT_DONE(c, a, 6);
   for (size_t i = 0; i <= 5; i++) {
     assert_int_equal(a->done_count[i], 1);
-    if (c->f->caps & DMQ_TRANSPORT_RELIABLE)
+    if (reports)
       assert_int_equal(a->done_status[i], DMQ_ETRANSPORT);
+  }
+
+  if (f->nowhere != NULL) {
+    /* an address no endpoint ever had */
+    assert_int_equal(ep_send(a, f->nowhere, 6, 100, 1), 0);
+    WAIT_DONE(c, a, 7);
+    assert_int_equal(a->done_count[6], 1);
   }
 }
 
 static void test_ipv6(void **state) {
   ctx_t *c = *state;
-  if (!ipv6_loopback_available())
+  if (!(c->f->flags & F_PORTS) || !ipv6_loopback_available())
     skip();
   ep_t *a = ep_bound(c, "[::1]");
   ep_t *b = ep_bound(c, "[::1]");
