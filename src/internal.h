@@ -55,6 +55,9 @@ struct dmq__member {
   dmq__member_t *bc_prev, *bc_next;
   int16_t bc_bucket; /* -1 = not queued */
   uint8_t bc_queued_fresh;
+  /* queued delivery (delivery.c) */
+  struct dmq__chanset *chans; /* channels it serves; NULL = none */
+  struct dmq__peer *peer;     /* delivery state to and from it; NULL = none */
 };
 
 typedef struct dmq__relay {
@@ -150,6 +153,8 @@ struct dmq_node {
   size_t bigbuf_cap;
 
   dmq_stats_t stats;
+
+  struct dmq__dlv *dlv; /* queued delivery (delivery.c) */
 };
 
 void *dmq__malloc(dmq_node_t *n, size_t size);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "delivery.h"
 #include "internal.h"
 #include "swim.h"
 
@@ -229,6 +230,7 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
 }
 
 void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
+  dmq__delivery_member_removed(n, m);
   dmq__bc_remove(n, m);
   dmq__suspicion_clear(n, m);
   node_index_remove(n, m);
@@ -256,6 +258,8 @@ void dmq__members_shuffle(dmq_node_t *n) {
 }
 
 /* ---- events ---- */
+
+static void node_flush_member_events(dmq_node_t *n);
 
 void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m) {
   if (n->member_cb == NULL || m->is_self)
@@ -294,6 +298,15 @@ void dmq__flush_events(dmq_node_t *n) {
   if (n->in_callback)
     return;
   n->in_callback = 1;
+  /* member events, then delivery callbacks (receives, outcomes, writable),
+   * until neither has anything left: a callback may queue more */
+  do
+    node_flush_member_events(n);
+  while (dmq__delivery_flush(n));
+  n->in_callback = 0;
+}
+
+static void node_flush_member_events(dmq_node_t *n) {
   for (uint32_t i = 0; i < n->nevents; i++) {
     dmq__event_t *e = &n->events[i];
     dmq_member_info_t info = {
@@ -313,7 +326,6 @@ void dmq__flush_events(dmq_node_t *n) {
   for (uint32_t i = 0; i < n->nevents; i++)
     dmq__free(n, n->events[i].meta);
   n->nevents = 0;
-  n->in_callback = 0;
 }
 
 /* ---- transports ---- */
@@ -504,6 +516,8 @@ int dmq_node_new(dmq_node_t **out, const dmq_config_t *cfg,
     goto nomem;
   n->self = self;
   n->n_live = 1;
+  if (dmq__delivery_init(n) != 0)
+    goto nomem;
   *out = n;
   return 0;
 nomem:
@@ -518,6 +532,8 @@ void dmq_node_delete(dmq_node_t *n) {
     dmq__log(n, DMQ_LOG_ERROR, "dmq_node_delete() inside a callback ignored");
     return;
   }
+  /* pending reliable sends and requests: SHUTDOWN outcomes, run now */
+  dmq__delivery_shutdown(n);
   for (size_t i = 0; i < n->ntransports; i++)
     n->transports[i]->node = NULL;
   while (n->nmembers > 0)
@@ -532,6 +548,7 @@ void dmq_node_delete(dmq_node_t *n) {
   dmq__free(n, n->suspects);
   dmq__free(n, n->txbuf);
   dmq__free(n, n->bigbuf);
+  dmq__delivery_free(n);
   dmq_alloc_t a = n->alloc;
   a.free_fn(n, a.ud);
 }

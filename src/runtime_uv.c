@@ -430,6 +430,23 @@ static void rt_on_flush(uv_timer_t *h) {
     rt_shutdown(rt);
 }
 
+/* Test/bench hook: a crash. No leave is announced; the node is deleted and
+ * every handle closed at once, as if the process had died (peers must detect
+ * the failure). Not from inside a libdmq callback (the node delete would be
+ * refused). cb runs once everything is closed and rt freed. */
+void dmq__uv_abort(dmq_uv_t *rt, void (*cb)(void *ud), void *ud) {
+  if (rt == NULL || rt->state == RT_CLOSING)
+    return;
+  rt->close_cb = cb;
+  rt->close_ud = ud;
+  /* while leaving, the resolver is already closing */
+  if (rt->state == RT_RUNNING && rt->resolver != NULL) {
+    rt->pending++;
+    dmq__resolver_close(rt->resolver, rt_on_resolver_closed, rt);
+  }
+  rt_shutdown(rt);
+}
+
 void dmq_uv_close(dmq_uv_t *rt, uint32_t flush_timeout_ms, void (*cb)(void *ud),
                   void *ud) {
   if (rt == NULL || rt->state != RT_RUNNING)

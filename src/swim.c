@@ -35,6 +35,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "delivery.h"
 #include "internal.h"
 #include "swim.h"
 
@@ -140,9 +141,12 @@ static int swim_enc_update(dmq_node_t *n, dmq__enc_t *e,
                            const dmq__member_t *m) {
   dmq__slice_t name = sl(m->name, m->name_len);
   switch (m->state) {
-  case DMQ_MEMBER_ALIVE:
+  case DMQ_MEMBER_ALIVE: {
+    dmq__slice_t cv[DMQ_MAX_CHANNELS];
+    dmq__chans_t ch = {dmq__member_chans(m, cv), cv, NULL, 0};
     return dmq__enc_alive(e, name, sl(m->addr, m->addr_len), m->inc, m->gen,
-                          sl((const char *)m->meta, m->meta_len));
+                          sl((const char *)m->meta, m->meta_len), &ch);
+  }
   case DMQ_MEMBER_SUSPECT: {
     const char *from = m->susp ? m->susp->from : n->name;
     return dmq__enc_suspect(e, name, m->inc, m->gen, sl(from, strlen(from)));
@@ -256,7 +260,8 @@ static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
   size_t need = 64 + strlen(n->name);
   for (uint32_t i = 0; i < n->nmembers; i++) {
     const dmq__member_t *m = n->members[i];
-    need += 40 + m->name_len + m->addr_len + m->meta_len;
+    need += 40 + m->name_len + m->addr_len + m->meta_len +
+            dmq__member_chans_size(m);
   }
   if (swim_pp_reserve(n, need) != 0) {
     n->stats.drops[DMQ_DROP_TX_FAILED]++;
@@ -269,12 +274,15 @@ static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
     return;
   for (uint32_t i = 0; i < n->nmembers; i++) {
     const dmq__member_t *m = n->members[i];
+    dmq__slice_t cv[DMQ_MAX_CHANNELS];
     dmq__record_t r = {sl(m->name, m->name_len),
                        sl(m->addr, m->addr_len),
                        sl((const char *)m->meta, m->meta_len),
                        m->inc,
                        m->gen,
-                       m->state};
+                       m->state,
+                       {0, cv, NULL, 0}};
+    r.chans.n = dmq__member_chans(m, cv);
     if (dmq__enc_record(&e, &r) != 0) {
       n->stats.drops[DMQ_DROP_TX_FAILED]++;
       return;
@@ -397,7 +405,7 @@ static void swim_refute(dmq_node_t *n, uint64_t inc) {
 /* ALIVE (also from push/pull records). */
 static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
                           uint64_t inc, uint64_t gen, dmq__slice_t meta,
-                          int from_pushpull) {
+                          const dmq__chans_t *chans, int from_pushpull) {
   dmq__member_t *m = dmq__member_find(n, name.p, name.n);
   if (m != NULL && m->is_self) {
     if (gen > m->gen ||
@@ -422,7 +430,8 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     m->state = DMQ_MEMBER_DEAD; /* so set_state counts it live */
     swim_set_state(n, m, DMQ_MEMBER_ALIVE);
     m->state_since = n->now;
-    if (dmq__member_set_meta(n, m, meta.p, meta.n) < 0) {
+    if (dmq__member_set_meta(n, m, meta.p, meta.n) < 0 ||
+        dmq__delivery_set_chans(n, m, chans) != 0) {
       dmq__member_remove(n, m);
       return;
     }
@@ -440,7 +449,8 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     return; /* stale or equal */
   uint8_t old = m->state;
   int meta_changed = 0;
-  if (dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
+  if (dmq__delivery_set_chans(n, m, chans) != 0 ||
+      dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
     return;
   int mc = dmq__member_set_meta(n, m, meta.p, meta.n);
   if (mc < 0)
@@ -452,6 +462,8 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   swim_set_state(n, m, DMQ_MEMBER_ALIVE);
   if (new_gen) {
     m->state_since = n->now;
+    /* a restart: whatever was queued for its previous life fails */
+    dmq__delivery_member_changed(n, m, DMQ_OUTCOME_DEAD);
     dmq__emit(n, DMQ_EVENT_JOINED, m);
   } else if (old != DMQ_MEMBER_ALIVE) {
     dmq__emit(n, DMQ_EVENT_ALIVE_AGAIN, m);
@@ -498,6 +510,8 @@ static void swim_declare(dmq_node_t *n, dmq__member_t *m, uint8_t st,
   swim_set_state(n, m, st);
   if (st == DMQ_MEMBER_DEAD)
     n->stats.deaths_declared++;
+  dmq__delivery_member_changed(
+      n, m, st == DMQ_MEMBER_DEAD ? DMQ_OUTCOME_DEAD : DMQ_OUTCOME_LEFT);
   dmq__emit(n, st == DMQ_MEMBER_DEAD ? DMQ_EVENT_DEAD : DMQ_EVENT_LEFT, m);
   swim_bc_queue(n, m);
 }
@@ -727,9 +741,9 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
   while ((rc = dmq__wire_next_record(&it, &r)) == 1) {
     switch (r.state) {
     case DMQ_MEMBER_ALIVE:
-      swim_on_alive(n, r.name, r.addr, r.incarnation, r.generation, r.meta,
-                    (msg->flag & DMQ__PP_JOIN) ? SWIM_FROM_JOIN
-                                               : SWIM_FROM_SYNC);
+      swim_on_alive(
+          n, r.name, r.addr, r.incarnation, r.generation, r.meta, &r.chans,
+          (msg->flag & DMQ__PP_JOIN) ? SWIM_FROM_JOIN : SWIM_FROM_SYNC);
       break;
     case DMQ_MEMBER_SUSPECT:
     case DMQ_MEMBER_DEAD: /* a remote death is only a suspicion here */
@@ -819,7 +833,7 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
       break;
     case DMQ__MSG_ALIVE:
       swim_on_alive(n, msg.name, msg.addr, msg.incarnation, msg.generation,
-                    msg.meta, 0);
+                    msg.meta, &msg.chans, 0);
       break;
     case DMQ__MSG_SUSPECT:
       swim_on_suspect(n, msg.name, msg.incarnation, msg.generation, msg.from);
@@ -833,12 +847,20 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
     case DMQ__MSG_PUSHPULL:
       swim_on_pushpull(n, &msg, env.sender, from_addr);
       break;
+    case DMQ__MSG_DATA:
+      dmq__delivery_on_data(n, &msg.data, env.sender);
+      break;
+    case DMQ__MSG_DACK:
+      dmq__delivery_on_dack(n, &msg.dack, env.sender);
+      break;
     default:
       n->stats.drops[DMQ_DROP_UNKNOWN_TYPE]++;
       break;
     }
   }
   dmq__flush_events(n);
+  /* payloads still borrowed from buf are copied now (or dropped) */
+  dmq__delivery_recv_done(n);
   return 0;
 }
 
@@ -1062,6 +1084,13 @@ int dmq_node_left_flushed(const dmq_node_t *n) {
   return n != NULL && n->leaving && n->self->bc_bucket < 0;
 }
 
+void dmq__self_changed(dmq_node_t *n) {
+  if (n->leaving)
+    return;
+  n->self->inc++;
+  swim_bc_queue(n, n->self);
+}
+
 int dmq_node_set_meta(dmq_node_t *n, const void *meta, size_t len,
                       uint64_t now) {
   if (n == NULL || (meta == NULL && len > 0))
@@ -1153,6 +1182,7 @@ int dmq_node_tick(dmq_node_t *n, uint64_t now) {
     swim_reap(n);
     n->next_reap = now + SWIM_REAP_EVERY_MS;
   }
+  dmq__delivery_tick(n);
   dmq__flush_events(n);
   return 0;
 }
@@ -1190,5 +1220,5 @@ uint64_t dmq_node_next_deadline(const dmq_node_t *n) {
   d = swim_min(d, n->next_reconnect);
   if (n->boost_left > 0)
     d = swim_min(d, n->next_boost);
-  return d;
+  return swim_min(d, dmq__delivery_deadline(n));
 }

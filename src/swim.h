@@ -30,5 +30,8 @@ int dmq__has_separate_stream(dmq_node_t *n, const char *addr);
 /* swim.c */
 void dmq__bc_remove(dmq_node_t *n, dmq__member_t *m);
 void dmq__suspicion_clear(dmq_node_t *n, dmq__member_t *m);
+/* Our own gossiped state changed (channels): raise the incarnation and queue
+ * it for dissemination, like dmq_node_set_meta(). No-op while leaving. */
+void dmq__self_changed(dmq_node_t *n);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include <string.h>
 
+#include "dmq/delivery.h" /* DMQ_MAX_CHANNEL(S) */
 #include "dmq/error.h"
 #include "dmq/node.h"
 
@@ -25,7 +26,13 @@ static const uint8_t wire_nfields[DMQ__MSG_TYPE_MAX_KNOWN + 1] = {
     [DMQ__MSG_PING] = 2, [DMQ__MSG_PING_REQ] = 4, [DMQ__MSG_ACK] = 1,
     [DMQ__MSG_NACK] = 1, [DMQ__MSG_ALIVE] = 5,    [DMQ__MSG_SUSPECT] = 4,
     [DMQ__MSG_DEAD] = 4, [DMQ__MSG_LEFT] = 3,     [DMQ__MSG_PUSHPULL] = 2,
+    [DMQ__MSG_DATA] = 9, [DMQ__MSG_DACK] = 5,
 };
+/* Optional trailing fields read when present: ALIVE channels (6th field),
+ * record channels (7th element), DACK rejected pairs (6th field). */
+#define WIRE_ALIVE_CHANS_FIELD 6
+#define WIRE_RECORD_CHANS_ELEM 7
+#define WIRE_DACK_REJ_FIELD 6
 
 /* ======================================================================
  * Decoding
@@ -177,6 +184,111 @@ static int wire_rd_meta(wire_cur_t *c, dmq__slice_t *s) {
   if (wire_rd_payload(c, lb, s) || s->n > DMQ_MAX_META)
     return -1;
   return 0;
+}
+
+/* Any bin (payload), bounded only by the packet; nil = empty. */
+static int wire_rd_bin(wire_cur_t *c, dmq__slice_t *s) {
+  size_t lb;
+  if (c->p >= c->end)
+    return -1;
+  switch (*c->p++) {
+  case 0xc0:
+    s->p = (const char *)c->p;
+    s->n = 0;
+    return 0;
+  case 0xc4:
+    lb = 1;
+    break;
+  case 0xc5:
+    lb = 2;
+    break;
+  case 0xc6:
+    lb = 4;
+    break;
+  default:
+    return -1;
+  }
+  return wire_rd_payload(c, lb, s);
+}
+
+static int wire_rd_array(wire_cur_t *c, uint32_t *n);
+
+/* Channels field: array of 0..DMQ_MAX_CHANNELS names, or nil. */
+static int wire_rd_chans(wire_cur_t *c, dmq__chans_t *ch) {
+  uint32_t n;
+  dmq__slice_t s;
+  memset(ch, 0, sizeof *ch);
+  if (c->p < c->end && *c->p == 0xc0) {
+    c->p++;
+    return 0;
+  }
+  if (wire_rd_array(c, &n) || n > DMQ_MAX_CHANNELS)
+    return -1;
+  ch->raw = c->p;
+  for (uint32_t i = 0; i < n; i++)
+    if (wire_rd_str(c, 1, DMQ_MAX_CHANNEL, &s))
+      return -1;
+  ch->n = n;
+  ch->raw_len = (size_t)(c->p - ch->raw);
+  return 0;
+}
+
+size_t dmq__wire_chans(const dmq__chans_t *ch, dmq__slice_t *out, size_t max) {
+  wire_cur_t c;
+  size_t k = 0;
+  if (ch == NULL || ch->n == 0)
+    return 0;
+  if (ch->raw == NULL) { /* encoder-side value */
+    for (; k < ch->n && k < max; k++)
+      out[k] = ch->v[k];
+    return k;
+  }
+  c.p = ch->raw;
+  c.end = ch->raw + ch->raw_len;
+  for (; k < ch->n && k < max; k++)
+    if (wire_rd_str(&c, 1, DMQ_MAX_CHANNEL, &out[k]))
+      break;
+  return k;
+}
+
+/* DACK rejected pairs: array of 2k uints, k <= DMQ__WIRE_MAX_REJ. */
+static int wire_rd_rejs(wire_cur_t *c, dmq__dack_t *a) {
+  uint32_t n;
+  uint64_t v;
+  if (wire_rd_array(c, &n) || n % 2 != 0 || n / 2 > DMQ__WIRE_MAX_REJ)
+    return -1;
+  a->rej_raw = c->p;
+  for (uint32_t i = 0; i < n; i++)
+    if (wire_rd_uint(c, i % 2 ? UINT8_MAX : UINT64_MAX, &v))
+      return -1;
+  a->nrej = n / 2;
+  a->rej_len = (size_t)(c->p - a->rej_raw);
+  return 0;
+}
+
+size_t dmq__wire_rejs(const dmq__dack_t *a, uint64_t *seq, uint8_t *reason,
+                      size_t max) {
+  wire_cur_t c;
+  uint64_t s, r;
+  size_t k = 0;
+  if (a == NULL || a->nrej == 0)
+    return 0;
+  if (a->rej_raw == NULL) {
+    for (; k < a->nrej && k < max; k++) {
+      seq[k] = a->rej_seq[k];
+      reason[k] = a->rej_reason[k];
+    }
+    return k;
+  }
+  c.p = a->rej_raw;
+  c.end = a->rej_raw + a->rej_len;
+  for (; k < a->nrej && k < max; k++) {
+    if (wire_rd_uint(&c, UINT64_MAX, &s) || wire_rd_uint(&c, UINT8_MAX, &r))
+      break;
+    seq[k] = s;
+    reason[k] = (uint8_t)r;
+  }
+  return k;
 }
 
 static int wire_rd_array(wire_cur_t *c, uint32_t *n) {
@@ -387,7 +499,7 @@ void dmq__wire_msgs(const dmq__envelope_t *env, dmq__msg_iter_t *it) {
 /* One push/pull record; extra trailing fields are skipped. */
 static int wire_rd_record(wire_cur_t *c, dmq__record_t *r) {
   uint64_t state;
-  uint32_t n;
+  uint32_t n, known = 6;
   if (wire_rd_array(c, &n) || n < 6 || n - 6 > wire_left(c) ||
       wire_rd_str(c, 1, DMQ_MAX_NAME, &r->name) ||
       wire_rd_str(c, 1, DMQ_MAX_ADDR, &r->addr) ||
@@ -397,15 +509,21 @@ static int wire_rd_record(wire_cur_t *c, dmq__record_t *r) {
       wire_rd_meta(c, &r->meta))
     return -1;
   r->state = (uint8_t)state;
-  for (n -= 6; n > 0; n--)
+  if (n >= WIRE_RECORD_CHANS_ELEM) {
+    if (wire_rd_chans(c, &r->chans))
+      return -1;
+    known = WIRE_RECORD_CHANS_ELEM;
+  }
+  for (n -= known; n > 0; n--)
     if (wire_skip(c, 1))
       return -1;
   return 0;
 }
 
-/* Fields of a known message type, read from c (bounded by the message). */
-static int wire_rd_fields(wire_cur_t *c, dmq__msg_t *m) {
-  uint64_t v;
+/* Fields of a known message type, read from c (bounded by the message);
+ * nf = number of fields after the type. */
+static int wire_rd_fields(wire_cur_t *c, dmq__msg_t *m, uint32_t nf) {
+  uint64_t v, w;
   uint32_t n;
   dmq__record_t r;
   switch (m->type) {
@@ -428,13 +546,15 @@ static int wire_rd_fields(wire_cur_t *c, dmq__msg_t *m) {
     m->seq = (uint32_t)v;
     return 0;
   case DMQ__MSG_ALIVE:
-    return wire_rd_str(c, 1, DMQ_MAX_NAME, &m->name) ||
-                   wire_rd_str(c, 1, DMQ_MAX_ADDR, &m->addr) ||
-                   wire_rd_uint(c, UINT64_MAX, &m->incarnation) ||
-                   wire_rd_uint(c, UINT64_MAX, &m->generation) ||
-                   wire_rd_meta(c, &m->meta)
-               ? -1
-               : 0;
+    if (wire_rd_str(c, 1, DMQ_MAX_NAME, &m->name) ||
+        wire_rd_str(c, 1, DMQ_MAX_ADDR, &m->addr) ||
+        wire_rd_uint(c, UINT64_MAX, &m->incarnation) ||
+        wire_rd_uint(c, UINT64_MAX, &m->generation) ||
+        wire_rd_meta(c, &m->meta))
+      return -1;
+    if (nf >= WIRE_ALIVE_CHANS_FIELD)
+      return wire_rd_chans(c, &m->chans);
+    return 0;
   case DMQ__MSG_SUSPECT:
   case DMQ__MSG_DEAD:
   case DMQ__MSG_LEFT:
@@ -459,6 +579,34 @@ static int wire_rd_fields(wire_cur_t *c, dmq__msg_t *m) {
         return -1;
     m->rec_len = (size_t)(c->p - m->rec_p);
     return 0;
+  case DMQ__MSG_DATA: {
+    dmq__data_t *d = &m->data;
+    if (wire_rd_uint(c, UINT8_MAX, &v) ||
+        wire_rd_str(c, 1, DMQ_MAX_CHANNEL, &d->channel) ||
+        wire_rd_uint(c, UINT64_MAX, &d->src_gen) ||
+        wire_rd_uint(c, UINT64_MAX, &d->dst_gen) ||
+        wire_rd_uint(c, UINT64_MAX, &d->seq) ||
+        wire_rd_uint(c, UINT64_MAX, &d->base) ||
+        wire_rd_uint(c, UINT32_MAX, &w) ||
+        wire_rd_uint(c, UINT64_MAX, &d->req_id) || wire_rd_bin(c, &d->payload))
+      return -1;
+    d->flags = (uint8_t)v;
+    d->ttl_ms = (uint32_t)w;
+    return 0;
+  }
+  case DMQ__MSG_DACK: {
+    dmq__dack_t *a = &m->dack;
+    if (wire_rd_uint(c, UINT64_MAX, &a->src_gen) ||
+        wire_rd_uint(c, UINT64_MAX, &a->dst_gen) ||
+        wire_rd_uint(c, UINT64_MAX, &a->cum) ||
+        wire_rd_uint(c, UINT64_MAX, &a->sack) ||
+        wire_rd_uint(c, UINT32_MAX, &v))
+      return -1;
+    a->rwnd = (uint32_t)v;
+    if (nf >= WIRE_DACK_REJ_FIELD)
+      return wire_rd_rejs(c, a);
+    return 0;
+  }
   default:
     return -1;
   }
@@ -489,7 +637,7 @@ int dmq__wire_next(dmq__msg_iter_t *it, dmq__msg_t *m) {
     return 2; /* unknown type (or not a message at all): m->type = 0 */
   t = (uint8_t)type;
   m->type = t;
-  if (n - 1 < wire_nfields[t] || wire_rd_fields(&f, m)) {
+  if (n - 1 < wire_nfields[t] || wire_rd_fields(&f, m, n - 1)) {
     memset(m, 0, sizeof *m);
     m->type = t;
     return 2;
@@ -624,6 +772,57 @@ static int wire_ok_meta(dmq__slice_t s) {
   return s.n <= DMQ_MAX_META && (s.p != NULL || s.n == 0);
 }
 
+/* A channels field the decoder will accept (NULL = none). */
+static int wire_ok_chans(const dmq__chans_t *c) {
+  if (c == NULL || c->n == 0)
+    return 1;
+  if (c->n > DMQ_MAX_CHANNELS || c->v == NULL)
+    return 0;
+  for (uint32_t i = 0; i < c->n; i++)
+    if (!wire_ok_str(c->v[i], DMQ_MAX_CHANNEL))
+      return 0;
+  return 1;
+}
+
+static size_t wire_sz_array(size_t n) {
+  return n <= 15 ? 1 : n <= 0xffff ? 3 : 5;
+}
+
+static uint8_t *wire_w_array(uint8_t *p, size_t n) {
+  if (n <= 15) {
+    *p++ = (uint8_t)(0x90 | n);
+    return p;
+  }
+  if (n <= 0xffff) {
+    *p++ = 0xdc;
+    return wire_w_be(p, n, 2);
+  }
+  *p++ = 0xdd;
+  return wire_w_be(p, n, 4);
+}
+
+size_t dmq__enc_size_chans(const dmq__chans_t *c) {
+  size_t size;
+  if (c == NULL || c->n == 0)
+    return 0;
+  size = wire_sz_array(c->n);
+  for (uint32_t i = 0; i < c->n; i++)
+    size += wire_sz_str(c->v[i].n);
+  return size;
+}
+
+static uint8_t *wire_w_chans(uint8_t *p, const dmq__chans_t *c) {
+  p = wire_w_array(p, c->n);
+  for (uint32_t i = 0; i < c->n; i++)
+    p = wire_w_str(p, c->v[i]);
+  return p;
+}
+
+size_t dmq__enc_size_envelope(size_t sender_len) {
+  /* magic, version, flags | [sender, messages] | sender | array32 header */
+  return 4 + 1 + wire_sz_str(sender_len) + 5;
+}
+
 /* Room for a message of size bytes: returns where to write it, or NULL with
  * *err set. msg = 0 for a push/pull record (not counted as a message). */
 static uint8_t *wire_room(dmq__enc_t *e, size_t size, int msg, int *err) {
@@ -744,28 +943,34 @@ int dmq__enc_ping_req(dmq__enc_t *e, uint32_t seq, dmq__slice_t target,
   return wire_commit(e, p, 1);
 }
 
-size_t dmq__enc_size_alive(size_t name, size_t addr, size_t meta) {
-  /* array, type, name, addr, inc and gen as fixed uint64, meta */
-  return 2 + wire_sz_str(name) + wire_sz_str(addr) + 9 + 9 + wire_sz_bin(meta);
+size_t dmq__enc_size_alive(size_t name, size_t addr, size_t meta,
+                           const dmq__chans_t *chans) {
+  /* array, type, name, addr, inc and gen as fixed uint64, meta, channels */
+  return 2 + wire_sz_str(name) + wire_sz_str(addr) + 9 + 9 + wire_sz_bin(meta) +
+         dmq__enc_size_chans(chans);
 }
 
 int dmq__enc_alive(dmq__enc_t *e, dmq__slice_t name, dmq__slice_t addr,
-                   uint64_t inc, uint64_t gen, dmq__slice_t meta) {
+                   uint64_t inc, uint64_t gen, dmq__slice_t meta,
+                   const dmq__chans_t *chans) {
   uint8_t *p;
   int err;
+  int with = chans != NULL && chans->n > 0;
   if (!wire_ok_str(name, DMQ_MAX_NAME) || !wire_ok_str(addr, DMQ_MAX_ADDR) ||
-      !wire_ok_meta(meta))
+      !wire_ok_meta(meta) || !wire_ok_chans(chans))
     return DMQ_EINVAL;
-  p = wire_room(e, dmq__enc_size_alive(name.n, addr.n, meta.n), 1, &err);
+  p = wire_room(e, dmq__enc_size_alive(name.n, addr.n, meta.n, chans), 1, &err);
   if (p == NULL)
     return err;
-  *p++ = 0x96;
+  *p++ = with ? 0x97 : 0x96;
   *p++ = DMQ__MSG_ALIVE;
   p = wire_w_str(p, name);
   p = wire_w_str(p, addr);
   p = wire_w_u64(p, inc);
   p = wire_w_u64(p, gen);
   p = wire_w_bin(p, meta);
+  if (with)
+    p = wire_w_chans(p, chans);
   return wire_commit(e, p, 1);
 }
 
@@ -827,21 +1032,94 @@ int dmq__enc_record(dmq__enc_t *e, const dmq__record_t *r) {
   size_t size;
   uint8_t *p;
   int err;
+  int with = r->chans.n > 0;
   if (!wire_ok_str(r->name, DMQ_MAX_NAME) ||
       !wire_ok_str(r->addr, DMQ_MAX_ADDR) || !wire_ok_meta(r->meta) ||
-      r->state >= DMQ_MEMBER_STATE_COUNT)
+      r->state >= DMQ_MEMBER_STATE_COUNT || !wire_ok_chans(&r->chans))
     return DMQ_EINVAL;
   size = 1 + wire_sz_str(r->name.n) + wire_sz_str(r->addr.n) +
          wire_sz_uint(r->incarnation) + wire_sz_uint(r->generation) + 1 +
-         wire_sz_bin(r->meta.n);
+         wire_sz_bin(r->meta.n) + dmq__enc_size_chans(&r->chans);
   if ((p = wire_room(e, size, 0, &err)) == NULL)
     return err;
-  *p++ = 0x96;
+  *p++ = with ? 0x97 : 0x96;
   p = wire_w_str(p, r->name);
   p = wire_w_str(p, r->addr);
   p = wire_w_uint(p, r->incarnation);
   p = wire_w_uint(p, r->generation);
   *p++ = r->state;
   p = wire_w_bin(p, r->meta);
+  if (with)
+    p = wire_w_chans(p, &r->chans);
   return wire_commit(e, p, 0);
+}
+
+size_t dmq__enc_size_data(const dmq__data_t *d) {
+  /* array(10), type, flags, channel, 4 x u64, ttl, req_id, payload */
+  return 2 + wire_sz_uint(d->flags) + wire_sz_str(d->channel.n) +
+         wire_sz_uint(d->src_gen) + wire_sz_uint(d->dst_gen) +
+         wire_sz_uint(d->seq) + wire_sz_uint(d->base) +
+         wire_sz_uint(d->ttl_ms) + wire_sz_uint(d->req_id) +
+         wire_sz_bin(d->payload.n);
+}
+
+int dmq__enc_data(dmq__enc_t *e, const dmq__data_t *d) {
+  uint8_t *p;
+  int err;
+  if (!wire_ok_str(d->channel, DMQ_MAX_CHANNEL) ||
+      (d->flags & ~DMQ__DATA_KNOWN) != 0 ||
+      (d->payload.p == NULL && d->payload.n > 0) ||
+      (uint64_t)d->payload.n > UINT32_MAX)
+    return DMQ_EINVAL;
+  if ((p = wire_room(e, dmq__enc_size_data(d), 1, &err)) == NULL)
+    return err;
+  *p++ = 0x9a;
+  *p++ = DMQ__MSG_DATA;
+  p = wire_w_uint(p, d->flags);
+  p = wire_w_str(p, d->channel);
+  p = wire_w_uint(p, d->src_gen);
+  p = wire_w_uint(p, d->dst_gen);
+  p = wire_w_uint(p, d->seq);
+  p = wire_w_uint(p, d->base);
+  p = wire_w_uint(p, d->ttl_ms);
+  p = wire_w_uint(p, d->req_id);
+  p = wire_w_bin(p, d->payload);
+  return wire_commit(e, p, 1);
+}
+
+size_t dmq__enc_size_dack(const dmq__dack_t *a) {
+  size_t size = 2 + wire_sz_uint(a->src_gen) + wire_sz_uint(a->dst_gen) +
+                wire_sz_uint(a->cum) + wire_sz_uint(a->sack) +
+                wire_sz_uint(a->rwnd);
+  if (a->nrej > 0) {
+    size += wire_sz_array(2 * (size_t)a->nrej);
+    for (uint32_t i = 0; i < a->nrej; i++)
+      size += wire_sz_uint(a->rej_seq[i]) + wire_sz_uint(a->rej_reason[i]);
+  }
+  return size;
+}
+
+int dmq__enc_dack(dmq__enc_t *e, const dmq__dack_t *a) {
+  uint8_t *p;
+  int err;
+  if (a->nrej > DMQ__WIRE_MAX_REJ ||
+      (a->nrej > 0 && (a->rej_seq == NULL || a->rej_reason == NULL)))
+    return DMQ_EINVAL;
+  if ((p = wire_room(e, dmq__enc_size_dack(a), 1, &err)) == NULL)
+    return err;
+  *p++ = a->nrej > 0 ? 0x97 : 0x96;
+  *p++ = DMQ__MSG_DACK;
+  p = wire_w_uint(p, a->src_gen);
+  p = wire_w_uint(p, a->dst_gen);
+  p = wire_w_uint(p, a->cum);
+  p = wire_w_uint(p, a->sack);
+  p = wire_w_uint(p, a->rwnd);
+  if (a->nrej > 0) {
+    p = wire_w_array(p, 2 * (size_t)a->nrej);
+    for (uint32_t i = 0; i < a->nrej; i++) {
+      p = wire_w_uint(p, a->rej_seq[i]);
+      p = wire_w_uint(p, a->rej_reason[i]);
+    }
+  }
+  return wire_commit(e, p, 1);
 }

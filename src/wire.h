@@ -21,6 +21,10 @@
  * bounds makes the message (or the whole packet, if the envelope is bad)
  * malformed. Unknown message types are skipped whole, so newer peers can add
  * message types without breaking older ones.
+ *
+ * DATA and DACK carry queued delivery (src/delivery.c); the optional trailing
+ * `channels` field of ALIVE and of push/pull records advertises the channels
+ * a member serves (absent = none, so older peers stay compatible).
  */
 #ifndef DMQ_WIRE_H
 #define DMQ_WIRE_H
@@ -57,17 +61,80 @@ enum dmq__msg_type {
   /* [9, flags, [record...]],
    * record = [name, addr, incarnation, generation, state, meta] */
   DMQ__MSG_PUSHPULL = 9,
-  DMQ__MSG_TYPE_MAX_KNOWN = 9
+  /* [10, flags, channel, src_gen, dst_gen, seq, base, ttl_ms, req_id,
+   *  payload] */
+  DMQ__MSG_DATA = 10,
+  /* [11, src_gen, dst_gen, cum, sack, rwnd(, rejected)] */
+  DMQ__MSG_DACK = 11,
+  DMQ__MSG_TYPE_MAX_KNOWN = 11
 };
+
+/* DATA flags. */
+#define DMQ__DATA_RELIABLE 0x01
+#define DMQ__DATA_REQUEST 0x02
+#define DMQ__DATA_REPLY 0x04
+#define DMQ__DATA_MORE 0x08 /* MORE_FRAGMENTS: not the last fragment */
+#define DMQ__DATA_KNOWN 0x0f
+/* Most (seq, reason) pairs in the optional `rejected` field of a DACK. */
+#define DMQ__WIRE_MAX_REJ 64
+/* Reasons in `rejected`: why the receiver consumed a message without
+ * delivering it. */
+#define DMQ__REJ_NO_CHANNEL 1 /* it does not serve the channel */
+#define DMQ__REJ_TOO_BIG 2    /* over its max_message / reassembly memory */
 
 #define DMQ__PP_JOIN 0x01  /* sender is joining */
 #define DMQ__PP_REPLY 0x02 /* this is the answer to a push/pull */
+
+/* The channels a member serves (trailing field of ALIVE and of push/pull
+ * records: msgpack array of 0..DMQ_MAX_CHANNELS str of 1..DMQ_MAX_CHANNEL
+ * bytes; absent or nil = none). Encoding reads v; decoding sets raw to the
+ * validated array elements (read them with dmq__wire_chans). */
+typedef struct dmq__chans {
+  uint32_t n;
+  const dmq__slice_t *v;
+  const uint8_t *raw;
+  size_t raw_len;
+} dmq__chans_t;
+
+/* Decoded channel names into out (at most max); returns how many. */
+size_t dmq__wire_chans(const dmq__chans_t *c, dmq__slice_t *out, size_t max);
 
 typedef struct dmq__record {
   dmq__slice_t name, addr, meta;
   uint64_t incarnation, generation;
   uint8_t state; /* dmq_member_state_t; validated < 4 */
+  dmq__chans_t chans;
 } dmq__record_t;
+
+/* DATA: one queued-delivery message (or fragment). Best effort: seq = base =
+ * 0. payload is any bin (bounded by the packet). */
+typedef struct dmq__data {
+  uint8_t flags; /* DMQ__DATA_* */
+  dmq__slice_t channel;
+  uint64_t src_gen, dst_gen;
+  uint64_t seq, base;
+  uint32_t ttl_ms;
+  uint64_t req_id;
+  dmq__slice_t payload;
+} dmq__data_t;
+
+/* DACK: cumulative + selective ack of the DATA stream src -> dst. Encoding
+ * reads rej_seq/rej_reason; decoding sets rej_raw (read the pairs with
+ * dmq__wire_rejs). */
+typedef struct dmq__dack {
+  uint64_t src_gen, dst_gen;
+  uint64_t cum, sack;
+  uint32_t rwnd;
+  uint32_t nrej;
+  const uint64_t *rej_seq;
+  const uint8_t *rej_reason;
+  const uint8_t *rej_raw;
+  size_t rej_len;
+} dmq__dack_t;
+
+/* Decoded `rejected` pairs (at most max); returns how many. */
+size_t dmq__wire_rejs(const dmq__dack_t *a, uint64_t *seq, uint8_t *reason,
+                      size_t max);
 
 typedef struct dmq__msg {
   uint8_t type;
@@ -79,6 +146,9 @@ typedef struct dmq__msg {
   dmq__slice_t meta;    /* ALIVE */
   uint64_t incarnation; /* ALIVE..LEFT */
   uint64_t generation;  /* ALIVE..LEFT */
+  dmq__chans_t chans;   /* ALIVE */
+  dmq__data_t data;     /* DATA */
+  dmq__dack_t dack;     /* DACK */
   /* PUSHPULL: records are decoded one at a time with dmq__wire_next_record */
   const uint8_t *rec_p;
   size_t rec_len;
@@ -145,8 +215,10 @@ int dmq__enc_ping_req(dmq__enc_t *e, uint32_t seq, dmq__slice_t target,
                       dmq__slice_t target_addr, int want_nack);
 int dmq__enc_ack(dmq__enc_t *e, uint32_t seq);
 int dmq__enc_nack(dmq__enc_t *e, uint32_t seq);
+/* chans may be NULL (or hold n = 0): the field is then left out. */
 int dmq__enc_alive(dmq__enc_t *e, dmq__slice_t name, dmq__slice_t addr,
-                   uint64_t inc, uint64_t gen, dmq__slice_t meta);
+                   uint64_t inc, uint64_t gen, dmq__slice_t meta,
+                   const dmq__chans_t *chans);
 int dmq__enc_suspect(dmq__enc_t *e, dmq__slice_t name, uint64_t inc,
                      uint64_t gen, dmq__slice_t from);
 int dmq__enc_dead(dmq__enc_t *e, dmq__slice_t name, uint64_t inc, uint64_t gen,
@@ -156,10 +228,24 @@ int dmq__enc_left(dmq__enc_t *e, dmq__slice_t name, uint64_t inc, uint64_t gen);
  * exactly that many. The encoder reserves a 5-byte array header. */
 int dmq__enc_pushpull_begin(dmq__enc_t *e, uint8_t flags, uint32_t nrec);
 int dmq__enc_record(dmq__enc_t *e, const dmq__record_t *r);
+/* Queued delivery. Refused with DMQ_EINVAL: channel not 1..DMQ_MAX_CHANNEL
+ * bytes or holding a NUL, unknown flag bits, more than DMQ__WIRE_MAX_REJ
+ * rejected pairs. */
+int dmq__enc_data(dmq__enc_t *e, const dmq__data_t *d);
+int dmq__enc_dack(dmq__enc_t *e, const dmq__dack_t *a);
 
 /* Exact encoded size of one gossip message, to pack up to the MTU. ALIVE
  * writes incarnation and generation as fixed 9-byte uint64s so that its size
- * does not depend on their values. */
-size_t dmq__enc_size_alive(size_t name, size_t addr, size_t meta);
+ * does not depend on their values. chans may be NULL. */
+size_t dmq__enc_size_alive(size_t name, size_t addr, size_t meta,
+                           const dmq__chans_t *chans);
+/* Exact encoded size of the channels field (0 when left out). */
+size_t dmq__enc_size_chans(const dmq__chans_t *chans);
+/* Exact encoded sizes of DATA and DACK messages. */
+size_t dmq__enc_size_data(const dmq__data_t *d);
+size_t dmq__enc_size_dack(const dmq__dack_t *a);
+/* Packet overhead before the first message (envelope, no label, body and
+ * message-array headers) for a sender name of sender_len bytes. */
+size_t dmq__enc_size_envelope(size_t sender_len);
 
 #endif

@@ -20,6 +20,8 @@
  * are in flight are dropped on delivery.
  * With opts.stream_transport each host has a second, stream-only transport
  * ("simtcp://<index>") and the class follows the transport, not the size.
+ * With opts.no_stream there is no stream class: "sim" is datagram-only and
+ * refuses anything above the MTU (a UDP-only deployment).
  *
  * Set $DMQ_SIM_LOG to 0..3 (error..debug) to print every node's log lines
  * with the simulated time.
@@ -86,8 +88,9 @@ struct dmq_sim {
   uint64_t now, seq;
   size_t mtu, bufsz;
   int quiet;
-  int split;     /* opts.stream_transport */
-  int log_level; /* -1 = no node logs */
+  int split;      /* opts.stream_transport */
+  int dgram_only; /* opts.no_stream */
+  int log_level;  /* -1 = no node logs */
   dmq_sim_link_t deflink;
 
   sim_host_t **hosts;
@@ -486,7 +489,8 @@ static int sim_tr_send(dmq_transport_t *t, const char *addr, const void *buf,
   int to = sim_parse_addr(t->ops->scheme, addr);
   if (to < 0)
     return DMQ_EADDR;
-  if (len > SIM_STREAM_MAX || (w->split && !on_stream && len > w->mtu)) {
+  if (len > SIM_STREAM_MAX ||
+      ((w->split || w->dgram_only) && !on_stream && len > w->mtu)) {
     w->net.oversize++;
     return DMQ_ETOOBIG;
   }
@@ -685,7 +689,8 @@ dmq_sim_t *dmq_sim_new(const dmq_sim_opts_t *o) {
   w->mtu = o->mtu ? o->mtu : 1400;
   w->bufsz = w->mtu < sizeof(void *) ? sizeof(void *) : w->mtu;
   w->quiet = o->quiet;
-  w->split = o->stream_transport;
+  w->dgram_only = o->no_stream;
+  w->split = o->no_stream ? 0 : o->stream_transport;
   w->deflink = o->link;
   w->log_level = -1;
   const char *lg = getenv("DMQ_SIM_LOG");
@@ -810,7 +815,7 @@ int dmq_sim_add(dmq_sim_t *w, const dmq_config_t *cfg, const char *name) {
     h->cfg.mtu = (uint32_t)w->mtu;
   h->gen = h->cfg.generation ? h->cfg.generation : w->now + 1;
   snprintf(h->saddr, sizeof(h->saddr), "simtcp://%d", idx);
-  h->tr.ops = w->split ? &sim_tr_dgram_ops : &sim_tr_ops;
+  h->tr.ops = w->split || w->dgram_only ? &sim_tr_dgram_ops : &sim_tr_ops;
   h->tr.impl = h;
   h->tr.mtu = w->mtu;
   h->trs.ops = &sim_tr_stream_ops;
@@ -853,7 +858,7 @@ int dmq_sim_join(dmq_sim_t *w, int host, const int *seeds, size_t n) {
     return DMQ_EINVAL;
   if (h->node == NULL)
     return DMQ_ECLOSED;
-  const char *small[32];
+  const char *small[32] = {0}; /* gcc -O3 maybe-uninitialized */
   const char **addrs = n <= 32 ? small : malloc(n * sizeof(char *));
   if (addrs == NULL)
     return DMQ_ENOMEM;
@@ -1170,6 +1175,12 @@ dmq_transport_t *dmq_sim_transport(dmq_sim_t *w, int host) {
 dmq_transport_t *dmq_sim_stream_transport(dmq_sim_t *w, int host) {
   sim_host_t *h = sim_host(w, host);
   return h != NULL && w->split ? &h->trs : NULL;
+}
+
+void dmq_sim_poke(dmq_sim_t *w, int host) {
+  sim_host_t *h = sim_host(w, host);
+  if (h != NULL)
+    sim_after_call(w, h);
 }
 
 /* ---- spec helpers ---- */

@@ -51,6 +51,10 @@ typedef struct dmq_sim_opts {
    * DATAGRAM only (> mtu: DMQ_ETOOBIG) and "simtcp://<index>" (RELIABLE
    * only) carries every stream message, whatever its size. */
   int stream_transport;
+  /* 1: UDP only - one "sim" transport, DATAGRAM only, that refuses sends
+   * above the mtu with DMQ_ETOOBIG; there is no stream class at all
+   * (overrides stream_transport). */
+  int no_stream;
 } dmq_sim_opts_t;
 
 void dmq_sim_opts_init(dmq_sim_opts_t *o);
@@ -179,5 +183,9 @@ uint64_t dmq_sim_rand(dmq_sim_t *w);
 dmq_transport_t *dmq_sim_transport(dmq_sim_t *w, int host);
 /* Its stream transport ("simtcp"), NULL unless opts.stream_transport. */
 dmq_transport_t *dmq_sim_stream_transport(dmq_sim_t *w, int host);
+/* After feeding a host's node directly (dmq_send(), dmq_channel_pause(),
+ * ...) from outside the simulator: re-read its next deadline, so that the
+ * work the call queued runs at the right time. */
+void dmq_sim_poke(dmq_sim_t *w, int host);
 
 #endif

@@ -15,6 +15,7 @@
 #include <msgpack.h>
 
 #include "wire.h"
+#include <dmq/delivery.h>
 #include <dmq/dmq.h>
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -28,6 +29,10 @@ static dmq__slice_t sln(const char *s, size_t n) {
   dmq__slice_t r = {s, n};
   return r;
 }
+
+/* A record or ALIVE without the channels field. */
+#define NOCHANS                                                                \
+  { 0, NULL, NULL, 0 }
 
 static int slice_eq(dmq__slice_t a, const char *p, size_t n) {
   return a.n == n && (n == 0 || memcmp(a.p, p, n) == 0);
@@ -195,22 +200,23 @@ static void test_roundtrip_all_types(void **state) {
   assert_int_equal(dmq__enc_ack(&e, 0x10000), 0);
   assert_int_equal(dmq__enc_nack(&e, 0x7f), 0);
   assert_int_equal(dmq__enc_alive(&e, sln(n64, 64), sl("a"), UINT64_MAX, 0,
-                                  sln(meta, DMQ_MAX_META)),
+                                  sln(meta, DMQ_MAX_META), NULL),
                    0);
   assert_int_equal(
-      dmq__enc_alive(&e, sl("b"), sln(a128, 128), 1, 2, sln(NULL, 0)), 0);
+      dmq__enc_alive(&e, sl("b"), sln(a128, 128), 1, 2, sln(NULL, 0), NULL), 0);
   assert_int_equal(
       dmq__enc_suspect(&e, sl("c"), 0x80, 0x100000000ull, sln(n64, 64)), 0);
   assert_int_equal(
       dmq__enc_dead(&e, sln(n64, 64), 0xffffffffull, UINT64_MAX, sl("f")), 0);
   assert_int_equal(dmq__enc_left(&e, sl("d"), 0, 0xff), 0);
-  recs[0] = (dmq__record_t){sl("r0"), sl("udp://1"),   sln(NULL, 0), 0,
-                            1,        DMQ_MEMBER_ALIVE};
+  recs[0] = (dmq__record_t){sl("r0"), sl("udp://1"),    sln(NULL, 0), 0,
+                            1,        DMQ_MEMBER_ALIVE, NOCHANS};
   recs[1] =
       (dmq__record_t){sln(n64, 64), sln(a128, 128), sln(meta, DMQ_MAX_META),
-                      UINT64_MAX,   UINT64_MAX,     DMQ_MEMBER_LEFT};
-  recs[2] =
-      (dmq__record_t){sl("r2"), sl("x"), sl("m"), 300, 70000, DMQ_MEMBER_DEAD};
+                      UINT64_MAX,   UINT64_MAX,     DMQ_MEMBER_LEFT,
+                      NOCHANS};
+  recs[2] = (dmq__record_t){sl("r2"), sl("x"),         sl("m"), 300,
+                            70000,    DMQ_MEMBER_DEAD, NOCHANS};
   assert_int_equal(dmq__enc_pushpull_begin(&e, DMQ__PP_JOIN | DMQ__PP_REPLY, 3),
                    0);
   for (int i = 0; i < 3; i++)
@@ -314,11 +320,12 @@ static void test_size_alive_exact(void **state) {
         for (size_t d = 0; d < 5; d++) {
           size_t before = e.len = 16, want;
           e.count = 0;
-          want = dmq__enc_size_alive(names[a], addrs[b], metas[c]);
+          want = dmq__enc_size_alive(names[a], addrs[b], metas[c], NULL);
           assert_int_equal(
               dmq__enc_alive(&e, sln(fill('n', names[a]), names[a]),
                              sln(fill('a', addrs[b]), addrs[b]), ints[d],
-                             ints[4 - d], sln(fill('m', metas[c]), metas[c])),
+                             ints[4 - d], sln(fill('m', metas[c]), metas[c]),
+                             NULL),
               0);
           assert_int_equal(e.len - before, want);
         }
@@ -327,9 +334,35 @@ static void test_size_alive_exact(void **state) {
 /* ---- encoder limits ------------------------------------------------------ */
 
 /* Append message kind k to e. */
+static const dmq__slice_t kind_chans[2] = {{"usrloc", 6}, {"htable", 6}};
+static const uint64_t kind_rej_seq[2] = {5, 0x1ffffffffull};
+static const uint8_t kind_rej_reason[2] = {DMQ__REJ_NO_CHANNEL,
+                                           DMQ__REJ_TOO_BIG};
+
 static int enc_kind(dmq__enc_t *e, int k) {
   static const dmq__record_t rec = {
-      {"rec", 3}, {"udp://r", 7}, {"meta", 4}, 1000, 1, DMQ_MEMBER_SUSPECT};
+      {"rec", 3},         {"udp://r", 7},          {"meta", 4}, 1000, 1,
+      DMQ_MEMBER_SUSPECT, {2, kind_chans, NULL, 0}};
+  static const dmq__chans_t ch = {2, kind_chans, NULL, 0};
+  static const dmq__data_t data = {DMQ__DATA_RELIABLE | DMQ__DATA_REQUEST,
+                                   {"dialog", 6},
+                                   1700000000000ull,
+                                   1700000000001ull,
+                                   300,
+                                   290,
+                                   30000,
+                                   42,
+                                   {"payload!", 8}};
+  static const dmq__dack_t dack = {1700000000001ull,
+                                   1700000000000ull,
+                                   299,
+                                   0x8000000000000005ull,
+                                   4096,
+                                   2,
+                                   kind_rej_seq,
+                                   kind_rej_reason,
+                                   NULL,
+                                   0};
   switch (k) {
   case 0:
     return dmq__enc_ping(e, 70000, sl("target"));
@@ -341,7 +374,7 @@ static int enc_kind(dmq__enc_t *e, int k) {
     return dmq__enc_nack(e, 1);
   case 4:
     return dmq__enc_alive(e, sl("node-a"), sl("udp://a"), 7, 1700000000000ull,
-                          sl("meta!"));
+                          sl("meta!"), &ch);
   case 5:
     return dmq__enc_suspect(e, sl("node-b"), 3, 9, sl("node-c"));
   case 6:
@@ -350,11 +383,15 @@ static int enc_kind(dmq__enc_t *e, int k) {
     return dmq__enc_left(e, sl("node-d"), 5, 10);
   case 8:
     return dmq__enc_pushpull_begin(e, DMQ__PP_REPLY, 1);
+  case 10:
+    return dmq__enc_data(e, &data);
+  case 11:
+    return dmq__enc_dack(e, &dack);
   default:
     return dmq__enc_record(e, &rec);
   }
 }
-#define KINDS 10
+#define KINDS 12
 
 static void test_etoobig_leaves_buffer(void **state) {
   (void)state;
@@ -446,7 +483,8 @@ static void test_encoder_rejects_invalid(void **state) {
   (void)state;
   uint8_t buf[2048];
   dmq__enc_t e;
-  dmq__record_t r = {sl("n"), sl("a"), sln(NULL, 0), 0, 0, DMQ_MEMBER_ALIVE};
+  dmq__record_t r = {sl("n"), sl("a"),          sln(NULL, 0), 0,
+                     0,       DMQ_MEMBER_ALIVE, NOCHANS};
   const char *n65 = fill('n', DMQ_MAX_NAME + 1);
   const char *a129 = fill('a', DMQ_MAX_ADDR + 1);
   assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, "", 0),
@@ -463,11 +501,12 @@ static void test_encoder_rejects_invalid(void **state) {
   assert_int_equal(dmq__enc_ping(&e, 1, sln(n65, 65)), DMQ_EINVAL);
   assert_int_equal(dmq__enc_ping_req(&e, 1, sl("t"), sln(a129, 129), 0),
                    DMQ_EINVAL);
-  assert_int_equal(
-      dmq__enc_alive(&e, sl("n"), sl("a"), 0, 0, sln(fill('m', 513), 513)),
-      DMQ_EINVAL);
-  assert_int_equal(dmq__enc_alive(&e, sl("n"), sl("a"), 0, 0, sln(NULL, 3)),
+  assert_int_equal(dmq__enc_alive(&e, sl("n"), sl("a"), 0, 0,
+                                  sln(fill('m', 513), 513), NULL),
                    DMQ_EINVAL);
+  assert_int_equal(
+      dmq__enc_alive(&e, sl("n"), sl("a"), 0, 0, sln(NULL, 3), NULL),
+      DMQ_EINVAL);
   assert_int_equal(dmq__enc_suspect(&e, sl("n"), 0, 0, sl("")), DMQ_EINVAL);
   assert_int_equal(dmq__enc_dead(&e, sln(n65, 65), 0, 0, sl("f")), DMQ_EINVAL);
   assert_int_equal(dmq__enc_left(&e, sln("x\0", 2), 0, 0), DMQ_EINVAL);
@@ -782,7 +821,8 @@ static int al_meta_kind; /* 0 bin, 1 nil, 2 str */
 static int al_name_bin, al_name_nul, al_extra;
 
 static void pk_alive(msgpack_packer *pk) {
-  msgpack_pack_array(pk, 6 + al_extra);
+  /* extra fields follow an (empty) channels field, the 6th */
+  msgpack_pack_array(pk, 6 + (al_extra ? 1 + al_extra : 0));
   msgpack_pack_uint8(pk, DMQ__MSG_ALIVE);
   if (al_name_bin)
     pk_bin(pk, "name", 4);
@@ -797,6 +837,8 @@ static void pk_alive(msgpack_packer *pk) {
     msgpack_pack_nil(pk);
   else
     pk_str(pk, "meta", 4);
+  if (al_extra)
+    msgpack_pack_array(pk, 0);
   for (int i = 0; i < al_extra; i++) {
     msgpack_pack_map(pk, 1);
     pk_str(pk, "future", 6);
@@ -1098,7 +1140,8 @@ static void test_pushpull_0_and_1000(void **state) {
                        sln(fill('m', i % 100), i % 100),
                        (uint64_t)i << 20,
                        UINT64_MAX - i,
-                       (uint8_t)(i % 4)};
+                       (uint8_t)(i % 4),
+                       NOCHANS};
     w.name.n = (size_t)snprintf(names[i], sizeof names[i], "node-%u", i);
     assert_int_equal(dmq__enc_record(&e, &w), 0);
   }
@@ -1152,6 +1195,8 @@ static void test_msgpack_c_decodes_ours(void **state) {
     assert_int_equal(enc_kind(&e, k), 0);
   assert_int_equal(enc_kind(&e, 8), 0);
   assert_int_equal(enc_kind(&e, 9), 0);
+  assert_int_equal(enc_kind(&e, 10), 0);
+  assert_int_equal(enc_kind(&e, 11), 0);
   len = dmq__enc_end(&e);
 
   msgpack_unpacked_init(&up);
@@ -1165,8 +1210,8 @@ static void test_msgpack_c_decodes_ours(void **state) {
   expect_str(&o->via.array.ptr[0], "sender", 6);
   msgs = &o->via.array.ptr[1];
   assert_int_equal(msgs->type, MSGPACK_OBJECT_ARRAY);
-  assert_int_equal(msgs->via.array.size, 9);
-  for (uint32_t i = 0; i < 9; i++) {
+  assert_int_equal(msgs->via.array.size, 11);
+  for (uint32_t i = 0; i < 11; i++) {
     const msgpack_object *f = msgs->via.array.ptr[i].via.array.ptr;
     assert_int_equal(msgs->via.array.ptr[i].type, MSGPACK_OBJECT_ARRAY);
     expect_uint(&f[0], i + 1);
@@ -1186,6 +1231,10 @@ static void test_msgpack_c_decodes_ours(void **state) {
   assert_int_equal(o[5].type, MSGPACK_OBJECT_BIN);
   assert_int_equal(o[5].via.bin.size, 5);
   assert_memory_equal(o[5].via.bin.ptr, "meta!", 5);
+  assert_int_equal(o[6].type, MSGPACK_OBJECT_ARRAY); /* channels */
+  assert_int_equal(o[6].via.array.size, 2);
+  expect_str(&o[6].via.array.ptr[0], "usrloc", 6);
+  expect_str(&o[6].via.array.ptr[1], "htable", 6);
   o = msgs->via.array.ptr[5].via.array.ptr; /* suspect */
   expect_str(&o[4], "node-c", 6);
   o = msgs->via.array.ptr[8].via.array.ptr; /* push/pull */
@@ -1197,6 +1246,31 @@ static void test_msgpack_c_decodes_ours(void **state) {
   expect_uint(&o[2], 1000);
   expect_uint(&o[4], DMQ_MEMBER_SUSPECT);
   assert_int_equal(o[5].type, MSGPACK_OBJECT_BIN);
+  assert_int_equal(o[6].type, MSGPACK_OBJECT_ARRAY);
+  expect_str(&o[6].via.array.ptr[1], "htable", 6);
+  assert_int_equal(msgs->via.array.ptr[9].via.array.size, 10);
+  o = msgs->via.array.ptr[9].via.array.ptr; /* data */
+  expect_uint(&o[1], DMQ__DATA_RELIABLE | DMQ__DATA_REQUEST);
+  expect_str(&o[2], "dialog", 6);
+  expect_uint(&o[3], 1700000000000ull);
+  expect_uint(&o[4], 1700000000001ull);
+  expect_uint(&o[5], 300);
+  expect_uint(&o[6], 290);
+  expect_uint(&o[7], 30000);
+  expect_uint(&o[8], 42);
+  assert_int_equal(o[9].type, MSGPACK_OBJECT_BIN);
+  assert_memory_equal(o[9].via.bin.ptr, "payload!", 8);
+  assert_int_equal(msgs->via.array.ptr[10].via.array.size, 7);
+  o = msgs->via.array.ptr[10].via.array.ptr; /* dack */
+  expect_uint(&o[3], 299);
+  expect_uint(&o[4], 0x8000000000000005ull);
+  expect_uint(&o[5], 4096);
+  assert_int_equal(o[6].type, MSGPACK_OBJECT_ARRAY);
+  assert_int_equal(o[6].via.array.size, 4);
+  expect_uint(&o[6].via.array.ptr[0], 5);
+  expect_uint(&o[6].via.array.ptr[1], DMQ__REJ_NO_CHANNEL);
+  expect_uint(&o[6].via.array.ptr[2], 0x1ffffffffull);
+  expect_uint(&o[6].via.array.ptr[3], DMQ__REJ_TOO_BIG);
   msgpack_unpacked_destroy(&up);
 }
 
@@ -1239,6 +1313,401 @@ static void test_same_bytes_as_msgpack_c(void **state) {
       craft_end(&c);
     }
   }
+}
+
+/* ---- queued delivery: channels field, DATA, DACK ------------------------- */
+
+/* n channel names of len bytes each, distinct ("c000...", "c001..."). */
+static const dmq__slice_t *chan_names(uint32_t n, size_t len) {
+  static char store[DMQ_MAX_CHANNELS + 1][DMQ_MAX_CHANNEL + 2];
+  static dmq__slice_t v[DMQ_MAX_CHANNELS + 1];
+  assert_true(n <= DMQ_MAX_CHANNELS + 1 && len <= DMQ_MAX_CHANNEL + 1);
+  for (uint32_t i = 0; i < n; i++) {
+    memset(store[i], 'x', len);
+    snprintf(store[i], len + 1, "c%03u", i);
+    if (len > 4)
+      store[i][4] = 'x';
+    store[i][len] = '\0';
+    v[i] = sln(store[i], len);
+  }
+  return v;
+}
+
+static void test_channels_roundtrip(void **state) {
+  (void)state;
+  static uint8_t buf[8192];
+  static const uint32_t counts[] = {0, 1, 15, 16, DMQ_MAX_CHANNELS};
+  static const size_t lens[] = {4, 31, DMQ_MAX_CHANNEL};
+  for (size_t a = 0; a < 5; a++) {
+    for (size_t b = 0; b < 3; b++) {
+      dmq__enc_t e;
+      dmq__envelope_t env;
+      dmq__msg_iter_t it;
+      dmq__msg_t m;
+      dmq__rec_iter_t ri;
+      dmq__record_t r;
+      dmq__slice_t got[DMQ_MAX_CHANNELS];
+      const dmq__slice_t *v = chan_names(counts[a], lens[b]);
+      dmq__chans_t ch = {counts[a], v, NULL, 0};
+      size_t start, want = dmq__enc_size_alive(4, 5, 3, &ch);
+      assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, "s", 1), 0);
+      start = e.len;
+      assert_int_equal(
+          dmq__enc_alive(&e, sl("node"), sl("mem:1"), 3, 4, sl("abc"), &ch), 0);
+      /* exact size, and no field at all when there are no channels */
+      assert_int_equal(e.len - start, want);
+      assert_int_equal(dmq__enc_size_chans(&ch) == 0, counts[a] == 0);
+      assert_int_equal(buf[start], counts[a] ? 0x97 : 0x96);
+      dmq__record_t w = {sl("rec"),          sl("mem:2"), sln(NULL, 0), 9, 8,
+                         DMQ_MEMBER_SUSPECT, ch};
+      assert_int_equal(dmq__enc_pushpull_begin(&e, 0, 1), 0);
+      assert_int_equal(dmq__enc_record(&e, &w), 0);
+      open_ok(buf, dmq__enc_end(&e), &env, &it);
+      next_ok(&it, &m, DMQ__MSG_ALIVE);
+      assert_int_equal(m.chans.n, counts[a]);
+      assert_int_equal(dmq__wire_chans(&m.chans, got, DMQ_MAX_CHANNELS),
+                       counts[a]);
+      for (uint32_t i = 0; i < counts[a]; i++)
+        assert_true(slice_eq(got[i], v[i].p, v[i].n));
+      /* a smaller output array gets a prefix */
+      if (counts[a] > 1) {
+        assert_int_equal(dmq__wire_chans(&m.chans, got, 1), 1);
+        assert_true(slice_eq(got[0], v[0].p, v[0].n));
+      }
+      assert_true(slice_eq(m.meta, "abc", 3));
+      next_ok(&it, &m, DMQ__MSG_PUSHPULL);
+      dmq__wire_records(&m, &ri);
+      assert_int_equal(dmq__wire_next_record(&ri, &r), 1);
+      assert_int_equal(r.chans.n, counts[a]);
+      assert_int_equal(dmq__wire_chans(&r.chans, got, DMQ_MAX_CHANNELS),
+                       counts[a]);
+      for (uint32_t i = 0; i < counts[a]; i++)
+        assert_true(slice_eq(got[i], v[i].p, v[i].n));
+      assert_int_equal(r.state, DMQ_MEMBER_SUSPECT);
+      assert_int_equal(dmq__wire_next_record(&ri, &r), 0);
+      assert_int_equal(dmq__wire_next(&it, &m), 0);
+    }
+  }
+  /* the encoder refuses what the decoder would reject */
+  {
+    dmq__enc_t e;
+    dmq__chans_t ch = {DMQ_MAX_CHANNELS + 1, chan_names(33, 4), NULL, 0};
+    dmq__slice_t bad[1] = {{"a\0b", 3}};
+    assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, "s", 1), 0);
+    assert_int_equal(
+        dmq__enc_alive(&e, sl("n"), sl("a"), 0, 0, sln(NULL, 0), &ch),
+        DMQ_EINVAL);
+    ch.n = 1;
+    ch.v = chan_names(1, DMQ_MAX_CHANNEL + 1);
+    assert_int_equal(
+        dmq__enc_alive(&e, sl("n"), sl("a"), 0, 0, sln(NULL, 0), &ch),
+        DMQ_EINVAL);
+    ch.v = bad;
+    assert_int_equal(
+        dmq__enc_alive(&e, sl("n"), sl("a"), 0, 0, sln(NULL, 0), &ch),
+        DMQ_EINVAL);
+    bad[0] = sl("");
+    dmq__record_t r = {sl("n"),          sl("a"), sln(NULL, 0), 0, 0,
+                       DMQ_MEMBER_ALIVE, ch};
+    assert_int_equal(dmq__enc_record(&e, &r), DMQ_EINVAL);
+    ch.v = NULL;
+    r.chans = ch;
+    assert_int_equal(dmq__enc_record(&e, &r), DMQ_EINVAL);
+    assert_int_equal(e.count, 0);
+  }
+}
+
+/* ALIVE / record with a crafted channels field. */
+static int ch_kind; /* 0 array of ch_n strs of ch_len, 1 nil, 2 a str, 3 array
+                       holding a bin, 4 array with an empty str */
+static uint32_t ch_n = 2;
+static size_t ch_len = 3;
+static int ch_extra; /* trailing fields after it */
+
+static void pk_chans(msgpack_packer *pk) {
+  switch (ch_kind) {
+  case 1:
+    msgpack_pack_nil(pk);
+    return;
+  case 2:
+    pk_str(pk, "usrloc", 6);
+    return;
+  case 3:
+    msgpack_pack_array(pk, 1);
+    pk_bin(pk, "usrloc", 6);
+    return;
+  case 4:
+    msgpack_pack_array(pk, 1);
+    pk_str(pk, "", 0);
+    return;
+  default:
+    msgpack_pack_array(pk, ch_n);
+    for (uint32_t i = 0; i < ch_n; i++)
+      pk_str(pk, fill((char)('a' + i % 26), ch_len), ch_len);
+  }
+}
+
+static void pk_alive_ch(msgpack_packer *pk) {
+  msgpack_pack_array(pk, 7 + ch_extra);
+  msgpack_pack_uint8(pk, DMQ__MSG_ALIVE);
+  pk_str(pk, "node", 4);
+  pk_str(pk, "mem:1", 5);
+  msgpack_pack_uint64(pk, 1);
+  msgpack_pack_uint64(pk, 2);
+  pk_bin(pk, "m", 1);
+  pk_chans(pk);
+  for (int i = 0; i < ch_extra; i++)
+    msgpack_pack_true(pk);
+}
+
+static void pk_pp_ch(msgpack_packer *pk) {
+  msgpack_pack_array(pk, 3);
+  msgpack_pack_uint8(pk, DMQ__MSG_PUSHPULL);
+  msgpack_pack_uint8(pk, 0);
+  msgpack_pack_array(pk, 1);
+  msgpack_pack_array(pk, 7 + ch_extra);
+  pk_str(pk, "node", 4);
+  pk_str(pk, "mem:1", 5);
+  msgpack_pack_uint64(pk, 1);
+  msgpack_pack_uint64(pk, 2);
+  msgpack_pack_uint8(pk, DMQ_MEMBER_ALIVE);
+  pk_bin(pk, "m", 1);
+  pk_chans(pk);
+  for (int i = 0; i < ch_extra; i++)
+    msgpack_pack_true(pk);
+}
+
+static void test_channels_crafted(void **state) {
+  (void)state;
+  dmq__msg_t m;
+  pack_fn fns[2] = {pk_alive_ch, pk_pp_ch};
+  uint8_t types[2] = {DMQ__MSG_ALIVE, DMQ__MSG_PUSHPULL};
+  for (int f = 0; f < 2; f++) {
+    ch_kind = 0;
+    ch_n = DMQ_MAX_CHANNELS;
+    ch_len = DMQ_MAX_CHANNEL;
+    ch_extra = 2; /* forward compatible */
+    expect_ok(fns[f], types[f], &m);
+    if (f == 0)
+      assert_int_equal(m.chans.n, DMQ_MAX_CHANNELS);
+    ch_extra = 0;
+    ch_n = DMQ_MAX_CHANNELS + 1;
+    expect_malformed(fns[f], types[f]);
+    ch_n = 1;
+    ch_len = DMQ_MAX_CHANNEL + 1;
+    expect_malformed(fns[f], types[f]);
+    ch_len = 3;
+    ch_n = 0;
+    expect_ok(fns[f], types[f], &m);
+    assert_int_equal(m.chans.n, 0);
+    ch_kind = 1; /* nil = none */
+    expect_ok(fns[f], types[f], &m);
+    assert_int_equal(m.chans.n, 0);
+    for (ch_kind = 2; ch_kind <= 4; ch_kind++)
+      expect_malformed(fns[f], types[f]);
+  }
+  ch_kind = 0;
+  ch_n = 2;
+  ch_len = 3;
+  ok_release();
+}
+
+static void test_data_dack_roundtrip(void **state) {
+  (void)state;
+  static uint8_t buf[1 << 17];
+  static const uint64_t ints[] = {
+      0, 1, 0x7f, 0x80, 0xffff, 0x10000, 0xffffffffull, 1ull << 32, UINT64_MAX};
+  static const size_t plens[] = {0, 1, 255, 256, 65535, 65536};
+  static uint64_t rej_seq[DMQ__WIRE_MAX_REJ];
+  static uint8_t rej_reason[DMQ__WIRE_MAX_REJ];
+  dmq__enc_t e;
+  dmq__envelope_t env;
+  dmq__msg_iter_t it;
+  dmq__msg_t m;
+  const char *payload = fill('p', 1000);
+  static char big[65536];
+  memset(big, 'B', sizeof big);
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+    for (size_t j = 0; j < sizeof plens / sizeof plens[0]; j++) {
+      uint64_t v = ints[i], w = ints[8 - i];
+      dmq__data_t d = {(uint8_t)(i % 16),
+                       sln(fill('c', 1 + j * 6), 1 + j * 6),
+                       v,
+                       w,
+                       v,
+                       w,
+                       (uint32_t)(v > UINT32_MAX ? UINT32_MAX : v),
+                       w,
+                       sln(plens[j] <= 1000 ? payload : big, plens[j])};
+      size_t start;
+      assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, "s", 1), 0);
+      start = e.len;
+      assert_int_equal(dmq__enc_data(&e, &d), 0);
+      assert_int_equal(e.len - start, dmq__enc_size_data(&d));
+      uint32_t nrej = (uint32_t)((i * 7 + j) % (DMQ__WIRE_MAX_REJ + 1));
+      for (uint32_t k = 0; k < nrej; k++) {
+        rej_seq[k] = ints[(k + i) % 9];
+        rej_reason[k] = (uint8_t)(k + j);
+      }
+      dmq__dack_t a = {
+          w,    v,       v,          w,    (uint32_t)(w & 0xffffffffu),
+          nrej, rej_seq, rej_reason, NULL, 0};
+      start = e.len;
+      assert_int_equal(dmq__enc_dack(&e, &a), 0);
+      assert_int_equal(e.len - start, dmq__enc_size_dack(&a));
+      open_ok(buf, dmq__enc_end(&e), &env, &it);
+      next_ok(&it, &m, DMQ__MSG_DATA);
+      assert_int_equal(m.data.flags, d.flags);
+      assert_true(slice_eq(m.data.channel, d.channel.p, d.channel.n));
+      assert_true(m.data.src_gen == v && m.data.dst_gen == w);
+      assert_true(m.data.seq == v && m.data.base == w);
+      assert_int_equal(m.data.ttl_ms, d.ttl_ms);
+      assert_true(m.data.req_id == w);
+      assert_true(slice_eq(m.data.payload, d.payload.p, d.payload.n));
+      next_ok(&it, &m, DMQ__MSG_DACK);
+      assert_true(m.dack.src_gen == w && m.dack.dst_gen == v);
+      assert_true(m.dack.cum == v && m.dack.sack == w);
+      assert_int_equal(m.dack.rwnd, a.rwnd);
+      assert_int_equal(m.dack.nrej, nrej);
+      uint64_t gs[DMQ__WIRE_MAX_REJ];
+      uint8_t gr[DMQ__WIRE_MAX_REJ];
+      assert_int_equal(dmq__wire_rejs(&m.dack, gs, gr, DMQ__WIRE_MAX_REJ),
+                       nrej);
+      for (uint32_t k = 0; k < nrej; k++) {
+        assert_true(gs[k] == rej_seq[k]);
+        assert_int_equal(gr[k], rej_reason[k]);
+      }
+      assert_int_equal(dmq__wire_next(&it, &m), 0);
+    }
+  }
+  /* the encoder refuses what the decoder would reject */
+  dmq__data_t d = {DMQ__DATA_RELIABLE, sl("ch"), 1, 1, 1, 1, 1, 0, sl("x")};
+  dmq__dack_t a = {1,       1,          1,    0, 1, DMQ__WIRE_MAX_REJ + 1,
+                   rej_seq, rej_reason, NULL, 0};
+  assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, "s", 1), 0);
+  d.channel = sl("");
+  assert_int_equal(dmq__enc_data(&e, &d), DMQ_EINVAL);
+  d.channel = sln(fill('c', DMQ_MAX_CHANNEL + 1), DMQ_MAX_CHANNEL + 1);
+  assert_int_equal(dmq__enc_data(&e, &d), DMQ_EINVAL);
+  d.channel = sl("ch");
+  d.flags = 0x10;
+  assert_int_equal(dmq__enc_data(&e, &d), DMQ_EINVAL);
+  d.flags = 0;
+  d.payload = sln(NULL, 4);
+  assert_int_equal(dmq__enc_data(&e, &d), DMQ_EINVAL);
+  assert_int_equal(dmq__enc_dack(&e, &a), DMQ_EINVAL);
+  a.nrej = 1;
+  a.rej_seq = NULL;
+  assert_int_equal(dmq__enc_dack(&e, &a), DMQ_EINVAL);
+  assert_int_equal(e.count, 0);
+}
+
+/* DATA / DACK with crafted fields. */
+static int dd_bad; /* see test_data_dack_crafted */
+
+static void pk_data(msgpack_packer *pk) {
+  msgpack_pack_array(pk, dd_bad == 1 ? 9 : dd_bad == 9 ? 12 : 10);
+  msgpack_pack_uint8(pk, DMQ__MSG_DATA);
+  msgpack_pack_uint16(pk, dd_bad == 2 ? 256 : DMQ__DATA_RELIABLE);
+  if (dd_bad == 3)
+    pk_bin(pk, "ch", 2);
+  else
+    pk_str(pk, fill('c', dd_bad == 4 ? 33 : 32), dd_bad == 4 ? 33 : 32);
+  msgpack_pack_uint64(pk, UINT64_MAX);
+  msgpack_pack_uint64(pk, 2);
+  msgpack_pack_uint64(pk, 3);
+  msgpack_pack_uint64(pk, 3);
+  msgpack_pack_uint64(pk, dd_bad == 5 ? 0x100000000ull : 1000);
+  msgpack_pack_uint64(pk, 0);
+  if (dd_bad == 1)
+    return; /* the payload is missing */
+  if (dd_bad == 6)
+    pk_str(pk, "payload", 7);
+  else if (dd_bad == 7)
+    msgpack_pack_nil(pk);
+  else
+    pk_bin(pk, "payload", 7);
+  if (dd_bad == 9) {
+    msgpack_pack_true(pk);
+    msgpack_pack_map(pk, 0);
+  }
+}
+
+static void pk_dack(msgpack_packer *pk) {
+  int rej = dd_bad >= 2;
+  msgpack_pack_array(pk, rej ? 7 : dd_bad == 1 ? 5 : 6);
+  msgpack_pack_uint8(pk, DMQ__MSG_DACK);
+  msgpack_pack_uint64(pk, 1);
+  msgpack_pack_uint64(pk, 2);
+  msgpack_pack_uint64(pk, 3);
+  msgpack_pack_uint64(pk, UINT64_MAX);
+  if (dd_bad == 1)
+    return;
+  msgpack_pack_uint64(pk, 4096);
+  if (!rej)
+    return;
+  if (dd_bad == 2) { /* 64 pairs: ok */
+    msgpack_pack_array(pk, 2 * DMQ__WIRE_MAX_REJ);
+    for (int i = 0; i < DMQ__WIRE_MAX_REJ; i++) {
+      msgpack_pack_uint64(pk, (uint64_t)i + 1);
+      msgpack_pack_uint8(pk, 1);
+    }
+  } else if (dd_bad == 3) { /* 65 pairs */
+    msgpack_pack_array(pk, 2 * DMQ__WIRE_MAX_REJ + 2);
+    for (int i = 0; i <= DMQ__WIRE_MAX_REJ; i++) {
+      msgpack_pack_uint64(pk, (uint64_t)i + 1);
+      msgpack_pack_uint8(pk, 1);
+    }
+  } else if (dd_bad == 4) { /* odd count */
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_uint8(pk, 1);
+    msgpack_pack_uint8(pk, 1);
+    msgpack_pack_uint8(pk, 1);
+  } else { /* reason > 255 */
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_uint8(pk, 1);
+    msgpack_pack_uint16(pk, 256);
+  }
+}
+
+static void test_data_dack_crafted(void **state) {
+  (void)state;
+  dmq__msg_t m;
+  dd_bad = 0;
+  expect_ok(pk_data, DMQ__MSG_DATA, &m);
+  assert_int_equal(m.data.channel.n, 32);
+  assert_true(m.data.src_gen == UINT64_MAX);
+  assert_int_equal(m.data.ttl_ms, 1000);
+  assert_true(slice_eq(m.data.payload, "payload", 7));
+  dd_bad = 7; /* nil payload = empty */
+  expect_ok(pk_data, DMQ__MSG_DATA, &m);
+  assert_int_equal(m.data.payload.n, 0);
+  dd_bad = 9; /* trailing fields skipped */
+  expect_ok(pk_data, DMQ__MSG_DATA, &m);
+  assert_true(slice_eq(m.data.payload, "payload", 7));
+  for (dd_bad = 1; dd_bad <= 6; dd_bad++)
+    expect_malformed(pk_data, DMQ__MSG_DATA);
+  dd_bad = 0;
+  expect_ok(pk_dack, DMQ__MSG_DACK, &m);
+  assert_true(m.dack.sack == UINT64_MAX);
+  assert_int_equal(m.dack.rwnd, 4096);
+  assert_int_equal(m.dack.nrej, 0);
+  dd_bad = 2;
+  expect_ok(pk_dack, DMQ__MSG_DACK, &m);
+  assert_int_equal(m.dack.nrej, DMQ__WIRE_MAX_REJ);
+  {
+    uint64_t gs[DMQ__WIRE_MAX_REJ];
+    uint8_t gr[DMQ__WIRE_MAX_REJ];
+    assert_int_equal(dmq__wire_rejs(&m.dack, gs, gr, DMQ__WIRE_MAX_REJ),
+                     DMQ__WIRE_MAX_REJ);
+    assert_true(gs[63] == 64 && gr[63] == 1);
+  }
+  dd_bad = 1;
+  expect_malformed(pk_dack, DMQ__MSG_DACK);
+  for (dd_bad = 3; dd_bad <= 5; dd_bad++)
+    expect_malformed(pk_dack, DMQ__MSG_DACK);
+  dd_bad = 0;
+  ok_release();
 }
 
 /* ---- mutation ------------------------------------------------------------ */
@@ -1333,6 +1802,10 @@ int main(void) {
       cmocka_unit_test(test_pushpull_0_and_1000),
       cmocka_unit_test(test_msgpack_c_decodes_ours),
       cmocka_unit_test(test_same_bytes_as_msgpack_c),
+      cmocka_unit_test(test_channels_roundtrip),
+      cmocka_unit_test(test_channels_crafted),
+      cmocka_unit_test(test_data_dack_roundtrip),
+      cmocka_unit_test(test_data_dack_crafted),
       cmocka_unit_test(test_mutation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -314,6 +314,10 @@ static void emit_ok(const char *command) {
 /* Metadata "k=v;k2=v2" as a JSON object. A segment without '=' is a key
  * with an empty value; empty segments are skipped. */
 static void jb_meta(jbuf_t *b, const void *meta, size_t len) {
+  if (meta == NULL || len == 0) {
+    jb_raw(b, "{}", 2);
+    return;
+  }
   const char *s = meta, *end = s + len;
   int first = 1;
   jb_raw(b, "{", 1);
