@@ -1,0 +1,258 @@
+/* libdmq - queued delivery: channels, unicast, broadcast, request/reply.
+ *
+ * A channel is a name ("usrloc", "htable", "dialog", "presence", ...) that
+ * an application serves with a receive callback. Members advertise the
+ * channels they serve in their gossiped state, so a broadcast on a channel
+ * goes to the alive members that serve it, and a member that starts serving
+ * a channel later starts receiving its broadcasts.
+ *
+ * Send modes:
+ *   DMQ_SEND_BEST_EFFORT  no ack, packed with other messages; losses are
+ *                         counted (stats), never reported per message.
+ *   DMQ_SEND_RELIABLE     per-destination queue, acks, retransmission with
+ *                         back-off, duplicate suppression, FIFO per
+ *                         (sender, receiver, channel), a time to live.
+ *
+ * Outcomes. Every send accepted with DMQ_SEND_RELIABLE (return value 0) ends
+ * in exactly one call of the outcome callback given to it, with one of the
+ * dmq_outcome_t values. A function that returns an error never calls it.
+ *   - a message to a SUSPECT member waits (it may refute);
+ *   - to a DEAD member it fails with DMQ_OUTCOME_DEAD, to a LEFT member with
+ *     DMQ_OUTCOME_LEFT; a destination that restarts (new generation) is a
+ *     new member: messages for its old life fail with DMQ_OUTCOME_DEAD;
+ *   - past its TTL it fails with DMQ_OUTCOME_EXPIRED, and the receiver will
+ *     not deliver it afterwards. DELIVERED always means the receiver's
+ *     callback got it; EXPIRED means no ack came back within the TTL (a
+ *     message delivered just before its TTL whose ack was lost is reported
+ *     EXPIRED: no protocol can tell those two apart);
+ *   - dmq_delivery_cancel() -> DMQ_OUTCOME_CANCELLED (a message already in
+ *     flight may still be delivered);
+ *   - dmq_node_delete() with messages pending -> DMQ_OUTCOME_SHUTDOWN: the
+ *     outcome callbacks run from inside dmq_node_delete() (sending from
+ *     them returns DMQ_ECLOSED);
+ *   - a destination that received it but does not serve the channel ->
+ *     DMQ_OUTCOME_UNKNOWN_DEST; one whose max_message or reassembly memory
+ *     is smaller than the message -> DMQ_OUTCOME_TOO_BIG.
+ * A reliable broadcast reports ONCE for all destinations, when the last
+ * one has an outcome, with counts (dmq_outcome_info_t.delivered / failed);
+ * its outcome is DMQ_OUTCOME_DELIVERED only if every destination got it.
+ * A broadcast to a channel that nobody else serves completes at once
+ * (next tick) with DELIVERED and delivered = failed = 0.
+ *
+ * Message size: up to dmq_delivery_config_t.max_message (default 4 MiB,
+ * DMQ_ETOOBIG above). Small messages are packed many per datagram; larger
+ * ones go over the stream transport when there is one, else are fragmented
+ * and reassembled with bounded memory. A best-effort message larger than a
+ * datagram needs a stream transport (DMQ_ETOOBIG otherwise).
+ *
+ * Ordering and pause: reliable messages from one sender to one receiver
+ * form a single ordered stream (FIFO per sender, receiver and channel). A
+ * paused channel holds that stream at its first message for the channel:
+ * later messages from the same sender, whatever their channel, wait behind
+ * it (senders with nothing for the paused channel are not affected).
+ *
+ * Sends do not put a packet on the wire by themselves: messages are packed
+ * into datagrams when a datagram's worth is queued or at the next
+ * dmq_node_tick() (dmq_node_next_deadline() returns `now` while anything is
+ * pending), and acknowledgements are batched the same way.
+ *
+ * Threading and callbacks: like the rest of the node (dmq/node.h). Inside a
+ * receive or outcome callback you may send, reply and query; you may not
+ * delete the node or unregister the channel being delivered to.
+ */
+#ifndef DMQ_DELIVERY_H
+#define DMQ_DELIVERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmq/node.h"
+#include "dmq/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DMQ_MAX_CHANNEL 32  /* channel name: 1..32 bytes */
+#define DMQ_MAX_CHANNELS 32 /* channels one member can serve */
+
+typedef struct dmq_channel dmq_channel_t;
+
+typedef enum dmq_send_mode {
+  DMQ_SEND_BEST_EFFORT = 0,
+  DMQ_SEND_RELIABLE = 1
+} dmq_send_mode_t;
+
+typedef enum dmq_outcome {
+  DMQ_OUTCOME_DELIVERED = 0, /* acked by the receiver (request: replied) */
+  DMQ_OUTCOME_EXPIRED,       /* TTL passed (request: no reply in time) */
+  DMQ_OUTCOME_DEAD,          /* destination dead or restarted */
+  DMQ_OUTCOME_LEFT,          /* destination left */
+  DMQ_OUTCOME_CANCELLED,     /* dmq_delivery_cancel() */
+  DMQ_OUTCOME_SHUTDOWN,      /* the node was deleted */
+  DMQ_OUTCOME_UNKNOWN_DEST,  /* destination not a member / not serving */
+  DMQ_OUTCOME_TOO_BIG        /* the receiver's limits are smaller */
+} dmq_outcome_t;
+
+DMQ_EXTERN const char *dmq_outcome_name(dmq_outcome_t o);
+
+/* Identifies an accepted send, for cancel and for matching outcomes. */
+typedef uint64_t dmq_msg_id_t;
+
+typedef struct dmq_outcome_info {
+  dmq_msg_id_t id;
+  dmq_outcome_t outcome;
+  const char *dest; /* member name; NULL for a broadcast */
+  const char *channel;
+  uint32_t delivered; /* broadcast: destinations that acked */
+  uint32_t failed;    /* broadcast: destinations that did not */
+  /* request/reply: the reply (borrowed for the call), when DELIVERED */
+  const void *reply;
+  size_t reply_len;
+} dmq_outcome_info_t;
+
+typedef void (*dmq_outcome_cb)(dmq_node_t *node, const dmq_outcome_info_t *o,
+                               void *user_data);
+
+/* Handle to answer a request, valid until dmq_reply() or the end of the
+ * receive callback (copy it to answer later: it is a small value). */
+typedef struct dmq_reply_handle {
+  char from[DMQ_MAX_NAME + 1];
+  uint64_t from_gen;
+  uint64_t req_id;
+  char channel[DMQ_MAX_CHANNEL + 1]; /* the reply travels on it */
+  int valid;
+} dmq_reply_handle_t;
+
+typedef struct dmq_message {
+  const char *from; /* sender member name */
+  const char *channel;
+  const void *data; /* borrowed for the call */
+  size_t len;
+  int reliable;
+  /* non-NULL for a request: pass to dmq_reply() */
+  const dmq_reply_handle_t *request;
+} dmq_message_t;
+
+typedef void (*dmq_receive_cb)(dmq_node_t *node, dmq_channel_t *ch,
+                               const dmq_message_t *msg, void *user_data);
+
+/* Called when a destination's queue that refused a send (DMQ_EAGAIN) has
+ * room again. dest is NULL when the node-wide queue limit freed up. */
+typedef void (*dmq_writable_cb)(dmq_node_t *node, const char *dest,
+                                void *user_data);
+
+typedef struct dmq_delivery_config {
+  uint32_t ttl_ms;             /* default TTL of reliable messages: 30000 */
+  uint32_t rto_min_ms;         /* first retransmission: 200 */
+  uint32_t rto_max_ms;         /* back-off cap: 5000 */
+  uint32_t window;             /* unacked messages in flight per dest: 4096 */
+  uint32_t queue_msgs;         /* queued per destination: 65536 */
+  size_t queue_bytes;          /* queued per destination: 64 MiB */
+  size_t max_message;          /* largest message: 4 MiB */
+  size_t reassembly_bytes;     /* per sender, fragments + reorder: 8 MiB */
+  uint32_t request_timeout_ms; /* default request timeout: 5000 */
+} dmq_delivery_config_t;
+
+DMQ_EXTERN void dmq_delivery_config_init(dmq_delivery_config_t *c);
+/* Change delivery settings (before the first send: DMQ_ESTATE after it).
+ * DMQ_EINVAL for zero values, rto_max < rto_min, window > 65536 or a
+ * max_message that a max_packet-sized stream packet cannot carry. */
+DMQ_EXTERN int dmq_delivery_configure(dmq_node_t *node,
+                                      const dmq_delivery_config_t *c);
+DMQ_EXTERN void dmq_delivery_set_writable_cb(dmq_node_t *node,
+                                             dmq_writable_cb cb, void *ud);
+
+/* Serve a channel: cb gets every message sent to it. The channel is
+ * advertised to the cluster (the member's incarnation rises). DMQ_EEXIST if
+ * already served, DMQ_EINVAL for a bad name, DMQ_ENOMEM when more than
+ * DMQ_MAX_CHANNELS. */
+DMQ_EXTERN int dmq_channel_open(dmq_node_t *node, const char *name,
+                                dmq_receive_cb cb, void *user_data,
+                                dmq_channel_t **out);
+/* Stop serving (advertised too). Not from inside this channel's callback. */
+DMQ_EXTERN int dmq_channel_close(dmq_channel_t *ch);
+/* Backpressure: while paused, messages for this channel are not delivered
+ * nor acknowledged beyond the receive window, so senders slow down (see
+ * "Ordering and pause" above). Best-effort messages for a paused channel
+ * are dropped (counted). Unpausing delivers the held messages at the next
+ * dmq_node_tick(). */
+DMQ_EXTERN void dmq_channel_pause(dmq_channel_t *ch, int paused);
+/* Does member `name` serve `channel` (as far as this node knows)? */
+DMQ_EXTERN int dmq_member_serves(const dmq_node_t *node, const char *name,
+                                 const char *channel);
+
+typedef struct dmq_send_opts {
+  dmq_send_mode_t mode;
+  uint32_t ttl_ms;   /* 0 = the configured default */
+  dmq_outcome_cb cb; /* required for reliable sends and requests */
+  void *user_data;
+} dmq_send_opts_t;
+
+/* Unicast to member `dest` on `channel` (the destination does not need to
+ * serve the channel for a unicast; if it does not, the message is dropped
+ * there and the outcome is DMQ_OUTCOME_UNKNOWN_DEST).
+ * Errors: DMQ_EINVAL (bad arguments, reliable without cb), DMQ_ENOENT
+ * (dest not an alive/suspect member), DMQ_ETOOBIG (len > max_message),
+ * DMQ_EAGAIN (queue full; a writable callback follows), DMQ_ESTATE (leaving).
+ * *id (may be NULL) receives the message id. data is copied. */
+DMQ_EXTERN int dmq_send(dmq_node_t *node, const char *dest, const char *channel,
+                        const void *data, size_t len,
+                        const dmq_send_opts_t *opts, uint64_t now,
+                        dmq_msg_id_t *id);
+/* Broadcast to every alive/suspect member that serves channel (self
+ * excluded). Same errors; DMQ_EAGAIN if any destination queue is full (then
+ * nothing is queued). */
+DMQ_EXTERN int dmq_broadcast(dmq_node_t *node, const char *channel,
+                             const void *data, size_t len,
+                             const dmq_send_opts_t *opts, uint64_t now,
+                             dmq_msg_id_t *id);
+/* Request: a reliable unicast whose outcome is DELIVERED with the reply,
+ * or EXPIRED when no reply came within timeout_ms (0 = default), or DEAD /
+ * LEFT / CANCELLED / SHUTDOWN. */
+DMQ_EXTERN int dmq_request(dmq_node_t *node, const char *dest,
+                           const char *channel, const void *data, size_t len,
+                           uint32_t timeout_ms, dmq_outcome_cb cb, void *ud,
+                           uint64_t now, dmq_msg_id_t *id);
+/* Answer a request (reliable, with the default TTL; no outcome is
+ * reported). The handle is invalidated. DMQ_ENOENT if the requester is gone
+ * (or restarted), DMQ_EINVAL for a used handle, DMQ_EAGAIN / DMQ_ETOOBIG as
+ * for dmq_send(). */
+DMQ_EXTERN int dmq_reply(dmq_node_t *node, dmq_reply_handle_t *h,
+                         const void *data, size_t len, uint64_t now);
+/* Cancel a pending reliable send or request: its outcome is CANCELLED
+ * (delivered from inside this call's return path, before it returns).
+ * DMQ_ENOENT if it already has an outcome. */
+DMQ_EXTERN int dmq_delivery_cancel(dmq_node_t *node, dmq_msg_id_t id);
+
+typedef struct dmq_delivery_stats {
+  /* sent_be / sent_reliable: DATA messages put on the wire (first
+   * transmissions; fragments included); received: DATA messages read */
+  uint64_t sent_be, sent_reliable, received, delivered_app;
+  uint64_t retransmits, duplicates, acks_sent, acks_received;
+  uint64_t dropped_be;         /* best effort not sent (no room, no route) */
+  uint64_t dropped_no_channel; /* arrived for a channel we do not serve */
+  /* outcomes reported, by kind (per send, not per destination; dead counts
+   * DEAD and LEFT); refused_full: sends refused with DMQ_EAGAIN */
+  uint64_t expired, dead, cancelled, refused_full;
+  /* fragments: sent counts every fragment of a fragmented message, received
+   * the DATA flagged MORE_FRAGMENTS (all but the last of each message) */
+  uint64_t fragments_sent, fragments_received, reassembly_drops;
+  uint64_t queued_msgs, queued_bytes, inflight; /* current */
+  /* receive side */
+  uint64_t stale_gen;      /* DATA/DACK for another life of either side */
+  uint64_t unknown_sender; /* DATA from a name that is not a member */
+  uint64_t rx_expired;     /* TTL ran out before delivery (not delivered) */
+  uint64_t rx_overflow;    /* beyond the receive window or byte budget */
+  uint64_t dropped_paused; /* best effort for a paused channel */
+  uint64_t late_replies;   /* reply after the request's outcome */
+  uint64_t rx_buffered, rx_buffered_bytes; /* current: reorder + held */
+} dmq_delivery_stats_t;
+
+DMQ_EXTERN void dmq_delivery_stats(const dmq_node_t *node,
+                                   dmq_delivery_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

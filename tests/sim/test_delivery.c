@@ -1,0 +1,766 @@
+/* Queued delivery in the deterministic simulator (fixed seed; DMQ_SIM_SEED
+ * overrides it). Each test states a delivery property: exactly once and in
+ * order under loss, reordering and duplication; TTL across a partition;
+ * failure on death and restart; backpressure; large messages over
+ * fragments and over the stream transport; request/reply; broadcast;
+ * best effort. Every accepted reliable send is checked to end in exactly
+ * one outcome. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <dmq/delivery.h>
+
+#include "sim.h"
+
+#define HMAX 8
+#define MAXID 65536
+
+/* Payload header: who sent it to whom on which channel, and its number. */
+typedef struct hdr {
+  uint8_t src, dst, chan, pad;
+  uint32_t seq;
+} hdr_t;
+
+typedef struct ctx {
+  dmq_sim_t *w;
+  int nh;
+  dmq_channel_t *ch[HMAX][2];
+  /* outcomes, per sending host and message id */
+  uint8_t ocount[HMAX][MAXID];
+  uint8_t ocode[HMAX][MAXID];
+  uint8_t accepted[HMAX][MAXID];
+  uint64_t oat[HMAX][MAXID];
+  uint32_t odelivered[HMAX][MAXID], ofailed[HMAX][MAXID];
+  uint64_t noutcomes;
+  /* receive side, per (src, dst, chan) */
+  uint32_t next[HMAX][HMAX][2];
+  uint64_t rx_total, rx_disorder;
+  uint64_t rx_after; /* deliveries of seq >= watch_from */
+  uint32_t watch_from;
+  int reply_mode; /* 0 answer at once, 1 never */
+  uint64_t writable_at;
+  int writable;
+  /* large messages */
+  size_t big_len;
+  uint64_t big_sum;
+  int big_got;
+} ctx_t;
+
+static int host_of(ctx_t *c, const dmq_node_t *n) {
+  for (int i = 0; i < c->nh; i++)
+    if (dmq_sim_node(c->w, i) == n)
+      return i;
+  fail_msg("unknown node");
+  return -1;
+}
+
+static uint64_t sum_bytes(const uint8_t *p, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ p[i]) * 1099511628211ULL;
+  return h;
+}
+
+static void on_outcome(dmq_node_t *node, const dmq_outcome_info_t *o,
+                       void *ud) {
+  ctx_t *c = ud;
+  int h = host_of(c, node);
+  assert_true(o->id < MAXID);
+  c->ocount[h][o->id]++;
+  c->ocode[h][o->id] = (uint8_t)o->outcome;
+  c->oat[h][o->id] = dmq_sim_now(c->w);
+  c->odelivered[h][o->id] = o->delivered;
+  c->ofailed[h][o->id] = o->failed;
+  c->noutcomes++;
+}
+
+static void on_rx(dmq_node_t *node, dmq_channel_t *ch, const dmq_message_t *m,
+                  void *ud) {
+  ctx_t *c = ud;
+  (void)ch;
+  int me = host_of(c, node);
+  c->rx_total++;
+  if (m->len >= c->big_len && c->big_len > 0) {
+    c->big_got++;
+    assert_true(sum_bytes(m->data, m->len) == c->big_sum);
+    return;
+  }
+  if (m->request != NULL) {
+    if (c->reply_mode == 0) {
+      dmq_reply_handle_t h = *m->request;
+      assert_int_equal(dmq_reply(node, &h, m->data, m->len, dmq_sim_now(c->w)),
+                       0);
+    }
+    return;
+  }
+  if (m->len < sizeof(hdr_t))
+    return;
+  hdr_t hd;
+  memcpy(&hd, m->data, sizeof hd);
+  assert_int_equal(hd.dst, me);
+  if (hd.seq >= c->watch_from)
+    c->rx_after++;
+  if (!m->reliable)
+    return;
+  uint32_t *nx = &c->next[hd.src][hd.dst][hd.chan];
+  if (hd.seq != *nx) {
+    if (c->rx_disorder++ < 5)
+      fprintf(stderr, "seed=0x%llx: %d->%d ch%d got %u expected %u\n",
+              (unsigned long long)dmq_sim_seed(c->w), hd.src, hd.dst, hd.chan,
+              hd.seq, *nx);
+  }
+  *nx = hd.seq + 1;
+}
+
+static void on_writable(dmq_node_t *node, const char *dest, void *ud) {
+  ctx_t *c = ud;
+  (void)node;
+  assert_non_null(dest);
+  c->writable++;
+  c->writable_at = dmq_sim_now(c->w);
+}
+
+static const char *chan_name(int k) {
+  return k ? "htable" : "usrloc";
+}
+
+/* A world of n hosts with config cfg (NULL = lan), joined and converged,
+ * no loss yet. */
+static ctx_t *world_cfg(int n, int stream_transport, int no_stream,
+                        const dmq_config_t *cfg_in) {
+  ctx_t *c = calloc(1, sizeof(*c));
+  assert_non_null(c);
+  dmq_sim_opts_t o;
+  dmq_sim_opts_init(&o);
+  o.link.delay_ms = 1;
+  o.stream_transport = stream_transport;
+  o.no_stream = no_stream;
+  c->w = dmq_sim_new(&o);
+  assert_non_null(c->w);
+  c->nh = n;
+  c->watch_from = UINT32_MAX;
+  dmq_config_t cfg;
+  dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+  if (cfg_in != NULL)
+    cfg = *cfg_in;
+  for (int i = 0; i < n; i++) {
+    assert_int_equal(dmq_sim_add(c->w, &cfg, NULL), i);
+    dmq_delivery_set_writable_cb(dmq_sim_node(c->w, i), on_writable, c);
+  }
+  int seed = 0;
+  for (int i = 1; i < n; i++)
+    assert_int_equal(dmq_sim_join(c->w, i, &seed, 1), 0);
+  assert_true(dmq_sim_expect_converged(c->w, 5000));
+  return c;
+}
+
+static ctx_t *world(int n, int stream_transport, int no_stream) {
+  return world_cfg(n, stream_transport, no_stream, NULL);
+}
+
+static void world_free(ctx_t *c) {
+  dmq_sim_delete(c->w);
+  free(c);
+}
+
+static void serve(ctx_t *c, int h, int k) {
+  assert_int_equal(dmq_channel_open(dmq_sim_node(c->w, h), chan_name(k), on_rx,
+                                    c, &c->ch[h][k]),
+                   0);
+  dmq_sim_poke(c->w, h);
+}
+
+/* Run until every host in `who` sees host h serving channel k. */
+static void wait_served(ctx_t *c, int h, int k) {
+  char name[16];
+  snprintf(name, sizeof name, "n%d", h);
+  for (int t = 0; t < 500; t++) {
+    int all = 1;
+    for (int i = 0; i < c->nh; i++)
+      if (i != h && dmq_sim_node(c->w, i) != NULL &&
+          !dmq_member_serves(dmq_sim_node(c->w, i), name, chan_name(k)))
+        all = 0;
+    if (all)
+      return;
+    dmq_sim_run_for(c->w, 10);
+  }
+  fail_msg("n%d serving %s not seen by all", h, chan_name(k));
+}
+
+static int send_msg(ctx_t *c, int src, int dst, int k, uint32_t seq,
+                    size_t extra, int reliable, uint32_t ttl_ms) {
+  uint8_t buf[512];
+  hdr_t hd = {(uint8_t)src, (uint8_t)dst, (uint8_t)k, 0, seq};
+  char name[16];
+  assert_true(sizeof hd + extra <= sizeof buf);
+  memcpy(buf, &hd, sizeof hd);
+  memset(buf + sizeof hd, (int)(seq & 0xff), extra);
+  snprintf(name, sizeof name, "n%d", dst);
+  dmq_send_opts_t o = {reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT,
+                       ttl_ms, on_outcome, c};
+  dmq_msg_id_t id = 0;
+  int rc = dmq_send(dmq_sim_node(c->w, src), name, chan_name(k), buf,
+                    sizeof hd + extra, &o, dmq_sim_now(c->w), &id);
+  if (rc == 0) {
+    assert_true(id < MAXID);
+    if (reliable)
+      c->accepted[src][id] = 1;
+  }
+  dmq_sim_poke(c->w, src);
+  return rc;
+}
+
+/* Every accepted send from host h had exactly one outcome; how many `oc`. */
+static uint32_t outcomes(ctx_t *c, int h, dmq_outcome_t oc) {
+  uint32_t n = 0;
+  for (uint32_t id = 0; id < MAXID; id++) {
+    if (!c->accepted[h][id]) {
+      assert_int_equal(c->ocount[h][id], 0);
+      continue;
+    }
+    if (c->ocount[h][id] != 1)
+      fail_msg("seed=0x%llx: host %d message %u had %d outcomes",
+               (unsigned long long)dmq_sim_seed(c->w), h, id, c->ocount[h][id]);
+    n += c->ocode[h][id] == (uint8_t)oc;
+  }
+  return n;
+}
+
+static dmq_delivery_stats_t stats(ctx_t *c, int h) {
+  dmq_delivery_stats_t st;
+  dmq_delivery_stats(dmq_sim_node(c->w, h), &st);
+  return st;
+}
+
+/* ---- tests ---- */
+
+/* 3 senders x 3 receivers x 2 channels through 20% loss, reordering and
+ * 10% duplication: every message exactly once and in order per (sender,
+ * receiver, channel); every outcome DELIVERED exactly once. */
+static void test_lossy_exactly_once_in_order(void **state) {
+  (void)state;
+  ctx_t *c = world(6, 1, 0);
+  for (int r = 3; r < 6; r++)
+    for (int k = 0; k < 2; k++)
+      serve(c, r, k);
+  for (int r = 3; r < 6; r++)
+    for (int k = 0; k < 2; k++)
+      wait_served(c, r, k);
+  dmq_sim_link_t l = {0.2, 1, 4, 0.1, 0};
+  dmq_sim_set_default_link(c->w, &l);
+  const uint32_t per = 400; /* per (sender, receiver, channel) */
+  uint32_t sent[HMAX][HMAX][2] = {{{0}}};
+  uint32_t total = 0;
+  for (int step = 0; total < 3 * 3 * 2 * per; step++) {
+    for (int s = 0; s < 3; s++)
+      for (int r = 3; r < 6; r++)
+        for (int k = 0; k < 2; k++)
+          for (int b = 0; b < 3 && sent[s][r][k] < per; b++) {
+            uint32_t q = sent[s][r][k];
+            assert_int_equal(send_msg(c, s, r, k, q, (q * 37) % 300, 1, 0), 0);
+            sent[s][r][k]++;
+            total++;
+          }
+    dmq_sim_run_for(c->w, 5);
+  }
+  dmq_sim_run_for(c->w, 30000);
+  assert_int_equal(c->rx_disorder, 0);
+  assert_int_equal(c->rx_total, total);
+  for (int s = 0; s < 3; s++)
+    for (int r = 3; r < 6; r++)
+      for (int k = 0; k < 2; k++)
+        assert_int_equal(c->next[s][r][k], per);
+  uint32_t delivered = 0;
+  for (int s = 0; s < 3; s++) {
+    delivered += outcomes(c, s, DMQ_OUTCOME_DELIVERED);
+    dmq_delivery_stats_t st = stats(c, s);
+    assert_true(st.retransmits > 0);
+    assert_true(st.queued_msgs == 0 && st.inflight == 0);
+  }
+  assert_int_equal(delivered, total);
+  uint64_t dups = 0;
+  for (int r = 3; r < 6; r++) {
+    dmq_delivery_stats_t st = stats(c, r);
+    dups += st.duplicates;
+    assert_true(st.rx_buffered == 0 && st.rx_buffered_bytes == 0);
+  }
+  assert_true(dups > 0);
+  dmq_sim_net_stats_t ns;
+  dmq_sim_net_stats(c->w, &ns);
+  assert_true(ns.lost > 0 && ns.duplicated > 0);
+  world_free(c);
+}
+
+/* Messages sent into a partition longer than their TTL expire, and none of
+ * them is delivered after the heal; the stream then carries on. */
+static void test_partition_longer_than_ttl(void **state) {
+  (void)state;
+  ctx_t *c = world(3, 1, 0);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  for (uint32_t q = 0; q < 10; q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 10, 1, 2000), 0);
+  dmq_sim_run_for(c->w, 500);
+  assert_int_equal(c->rx_total, 10);
+  int a[] = {0}, b[] = {1, 2};
+  dmq_sim_partition(c->w, a, 1, b, 2);
+  c->watch_from = 1000;
+  for (uint32_t q = 1000; q < 1020; q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 10, 1, 2000), 0);
+  dmq_sim_run_for(c->w, 2100);
+  /* all of them expired at their TTL, before any death */
+  uint32_t exp = 0;
+  for (uint32_t id = 0; id < MAXID; id++)
+    if (c->accepted[0][id] && c->ocount[0][id] == 1 &&
+        c->ocode[0][id] == DMQ_OUTCOME_EXPIRED)
+      exp++;
+  assert_int_equal(exp, 20);
+  dmq_sim_run_for(c->w, 8000);
+  dmq_sim_heal(c->w);
+  assert_true(dmq_sim_expect_converged(c->w, 30000));
+  dmq_sim_run_for(c->w, 5000);
+  assert_int_equal(c->rx_after, 0);
+  /* the stream skips the expired ones and goes on */
+  c->next[0][1][0] = 2000;
+  for (uint32_t q = 2000; q < 2010; q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 10, 1, 0), 0);
+  dmq_sim_run_for(c->w, 2000);
+  assert_int_equal(c->rx_after, 10);
+  assert_int_equal(c->rx_disorder, 0);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_EXPIRED), 20);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), 20);
+  assert_true(stats(c, 0).expired == 20);
+  world_free(c);
+}
+
+/* A killed receiver: what was queued for it fails with DEAD once it is
+ * declared dead, exactly once; a restart (new generation) fails the
+ * messages of the old life at once. */
+static void test_receiver_killed_and_restarted(void **state) {
+  (void)state;
+  ctx_t *c = world(3, 1, 0);
+  serve(c, 1, 0);
+  serve(c, 2, 0);
+  wait_served(c, 1, 0);
+  wait_served(c, 2, 0);
+  dmq_sim_kill(c->w, 1);
+  for (uint32_t q = 0; q < 50; q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 50, 1, 0), 0);
+  assert_true(
+      dmq_sim_expect_state_window(c->w, 0, 1, DMQ_MEMBER_DEAD, 0, 25000));
+  uint64_t dead_at = dmq_sim_now(c->w);
+  dmq_sim_run_for(c->w, 100);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DEAD), 50);
+  for (uint32_t id = 0; id < MAXID; id++)
+    if (c->accepted[0][id])
+      assert_true(c->oat[0][id] >= dead_at);
+  assert_int_equal(send_msg(c, 0, 1, 0, 99, 0, 1, 0), DMQ_ENOENT);
+  dmq_delivery_stats_t st = stats(c, 0);
+  assert_true(st.dead == 50 && st.queued_msgs == 0);
+
+  /* host 2 crashes and is back before anyone notices: its old life's
+   * messages fail with DEAD when the new generation is learnt */
+  memset(c->accepted, 0, sizeof c->accepted);
+  memset(c->ocount, 0, sizeof c->ocount);
+  dmq_sim_kill(c->w, 2);
+  for (uint32_t q = 0; q < 30; q++)
+    assert_int_equal(send_msg(c, 0, 2, 0, q, 50, 1, 0), 0);
+  dmq_sim_run_for(c->w, 300);
+  assert_int_equal(dmq_sim_restart(c->w, 2), 0);
+  serve(c, 2, 0);
+  int seed = 0;
+  dmq_sim_join(c->w, 2, &seed, 1);
+  dmq_sim_run_for(c->w, 3000);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DEAD), 30);
+  /* and the new life gets new messages, from seq 1 */
+  c->next[0][2][0] = 100;
+  uint64_t before = c->rx_total;
+  for (uint32_t q = 100; q < 110; q++)
+    assert_int_equal(send_msg(c, 0, 2, 0, q, 50, 1, 0), 0);
+  dmq_sim_run_for(c->w, 2000);
+  assert_int_equal(c->rx_total - before, 10);
+  assert_int_equal(c->rx_disorder, 0);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), 10);
+  world_free(c);
+}
+
+/* A full destination queue: DMQ_EAGAIN, then the writable callback, then
+ * sends succeed again. */
+static void test_queue_full_writable(void **state) {
+  (void)state;
+  ctx_t *c = world(2, 1, 0);
+  dmq_delivery_config_t dc;
+  dmq_delivery_config_init(&dc);
+  dc.queue_msgs = 100;
+  assert_int_equal(dmq_delivery_configure(dmq_sim_node(c->w, 0), &dc), 0);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  uint32_t q = 0;
+  while (send_msg(c, 0, 1, 0, q, 100, 1, 0) == 0)
+    q++;
+  assert_int_equal(q, 100);
+  assert_int_equal(send_msg(c, 0, 1, 0, q, 100, 1, 0), DMQ_EAGAIN);
+  assert_int_equal(c->writable, 0);
+  assert_true(stats(c, 0).refused_full == 2);
+  uint64_t t0 = dmq_sim_now(c->w);
+  dmq_sim_run_for(c->w, 100);
+  assert_int_equal(c->writable, 1);
+  assert_true(c->writable_at > t0);
+  for (int i = 0; i < 50; i++, q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 100, 1, 0), 0);
+  dmq_sim_run_for(c->w, 500);
+  assert_int_equal(c->rx_total, 150);
+  assert_int_equal(c->rx_disorder, 0);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), 150);
+  assert_true(stats(c, 0).refused_full == 2);
+  world_free(c);
+}
+
+static void big_send(ctx_t *c, size_t len) {
+  uint8_t *big = malloc(len);
+  assert_non_null(big);
+  for (size_t i = 0; i < len; i++)
+    big[i] = (uint8_t)(i * 2654435761u >> 13);
+  c->big_len = len;
+  c->big_sum = sum_bytes(big, len);
+  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c};
+  dmq_msg_id_t id;
+  assert_int_equal(dmq_send(dmq_sim_node(c->w, 0), "n1", "usrloc", big, len, &o,
+                            dmq_sim_now(c->w), &id),
+                   0);
+  c->accepted[0][id] = 1;
+  dmq_sim_poke(c->w, 0);
+  free(big);
+}
+
+/* 1 MiB over UDP only (fragments) with 5% loss, and over the stream
+ * transport: delivered intact, exactly once. */
+static void test_one_mib(void **state) {
+  (void)state;
+  ctx_t *c = world(2, 0, 1);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  dmq_sim_link_t l = {0.05, 1, 2, 0, 0};
+  dmq_sim_set_default_link(c->w, &l);
+  big_send(c, 1u << 20);
+  dmq_sim_run_for(c->w, 20000);
+  assert_int_equal(c->big_got, 1);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), 1);
+  dmq_delivery_stats_t st = stats(c, 0);
+  /* 1320-byte fragments in 1400-byte datagrams */
+  assert_true(st.fragments_sent == 795 && st.retransmits > 0);
+  st = stats(c, 1);
+  assert_true(st.fragments_received >= 794); /* all but the last: MORE */
+  assert_true(st.rx_buffered == 0 && st.rx_buffered_bytes == 0);
+  dmq_sim_net_stats_t ns;
+  dmq_sim_net_stats(c->w, &ns);
+  assert_true(ns.lost > 0);
+  world_free(c);
+
+  c = world(2, 1, 0);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  big_send(c, 1u << 20);
+  dmq_sim_run_for(c->w, 2000);
+  assert_int_equal(c->big_got, 1);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), 1);
+  st = stats(c, 0);
+  assert_true(st.fragments_sent == 0 && st.retransmits == 0);
+  world_free(c);
+}
+
+/* Request/reply round trip; a request nobody answers expires exactly once;
+ * a reply after the timeout is ignored. */
+static void test_request_reply(void **state) {
+  (void)state;
+  ctx_t *c = world(2, 1, 0);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  dmq_msg_id_t id;
+  dmq_node_t *n0 = dmq_sim_node(c->w, 0);
+  assert_int_equal(dmq_request(n0, "n1", "usrloc", "ping", 4, 1000, on_outcome,
+                               c, dmq_sim_now(c->w), &id),
+                   0);
+  c->accepted[0][id] = 1;
+  uint64_t t0 = dmq_sim_now(c->w);
+  dmq_sim_poke(c->w, 0);
+  dmq_sim_run_for(c->w, 100);
+  assert_int_equal(c->ocount[0][id], 1);
+  assert_int_equal(c->ocode[0][id], DMQ_OUTCOME_DELIVERED);
+  assert_true(c->oat[0][id] - t0 < 20); /* one round trip, not a timer */
+  /* the receiver never answers */
+  c->reply_mode = 1;
+  assert_int_equal(dmq_request(n0, "n1", "usrloc", "ping", 4, 700, on_outcome,
+                               c, dmq_sim_now(c->w), &id),
+                   0);
+  c->accepted[0][id] = 1;
+  t0 = dmq_sim_now(c->w);
+  dmq_sim_poke(c->w, 0);
+  dmq_sim_run_for(c->w, 3000);
+  assert_int_equal(c->ocode[0][id], DMQ_OUTCOME_EXPIRED);
+  assert_true(c->oat[0][id] - t0 == 700);
+  /* a reply that comes after the timeout: slow link back */
+  c->reply_mode = 0;
+  dmq_sim_link_t slow = {0, 400, 0, 0, 0};
+  dmq_sim_set_link(c->w, 1, 0, &slow);
+  assert_int_equal(dmq_request(n0, "n1", "usrloc", "ping", 4, 300, on_outcome,
+                               c, dmq_sim_now(c->w), &id),
+                   0);
+  c->accepted[0][id] = 1;
+  dmq_sim_poke(c->w, 0);
+  dmq_sim_run_for(c->w, 3000);
+  assert_int_equal(c->ocode[0][id], DMQ_OUTCOME_EXPIRED);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_EXPIRED), 2);
+  dmq_delivery_stats_t st = stats(c, 0);
+  assert_true(st.late_replies == 1);
+  world_free(c);
+}
+
+/* Broadcast reaches the serving members and only them; a member that starts
+ * serving later gets later broadcasts; the outcome carries counts. */
+static void test_broadcast(void **state) {
+  (void)state;
+  ctx_t *c = world(5, 1, 0);
+  for (int h = 1; h <= 3; h++)
+    serve(c, h, 0);
+  for (int h = 1; h <= 3; h++)
+    wait_served(c, h, 0);
+  dmq_node_t *n0 = dmq_sim_node(c->w, 0);
+  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c};
+  dmq_msg_id_t id;
+  uint64_t got0[HMAX];
+  assert_int_equal(
+      dmq_broadcast(n0, "usrloc", "b1", 2, &o, dmq_sim_now(c->w), &id), 0);
+  c->accepted[0][id] = 1;
+  dmq_sim_poke(c->w, 0);
+  dmq_sim_run_for(c->w, 200);
+  assert_int_equal(c->rx_total, 3);
+  assert_int_equal(c->ocode[0][id], DMQ_OUTCOME_DELIVERED);
+  assert_int_equal(c->odelivered[0][id], 3);
+  assert_int_equal(c->ofailed[0][id], 0);
+  for (int h = 0; h < 5; h++)
+    got0[h] = stats(c, h).delivered_app;
+  assert_true(got0[0] == 0 && got0[4] == 0);
+  assert_true(got0[1] == 1 && got0[2] == 1 && got0[3] == 1);
+  /* host 4 starts serving: later broadcasts reach it */
+  serve(c, 4, 0);
+  wait_served(c, 4, 0);
+  assert_int_equal(
+      dmq_broadcast(n0, "usrloc", "b2", 2, &o, dmq_sim_now(c->w), &id), 0);
+  c->accepted[0][id] = 1;
+  dmq_sim_poke(c->w, 0);
+  dmq_sim_run_for(c->w, 200);
+  assert_int_equal(c->odelivered[0][id], 4);
+  assert_true(stats(c, 4).delivered_app == 1);
+  /* host 3 dies unnoticed: the broadcast reports 3 delivered, 1 failed */
+  dmq_sim_kill(c->w, 3);
+  assert_int_equal(
+      dmq_broadcast(n0, "usrloc", "b3", 2, &o, dmq_sim_now(c->w), &id), 0);
+  c->accepted[0][id] = 1;
+  dmq_sim_poke(c->w, 0);
+  dmq_sim_run_for(c->w, 500);
+  assert_int_equal(c->ocount[0][id], 0); /* waits for host 3 */
+  assert_true(
+      dmq_sim_expect_state_window(c->w, 0, 3, DMQ_MEMBER_DEAD, 0, 25000));
+  dmq_sim_run_for(c->w, 10);
+  assert_int_equal(c->ocode[0][id], DMQ_OUTCOME_DEAD);
+  assert_int_equal(c->odelivered[0][id], 3);
+  assert_int_equal(c->ofailed[0][id], 1);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), 2);
+  world_free(c);
+}
+
+/* A slow receiver (paused channel): the sender's window and queue fill,
+ * dmq_send returns DMQ_EAGAIN, memory stays bounded on both sides; after
+ * unpausing everything arrives in order. */
+static void test_paused_receiver_backpressure(void **state) {
+  (void)state;
+  ctx_t *c = world(2, 1, 0);
+  dmq_delivery_config_t dc;
+  dmq_delivery_config_init(&dc);
+  dc.queue_msgs = 300;
+  dc.queue_bytes = 300 * 256;
+  assert_int_equal(dmq_delivery_configure(dmq_sim_node(c->w, 0), &dc), 0);
+  dmq_delivery_config_init(&dc);
+  dc.window = 64;
+  assert_int_equal(dmq_delivery_configure(dmq_sim_node(c->w, 1), &dc), 0);
+  serve(c, 1, 0);
+  serve(c, 1, 1);
+  wait_served(c, 1, 0);
+  dmq_channel_pause(c->ch[1][0], 1);
+  uint32_t q = 0;
+  int again = 0;
+  for (int step = 0; step < 200 && !again; step++) {
+    for (int b = 0; b < 10; b++) {
+      int rc = send_msg(c, 0, 1, 0, q, 150, 1, 0);
+      if (rc == DMQ_EAGAIN) {
+        again = 1;
+        break;
+      }
+      assert_int_equal(rc, 0);
+      q++;
+    }
+    dmq_sim_run_for(c->w, 10);
+    dmq_delivery_stats_t s0 = stats(c, 0), s1 = stats(c, 1);
+    assert_true(s0.queued_msgs <= 300 && s0.queued_bytes <= 300 * 256);
+    assert_true(s0.inflight <= 64 + 10);
+    assert_true(s1.rx_buffered <= 64);
+    assert_true(s1.rx_buffered_bytes <= 64 * 256);
+  }
+  assert_true(again);
+  assert_int_equal(c->rx_total, 0);
+  /* it stays that way (probes only), and nothing expires meanwhile */
+  dmq_sim_run_for(c->w, 5000);
+  assert_int_equal(c->rx_total, 0);
+  assert_true(stats(c, 1).rx_buffered <= 64);
+  dmq_channel_pause(c->ch[1][0], 0);
+  dmq_sim_poke(c->w, 1);
+  dmq_sim_run_for(c->w, 8000);
+  assert_int_equal(c->rx_total, q);
+  assert_int_equal(c->rx_disorder, 0);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), q);
+  assert_true(c->writable >= 1);
+  world_free(c);
+}
+
+/* Best effort through 20% loss: some lost, all counted, no outcome. */
+static void test_best_effort_lossy(void **state) {
+  (void)state;
+  ctx_t *c = world(2, 1, 0);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  dmq_sim_link_t l = {0.2, 1, 2, 0, 0};
+  dmq_sim_set_default_link(c->w, &l);
+  for (uint32_t q = 0; q < 2000; q++) {
+    assert_int_equal(send_msg(c, 0, 1, 0, q, q % 64, 0, 0), 0);
+    if (q % 20 == 19)
+      dmq_sim_run_for(c->w, 5);
+  }
+  dmq_sim_run_for(c->w, 1000);
+  assert_int_equal(c->noutcomes, 0);
+  dmq_delivery_stats_t s0 = stats(c, 0), s1 = stats(c, 1);
+  assert_true(s0.sent_be + s0.dropped_be == 2000);
+  assert_true(s1.delivered_app == c->rx_total);
+  assert_true(c->rx_total < 2000 && c->rx_total > 1200);
+  assert_true(s0.retransmits == 0 && s0.sent_reliable == 0);
+  assert_true(s1.acks_sent == 0);
+  world_free(c);
+}
+
+/* A message to a SUSPECT member waits (it is not failed): the member,
+ * unable to answer for a while, is suspected, refutes, and everything is
+ * delivered exactly once. */
+static void test_suspect_waits(void **state) {
+  (void)state;
+  ctx_t *c = world(3, 1, 0);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  int a[] = {1}, b[] = {0, 2};
+  dmq_sim_block(c->w, a, 1, b, 2); /* host 1 receives but cannot answer */
+  for (uint32_t q = 0; q < 20; q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 20, 1, 0), 0);
+  assert_true(
+      dmq_sim_expect_state_window(c->w, 0, 1, DMQ_MEMBER_SUSPECT, 0, 5000));
+  assert_int_equal(c->rx_total, 20); /* delivered, not acknowledged */
+  for (uint32_t id = 0; id < MAXID; id++)
+    assert_int_equal(c->ocount[0][id], 0);
+  dmq_sim_heal(c->w);
+  assert_true(dmq_sim_expect_seen_by_all(c->w, 1, DMQ_MEMBER_ALIVE, 10000));
+  dmq_sim_run_for(c->w, 6000);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), 20);
+  assert_int_equal(c->rx_total, 20);
+  assert_int_equal(c->rx_disorder, 0);
+  assert_true(stats(c, 1).duplicates > 0);
+  world_free(c);
+}
+
+/* The sender forgets (reaps) a receiver that kept its stream state (it was
+ * paused, not dead): when they meet again the sender's numbering continues
+ * where it was, so new messages are delivered, not mistaken for duplicates
+ * and falsely acknowledged. */
+static void test_reaped_and_back_keeps_sequence(void **state) {
+  (void)state;
+  dmq_config_t cfg;
+  dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+  cfg.dead_retention_ms = 3000;
+  ctx_t *c = world_cfg(3, 1, 0, &cfg);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  for (uint32_t q = 0; q < 5; q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 20, 1, 0), 0);
+  dmq_sim_run_for(c->w, 500);
+  assert_int_equal(c->rx_total, 5);
+  dmq_sim_pause(c->w, 1);
+  assert_true(
+      dmq_sim_expect_state_window(c->w, 0, 1, DMQ_MEMBER_DEAD, 0, 40000));
+  dmq_sim_run_for(c->w, 6000);
+  dmq_member_info_t mi;
+  assert_int_equal(dmq_node_member(dmq_sim_node(c->w, 0), "n1", &mi),
+                   DMQ_ENOENT); /* reaped */
+  dmq_sim_resume(c->w, 1);
+  assert_true(dmq_sim_expect_converged(c->w, 30000));
+  wait_served(c, 1, 0);
+  for (uint32_t q = 5; q < 10; q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 20, 1, 0), 0);
+  dmq_sim_run_for(c->w, 2000);
+  assert_int_equal(c->rx_total, 10);
+  assert_int_equal(c->rx_disorder, 0);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), 10);
+  world_free(c);
+}
+
+/* Messages that reached the receiver but waited there (paused channel)
+ * past their TTL are never delivered: the sender reports EXPIRED and the
+ * receiver drops them when the channel reopens; the stream goes on. */
+static void test_held_past_ttl_never_delivered(void **state) {
+  (void)state;
+  ctx_t *c = world(2, 1, 0);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  dmq_channel_pause(c->ch[1][0], 1);
+  for (uint32_t q = 0; q < 10; q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 20, 1, 1000), 0);
+  dmq_sim_run_for(c->w, 500);
+  assert_true(stats(c, 1).rx_buffered == 10);
+  dmq_sim_run_for(c->w, 2500);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_EXPIRED), 10);
+  dmq_channel_pause(c->ch[1][0], 0);
+  dmq_sim_poke(c->w, 1);
+  dmq_sim_run_for(c->w, 500);
+  assert_int_equal(c->rx_total, 0);
+  dmq_delivery_stats_t st = stats(c, 1);
+  assert_true(st.rx_buffered == 0 && st.rx_expired == 10);
+  c->next[0][1][0] = 10;
+  for (uint32_t q = 10; q < 15; q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 20, 1, 0), 0);
+  dmq_sim_run_for(c->w, 500);
+  assert_int_equal(c->rx_total, 5);
+  assert_int_equal(c->rx_disorder, 0);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), 5);
+  world_free(c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_lossy_exactly_once_in_order),
+      cmocka_unit_test(test_partition_longer_than_ttl),
+      cmocka_unit_test(test_receiver_killed_and_restarted),
+      cmocka_unit_test(test_queue_full_writable),
+      cmocka_unit_test(test_one_mib),
+      cmocka_unit_test(test_request_reply),
+      cmocka_unit_test(test_broadcast),
+      cmocka_unit_test(test_paused_receiver_backpressure),
+      cmocka_unit_test(test_best_effort_lossy),
+      cmocka_unit_test(test_suspect_waits),
+      cmocka_unit_test(test_reaped_and_back_keeps_sequence),
+      cmocka_unit_test(test_held_past_ttl_never_delivered),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

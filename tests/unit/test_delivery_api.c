@@ -1,0 +1,898 @@
+/* Unit tests of the queued-delivery API (include/dmq/delivery.h) on two
+ * nodes over an in-memory transport, deterministic and without the
+ * simulator: argument errors, channel advertisement, exactly one outcome
+ * for every accepted send on every path (delivered, unknown channel,
+ * cancel, request/reply and timeout, death, leave, shutdown), backpressure
+ * with the writable callback, fragmentation, and an allocation-failure loop
+ * over a small delivery scenario. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <dmq/delivery.h>
+#include <dmq/dmq.h>
+
+/* ---- in-memory transport: a FIFO of packets ---- */
+
+#define Q_MAX 8192
+typedef struct pkt {
+  int to, from;
+  size_t len;
+  uint8_t *buf;
+} pkt_t;
+
+typedef struct net {
+  pkt_t q[Q_MAX];
+  size_t head, tail;
+  int refuse;    /* send() fails */
+  int blackhole; /* accepted and dropped */
+} net_t;
+
+typedef struct mem_tp {
+  dmq_transport_t t;
+  net_t *net;
+  int idx;
+  char addr[32];
+} mem_tp_t;
+
+static int mem_send(dmq_transport_t *t, const char *addr, const void *buf,
+                    size_t len, void *cookie) {
+  (void)cookie;
+  mem_tp_t *m = (mem_tp_t *)t;
+  if (m->net->refuse)
+    return DMQ_ETRANSPORT;
+  if (strncmp(addr, "mem://", 6) != 0)
+    return DMQ_EADDR;
+  if (m->net->tail - m->net->head >= Q_MAX)
+    return DMQ_EAGAIN;
+  if (m->net->blackhole)
+    return 0;
+  pkt_t *p = &m->net->q[m->net->tail++ % Q_MAX];
+  p->to = atoi(addr + 6);
+  p->from = m->idx;
+  p->buf = malloc(len ? len : 1);
+  assert_non_null(p->buf);
+  memcpy(p->buf, buf, len);
+  p->len = len;
+  return 0;
+}
+
+static const dmq_transport_ops_t mem_ops = {
+    .scheme = "mem",
+    .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
+    .send = mem_send,
+};
+
+/* ---- counting allocator with failure injection ---- */
+
+typedef struct counting {
+  long live, calls, fail_at;
+} counting_t;
+
+static void *c_malloc(size_t s, void *ud) {
+  counting_t *c = ud;
+  if (++c->calls == c->fail_at)
+    return NULL;
+  void *p = malloc(s);
+  if (p)
+    c->live++;
+  return p;
+}
+static void *c_realloc(void *p, size_t s, void *ud) {
+  counting_t *c = ud;
+  if (++c->calls == c->fail_at)
+    return NULL;
+  void *q = realloc(p, s);
+  if (q && p == NULL)
+    c->live++;
+  return q;
+}
+static void c_free(void *p, void *ud) {
+  counting_t *c = ud;
+  if (p)
+    c->live--;
+  free(p);
+}
+
+/* ---- two nodes ---- */
+
+#define MAX_IDS 4096
+#define MAX_RX 4096
+
+typedef struct orec {
+  int count;
+  dmq_outcome_t oc;
+  uint32_t delivered, failed;
+  size_t reply_len;
+  char reply[64];
+  char dest[DMQ_MAX_NAME + 1];
+} orec_t;
+
+typedef struct pair {
+  net_t *net;
+  mem_tp_t tp[2];
+  dmq_node_t *node[2];
+  dmq_channel_t *ch[2];
+  uint64_t now;
+  orec_t out[2][MAX_IDS];
+  int accepted[2][MAX_IDS];
+  /* receive log of node i */
+  uint32_t rx_n[2];
+  uint32_t rx_val[2][MAX_RX];
+  size_t rx_len[2][MAX_RX];
+  int rx_reliable[2][MAX_RX];
+  int writable[2];
+  char writable_dest[DMQ_MAX_NAME + 1];
+  /* request handling on the receiver */
+  int reply_mode; /* 0 reply at once, 1 keep the handle, 2 never */
+  dmq_reply_handle_t kept;
+  int kept_valid;
+  int send_in_cb_rc; /* what dmq_send returned inside an outcome callback */
+} pair_t;
+
+static int who(const pair_t *p, const dmq_node_t *n) {
+  return n == p->node[0] ? 0 : 1;
+}
+
+static void on_outcome(dmq_node_t *node, const dmq_outcome_info_t *o,
+                       void *ud) {
+  pair_t *p = ud;
+  int i = who(p, node);
+  assert_true(o->id > 0 && o->id < MAX_IDS);
+  orec_t *r = &p->out[i][o->id];
+  r->count++;
+  r->oc = o->outcome;
+  r->delivered = o->delivered;
+  r->failed = o->failed;
+  snprintf(r->dest, sizeof r->dest, "%s", o->dest ? o->dest : "");
+  assert_non_null(o->channel);
+  if (o->reply != NULL) {
+    assert_true(o->reply_len < sizeof r->reply);
+    memcpy(r->reply, o->reply, o->reply_len);
+    r->reply_len = o->reply_len;
+  }
+  /* queries are fine inside; feeding input is not */
+  assert_int_equal(dmq_node_tick(node, p->now), DMQ_EBUSY);
+  if (o->outcome == DMQ_OUTCOME_SHUTDOWN) {
+    dmq_send_opts_t so = {DMQ_SEND_RELIABLE, 0, on_outcome, p};
+    p->send_in_cb_rc = dmq_send(node, "n1", "ch", "x", 1, &so, p->now, NULL);
+  }
+}
+
+static void on_rx(dmq_node_t *node, dmq_channel_t *ch, const dmq_message_t *m,
+                  void *ud) {
+  pair_t *p = ud;
+  int i = who(p, node);
+  assert_non_null(ch);
+  assert_non_null(m->from);
+  assert_non_null(m->channel);
+  uint32_t v = 0;
+  if (m->len >= 4)
+    memcpy(&v, m->data, 4);
+  if (p->rx_n[i] < MAX_RX) {
+    p->rx_val[i][p->rx_n[i]] = v;
+    p->rx_len[i][p->rx_n[i]] = m->len;
+    p->rx_reliable[i][p->rx_n[i]] = m->reliable;
+    p->rx_n[i]++;
+  }
+  /* closing the channel being delivered is refused */
+  assert_int_equal(dmq_channel_close(ch), DMQ_EBUSY);
+  if (m->request != NULL) {
+    assert_true(m->request->valid);
+    assert_string_equal(m->request->from, m->from);
+    if (p->reply_mode == 0) {
+      dmq_reply_handle_t h = *m->request;
+      char ans[16];
+      int n = snprintf(ans, sizeof ans, "re:%u", v);
+      int rc = dmq_reply(node, &h, ans, (size_t)n, p->now);
+      assert_true(rc == 0 || rc == DMQ_ENOMEM); /* allocation failures */
+      if (rc == 0) {
+        assert_false(h.valid);
+        assert_int_equal(dmq_reply(node, &h, ans, (size_t)n, p->now),
+                         DMQ_EINVAL);
+      }
+    } else if (p->reply_mode == 1) {
+      p->kept = *m->request;
+      p->kept_valid = 1;
+    }
+  }
+}
+
+static void on_writable(dmq_node_t *node, const char *dest, void *ud) {
+  pair_t *p = ud;
+  p->writable[who(p, node)]++;
+  snprintf(p->writable_dest, sizeof p->writable_dest, "%s", dest ? dest : "");
+}
+
+static int pair_init(pair_t *p, const dmq_alloc_t *alloc) {
+  memset(p, 0, sizeof(*p));
+  p->net = calloc(1, sizeof(net_t));
+  assert_non_null(p->net);
+  for (int i = 0; i < 2; i++) {
+    dmq_config_t cfg;
+    dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+    char name[16];
+    snprintf(name, sizeof(name), "n%d", i);
+    snprintf(p->tp[i].addr, sizeof(p->tp[i].addr), "mem://%d", i);
+    cfg.name = name;
+    cfg.advertise_addr = p->tp[i].addr;
+    cfg.generation = 1;
+    cfg.rng_seed = (uint64_t)i + 1;
+    int rc = dmq_node_new(&p->node[i], &cfg, alloc);
+    if (rc != 0)
+      return rc;
+    p->tp[i].t.ops = &mem_ops;
+    p->tp[i].t.mtu = 1400;
+    p->tp[i].net = p->net;
+    p->tp[i].idx = i;
+    if ((rc = dmq_node_add_transport(p->node[i], &p->tp[i].t)) != 0)
+      return rc;
+    dmq_delivery_set_writable_cb(p->node[i], on_writable, p);
+    if ((rc = dmq_node_start(p->node[i], 0)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
+static void net_drain(net_t *net) {
+  while (net->head < net->tail) {
+    pkt_t *k = &net->q[net->head++ % Q_MAX];
+    free(k->buf);
+    k->buf = NULL;
+  }
+}
+
+static void pair_free(pair_t *p) {
+  for (int i = 0; i < 2; i++) {
+    dmq_node_delete(p->node[i]);
+    p->node[i] = NULL;
+  }
+  net_drain(p->net);
+  free(p->net);
+}
+
+/* Deliver packets and fire deadlines until `until`. */
+static void pair_run(pair_t *p, uint64_t until) {
+  long guard = 0;
+  while (p->now <= until) {
+    assert_true(++guard < 1000000); /* a deadline that never moves on */
+    while (p->net->head < p->net->tail) {
+      pkt_t *k = &p->net->q[p->net->head++ % Q_MAX];
+      int to = k->to;
+      if ((to == 0 || to == 1) && p->node[to])
+        dmq_node_recv(p->node[to], &p->tp[to].t, p->tp[k->from].addr, k->buf,
+                      k->len, p->now);
+      free(k->buf);
+      k->buf = NULL;
+    }
+    uint64_t d = DMQ_NEVER;
+    for (int i = 0; i < 2; i++) {
+      uint64_t x = p->node[i] ? dmq_node_next_deadline(p->node[i]) : DMQ_NEVER;
+      if (x < d)
+        d = x;
+    }
+    if (d == DMQ_NEVER || d > until)
+      break;
+    if (d > p->now)
+      p->now = d;
+    for (int i = 0; i < 2; i++)
+      if (p->node[i] && dmq_node_next_deadline(p->node[i]) <= p->now)
+        dmq_node_tick(p->node[i], p->now);
+  }
+  if (p->now < until)
+    p->now = until;
+}
+
+/* Joined pair; node 1 serves channel "ch". */
+static int pair_up(pair_t *p, const dmq_alloc_t *alloc) {
+  int rc = pair_init(p, alloc);
+  if (rc != 0)
+    return rc;
+  if ((rc = dmq_channel_open(p->node[1], "ch", on_rx, p, &p->ch[1])) != 0)
+    return rc;
+  const char *seed = "mem://0";
+  if ((rc = dmq_node_join(p->node[1], &seed, 1, 0)) != 0)
+    return rc;
+  pair_run(p, 2000);
+  return 0;
+}
+
+static dmq_send_opts_t rel(pair_t *p) {
+  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, p};
+  return o;
+}
+
+static int send_val(pair_t *p, int from, const char *dest, const char *chan,
+                    uint32_t v, int reliable, dmq_msg_id_t *id) {
+  dmq_send_opts_t o = rel(p);
+  if (!reliable)
+    o.mode = DMQ_SEND_BEST_EFFORT;
+  dmq_msg_id_t got = 0;
+  int rc = dmq_send(p->node[from], dest, chan, &v, sizeof v, &o, p->now, &got);
+  if (rc == 0) {
+    assert_true(got > 0 && got < MAX_IDS);
+    if (reliable)
+      p->accepted[from][got] = 1;
+  }
+  if (id)
+    *id = got;
+  return rc;
+}
+
+/* Every accepted send of node i had exactly one outcome; returns how many
+ * had outcome oc. */
+static int outcomes(pair_t *p, int i, dmq_outcome_t oc) {
+  int c = 0;
+  for (int id = 1; id < MAX_IDS; id++) {
+    if (p->accepted[i][id]) {
+      assert_int_equal(p->out[i][id].count, 1);
+      c += p->out[i][id].oc == oc;
+    } else {
+      assert_int_equal(p->out[i][id].count, 0);
+    }
+  }
+  return c;
+}
+
+/* ---- tests ---- */
+
+static void test_config_and_names(void **state) {
+  (void)state;
+  dmq_delivery_config_t c;
+  dmq_delivery_config_init(&c);
+  assert_int_equal(c.ttl_ms, 30000);
+  assert_int_equal(c.rto_min_ms, 200);
+  assert_int_equal(c.rto_max_ms, 5000);
+  assert_int_equal(c.window, 4096);
+  assert_int_equal(c.queue_msgs, 65536);
+  assert_true(c.queue_bytes == (size_t)64 << 20);
+  assert_true(c.max_message == (size_t)4 << 20);
+  assert_true(c.reassembly_bytes == (size_t)8 << 20);
+  assert_int_equal(c.request_timeout_ms, 5000);
+  assert_string_equal(dmq_outcome_name(DMQ_OUTCOME_DELIVERED), "delivered");
+  assert_string_equal(dmq_outcome_name(DMQ_OUTCOME_TOO_BIG), "too_big");
+  assert_string_equal(dmq_outcome_name((dmq_outcome_t)99), "unknown");
+
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_init(p, NULL), 0);
+  dmq_node_t *n = p->node[0];
+  dmq_delivery_config_t bad = c;
+  bad.rto_max_ms = 100; /* < rto_min */
+  assert_int_equal(dmq_delivery_configure(n, &bad), DMQ_EINVAL);
+  bad = c;
+  bad.window = 0;
+  assert_int_equal(dmq_delivery_configure(n, &bad), DMQ_EINVAL);
+  bad = c;
+  bad.window = 65537;
+  assert_int_equal(dmq_delivery_configure(n, &bad), DMQ_EINVAL);
+  bad = c;
+  bad.max_message = 16u << 20; /* does not fit max_packet with headers */
+  assert_int_equal(dmq_delivery_configure(n, &bad), DMQ_EINVAL);
+  assert_int_equal(dmq_delivery_configure(NULL, &c), DMQ_EINVAL);
+  assert_int_equal(dmq_delivery_configure(n, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_delivery_configure(n, &c), 0);
+
+  /* channel names: 1..32 printable bytes */
+  dmq_channel_t *ch = NULL;
+  char c33[34];
+  memset(c33, 'c', 33);
+  c33[33] = '\0';
+  assert_int_equal(dmq_channel_open(n, "", on_rx, p, &ch), DMQ_EINVAL);
+  assert_int_equal(dmq_channel_open(n, NULL, on_rx, p, &ch), DMQ_EINVAL);
+  assert_int_equal(dmq_channel_open(n, c33, on_rx, p, &ch), DMQ_EINVAL);
+  assert_int_equal(dmq_channel_open(n, "a b", on_rx, p, &ch), DMQ_EINVAL);
+  assert_int_equal(dmq_channel_open(n, "a\tb", on_rx, p, &ch), DMQ_EINVAL);
+  assert_int_equal(dmq_channel_open(n, "caf\xc3\xa9", on_rx, p, &ch),
+                   DMQ_EINVAL);
+  assert_int_equal(dmq_channel_open(n, "x", NULL, p, &ch), DMQ_EINVAL);
+  c33[32] = '\0'; /* 32 bytes: fine */
+  assert_int_equal(dmq_channel_open(n, c33, on_rx, p, &ch), 0);
+  assert_int_equal(dmq_channel_open(n, c33, on_rx, p, NULL), DMQ_EEXIST);
+  assert_int_equal(dmq_channel_close(ch), 0);
+  assert_int_equal(dmq_channel_close(NULL), DMQ_EINVAL);
+  /* at most DMQ_MAX_CHANNELS */
+  for (int i = 0; i < DMQ_MAX_CHANNELS; i++) {
+    char nm[16];
+    snprintf(nm, sizeof nm, "chan-%d", i);
+    assert_int_equal(dmq_channel_open(n, nm, on_rx, p, NULL), 0);
+  }
+  assert_int_equal(dmq_channel_open(n, "one-more", on_rx, p, NULL), DMQ_ENOMEM);
+  assert_true(dmq_member_serves(n, "n0", "chan-7"));
+  assert_false(dmq_member_serves(n, "n0", "one-more"));
+  assert_false(dmq_member_serves(n, "nobody", "chan-7"));
+  assert_false(dmq_member_serves(n, "n0", ""));
+  assert_false(dmq_member_serves(NULL, "n0", "chan-7"));
+
+  /* sending: argument errors before anything is queued */
+  dmq_send_opts_t o = rel(p);
+  dmq_send_opts_t nocb = {DMQ_SEND_RELIABLE, 0, NULL, NULL};
+  dmq_send_opts_t badmode = {(dmq_send_mode_t)7, 0, on_outcome, p};
+  assert_int_equal(dmq_send(n, "n1", "ch", "x", 1, &o, 0, NULL), DMQ_ENOENT);
+  assert_int_equal(dmq_send(n, "n0", "ch", "x", 1, &o, 0, NULL), DMQ_ENOENT);
+  assert_int_equal(dmq_send(n, "", "ch", "x", 1, &o, 0, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_send(n, NULL, "ch", "x", 1, &o, 0, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_send(n, "n1", "", "x", 1, &o, 0, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_send(n, "n1", "a b", "x", 1, &o, 0, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_send(n, "n1", "ch", NULL, 1, &o, 0, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_send(n, "n1", "ch", "x", 1, &nocb, 0, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_send(n, "n1", "ch", "x", 1, &badmode, 0, NULL),
+                   DMQ_EINVAL);
+  assert_int_equal(dmq_send(NULL, "n1", "ch", "x", 1, &o, 0, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_send(n, "n1", "ch", "x", c.max_message + 1, &o, 0, NULL),
+                   DMQ_ETOOBIG);
+  assert_int_equal(dmq_request(n, "n1", "ch", "x", 1, 0, NULL, p, 0, NULL),
+                   DMQ_EINVAL);
+  assert_int_equal(dmq_broadcast(n, "ch", "x", 1, &nocb, 0, NULL), DMQ_EINVAL);
+  dmq_reply_handle_t h;
+  memset(&h, 0, sizeof h);
+  assert_int_equal(dmq_reply(n, &h, "x", 1, 0), DMQ_EINVAL); /* not valid */
+  assert_int_equal(dmq_delivery_cancel(n, 12345), DMQ_ENOENT);
+  dmq_delivery_stats_t st;
+  dmq_delivery_stats(n, &st);
+  assert_true(st.queued_msgs == 0 && st.sent_reliable == 0);
+  /* a node that has not started refuses to send */
+  dmq_node_t *cold = NULL;
+  dmq_config_t cfg;
+  dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+  cfg.name = "cold";
+  cfg.advertise_addr = "mem://9";
+  cfg.generation = 1;
+  assert_int_equal(dmq_node_new(&cold, &cfg, NULL), 0);
+  assert_int_equal(dmq_broadcast(cold, "ch", "x", 1, &o, 0, NULL), DMQ_ESTATE);
+  dmq_node_delete(cold);
+  pair_free(p);
+  free(p);
+}
+
+static void test_advertise_and_unicast(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_up(p, NULL), 0);
+  /* the channel opened before the join is visible to the peer */
+  assert_true(dmq_member_serves(p->node[0], "n1", "ch"));
+  assert_true(dmq_member_serves(p->node[1], "n1", "ch"));
+  assert_false(dmq_member_serves(p->node[0], "n1", "other"));
+  /* opening one later is advertised through gossip (incarnation rises) */
+  dmq_member_info_t before, after;
+  assert_int_equal(dmq_node_member(p->node[1], "n1", &before), 0);
+  assert_int_equal(dmq_channel_open(p->node[1], "other", on_rx, p, NULL), 0);
+  assert_int_equal(dmq_node_member(p->node[1], "n1", &after), 0);
+  assert_true(after.incarnation == before.incarnation + 1);
+  pair_run(p, p->now + 1000);
+  assert_true(dmq_member_serves(p->node[0], "n1", "other"));
+
+  /* 300 reliable messages: delivered in order, one outcome each */
+  for (uint32_t v = 0; v < 300; v++)
+    assert_int_equal(send_val(p, 0, "n1", v % 2 ? "ch" : "other", v, 1, NULL),
+                     0);
+  dmq_delivery_stats_t st;
+  dmq_delivery_stats(p->node[0], &st);
+  assert_true(st.queued_msgs > 0);
+  /* packed: far fewer packets than messages, sent before the tick because
+   * full datagrams go at once */
+  assert_true(p->net->tail - p->net->head > 0);
+  assert_true(p->net->tail - p->net->head < 60);
+  pair_run(p, p->now + 1000);
+  assert_int_equal(p->rx_n[1], 300);
+  for (uint32_t v = 0; v < 300; v++) {
+    assert_int_equal(p->rx_val[1][v], v);
+    assert_true(p->rx_reliable[1][v]);
+  }
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_DELIVERED), 300);
+  dmq_delivery_stats(p->node[0], &st);
+  assert_true(st.queued_msgs == 0 && st.queued_bytes == 0 && st.inflight == 0);
+  assert_true(st.sent_reliable == 300 && st.retransmits == 0);
+  assert_true(st.acks_received > 0);
+  dmq_delivery_stats(p->node[1], &st);
+  assert_true(st.delivered_app == 300 && st.acks_sent > 0);
+  assert_true(st.duplicates == 0 && st.rx_buffered == 0);
+
+  /* best effort: delivered, no outcome */
+  for (uint32_t v = 1000; v < 1010; v++)
+    assert_int_equal(send_val(p, 0, "n1", "ch", v, 0, NULL), 0);
+  pair_run(p, p->now + 100);
+  assert_int_equal(p->rx_n[1], 310);
+  assert_int_equal(p->rx_val[1][309], 1009);
+  assert_false(p->rx_reliable[1][309]);
+  dmq_delivery_stats(p->node[0], &st);
+  assert_true(st.sent_be == 10);
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_DELIVERED), 300);
+
+  /* a channel the destination does not serve: UNKNOWN_DEST */
+  dmq_msg_id_t id;
+  assert_int_equal(send_val(p, 0, "n1", "nobody-serves", 7, 1, &id), 0);
+  assert_int_equal(send_val(p, 0, "n1", "ch", 8, 1, NULL), 0);
+  pair_run(p, p->now + 500);
+  assert_int_equal(p->out[0][id].oc, DMQ_OUTCOME_UNKNOWN_DEST);
+  assert_string_equal(p->out[0][id].dest, "n1");
+  assert_int_equal(p->rx_val[1][p->rx_n[1] - 1], 8); /* the next one passed */
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_DELIVERED), 301);
+  dmq_delivery_stats(p->node[1], &st);
+  assert_true(st.dropped_no_channel == 1);
+
+  /* closing the channel is advertised too */
+  assert_int_equal(dmq_channel_close(p->ch[1]), 0);
+  pair_run(p, p->now + 1000);
+  assert_false(dmq_member_serves(p->node[0], "n1", "ch"));
+  pair_free(p);
+  free(p);
+}
+
+static void test_queue_full_then_writable(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_init(p, NULL), 0);
+  dmq_delivery_config_t c;
+  dmq_delivery_config_init(&c);
+  c.queue_msgs = 8;
+  assert_int_equal(dmq_delivery_configure(p->node[0], &c), 0);
+  assert_int_equal(dmq_channel_open(p->node[1], "ch", on_rx, p, &p->ch[1]), 0);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(p->node[1], &seed, 1, 0), 0);
+  pair_run(p, 2000);
+  for (uint32_t v = 0; v < 8; v++)
+    assert_int_equal(send_val(p, 0, "n1", "ch", v, 1, NULL), 0);
+  assert_int_equal(send_val(p, 0, "n1", "ch", 8, 1, NULL), DMQ_EAGAIN);
+  assert_int_equal(send_val(p, 0, "n1", "ch", 8, 0, NULL), DMQ_EAGAIN);
+  /* configure is refused once sends were made */
+  assert_int_equal(dmq_delivery_configure(p->node[0], &c), DMQ_ESTATE);
+  dmq_delivery_stats_t st;
+  dmq_delivery_stats(p->node[0], &st);
+  assert_true(st.refused_full == 2 && st.queued_msgs == 8);
+  assert_int_equal(p->writable[0], 0);
+  pair_run(p, p->now + 500);
+  assert_int_equal(p->writable[0], 1);
+  assert_string_equal(p->writable_dest, "n1");
+  for (uint32_t v = 8; v < 16; v++)
+    assert_int_equal(send_val(p, 0, "n1", "ch", v, 1, NULL), 0);
+  pair_run(p, p->now + 500);
+  assert_int_equal(p->rx_n[1], 16);
+  for (uint32_t v = 0; v < 16; v++)
+    assert_int_equal(p->rx_val[1][v], v);
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_DELIVERED), 16);
+  assert_int_equal(p->writable[0], 1); /* only after a refusal */
+  pair_free(p);
+  free(p);
+}
+
+static void test_cancel(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_up(p, NULL), 0);
+  dmq_msg_id_t a, b;
+  assert_int_equal(send_val(p, 0, "n1", "ch", 1, 1, &a), 0);
+  assert_int_equal(send_val(p, 0, "n1", "ch", 2, 1, &b), 0);
+  /* the outcome runs before cancel returns */
+  assert_int_equal(dmq_delivery_cancel(p->node[0], a), 0);
+  assert_int_equal(p->out[0][a].count, 1);
+  assert_int_equal(p->out[0][a].oc, DMQ_OUTCOME_CANCELLED);
+  assert_int_equal(dmq_delivery_cancel(p->node[0], a), DMQ_ENOENT);
+  pair_run(p, p->now + 500);
+  /* the cancelled one never reaches the receiver, the next one does */
+  assert_int_equal(p->rx_n[1], 1);
+  assert_int_equal(p->rx_val[1][0], 2);
+  assert_int_equal(dmq_delivery_cancel(p->node[0], b), DMQ_ENOENT);
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_CANCELLED), 1);
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_DELIVERED), 1);
+  dmq_delivery_stats_t st;
+  dmq_delivery_stats(p->node[0], &st);
+  assert_true(st.cancelled == 1);
+  pair_free(p);
+  free(p);
+}
+
+static void test_request_reply(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_up(p, NULL), 0);
+  dmq_msg_id_t id;
+  uint32_t v = 41;
+  /* answered from inside the receive callback */
+  assert_int_equal(dmq_request(p->node[0], "n1", "ch", &v, 4, 1000, on_outcome,
+                               p, p->now, &id),
+                   0);
+  p->accepted[0][id] = 1;
+  pair_run(p, p->now + 200);
+  assert_int_equal(p->out[0][id].count, 1);
+  assert_int_equal(p->out[0][id].oc, DMQ_OUTCOME_DELIVERED);
+  assert_int_equal(p->out[0][id].reply_len, 5);
+  assert_memory_equal(p->out[0][id].reply, "re:41", 5);
+  /* answered later, from a copy of the handle */
+  p->reply_mode = 1;
+  v = 42;
+  assert_int_equal(dmq_request(p->node[0], "n1", "ch", &v, 4, 1000, on_outcome,
+                               p, p->now, &id),
+                   0);
+  p->accepted[0][id] = 1;
+  pair_run(p, p->now + 100);
+  assert_true(p->kept_valid);
+  assert_int_equal(p->out[0][id].count, 0);
+  assert_string_equal(p->kept.channel, "ch");
+  assert_int_equal(dmq_reply(p->node[1], &p->kept, "late-ok", 7, p->now), 0);
+  pair_run(p, p->now + 100);
+  assert_int_equal(p->out[0][id].oc, DMQ_OUTCOME_DELIVERED);
+  assert_memory_equal(p->out[0][id].reply, "late-ok", 7);
+  /* never answered: EXPIRED at the timeout, once; a reply after it is
+   * dropped and counted */
+  p->kept_valid = 0;
+  v = 43;
+  assert_int_equal(dmq_request(p->node[0], "n1", "ch", &v, 4, 300, on_outcome,
+                               p, p->now, &id),
+                   0);
+  p->accepted[0][id] = 1;
+  pair_run(p, p->now + 299);
+  assert_int_equal(p->out[0][id].count, 0);
+  pair_run(p, p->now + 2);
+  assert_int_equal(p->out[0][id].count, 1);
+  assert_int_equal(p->out[0][id].oc, DMQ_OUTCOME_EXPIRED);
+  assert_true(p->kept_valid);
+  assert_int_equal(dmq_reply(p->node[1], &p->kept, "too late", 8, p->now), 0);
+  pair_run(p, p->now + 500);
+  assert_int_equal(p->out[0][id].count, 1);
+  dmq_delivery_stats_t st;
+  dmq_delivery_stats(p->node[0], &st);
+  assert_true(st.late_replies == 1 && st.expired == 1);
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_DELIVERED), 2);
+  /* a request to a channel nobody serves */
+  assert_int_equal(dmq_request(p->node[0], "n1", "nope", &v, 4, 1000,
+                               on_outcome, p, p->now, &id),
+                   0);
+  p->accepted[0][id] = 1;
+  pair_run(p, p->now + 500);
+  assert_int_equal(p->out[0][id].oc, DMQ_OUTCOME_UNKNOWN_DEST);
+  /* cancel a pending request */
+  p->reply_mode = 2;
+  assert_int_equal(dmq_request(p->node[0], "n1", "ch", &v, 4, 1000, on_outcome,
+                               p, p->now, &id),
+                   0);
+  p->accepted[0][id] = 1;
+  pair_run(p, p->now + 100);
+  assert_int_equal(dmq_delivery_cancel(p->node[0], id), 0);
+  assert_int_equal(p->out[0][id].oc, DMQ_OUTCOME_CANCELLED);
+  pair_run(p, p->now + 2000);
+  outcomes(p, 0, DMQ_OUTCOME_DELIVERED); /* all exactly once */
+  pair_free(p);
+  free(p);
+}
+
+static void test_broadcast(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_up(p, NULL), 0);
+  dmq_send_opts_t o = rel(p);
+  dmq_msg_id_t id;
+  uint32_t v = 5;
+  /* nobody else serves "lonely": completes at the next tick, 0 / 0 */
+  assert_int_equal(dmq_broadcast(p->node[0], "lonely", &v, 4, &o, p->now, &id),
+                   0);
+  p->accepted[0][id] = 1;
+  assert_int_equal(p->out[0][id].count, 0);
+  assert_true(dmq_node_next_deadline(p->node[0]) <= p->now);
+  pair_run(p, p->now + 1);
+  assert_int_equal(p->out[0][id].oc, DMQ_OUTCOME_DELIVERED);
+  assert_int_equal(p->out[0][id].delivered, 0);
+  assert_int_equal(p->out[0][id].failed, 0);
+  assert_string_equal(p->out[0][id].dest, "");
+  /* to the one serving member */
+  assert_int_equal(dmq_broadcast(p->node[0], "ch", &v, 4, &o, p->now, &id), 0);
+  p->accepted[0][id] = 1;
+  o.mode = DMQ_SEND_BEST_EFFORT;
+  v = 6;
+  assert_int_equal(dmq_broadcast(p->node[0], "ch", &v, 4, &o, p->now, NULL), 0);
+  pair_run(p, p->now + 300);
+  assert_int_equal(p->out[0][id].oc, DMQ_OUTCOME_DELIVERED);
+  assert_int_equal(p->out[0][id].delivered, 1);
+  assert_int_equal(p->rx_n[1], 2); /* no order between BE and reliable */
+  assert_int_equal(p->rx_val[1][0] + p->rx_val[1][1], 11);
+  /* the receiver does not broadcast to itself */
+  o.mode = DMQ_SEND_RELIABLE;
+  assert_int_equal(dmq_broadcast(p->node[1], "ch", &v, 4, &o, p->now, &id), 0);
+  p->accepted[1][id] = 1;
+  pair_run(p, p->now + 300);
+  assert_int_equal(p->out[1][id].delivered + p->out[1][id].failed, 0);
+  assert_int_equal(p->rx_n[1], 2);
+  outcomes(p, 0, DMQ_OUTCOME_DELIVERED);
+  pair_free(p);
+  free(p);
+}
+
+static void test_fragments_over_datagrams(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_up(p, NULL), 0);
+  size_t len = 200000;
+  uint8_t *big = malloc(len);
+  for (size_t i = 0; i < len; i++)
+    big[i] = (uint8_t)(i * 7 + 3);
+  memcpy(big, "\x2a\0\0\0", 4);
+  dmq_send_opts_t o = rel(p);
+  dmq_msg_id_t id;
+  assert_int_equal(dmq_send(p->node[0], "n1", "ch", big, len, &o, p->now, &id),
+                   0);
+  p->accepted[0][id] = 1;
+  pair_run(p, p->now + 2000);
+  assert_int_equal(p->rx_n[1], 1);
+  assert_int_equal(p->rx_len[1][0], len);
+  assert_int_equal(p->rx_val[1][0], 42);
+  assert_int_equal(p->out[0][id].oc, DMQ_OUTCOME_DELIVERED);
+  dmq_delivery_stats_t st;
+  dmq_delivery_stats(p->node[0], &st);
+  assert_true(st.fragments_sent > 100);
+  dmq_delivery_stats(p->node[1], &st);
+  assert_true(st.fragments_received > 100);
+  assert_true(st.rx_buffered == 0);
+  /* a receiver with a smaller max_message: TOO_BIG, never delivered */
+  pair_free(p);
+  memset(p, 0, sizeof(*p));
+  assert_int_equal(pair_init(p, NULL), 0);
+  dmq_delivery_config_t c;
+  dmq_delivery_config_init(&c);
+  c.max_message = 100000;
+  assert_int_equal(dmq_delivery_configure(p->node[1], &c), 0);
+  assert_int_equal(dmq_channel_open(p->node[1], "ch", on_rx, p, &p->ch[1]), 0);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(p->node[1], &seed, 1, 0), 0);
+  pair_run(p, 2000);
+  assert_int_equal(dmq_send(p->node[0], "n1", "ch", big, len, &o, p->now, &id),
+                   0);
+  p->accepted[0][id] = 1;
+  assert_int_equal(send_val(p, 0, "n1", "ch", 9, 1, NULL), 0);
+  pair_run(p, p->now + 2000);
+  assert_int_equal(p->out[0][id].oc, DMQ_OUTCOME_TOO_BIG);
+  assert_int_equal(p->rx_n[1], 1);
+  assert_int_equal(p->rx_val[1][0], 9);
+  outcomes(p, 0, DMQ_OUTCOME_DELIVERED);
+  dmq_delivery_stats(p->node[1], &st);
+  assert_true(st.reassembly_drops == 1);
+  free(big);
+  pair_free(p);
+  free(p);
+}
+
+static void test_dead_left_shutdown(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  /* death: messages that cannot get through fail with DEAD once the
+   * destination is declared dead */
+  assert_int_equal(pair_up(p, NULL), 0);
+  dmq_node_delete(p->node[1]);
+  p->node[1] = NULL;
+  for (uint32_t v = 0; v < 20; v++)
+    assert_int_equal(send_val(p, 0, "n1", "ch", v, 1, NULL), 0);
+  pair_run(p, p->now + 15000);
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_DEAD), 20);
+  assert_int_equal(send_val(p, 0, "n1", "ch", 0, 1, NULL), DMQ_ENOENT);
+  dmq_delivery_stats_t st;
+  dmq_delivery_stats(p->node[0], &st);
+  assert_true(st.dead == 20 && st.queued_msgs == 0 && st.retransmits > 0);
+  pair_free(p);
+
+  /* leave: LEFT for what is held (paused channel) and for the request
+   * waiting for its reply */
+  memset(p, 0, sizeof(*p));
+  assert_int_equal(pair_up(p, NULL), 0);
+  p->reply_mode = 2;
+  dmq_msg_id_t rq;
+  assert_int_equal(dmq_request(p->node[0], "n1", "ch", "r", 1, 60000,
+                               on_outcome, p, p->now, &rq),
+                   0);
+  p->accepted[0][rq] = 1;
+  pair_run(p, p->now + 100); /* delivered, never answered */
+  assert_int_equal(p->rx_n[1], 1);
+  dmq_channel_pause(p->ch[1], 1);
+  for (uint32_t v = 0; v < 5; v++)
+    assert_int_equal(send_val(p, 0, "n1", "ch", v, 1, NULL), 0);
+  pair_run(p, p->now + 200);
+  dmq_delivery_stats(p->node[1], &st);
+  assert_true(st.rx_buffered == 5);
+  assert_int_equal(dmq_node_leave(p->node[1], p->now), 0);
+  pair_run(p, p->now + 3000);
+  assert_int_equal(p->out[0][rq].oc, DMQ_OUTCOME_LEFT);
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_LEFT), 6);
+  assert_int_equal(p->rx_n[1], 1);
+  pair_free(p);
+
+  /* shutdown: pending sends end in SHUTDOWN from inside dmq_node_delete;
+   * sending from that callback is refused */
+  memset(p, 0, sizeof(*p));
+  assert_int_equal(pair_up(p, NULL), 0);
+  p->net->blackhole = 1;
+  for (uint32_t v = 0; v < 10; v++)
+    assert_int_equal(send_val(p, 0, "n1", "ch", v, 1, NULL), 0);
+  assert_int_equal(dmq_request(p->node[0], "n1", "ch", "r", 1, 60000,
+                               on_outcome, p, p->now, &rq),
+                   0);
+  p->accepted[0][rq] = 1;
+  pair_run(p, p->now + 500);
+  for (int id = 1; id < MAX_IDS; id++)
+    assert_int_equal(p->out[0][id].count, 0);
+  dmq_node_delete(p->node[0]);
+  p->node[0] = NULL;
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_SHUTDOWN), 11);
+  assert_int_equal(p->send_in_cb_rc, DMQ_ECLOSED);
+  pair_free(p);
+  free(p);
+}
+
+/* Node 0 sends reliable, best-effort, request and broadcast; node 1 serves
+ * the channel and replies. */
+static void alloc_scenario(pair_t *p, const dmq_alloc_t *a) {
+  if (pair_init(p, a) != 0)
+    return;
+  if (dmq_channel_open(p->node[1], "ch", on_rx, p, &p->ch[1]) != 0)
+    return;
+  const char *seed = "mem://0";
+  if (dmq_node_join(p->node[1], &seed, 1, 0) != 0)
+    return;
+  pair_run(p, 1500);
+  for (uint32_t v = 0; v < 6; v++)
+    send_val(p, 0, "n1", "ch", v, v != 3, NULL);
+  static uint8_t big[5000];
+  dmq_send_opts_t o = rel(p);
+  dmq_msg_id_t id = 0;
+  if (dmq_send(p->node[0], "n1", "ch", big, sizeof big, &o, p->now, &id) == 0)
+    p->accepted[0][id] = 1;
+  if (dmq_request(p->node[0], "n1", "ch", "q", 1, 1000, on_outcome, p, p->now,
+                  &id) == 0)
+    p->accepted[0][id] = 1;
+  if (dmq_broadcast(p->node[0], "ch", "b", 1, &o, p->now, &id) == 0)
+    p->accepted[0][id] = 1;
+  pair_run(p, p->now + 300);
+  for (uint32_t v = 10; v < 14; v++)
+    send_val(p, 0, "n1", "ch", v, 1, NULL);
+  pair_run(p, p->now + 1200);
+}
+
+static void test_alloc_failures(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  long total;
+  {
+    counting_t c = {0, 0, 0};
+    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    alloc_scenario(p, &a);
+    /* 10 sends (one best effort), the big one, the request, the broadcast */
+    assert_int_equal(p->rx_n[1], 13);
+    pair_free(p);
+    assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_DELIVERED), 12);
+    assert_int_equal(c.live, 0);
+    total = c.calls;
+  }
+  assert_true(total > 20);
+  for (long k = 1; k <= total + 5; k++) {
+    counting_t c = {0, 0, k};
+    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    alloc_scenario(p, &a);
+    pair_free(p);                          /* pending ones get SHUTDOWN */
+    outcomes(p, 0, DMQ_OUTCOME_DELIVERED); /* exactly once, every path */
+    outcomes(p, 1, DMQ_OUTCOME_DELIVERED);
+    /* nothing delivered twice */
+    for (uint32_t i = 1; i < p->rx_n[1]; i++)
+      if (p->rx_reliable[1][i] && p->rx_reliable[1][i - 1] &&
+          p->rx_len[1][i] == 4 && p->rx_len[1][i - 1] == 4)
+        assert_true(p->rx_val[1][i] > p->rx_val[1][i - 1]);
+    assert_int_equal(c.live, 0);
+  }
+  free(p);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_config_and_names),
+      cmocka_unit_test(test_advertise_and_unicast),
+      cmocka_unit_test(test_queue_full_then_writable),
+      cmocka_unit_test(test_cancel),
+      cmocka_unit_test(test_request_reply),
+      cmocka_unit_test(test_broadcast),
+      cmocka_unit_test(test_fragments_over_datagrams),
+      cmocka_unit_test(test_dead_left_shutdown),
+      cmocka_unit_test(test_alloc_failures),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
