@@ -475,8 +475,10 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   swim_bc_queue(n, m);
 }
 
+/* sync = the suspicion comes from a push/pull table (a remote DEAD or
+ * SUSPECT record), not from somebody's failed probe. */
 static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
-                            uint64_t gen, dmq__slice_t from) {
+                            uint64_t gen, dmq__slice_t from, int sync) {
   dmq__member_t *m = dmq__member_find(n, name.p, name.n);
   if (m == NULL || gen != m->gen || inc < m->inc)
     return;
@@ -491,9 +493,22 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
     swim_set_state(n, m, DMQ_MEMBER_SUSPECT);
     dmq__emit(n, DMQ_EVENT_SUSPECT, m);
     swim_bc_queue(n, m);
+    if (sync) {
+      /* A table merged after a partition heals carries the other side's
+       * stale verdicts. Tell the member at once (buddy system), so it can
+       * refute within a round trip instead of waiting for gossip to find
+       * it. */
+      swim_send_ping(n, m, m->addr, ++n->seq);
+    }
   } else if (m->state == DMQ_MEMBER_SUSPECT) {
     if (inc > m->inc)
       m->inc = inc;
+    /* Stale tables are not independent evidence: several members of the
+     * far side of a healed partition would otherwise "confirm" each other's
+     * old verdicts and shrink the suspicion to its minimum. Only probes and
+     * gossiped suspicions confirm. */
+    if (sync)
+      return;
     if (swim_suspicion_confirm(m, from.p, from.n)) {
       /* pass the independent confirmation on */
       memcpy(m->susp->from, from.p, from.n);
@@ -747,7 +762,7 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
       break;
     case DMQ_MEMBER_SUSPECT:
     case DMQ_MEMBER_DEAD: /* a remote death is only a suspicion here */
-      swim_on_suspect(n, r.name, r.incarnation, r.generation, sender);
+      swim_on_suspect(n, r.name, r.incarnation, r.generation, sender, 1);
       break;
     default:
       swim_on_dead(n, r.name, r.incarnation, r.generation, 1);
@@ -836,7 +851,8 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
                     msg.meta, &msg.chans, 0);
       break;
     case DMQ__MSG_SUSPECT:
-      swim_on_suspect(n, msg.name, msg.incarnation, msg.generation, msg.from);
+      swim_on_suspect(n, msg.name, msg.incarnation, msg.generation, msg.from,
+                      0);
       break;
     case DMQ__MSG_DEAD:
       swim_on_dead(n, msg.name, msg.incarnation, msg.generation, 0);

@@ -34,6 +34,9 @@
 #include <string.h>
 
 #define SIM_STREAM_MAX (16u << 20)
+#define SIM_CLOSED_DGRAM 1u
+#define SIM_CLOSED_STREAM 2u
+#define SIM_EV_NONE 0 /* cancelled in place */
 #define SIM_EV_DELIVER 1
 #define SIM_EV_DONE 2
 #define SIM_EV_WAKE 3
@@ -65,7 +68,8 @@ typedef struct sim_host {
   unsigned char meta[DMQ_MAX_META];
   uint64_t gen;
   uint32_t epoch; /* bumped on every kill */
-  int down, left, paused, closed;
+  int down, left, paused;
+  unsigned closed;      /* SIM_CLOSED_* bits: transports closed */
   uint64_t first_fault; /* first kill/leave/pause time, UINT64_MAX if none */
   uint64_t wake_ev_t;   /* time of the live wake-up event, UINT64_MAX none */
   uint32_t wake_gen;
@@ -484,7 +488,8 @@ static int sim_tr_send(dmq_transport_t *t, const char *addr, const void *buf,
   sim_host_t *h = t->impl;
   dmq_sim_t *w = h->w;
   int on_stream = t == &h->trs;
-  if (h->down || h->closed)
+  if (h->down ||
+      (h->closed & (on_stream ? SIM_CLOSED_STREAM : SIM_CLOSED_DGRAM)))
     return DMQ_ECLOSED;
   int to = sim_parse_addr(t->ops->scheme, addr);
   if (to < 0)
@@ -537,11 +542,27 @@ static int sim_tr_send(dmq_transport_t *t, const char *addr, const void *buf,
   return 0;
 }
 
-/* Closing only refuses further sends; sends complete as they are accepted,
- * so none is pending. A restart reopens the transport. */
+/* Closing refuses further sends and drops later deliveries. Every accepted
+ * send has already gone out on the simulated wire, so its completion
+ * (status 0) is delivered here, before on_closed; nothing completes after
+ * it. The simulator has no loop of its own, so close is synchronous (like
+ * the host transport). A second close does nothing; a restart reopens. */
 static void sim_tr_close(dmq_transport_t *t) {
   sim_host_t *h = t->impl;
-  h->closed = 1;
+  int stream = t == &h->trs;
+  unsigned bit = stream ? SIM_CLOSED_STREAM : SIM_CLOSED_DGRAM;
+  if (h->closed & bit)
+    return;
+  h->closed |= bit;
+  dmq_sim_t *w = h->w;
+  for (size_t i = 0; i < w->heap_n; i++) {
+    sim_ev_t *ev = &w->heap[i];
+    if (ev->kind == SIM_EV_DONE && ev->to == h->idx && ev->to_ep == h->epoch &&
+        ev->stream == (uint8_t)stream) {
+      ev->kind = SIM_EV_NONE; /* completed now, skipped when popped */
+      dmq_transport_send_done(t, ev->ptr, 0);
+    }
+  }
   if (t->on_closed != NULL)
     t->on_closed(t);
 }
@@ -609,6 +630,11 @@ static void sim_dispatch(dmq_sim_t *w, sim_ev_t *ev) {
     }
     if (h->paused) {
       sim_defer(h, ev);
+      return;
+    }
+    if (h->closed & (ev->stream ? SIM_CLOSED_STREAM : SIM_CLOSED_DGRAM)) {
+      w->net.undeliverable++; /* the receiving transport is closed */
+      sim_buf_put(w, ev->ptr, ev->len);
       return;
     }
     w->net.delivered++;
@@ -817,7 +843,8 @@ int dmq_sim_add(dmq_sim_t *w, const dmq_config_t *cfg, const char *name) {
   snprintf(h->saddr, sizeof(h->saddr), "simtcp://%d", idx);
   h->tr.ops = w->split || w->dgram_only ? &sim_tr_dgram_ops : &sim_tr_ops;
   h->tr.impl = h;
-  h->tr.mtu = w->mtu;
+  /* mixed mode: the one transport also carries streams up to the max */
+  h->tr.mtu = (w->split || w->dgram_only) ? w->mtu : SIM_STREAM_MAX;
   h->trs.ops = &sim_tr_stream_ops;
   h->trs.impl = h;
   h->trs.mtu = SIM_STREAM_MAX;
