@@ -3,6 +3,7 @@
 #define DMQ_DMQ_H
 
 #include "dmq/config.h"
+#include "dmq/delivery.h"
 #include "dmq/error.h"
 #include "dmq/node.h"
 #include "dmq/transport.h"
