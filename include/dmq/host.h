@@ -35,7 +35,8 @@
  *     dmq_host_transport_input() or dmq_host_transport_flush() call, exactly
  *     once each. A host that sends with cookies should call
  *     dmq_host_transport_flush() after every call into the node.
- *   - close() delivers completions still queued with DMQ_ECLOSED, then calls
+ *   - close() delivers completions still queued with DMQ_ECLOSED (the bytes
+ *     were handed to the host, but their fate is not known), then calls
  *     the on_closed hook, then frees the transport: t is invalid once
  *     close() returns. Inside those callbacks send() and input() return
  *     DMQ_ECLOSED. close() may also be called from inside a callback of this

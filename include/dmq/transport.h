@@ -12,8 +12,10 @@
  *   send/receive ... -> ops->close() -> on_closed hook -> memory freed by the
  *   transport. After close, send() returns DMQ_ECLOSED and every send that
  *   was accepted with a cookie completes exactly once (with DMQ_ECLOSED if
- *   it had not gone out yet), always from the event loop, never from inside
- *   send() or close().
+ *   it had not gone out yet), never from inside send(). Transports that run
+ *   on an event loop (udp, tcp) complete from the loop, after close()
+ *   returned; transports without a loop of their own (host, the simulator)
+ *   complete what is pending inside close(), before on_closed.
  *
  * Addresses are strings "<scheme>://<authority>" (for example
  * "udp://127.0.0.1:7946", "tcp://[::1]:7946", "sim://17") or "host:<opaque>".

@@ -3,19 +3,27 @@
  *
  *   dmq-peer --name NAME --bind ADDR [--advertise ADDR] [--seed SEED]...
  *            [--profile lan|wan|local|fast] [--meta K=V]... [--udp-only]
+ *            [--channel NAME]... [--ttl-ms N] [--request-timeout-ms N]
  *            [--exit-on-eof] [--log-level LEVEL]
  *
  * It runs a dmq_uv_t (dmq/uv.h) on libuv's default loop. Commands, one per
  * line on stdin (see the command table below, or `help`):
  *   members        one "member" event per member, then "members_end"
- *   stats          one "stats" event
+ *   stats          one "stats" event (delivery counters under "delivery")
  *   meta K=V...    merge into this member's metadata ("k=v;k2=v2") and set it
  *                  (an empty value removes the key)
+ *   send MEMBER CHANNEL TEXT     reliable unicast (dmq_send)
+ *   sendbe MEMBER CHANNEL TEXT   best-effort unicast (no outcome)
+ *   bcast CHANNEL TEXT           reliable broadcast (dmq_broadcast)
+ *   request MEMBER CHANNEL TEXT  request (dmq_request); a dmq-peer answers
+ *                  every request it receives with the reply "ack:<TEXT>"
+ *   channel NAME / unchannel NAME   start / stop serving a channel
  *   leave          graceful leave; the process keeps running
  *   quit           graceful leave, close, exit 0
  *   help           one "help" event listing the commands
  * Unknown commands get an "error" event. Empty lines and lines starting with
- * '#' are ignored.
+ * '#' are ignored. TEXT is the rest of the line after the blanks that follow
+ * CHANNEL (blanks at the end of the line are trimmed; it may be empty).
  *
  * stdin may be a terminal, a pipe, a FIFO, a regular file or /dev/null, or
  * closed. End of input does not stop the peer (a peer started in the
@@ -26,15 +34,34 @@
  * Events (stdout, one JSON object per line, flushed line by line; every one
  * has "event" and "t_ms", milliseconds since the peer started):
  *   {"event":"ready","name":..,"addr":..,"generation":N,"profile":..,
- *    "seeds":N,"wall_ms":N}   once bound; wall_ms: start, ms since the epoch
+ *    "seeds":N,"wall_ms":N,"channels":[..],"ttl_ms":N}
+ *                             once bound; wall_ms: start, ms since the epoch
  *   {"event":"member","name":..,"addr":..,"state":..,"incarnation":N,
  *    "generation":N,"self":false,"change":"joined|suspect|alive_again|dead|
  *    left|meta_updated|reaped","meta":{..}}                   member callback
  *   the same without "change" for each member listed by `members`
  *   {"event":"members_end","count":N}
+ *   {"event":"sent","id":N,"kind":"send|bcast|request","dest":..,
+ *    "channel":..,"reliable":B,"len":N[,"ttl_ms":N][,"dests":N]}
+ *                                       a send accepted (dest null: bcast)
+ *   {"event":"message","from":..,"channel":..,PAYLOAD,"reliable":B,
+ *    "request":B}                       a message received on a served channel
+ *   {"event":"replied","to":..,"channel":..,"len":N}   answered a request
+ *   {"event":"reply","id":N,"from":..,"channel":..,PAYLOAD}
+ *                                       the reply to our request id
+ *   {"event":"outcome","id":N,"kind":..,"outcome":"delivered|expired|dead|
+ *    left|cancelled|shutdown|unknown_dest|too_big","dest":..,"channel":..,
+ *    "delivered":N,"failed":N}          every reliable send / request ends in
+ *                                       exactly one (a request's "delivered"
+ *                                       follows its "reply" event)
  *   {"event":"stats",...}   {"event":"ok","command":..}   {"event":"help",..}
- *   {"event":"error","message":..}
+ *   {"event":"error","message":..[,"command":..,"error":"DMQ_E..."]}
  *   {"event":"closed","reason":"quit|signal|eof"}             before exit 0
+ * PAYLOAD is "text":..,"len":N,"utf8":B. A payload that is valid UTF-8 is
+ * "text" as is (JSON-escaped; control bytes as \u00XX), "utf8":true; any
+ * other payload has every byte >= 0x80 written as \u00XX too, "utf8":false,
+ * so its bytes are the code points of "text" (latin-1). "len" is the byte
+ * count.
  * Diagnostics (bad arguments, libdmq log lines) go to stderr. Bad arguments
  * and start-up failures (bind) exit with status 2.
  */
@@ -64,6 +91,10 @@
 #define PEER_NS_PER_MS 1000000u
 #define PEER_US_PER_MS 1000u
 #define PEER_MS_PER_S 1000u
+/* Default TTL of reliable sends and replies (--ttl-ms). */
+#define PEER_DEFAULT_TTL_MS 30000u
+/* The automatic answer to a request: this prefix, then the request's bytes. */
+#define PEER_REPLY_PREFIX "ack:"
 
 /* ---------------------------------------------------------------------- */
 /* state                                                                   */
@@ -78,6 +109,12 @@ typedef struct meta_kv {
   char *k, *v;
 } meta_kv_t;
 
+/* A channel this peer serves. */
+typedef struct served {
+  char name[DMQ_MAX_CHANNEL + 1];
+  dmq_channel_t *ch;
+} served_t;
+
 typedef struct peer {
   uv_loop_t *loop;
   dmq_uv_t *rt;
@@ -89,6 +126,14 @@ typedef struct peer {
   dmq_profile_t profile;
   int udp_only, exit_on_eof;
   int log_level; /* -1: none */
+  const char *init_chans[DMQ_MAX_CHANNELS]; /* --channel */
+  size_t n_init_chans;
+  uint32_t ttl_ms;             /* --ttl-ms */
+  uint32_t request_timeout_ms; /* --request-timeout-ms; 0: libdmq's default */
+
+  /* channels served, in opening order */
+  served_t chans[DMQ_MAX_CHANNELS];
+  size_t n_chans;
 
   /* this member's metadata, in insertion order */
   meta_kv_t meta[PEER_MAX_META_KEYS];
@@ -112,6 +157,7 @@ typedef struct peer {
   char line[PEER_LINE_MAX + 1];
   size_t line_len;
   int line_overflow;
+  int line_nul; /* the line holds a NUL byte */
 
   uv_signal_t sigterm, sigint;
   int quitting;
@@ -194,8 +240,9 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
 
 /* A JSON string: quotes, escapes; bytes that are not valid UTF-8 come out as
  * the code point of the same value (\u0080..\u00ff), so the line is always
- * valid JSON. */
-static void jb_strn(jbuf_t *b, const char *s, size_t n) {
+ * valid JSON. bytewise: every byte >= 0x80 does (latin-1: the string's code
+ * points are the bytes). */
+static void jb_strn_mode(jbuf_t *b, const char *s, size_t n, int bytewise) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *u = (const unsigned char *)s;
   jb_raw(b, "\"", 1);
@@ -224,8 +271,11 @@ static void jb_strn(jbuf_t *b, const char *s, size_t n) {
       jb_raw(b, esc, 6);
       i++;
     } else {
-      size_t l = utf8_seq(u + i, n - i);
-      if (l == 0) {
+      size_t l = bytewise ? 0 : utf8_seq(u + i, n - i);
+      if (l == 0 && c < 0x80) {
+        jb_raw(b, s + i, 1);
+        i++;
+      } else if (l == 0) {
         memcpy(esc, "\\u00", 4);
         esc[4] = hex[c >> 4];
         esc[5] = hex[c & 0xF];
@@ -238,6 +288,22 @@ static void jb_strn(jbuf_t *b, const char *s, size_t n) {
     }
   }
   jb_raw(b, "\"", 1);
+}
+
+static void jb_strn(jbuf_t *b, const char *s, size_t n) {
+  jb_strn_mode(b, s, n, 0);
+}
+
+static int utf8_valid(const void *data, size_t n) {
+  const unsigned char *u = data;
+  size_t i = 0;
+  while (i < n) {
+    size_t l = utf8_seq(u + i, n - i);
+    if (l == 0)
+      return 0;
+    i += l;
+  }
+  return 1;
 }
 
 static void jb_str(jbuf_t *b, const char *s) {
@@ -309,6 +375,28 @@ static void emit_ok(const char *command) {
   jb_begin(&g_jb, "ok");
   jb_kstr(&g_jb, "command", command);
   jb_emit(&g_jb);
+}
+
+/* A refusal by libdmq: {"event":"error","command":..,"error":"DMQ_E..",
+ * "message":"<command>: <strerror>[ (detail)]"}. */
+static void emit_refused(const char *command, int rc, const char *detail) {
+  char msg[512];
+  snprintf(msg, sizeof(msg), "%s: %s%s%s%s", command, dmq_strerror(rc),
+           detail ? " (" : "", detail ? detail : "", detail ? ")" : "");
+  jb_begin(&g_jb, "error");
+  jb_kstr(&g_jb, "command", command);
+  jb_kstr(&g_jb, "error", dmq_err_name(rc));
+  jb_kstr(&g_jb, "message", msg);
+  jb_emit(&g_jb);
+}
+
+/* "text":..,"len":N,"utf8":B for a message payload (see the top comment). */
+static void jb_payload(jbuf_t *b, const void *data, size_t len) {
+  int utf8 = utf8_valid(data, len);
+  jb_key(b, "text");
+  jb_strn_mode(b, data, len, !utf8);
+  jb_ku64(b, "len", len);
+  jb_kbool(b, "utf8", utf8);
 }
 
 /* Metadata "k=v;k2=v2" as a JSON object. A segment without '=' is a key
@@ -487,6 +575,94 @@ static void on_log(dmq_node_t *node, dmq_log_level_t level, const char *msg,
 }
 
 /* ---------------------------------------------------------------------- */
+/* delivery callbacks                                                      */
+
+/* Kinds of sends, passed as the outcome callback's user data. */
+static const char g_kind_send[] = "send";
+static const char g_kind_bcast[] = "bcast";
+static const char g_kind_request[] = "request";
+
+static void on_outcome(dmq_node_t *node, const dmq_outcome_info_t *o,
+                       void *ud) {
+  const char *kind = ud;
+  (void)node;
+  if (kind == g_kind_request && o->outcome == DMQ_OUTCOME_DELIVERED) {
+    jb_begin(&g_jb, "reply");
+    jb_ku64(&g_jb, "id", o->id);
+    jb_kstr(&g_jb, "from", o->dest);
+    jb_kstr(&g_jb, "channel", o->channel);
+    jb_payload(&g_jb, o->reply, o->reply_len);
+    jb_emit(&g_jb);
+  }
+  uint64_t delivered = o->delivered, failed = o->failed;
+  if (kind != g_kind_bcast) { /* a unicast: one destination */
+    delivered = o->outcome == DMQ_OUTCOME_DELIVERED;
+    failed = !delivered;
+  }
+  jb_begin(&g_jb, "outcome");
+  jb_ku64(&g_jb, "id", o->id);
+  jb_kstr(&g_jb, "kind", kind);
+  jb_kstr(&g_jb, "outcome", dmq_outcome_name(o->outcome));
+  jb_kstr(&g_jb, "dest", o->dest);
+  jb_kstr(&g_jb, "channel", o->channel);
+  jb_ku64(&g_jb, "delivered", delivered);
+  jb_ku64(&g_jb, "failed", failed);
+  jb_emit(&g_jb);
+}
+
+/* Every message on a served channel is printed; every request is answered
+ * with PEER_REPLY_PREFIX + its bytes. */
+static void on_message(dmq_node_t *node, dmq_channel_t *ch,
+                       const dmq_message_t *m, void *ud) {
+  peer_t *p = ud;
+  (void)ch;
+  jb_begin(&g_jb, "message");
+  jb_kstr(&g_jb, "from", m->from);
+  jb_kstr(&g_jb, "channel", m->channel);
+  jb_payload(&g_jb, m->data, m->len);
+  jb_kbool(&g_jb, "reliable", m->reliable);
+  jb_kbool(&g_jb, "request", m->request != NULL);
+  jb_emit(&g_jb);
+  if (m->request == NULL)
+    return;
+  size_t plen = sizeof(PEER_REPLY_PREFIX) - 1;
+  char *r = malloc(plen + m->len + 1);
+  if (r == NULL) {
+    emit_refused("reply", DMQ_ENOMEM, m->from);
+    return;
+  }
+  memcpy(r, PEER_REPLY_PREFIX, plen);
+  if (m->len > 0)
+    memcpy(r + plen, m->data, m->len);
+  dmq_reply_handle_t h = *m->request;
+  /* inside a libdmq callback: the runtime re-arms its timer afterwards */
+  int rc = dmq_reply(node, &h, r, plen + m->len, uv_now(p->loop));
+  free(r);
+  if (rc != 0) {
+    emit_refused("reply", rc, m->from);
+    return;
+  }
+  jb_begin(&g_jb, "replied");
+  jb_kstr(&g_jb, "to", m->from);
+  jb_kstr(&g_jb, "channel", m->channel);
+  jb_ku64(&g_jb, "len", plen + m->len);
+  jb_emit(&g_jb);
+}
+
+/* Serve channel `name`; 0 or a libdmq error. */
+static int serve(peer_t *p, const char *name) {
+  if (p->n_chans == DMQ_MAX_CHANNELS)
+    return DMQ_ENOMEM;
+  served_t *sv = &p->chans[p->n_chans];
+  int rc = dmq_channel_open(dmq_uv_node(p->rt), name, on_message, p, &sv->ch);
+  if (rc != 0)
+    return rc;
+  snprintf(sv->name, sizeof(sv->name), "%s", name);
+  p->n_chans++;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
 /* shutdown                                                                */
 
 static void in_close(peer_t *p);
@@ -498,6 +674,7 @@ static void on_handle_closed(uv_handle_t *h) {
 static void on_rt_closed(void *ud) {
   peer_t *p = ud;
   p->rt = NULL;
+  p->n_chans = 0; /* freed with the node */
   jb_begin(&g_jb, "closed");
   jb_kstr(&g_jb, "reason", p->quit_reason);
   jb_emit(&g_jb);
@@ -610,6 +787,13 @@ static void cmd_stats(peer_t *p, char *args) {
   }
   jb_raw(b, "}", 1);
   jb_ku64(b, "health_score", st.health_score);
+  dmq_delivery_stats_t ds;
+  dmq_delivery_stats(dmq_uv_node(p->rt), &ds);
+  jb_key(b, "delivery");
+  jb_raw(b, "{\"sent_be\":", 11);
+  jb_ku64(b, "sent_be", ds.sent_be);
+  /* (jb_ku64 writes a leading comma: start with a key that has none) */
+  b->len -= sizeof(",\"sent_be\":") - 1 + 0;
   jb_emit(b);
 }
 
