@@ -1,0 +1,784 @@
+/* cluster_bench: a real cluster in one process.
+ *
+ * For every N of --nodes, N libuv runtimes (dmq_uv_t, UDP + TCP on the same
+ * loopback port, 127.0.0.1:0) run on ONE libuv loop in ONE process (a child
+ * forked per N, so that CPU and memory figures of one N are not mixed with
+ * those of another). Nodes 0..K-1 are the seeds (--seed-count K, default 1);
+ * node 0 does not join, every other node joins through the seeds' addresses
+ * (itself excluded). The scenario:
+ *
+ *   1. join: all joins are issued at the same instant (burst; --stagger MS
+ *      spreads them evenly over MS ms instead). join_all_s is the wall time
+ *      from the first join call until every node sees N members alive (a
+ *      member callback recounts the node's alive members on every event, so
+ *      the instant is exact, not polled). join_cpu_pct is the process's
+ *      CPU time over that interval, in % of one core.
+ *   2. settle (--settle-s, default 0), then the steady-state window
+ *      (--steady-s S, default 10): cpu_pct is the process's user+sys CPU time
+ *      (getrusage RUSAGE_SELF) over the window's wall time, in % of one core;
+ *      pkts_per_member_s / bytes_per_member_s are the packets and bytes SENT
+ *      (dmq_stats_t pkts_out / bytes_out summed over all nodes, UDP and TCP)
+ *      per member per second over the window; pushpull_per_s the push/pull
+ *      exchanges started per second by the whole cluster (they dominate
+ *      the byte count: a window with or without one differs a lot).
+ *      rss_kib is VmRSS (/proc/self/status) at the end of the window,
+ *      rss_per_member_kib = (rss_kib - RSS before the nodes were created)/N;
+ *      rss_anon_per_member_kib is the same with RssAnon (heap and other
+ *      anonymous memory; VmRSS also counts the file-backed pages of the
+ *      code, which are touched once and shared, not per member).
+ *      rss_join_kib is VmRSS at convergence, rss_peak_kib VmHWM.
+ *   3. crash: a random non-seed node is aborted (dmq__uv_abort: sockets
+ *      closed, node deleted, no leave announced). suspect_all_s is the time
+ *      until every other node has seen it SUSPECT or DEAD, fail_detect_all_s
+ *      until every other node has a DEAD event for it, first_dead_s until the
+ *      first one has (all from member-event timestamps).
+ *   4. graceful close of every node (dmq_uv_close), then uv_loop_close(),
+ *      which must return 0.
+ * false_dead counts DEAD events (one per observer) about nodes never killed,
+ * from the first join until the close starts.
+ *
+ * Memory breakdown fields: heap_rss_kib (Rss of [heap], from
+ * /proc/self/smaps), mmap_rss_kib (Rss of the other anonymous mappings: the
+ * large malloc() blocks glibc serves with mmap, e.g. the UDP receive
+ * buffers, and libuv/thread stacks), malloc_used_kib and malloc_mmap_kib
+ * (mallinfo2: bytes in use in the brk heap, bytes of mmap()ed blocks), all
+ * taken with rss_kib; then rss_trim_per_member_kib, like rss_per_member_kib
+ * but after malloc_trim(0) has returned the allocator's free pages to the
+ * kernel (the difference is memory freed after the join burst that glibc
+ * kept resident).
+ *
+ * bcast_all_s is always null here: it is filled by the delivery bench.
+ *
+ * Usage: cluster_bench [--nodes 10,100] [--profile lan|wan|local|fast]
+ *                      [--burst | --stagger MS] [--seed-count K]
+ *                      [--settle-s S] [--steady-s S] [--max-s S]
+ *                      [--flush-ms MS] [--seed X] [--no-fork]
+ * One JSON object per line and N. Exit status 1 if a run did not converge or
+ * detect the failure within --max-s seconds (that phase's fields are null),
+ * or if the loop did not close cleanly.
+ */
+#define _GNU_SOURCE /* mallinfo2 */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <dmq/uv.h>
+
+#include "resolve.h" /* dmq__uv_abort */
+
+#define BENCH_MAX_LIST 32
+#define BENCH_MAX_NODES 5000
+/* Most seeds a node accepts (DMQ__MAX_SEEDS in src/internal.h). */
+#define BENCH_MAX_SEEDS 32
+#define BENCH_NAME_PREFIX "n"
+#define BENCH_NS_PER_S 1e9
+#define BENCH_MS_PER_S 1000.0
+/* Stagger mode: how often the join timer issues the joins now due. */
+#define BENCH_STAGGER_TICK_MS 1
+
+typedef struct bench_opts {
+  size_t nodes[BENCH_MAX_LIST];
+  size_t n_nodes;
+  dmq_profile_t profile;
+  const char *profile_name;
+  size_t seed_count;
+  uint64_t stagger_ms;
+  double settle_s, steady_s, max_s;
+  uint32_t flush_ms;
+  uint64_t seed; /* victim choice; 0 = from the clock */
+  int fork;
+} bench_opts_t;
+
+typedef enum bench_phase {
+  PH_JOIN = 0,
+  PH_STEADY,
+  PH_DETECT,
+  PH_CLOSE
+} bench_phase_t;
+
+struct bench;
+
+typedef struct bench_node {
+  struct bench *b;
+  size_t idx;
+  dmq_uv_t *rt;     /* NULL once aborted or closing */
+  int full;         /* join phase: sees every node alive */
+  int joined_call;  /* dmq_uv_join() issued */
+  uint64_t susp_ns; /* first SUSPECT or DEAD event about the victim */
+  uint64_t dead_ns; /* first DEAD event about the victim */
+  char addr[DMQ_MAX_ADDR + 1];
+} bench_node_t;
+
+typedef struct bench_result {
+  int joined, suspected, detected, first_dead_seen, loop_ok;
+  double join_all_s, suspect_all_s, fail_all_s, first_dead_s;
+  double cpu_pct, cpu_user_pct, cpu_sys_pct, pkts, bytes, pushpull;
+  double join_cpu_pct;
+  long rss_base_kib, rss_join_kib, rss_kib, rss_peak_kib;
+  long anon_base_kib, anon_kib; /* RssAnon */
+  long rss_trim_kib;            /* VmRSS after malloc_trim(0) */
+  long heap_rss_kib, mmap_rss_kib, malloc_used_kib, malloc_mmap_kib;
+  size_t false_dead;
+  long victim;
+  uint64_t seed;
+  double wall_s;
+} bench_result_t;
+
+typedef struct bench {
+  const bench_opts_t *o;
+  uv_loop_t loop;
+  size_t n;
+  bench_node_t *nodes;
+  bench_phase_t phase;
+  size_t n_full, n_susp, n_dead, n_join_calls, closing;
+  uint64_t join_t0, join_t1, kill_t0, first_dead_t;
+  long victim;
+  int killed, timed_out;
+  size_t false_dead;
+  uv_timer_t deadline, stagger;
+  bench_result_t *r;
+} bench_t;
+
+/* ---------------------------------------------------------------------- */
+/* options                                                                 */
+
+static void bench_usage(const char *prog) {
+  fprintf(stderr,
+          "usage: %s [--nodes N[,N...]] [--profile lan|wan|local|fast]\n"
+          "          [--burst | --stagger MS] [--seed-count K] [--settle-s S]\n"
+          "          [--steady-s S] [--max-s S] [--flush-ms MS] [--seed X]\n"
+          "          [--no-fork]\n",
+          prog);
+}
+
+static int bench_parse_u64(const char *s, uint64_t *out) {
+  char *end = NULL;
+  errno = 0;
+  uint64_t v = strtoull(s, &end, 0);
+  if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int bench_parse_double(const char *s, double *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno != 0 || end == s || *end != '\0')
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int bench_parse_nodes(const char *s, bench_opts_t *o) {
+  char buf[512];
+  if (strlen(s) >= sizeof(buf))
+    return -1;
+  strcpy(buf, s);
+  size_t n = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(buf, ",", &save); tok != NULL;
+       tok = strtok_r(NULL, ",", &save)) {
+    uint64_t v;
+    if (n == BENCH_MAX_LIST || bench_parse_u64(tok, &v) != 0 || v < 1 ||
+        v > BENCH_MAX_NODES)
+      return -1;
+    o->nodes[n++] = (size_t)v;
+  }
+  if (n == 0)
+    return -1;
+  o->n_nodes = n;
+  return 0;
+}
+
+static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->nodes[0] = 100;
+  o->n_nodes = 1;
+  o->profile = DMQ_PROFILE_LAN;
+  o->profile_name = "lan";
+  o->seed_count = 1;
+  o->settle_s = 0;
+  o->steady_s = 10;
+  o->max_s = 120;
+  o->flush_ms = 2000;
+  o->fork = 1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    uint64_t u;
+    if (strcmp(a, "--burst") == 0) {
+      o->stagger_ms = 0;
+      continue;
+    }
+    if (strcmp(a, "--no-fork") == 0) {
+      o->fork = 0;
+      continue;
+    }
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      bench_usage(argv[0]);
+      exit(0);
+    }
+    if (v == NULL)
+      goto bad;
+    i++;
+    if (strcmp(a, "--nodes") == 0) {
+      if (bench_parse_nodes(v, o) != 0)
+        goto bad;
+    } else if (strcmp(a, "--profile") == 0) {
+      if (dmq_profile_from_name(v, &o->profile) != 0)
+        goto bad;
+      o->profile_name = dmq_profile_name(o->profile);
+    } else if (strcmp(a, "--seed-count") == 0) {
+      if (bench_parse_u64(v, &u) != 0 || u < 1 || u > BENCH_MAX_SEEDS)
+        goto bad;
+      o->seed_count = (size_t)u;
+    } else if (strcmp(a, "--stagger") == 0) {
+      if (bench_parse_u64(v, &o->stagger_ms) != 0 || o->stagger_ms > 3600000)
+        goto bad;
+    } else if (strcmp(a, "--settle-s") == 0) {
+      if (bench_parse_double(v, &o->settle_s) != 0 || o->settle_s < 0)
+        goto bad;
+    } else if (strcmp(a, "--steady-s") == 0) {
+      if (bench_parse_double(v, &o->steady_s) != 0 || o->steady_s <= 0)
+        goto bad;
+    } else if (strcmp(a, "--max-s") == 0) {
+      if (bench_parse_double(v, &o->max_s) != 0 || o->max_s <= 0)
+        goto bad;
+    } else if (strcmp(a, "--flush-ms") == 0) {
+      if (bench_parse_u64(v, &u) != 0 || u > 600000)
+        goto bad;
+      o->flush_ms = (uint32_t)u;
+    } else if (strcmp(a, "--seed") == 0) {
+      if (bench_parse_u64(v, &o->seed) != 0 || o->seed == 0)
+        goto bad;
+    } else {
+      goto bad;
+    }
+    continue;
+  bad:
+    fprintf(stderr, "cluster_bench: bad option %s%s%s\n", a, v ? " " : "",
+            v ? v : "");
+    bench_usage(argv[0]);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* process measurements                                                    */
+
+/* A "Key:   123 kB" line of a /proc file; -1 if absent. */
+static long bench_proc_kib(const char *path, const char *key) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  char line[256];
+  size_t kl = strlen(key);
+  long v = -1;
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+      v = strtol(line + kl + 1, NULL, 10);
+      break;
+    }
+  }
+  fclose(f);
+  return v;
+}
+
+static long bench_rss_kib(void) {
+  return bench_proc_kib("/proc/self/status", "VmRSS");
+}
+
+/* Rss of [heap] and of the other anonymous mappings (no path name), from
+ * /proc/self/smaps. */
+static void bench_smaps(long *heap_kib, long *mmap_kib) {
+  *heap_kib = *mmap_kib = -1;
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (f == NULL)
+    return;
+  char line[512];
+  enum { M_OTHER, M_HEAP, M_ANON } cur = M_OTHER;
+  long heap = 0, anon = 0;
+  while (fgets(line, sizeof(line), f) != NULL) {
+    /* mapping header: "start-end perms offset dev inode [path]" */
+    unsigned long lo, hi;
+    char perms[8];
+    int pos = 0;
+    if (sscanf(line, "%lx-%lx %7s %*s %*s %*s%n", &lo, &hi, perms, &pos) == 3 &&
+        pos > 0) {
+      const char *p = line + pos;
+      while (*p == ' ')
+        p++;
+      if (strncmp(p, "[heap]", 6) == 0)
+        cur = M_HEAP;
+      else if (*p == '\n' || *p == '\0')
+        cur = M_ANON;
+      else
+        cur = M_OTHER;
+      continue;
+    }
+    if (strncmp(line, "Rss:", 4) == 0) {
+      long v = strtol(line + 4, NULL, 10);
+      if (cur == M_HEAP)
+        heap += v;
+      else if (cur == M_ANON)
+        anon += v;
+    }
+  }
+  fclose(f);
+  *heap_kib = heap;
+  *mmap_kib = anon;
+}
+
+/* Everything measured with rss_kib. */
+static void bench_memory(bench_result_t *r) {
+  r->rss_kib = bench_rss_kib();
+  r->anon_kib = bench_proc_kib("/proc/self/status", "RssAnon");
+  r->rss_peak_kib = bench_proc_kib("/proc/self/status", "VmHWM");
+  bench_smaps(&r->heap_rss_kib, &r->mmap_rss_kib);
+  struct mallinfo2 mi = mallinfo2();
+  r->malloc_used_kib = (long)(mi.uordblks / 1024);
+  r->malloc_mmap_kib = (long)(mi.hblkhd / 1024);
+  /* what the allocator holds but nobody uses: free pages returned to the
+   * kernel (after everything else was measured) */
+  malloc_trim(0);
+  r->rss_trim_kib = bench_rss_kib();
+}
+
+static double bench_cpu_s(int user) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  const struct timeval *tv = user ? &ru.ru_utime : &ru.ru_stime;
+  return (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
+}
+
+static void bench_raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+/* splitmix64 */
+static uint64_t bench_rand(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* ---------------------------------------------------------------------- */
+/* events                                                                  */
+
+/* Index of a node from its name ("n<index>"); -1 if not ours. */
+static long bench_index(const char *name) {
+  size_t pl = strlen(BENCH_NAME_PREFIX);
+  if (name == NULL || strncmp(name, BENCH_NAME_PREFIX, pl) != 0)
+    return -1;
+  char *end = NULL;
+  long v = strtol(name + pl, &end, 10);
+  return end != name + pl && *end == '\0' ? v : -1;
+}
+
+static void bench_on_member(dmq_node_t *node, dmq_member_event_t ev,
+                            const dmq_member_info_t *m, void *ud) {
+  bench_node_t *bn = ud;
+  bench_t *b = bn->b;
+  if (b->phase == PH_CLOSE)
+    return;
+  if (b->phase == PH_JOIN) {
+    int full = dmq_node_member_count(node, 1u << DMQ_MEMBER_ALIVE) == b->n;
+    if (full != bn->full) {
+      bn->full = full;
+      if (full)
+        b->n_full++;
+      else
+        b->n_full--;
+    }
+    if (b->n_full == b->n && b->n_join_calls == b->n - 1) {
+      b->join_t1 = uv_hrtime();
+      b->phase = PH_STEADY;
+      uv_stop(&b->loop);
+    }
+  }
+  if (ev != DMQ_EVENT_SUSPECT && ev != DMQ_EVENT_DEAD)
+    return;
+  long subj = bench_index(m->name);
+  if (b->killed && subj == b->victim) {
+    uint64_t now = uv_hrtime();
+    if (bn->susp_ns == 0) {
+      bn->susp_ns = now;
+      b->n_susp++;
+    }
+    if (ev == DMQ_EVENT_DEAD && bn->dead_ns == 0) {
+      bn->dead_ns = now;
+      if (b->n_dead++ == 0)
+        b->first_dead_t = now;
+      if (b->n_dead == b->n - 1)
+        uv_stop(&b->loop);
+    }
+  } else if (ev == DMQ_EVENT_DEAD) {
+    b->false_dead++;
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* loop helpers                                                            */
+
+static void bench_on_deadline(uv_timer_t *h) {
+  bench_t *b = h->data;
+  b->timed_out = 1;
+  uv_stop(&b->loop);
+}
+
+/* Run the loop until a callback stops it or seconds pass (timed_out). */
+static void bench_run_for(bench_t *b, double seconds) {
+  b->timed_out = 0;
+  uv_timer_start(&b->deadline, bench_on_deadline,
+                 (uint64_t)(seconds * BENCH_MS_PER_S), 0);
+  uv_run(&b->loop, UV_RUN_DEFAULT);
+  uv_timer_stop(&b->deadline);
+}
+
+static void bench_join_one(bench_t *b, size_t i) {
+  const char *seeds[BENCH_MAX_SEEDS];
+  size_t k = 0;
+  for (size_t s = 0; s < b->o->seed_count && s < b->n; s++)
+    if (s != i)
+      seeds[k++] = b->nodes[s].addr;
+  if (k > 0 && dmq_uv_join(b->nodes[i].rt, seeds, k) != 0) {
+    fprintf(stderr, "cluster_bench: join of node %zu failed\n", i);
+    exit(2);
+  }
+  b->nodes[i].joined_call = 1;
+  b->n_join_calls++;
+}
+
+/* Stagger mode: node i joins at (i - 1) * stagger / (n - 1) ms. */
+static void bench_on_stagger(uv_timer_t *h) {
+  bench_t *b = h->data;
+  uint64_t elapsed_ms = (uv_hrtime() - b->join_t0) / 1000000u;
+  for (size_t i = 1; i < b->n; i++) {
+    if (b->nodes[i].joined_call)
+      continue;
+    uint64_t at = b->n > 2 ? b->o->stagger_ms * (i - 1) / (b->n - 2) : 0;
+    if (at > elapsed_ms)
+      break;
+    bench_join_one(b, i);
+  }
+  if (b->n_join_calls == b->n - 1)
+    uv_timer_stop(h);
+}
+
+static void bench_on_rt_closed(void *ud) {
+  bench_t *b = ud;
+  b->closing--;
+}
+
+static void bench_on_handle_closed(uv_handle_t *h) {
+  (void)h;
+}
+
+static double bench_since(uint64_t t0, uint64_t t1) {
+  return (double)(t1 - t0) / BENCH_NS_PER_S;
+}
+
+static void bench_sum_stats(bench_t *b, uint64_t *pkts, uint64_t *bytes,
+                            uint64_t *pushpulls) {
+  *pkts = *bytes = *pushpulls = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    if (b->nodes[i].rt == NULL)
+      continue;
+    dmq_stats_t st;
+    dmq_node_stats(dmq_uv_node(b->nodes[i].rt), &st);
+    *pkts += st.pkts_out;
+    *bytes += st.bytes_out;
+    *pushpulls += st.pushpull_sent;
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* one run                                                                 */
+
+static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
+  uint64_t wall0 = uv_hrtime();
+  memset(r, 0, sizeof(*r));
+  r->victim = -1;
+  r->seed = o->seed != 0 ? o->seed : (uv_hrtime() ^ (uint64_t)getpid());
+  uint64_t rng = r->seed;
+
+  bench_t b;
+  memset(&b, 0, sizeof(b));
+  b.o = o;
+  b.n = n;
+  b.r = r;
+  b.victim = -1;
+  if (uv_loop_init(&b.loop) != 0) {
+    fprintf(stderr, "cluster_bench: uv_loop_init failed\n");
+    exit(2);
+  }
+  uv_timer_init(&b.loop, &b.deadline);
+  uv_timer_init(&b.loop, &b.stagger);
+  b.deadline.data = b.stagger.data = &b;
+  b.nodes = calloc(n, sizeof(*b.nodes));
+  if (b.nodes == NULL) {
+    fprintf(stderr, "cluster_bench: out of memory\n");
+    exit(2);
+  }
+  r->rss_base_kib = bench_rss_kib();
+  r->anon_base_kib = bench_proc_kib("/proc/self/status", "RssAnon");
+
+  dmq_config_t cfg;
+  dmq_config_init(&cfg, o->profile);
+  dmq_uv_options_t uo;
+  memset(&uo, 0, sizeof(uo));
+  uo.bind = "127.0.0.1:0";
+  for (size_t i = 0; i < n; i++) {
+    bench_node_t *bn = &b.nodes[i];
+    char name[32];
+    snprintf(name, sizeof(name), BENCH_NAME_PREFIX "%zu", i);
+    cfg.name = name;
+    bn->b = &b;
+    bn->idx = i;
+    int rc = dmq_uv_new(&bn->rt, &b.loop, &cfg, &uo);
+    if (rc != 0) {
+      fprintf(stderr, "cluster_bench: node %zu: %s\n", i, dmq_strerror(rc));
+      exit(2);
+    }
+    snprintf(bn->addr, sizeof(bn->addr), "%s", dmq_uv_addr(bn->rt));
+    dmq_node_set_member_cb(dmq_uv_node(bn->rt), bench_on_member, bn);
+  }
+
+  /* 1. join */
+  b.phase = PH_JOIN;
+  uv_update_time(&b.loop);
+  b.join_t0 = uv_hrtime();
+  double jcpu0 = bench_cpu_s(1) + bench_cpu_s(0);
+  if (o->stagger_ms == 0) {
+    for (size_t i = 1; i < n; i++)
+      bench_join_one(&b, i);
+  } else if (n > 1) {
+    uv_timer_start(&b.stagger, bench_on_stagger, 0, BENCH_STAGGER_TICK_MS);
+  }
+  if (n == 1) {
+    b.join_t1 = b.join_t0;
+    b.phase = PH_STEADY;
+  } else {
+    bench_run_for(&b, o->max_s);
+  }
+  uv_timer_stop(&b.stagger);
+  if (b.phase != PH_STEADY)
+    goto close;
+  r->joined = 1;
+  r->join_all_s = bench_since(b.join_t0, b.join_t1);
+  if (r->join_all_s > 0)
+    r->join_cpu_pct =
+        (bench_cpu_s(1) + bench_cpu_s(0) - jcpu0) / r->join_all_s * 100.0;
+  r->rss_join_kib = bench_rss_kib();
+
+  /* 2. settle, steady state */
+  if (o->settle_s > 0)
+    bench_run_for(&b, o->settle_s);
+  uint64_t p0, by0, pp0, p1, by1, pp1;
+  bench_sum_stats(&b, &p0, &by0, &pp0);
+  double u0 = bench_cpu_s(1), s0 = bench_cpu_s(0);
+  uint64_t t0 = uv_hrtime();
+  bench_run_for(&b, o->steady_s);
+  uint64_t t1 = uv_hrtime();
+  double u1 = bench_cpu_s(1), s1 = bench_cpu_s(0);
+  bench_sum_stats(&b, &p1, &by1, &pp1);
+  double win = bench_since(t0, t1);
+  r->cpu_user_pct = (u1 - u0) / win * 100.0;
+  r->cpu_sys_pct = (s1 - s0) / win * 100.0;
+  r->cpu_pct = r->cpu_user_pct + r->cpu_sys_pct;
+  r->pkts = (double)(p1 - p0) / (double)n / win;
+  r->bytes = (double)(by1 - by0) / (double)n / win;
+  r->pushpull = (double)(pp1 - pp0) / win;
+  bench_memory(r);
+
+  /* 3. crash a random non-seed node */
+  if (o->seed_count >= n)
+    goto close;
+  b.phase = PH_DETECT;
+  b.victim =
+      (long)(o->seed_count + bench_rand(&rng) % (uint64_t)(n - o->seed_count));
+  r->victim = b.victim;
+  bench_node_t *v = &b.nodes[b.victim];
+  b.closing++;
+  b.killed = 1;
+  b.kill_t0 = uv_hrtime();
+  dmq__uv_abort(v->rt, bench_on_rt_closed, &b);
+  v->rt = NULL;
+  bench_run_for(&b, o->max_s);
+  if (b.n_susp == n - 1) {
+    uint64_t last = 0;
+    for (size_t i = 0; i < n; i++)
+      if ((long)i != b.victim && b.nodes[i].susp_ns > last)
+        last = b.nodes[i].susp_ns;
+    r->suspected = 1;
+    r->suspect_all_s = bench_since(b.kill_t0, last);
+  }
+  r->first_dead_seen = b.n_dead > 0;
+  if (b.n_dead > 0)
+    r->first_dead_s = bench_since(b.kill_t0, b.first_dead_t);
+  if (b.n_dead == n - 1) {
+    uint64_t last = 0;
+    for (size_t i = 0; i < n; i++)
+      if ((long)i != b.victim && b.nodes[i].dead_ns > last)
+        last = b.nodes[i].dead_ns;
+    r->detected = 1;
+    r->fail_all_s = bench_since(b.kill_t0, last);
+  }
+
+close:
+  /* 4. graceful close; the loop must end up empty */
+  r->false_dead = b.false_dead;
+  if (!r->joined)
+    bench_memory(r);
+  b.phase = PH_CLOSE;
+  for (size_t i = 0; i < n; i++) {
+    if (b.nodes[i].rt == NULL)
+      continue;
+    b.closing++;
+    dmq_uv_close(b.nodes[i].rt, o->flush_ms, bench_on_rt_closed, &b);
+    b.nodes[i].rt = NULL;
+  }
+  uv_close((uv_handle_t *)&b.deadline, bench_on_handle_closed);
+  uv_close((uv_handle_t *)&b.stagger, bench_on_handle_closed);
+  int left = uv_run(&b.loop, UV_RUN_DEFAULT);
+  r->loop_ok = left == 0 && b.closing == 0 && uv_loop_close(&b.loop) == 0;
+  if (!r->loop_ok)
+    fprintf(stderr, "cluster_bench: loop not empty after close (%zu open)\n",
+            b.closing);
+  free(b.nodes);
+  r->wall_s = bench_since(wall0, uv_hrtime());
+}
+
+/* ---------------------------------------------------------------------- */
+/* output                                                                  */
+
+static void bench_num(const char *key, int valid, double v, int prec) {
+  if (valid)
+    printf(",\"%s\":%.*f", key, prec, v);
+  else
+    printf(",\"%s\":null", key);
+}
+
+static void bench_kib(const char *key, long v) {
+  if (v >= 0)
+    printf(",\"%s\":%ld", key, v);
+  else
+    printf(",\"%s\":null", key);
+}
+
+static void bench_print(const bench_opts_t *o, size_t n,
+                        const bench_result_t *r) {
+  int steady = r->joined;
+  printf("{\"nodes\":%zu,\"profile\":\"%s\"", n, o->profile_name);
+  bench_num("join_all_s", r->joined, r->join_all_s, 3);
+  bench_num("fail_detect_all_s", r->detected, r->fail_all_s, 3);
+  bench_num("suspect_all_s", r->suspected, r->suspect_all_s, 3);
+  printf(",\"false_dead\":%zu", r->false_dead);
+  bench_num("cpu_pct", steady, r->cpu_pct, 2);
+  bench_kib("rss_kib", steady ? r->rss_kib : -1);
+  bench_num("rss_per_member_kib", steady && r->rss_kib >= 0,
+            (double)(r->rss_kib - r->rss_base_kib) / (double)n, 1);
+  bench_num("pkts_per_member_s", steady, r->pkts, 2);
+  bench_num("bytes_per_member_s", steady, r->bytes, 1);
+  bench_num("rss_anon_per_member_kib",
+            steady && r->anon_kib >= 0 && r->anon_base_kib >= 0,
+            (double)(r->anon_kib - r->anon_base_kib) / (double)n, 1);
+  printf(",\"bcast_all_s\":null");
+  printf(",\"seeds\":%zu,\"stagger_ms\":%" PRIu64
+         ",\"settle_s\":%g,\"steady_s\":%g",
+         o->seed_count, o->stagger_ms, o->settle_s, o->steady_s);
+  bench_num("pushpull_per_s", steady, r->pushpull, 2);
+  bench_num("join_cpu_pct", steady, r->join_cpu_pct, 1);
+  bench_num("cpu_user_pct", steady, r->cpu_user_pct, 2);
+  bench_num("cpu_sys_pct", steady, r->cpu_sys_pct, 2);
+  bench_kib("rss_base_kib", r->rss_base_kib);
+  bench_kib("rss_join_kib", r->joined ? r->rss_join_kib : -1);
+  bench_kib("rss_peak_kib", r->rss_peak_kib);
+  bench_kib("heap_rss_kib", r->heap_rss_kib);
+  bench_kib("mmap_rss_kib", r->mmap_rss_kib);
+  bench_kib("malloc_used_kib", r->malloc_used_kib);
+  bench_kib("malloc_mmap_kib", r->malloc_mmap_kib);
+  bench_num("rss_trim_per_member_kib", steady && r->rss_trim_kib >= 0,
+            (double)(r->rss_trim_kib - r->rss_base_kib) / (double)n, 1);
+  if (r->victim >= 0)
+    printf(",\"victim\":%ld", r->victim);
+  else
+    printf(",\"victim\":null");
+  bench_num("first_dead_s", r->first_dead_seen, r->first_dead_s, 3);
+  printf(",\"seed\":%" PRIu64 ",\"loop_closed\":%s", r->seed,
+         r->loop_ok ? "true" : "false");
+  printf(",\"wall_s\":%.3f}\n", r->wall_s);
+  fflush(stdout);
+}
+
+/* Exit status of one run: 0 when everything converged and closed. */
+static int bench_status(const bench_opts_t *o, size_t n,
+                        const bench_result_t *r) {
+  if (!r->joined || !r->loop_ok)
+    return 1;
+  if (o->seed_count < n && !r->detected)
+    return 1;
+  return 0;
+}
+
+static int bench_one(const bench_opts_t *o, size_t n) {
+  bench_result_t r;
+  if (!o->fork) {
+    bench_run(o, n, &r);
+    bench_print(o, n, &r);
+    return bench_status(o, n, &r);
+  }
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("cluster_bench: fork");
+    return 2;
+  }
+  if (pid == 0) {
+    bench_run(o, n, &r);
+    bench_print(o, n, &r);
+    _exit(bench_status(o, n, &r));
+  }
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(st))
+    return WEXITSTATUS(st);
+  printf("{\"nodes\":%zu,\"profile\":\"%s\",\"error\":\"killed by signal "
+         "%d\"}\n",
+         n, o->profile_name, WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+  fflush(stdout);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  bench_opts_t o;
+  if (bench_parse_args(argc, argv, &o) != 0)
+    return 2;
+  bench_raise_nofile();
+  /* a TCP write to a crashed peer must fail with EPIPE, not kill us */
+  signal(SIGPIPE, SIG_IGN);
+  int failed = 0;
+  for (size_t i = 0; i < o.n_nodes; i++) {
+    int rc = bench_one(&o, o.nodes[i]);
+    if (rc > failed)
+      failed = rc;
+  }
+  return failed;
+}
