@@ -13,9 +13,11 @@
 /* Most confirmations tracked per suspicion (Lifeguard's k is small). */
 #define DMQ__MAX_CONFIRM 8
 /* Outstanding relayed (indirect) probes we keep track of. */
-#define DMQ__MAX_RELAYS 64
+#define DMQ__MAX_RELAYS 16
 /* Dissemination buckets: transmit counts above this are never needed. */
-#define DMQ__MAX_BUCKETS 256
+#define DMQ__MAX_BUCKETS 64
+/* Member-event queue capacity kept between bursts. */
+#define DMQ__EVENTS_KEEP 16
 
 /* ---- rng: xoshiro256** seeded through splitmix64 ---- */
 typedef struct dmq__rng {
@@ -126,8 +128,9 @@ struct dmq_node {
     uint64_t timeout_at, end_at;
     char target[DMQ_MAX_NAME + 1];
   } probe;
-  uint32_t health; /* Lifeguard local health multiplier - 1 */
-  dmq__relay_t relays[DMQ__MAX_RELAYS];
+  uint32_t health;      /* Lifeguard local health multiplier - 1 */
+  dmq__relay_t *relays; /* DMQ__MAX_RELAYS, allocated on first use */
+  uint32_t nrelays;     /* relays in use */
   uint64_t next_gossip, next_pushpull, next_reconnect, next_reap;
 
   /* joining */
@@ -135,6 +138,7 @@ struct dmq_node {
   size_t nseeds;
   int joining, joined;
   uint32_t boost_left; /* post-join anti-entropy rounds still to do */
+  char join_via[DMQ_MAX_NAME + 1]; /* member whose join reply we took */
   uint64_t next_boost;
   uint32_t join_attempt;
   uint64_t next_join;
@@ -151,6 +155,7 @@ struct dmq_node {
   uint8_t *txbuf;  /* cfg.mtu bytes */
   uint8_t *bigbuf; /* push/pull */
   size_t bigbuf_cap;
+  int bigbuf_used; /* since the last reap tick */
 
   dmq_stats_t stats;
 

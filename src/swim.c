@@ -291,6 +291,7 @@ static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
   size_t len = dmq__enc_end(&e);
   if (dmq__send(n, addr, n->bigbuf, len, 1, 1) == 0)
     n->stats.pushpull_sent++;
+  n->bigbuf_used = 1;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -654,8 +655,11 @@ static void swim_probe_end(dmq_node_t *n) {
     dmq__emit(n, DMQ_EVENT_SUSPECT, t);
     swim_bc_queue(n, t);
   } else if (t->state == DMQ_MEMBER_SUSPECT) {
-    if (swim_suspicion_confirm(t, n->name, strlen(n->name)))
+    if (swim_suspicion_confirm(t, n->name, strlen(n->name))) {
+      /* gossip our own, independent, confirmation */
+      strcpy(t->susp->from, n->name);
       swim_bc_queue(n, t);
+    }
   }
 }
 
@@ -693,6 +697,12 @@ static void swim_on_ping_req(dmq_node_t *n, const dmq__msg_t *msg,
   const char *origin = swim_reply_addr(n, sender, from_addr);
   if (origin == NULL || strlen(origin) > DMQ_MAX_ADDR)
     return;
+  if (n->relays == NULL) {
+    n->relays = dmq__malloc(n, DMQ__MAX_RELAYS * sizeof(*n->relays));
+    if (n->relays == NULL)
+      return;
+    memset(n->relays, 0, DMQ__MAX_RELAYS * sizeof(*n->relays));
+  }
   dmq__relay_t *r = NULL;
   for (int i = 0; i < DMQ__MAX_RELAYS; i++) {
     if (!n->relays[i].used) {
@@ -703,6 +713,7 @@ static void swim_on_ping_req(dmq_node_t *n, const dmq__msg_t *msg,
   if (r == NULL)
     return; /* too many relays in flight: the requester will cope */
   r->used = 1;
+  n->nrelays++;
   r->seq = ++n->seq;
   r->origin_seq = msg->seq;
   r->want_nack = msg->flag;
@@ -731,10 +742,11 @@ static void swim_on_ack(dmq_node_t *n, const dmq__msg_t *msg) {
     }
     return;
   }
-  for (int i = 0; i < DMQ__MAX_RELAYS; i++) {
+  for (int i = 0; n->nrelays > 0 && i < DMQ__MAX_RELAYS; i++) {
     dmq__relay_t *r = &n->relays[i];
     if (r->used && r->seq == msg->seq) {
       r->used = 0;
+      n->nrelays--;
       swim_send_ack(n, r->origin, r->origin_seq, 0);
       return;
     }
@@ -781,6 +793,11 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
        * fraction), far cheaper than gossiping every newcomer N log N times. */
       n->boost_left = SWIM_JOIN_BOOST_ROUNDS;
       n->next_boost = n->now + n->cfg.probe_interval_ms / 4;
+      /* the seed that answered saw every concurrent joiner: the first
+       * boost goes back to it, the later ones to random members */
+      size_t l = sender.n < DMQ_MAX_NAME ? sender.n : DMQ_MAX_NAME;
+      memcpy(n->join_via, sender.p, l);
+      n->join_via[l] = '\0';
       dmq__log(n, DMQ_LOG_INFO, "joined through %.*s", (int)sender.n, sender.p);
     }
     return;
@@ -1157,7 +1174,7 @@ int dmq_node_tick(dmq_node_t *n, uint64_t now) {
     }
     i++;
   }
-  for (int i = 0; i < DMQ__MAX_RELAYS; i++) {
+  for (int i = 0; n->nrelays > 0 && i < DMQ__MAX_RELAYS; i++) {
     dmq__relay_t *r = &n->relays[i];
     if (!r->used)
       continue;
@@ -1166,8 +1183,10 @@ int dmq_node_tick(dmq_node_t *n, uint64_t now) {
       if (r->want_nack)
         swim_send_nack(n, r->origin, r->origin_seq);
     }
-    if (now >= r->expire_at)
+    if (now >= r->expire_at) {
       r->used = 0;
+      n->nrelays--;
+    }
   }
   if (now >= n->next_gossip) {
     swim_gossip_round(n);
@@ -1182,7 +1201,13 @@ int dmq_node_tick(dmq_node_t *n, uint64_t now) {
     n->next_pushpull = now + n->cfg.pushpull_interval_ms;
   }
   if (n->boost_left > 0 && now >= n->next_boost) {
-    dmq__member_t *m = n->leaving ? NULL : swim_random_member(n, 0);
+    dmq__member_t *m = NULL;
+    if (n->boost_left == SWIM_JOIN_BOOST_ROUNDS)
+      m = dmq__member_find(n, n->join_via, strlen(n->join_via));
+    if (m == NULL || m->is_self || m->state != DMQ_MEMBER_ALIVE)
+      m = swim_random_member(n, 0);
+    if (n->leaving)
+      m = NULL;
     if (m != NULL)
       swim_send_pushpull(n, m->addr, 0);
     n->boost_left--;
@@ -1196,6 +1221,21 @@ int dmq_node_tick(dmq_node_t *n, uint64_t now) {
   }
   if (now >= n->next_reap) {
     swim_reap(n);
+    /* Buffers grown by a burst (push/pull tables, event queues) are given
+     * back once a reap period passes without using them: at steady state
+     * push/pull runs every pushpull_interval, so an O(N) buffer per node
+     * would otherwise stay resident for nothing. */
+    if (!n->bigbuf_used) {
+      dmq__free(n, n->bigbuf);
+      n->bigbuf = NULL;
+      n->bigbuf_cap = 0;
+    }
+    n->bigbuf_used = 0;
+    if (n->nevents == 0 && n->cap_events > DMQ__EVENTS_KEEP) {
+      dmq__free(n, n->events);
+      n->events = NULL;
+      n->cap_events = 0;
+    }
     n->next_reap = now + SWIM_REAP_EVERY_MS;
   }
   dmq__delivery_tick(n);
@@ -1222,7 +1262,7 @@ uint64_t dmq_node_next_deadline(const dmq_node_t *n) {
   }
   for (uint32_t i = 0; i < n->nsuspects; i++)
     d = swim_min(d, n->suspects[i]->susp->deadline);
-  for (int i = 0; i < DMQ__MAX_RELAYS; i++) {
+  for (int i = 0; n->nrelays > 0 && i < DMQ__MAX_RELAYS; i++) {
     const dmq__relay_t *r = &n->relays[i];
     if (!r->used)
       continue;
