@@ -282,7 +282,7 @@ struct dmq__dlv {
   uint8_t *tx; /* cfg.mtu */
   uint8_t *big;
   size_t big_cap;
-  dlv_tomb_t tombs[DLV_TOMBS];
+  dlv_tomb_t *tombs; /* DLV_TOMBS, allocated at the first forgotten peer */
   uint32_t tomb_next;
 };
 
@@ -689,7 +689,7 @@ static int dlv_self_chans(dmq_node_t *n) {
 
 static uint64_t dlv_tomb_find(dlv_t *d, const dmq__member_t *m) {
   uint64_t h = dmq__hash(m->name, m->name_len), best = 1;
-  for (uint32_t i = 0; i < DLV_TOMBS; i++)
+  for (uint32_t i = 0; d->tombs != NULL && i < DLV_TOMBS; i++)
     if (d->tombs[i].name_h == h && d->tombs[i].gen == m->gen &&
         d->tombs[i].next_seq > best)
       best = d->tombs[i].next_seq;
@@ -700,9 +700,15 @@ static uint64_t dlv_tomb_find(dlv_t *d, const dmq__member_t *m) {
  * remember where our sequence numbers were, so that a later re-contact
  * continues above them instead of reusing numbers the receiver already
  * consumed (which would be mistaken for duplicates and falsely acked). */
-static void dlv_tomb_add(dlv_t *d, const dlv_peer_t *p) {
+static void dlv_tomb_add(dmq_node_t *n, dlv_t *d, const dlv_peer_t *p) {
   if (p->next_seq <= 1)
     return;
+  if (d->tombs == NULL) {
+    d->tombs = dmq__malloc(n, DLV_TOMBS * sizeof(*d->tombs));
+    if (d->tombs == NULL)
+      return; /* best effort: only sequence reuse protection is lost */
+    memset(d->tombs, 0, DLV_TOMBS * sizeof(*d->tombs));
+  }
   dlv_tomb_t *t = &d->tombs[d->tomb_next++ % DLV_TOMBS];
   t->name_h = dmq__hash(p->m->name, p->m->name_len);
   t->gen = p->tx_gen;
@@ -1987,7 +1993,7 @@ static void dlv_peer_free(dmq_node_t *n, dlv_peer_t *p) {
   dlv_t *d = n->dlv;
   dlv_fail_peer(n, p, DMQ_OUTCOME_DEAD);
   dlv_rx_reset(n, p);
-  dlv_tomb_add(d, p);
+  dlv_tomb_add(n, d, p);
   DLV_LIST_UNLINK(d, p, flush_head, flush_tail, flush_next, in_flush);
   DLV_LIST_UNLINK(d, p, ready_head, ready_tail, ready_next, in_ready);
   DLV_LIST_UNLINK(d, p, wr_head, wr_tail, wr_next, in_wr);
@@ -2097,6 +2103,7 @@ void dmq__delivery_free(dmq_node_t *n) {
   dmq__free(n, d->bor);
   dmq__free(n, d->dests);
   dmq__free(n, d->tx);
+  dmq__free(n, d->tombs);
   dmq__free(n, d->big);
   dmq__free(n, d);
   n->dlv = NULL;

@@ -63,7 +63,7 @@
  * kernel's own SYN retry timeout is about two minutes). */
 #define TCP_CONNECT_TIMEOUT_MS 5000u
 /* Connections without traffic for this long are closed. */
-#define TCP_IDLE_MS 60000u
+#define TCP_IDLE_MS 15000u
 /* Inbound connections get this multiple of the idle timeout, so that the
  * connecting side, which knows when it has nothing more to send, normally
  * closes first and a message never races a close by the receiver. */
