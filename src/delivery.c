@@ -2030,7 +2030,7 @@ void dmq_delivery_config_init(dmq_delivery_config_t *c) {
   c->rto_min_ms = 200;
   c->rto_max_ms = 5000;
   c->window = 4096;
-  c->queue_msgs = 65536;
+  c->queue_msgs = 16384;
   c->queue_bytes = (size_t)64 << 20;
   c->max_message = (size_t)4 << 20;
   c->reassembly_bytes = (size_t)8 << 20;

@@ -338,6 +338,9 @@ int dmq_uv_new(dmq_uv_t **out, uv_loop_t *loop, const dmq_config_t *cfg,
   rc = dmq_node_new(&rt->node, &c, NULL);
   if (rc != 0)
     goto fail;
+  /* the datagram budget is the node's: gossip and delivery pack up to
+   * cfg.mtu (validated <= 65507 by dmq_node_new) */
+  rt->udp->mtu = c.mtu;
   rc = dmq_node_add_transport(rt->node, rt->udp);
   if (rc == 0 && rt->tcp != NULL)
     rc = dmq_node_add_transport(rt->node, rt->tcp);
