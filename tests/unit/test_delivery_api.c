@@ -350,7 +350,7 @@ static void test_config_and_names(void **state) {
   assert_int_equal(c.rto_min_ms, 200);
   assert_int_equal(c.rto_max_ms, 5000);
   assert_int_equal(c.window, 4096);
-  assert_int_equal(c.queue_msgs, 65536);
+  assert_int_equal(c.queue_msgs, 16384);
   assert_true(c.queue_bytes == (size_t)64 << 20);
   assert_true(c.max_message == (size_t)4 << 20);
   assert_true(c.reassembly_bytes == (size_t)8 << 20);
