@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # The README's first command: build libdmq and watch a 5-member cluster
-# converge, detect a crash and take the crashed member back.
+# converge, deliver messages, detect a crash and take the crashed member
+# back.
 #
 #   1. scripts/deps.sh (skip with DMQ_SKIP_DEPS=1);
 #   2. cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo and build
 #      dmq-peer (skip with DMQ_SKIP_BUILD=1; DMQ_BUILD_DIR picks another
 #      build directory, e.g. an ASan one, kept as configured);
-#   3. starts 5 dmq-peer processes on 127.0.0.1 (profile `local`), each in
-#      its own process group, logging JSON events to a temp directory;
-#      peer1 is the seed. When running as root with `ip netns` and dnsmasq,
+#   3. starts 5 dmq-peer processes on 127.0.0.1 (profile `local`, all
+#      serving channel kv), each in its own process group, logging JSON
+#      events to a temp directory; peer1 is the seed. When running as root with `ip netns` and dnsmasq,
 #      the peers run in a throw-away network namespace whose resolver is a
 #      private dnsmasq, and peer5 joins through a DNS name; otherwise every
 #      peer joins through a seed list (DMQ_DEMO_DNS=0 forces that);
-#   4. waits until every peer sees 5 alive, SIGKILLs peer3 and waits until
-#      the others declare it dead, restarts it and waits until it is back
-#      everywhere, timing each step from the peers' own event logs;
+#   4. waits until every peer sees 5 alive; peer1 sends a reliable broadcast
+#      on kv and the demo waits until the 4 others printed it and peer1 has
+#      its outcome; SIGSTOPs peer4, peer2 sends it a reliable message (it
+#      waits: peer4 is at most suspect), SIGCONTs peer4 before the suspicion
+#      timeout and waits until peer4 printed it and peer2 got "delivered";
+#      SIGKILLs peer3 and waits until the others declare it dead, restarts
+#      it and waits until it is back everywhere, timing each step from the
+#      peers' own event logs;
 #   5. stops everything it started (SIGTERM, then SIGKILL) on exit, also on
 #      failure or Ctrl-C.
 #
@@ -29,6 +35,7 @@ cd "$root" || exit 1
 N=5
 PROFILE=local
 VICTIM=3
+FROZEN=4 # SIGSTOPped while a message is sent to it
 BASE_PORT=${DMQ_DEMO_PORT:-17946}
 # Bounds (seconds). With the local profile convergence takes ~1 s, a crash
 # is declared within ~3..18 s (suspicion), a restart rejoins in ~1 s.
@@ -37,6 +44,12 @@ CONVERGE_TIMEOUT=20
 DEAD_TIMEOUT=35
 REJOIN_TIMEOUT=20
 STOP_TIMEOUT=5
+MSG_TIMEOUT=10 # a message / an outcome
+# SIGSTOP peer$FROZEN for STOP_MIN_MS..STOP_MAX_MS (until someone suspects
+# it): the local profile's suspicion timeout (>= 3 s after the suspicion
+# starts) is well above, so it is suspected, never declared dead
+STOP_MIN_MS=1500
+STOP_MAX_MS=2500
 DNS_TIMEOUT=5
 POLL=0.2
 
@@ -63,6 +76,12 @@ secs() {
   local d=$(($2 - $1))
   ((d < 0)) && d=0
   printf '%d.%02d' $((d / 1000)) $((d % 1000 / 10))
+}
+# the same with milliseconds (message timings)
+msecs() {
+  local d=$(($2 - $1))
+  ((d < 0)) && d=0
+  printf '%d.%03d' $((d / 1000)) $((d % 1000))
 }
 # python3, resolved once: a version-manager shim (pyenv) costs ~0.5 s a call
 py=python3
@@ -91,7 +110,8 @@ kill9() {
 # SIGKILL what is left (whole process group: each peer leads its own).
 stop_pids() {
   local p deadline
-  for p in "$@"; do alive "$p" && kill -TERM "$p" 2>/dev/null; done
+  # (SIGCONT: a peer stopped by the demo's SIGSTOP step handles SIGTERM then)
+  for p in "$@"; do alive "$p" && kill -TERM "$p" 2>/dev/null && kill -CONT "$p" 2>/dev/null; done
   deadline=$((SECONDS + STOP_TIMEOUT))
   for p in "$@"; do
     while alive "$p" && ((SECONDS < deadline)); do sleep 0.1; done
@@ -152,9 +172,14 @@ cat >"$tmp/view.py" <<'EOF'
 view.py DIR N converged            every running peer sees all N alive
 view.py DIR N state NAME STATE     every peer but NAME sees NAME in STATE
 view.py DIR N matrix               table of who sees whom in which state
-converged/state exit 0 when true and print the wall-clock ms at which the
-condition became true for each observer ("peer1=<ms> ..."), else exit 1 and
-print progress.
+view.py DIR N printed SENDER TEXT  every peer but SENDER printed message TEXT
+view.py DIR N printed_by NAME TEXT  NAME printed message TEXT (once)
+view.py DIR N change NAME CHANGE T some peer reported NAME's CHANGE after T
+view.py DIR N outcome NAME         outcome of NAME's last send: "<wall ms>
+                                   <outcome> <delivered> <failed>"
+converged/state/printed exit 0 when true and print the wall-clock ms at
+which the condition became true for each observer ("peer1=<ms> ..."), else
+exit 1 and print progress; change prints "peerN=<ms>" (the first).
 """
 import json
 import os
@@ -192,6 +217,89 @@ def load(name):
                     view[who] = [ev["state"], t]
     return view if base is not None else None
 
+
+def events(name):
+    """The events of `name`'s current log, each with "wall" (ms)."""
+    out, base = [], None
+    try:
+        f = open(os.path.join(logdir, name + ".log"), errors="replace")
+    except OSError:
+        return out
+    with f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("event") == "ready":
+                base = ev.get("wall_ms", 0)
+            if base is not None:
+                ev["wall"] = base + ev.get("t_ms", 0)
+                out.append(ev)
+    return out
+
+
+if cmd == "printed":
+    sender, text = args
+    since, progress = {}, []
+    for o in names:
+        if o == sender:
+            continue
+        hits = [e for e in events(o) if e["event"] == "message" and e.get("text") == text]
+        progress.append("%s:%d" % (o, len(hits)))
+        if len(hits) > 1:
+            print("%s printed it %d times" % (o, len(hits)))
+            sys.exit(2)
+        if hits:
+            since[o] = hits[0]["wall"]
+    if len(since) == n - 1:
+        print(" ".join("%s=%d" % (o, since[o]) for o in sorted(since)))
+        sys.exit(0)
+    print("printed: " + " ".join(progress))
+    sys.exit(1)
+
+if cmd == "printed_by":
+    who, text = args
+    hits = [e for e in events(who) if e["event"] == "message" and e.get("text") == text]
+    if len(hits) > 1:
+        print("%s printed it %d times" % (who, len(hits)))
+        sys.exit(2)
+    if hits:
+        print(hits[0]["wall"])
+        sys.exit(0)
+    print("%s: not yet" % who)
+    sys.exit(1)
+
+if cmd == "change":
+    target, change, after = args[0], args[1], int(args[2])
+    first = None
+    for o in names:
+        if o == target:
+            continue
+        for e in events(o):
+            if (e["event"] == "member" and e.get("name") == target
+                    and e.get("change") == change and e["wall"] >= after):
+                if first is None or e["wall"] < first[1]:
+                    first = (o, e["wall"])
+                break
+    if first:
+        print("%s=%d" % first)
+        sys.exit(0)
+    print("no %s event about %s yet" % (change, target))
+    sys.exit(1)
+
+if cmd == "outcome":
+    evs = events(args[0])
+    sent = [e for e in evs if e["event"] == "sent"]
+    if sent:
+        for e in evs:
+            if e["event"] == "outcome" and e.get("id") == sent[-1]["id"]:
+                print("%d %s %d %d" % (e["wall"], e["outcome"], e["delivered"], e["failed"]))
+                sys.exit(0)
+    print("no outcome yet")
+    sys.exit(1)
 
 views = {o: load(o) for o in names}
 
@@ -257,10 +365,14 @@ wait_for() {
   shift 2
   deadline=$((SECONDS + limit))
   while :; do
-    if out=$(view "$@"); then
-      since=$out
-      return 0
-    fi
+    out=$(view "$@")
+    case $? in
+      0)
+        since=$out
+        return 0
+        ;;
+      2) die "$label: $out" ;; # e.g. a message printed twice
+    esac
     if [[ $out != "$last" ]]; then
       say "... $out"
       last=$out
@@ -297,7 +409,7 @@ dns_name=seed.dmq-demo.test
 
 peer_args() { # i -> args for peer i
   local i=$1
-  args=(--name "peer$i" --bind "127.0.0.1:$((BASE_PORT + i - 1))" --profile "$PROFILE")
+  args=(--name "peer$i" --bind "127.0.0.1:$((BASE_PORT + i - 1))" --profile "$PROFILE" --channel kv)
   if ((i == 1)); then
     return
   fi
@@ -480,6 +592,66 @@ t_converge=$(last_after "$t_start" "$since")
 say "converged: every peer sees $N alive ${t_converge} s after start"
 view matrix | sed 's/^/    /'
 
+step "Broadcast: peer1 sends a reliable broadcast on channel kv (every peer serves it)"
+bcast_text="hello from peer1 to every kv peer"
+t_bcast=$(now_ms)
+send 1 "bcast kv $bcast_text"
+say "peer1 <- bcast kv $bcast_text"
+wait_for "broadcast" "$MSG_TIMEOUT" printed peer1 "$bcast_text"
+worst=0
+for kv in $since; do
+  say "${kv%%=*} printed it after $(msecs "$t_bcast" "${kv#*=}") s"
+  ((${kv#*=} > worst)) && worst=${kv#*=}
+done
+t_bcast_all=$(msecs "$t_bcast" "$worst")
+wait_for "broadcast outcome" "$MSG_TIMEOUT" outcome peer1
+read -r t_out oc n_ok n_failed <<<"$since"
+[[ $oc == delivered && $n_ok == $((N - 1)) && $n_failed == 0 ]] ||
+  die "broadcast outcome at peer1: $oc, $n_ok delivered, $n_failed failed"
+t_bcast_out=$(msecs "$t_bcast" "$t_out")
+say "peer1: outcome $oc ($n_ok delivered, $n_failed failed) after ${t_bcast_out} s"
+
+step "Queue: SIGSTOP peer$FROZEN, peer2 sends it a reliable message, SIGCONT"
+say "a message to a SUSPECT member waits in the sender's queue (retransmitted);"
+say "peer$FROZEN is resumed before anyone can declare it dead (suspicion >= 3 s)"
+queued_text="queued for peer$FROZEN while it is stopped"
+t_stop=$(now_ms)
+kill -STOP "${pids[FROZEN]}"
+send 2 "send peer$FROZEN kv $queued_text"
+say "SIGSTOP peer$FROZEN; peer2 <- send peer$FROZEN kv $queued_text"
+# resume once someone suspects it (at least STOP_MIN_MS stopped), or at
+# STOP_MAX_MS: well inside the suspicion timeout either way
+t_susp=
+while :; do
+  t=$(now_ms)
+  if [[ -z $t_susp ]] && out=$(view change "peer$FROZEN" suspect "$t_stop"); then
+    t_susp=${out#*=}
+    say "${out%%=*} suspects peer$FROZEN after $(secs "$t_stop" "$t_susp") s"
+  fi
+  ((t - t_stop >= STOP_MAX_MS || (t - t_stop >= STOP_MIN_MS && ${#t_susp} > 0))) && break
+  sleep 0.05
+done
+if view outcome peer2 >/dev/null; then
+  die "peer2 has an outcome while peer$FROZEN is stopped: $(view outcome peer2)"
+fi
+say "after $(secs "$t_stop" "$(now_ms)") s: no outcome at peer2 yet, the message waits"
+t_cont=$(now_ms)
+kill -CONT "${pids[FROZEN]}"
+say "SIGCONT peer$FROZEN"
+wait_for "queued message" "$MSG_TIMEOUT" printed_by "peer$FROZEN" "$queued_text"
+t_rx=$since
+wait_for "queued message outcome" "$MSG_TIMEOUT" outcome peer2
+read -r t_out oc _ _ <<<"$since"
+[[ $oc == delivered ]] || die "outcome at peer2: $oc"
+t_queued_rx=$(msecs "$t_cont" "$t_rx")
+t_queued_out=$(msecs "$t_cont" "$t_out")
+say "peer$FROZEN printed it ${t_queued_rx} s after SIGCONT ($(secs "$t_stop" "$t_rx") s after it was sent:"
+say "  the retransmissions that reached its socket while it was stopped are read at once)"
+say "peer2: outcome delivered ${t_queued_out} s after SIGCONT"
+t_susp_s=-
+[[ -n $t_susp ]] && t_susp_s=$(secs "$t_stop" "$t_susp")
+wait_for "convergence after SIGCONT" "$CONVERGE_TIMEOUT" converged
+
 step "Crash: SIGKILL peer$VICTIM (pid ${pids[VICTIM]})"
 t_kill=$(now_ms)
 kill9 "${pids[VICTIM]}"
@@ -512,7 +684,11 @@ print("    packets in/out %d/%d, bytes in/out %d/%d, drops %d, probes %d (%d fai
          s["probes"], s["probe_failed"]))
 m = s["members"]
 print("    members: %d alive, %d suspect, %d dead, %d left; health score %d"
-      % (m["alive"], m["suspect"], m["dead"], m["left"], s["health_score"]))' ||
+      % (m["alive"], m["suspect"], m["dead"], m["left"], s["health_score"]))
+d = s.get("delivery", {})
+print("    delivery: %d reliable sent, %d retransmits, %d delivered to the app, %d acks in/%d out"
+      % (d.get("sent_reliable", 0), d.get("retransmits", 0), d.get("delivered_app", 0),
+         d.get("acks_received", 0), d.get("acks_sent", 0)))' ||
   say "(no stats event)"
 
 step "Stop: SIGTERM every peer (graceful leave), SIGKILL after ${STOP_TIMEOUT}s"
@@ -530,6 +706,11 @@ dns_teardown
 printf '\n%sSummary%s (seeds: %s)\n' "$bold" "$reset" "$seed_mode"
 printf '    %-46s %8s\n' "step" "seconds"
 printf '    %-46s %8s\n' "converge: $N peers see $N alive (from start)" "$t_converge"
+printf '    %-46s %8s\n' "reliable bcast peer1 -> all $((N - 1)) printed it" "$t_bcast_all"
+printf '    %-46s %8s\n' "reliable bcast peer1 -> outcome delivered" "$t_bcast_out"
+printf '    %-46s %8s\n' "SIGSTOP peer$FROZEN -> first peer suspects it" "$t_susp_s"
+printf '    %-46s %8s\n' "SIGCONT peer$FROZEN -> it printed the queued msg" "$t_queued_rx"
+printf '    %-46s %8s\n' "SIGCONT peer$FROZEN -> outcome delivered at peer2" "$t_queued_out"
 printf '    %-46s %8s\n' "SIGKILL peer$VICTIM -> first peer sees it dead" "$t_dead_first"
 printf '    %-46s %8s\n' "SIGKILL peer$VICTIM -> all $((N - 1)) peers see it dead" "$t_dead_all"
 printf '    %-46s %8s\n' "restart peer$VICTIM -> $N peers see $N alive" "$t_rejoin"

@@ -2,8 +2,13 @@
 # dmq-peer (tools/dmq-peer) end to end on loopback: argument errors, stdin
 # handling, then three peers (profile fast) driven through FIFOs:
 # convergence seen by `members`, `meta` propagation, `stats`, an unknown
-# command, SIGTERM (the others see "left", never "dead"), SIGKILL (the others
-# see "dead"), `quit`. Every JSON line every peer printed must parse.
+# command, queued delivery (send, sendbe, bcast, request between the three:
+# each message printed exactly once at the right peer, outcomes, the
+# automatic "ack:" reply, a channel served or dropped at runtime,
+# unknown_dest, an unknown member), SIGTERM (the others see "left", never
+# "dead"), SIGKILL (the others see "dead"), `quit`; then two peers (profile
+# local) for a message sent to a SIGSTOPped peer, delivered once after
+# SIGCONT. Every JSON line every peer printed must parse.
 #
 # Ports are picked by the kernel (--bind 127.0.0.1:0; the seed's address is
 # read from its "ready" event), so the test can run in parallel with others.
@@ -12,7 +17,7 @@
 set -uo pipefail
 
 SKIP=77
-WATCHDOG_S=55 # whole test
+WATCHDOG_S=90 # whole test
 WAIT_S=10  # default bound for one wait
 DEAD_S=15  # SIGKILL -> dead (fast profile: suspicion 0.8..4.8 s)
 EXIT_S=5   # a peer told to stop must be gone by then
@@ -73,8 +78,11 @@ listing LOG                 the last `members` listing: "name state" lines
 saw LOG NAME CHANGE         a member event about NAME with this change?
 meta LOG NAME KEY VALUE     a member event about NAME with meta[KEY] == VALUE?
 event LOG EVENT [K=V...]    an event of this kind (with these values)?
-count LOG EVENT             number of events of this kind
+count LOG EVENT [K=V...]    number of events of this kind (with these values)
+get LOG EVENT FIELD [K=V...]  FIELD of the last such event (exit 1: none)
+wall LOG EVENT [K=V...]     wall-clock ms of the last such event (exit 1: none)
 valid LOG...                every complete line is a JSON object with "event"
+Values compare as JSON text: reliable=true, id=3, text=hello, dest=null.
 """
 import json
 import sys
@@ -91,6 +99,17 @@ def events(path):
             except ValueError:
                 out.append({"event": "<invalid>", "line": line})
     return out
+
+
+def match(e, kind, kvs):
+    if e["event"] != kind:
+        return False
+    for kv in kvs:
+        k, v = kv.split("=", 1)
+        got = e.get(k)
+        if (got if isinstance(got, str) else json.dumps(got)) != v:
+            return False
+    return True
 
 
 cmd, args = sys.argv[1], sys.argv[2:]
@@ -133,13 +152,27 @@ if cmd == "meta":
     sys.exit(0 if any(e["event"] == "member" and e["name"] == who
                       and e.get("meta", {}).get(key) == val for e in evs) else 1)
 if cmd == "event":
-    kind, want = args[1], dict(kv.split("=", 1) for kv in args[2:])
-    for e in evs:
-        if e["event"] == kind and all(str(e.get(k)) == v for k, v in want.items()):
-            sys.exit(0)
-    sys.exit(1)
+    sys.exit(0 if any(match(e, args[1], args[2:]) for e in evs) else 1)
 if cmd == "count":
-    print(sum(1 for e in evs if e["event"] == args[1]))
+    print(sum(1 for e in evs if match(e, args[1], args[2:])))
+    sys.exit(0)
+if cmd == "wall":  # wall-clock ms of the last such event
+    base, last = 0, None
+    for e in evs:
+        if e["event"] == "ready":
+            base = e.get("wall_ms", 0)
+        if match(e, args[1], args[2:]):
+            last = base + e["t_ms"]
+    if last is None:
+        sys.exit(1)
+    print(last)
+    sys.exit(0)
+if cmd == "get":
+    hits = [e for e in evs if match(e, args[1], args[3:])]
+    if not hits:
+        sys.exit(1)
+    v = hits[-1].get(args[2])
+    print(v if isinstance(v, str) else json.dumps(v))
     sys.exit(0)
 sys.exit("check.py: unknown command " + cmd)
 EOF
@@ -226,6 +259,12 @@ expect_exit 2 "bad --meta" --name a --bind 127.0.0.1:0 --meta novalue
 expect_exit 2 "bad bind address" --name a --bind not-an-address
 expect_exit 2 "value for a flag" --name a --bind 127.0.0.1:0 --udp-only=yes
 expect_exit 2 "name too long" --name "$(printf 'n%.0s' {1..65})" --bind 127.0.0.1:0
+expect_exit 2 "channel too long" --name a --bind 127.0.0.1:0 --channel "$(printf 'c%.0s' {1..33})"
+expect_exit 2 "channel with a blank" --name a --bind 127.0.0.1:0 --channel "a b"
+expect_exit 2 "channel twice" --name a --bind 127.0.0.1:0 --channel kv --channel kv
+expect_exit 2 "--ttl-ms 0" --name a --bind 127.0.0.1:0 --ttl-ms 0
+expect_exit 2 "--ttl-ms not a number" --name a --bind 127.0.0.1:0 --ttl-ms 5s
+expect_exit 2 "--request-timeout-ms too big" --name a --bind 127.0.0.1:0 --request-timeout-ms 4294967296
 ok "bad arguments exit 2 with a message, --help exits 0"
 
 # ---------------------------------------------------------------------------
@@ -260,7 +299,7 @@ ok "stdin: /dev/null keeps running, SIGINT/--exit-on-eof/quit exit 0, pipe/file 
 # ---------------------------------------------------------------------------
 # 3. three peers
 # ---------------------------------------------------------------------------
-start p1 --bind 127.0.0.1:0 --profile fast --meta role=seed
+start p1 --bind 127.0.0.1:0 --profile fast --meta role=seed --channel kv
 seed=$("$py" -c 'import json,sys
 for l in open(sys.argv[1]):
     e = json.loads(l)
@@ -268,7 +307,7 @@ for l in open(sys.argv[1]):
         print(e["addr"].split("://", 1)[-1]); break' "$tmp/p1.log")
 [[ $seed == 127.0.0.1:* ]] || fail "p1: bad ready address '$seed'"
 expect_exit 2 "bind failure (port in use)" --name dup --bind "$seed"
-start p2 --bind 127.0.0.1:0 --profile fast --seed "$seed"
+start p2 --bind 127.0.0.1:0 --profile fast --seed "$seed" --channel kv --channel other
 start p3 --bind 127.0.0.1:0 --profile fast --seed "$seed" --meta role=worker
 ok "3 peers started, seed $seed"
 
@@ -309,6 +348,145 @@ send p1 frobnicate
 wait_until "$WAIT_S" "unknown command error" check event "$tmp/p1.log" error
 ok "stats event, unknown command -> error event"
 
+# ---------------------------------------------------------------------------
+# 3b. queued delivery: p1 and p2 serve kv, p3 serves nothing (yet)
+# ---------------------------------------------------------------------------
+# submit NAME LINE: a messaging command; the id of its "sent" event in $id
+# (fails on an "error" event instead)
+id=
+submit() {
+  local n=$1 line=$2 sent errs i
+  sent=$(check count "$tmp/$n.log" sent)
+  errs=$(check count "$tmp/$n.log" error)
+  send "$n" "$line"
+  for ((i = 0; i < 100; i++)); do
+    if (($(check count "$tmp/$n.log" error) > errs)); then
+      fail "$n: '$line' refused: $(check get "$tmp/$n.log" error message)"
+    fi
+    (($(check count "$tmp/$n.log" sent) > sent)) && break
+    sleep "$POLL"
+  done
+  id=$(check get "$tmp/$n.log" sent id) || fail "$n: '$line': no sent event"
+}
+# msgs NAME TEXT: how many times NAME printed a message with this text
+msgs() { check count "$tmp/$1.log" message "text=$2"; }
+# once NAME TEXT FROM [K=V...]: NAME prints TEXT from FROM, exactly once
+once() {
+  local n=$1 text=$2 from=$3 c
+  shift 3
+  wait_until "$WAIT_S" "$n gets '$text'" check event "$tmp/$n.log" message "text=$text" "from=$from" "$@"
+  c=$(msgs "$n" "$text")
+  [[ $c == 1 ]] || fail "$n printed '$text' $c times"
+}
+# outcome NAME ID OUTCOME [K=V...]: wait for the outcome of ID at NAME; it
+# must be OUTCOME (with these values) and the only one for ID
+outcome() {
+  local n=$1 i=$2 want=$3 c got
+  shift 3
+  wait_until "$WAIT_S" "$n: outcome of id $i" check event "$tmp/$n.log" outcome "id=$i"
+  got=$(check get "$tmp/$n.log" outcome outcome "id=$i")
+  [[ $got == "$want" ]] || fail "$n: id $i: outcome $got, want $want"
+  check event "$tmp/$n.log" outcome "id=$i" "$@" ||
+    fail "$n: id $i: outcome without $*: $(grep '"event":"outcome"' "$tmp/$n.log" | grep "\"id\":$i,")"
+  c=$(check count "$tmp/$n.log" outcome "id=$i")
+  [[ $c == 1 ]] || fail "$n: id $i has $c outcomes"
+}
+
+submit p1 "send p2 kv hello from p1"
+outcome p1 "$id" delivered kind=send dest=p2 channel=kv delivered=1 failed=0
+once p2 "hello from p1" p1 channel=kv reliable=true request=false
+submit p1 'send p2 kv two  spaces, "quotes" \ é'
+outcome p1 "$id" delivered
+once p2 'two  spaces, "quotes" \ é' p1 utf8=true len=26
+printf 'send p2 kv bin\xff\x01end\n' >&"${fd[p1]}"
+wait_until "$WAIT_S" "p2 gets the binary payload" check event "$tmp/p2.log" message len=8 utf8=false
+"$py" -c '
+import json, sys
+m = [json.loads(l) for l in open(sys.argv[1]) if "\"utf8\":false" in l]
+assert len(m) == 1 and m[0]["text"].encode("latin-1") == b"bin\xff\x01end", m
+' "$tmp/p2.log" || fail "binary payload not rendered byte for byte"
+submit p1 "sendbe p2 kv best effort"
+be_id=$id
+once p2 "best effort" p1 reliable=false request=false
+ok "send: printed once at p2 (spaces, quotes, binary kept), outcome delivered; sendbe: reliable=false"
+
+submit p2 "bcast kv broadcast 1"
+outcome p2 "$id" delivered kind=bcast dest=null delivered=1 failed=0
+once p1 "broadcast 1" p2 reliable=true
+ok "bcast: reaches p1 (serves kv) once, outcome delivered 1/0"
+
+submit p1 "request p2 kv question 1"
+q=$id
+once p2 "question 1" p1 request=true
+wait_until "$WAIT_S" "p1: reply" check event "$tmp/p1.log" reply "id=$q" from=p2 "text=ack:question 1"
+outcome p1 "$q" delivered kind=request dest=p2
+[[ $(check count "$tmp/p1.log" reply "id=$q") == 1 ]] || fail "p1: more than one reply to $q"
+ok "request: p2 answers 'ack:question 1' (reply event, then outcome delivered)"
+
+submit p1 "request p3 kv question 2"
+outcome p1 "$id" unknown_dest kind=request dest=p3 delivered=0 failed=1
+submit p1 "send p3 kv unicast to a non-server"
+outcome p1 "$id" unknown_dest kind=send
+ok "request/send to a peer not serving the channel: outcome unknown_dest"
+
+errs=$(check count "$tmp/p1.log" error command=send error=DMQ_ENOENT)
+send p1 "send nosuch kv nobody home"
+wait_until "$WAIT_S" "send to an unknown member refused" \
+  test "$(check count "$tmp/p1.log" error command=send error=DMQ_ENOENT)" -gt "$errs"
+send p1 "send p2"
+wait_until "$WAIT_S" "usage error" check event "$tmp/p1.log" error "message=usage: send MEMBER CHANNEL TEXT"
+ok "send to an unknown member -> error DMQ_ENOENT; missing arguments -> usage error"
+
+# p3 starts serving kv at runtime: the broadcasts p2 sends once it knows (its
+# "sent" event counts the destinations) reach p3; the earlier ones did not
+send p3 "channel kv"
+wait_until "$WAIT_S" "p3: channel ok" check event "$tmp/p3.log" ok command=channel channel=kv
+send p3 "channel kv"
+wait_until "$WAIT_S" "p3: channel twice" check event "$tmp/p3.log" error command=channel error=DMQ_EEXIST
+for ((k = 1; ; k++)); do
+  ((k <= 50)) || fail "p2 never learned that p3 serves kv"
+  submit p2 "bcast kv late $k"
+  [[ $(check get "$tmp/p2.log" sent dests "id=$id") == 2 ]] && break
+  sleep "$POLL"
+done
+outcome p2 "$id" delivered delivered=2 failed=0
+once p3 "late $k" p2
+once p1 "late $k" p2
+[[ $(msgs p3 "broadcast 1") == 0 ]] || fail "p3 got a broadcast sent before it served kv"
+[[ $(check count "$tmp/p3.log" message) == 1 ]] || fail "p3 printed messages before serving kv"
+ok "channel kv at runtime: p3 gets the later broadcasts (try $k), not the earlier ones"
+
+send p3 "unchannel kv"
+wait_until "$WAIT_S" "p3: unchannel ok" check event "$tmp/p3.log" ok command=unchannel channel=kv
+for ((k = 1; ; k++)); do
+  ((k <= 50)) || fail "p2 never learned that p3 stopped serving kv"
+  submit p2 "bcast kv gone $k"
+  [[ $(check get "$tmp/p2.log" sent dests "id=$id") == 1 ]] && break
+  sleep "$POLL"
+done
+outcome p2 "$id" delivered delivered=1 failed=0
+once p1 "gone $k" p2
+[[ $(check count "$tmp/p3.log" message) == 1 ]] || fail "p3 printed a message after unchannel"
+send p3 "unchannel kv"
+wait_until "$WAIT_S" "p3: unchannel twice" check event "$tmp/p3.log" error command=unchannel error=DMQ_ENOENT
+ok "unchannel kv: later broadcasts skip p3"
+
+[[ $(check count "$tmp/p1.log" outcome "id=$be_id") == 0 ]] || fail "a best-effort send got an outcome"
+n_stats=$(check count "$tmp/p1.log" stats)
+send p1 stats
+wait_until "$WAIT_S" "stats with delivery" test "$(check count "$tmp/p1.log" stats)" -gt "$n_stats"
+"$py" -c '
+import json, sys
+s = [json.loads(l) for l in open(sys.argv[1]) if "\"event\":\"stats\"" in l][-1]
+d = s["delivery"]
+for k in ("sent_be", "sent_reliable", "received", "delivered_app", "retransmits",
+          "duplicates", "expired", "dead", "queued_msgs", "inflight"):
+    assert isinstance(d.get(k), int), k
+assert d["sent_reliable"] >= 4 and d["sent_be"] >= 1 and d["delivered_app"] >= 3, d
+assert s["channels"] == ["kv"], s["channels"]
+' "$tmp/p1.log" || fail "stats: delivery counters missing or wrong"
+ok "stats: delivery counters, channels served"
+
 kill -TERM "${pid[p3]}"
 wait_exit "${pid[p3]}" "$EXIT_S" || fail "p3: still running ${EXIT_S}s after SIGTERM"
 [[ $status == 0 ]] || fail "p3: exit $status after SIGTERM"
@@ -334,7 +512,44 @@ check event "$tmp/p1.log" closed reason=quit || fail "p1: no closed event"
 ok "quit: p1 exited 0"
 
 # ---------------------------------------------------------------------------
-# 4. output hygiene
+# 5. a reliable message to a SIGSTOPped peer waits, and is delivered once
+#    after SIGCONT. Profile local between two peers: the suspicion timeout
+#    is 3 s (probe every 1 s), so a 1.5 s stop makes s2 at most suspect
+#    (a message to a suspect member waits; to a dead one it would fail).
+# ---------------------------------------------------------------------------
+STOP_MS=1500
+start s1 --bind 127.0.0.1:0 --profile local --channel kv
+seed=$(check get "$tmp/s1.log" ready addr) || fail "s1: no address"
+start s2 --bind 127.0.0.1:0 --profile local --seed "${seed#*://}" --channel kv
+for n in s1 s2; do
+  wait_until "$WAIT_S" "$n sees 2 alive" listing_is "$n" "s1 alive" "s2 alive"
+done
+kill -STOP "${pid[s2]}"
+submit s1 "send s2 kv sent while stopped"
+sleep "$(printf "%d.%03d" $((STOP_MS / 1000)) $((STOP_MS % 1000)))"
+! check event "$tmp/s1.log" outcome "id=$id" || fail "s1: outcome while s2 is stopped: $(check get "$tmp/s1.log" outcome outcome "id=$id")"
+t_cont=$(date +%s%3N) # taken before: nothing can be delivered earlier
+kill -CONT "${pid[s2]}"
+outcome s1 "$id" delivered dest=s2
+once s2 "sent while stopped" s1 reliable=true
+t_msg=$(check wall "$tmp/s2.log" message "text=sent while stopped")
+t_out=$(check wall "$tmp/s1.log" outcome "id=$id")
+((t_msg >= t_cont)) || fail "s2 printed the message $((t_cont - t_msg)) ms before SIGCONT"
+sleep 1 # retransmissions queued in s2's socket while stopped: duplicates
+[[ $(msgs s2 "sent while stopped") == 1 ]] || fail "s2 printed the message more than once"
+! check saw "$tmp/s1.log" s2 dead || fail "s1 declared s2 dead during a ${STOP_MS} ms stop"
+susp=no
+check saw "$tmp/s1.log" s2 suspect && susp=yes
+ok "SIGSTOP s2 ${STOP_MS} ms (suspected: $susp): message delivered $((t_msg - t_cont)) ms after SIGCONT, outcome at s1 after $((t_out - t_cont)) ms, exactly once"
+for n in s1 s2; do
+  send "$n" quit
+  wait_exit "${pid[$n]}" "$EXIT_S" || fail "$n: still running ${EXIT_S}s after quit"
+  [[ $status == 0 ]] || fail "$n: exit $status after quit"
+  unset "pid[$n]"
+done
+
+# ---------------------------------------------------------------------------
+# 6. output hygiene
 # ---------------------------------------------------------------------------
 check valid "$tmp"/*.log || fail "invalid JSON lines"
 if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:" "$tmp"/*.err; then

@@ -125,7 +125,7 @@ typedef struct peer {
   size_t n_seeds;
   dmq_profile_t profile;
   int udp_only, exit_on_eof;
-  int log_level; /* -1: none */
+  int log_level;                            /* -1: none */
   const char *init_chans[DMQ_MAX_CHANNELS]; /* --channel */
   size_t n_init_chans;
   uint32_t ttl_ms;             /* --ttl-ms */
@@ -662,6 +662,18 @@ static int serve(peer_t *p, const char *name) {
   return 0;
 }
 
+/* ,"channels":[..] served now */
+static void jb_channels(jbuf_t *b, const peer_t *p) {
+  jb_key(b, "channels");
+  jb_raw(b, "[", 1);
+  for (size_t i = 0; i < p->n_chans; i++) {
+    if (i > 0)
+      jb_raw(b, ",", 1);
+    jb_str(b, p->chans[i].name);
+  }
+  jb_raw(b, "]", 1);
+}
+
 /* ---------------------------------------------------------------------- */
 /* shutdown                                                                */
 
@@ -789,11 +801,51 @@ static void cmd_stats(peer_t *p, char *args) {
   jb_ku64(b, "health_score", st.health_score);
   dmq_delivery_stats_t ds;
   dmq_delivery_stats(dmq_uv_node(p->rt), &ds);
+  const struct {
+    const char *k;
+    uint64_t v;
+  } dv[] = {
+      {"sent_be", ds.sent_be},
+      {"sent_reliable", ds.sent_reliable},
+      {"received", ds.received},
+      {"delivered_app", ds.delivered_app},
+      {"retransmits", ds.retransmits},
+      {"duplicates", ds.duplicates},
+      {"acks_sent", ds.acks_sent},
+      {"acks_received", ds.acks_received},
+      {"dropped_be", ds.dropped_be},
+      {"dropped_no_channel", ds.dropped_no_channel},
+      {"expired", ds.expired},
+      {"dead", ds.dead},
+      {"cancelled", ds.cancelled},
+      {"refused_full", ds.refused_full},
+      {"fragments_sent", ds.fragments_sent},
+      {"fragments_received", ds.fragments_received},
+      {"reassembly_drops", ds.reassembly_drops},
+      {"queued_msgs", ds.queued_msgs},
+      {"queued_bytes", ds.queued_bytes},
+      {"inflight", ds.inflight},
+      {"stale_gen", ds.stale_gen},
+      {"unknown_sender", ds.unknown_sender},
+      {"rx_expired", ds.rx_expired},
+      {"rx_overflow", ds.rx_overflow},
+      {"dropped_paused", ds.dropped_paused},
+      {"late_replies", ds.late_replies},
+      {"rx_buffered", ds.rx_buffered},
+      {"rx_buffered_bytes", ds.rx_buffered_bytes},
+  };
   jb_key(b, "delivery");
-  jb_raw(b, "{\"sent_be\":", 11);
-  jb_ku64(b, "sent_be", ds.sent_be);
-  /* (jb_ku64 writes a leading comma: start with a key that has none) */
-  b->len -= sizeof(",\"sent_be\":") - 1 + 0;
+  jb_raw(b, "{", 1);
+  for (size_t i = 0; i < sizeof(dv) / sizeof(dv[0]); i++) {
+    char num[24];
+    if (i > 0)
+      jb_raw(b, ",", 1);
+    jb_str(b, dv[i].k);
+    snprintf(num, sizeof(num), ":%" PRIu64, dv[i].v);
+    jb_lit(b, num);
+  }
+  jb_raw(b, "}", 1);
+  jb_channels(b, p);
   jb_emit(b);
 }
 
@@ -864,6 +916,189 @@ static void cmd_leave(peer_t *p, char *args) {
   emit_ok("leave");
 }
 
+/* ---- messaging ---- */
+
+static int is_space(char c);
+
+/* The next blank-separated word of *s (NUL-terminated in place), or NULL;
+ * *s moves past it and the blanks after it. */
+static char *next_word(char **s) {
+  char *w = *s;
+  if (*w == '\0')
+    return NULL;
+  char *e = w;
+  while (*e != '\0' && !is_space(*e))
+    e++;
+  if (*e != '\0') {
+    *e++ = '\0';
+    while (is_space(*e))
+      e++;
+  }
+  *s = e;
+  return w;
+}
+
+static uint64_t peer_now(peer_t *p) {
+  uv_update_time(p->loop);
+  return uv_now(p->loop);
+}
+
+typedef struct count_serving {
+  const dmq_node_t *node;
+  const char *channel;
+  uint64_t n;
+} count_serving_t;
+
+static int count_one(const dmq_member_info_t *m, void *ud) {
+  count_serving_t *c = ud;
+  if (!m->is_self &&
+      (m->state == DMQ_MEMBER_ALIVE || m->state == DMQ_MEMBER_SUSPECT) &&
+      dmq_member_serves(c->node, m->name, c->channel))
+    c->n++;
+  return 0;
+}
+
+static void emit_sent(peer_t *p, dmq_msg_id_t id, const char *kind,
+                      const char *dest, const char *channel, int reliable,
+                      size_t len) {
+  jb_begin(&g_jb, "sent");
+  jb_ku64(&g_jb, "id", id);
+  jb_kstr(&g_jb, "kind", kind);
+  jb_kstr(&g_jb, "dest", dest);
+  jb_kstr(&g_jb, "channel", channel);
+  jb_kbool(&g_jb, "reliable", reliable);
+  jb_ku64(&g_jb, "len", len);
+  if (kind == g_kind_request)
+    jb_ku64(&g_jb, "timeout_ms", p->request_timeout_ms);
+  else if (reliable)
+    jb_ku64(&g_jb, "ttl_ms", p->ttl_ms);
+  if (kind == g_kind_bcast) {
+    /* destinations as this node sees them now (dmq_broadcast's rule) */
+    count_serving_t c = {dmq_uv_node(p->rt), channel, 0};
+    dmq_node_members_foreach(dmq_uv_node(p->rt), count_one, &c);
+    jb_ku64(&g_jb, "dests", c.n);
+  }
+  jb_emit(&g_jb);
+}
+
+/* send / sendbe / request: MEMBER CHANNEL TEXT */
+static void unicast(peer_t *p, char *args, const char *cmd, int mode) {
+  char *dest = next_word(&args);
+  char *channel = next_word(&args);
+  if (dest == NULL || channel == NULL) {
+    emit_error("usage: %s MEMBER CHANNEL TEXT", cmd);
+    return;
+  }
+  size_t len = strlen(args);
+  dmq_node_t *node = dmq_uv_node(p->rt);
+  dmq_msg_id_t id = 0;
+  int rc;
+  const char *kind = g_kind_send;
+  if (mode < 0) {
+    kind = g_kind_request;
+    rc = dmq_request(node, dest, channel, args, len, p->request_timeout_ms,
+                     on_outcome, (void *)g_kind_request, peer_now(p), &id);
+  } else {
+    dmq_send_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.mode = (dmq_send_mode_t)mode;
+    if (mode == DMQ_SEND_RELIABLE) {
+      o.ttl_ms = p->ttl_ms;
+      o.cb = on_outcome;
+      o.user_data = (void *)g_kind_send;
+    }
+    rc = dmq_send(node, dest, channel, args, len, &o, peer_now(p), &id);
+  }
+  if (rc != 0) {
+    emit_refused(cmd, rc, dest);
+    return;
+  }
+  dmq_uv_kick(p->rt);
+  emit_sent(p, id, kind, dest, channel, mode != DMQ_SEND_BEST_EFFORT, len);
+}
+
+static void cmd_send(peer_t *p, char *args) {
+  unicast(p, args, "send", DMQ_SEND_RELIABLE);
+}
+
+static void cmd_sendbe(peer_t *p, char *args) {
+  unicast(p, args, "sendbe", DMQ_SEND_BEST_EFFORT);
+}
+
+static void cmd_request(peer_t *p, char *args) {
+  unicast(p, args, "request", -1);
+}
+
+static void cmd_bcast(peer_t *p, char *args) {
+  char *channel = next_word(&args);
+  if (channel == NULL) {
+    emit_error("usage: bcast CHANNEL TEXT");
+    return;
+  }
+  size_t len = strlen(args);
+  dmq_send_opts_t o;
+  memset(&o, 0, sizeof(o));
+  o.mode = DMQ_SEND_RELIABLE;
+  o.ttl_ms = p->ttl_ms;
+  o.cb = on_outcome;
+  o.user_data = (void *)g_kind_bcast;
+  dmq_msg_id_t id = 0;
+  int rc = dmq_broadcast(dmq_uv_node(p->rt), channel, args, len, &o,
+                         peer_now(p), &id);
+  if (rc != 0) {
+    emit_refused("bcast", rc, channel);
+    return;
+  }
+  dmq_uv_kick(p->rt);
+  emit_sent(p, id, g_kind_bcast, NULL, channel, 1, len);
+}
+
+static void cmd_channel(peer_t *p, char *args) {
+  char *name = next_word(&args);
+  if (name == NULL || *args != '\0') {
+    emit_error("usage: channel NAME");
+    return;
+  }
+  int rc = serve(p, name);
+  if (rc != 0) {
+    emit_refused("channel", rc, name);
+    return;
+  }
+  dmq_uv_kick(p->rt);
+  jb_begin(&g_jb, "ok");
+  jb_kstr(&g_jb, "command", "channel");
+  jb_kstr(&g_jb, "channel", name);
+  jb_emit(&g_jb);
+}
+
+static void cmd_unchannel(peer_t *p, char *args) {
+  char *name = next_word(&args);
+  if (name == NULL || *args != '\0') {
+    emit_error("usage: unchannel NAME");
+    return;
+  }
+  size_t i = 0;
+  while (i < p->n_chans && strcmp(p->chans[i].name, name) != 0)
+    i++;
+  if (i == p->n_chans) {
+    emit_refused("unchannel", DMQ_ENOENT, name);
+    return;
+  }
+  int rc = dmq_channel_close(p->chans[i].ch);
+  if (rc != 0) {
+    emit_refused("unchannel", rc, name);
+    return;
+  }
+  memmove(&p->chans[i], &p->chans[i + 1],
+          (p->n_chans - i - 1) * sizeof(p->chans[0]));
+  p->n_chans--;
+  dmq_uv_kick(p->rt);
+  jb_begin(&g_jb, "ok");
+  jb_kstr(&g_jb, "command", "unchannel");
+  jb_kstr(&g_jb, "channel", name);
+  jb_emit(&g_jb);
+}
+
 static void cmd_quit(peer_t *p, char *args) {
   (void)args;
   peer_quit(p, "quit");
@@ -877,9 +1112,20 @@ static void cmd_help(peer_t *p, char *args);
 static const command_t g_commands[] = {
     {"members", "", "list every member (member events, then members_end)",
      cmd_members},
-    {"stats", "", "counters, members by state, health score", cmd_stats},
+    {"stats", "", "counters, members by state, health score, delivery counters",
+     cmd_stats},
     {"meta", "K=V [K=V...]",
      "merge into this member's metadata (empty V removes K)", cmd_meta},
+    {"send", "MEMBER CHANNEL TEXT",
+     "reliable unicast (sent, then one outcome event)", cmd_send},
+    {"sendbe", "MEMBER CHANNEL TEXT", "best-effort unicast (no outcome)",
+     cmd_sendbe},
+    {"bcast", "CHANNEL TEXT",
+     "reliable broadcast to every member serving CHANNEL", cmd_bcast},
+    {"request", "MEMBER CHANNEL TEXT",
+     "request (answered \"ack:TEXT\": reply event, then outcome)", cmd_request},
+    {"channel", "NAME", "serve channel NAME (print its messages)", cmd_channel},
+    {"unchannel", "NAME", "stop serving channel NAME", cmd_unchannel},
     {"leave", "", "leave the cluster gracefully, keep running", cmd_leave},
     {"quit", "", "leave gracefully, close and exit 0", cmd_quit},
     {"help", "", "list the commands", cmd_help},
@@ -949,16 +1195,21 @@ static void in_feed(peer_t *p, const char *buf, size_t n) {
     if (c == '\n') {
       if (p->line_overflow)
         emit_error("command line longer than %d bytes ignored", PEER_LINE_MAX);
+      else if (p->line_nul)
+        emit_error("command line with a NUL byte ignored");
       else {
         p->line[p->line_len] = '\0';
         run_line(p, p->line);
       }
       p->line_len = 0;
       p->line_overflow = 0;
+      p->line_nul = 0;
       /* `quit` stops reading: the rest of the input is not for us */
       if (p->quitting)
         return;
     } else if (p->line_len < PEER_LINE_MAX) {
+      if (c == '\0')
+        p->line_nul = 1;
       p->line[p->line_len++] = c;
     } else {
       p->line_overflow = 1;
@@ -1088,6 +1339,15 @@ static void usage(FILE *f) {
           "  --meta K=V           initial metadata; repeatable\n"
           "  --udp-only           no TCP (no push/pull stream, no stream "
           "fallback probe)\n"
+          "  --channel NAME       serve channel NAME (1..%d bytes, no "
+          "blanks): its messages\n"
+          "                       are printed, requests answered "
+          "\"ack:TEXT\"; repeatable\n"
+          "  --ttl-ms N           TTL of reliable sends and replies "
+          "(default %u)\n"
+          "  --request-timeout-ms N\n"
+          "                       how long a request waits for its reply "
+          "(default 5000)\n"
           "  --exit-on-eof        quit when stdin ends (default: keep "
           "running)\n"
           "  --log-level LEVEL    libdmq log lines to stderr: none, error, "
@@ -1095,13 +1355,13 @@ static void usage(FILE *f) {
           "                       info, debug\n"
           "  --help               this text\n"
           "\n"
-          "commands (stdin):\n",
-          PEER_MAX_SEEDS);
+          "commands (stdin; TEXT: the rest of the line):\n",
+          PEER_MAX_SEEDS, DMQ_MAX_CHANNEL, PEER_DEFAULT_TTL_MS);
   for (size_t i = 0; i < N_COMMANDS; i++) {
-    char head[48];
+    char head[64];
     snprintf(head, sizeof(head), "%s%s%s", g_commands[i].name,
              g_commands[i].args[0] ? " " : "", g_commands[i].args);
-    fprintf(f, "  %-20s %s\n", head, g_commands[i].help);
+    fprintf(f, "  %-28s %s\n", head, g_commands[i].help);
   }
   fprintf(f, "\n"
              "SIGTERM/SIGINT: graceful leave, exit 0. Exit status 2: bad "
@@ -1127,6 +1387,9 @@ enum opt_id {
   OPT_PROFILE,
   OPT_META,
   OPT_UDP_ONLY,
+  OPT_CHANNEL,
+  OPT_TTL_MS,
+  OPT_REQUEST_TIMEOUT_MS,
   OPT_EXIT_ON_EOF,
   OPT_LOG_LEVEL,
   OPT_HELP
@@ -1139,16 +1402,38 @@ typedef struct opt {
 } opt_t;
 
 static const opt_t g_opts[] = {
-    {"name", 1, OPT_NAME},           {"bind", 1, OPT_BIND},
-    {"advertise", 1, OPT_ADVERTISE}, {"seed", 1, OPT_SEED},
-    {"profile", 1, OPT_PROFILE},     {"meta", 1, OPT_META},
-    {"udp-only", 0, OPT_UDP_ONLY},   {"exit-on-eof", 0, OPT_EXIT_ON_EOF},
-    {"log-level", 1, OPT_LOG_LEVEL}, {"help", 0, OPT_HELP},
+    {"name", 1, OPT_NAME},
+    {"bind", 1, OPT_BIND},
+    {"advertise", 1, OPT_ADVERTISE},
+    {"seed", 1, OPT_SEED},
+    {"profile", 1, OPT_PROFILE},
+    {"meta", 1, OPT_META},
+    {"udp-only", 0, OPT_UDP_ONLY},
+    {"exit-on-eof", 0, OPT_EXIT_ON_EOF},
+    {"log-level", 1, OPT_LOG_LEVEL},
+    {"help", 0, OPT_HELP},
+    {"channel", 1, OPT_CHANNEL},
+    {"ttl-ms", 1, OPT_TTL_MS},
+    {"request-timeout-ms", 1, OPT_REQUEST_TIMEOUT_MS},
 };
+
+/* A decimal number of milliseconds, 1..UINT32_MAX; -1 if it is not one. */
+static int parse_ms(const char *s, uint32_t *out) {
+  if (*s < '0' || *s > '9')
+    return -1;
+  errno = 0;
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v == 0 || v > UINT32_MAX)
+    return -1;
+  *out = (uint32_t)v;
+  return 0;
+}
 
 static void parse_args(peer_t *p, int argc, char **argv) {
   p->profile = DMQ_PROFILE_LAN;
   p->log_level = DMQ_LOG_WARN;
+  p->ttl_ms = PEER_DEFAULT_TTL_MS;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "-h") == 0) {
@@ -1211,6 +1496,32 @@ static void parse_args(peer_t *p, int argc, char **argv) {
     }
     case OPT_UDP_ONLY:
       p->udp_only = 1;
+      break;
+    case OPT_CHANNEL: {
+      size_t l = strlen(val);
+      if (l == 0 || l > DMQ_MAX_CHANNEL)
+        die_usage("--channel must be 1..%d bytes", DMQ_MAX_CHANNEL);
+      for (size_t j = 0; j < l; j++)
+        if ((unsigned char)val[j] <= ' ' || val[j] == 0x7F)
+          die_usage("--channel '%s': no blanks or control characters", val);
+      for (size_t j = 0; j < p->n_init_chans; j++)
+        if (strcmp(p->init_chans[j], val) == 0)
+          die_usage("--channel '%s' given twice", val);
+      if (p->n_init_chans == DMQ_MAX_CHANNELS)
+        die_usage("at most %d --channel options", DMQ_MAX_CHANNELS);
+      p->init_chans[p->n_init_chans++] = val;
+      break;
+    }
+    case OPT_TTL_MS:
+      if (parse_ms(val, &p->ttl_ms) != 0)
+        die_usage("--ttl-ms '%s': a number of milliseconds, 1..%" PRIu32, val,
+                  UINT32_MAX);
+      break;
+    case OPT_REQUEST_TIMEOUT_MS:
+      if (parse_ms(val, &p->request_timeout_ms) != 0)
+        die_usage("--request-timeout-ms '%s': a number of milliseconds, "
+                  "1..%" PRIu32,
+                  val, UINT32_MAX);
       break;
     case OPT_EXIT_ON_EOF:
       p->exit_on_eof = 1;
@@ -1301,6 +1612,28 @@ int main(int argc, char **argv) {
   if (p->log_level >= 0)
     dmq_node_set_log_cb(node, on_log, (dmq_log_level_t)p->log_level, p);
 
+  /* before joining: the first state gossiped lists the channels */
+  dmq_delivery_config_t dc;
+  dmq_delivery_config_init(&dc);
+  dc.ttl_ms = p->ttl_ms; /* replies too */
+  if (p->request_timeout_ms != 0)
+    dc.request_timeout_ms = p->request_timeout_ms;
+  p->request_timeout_ms = dc.request_timeout_ms;
+  rc = dmq_delivery_configure(node, &dc);
+  if (rc != 0) {
+    fprintf(stderr, "dmq-peer: delivery settings refused: %s (%s)\n",
+            dmq_strerror(rc), dmq_err_name(rc));
+    return PEER_EXIT_USAGE;
+  }
+  for (size_t i = 0; i < p->n_init_chans; i++) {
+    rc = serve(p, p->init_chans[i]);
+    if (rc != 0) {
+      fprintf(stderr, "dmq-peer: --channel '%s': %s (%s)\n", p->init_chans[i],
+              dmq_strerror(rc), dmq_err_name(rc));
+      return PEER_EXIT_USAGE;
+    }
+  }
+
   if (p->n_seeds > 0) {
     rc = dmq_uv_join(p->rt, p->seeds, p->n_seeds);
     if (rc != 0) {
@@ -1327,6 +1660,9 @@ int main(int argc, char **argv) {
   jb_ku64(&g_jb, "seeds", p->n_seeds);
   /* wall_ms + t_ms = wall-clock time of an event (comparable across peers) */
   jb_ku64(&g_jb, "wall_ms", p->t0_wall);
+  jb_channels(&g_jb, p);
+  jb_ku64(&g_jb, "ttl_ms", p->ttl_ms);
+  jb_ku64(&g_jb, "request_timeout_ms", p->request_timeout_ms);
   jb_emit(&g_jb);
 
   in_start(p);
