@@ -1250,7 +1250,10 @@ static uint64_t swim_min(uint64_t a, uint64_t b) {
 uint64_t dmq_node_next_deadline(const dmq_node_t *n) {
   if (n == NULL || !n->started)
     return DMQ_NEVER;
-  uint64_t d = n->next_reap;
+  /* next_reap is not a deadline of its own: reaping and buffer trimming
+   * ride on the next tick after it (at least one per probe period), which
+   * saves a wake-up per node per second. */
+  uint64_t d = DMQ_NEVER;
   if (n->joining)
     d = swim_min(d, n->next_join);
   if (n->probe.active) {
