@@ -85,7 +85,11 @@
 #define UDP_SEND_BATCH 16
 
 #if UDP_HAVE_SENDMMSG
-/* The outgoing batch, one allocation: the arrays below, then the slots. */
+/* The outgoing batch. The data slots (UDP_SEND_BATCH x mtu) are allocated
+ * when the batch gets its first entry and freed when a flush empties it:
+ * a node sends in short bursts, so between bursts the memory goes back to
+ * the allocator and the many transports of one process (one per node)
+ * share the same few resident blocks instead of each keeping its own. */
 typedef struct udp_batch {
   size_t n;    /* entries in use */
   size_t slot; /* bytes per data slot: the mtu at bind */
@@ -93,7 +97,7 @@ typedef struct udp_batch {
   struct iovec iov[UDP_SEND_BATCH];
   struct sockaddr_storage to[UDP_SEND_BATCH];
   void *cookie[UDP_SEND_BATCH];
-  char data[];
+  char *data; /* NULL while the batch is empty */
 } udp_batch_t;
 #endif
 
@@ -171,6 +175,8 @@ static void udp_finish(udp_t *u) {
   }
   free(u->rbuf);
 #if UDP_HAVE_SENDMMSG
+  if (u->batch != NULL)
+    free(u->batch->data);
   free(u->batch);
 #endif
   free(u->done);
@@ -404,6 +410,8 @@ static void udp_batch_flush(udp_t *u) {
   for (; i < n; i++)
     udp_batch_queue(u, i);
   b->n = 0;
+  free(b->data); /* udp_batch_queue copied what it kept */
+  b->data = NULL;
 #else
   (void)u;
 #endif
@@ -436,7 +444,10 @@ static int udp_send(dmq_transport_t *t, const char *addr, const void *buf,
 
 #if UDP_HAVE_SENDMMSG
   udp_batch_t *bt = u->batch;
-  if (bt != NULL && len <= bt->slot &&
+  if (bt != NULL && bt->n == 0 && bt->data == NULL && len <= bt->slot &&
+      !u->queued_only && u->sock->send_queue_count == 0)
+    bt->data = malloc(bt->slot * UDP_SEND_BATCH); /* NULL: try_send below */
+  if (bt != NULL && bt->data != NULL && len <= bt->slot &&
       (bt->n > 0 || (!u->queued_only && u->sock->send_queue_count == 0))) {
     /* every batched entry may end up queued: keep the bound for all */
     if (u->inflight + bt->n >= UDP_MAX_INFLIGHT)
@@ -492,7 +503,7 @@ static void udp_batch_init(udp_t *u) {
   if (uv_fileno((uv_handle_t *)u->sock, &u->fd) != 0 ||
       slot > SIZE_MAX / UDP_SEND_BATCH)
     return;
-  udp_batch_t *b = calloc(1, sizeof(*b) + slot * UDP_SEND_BATCH);
+  udp_batch_t *b = calloc(1, sizeof(*b));
   if (b == NULL)
     return;
   b->slot = slot;
