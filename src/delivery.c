@@ -239,6 +239,13 @@ typedef struct dlv_borrow {
   uint64_t seq;
 } dlv_borrow_t;
 
+/* A free list of same-size blocks; the link lives in a block's first
+ * word (blocks are reset or overwritten when taken again). */
+typedef struct dlv_pool {
+  void *head;
+  uint32_t n;
+} dlv_pool_t;
+
 struct dmq__dlv {
   dmq_delivery_config_t cfg;
   dmq_delivery_stats_t st;
@@ -274,10 +281,7 @@ struct dmq__dlv {
   dmq__member_t **dests;
   uint32_t dests_cap;
   /* free lists */
-  dlv_op_t *free_ops;
-  dlv_msg_t *free_msgs;
-  void *free_small;
-  uint32_t n_free_ops, n_free_msgs, n_free_small;
+  dlv_pool_t free_ops, free_msgs, free_small;
   /* packet buffers */
   uint8_t *tx; /* cfg.mtu */
   uint8_t *big;
@@ -298,15 +302,36 @@ static uint64_t dlv_min(uint64_t a, uint64_t b) {
 /* ====================================================================== */
 /* free lists                                                              */
 
-static dlv_op_t *dlv_op_alloc(dmq_node_t *n) {
-  dlv_t *d = n->dlv;
-  dlv_op_t *op = d->free_ops;
-  if (op != NULL) {
-    d->free_ops = op->next;
-    d->n_free_ops--;
-  } else if ((op = dmq__malloc(n, sizeof(*op))) == NULL) {
-    return NULL;
+static void *dlv_pool_get(dlv_pool_t *p) {
+  void *b = p->head;
+  if (b != NULL) {
+    memcpy(&p->head, b, sizeof(void *));
+    p->n--;
   }
+  return b;
+}
+
+/* Keep b for reuse, or free it when the pool already holds DLV_FREE_MAX. */
+static void dlv_pool_put(dmq_node_t *n, dlv_pool_t *p, void *b) {
+  if (p->n >= DLV_FREE_MAX) {
+    dmq__free(n, b);
+    return;
+  }
+  memcpy(b, &p->head, sizeof(void *));
+  p->head = b;
+  p->n++;
+}
+
+static void dlv_pool_drain(dmq_node_t *n, dlv_pool_t *p) {
+  void *b;
+  while ((b = dlv_pool_get(p)) != NULL)
+    dmq__free(n, b);
+}
+
+static dlv_op_t *dlv_op_alloc(dmq_node_t *n) {
+  dlv_op_t *op = dlv_pool_get(&n->dlv->free_ops);
+  if (op == NULL && (op = dmq__malloc(n, sizeof(*op))) == NULL)
+    return NULL;
   memset(op, 0, sizeof(*op));
   op->tmo.idx = DLV_NO_IDX;
   op->tmo.kind = DLV_T_REQ;
@@ -314,25 +339,13 @@ static dlv_op_t *dlv_op_alloc(dmq_node_t *n) {
 }
 
 static void dlv_op_put(dmq_node_t *n, dlv_op_t *op) {
-  dlv_t *d = n->dlv;
-  if (d->n_free_ops < DLV_FREE_MAX) {
-    op->next = d->free_ops;
-    d->free_ops = op;
-    d->n_free_ops++;
-    return;
-  }
-  dmq__free(n, op);
+  dlv_pool_put(n, &n->dlv->free_ops, op);
 }
 
 static dlv_msg_t *dlv_msg_alloc(dmq_node_t *n) {
-  dlv_t *d = n->dlv;
-  dlv_msg_t *m = d->free_msgs;
-  if (m != NULL) {
-    d->free_msgs = m->next;
-    d->n_free_msgs--;
-  } else if ((m = dmq__malloc(n, sizeof(*m))) == NULL) {
+  dlv_msg_t *m = dlv_pool_get(&n->dlv->free_msgs);
+  if (m == NULL && (m = dmq__malloc(n, sizeof(*m))) == NULL)
     return NULL;
-  }
   memset(m, 0, sizeof(*m));
   m->ttl.idx = DLV_NO_IDX;
   m->ttl.kind = DLV_T_TTL;
@@ -340,14 +353,7 @@ static dlv_msg_t *dlv_msg_alloc(dmq_node_t *n) {
 }
 
 static void dlv_msg_put(dmq_node_t *n, dlv_msg_t *m) {
-  dlv_t *d = n->dlv;
-  if (d->n_free_msgs < DLV_FREE_MAX) {
-    m->next = d->free_msgs;
-    d->free_msgs = m;
-    d->n_free_msgs++;
-    return;
-  }
-  dmq__free(n, m);
+  dlv_pool_put(n, &n->dlv->free_msgs, m);
 }
 
 /* Free a chain of msgs linked by next (not yet queued). */
@@ -359,30 +365,21 @@ static void dlv_msg_chain_put(dmq_node_t *n, dlv_msg_t *c) {
   }
 }
 
+/* Payloads up to DLV_SMALL bytes come from a pool of DLV_SMALL blocks. */
 static uint8_t *dlv_buf_alloc(dmq_node_t *n, size_t len) {
-  dlv_t *d = n->dlv;
   if (len > DLV_SMALL)
     return dmq__malloc(n, len);
-  void *b = d->free_small;
-  if (b != NULL) {
-    memcpy(&d->free_small, b, sizeof(void *));
-    d->n_free_small--;
-    return b;
-  }
-  return dmq__malloc(n, DLV_SMALL);
+  uint8_t *b = dlv_pool_get(&n->dlv->free_small);
+  return b != NULL ? b : dmq__malloc(n, DLV_SMALL);
 }
 
 static void dlv_buf_put(dmq_node_t *n, uint8_t *b, size_t len) {
-  dlv_t *d = n->dlv;
   if (b == NULL)
     return;
-  if (len > DLV_SMALL || d->n_free_small >= DLV_FREE_MAX) {
+  if (len > DLV_SMALL)
     dmq__free(n, b);
-    return;
-  }
-  memcpy(b, &d->free_small, sizeof(void *));
-  d->free_small = b;
-  d->n_free_small++;
+  else
+    dlv_pool_put(n, &n->dlv->free_small, b);
 }
 
 /* ====================================================================== */
@@ -2082,21 +2079,9 @@ void dmq__delivery_free(dmq_node_t *n) {
   }
   for (uint32_t i = 0; i < d->nchans; i++)
     dmq__free(n, d->chans[i]);
-  while (d->free_ops != NULL) {
-    dlv_op_t *op = d->free_ops;
-    d->free_ops = op->next;
-    dmq__free(n, op);
-  }
-  while (d->free_msgs != NULL) {
-    dlv_msg_t *m = d->free_msgs;
-    d->free_msgs = m->next;
-    dmq__free(n, m);
-  }
-  while (d->free_small != NULL) {
-    void *b = d->free_small;
-    memcpy(&d->free_small, b, sizeof(void *));
-    dmq__free(n, b);
-  }
+  dlv_pool_drain(n, &d->free_ops);
+  dlv_pool_drain(n, &d->free_msgs);
+  dlv_pool_drain(n, &d->free_small);
   dmq__free(n, d->heap);
   dmq__free(n, d->ids);
   dmq__free(n, d->be);

@@ -159,8 +159,8 @@ static int wire_rd_str(wire_cur_t *c, size_t min, size_t max, dmq__slice_t *s) {
   return 0;
 }
 
-/* Metadata: bin of 0..DMQ_MAX_META bytes, or nil for none. */
-static int wire_rd_meta(wire_cur_t *c, dmq__slice_t *s) {
+/* Any bin (payload), bounded only by the packet; nil = empty. */
+static int wire_rd_bin(wire_cur_t *c, dmq__slice_t *s) {
   size_t lb;
   if (c->p >= c->end)
     return -1;
@@ -181,34 +181,14 @@ static int wire_rd_meta(wire_cur_t *c, dmq__slice_t *s) {
   default:
     return -1;
   }
-  if (wire_rd_payload(c, lb, s) || s->n > DMQ_MAX_META)
-    return -1;
-  return 0;
+  return wire_rd_payload(c, lb, s);
 }
 
-/* Any bin (payload), bounded only by the packet; nil = empty. */
-static int wire_rd_bin(wire_cur_t *c, dmq__slice_t *s) {
-  size_t lb;
-  if (c->p >= c->end)
+/* Metadata: bin of 0..DMQ_MAX_META bytes, or nil for none. */
+static int wire_rd_meta(wire_cur_t *c, dmq__slice_t *s) {
+  if (wire_rd_bin(c, s) || s->n > DMQ_MAX_META)
     return -1;
-  switch (*c->p++) {
-  case 0xc0:
-    s->p = (const char *)c->p;
-    s->n = 0;
-    return 0;
-  case 0xc4:
-    lb = 1;
-    break;
-  case 0xc5:
-    lb = 2;
-    break;
-  case 0xc6:
-    lb = 4;
-    break;
-  default:
-    return -1;
-  }
-  return wire_rd_payload(c, lb, s);
+  return 0;
 }
 
 static int wire_rd_array(wire_cur_t *c, uint32_t *n);
