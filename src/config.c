@@ -85,6 +85,8 @@ int dmq_config_init(dmq_config_t *cfg, dmq_profile_t profile) {
   default:
     return DMQ_EINVAL;
   }
+  cfg->suspicion_confirmations =
+      cfg->suspicion_mult > 2 ? cfg->suspicion_mult - 2 : 1;
   return 0;
 }
 

@@ -247,6 +247,7 @@ typedef struct dlv_pool {
 } dlv_pool_t;
 
 struct dmq__dlv {
+  dmq_node_t *node;
   dmq_delivery_config_t cfg;
   dmq_delivery_stats_t st;
   dmq_writable_cb wr_cb;
@@ -446,14 +447,16 @@ static void dlv_timer_set(dlv_t *d, dlv_timer_t *t, uint64_t at) {
     t->idx = d->heap_n;
     d->heap[d->heap_n++] = t;
     dlv_heap_up(d, t->idx);
-    return;
+  } else {
+    uint64_t old = t->at;
+    t->at = at;
+    if (at < old)
+      dlv_heap_up(d, t->idx);
+    else
+      dlv_heap_down(d, t->idx);
   }
-  uint64_t old = t->at;
-  t->at = at;
-  if (at < old)
-    dlv_heap_up(d, t->idx);
-  else
-    dlv_heap_down(d, t->idx);
+  if (t->idx == 0)
+    dmq__wake(d->node); /* a new earliest deadline */
 }
 
 static void dlv_timer_del(dlv_t *d, dlv_timer_t *t) {
@@ -771,6 +774,7 @@ static void dlv_want_flush(dlv_t *d, dlv_peer_t *p) {
   else
     d->flush_head = p;
   d->flush_tail = p;
+  dmq__wake(d->node);
 }
 
 static void dlv_want_ready(dlv_t *d, dlv_peer_t *p) {
@@ -783,6 +787,7 @@ static void dlv_want_ready(dlv_t *d, dlv_peer_t *p) {
   else
     d->ready_head = p;
   d->ready_tail = p;
+  dmq__wake(d->node);
 }
 
 static void dlv_want_wr(dlv_t *d, dlv_peer_t *p) {
@@ -795,6 +800,7 @@ static void dlv_want_wr(dlv_t *d, dlv_peer_t *p) {
   else
     d->wr_head = p;
   d->wr_tail = p;
+  dmq__wake(d->node);
 }
 
 /* Unlink p from a singly linked work list (rare: peer freed). */
@@ -880,6 +886,7 @@ static void dlv_op_finish(dmq_node_t *n, dlv_op_t *op, dmq_outcome_t oc) {
   else
     d->done_head = op;
   d->done_tail = op;
+  dmq__wake(d->node);
 }
 
 static dmq_outcome_t dlv_rej_outcome(uint8_t reason) {
@@ -2039,6 +2046,7 @@ int dmq__delivery_init(dmq_node_t *n) {
   if (d == NULL)
     return DMQ_ENOMEM;
   memset(d, 0, sizeof(*d));
+  d->node = n;
   dmq_delivery_config_init(&d->cfg);
   if ((size_t)n->cfg.max_packet < d->cfg.max_message + DLV_PACKET_HEADROOM)
     d->cfg.max_message = n->cfg.max_packet > 2 * DLV_PACKET_HEADROOM

@@ -160,7 +160,23 @@ struct dmq_node {
   dmq_stats_t stats;
 
   struct dmq__dlv *dlv; /* queued delivery (delivery.c) */
+
+  /* Deadline wake-up: called (at most once until the driver clears
+   * wake_pending) when something may have made dmq_node_next_deadline()
+   * earlier outside of dmq_node_tick()/dmq_node_recv(), after which the
+   * driver re-reads the deadline anyway. Set by the libuv runtime, so that
+   * it need not recompute every node's deadline on every loop iteration. */
+  void (*wake_cb)(void *ud);
+  void *wake_ud;
+  int wake_pending;
 };
+
+static inline void dmq__wake(dmq_node_t *n) {
+  if (n->wake_cb != NULL && !n->wake_pending) {
+    n->wake_pending = 1;
+    n->wake_cb(n->wake_ud);
+  }
+}
 
 void *dmq__malloc(dmq_node_t *n, size_t size);
 void *dmq__realloc(dmq_node_t *n, void *p, size_t size);

@@ -114,7 +114,8 @@ static void swim_bc_push(dmq_node_t *n, dmq__member_t *m, int b, int head) {
       n->bc_head[b] = m;
     n->bc_tail[b] = m;
   }
-  n->bc_count++;
+  if (n->bc_count++ == 0)
+    dmq__wake(n); /* gossip rounds are scheduled only while news waits */
 }
 
 /* Queue the member's current state for dissemination, as fresh news. */
@@ -358,7 +359,7 @@ static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
   s->min_ms = (uint64_t)(n->cfg.suspicion_mult * scale *
                          (double)n->cfg.probe_interval_ms);
   s->max_ms = s->min_ms * n->cfg.suspicion_max_mult;
-  uint32_t k = n->cfg.indirect_checks;
+  uint32_t k = n->cfg.suspicion_confirmations;
   /* with few members fewer independent confirmations can exist */
   uint32_t others = n->n_live >= 2 ? n->n_live - 2 : 0;
   s->k = k < others ? k : others;
@@ -687,7 +688,9 @@ static void swim_on_ping(dmq_node_t *n, const dmq__msg_t *msg,
     n->stats.drops[DMQ_DROP_NOT_FOR_US]++;
     return;
   }
-  const char *to = swim_reply_addr(n, sender, from_addr);
+  /* On a stream, answer over the connection the ping came in on: sending
+   * to the member's advertised address would open a second connection. */
+  const char *to = stream ? from_addr : swim_reply_addr(n, sender, from_addr);
   if (to != NULL)
     swim_send_ack(n, to, msg->seq, stream);
 }
@@ -759,7 +762,8 @@ static void swim_on_nack(dmq_node_t *n, const dmq__msg_t *msg) {
 }
 
 static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
-                             dmq__slice_t sender, const char *from_addr) {
+                             dmq__slice_t sender, const char *from_addr,
+                             int stream) {
   n->stats.pushpull_received++;
   dmq__rec_iter_t it;
   dmq__record_t r;
@@ -802,7 +806,12 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
     }
     return;
   }
-  const char *to = swim_reply_addr(n, sender, from_addr);
+  /* Over a stream the reply goes back on the same connection (one TCP
+   * connection per exchange, not two); a push/pull that came as datagrams
+   * (host transport, fragments) is answered at the member's address. */
+  const char *to = stream && from_addr != NULL
+                       ? from_addr
+                       : swim_reply_addr(n, sender, from_addr);
   if (to != NULL)
     swim_send_pushpull(n, to, DMQ__PP_REPLY);
 }
@@ -878,7 +887,7 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
       swim_on_dead(n, msg.name, msg.incarnation, msg.generation, 1);
       break;
     case DMQ__MSG_PUSHPULL:
-      swim_on_pushpull(n, &msg, env.sender, from_addr);
+      swim_on_pushpull(n, &msg, env.sender, from_addr, stream);
       break;
     case DMQ__MSG_DATA:
       dmq__delivery_on_data(n, &msg.data, env.sender);
@@ -1032,6 +1041,7 @@ int dmq_node_start(dmq_node_t *n, uint64_t now) {
                           : DMQ_NEVER;
   n->next_reap = now + SWIM_REAP_EVERY_MS;
   swim_bc_queue(n, n->self);
+  dmq__wake(n);
   return 0;
 }
 
@@ -1093,6 +1103,7 @@ int dmq_node_join(dmq_node_t *n, const char *const *seeds, size_t ns,
                     : 0);
   if (n->next_join <= n->now)
     return dmq_node_tick(n, n->now);
+  dmq__wake(n);
   return 0;
 }
 

@@ -54,7 +54,13 @@ typedef struct dmq_config {
   uint32_t indirect_checks;    /* k members asked to probe indirectly */
   uint32_t suspicion_mult;     /* min suspicion = mult*log10(N)*probe */
   uint32_t suspicion_max_mult; /* max suspicion = max_mult * min */
-  uint32_t awareness_max;      /* local health score cap (timeouts x (1+s)) */
+  /* Lifeguard's K: independent confirmations (other members' failed probes)
+   * that shrink a suspicion from its maximum down to its minimum. Fewer
+   * confirmations are needed when fewer members exist. 0 = none needed (the
+   * minimum applies at once). Profiles use suspicion_mult - 2, as
+   * memberlist does. */
+  uint32_t suspicion_confirmations;
+  uint32_t awareness_max; /* local health score cap (timeouts x (1+s)) */
 
   /* Dissemination. */
   uint32_t retransmit_mult; /* each update sent mult*ceil(log10(N+1)) times */
