@@ -16,8 +16,8 @@
 #define DMQ__MAX_RELAYS 16
 /* Dissemination buckets: transmit counts above this are never needed. */
 #define DMQ__MAX_BUCKETS 64
-/* Member-event queue capacity kept between bursts. */
-#define DMQ__EVENTS_KEEP 16
+/* Member-event log capacity (bytes) kept between bursts. */
+#define DMQ__EVENTS_KEEP 2048
 
 /* ---- rng: xoshiro256** seeded through splitmix64 ---- */
 typedef struct dmq__rng {
@@ -72,14 +72,16 @@ typedef struct dmq__relay {
   uint8_t used;
 } dmq__relay_t;
 
+/* A queued member event: this header, then name, NUL, addr, NUL and meta,
+ * the whole record padded to 8 bytes, in node->events (a byte log: a join
+ * queues one event per member, so records are as small as their strings). */
 typedef struct dmq__event {
-  dmq_member_event_t ev;
-  char name[DMQ_MAX_NAME + 1];
-  char addr[DMQ_MAX_ADDR + 1];
-  uint8_t state;
   uint64_t inc, gen, since;
-  uint8_t *meta;
+  uint32_t size; /* of the record, header included */
   uint16_t meta_len;
+  uint8_t ev; /* dmq_member_event_t */
+  uint8_t state;
+  uint8_t name_len, addr_len;
 } dmq__event_t;
 
 struct dmq_node {
@@ -146,8 +148,9 @@ struct dmq_node {
   int leaving;
 
   /* events delivered after processing */
-  dmq__event_t *events;
-  uint32_t nevents, cap_events;
+  uint8_t *events;        /* dmq__event_t records */
+  size_t ev_used, ev_cap; /* bytes */
+  uint32_t nevents;
   int in_callback;
   int delete_pending;
 

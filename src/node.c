@@ -264,33 +264,41 @@ static void node_flush_member_events(dmq_node_t *n);
 void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m) {
   if (n->member_cb == NULL || m->is_self)
     return;
-  if (n->nevents == n->cap_events) {
-    uint32_t nc = n->cap_events ? n->cap_events * 2 : 16;
-    dmq__event_t *ne = dmq__realloc(n, n->events, nc * sizeof(*ne));
+  size_t need = sizeof(dmq__event_t) + (size_t)m->name_len + 1 +
+                (size_t)m->addr_len + 1 + m->meta_len;
+  need = (need + 7) & ~(size_t)7;
+  if (n->ev_used + need > n->ev_cap) {
+    size_t nc = n->ev_cap ? n->ev_cap : 512;
+    while (nc < n->ev_used + need)
+      nc *= 2;
+    uint8_t *ne = dmq__realloc(n, n->events, nc);
     if (ne == NULL) {
       dmq__log(n, DMQ_LOG_ERROR, "out of memory: member event lost");
       return;
     }
     n->events = ne;
-    n->cap_events = nc;
+    n->ev_cap = nc;
   }
-  dmq__event_t *e = &n->events[n->nevents];
-  e->ev = ev;
-  memcpy(e->name, m->name, (size_t)m->name_len + 1);
-  memcpy(e->addr, m->addr, (size_t)m->addr_len + 1);
-  e->state = m->state;
-  e->inc = m->inc;
-  e->gen = m->gen;
-  e->since = m->state_since;
-  e->meta = NULL;
-  e->meta_len = 0;
-  if (m->meta_len > 0) {
-    e->meta = dmq__malloc(n, m->meta_len);
-    if (e->meta != NULL) {
-      memcpy(e->meta, m->meta, m->meta_len);
-      e->meta_len = m->meta_len;
-    }
-  }
+  uint8_t *rec = n->events + n->ev_used;
+  dmq__event_t e;
+  e.inc = m->inc;
+  e.gen = m->gen;
+  e.since = m->state_since;
+  e.size = (uint32_t)need;
+  e.meta_len = m->meta_len;
+  e.ev = (uint8_t)ev;
+  e.state = m->state;
+  e.name_len = m->name_len;
+  e.addr_len = m->addr_len;
+  memcpy(rec, &e, sizeof(e));
+  uint8_t *p = rec + sizeof(e);
+  memcpy(p, m->name, (size_t)m->name_len + 1);
+  p += m->name_len + 1;
+  memcpy(p, m->addr, (size_t)m->addr_len + 1);
+  p += m->addr_len + 1;
+  if (m->meta_len > 0)
+    memcpy(p, m->meta, m->meta_len);
+  n->ev_used += need;
   n->nevents++;
 }
 
@@ -307,24 +315,29 @@ void dmq__flush_events(dmq_node_t *n) {
 }
 
 static void node_flush_member_events(dmq_node_t *n) {
-  for (uint32_t i = 0; i < n->nevents; i++) {
-    dmq__event_t *e = &n->events[i];
+  /* a callback cannot queue member events (they come from processing,
+   * which callbacks cannot start), so the log is stable while it runs */
+  for (size_t off = 0; off < n->ev_used;) {
+    dmq__event_t e;
+    memcpy(&e, n->events + off, sizeof(e));
+    const char *name = (const char *)n->events + off + sizeof(e);
+    const char *addr = name + e.name_len + 1;
     dmq_member_info_t info = {
-        .name = e->name,
-        .addr = e->addr,
-        .state = (dmq_member_state_t)e->state,
-        .incarnation = e->inc,
-        .generation = e->gen,
-        .meta = e->meta,
-        .meta_len = e->meta_len,
-        .state_since = e->since,
+        .name = name,
+        .addr = addr,
+        .state = (dmq_member_state_t)e.state,
+        .incarnation = e.inc,
+        .generation = e.gen,
+        .meta = e.meta_len > 0 ? addr + e.addr_len + 1 : NULL,
+        .meta_len = e.meta_len,
+        .state_since = e.since,
         .is_self = 0,
     };
     if (n->member_cb != NULL)
-      n->member_cb(n, e->ev, &info, n->member_ud);
+      n->member_cb(n, (dmq_member_event_t)e.ev, &info, n->member_ud);
+    off += e.size;
   }
-  for (uint32_t i = 0; i < n->nevents; i++)
-    dmq__free(n, n->events[i].meta);
+  n->ev_used = 0;
   n->nevents = 0;
 }
 
@@ -540,8 +553,6 @@ void dmq_node_delete(dmq_node_t *n) {
     dmq__member_remove(n, n->members[n->nmembers - 1]);
   for (size_t i = 0; i < n->nseeds; i++)
     dmq__free(n, n->seeds[i]);
-  for (uint32_t i = 0; i < n->nevents; i++)
-    dmq__free(n, n->events[i].meta);
   dmq__free(n, n->events);
   dmq__free(n, n->members);
   dmq__free(n, n->index);

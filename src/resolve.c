@@ -190,9 +190,17 @@ typedef struct resolve_list {
 
 typedef struct resolve_spec {
   dmq__seed_t seed;
-  resolve_list_t good; /* latest successful answer (names only) */
-  resolve_list_t next; /* being collected by the current round */
+  /* names only (NULL for a literal address, which needs neither: a
+   * resolver with literal seeds stays a few hundred bytes): */
+  resolve_list_t *good; /* latest successful answer */
+  resolve_list_t *next; /* being collected by the current round */
 } resolve_spec_t;
+
+static void resolve_specs_free(resolve_spec_t *specs, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    free(specs[i].good); /* next lives in the same block */
+  free(specs);
+}
 
 typedef struct resolve_srv_target {
   char name[DMQ__NAME_MAX + 1];
@@ -256,10 +264,10 @@ static void resolve_merge(dmq__resolver_t *r) {
   r->nmerged = 0;
   for (size_t i = 0; i < r->nspecs; i++) {
     resolve_spec_t *sp = &r->specs[i];
-    size_t n = sp->seed.kind == DMQ__SEED_ADDR ? 1 : sp->good.n;
+    size_t n = sp->seed.kind == DMQ__SEED_ADDR ? 1 : sp->good->n;
     for (size_t j = 0; j < n && r->nmerged < RESOLVE_MAX_ADDRS; j++) {
       const char *a =
-          sp->seed.kind == DMQ__SEED_ADDR ? sp->seed.addr : sp->good.a[j];
+          sp->seed.kind == DMQ__SEED_ADDR ? sp->seed.addr : sp->good->a[j];
       int dup = 0;
       for (size_t k = 0; k < r->nmerged && !dup; k++)
         dup = strcmp(r->merged[k], a) == 0;
@@ -316,9 +324,9 @@ static void resolve_round_finish(dmq__resolver_t *r) {
   size_t ok = 0;
   for (size_t i = 0; i < r->nspecs; i++) {
     resolve_spec_t *sp = &r->specs[i];
-    if (sp->seed.kind == DMQ__SEED_ADDR || sp->next.n == 0)
+    if (sp->seed.kind == DMQ__SEED_ADDR || sp->next->n == 0)
       continue;
-    sp->good = sp->next;
+    *sp->good = *sp->next; /* merged[] points into good: copy, no swap */
     ok++;
   }
   r->rounds++;
@@ -349,7 +357,7 @@ static void resolve_gai_cb(uv_getaddrinfo_t *req, int status,
   uint16_t port = q->port;
   int current = resolve_req_done(q);
   if (current && status == 0) {
-    resolve_list_t *l = &r->specs[spec].next;
+    resolve_list_t *l = r->specs[spec].next;
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
       struct sockaddr_storage ss;
       char a[RESOLVE_ADDR_LEN];
@@ -492,7 +500,8 @@ static void resolve_round_start(dmq__resolver_t *r) {
   r->round_pending = 1; /* held until every lookup is launched */
   for (size_t i = 0; i < r->nspecs; i++) {
     resolve_spec_t *sp = &r->specs[i];
-    sp->next.n = 0;
+    if (sp->next != NULL)
+      sp->next->n = 0;
     if (sp->seed.kind == DMQ__SEED_NAME)
       resolve_gai_start(r, i, sp->seed.name, sp->seed.port);
     else if (sp->seed.kind == DMQ__SEED_SRV)
@@ -533,13 +542,22 @@ int dmq__resolver_set(dmq__resolver_t *r, const char *const *seeds, size_t n) {
   size_t names = 0;
   for (size_t i = 0; i < n; i++) {
     int rc = dmq__seed_parse(seeds[i], &specs[i].seed);
+    if (rc == 0 && specs[i].seed.kind != DMQ__SEED_ADDR) {
+      resolve_list_t *l = calloc(2, sizeof(*l));
+      if (l == NULL)
+        rc = DMQ_ENOMEM;
+      else {
+        specs[i].good = &l[0];
+        specs[i].next = &l[1];
+        names++;
+      }
+    }
     if (rc != 0) {
-      free(specs);
+      resolve_specs_free(specs, n);
       return rc;
     }
-    names += specs[i].seed.kind != DMQ__SEED_ADDR;
   }
-  free(r->specs);
+  resolve_specs_free(r->specs, r->nspecs);
   r->specs = specs;
   r->nspecs = n;
   r->nnames = names;
@@ -575,7 +593,7 @@ static void resolve_maybe_free(dmq__resolver_t *r) {
     return;
   void (*done)(void *) = r->done;
   void *ud = r->done_ud;
-  free(r->specs);
+  resolve_specs_free(r->specs, r->nspecs);
   free(r);
   if (done != NULL)
     done(ud);

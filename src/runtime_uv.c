@@ -34,6 +34,7 @@
 #include "dmq/uv.h"
 #include "internal.h"
 #include "resolve.h"
+#include "udp/udp.h"
 
 #define RT_DEFAULT_DNS_REFRESH_MS 30000
 /* With port 0, how many UDP ports to try before giving up on finding one
@@ -109,6 +110,7 @@ static void rt_on_timer(uv_timer_t *h) {
   dmq_uv_t *rt = h->data;
   rt->armed = DMQ_NEVER;
   dmq_node_tick(rt->node, uv_now(rt->loop));
+  dmq__udp_flush(rt->udp); /* the tick's burst of datagrams, in one go */
   rt_arm(rt);
 }
 

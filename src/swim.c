@@ -1242,10 +1242,10 @@ int dmq_node_tick(dmq_node_t *n, uint64_t now) {
       n->bigbuf_cap = 0;
     }
     n->bigbuf_used = 0;
-    if (n->nevents == 0 && n->cap_events > DMQ__EVENTS_KEEP) {
+    if (n->nevents == 0 && n->ev_cap > DMQ__EVENTS_KEEP) {
       dmq__free(n, n->events);
       n->events = NULL;
-      n->cap_events = 0;
+      n->ev_cap = 0;
     }
     n->next_reap = now + SWIM_REAP_EVERY_MS;
   }

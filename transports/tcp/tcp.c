@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "common/addr.h"
+#include "common/rxbuf.h"
 #include "dmq/uv.h"
 #include "tcp/tcp.h"
 
@@ -70,8 +71,8 @@
 #define TCP_INBOUND_IDLE_FACTOR 2u
 /* listen(2) backlog: connection bursts when a cluster starts. */
 #define TCP_LISTEN_BACKLOG 128
-/* Shared read buffer (one per transport: reads are consumed before the
- * read callback returns). */
+/* Read buffer, borrowed from the process-wide pool (common/rxbuf.h) for
+ * one read: reads are consumed before the read callback returns. */
 #define TCP_READ_BUF (64u * 1024u)
 /* A frame split over reads is assembled in a buffer that starts at this
  * size and doubles as bytes arrive (never straight to the announced
@@ -147,8 +148,6 @@ struct tcp {
   size_t nopen;      /* sockets not closing */
   tcp_dest_t **buckets;
   size_t nbuckets, ndests;
-  uint8_t *rbuf;
-  int rbuf_busy;
   uint64_t rng;
   uint64_t idle_ms;
   uint64_t connect_timeout_ms;
@@ -299,7 +298,7 @@ static void tcp_finish(tcp_t *tcp) {
   if (tcp->pub.on_closed != NULL)
     tcp->pub.on_closed(&tcp->pub);
   free(tcp->buckets);
-  free(tcp->rbuf);
+  dmq__rxbuf_detach();
   free(tcp);
 }
 
@@ -373,24 +372,16 @@ static void tcp_sock_close(tcp_sock_t *s) {
 /* ---- receive ---- */
 
 static void tcp_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  tcp_t *tcp = ((tcp_sock_t *)h->data)->tcp;
+  (void)h;
   (void)suggested;
-  if (!tcp->rbuf_busy &&
-      (tcp->rbuf != NULL || (tcp->rbuf = malloc(TCP_READ_BUF)) != NULL)) {
-    tcp->rbuf_busy = 1;
-    *buf = uv_buf_init((char *)tcp->rbuf, TCP_READ_BUF);
-    return;
-  }
-  /* not expected (reads do not nest), but stay correct if they do */
-  char *p = malloc(TCP_READ_BUF);
+  /* borrowed from the process-wide pool until the read callback returns:
+   * reads are consumed (or copied into the frame buffer) at once */
+  char *p = dmq__rxbuf_get(TCP_READ_BUF);
   *buf = uv_buf_init(p, p != NULL ? TCP_READ_BUF : 0);
 }
 
-static void tcp_release_buf(tcp_t *tcp, const uv_buf_t *buf) {
-  if (buf->base != NULL && buf->base == (char *)tcp->rbuf)
-    tcp->rbuf_busy = 0;
-  else
-    free(buf->base);
+static void tcp_release_buf(const uv_buf_t *buf) {
+  dmq__rxbuf_put(buf->base, TCP_READ_BUF);
 }
 
 static uint32_t tcp_be32(const uint8_t *p) {
@@ -492,7 +483,7 @@ static void tcp_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   } else if (nread < 0) {
     tcp_sock_close(s); /* EOF or error; a partial frame is dropped */
   }
-  tcp_release_buf(tcp, buf);
+  tcp_release_buf(buf);
 }
 
 /* ---- send ---- */
@@ -856,6 +847,7 @@ int dmq_tcp_transport_new(uv_loop_t *loop, dmq_transport_t **out) {
   tcp->timer.data = tcp;
   uv_unref((uv_handle_t *)&tcp->timer);
   tcp->nhandles = 1;
+  dmq__rxbuf_attach();
   *out = &tcp->pub;
   return 0;
 }

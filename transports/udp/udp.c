@@ -4,13 +4,15 @@
  * around the cheap paths:
  *  - receive: the socket is opened with UV_UDP_RECVMMSG and handed one large
  *    buffer, so libuv reads up to UDP_MMSG_BATCH datagrams per recvmmsg(2)
- *    call. The buffer is allocated once and reused: libuv hands it back
- *    (UV_UDP_MMSG_FREE, or a plain callback when recvmmsg is unavailable or
- *    the socket had nothing to read) before it asks for another one.
+ *    call. The buffer is borrowed from a process-wide pool (common/rxbuf.h)
+ *    for one read: libuv hands it back (UV_UDP_MMSG_FREE, or a plain
+ *    callback when recvmmsg is unavailable or the socket had nothing to
+ *    read) before it asks for another one, so the nodes of a process share
+ *    one buffer instead of keeping 1.25 MiB of address space each.
  *  - send: the datagram is copied into a batch of UDP_SEND_BATCH slots
- *    (allocated once at bind) and the batch goes out with one sendmmsg(2)
- *    call when it is full or, at the latest, from the idle handle in the
- *    next loop turn (an active idle handle keeps the loop from blocking in
+ *    (allocated per burst, see udp_batch_t) and the batch goes out with one
+ * sendmmsg(2) call when it is full or, at the latest, from the idle handle in
+ * the next loop turn (an active idle handle keeps the loop from blocking in
  *    poll, so a batched datagram never waits for unrelated I/O). Entries
  *    the kernel refuses with EAGAIN/ENOBUFS (socket buffer or qdisc full),
  *    and every send while libuv already has queued sends (which keeps
@@ -43,6 +45,7 @@
 #endif
 
 #include "common/addr.h"
+#include "common/rxbuf.h"
 #include "dmq/uv.h"
 #include "udp/udp.h"
 
@@ -85,19 +88,23 @@
 #define UDP_SEND_BATCH 16
 
 #if UDP_HAVE_SENDMMSG
-/* The outgoing batch. The data slots (UDP_SEND_BATCH x mtu) are allocated
- * when the batch gets its first entry and freed when a flush empties it:
- * a node sends in short bursts, so between bursts the memory goes back to
- * the allocator and the many transports of one process (one per node)
- * share the same few resident blocks instead of each keeping its own. */
+/* The outgoing batch, headers and UDP_SEND_BATCH x mtu data slots in one
+ * block (~26 KiB), borrowed from the process-wide buffer pool when the
+ * batch gets its first entry and given back when a flush empties it. A
+ * node sends in short bursts (one timer tick, one received recvmmsg batch),
+ * and the burst is flushed as soon as it ends: by the runtime right after
+ * dmq_node_tick() (dmq__udp_flush) and by the receive path at the end of
+ * each recvmmsg batch, with the idle handle as the fallback for sends made
+ * anywhere else. So batches rarely outlive a callback, and the many
+ * transports of one process share a few blocks instead of each holding
+ * one through a loop turn. */
 typedef struct udp_batch {
-  size_t n;    /* entries in use */
-  size_t slot; /* bytes per data slot: the mtu at bind */
+  size_t n; /* entries in use */
   struct mmsghdr msg[UDP_SEND_BATCH];
   struct iovec iov[UDP_SEND_BATCH];
   struct sockaddr_storage to[UDP_SEND_BATCH];
   void *cookie[UDP_SEND_BATCH];
-  char *data; /* NULL while the batch is empty */
+  char data[]; /* UDP_SEND_BATCH slots of udp_t.slot bytes */
 } udp_batch_t;
 #endif
 
@@ -122,8 +129,7 @@ typedef struct udp {
   uv_idle_t idle;    /* flushes the batch and done[] */
   unsigned nhandles; /* handles whose close callback has not run yet */
   int closing;
-  char *rbuf; /* receive buffer, allocated on first use */
-  int rbuf_busy;
+  int rbuf_busy;   /* holds a pooled receive buffer (common/rxbuf.h) */
   int queued_only; /* tests: never try_send */
   /* completions waiting for the loop; flushed by swapping with spare so
    * that completions queued by the callbacks wait for the next turn */
@@ -131,7 +137,9 @@ typedef struct udp {
   size_t ndone, done_cap, spare_cap;
   size_t nresv; /* done[] entries reserved for batched sends with cookies */
 #if UDP_HAVE_SENDMMSG
-  udp_batch_t *batch; /* NULL: not bound, or no memory (try_send instead) */
+  int can_batch;      /* bound, fd known: sendmmsg (else try_send) */
+  size_t slot;        /* bytes per batch data slot: the mtu at bind */
+  udp_batch_t *batch; /* NULL between bursts */
   int fd;             /* of sock, for sendmmsg */
 #endif
   size_t inflight; /* udp_req_t handed to uv_udp_send */
@@ -147,6 +155,10 @@ typedef struct udp {
 static const dmq_transport_ops_t udp_ops;
 static size_t udp_batch_len(const udp_t *u);
 static void udp_batch_flush(udp_t *u);
+static void udp_flush_now(udp_t *u);
+#if UDP_HAVE_SENDMMSG
+static size_t udp_batch_size(const udp_t *u);
+#endif
 
 /* ---- teardown ---- */
 
@@ -173,12 +185,11 @@ static void udp_finish(udp_t *u) {
     u->free_reqs = r->next;
     free(r);
   }
-  free(u->rbuf);
 #if UDP_HAVE_SENDMMSG
   if (u->batch != NULL)
-    free(u->batch->data);
-  free(u->batch);
+    dmq__rxbuf_put(u->batch, udp_batch_size(u));
 #endif
+  dmq__rxbuf_detach();
   free(u->done);
   free(u->spare);
   free(u);
@@ -239,10 +250,13 @@ static void udp_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(NULL, 0);
   if (u->rbuf_busy)
     return; /* libuv never asks twice without handing it back */
-  if (u->rbuf == NULL && (u->rbuf = malloc(UDP_RECV_BUF)) == NULL)
+  /* The batch buffer is borrowed from the process-wide pool for the
+   * duration of one read: nodes sharing a process share it. */
+  char *p = dmq__rxbuf_get(UDP_RECV_BUF);
+  if (p == NULL)
     return; /* UV_ENOBUFS, retried on the next readable event */
   u->rbuf_busy = 1;
-  *buf = uv_buf_init(u->rbuf, (unsigned)UDP_RECV_BUF);
+  *buf = uv_buf_init(p, (unsigned)UDP_RECV_BUF);
 }
 
 static void udp_deliver(udp_t *u, const struct sockaddr *sa, const char *data,
@@ -273,8 +287,14 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
    * of the buffer. */
   if (flags & UV_UDP_MMSG_CHUNK)
     return;
-  if (buf->base == u->rbuf)
+  if (buf->base != NULL && u->rbuf_busy) {
     u->rbuf_busy = 0;
+    dmq__rxbuf_put(buf->base, UDP_RECV_BUF);
+  }
+  /* the end of a read: what the datagrams provoked (acks, answers) goes
+   * out now, in one sendmmsg */
+  if (!u->closing)
+    udp_flush_now(u);
 }
 
 /* ---- send ---- */
@@ -314,6 +334,16 @@ static void udp_send_cb(uv_udp_send_t *req, int status) {
   void *cookie = r->cookie;
   u->inflight--;
   udp_req_put(u, r);
+  if (u->inflight == 0) {
+    /* the burst that needed queued copies is over: give the spares back
+     * (they are mtu-sized, and most nodes never queue again) */
+    while (u->free_reqs != NULL) {
+      udp_req_t *f = u->free_reqs;
+      u->free_reqs = f->next;
+      free(f);
+    }
+    u->nfree = 0;
+  }
   if (cookie == NULL)
     return;
   int st = 0;
@@ -380,13 +410,34 @@ static void udp_batch_queue(udp_t *u, size_t i) {
 }
 #endif
 
+#if UDP_HAVE_SENDMMSG
+static size_t udp_batch_size(const udp_t *u) {
+  return sizeof(udp_batch_t) + u->slot * UDP_SEND_BATCH;
+}
+
+/* A batch for the next burst; NULL when out of memory. */
+static udp_batch_t *udp_batch_new(udp_t *u) {
+  udp_batch_t *b = dmq__rxbuf_get(udp_batch_size(u));
+  if (b == NULL)
+    return NULL;
+  b->n = 0;
+  for (size_t i = 0; i < UDP_SEND_BATCH; i++) {
+    memset(&b->msg[i], 0, sizeof(b->msg[i]));
+    b->msg[i].msg_hdr.msg_name = &b->to[i];
+    b->msg[i].msg_hdr.msg_iov = &b->iov[i];
+    b->msg[i].msg_hdr.msg_iovlen = 1;
+  }
+  return b;
+}
+#endif
+
 /* Send everything batched: sendmmsg for as long as the kernel takes it,
  * libuv's queue for the rest. Completions are only recorded here (done[]),
  * never delivered, so this may run inside send(). */
 static void udp_batch_flush(udp_t *u) {
 #if UDP_HAVE_SENDMMSG
   udp_batch_t *b = u->batch;
-  if (b == NULL || b->n == 0)
+  if (b == NULL)
     return;
   size_t n = b->n, i = 0;
   /* queued sends go first, so everything after them is queued too */
@@ -409,12 +460,25 @@ static void udp_batch_flush(udp_t *u) {
   }
   for (; i < n; i++)
     udp_batch_queue(u, i);
-  b->n = 0;
-  free(b->data); /* udp_batch_queue copied what it kept */
-  b->data = NULL;
+  u->batch = NULL;
+  dmq__rxbuf_put(b, udp_batch_size(u)); /* udp_batch_queue copied the rest */
 #else
   (void)u;
 #endif
+}
+
+/* Flush the batch now rather than from the idle handle, which is stopped
+ * when nothing else is left for it (completions stay for the idle
+ * handle: they are never delivered from inside a send path). */
+static void udp_flush_now(udp_t *u) {
+  udp_batch_flush(u);
+  if (u->ndone == 0)
+    uv_idle_stop(&u->idle);
+}
+
+void dmq__udp_flush(dmq_transport_t *t) {
+  if (t != NULL && t->ops == &udp_ops && !((udp_t *)t->impl)->closing)
+    udp_flush_now(t->impl);
 }
 
 static int udp_send(dmq_transport_t *t, const char *addr, const void *buf,
@@ -444,11 +508,10 @@ static int udp_send(dmq_transport_t *t, const char *addr, const void *buf,
 
 #if UDP_HAVE_SENDMMSG
   udp_batch_t *bt = u->batch;
-  if (bt != NULL && bt->n == 0 && bt->data == NULL && len <= bt->slot &&
-      !u->queued_only && u->sock->send_queue_count == 0)
-    bt->data = malloc(bt->slot * UDP_SEND_BATCH); /* NULL: try_send below */
-  if (bt != NULL && bt->data != NULL && len <= bt->slot &&
-      (bt->n > 0 || (!u->queued_only && u->sock->send_queue_count == 0))) {
+  if (bt == NULL && u->can_batch && len <= u->slot && !u->queued_only &&
+      u->sock->send_queue_count == 0)
+    bt = u->batch = udp_batch_new(u); /* NULL: try_send below */
+  if (bt != NULL && len <= u->slot) {
     /* every batched entry may end up queued: keep the bound for all */
     if (u->inflight + bt->n >= UDP_MAX_INFLIGHT)
       return DMQ_EAGAIN;
@@ -456,7 +519,7 @@ static int udp_send(dmq_transport_t *t, const char *addr, const void *buf,
     if (sl == 0)
       return DMQ_EADDR;
     size_t i = bt->n;
-    char *slot = bt->data + i * bt->slot;
+    char *slot = bt->data + i * u->slot;
     if (len > 0)
       memcpy(slot, buf, len);
     memcpy(&bt->to[i], &ss, sl);
@@ -496,23 +559,12 @@ static int udp_send(dmq_transport_t *t, const char *addr, const void *buf,
 }
 
 #if UDP_HAVE_SENDMMSG
-/* The send batch for a freshly bound socket; without it (no memory, no fd)
- * send() uses uv_udp_try_send(). */
+/* Batching for a freshly bound socket; without it (no fd) send() uses
+ * uv_udp_try_send(). */
 static void udp_batch_init(udp_t *u) {
-  size_t slot = u->pub.mtu;
-  if (uv_fileno((uv_handle_t *)u->sock, &u->fd) != 0 ||
-      slot > SIZE_MAX / UDP_SEND_BATCH)
-    return;
-  udp_batch_t *b = calloc(1, sizeof(*b));
-  if (b == NULL)
-    return;
-  b->slot = slot;
-  for (size_t i = 0; i < UDP_SEND_BATCH; i++) {
-    b->msg[i].msg_hdr.msg_name = &b->to[i];
-    b->msg[i].msg_hdr.msg_iov = &b->iov[i];
-    b->msg[i].msg_hdr.msg_iovlen = 1;
-  }
-  u->batch = b;
+  u->slot = u->pub.mtu;
+  u->can_batch = uv_fileno((uv_handle_t *)u->sock, &u->fd) == 0 &&
+                 u->slot <= (SIZE_MAX - sizeof(udp_batch_t)) / UDP_SEND_BATCH;
 }
 #endif
 
@@ -612,6 +664,7 @@ int dmq_udp_transport_new(uv_loop_t *loop, dmq_transport_t **out) {
   }
   u->idle.data = u;
   u->nhandles = 1;
+  dmq__rxbuf_attach();
   *out = &u->pub;
   return 0;
 }
