@@ -11,6 +11,13 @@
  * transport when one exists, else is cut into fragments, each with its own
  * sequence number, reassembled in order at the receiver.
  *
+ * Best effort: no acks and no retransmissions, but every message is
+ * numbered per receiver when it goes on the wire (a sequence apart from the
+ * reliable one, per tx_gen; written whole in the first best-effort DATA of
+ * a datagram, implied in the next ones), and the receiver counts the gaps
+ * (rx_lost_be), remembering the 16 most recent ones to tell a late arrival
+ * (delivered, un-counted) from a copy (dropped): see dlv_be_arrived.
+ *
  * Where it departs from TCP/SCTP, and why:
  * - Messages, not bytes: sequence numbers, windows and the SACK bitmap count
  *   messages, so a small message costs one slot; memory is bounded by the
@@ -75,9 +82,14 @@
 #define DLV_SACK_BITS 64
 /* SACKed messages above a hole that trigger its fast retransmission. */
 #define DLV_DUP_THRESH 3
-/* Remembered next_seq of peers forgotten (reaped) while their generation
- * may still be alive somewhere (see dlv_tomb_*). */
+/* Remembered sequence numbers of peers forgotten (reaped) while their
+ * generation may still be alive somewhere, and of best-effort senders not
+ * known as members yet (see dlv_tomb_*). */
 #define DLV_TOMBS 256
+/* Best-effort receive: gaps (ranges of missing sequence numbers) remembered
+ * per sender, so that a late arrival is told from a copy. A message whose
+ * gap was pushed out by this many newer gaps counts as lost for good. */
+#define DLV_BE_HOLES 16
 /* Smallest reorder ring, in messages. */
 #define DLV_RING_MIN 16
 /* First capacity of the growable tables (timer heap, id map, scratch). */
@@ -169,6 +181,11 @@ typedef struct dlv_rent {
   uint8_t chan_len, flags;
 } dlv_rent_t;
 
+/* Best-effort sequence numbers lo..hi that have not arrived (yet). */
+typedef struct dlv_hole {
+  uint64_t lo, hi;
+} dlv_hole_t;
+
 /* Delivery state with one member, both directions. */
 struct dmq__peer {
   dmq__member_t *m;
@@ -179,6 +196,7 @@ struct dmq__peer {
   uint8_t persist; /* window closed, nothing in flight: probe with one */
   /* sending */
   uint64_t tx_gen, next_seq;
+  uint64_t tx_be; /* next best-effort sequence number (per tx_gen) */
   dlv_msg_t *head, *tail, *unsent; /* reliable, seq order */
   dlv_msg_t *be_head, *be_tail;
   uint32_t q_msgs, inflight, nrtx;
@@ -200,6 +218,12 @@ struct dmq__peer {
   uint32_t nrej;
   uint64_t rej_seq[DMQ__WIRE_MAX_REJ];
   uint8_t rej_reason[DMQ__WIRE_MAX_REJ];
+  /* best-effort receive (sequence numbers of rx_gen): highest arrived (0:
+   * none), gaps below it in ascending order, and the floor under which
+   * gaps were forgotten (an arrival there cannot be told from a copy) */
+  uint64_t be_top, be_floor;
+  uint32_t be_nholes;
+  dlv_hole_t be_holes[DLV_BE_HOLES];
 };
 
 struct dmq_channel {
@@ -223,8 +247,11 @@ struct dmq__chanset {
   dlv_cent_t e[];
 };
 
+/* next_seq, tx_be: where our numbering towards member (name, gen) was;
+ * rx_be: the highest best-effort number that member (name, gen) sent us
+ * (0 for none). */
 typedef struct dlv_tomb {
-  uint64_t name_h, gen, next_seq;
+  uint64_t name_h, gen, next_seq, tx_be, rx_be;
 } dlv_tomb_t;
 
 /* A best-effort message delivered at the end of the receive call. */
@@ -278,6 +305,7 @@ struct dmq__dlv {
   const char *cache_p; /* sender of the packet being read */
   size_t cache_n;
   dmq__member_t *cache_m;
+  uint64_t rx_pkt_be; /* number of its last best-effort DATA (0: none) */
   /* broadcast scratch */
   dmq__member_t **dests;
   uint32_t dests_cap;
@@ -687,32 +715,72 @@ static int dlv_self_chans(dmq_node_t *n) {
 /* ====================================================================== */
 /* peers and work lists                                                    */
 
-static uint64_t dlv_tomb_find(dlv_t *d, const dmq__member_t *m) {
-  uint64_t h = dmq__hash(m->name, m->name_len), best = 1;
-  for (uint32_t i = 0; d->tombs != NULL && i < DLV_TOMBS; i++)
-    if (d->tombs[i].name_h == h && d->tombs[i].gen == m->gen &&
-        d->tombs[i].next_seq > best)
-      best = d->tombs[i].next_seq;
-  return best;
+/* What the tombs remember about member (name_h, gen): the highest of each
+ * field over the matching entries (0 where none). */
+static dlv_tomb_t dlv_tomb_find(const dlv_t *d, uint64_t name_h, uint64_t gen) {
+  dlv_tomb_t r = {name_h, gen, 0, 0, 0};
+  for (uint32_t i = 0; d->tombs != NULL && i < DLV_TOMBS; i++) {
+    const dlv_tomb_t *t = &d->tombs[i];
+    if (t->name_h != name_h || t->gen != gen)
+      continue;
+    r.next_seq = t->next_seq > r.next_seq ? t->next_seq : r.next_seq;
+    r.tx_be = t->tx_be > r.tx_be ? t->tx_be : r.tx_be;
+    r.rx_be = t->rx_be > r.rx_be ? t->rx_be : r.rx_be;
+  }
+  return r;
 }
 
-/* A peer forgotten while its generation may still hold our stream state:
- * remember where our sequence numbers were, so that a later re-contact
- * continues above them instead of reusing numbers the receiver already
- * consumed (which would be mistaken for duplicates and falsely acked). */
-static void dlv_tomb_add(dmq_node_t *n, dlv_t *d, const dlv_peer_t *p) {
-  if (p->next_seq <= 1)
-    return;
+/* A fresh tomb slot (the oldest one is reused), NULL without memory. */
+static dlv_tomb_t *dlv_tomb_new(dmq_node_t *n, dlv_t *d, uint64_t name_h,
+                                uint64_t gen) {
   if (d->tombs == NULL) {
     d->tombs = dmq__malloc(n, DLV_TOMBS * sizeof(*d->tombs));
     if (d->tombs == NULL)
-      return; /* best effort: only sequence reuse protection is lost */
+      return NULL; /* best effort: only sequence reuse protection is lost */
     memset(d->tombs, 0, DLV_TOMBS * sizeof(*d->tombs));
   }
   dlv_tomb_t *t = &d->tombs[d->tomb_next++ % DLV_TOMBS];
-  t->name_h = dmq__hash(p->m->name, p->m->name_len);
-  t->gen = p->tx_gen;
-  t->next_seq = p->next_seq;
+  memset(t, 0, sizeof(*t));
+  t->name_h = name_h;
+  t->gen = gen;
+  return t;
+}
+
+/* A peer forgotten while its generation may still hold stream state:
+ * remember where our sequence numbers were, so that a later re-contact
+ * continues above them instead of reusing numbers the receiver already
+ * consumed (reliable: mistaken for duplicates and falsely acked; best
+ * effort: dropped as copies), and where its best-effort numbers to us
+ * were, so that the numbers we saw are not counted as lost again. Called
+ * before the receive state is reset. */
+static void dlv_tomb_add(dmq_node_t *n, dlv_t *d, const dlv_peer_t *p) {
+  uint64_t h = dmq__hash(p->m->name, p->m->name_len);
+  int same = p->rx_gen == p->tx_gen;
+  dlv_tomb_t *t;
+  if ((p->next_seq > 1 || p->tx_be > 1 || (same && p->be_top > 0)) &&
+      (t = dlv_tomb_new(n, d, h, p->tx_gen)) != NULL) {
+    t->next_seq = p->next_seq;
+    t->tx_be = p->tx_be;
+    t->rx_be = same ? p->be_top : 0;
+  }
+  if (!same && p->be_top > 0 && (t = dlv_tomb_new(n, d, h, p->rx_gen)) != NULL)
+    t->rx_be = p->be_top;
+}
+
+/* Best-effort DATA from a sender that is not a member (yet): it is dropped
+ * (unknown_sender), and the highest such number is remembered, so that its
+ * stream, once the sender is known, does not count them as lost too. */
+static void dlv_tomb_unknown(dmq_node_t *n, dlv_t *d, dmq__slice_t name,
+                             uint64_t gen, uint64_t seq) {
+  uint64_t h = dmq__hash(name.p, name.n);
+  dlv_tomb_t *t = NULL;
+  for (uint32_t i = 0; d->tombs != NULL && i < DLV_TOMBS && t == NULL; i++)
+    if (d->tombs[i].name_h == h && d->tombs[i].gen == gen)
+      t = &d->tombs[i];
+  if (t == NULL && (t = dlv_tomb_new(n, d, h, gen)) == NULL)
+    return;
+  if (seq > t->rx_be)
+    t->rx_be = seq;
 }
 
 static uint32_t dlv_rto_base(const dmq_node_t *n, const dlv_peer_t *p) {
@@ -737,6 +805,7 @@ static void dlv_tx_reset(dmq_node_t *n, dlv_peer_t *p) {
   p->rtt_valid = 0;
   p->srtt8 = p->rttvar4 = 0;
   p->rto = dlv_rto_base(n, p);
+  p->tx_be = 1;
 }
 
 static dlv_peer_t *dlv_peer_get(dmq_node_t *n, dmq__member_t *m) {
@@ -755,7 +824,13 @@ static dlv_peer_t *dlv_peer_get(dmq_node_t *n, dmq__member_t *m) {
   p->rto_t.idx = DLV_NO_IDX;
   p->rto_t.kind = DLV_T_RTO;
   dlv_tx_reset(n, p);
-  p->next_seq = dlv_tomb_find(d, m);
+  if (d->tombs != NULL) {
+    dlv_tomb_t t = dlv_tomb_find(d, dmq__hash(m->name, m->name_len), p->tx_gen);
+    if (t.next_seq > p->next_seq)
+      p->next_seq = t.next_seq;
+    if (t.tx_be > p->tx_be)
+      p->tx_be = t.tx_be;
+  }
   p->all_next = d->peers;
   if (d->peers != NULL)
     d->peers->all_prev = p;
@@ -1064,6 +1139,99 @@ static void dlv_rx_reset(dmq_node_t *n, dlv_peer_t *p) {
   p->next_exp = 0;
   p->nrej = 0;
   p->ack_pending = 0;
+  p->be_top = p->be_floor = 0;
+  p->be_nholes = 0;
+}
+
+/* DATA from a new life `gen` of the sender: a new receive state. Best
+ * effort continues above what the tombs say we saw of that life. */
+static void dlv_rx_start(dmq_node_t *n, dlv_peer_t *p, uint64_t gen) {
+  dlv_t *d = n->dlv;
+  dlv_rx_reset(n, p);
+  p->rx_gen = gen;
+  if (d->tombs != NULL) {
+    dlv_tomb_t t = dlv_tomb_find(d, dmq__hash(p->m->name, p->m->name_len), gen);
+    p->be_top = t.rx_be;
+    p->be_floor = t.rx_be + 1;
+  }
+}
+
+/* Forget the oldest best-effort gap: its numbers stay counted as lost. */
+static void dlv_be_forget(dlv_peer_t *p) {
+  p->be_floor = p->be_holes[0].hi + 1;
+  p->be_nholes--;
+  memmove(&p->be_holes[0], &p->be_holes[1],
+          p->be_nholes * sizeof(p->be_holes[0]));
+}
+
+/* Best-effort number seq arrived from p, not seq == be_top + 1 (see
+ * dlv_be_arrived): 0 = deliver it, 1 = drop it (a copy, or older than what
+ * the gaps remember). A jump opens a gap counted in rx_lost_be; an arrival
+ * inside a remembered gap is delivered and un-counted. */
+static int dlv_be_slow(dlv_t *d, dlv_peer_t *p, uint64_t seq) {
+  if (seq > p->be_top) {
+    d->st.rx_lost_be += seq - p->be_top - 1;
+    if (p->be_nholes == DLV_BE_HOLES)
+      dlv_be_forget(p);
+    p->be_holes[p->be_nholes].lo = p->be_top + 1;
+    p->be_holes[p->be_nholes].hi = seq - 1;
+    p->be_nholes++;
+    p->be_top = seq;
+    return 0;
+  }
+  if (seq >= p->be_floor) {
+    for (uint32_t i = p->be_nholes; i-- > 0;) {
+      dlv_hole_t *h = &p->be_holes[i];
+      if (seq > h->hi)
+        break; /* above this gap and every older one: a copy */
+      if (seq < h->lo)
+        continue;
+      d->st.rx_lost_be--;
+      if (h->lo == h->hi) {
+        p->be_nholes--;
+        memmove(h, h + 1, (p->be_nholes - i) * sizeof(*h));
+      } else if (seq == h->lo) {
+        h->lo++;
+      } else if (seq == h->hi) {
+        h->hi--;
+      } else { /* split: lo..seq-1 stays at i, seq+1..hi goes after it */
+        uint64_t hi = h->hi;
+        h->hi = seq - 1;
+        uint32_t at = i + 1;
+        if (p->be_nholes == DLV_BE_HOLES) {
+          dlv_be_forget(p);
+          at--;
+        }
+        memmove(&p->be_holes[at + 1], &p->be_holes[at],
+                (p->be_nholes - at) * sizeof(*h));
+        p->be_holes[at].lo = seq + 1;
+        p->be_holes[at].hi = hi;
+        p->be_nholes++;
+      }
+      return 0;
+    }
+  }
+  d->st.duplicates++;
+  return 1;
+}
+
+/* Best-effort DATA numbered seq (not 0) from p of life src_gen arrived:
+ * 0 = deliver it, 1 = drop it (counted). The common case, the next number,
+ * costs two comparisons. */
+static int dlv_be_arrived(dmq_node_t *n, dlv_peer_t *p, uint64_t src_gen,
+                          uint64_t seq) {
+  if (src_gen != p->rx_gen) {
+    if (src_gen < p->rx_gen) {
+      n->dlv->st.stale_gen++;
+      return 1;
+    }
+    dlv_rx_start(n, p, src_gen);
+  }
+  if (seq == p->be_top + 1) {
+    p->be_top = seq;
+    return 0;
+  }
+  return dlv_be_slow(n->dlv, p, seq);
 }
 
 /* Room in the ring for seq (< next_exp + window, checked by the caller). */
@@ -1183,6 +1351,7 @@ static void dlv_pkt_send(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k) {
   if (dmq__send(n, p->m->addr, d->tx, len, 0, c) != 0) {
     d->st.dropped_be += k->nbe;
     d->st.sent_be -= k->nbe;
+    p->tx_be -= k->nbe; /* the last numbers given: never seen on the wire */
   }
   k->nbe = 0;
 }
@@ -1201,8 +1370,8 @@ static void dlv_fill_data(dmq_node_t *n, dlv_peer_t *p, const dlv_msg_t *m,
   dd->channel = dlv_sl(op->chan, op->chan_len);
   dd->src_gen = n->self->gen;
   dd->dst_gen = p->tx_gen;
-  dd->seq = m->seq;
-  dd->base = m->seq ? dlv_base(p) : 0;
+  dd->seq = m->seq; /* best effort: its own numbering (tx_be) */
+  dd->base = (m->flags & DMQ__DATA_RELIABLE) ? dlv_base(p) : 0;
   uint64_t rem = m->deadline > n->now ? m->deadline - n->now : 0;
   dd->ttl_ms = rem > UINT32_MAX ? UINT32_MAX : (uint32_t)rem;
   dd->req_id = op->kind == DLV_K_REQ     ? op->id
@@ -1212,11 +1381,15 @@ static void dlv_fill_data(dmq_node_t *n, dlv_peer_t *p, const dlv_msg_t *m,
 }
 
 /* Append m to the open datagram: 0 done, 1 the datagram is full (send it
- * and try again), -1 m does not fit even an empty datagram. */
+ * and try again), -1 m does not fit even an empty datagram. A best-effort
+ * message after another one in the same datagram carries seq 0: its number
+ * is the previous one's + 1 (see dmq__delivery_on_data). */
 static int dlv_put(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k,
                    const dlv_msg_t *m) {
   dmq__data_t dd;
   dlv_fill_data(n, p, m, &dd);
+  if (!(m->flags & DMQ__DATA_RELIABLE) && k->nbe > 0)
+    dd.seq = 0;
   if (dmq__enc_data(&k->e, &dd) == 0)
     return 0;
   return k->e.count > 0 ? 1 : -1;
@@ -1360,6 +1533,21 @@ static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     dlv_msg_t *m = p->be_head;
     if (!k.open && full_only && p->unsent_est + p->be_est < budget)
       break;
+    /* Numbered only once it is on the wire (a message dropped here is not
+     * a gap at the receiver). The open datagram's best-effort messages
+     * always hold the last k.nbe numbers given, so a datagram the transport
+     * refuses gives them back (dlv_pkt_send). */
+    int rc = -1;
+    if (m->deadline > n->now && !m->stream) {
+      if (!k.open)
+        dlv_pkt_begin(n, &k);
+      m->seq = p->tx_be;
+      rc = dlv_put(n, p, &k, m);
+      if (rc == 1) { /* full: a new one only for a datagram's worth */
+        dlv_pkt_send(n, p, &k);
+        continue;
+      }
+    }
     p->be_head = m->next;
     if (p->be_head == NULL)
       p->be_tail = NULL;
@@ -1368,15 +1556,19 @@ static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     p->q_bytes -= m->len;
     if (m->deadline <= n->now) {
       d->st.dropped_be++;
-    } else if (m->stream || dlv_put_any(n, p, &k, m) != 0) {
-      d->st.sent_be++;
-      if (dlv_send_stream(n, p, m) != 0) {
-        d->st.dropped_be++;
-        d->st.sent_be--;
-      }
-    } else {
+    } else if (rc == 0) {
+      p->tx_be++;
       d->st.sent_be++;
       k.nbe++;
+    } else {
+      dlv_pkt_send(n, p, &k); /* its numbers stay below this one's */
+      m->seq = p->tx_be;
+      if (dlv_send_stream(n, p, m) == 0) {
+        p->tx_be++;
+        d->st.sent_be++;
+      } else {
+        d->st.dropped_be++;
+      }
     }
     dlv_op_t *op = m->op;
     dlv_msg_put(n, m);
@@ -1646,6 +1838,15 @@ void dmq__delivery_on_data(dmq_node_t *n, const dmq__data_t *dd,
                            dmq__slice_t sender) {
   dlv_t *d = n->dlv;
   d->st.received++;
+  /* Best effort: seq 0 after a numbered best-effort DATA of the same packet
+   * is that number + 1 (a sender writes the whole number only in the
+   * first one of a datagram); 0 otherwise: a sender that does not number.
+   * Worked out before anything may drop this message. */
+  uint64_t be_seq = 0;
+  if (!(dd->flags & DMQ__DATA_RELIABLE)) {
+    be_seq = dd->seq != 0 ? dd->seq : d->rx_pkt_be != 0 ? d->rx_pkt_be + 1 : 0;
+    d->rx_pkt_be = be_seq;
+  }
   if (d->closing)
     return;
   if (dd->dst_gen != n->self->gen) {
@@ -1655,12 +1856,23 @@ void dmq__delivery_on_data(dmq_node_t *n, const dmq__data_t *dd,
   dmq__member_t *m = dlv_sender(n, sender);
   if (m == NULL) {
     d->st.unknown_sender++;
+    if (be_seq != 0)
+      dlv_tomb_unknown(n, d, sender, dd->src_gen, be_seq);
     return;
   }
   if (!(dd->flags & DMQ__DATA_RELIABLE)) {
     if (dd->flags & DMQ__DATA_MORE) {
       n->stats.drops[DMQ_DROP_MALFORMED]++;
       return;
+    }
+    if (be_seq != 0) { /* 0: an older sender, not numbered */
+      dlv_peer_t *p = m->peer != NULL ? m->peer : dlv_peer_get(n, m);
+      if (p == NULL) {
+        d->st.rx_overflow++;
+        return;
+      }
+      if (dlv_be_arrived(n, p, dd->src_gen, be_seq) != 0)
+        return;
     }
     if (dd->ttl_ms == 0) {
       d->st.rx_expired++;
@@ -1698,10 +1910,8 @@ void dmq__delivery_on_data(dmq_node_t *n, const dmq__data_t *dd,
     d->st.stale_gen++;
     return;
   }
-  if (dd->src_gen > p->rx_gen) {
-    dlv_rx_reset(n, p);
-    p->rx_gen = dd->src_gen;
-  }
+  if (dd->src_gen > p->rx_gen)
+    dlv_rx_start(n, p, dd->src_gen);
   if (dd->ttl_ms == 0) {
     d->st.rx_expired++;
     return;
@@ -1766,6 +1976,7 @@ void dmq__delivery_recv_done(dmq_node_t *n) {
   d->be_n = 0;
   d->cache_m = NULL;
   d->cache_p = NULL;
+  d->rx_pkt_be = 0;
 }
 
 static void dlv_on_reply(dmq_node_t *n, dlv_peer_t *p, uint64_t req_id,
@@ -1996,8 +2207,8 @@ void dmq__delivery_member_changed(dmq_node_t *n, dmq__member_t *m,
 static void dlv_peer_free(dmq_node_t *n, dlv_peer_t *p) {
   dlv_t *d = n->dlv;
   dlv_fail_peer(n, p, DMQ_OUTCOME_DEAD);
-  dlv_rx_reset(n, p);
   dlv_tomb_add(n, d, p);
+  dlv_rx_reset(n, p);
   DLV_LIST_UNLINK(d, p, flush_head, flush_tail, flush_next, in_flush);
   DLV_LIST_UNLINK(d, p, ready_head, ready_tail, ready_next, in_ready);
   DLV_LIST_UNLINK(d, p, wr_head, wr_tail, wr_next, in_wr);

@@ -15,7 +15,7 @@
 /* Outstanding relayed (indirect) probes we keep track of. */
 #define DMQ__MAX_RELAYS 16
 /* Dissemination buckets: transmit counts above this are never needed. */
-#define DMQ__MAX_BUCKETS 64
+#define DMQ__MAX_BUCKETS 32
 /* Member-event log capacity (bytes) kept between bursts. */
 #define DMQ__EVENTS_KEEP 2048
 
@@ -46,6 +46,7 @@ struct dmq__member {
   uint8_t name_len, addr_len;
   uint8_t state; /* dmq_member_state_t */
   uint8_t is_self;
+  uint8_t addr_cap; /* bytes for addr inside the allocation (after name) */
   uint64_t inc, gen;
   uint64_t state_since;
   uint8_t *meta;

@@ -152,14 +152,16 @@ static void node_index_remove(dmq_node_t *n, dmq__member_t *m) {
 
 int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
                          size_t len) {
-  if (m->addr_len == len && memcmp(m->addr, addr, len) == 0)
+  if (m->addr != NULL && m->addr_len == len && memcmp(m->addr, addr, len) == 0)
     return 0;
-  char *a = dmq__malloc(n, len + 1);
+  char *inl = m->name + m->name_len + 1; /* room kept at member_add */
+  char *a = len < m->addr_cap ? inl : dmq__malloc(n, len + 1);
   if (a == NULL)
     return DMQ_ENOMEM;
-  memcpy(a, addr, len);
+  memmove(a, addr, len);
   a[len] = '\0';
-  dmq__free(n, m->addr);
+  if (m->addr != inl && m->addr != a)
+    dmq__free(n, m->addr);
   m->addr = a;
   m->addr_len = (uint8_t)len;
   return 0;
@@ -194,7 +196,9 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
   }
   if ((n->nmembers + 1) * 2 > n->index_cap && node_index_grow(n) != 0)
     return NULL;
-  dmq__member_t *m = dmq__malloc(n, sizeof(*m) + nlen + 1);
+  /* name and address live in the member's own allocation (an address
+   * that later grows beyond this room gets one of its own) */
+  dmq__member_t *m = dmq__malloc(n, sizeof(*m) + nlen + 1 + alen + 1);
   if (m == NULL)
     return NULL;
   memset(m, 0, sizeof(*m));
@@ -202,6 +206,7 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
   memcpy(m->name, name, nlen);
   m->name[nlen] = '\0';
   m->name_len = (uint8_t)nlen;
+  m->addr_cap = (uint8_t)(alen + 1);
   if (dmq__member_set_addr(n, m, addr, alen) != 0) {
     dmq__free(n, m);
     return NULL;
@@ -241,7 +246,8 @@ void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
     o->idx = m->idx;
   }
   n->nmembers--;
-  dmq__free(n, m->addr);
+  if (m->addr != m->name + m->name_len + 1)
+    dmq__free(n, m->addr);
   dmq__free(n, m->meta);
   dmq__free(n, m);
 }

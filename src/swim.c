@@ -293,6 +293,15 @@ static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
   if (dmq__send(n, addr, n->bigbuf, len, 1, 1) == 0)
     n->stats.pushpull_sent++;
   n->bigbuf_used = 1;
+  /* The transport has copied it. At steady state push/pulls are far
+   * apart: give the O(N) buffer back at once, so that it is reused by the
+   * next node's push/pull rather than each node keeping one (a join burst,
+   * when they come back to back, keeps it until the next reap). */
+  if (n->joined && n->boost_left == 0) {
+    dmq__free(n, n->bigbuf);
+    n->bigbuf = NULL;
+    n->bigbuf_cap = 0;
+  }
 }
 
 /* ---------------------------------------------------------------------- */

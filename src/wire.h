@@ -106,8 +106,10 @@ typedef struct dmq__record {
   dmq__chans_t chans;
 } dmq__record_t;
 
-/* DATA: one queued-delivery message (or fragment). Best effort: seq = base =
- * 0. payload is any bin (bounded by the packet). */
+/* DATA: one queued-delivery message (or fragment). Best effort (RELIABLE
+ * clear): base = 0 and seq is the sender's best-effort number towards this
+ * receiver (1, 2, ...; 0 from senders that do not number them). payload is
+ * any bin (bounded by the packet). */
 typedef struct dmq__data {
   uint8_t flags; /* DMQ__DATA_* */
   dmq__slice_t channel;

@@ -75,10 +75,14 @@
  * one read: reads are consumed before the read callback returns. */
 #define TCP_READ_BUF (64u * 1024u)
 /* A frame split over reads is assembled in a buffer that starts at this
- * size and doubles as bytes arrive (never straight to the announced
- * length, so that a header alone cannot make us allocate 16 MiB). Buffers
- * up to this size are kept for the next frame, larger ones are freed. */
-#define TCP_FRAME_KEEP (64u * 1024u)
+ * size (or the frame's, if smaller) and doubles as bytes arrive (never
+ * straight to the announced length, so that a header alone cannot make us
+ * allocate 16 MiB). */
+#define TCP_FRAME_START (64u * 1024u)
+/* Assembly buffers up to this size are kept for the socket's next frame;
+ * larger ones are freed: a push/pull table (a few KiB per 100 members)
+ * would otherwise stay resident for as long as the connection idles. */
+#define TCP_FRAME_KEEP (4u * 1024u)
 /* First size of the destination hash table (power of two; doubles when
  * there are more destinations than buckets). */
 #define TCP_BUCKETS_INITIAL 16u
@@ -397,7 +401,7 @@ static void tcp_deliver(tcp_sock_t *s, const uint8_t *p, size_t len) {
 static int tcp_frame_reserve(tcp_sock_t *s, size_t need) {
   if (need <= s->fcap)
     return 0;
-  size_t cap = s->fcap ? s->fcap : TCP_FRAME_KEEP;
+  size_t cap = s->fcap ? s->fcap : TCP_FRAME_START;
   while (cap < need)
     cap *= 2;
   if (cap > s->flen)
@@ -612,20 +616,45 @@ static int tcp_send(dmq_transport_t *t, const char *addr, const void *buf,
   if (msgs > 0 &&
       (msgs >= TCP_MAX_QUEUE_MSGS || bytes + size > TCP_MAX_QUEUE_BYTES))
     return DMQ_EAGAIN;
-  tcp_msg_t *m = malloc(sizeof(*m) + size);
-  if (m == NULL)
+  uint8_t hdr[TCP_FRAME_HDR] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16),
+                                (uint8_t)(len >> 8), (uint8_t)len};
+  uint64_t now = uv_now(tcp->loop);
+  size_t done = 0;
+  if (live && cookie == NULL && msgs == 0) {
+    /* Nothing ahead of it and no completion to report: write straight
+     * from the caller's buffer (the common case for push/pull replies on
+     * an established connection), and copy only what the kernel did not
+     * take. Saves a copy and, when a seed answers a burst of joins, a
+     * burst of frame-sized allocations. */
+    uv_buf_t b[2] = {uv_buf_init((char *)hdr, TCP_FRAME_HDR),
+                     uv_buf_init((char *)buf, (unsigned)len)};
+    int r = uv_try_write((uv_stream_t *)&s->h, b, len > 0 ? 2 : 1);
+    if (r < 0 && r != UV_EAGAIN) {
+      tcp_sock_close(s);
+      return DMQ_ETRANSPORT;
+    }
+    done = r > 0 ? (size_t)r : 0;
+    d->last_active = s->last_active = now;
+    if (done == size)
+      return 0;
+  }
+  size_t rest = size - done;
+  tcp_msg_t *m = malloc(sizeof(*m) + rest);
+  if (m == NULL) {
+    if (done > 0)
+      tcp_sock_close(s); /* half a frame is on the wire: the stream is lost */
     return DMQ_ENOMEM;
+  }
   m->next = NULL;
   m->cookie = cookie;
-  m->size = size;
-  m->frame[0] = (uint8_t)(len >> 24);
-  m->frame[1] = (uint8_t)(len >> 16);
-  m->frame[2] = (uint8_t)(len >> 8);
-  m->frame[3] = (uint8_t)len;
-  if (len > 0)
-    memcpy(m->frame + TCP_FRAME_HDR, buf, len);
+  m->size = rest;
+  for (size_t i = done; i < TCP_FRAME_HDR; i++)
+    m->frame[i - done] = hdr[i];
+  size_t skip = done > TCP_FRAME_HDR ? done - TCP_FRAME_HDR : 0;
+  size_t off = done < TCP_FRAME_HDR ? TCP_FRAME_HDR - done : 0;
+  if (len > skip)
+    memcpy(m->frame + off, (const uint8_t *)buf + skip, len - skip);
 
-  uint64_t now = uv_now(tcp->loop);
   d->last_active = now;
   if (live) {
     s->last_active = now;
