@@ -175,6 +175,12 @@ struct dmq_node {
   int wake_pending;
 };
 
+/* Deliver the queued member events now if they take at least `bytes`
+ * (and no callback is running). Only at points where the member table is
+ * consistent: between the records of a push/pull table, so that a join,
+ * which learns the whole cluster at once, needs no O(N) event log. */
+void dmq__flush_member_events_at(dmq_node_t *n, size_t bytes);
+
 static inline void dmq__wake(dmq_node_t *n) {
   if (n->wake_cb != NULL && !n->wake_pending) {
     n->wake_pending = 1;

@@ -320,6 +320,14 @@ void dmq__flush_events(dmq_node_t *n) {
   n->in_callback = 0;
 }
 
+void dmq__flush_member_events_at(dmq_node_t *n, size_t bytes) {
+  if (n->in_callback || n->ev_used < bytes)
+    return;
+  n->in_callback = 1;
+  node_flush_member_events(n);
+  n->in_callback = 0;
+}
+
 static void node_flush_member_events(dmq_node_t *n) {
   /* a callback cannot queue member events (they come from processing,
    * which callbacks cannot start), so the log is stable while it runs */

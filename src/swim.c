@@ -793,6 +793,7 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
       swim_on_dead(n, r.name, r.incarnation, r.generation, 1);
       break;
     }
+    dmq__flush_member_events_at(n, DMQ__EVENTS_KEEP / 2);
   }
   if (rc < 0)
     n->stats.drops[DMQ_DROP_MALFORMED]++;

@@ -8,7 +8,9 @@
  *
  * Send modes:
  *   DMQ_SEND_BEST_EFFORT  no ack, packed with other messages; losses are
- *                         counted (stats), never reported per message.
+ *                         counted (stats: dropped_be by the sender,
+ *                         rx_lost_be by the receiver), never reported per
+ *                         message.
  *   DMQ_SEND_RELIABLE     per-destination queue, acks, retransmission with
  *                         back-off, duplicate suppression, FIFO per
  *                         (sender, receiver, channel), a time to live.
@@ -248,6 +250,23 @@ typedef struct dmq_delivery_stats {
   uint64_t dropped_paused; /* best effort for a paused channel */
   uint64_t late_replies;   /* reply after the request's outcome */
   uint64_t rx_buffered, rx_buffered_bytes; /* current: reorder + held */
+  /* Best-effort messages that peers put on the wire to us and that never
+   * arrived: lost in the network or in our socket's receive buffer (what a
+   * sender drops before sending is its dropped_be, not this). A sender
+   * numbers its best-effort messages to each receiver (each copy of a
+   * broadcast in its destination's sequence); a gap in the numbers counts
+   * here as soon as a later message from that sender arrives, so a loss at
+   * the tail of a stream is only known when the sender's next message to
+   * us arrives. A late message (reordering) whose gap is among the 16 most
+   * recent gaps from its sender is delivered and taken off this count (so
+   * the count can go down); an older one cannot be told from a copy: it is
+   * dropped and stays counted. Copies (duplicates) are dropped and counted
+   * in `duplicates`, never here nor as deliveries. Hence, for best-effort
+   * traffic, what peers put on the wire to us = received - duplicates +
+   * rx_lost_be (but for the tails not followed by a later message yet).
+   * Messages from peers of a version that does not number them are not
+   * counted. */
+  uint64_t rx_lost_be;
 } dmq_delivery_stats_t;
 
 DMQ_EXTERN void dmq_delivery_stats(const dmq_node_t *node,

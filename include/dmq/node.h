@@ -15,7 +15,10 @@
  *
  * Callbacks (member events, log) run after the node has finished processing
  * the input that caused them, from inside the call that fed that input
- * (dmq_node_recv(), dmq_node_tick(), dmq_node_join(), ...). Inside a callback
+ * (dmq_node_recv(), dmq_node_tick(), dmq_node_join(), ...); a push/pull
+ * table (a join learns the whole cluster from one) is processed record by
+ * record, and its member events may be delivered between records, with the
+ * member table consistent, in order, before the call returns. Inside a callback
  * you may call the query functions (dmq_node_member*, dmq_node_stats, ...)
  * and dmq_node_set_meta(); dmq_node_delete(), dmq_node_recv() and
  * dmq_node_tick() return DMQ_EBUSY (delete is refused silently and must be
