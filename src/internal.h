@@ -156,10 +156,7 @@ struct dmq_node {
   int delete_pending;
 
   /* packet buffers */
-  uint8_t *txbuf;  /* cfg.mtu bytes */
-  uint8_t *bigbuf; /* push/pull */
-  size_t bigbuf_cap;
-  int bigbuf_used; /* since the last reap tick */
+  uint8_t *txbuf; /* cfg.mtu bytes */
 
   dmq_stats_t stats;
 

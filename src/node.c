@@ -572,7 +572,6 @@ void dmq_node_delete(dmq_node_t *n) {
   dmq__free(n, n->index);
   dmq__free(n, n->suspects);
   dmq__free(n, n->txbuf);
-  dmq__free(n, n->bigbuf);
   dmq__free(n, n->relays);
   dmq__delivery_free(n);
   dmq_alloc_t a = n->alloc;

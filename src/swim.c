@@ -243,19 +243,6 @@ static void swim_send_ping(dmq_node_t *n, const dmq__member_t *target,
   swim_finish(n, &e, addr);
 }
 
-static int swim_pp_reserve(dmq_node_t *n, size_t need) {
-  if (need > n->cfg.max_packet)
-    return DMQ_ETOOBIG;
-  if (n->bigbuf_cap >= need)
-    return 0;
-  uint8_t *b = dmq__realloc(n, n->bigbuf, need);
-  if (b == NULL)
-    return DMQ_ENOMEM;
-  n->bigbuf = b;
-  n->bigbuf_cap = need;
-  return 0;
-}
-
 /* Send our full table to addr. */
 static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
   size_t need = 64 + strlen(n->name);
@@ -264,15 +251,21 @@ static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
     need += 40 + m->name_len + m->addr_len + m->meta_len +
             dmq__member_chans_size(m);
   }
-  if (swim_pp_reserve(n, need) != 0) {
+  /* A scratch buffer for this one table: the transport copies what it
+   * cannot send at once, and exchanges are far apart (even a join's few
+   * come one at a time), so a buffer kept per node would be O(N) resident
+   * memory per node for nothing. */
+  uint8_t *buf = need <= n->cfg.max_packet ? dmq__malloc(n, need) : NULL;
+  if (buf == NULL) {
     n->stats.drops[DMQ_DROP_TX_FAILED]++;
     return;
   }
   dmq__enc_t e;
-  dmq__enc_begin(&e, n->bigbuf, n->bigbuf_cap, NULL, 0, n->name,
-                 strlen(n->name));
-  if (dmq__enc_pushpull_begin(&e, flags, n->nmembers) != 0)
+  dmq__enc_begin(&e, buf, need, NULL, 0, n->name, strlen(n->name));
+  if (dmq__enc_pushpull_begin(&e, flags, n->nmembers) != 0) {
+    dmq__free(n, buf);
     return;
+  }
   for (uint32_t i = 0; i < n->nmembers; i++) {
     const dmq__member_t *m = n->members[i];
     dmq__slice_t cv[DMQ_MAX_CHANNELS];
@@ -286,22 +279,14 @@ static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
     r.chans.n = dmq__member_chans(m, cv);
     if (dmq__enc_record(&e, &r) != 0) {
       n->stats.drops[DMQ_DROP_TX_FAILED]++;
+      dmq__free(n, buf);
       return;
     }
   }
   size_t len = dmq__enc_end(&e);
-  if (dmq__send(n, addr, n->bigbuf, len, 1, 1) == 0)
+  if (dmq__send(n, addr, buf, len, 1, 1) == 0)
     n->stats.pushpull_sent++;
-  n->bigbuf_used = 1;
-  /* The transport has copied it. At steady state push/pulls are far
-   * apart: give the O(N) buffer back at once, so that it is reused by the
-   * next node's push/pull rather than each node keeping one (a join burst,
-   * when they come back to back, keeps it until the next reap). */
-  if (n->joined && n->boost_left == 0) {
-    dmq__free(n, n->bigbuf);
-    n->bigbuf = NULL;
-    n->bigbuf_cap = 0;
-  }
+  dmq__free(n, buf);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1242,16 +1227,8 @@ int dmq_node_tick(dmq_node_t *n, uint64_t now) {
   }
   if (now >= n->next_reap) {
     swim_reap(n);
-    /* Buffers grown by a burst (push/pull tables, event queues) are given
-     * back once a reap period passes without using them: at steady state
-     * push/pull runs every pushpull_interval, so an O(N) buffer per node
-     * would otherwise stay resident for nothing. */
-    if (!n->bigbuf_used) {
-      dmq__free(n, n->bigbuf);
-      n->bigbuf = NULL;
-      n->bigbuf_cap = 0;
-    }
-    n->bigbuf_used = 0;
+    /* An event log grown by a burst is given back once it is empty at a
+     * reap: most of the time a node has no events at all. */
     if (n->nevents == 0 && n->ev_cap > DMQ__EVENTS_KEEP) {
       dmq__free(n, n->events);
       n->events = NULL;
