@@ -41,26 +41,26 @@ typedef struct dmq__suspicion {
 } dmq__suspicion_t;
 
 struct dmq__member {
+  /* (ordered to avoid padding: members are the one O(N) structure) */
   char *name; /* points into the same allocation, NUL-terminated */
-  char *addr;
-  uint8_t name_len, addr_len;
-  uint8_t state; /* dmq_member_state_t */
-  uint8_t is_self;
-  uint8_t addr_cap; /* bytes for addr inside the allocation (after name) */
-  uint64_t inc, gen;
-  uint64_t state_since;
+  char *addr; /* the same allocation too, unless it outgrew addr_cap */
   uint8_t *meta;
-  uint16_t meta_len;
-  uint32_t idx; /* position in node->members */
   dmq__suspicion_t *susp;
-  int32_t susp_idx; /* position in node->suspects, -1 if none */
   /* dissemination queue links (bucket = transmits so far) */
   dmq__member_t *bc_prev, *bc_next;
-  int16_t bc_bucket; /* -1 = not queued */
-  uint8_t bc_queued_fresh;
   /* queued delivery (delivery.c) */
   struct dmq__chanset *chans; /* channels it serves; NULL = none */
   struct dmq__peer *peer;     /* delivery state to and from it; NULL = none */
+  uint64_t inc, gen;
+  uint64_t state_since;
+  uint32_t idx;     /* position in node->members */
+  int32_t susp_idx; /* position in node->suspects, -1 if none */
+  uint16_t meta_len;
+  uint8_t name_len, addr_len;
+  uint8_t addr_cap; /* bytes for addr inside the allocation (after name) */
+  uint8_t state;    /* dmq_member_state_t */
+  uint8_t is_self;
+  int8_t bc_bucket; /* -1 = not queued; < DMQ__MAX_BUCKETS */
 };
 
 typedef struct dmq__relay {

@@ -96,7 +96,7 @@ void dmq__bc_remove(dmq_node_t *n, dmq__member_t *m) {
 }
 
 static void swim_bc_push(dmq_node_t *n, dmq__member_t *m, int b, int head) {
-  m->bc_bucket = (int16_t)b;
+  m->bc_bucket = (int8_t)b;
   if (head) {
     m->bc_prev = NULL;
     m->bc_next = n->bc_head[b];

@@ -10,7 +10,7 @@
  * malloc/free. */
 #define RXBUF_CLASSES 4
 /* Spare buffers kept per size: one per thread reading at the same time. */
-#define RXBUF_SPARES 4
+#define RXBUF_SPARES 2
 
 typedef struct rxbuf_class {
   size_t size; /* 0 = unused slot */
