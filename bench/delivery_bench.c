@@ -33,14 +33,21 @@
  * broadcast) = delivered + dropped_be (sender: not sent) + rx_lib_drops
  * (receiver library: no channel, paused, expired, unknown sender, stale)
  * + net_lost (put on the wire by the sender, never read by the receiver:
- * sender sent_be - receivers' received). net_lost is explained by the
+ * sender sent_be - receivers' received). The receivers' library counts
+ * net_lost itself from the gaps in the sender's best-effort numbers:
+ * rx_lost_be. A gap is only known once a later message arrives, so each
+ * best-effort phase ends, after the drain, with a tail probe: one more
+ * message per destination, flagged in the bench header and not counted as
+ * a delivery, resent until every receiver has one (tail_probes: copies
+ * sent; they are part of sent_be, received and delivered_app, and the
+ * identities account for them). net_lost is also explained by the
  * kernel's counters: kernel_drops = datagrams dropped on the receivers'
  * sockets (/proc/net/udp "drops") and softnet_drops (/proc/net/softnet_stat,
  * system-wide backlog drops); net_lost_est = those datagrams x the
  * messages per datagram the sender packed (sender_kernel_drops: datagrams
  * dropped on the sender's own socket: acks of reliable traffic, probes).
- * "accounted" is true when the
- * identity holds exactly, net_lost is 0 exactly when no datagram was
+ * "accounted" is true when the identity holds exactly, the library's
+ * rx_lost_be equals net_lost, net_lost is 0 exactly when no datagram was
  * dropped by the kernel, and net_lost is within 2% of net_lost_est.
  * --rx-work-ns N makes the receiver's callback busy-wait N ns per message
  * (a slow application): the receiver becomes the bottleneck, best effort
@@ -105,6 +112,12 @@
 #define DB_DRAIN_MS 60000
 /* Best effort: the receiver's count is polled this often until it stops. */
 #define DB_SETTLE_MS 30
+/* Best effort: tail probes sent at most this many times, each waited for
+ * at most DB_TAIL_POLLS x DB_SETTLE_MS. */
+#define DB_TAIL_TRIES 5
+#define DB_TAIL_POLLS 10
+/* db_hdr_t.flags: a tail probe (not a measured message) */
+#define DB_HDR_TAIL 1u
 #define DB_POLL_MS 2
 #define DB_PACE_MS 1
 #define DB_SOCKBUF (4 * 1024 * 1024)
@@ -150,13 +163,15 @@ typedef struct db_hdr {
   uint64_t ts_ns; /* CLOCK_MONOTONIC at the send call */
   uint64_t seq;   /* per sender (unicast: per destination) */
   uint32_t magic;
-  uint32_t pad;
+  uint32_t flags; /* DB_HDR_TAIL */
 } db_hdr_t;
 
 /* One phase as the receiver side saw it (answer to REPORT). */
 typedef struct db_rx_report {
   uint64_t count, last_ns, cpu_ns, p50_ns, p99_ns, lat_n, kdrops;
   uint64_t received, delivered, rxdrops, disorder, events;
+  uint64_t lost_be; /* the library's rx_lost_be */
+  uint64_t tails;   /* tail probes received (not in count) */
 } db_rx_report_t;
 
 /* ---------------------------------------------------------------------- */
@@ -436,7 +451,7 @@ static void raw_child(int in, int out, int mmsg) {
         line_write(out,
                    "R %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
                    " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-                   " %" PRIu64 " %" PRIu64,
+                   " %" PRIu64 " %" PRIu64 " 0 0",
                    count, last_ns, cpu_ns() - cpu0, hist_pct(&h, 0.50),
                    hist_pct(&h, 0.99), h.n, socket_drops(&port, 1) - kd0, count,
                    count, (uint64_t)0, (uint64_t)0, (uint64_t)0);
@@ -458,6 +473,7 @@ typedef struct db_phase {
   uint64_t eagain, errors;
   uint64_t delivered_out, failed_out; /* reliable outcomes (copies) */
   uint64_t dropped_be, sent_be, retransmits, tx_failed;
+  uint64_t tails; /* best effort: tail probe copies accepted */
   uint64_t pkts_out, data_msgs;
   uint64_t softnet;
   uint64_t tx_kdrops; /* datagrams dropped on the sender's socket (acks) */
@@ -469,10 +485,10 @@ static void parse_report(const char *line, db_rx_report_t *r) {
   if (sscanf(line,
              "R %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
              " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
-             " %" SCNu64 " %" SCNu64,
+             " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
              &r->count, &r->last_ns, &r->cpu_ns, &r->p50_ns, &r->p99_ns,
              &r->lat_n, &r->kdrops, &r->received, &r->delivered, &r->rxdrops,
-             &r->disorder, &r->events) != 12)
+             &r->disorder, &r->events, &r->lost_be, &r->tails) != 14)
     die("bad report");
 }
 
@@ -641,6 +657,7 @@ typedef struct rx_node {
   int idx;
   dmq_uv_t *rt;
   uint64_t expect; /* next seq (reliable) */
+  uint64_t tails;  /* tail probes since RESET */
 } rx_node_t;
 
 typedef struct rx {
@@ -659,7 +676,7 @@ typedef struct rx {
   uint64_t count, seen_count, last_ns, disorder, events;
   int lat_on;
   db_hist_t h;
-  uint64_t cpu0, kd0, received0, delivered0, drops0, events0;
+  uint64_t cpu0, kd0, received0, delivered0, drops0, events0, lost0;
   int closing, closed;
 } rx_t;
 
@@ -669,11 +686,17 @@ static void rx_on_msg(dmq_node_t *node, dmq_channel_t *ch,
   rx_t *r = rn->r;
   (void)node;
   (void)ch;
+  db_hdr_t hd;
+  if (m->len >= sizeof(hd)) {
+    memcpy(&hd, m->data, sizeof(hd));
+    if (hd.flags & DB_HDR_TAIL) {
+      rn->tails++;
+      return;
+    }
+  }
   r->count++;
   if (m->len < sizeof(db_hdr_t))
     return;
-  db_hdr_t hd;
-  memcpy(&hd, m->data, sizeof(hd));
   if (m->reliable) {
     if (hd.seq != rn->expect)
       r->disorder++;
@@ -707,8 +730,8 @@ static void rx_on_check(uv_check_t *c) {
 }
 
 static void rx_totals(rx_t *r, uint64_t *received, uint64_t *delivered,
-                      uint64_t *drops) {
-  *received = *delivered = *drops = 0;
+                      uint64_t *drops, uint64_t *lost) {
+  *received = *delivered = *drops = *lost = 0;
   for (int i = 0; i < r->n; i++) {
     dmq_delivery_stats_t st;
     dmq_delivery_stats(dmq_uv_node(r->nodes[i].rt), &st);
@@ -716,6 +739,7 @@ static void rx_totals(rx_t *r, uint64_t *received, uint64_t *delivered,
     *delivered += st.delivered_app;
     *drops += st.dropped_no_channel + st.dropped_paused + st.rx_expired +
               st.unknown_sender + st.stale_gen + st.rx_overflow;
+    *lost += st.rx_lost_be;
   }
 }
 
@@ -735,22 +759,33 @@ static void rx_command(rx_t *r, const char *cmd) {
     hist_reset(&r->h);
     r->cpu0 = cpu_ns();
     r->kd0 = socket_drops(r->ports, r->n);
-    rx_totals(r, &r->received0, &r->delivered0, &r->drops0);
+    rx_totals(r, &r->received0, &r->delivered0, &r->drops0, &r->lost0);
     r->events0 = r->events;
+    for (int i = 0; i < r->n; i++)
+      r->nodes[i].tails = 0;
     line_write(r->out, "OK");
   } else if (strcmp(cmd, "COUNT") == 0) {
     line_write(r->out, "C %" PRIu64, r->count);
+  } else if (strcmp(cmd, "TAILS") == 0) {
+    /* receivers that have a tail probe since RESET */
+    int have = 0;
+    for (int i = 0; i < r->n; i++)
+      have += r->nodes[i].tails > 0;
+    line_write(r->out, "T %d", have);
   } else if (strcmp(cmd, "REPORT") == 0) {
-    uint64_t rc, dl, dr;
-    rx_totals(r, &rc, &dl, &dr);
-    line_write(
-        r->out,
-        "R %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-        " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
-        r->count, r->last_ns, cpu_ns() - r->cpu0, hist_pct(&r->h, 0.50),
-        hist_pct(&r->h, 0.99), r->h.n, socket_drops(r->ports, r->n) - r->kd0,
-        rc - r->received0, dl - r->delivered0, dr - r->drops0, r->disorder,
-        r->events - r->events0);
+    uint64_t rc, dl, dr, lo, tails = 0;
+    rx_totals(r, &rc, &dl, &dr, &lo);
+    for (int i = 0; i < r->n; i++)
+      tails += r->nodes[i].tails;
+    line_write(r->out,
+               "R %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+               " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+               " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
+               r->count, r->last_ns, cpu_ns() - r->cpu0, hist_pct(&r->h, 0.50),
+               hist_pct(&r->h, 0.99), r->h.n,
+               socket_drops(r->ports, r->n) - r->kd0, rc - r->received0,
+               dl - r->delivered0, dr - r->drops0, r->disorder,
+               r->events - r->events0, lo - r->lost0, tails);
   } else if (strcmp(cmd, "QUIT") == 0 && !r->closing) {
     r->closing = 1;
     uv_poll_stop(&r->cmd);
@@ -1076,6 +1111,36 @@ static void tx_snapshot(tx_t *t, int sign) {
   p->tx_kdrops += s * socket_drops(&port, 1);
 }
 
+/* Best effort, after the drain: a tail probe to every destination, so
+ * that the receivers' libraries learn of losses at the very end of the
+ * stream (a gap is only known once a later message arrives). Sent again
+ * until every receiver has one (a probe lost too is counted like any
+ * other message). Not counted as a send nor as a delivery. */
+static void tx_tail(tx_t *t) {
+  db_hdr_t hd = {mono_ns(), 0, DB_MAGIC, DB_HDR_TAIL};
+  memcpy(t->buf, &hd, sizeof(hd));
+  for (int k = 0; k < DB_TAIL_TRIES; k++) {
+    uint64_t now = uv_now(&t->loop);
+    int rc = t->bcast ? dmq_broadcast(t->node, DB_CHANNEL, t->buf, t->payload,
+                                      &t->so, now, NULL)
+                      : dmq_send(t->node, "r0", DB_CHANNEL, t->buf, t->payload,
+                                 &t->so, now, NULL);
+    if (rc == 0)
+      t->ph->tails += (uint64_t)(t->bcast ? t->nrecv : 1);
+    dmq_uv_kick(t->rt);
+    for (int i = 0; i < DB_TAIL_POLLS; i++) {
+      tx_run_until(t, tx_false, DB_SETTLE_MS);
+      char l[DB_LINE];
+      line_write(t->out, "TAILS");
+      expect_line(t->in, l, sizeof(l));
+      if (atoi(l + 2) >= t->nrecv)
+        return;
+    }
+  }
+  fprintf(stderr, "delivery_bench: %s: tail probe not received\n",
+          mode_names[t->mode]);
+}
+
 /* One phase: throughput (rate 0) or paced at rate sends/s. */
 static void tx_phase(tx_t *t, db_phase_t *ph, double rate, double secs) {
   memset(ph, 0, sizeof(*ph));
@@ -1120,6 +1185,8 @@ static void tx_phase(tx_t *t, db_phase_t *ph, double rate, double secs) {
   ph->t1 = mono_ns();
   ph->cpu = cpu_ns() - c0;
   uv_timer_stop(&t->trace);
+  if (!t->reliable)
+    tx_tail(t);
   tx_snapshot(t, 1);
   child_report(t->in, t->out, &ph->rx);
 }
@@ -1295,15 +1362,19 @@ static double run_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
         diff = -diff;
       /* every message counted somewhere; the network's share matches the
        * kernel's datagram drops (times the packing, an average: 2%) */
-      int accounted = ph.sent == ph.sent_be + ph.dropped_be &&
+      /* (tail probes: in sent_be, received and delivered_app, not in
+       * sent and count) */
+      int accounted = ph.sent + ph.tails == ph.sent_be + ph.dropped_be &&
                       ph.sent_be == rx->received + net_lost &&
                       rx->received == rx->delivered + rx->rxdrops &&
-                      rx->delivered == rx->count &&
-                      (net_lost == 0) == (kd == 0) &&
+                      rx->delivered == rx->count + rx->tails &&
+                      rx->lost_be == net_lost && (net_lost == 0) == (kd == 0) &&
                       diff <= 0.02 * (double)net_lost + 2 * mpd;
       printf(",\"sent_be\":%" PRIu64 ",\"dropped_be\":%" PRIu64
-             ",\"rx_lib_drops\":%" PRIu64 ",\"net_lost\":%" PRIu64,
-             ph.sent_be, ph.dropped_be, rx->rxdrops, net_lost);
+             ",\"rx_lib_drops\":%" PRIu64 ",\"net_lost\":%" PRIu64
+             ",\"rx_lost_be\":%" PRIu64 ",\"tail_probes\":%" PRIu64,
+             ph.sent_be, ph.dropped_be, rx->rxdrops, net_lost, rx->lost_be,
+             ph.tails);
       print_num("msgs_per_dgram", mpd, 2);
       print_num("net_lost_est", est, 0);
       printf(",\"accounted\":%s", accounted ? "true" : "false");

@@ -3,8 +3,9 @@
  * simulator: argument errors, channel advertisement, exactly one outcome
  * for every accepted send on every path (delivered, unknown channel,
  * cancel, request/reply and timeout, death, leave, shutdown), backpressure
- * with the writable callback, fragmentation, and an allocation-failure loop
- * over a small delivery scenario. */
+ * with the writable callback, fragmentation, an allocation-failure loop
+ * over a small delivery scenario, and the numbering of best-effort messages
+ * that lets a receiver count what never arrived (rx_lost_be). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,8 @@
 
 #include <dmq/delivery.h>
 #include <dmq/dmq.h>
+
+#include "wire.h" /* crafted best-effort DATA */
 
 /* ---- in-memory transport: a FIFO of packets ---- */
 
@@ -882,6 +885,216 @@ static void test_alloc_failures(void **state) {
   free(p);
 }
 
+/* ---- best-effort numbering (rx_lost_be) ---- */
+
+/* A packet of best-effort DATA as node `from_name` (generation src_gen)
+ * would send it to node 1, with the seq fields seqs[0..k) (values v, v+1,
+ * ...), fed to node 1 as if it had come over the network. A sender writes
+ * the whole number in the first one of a datagram and 0 in the next ones
+ * (the previous + 1); an older sender writes 0 everywhere (not numbered). */
+static void be_inject_pkt(pair_t *p, const char *from_name, uint64_t src_gen,
+                          uint64_t dst_gen, const uint64_t *seqs, size_t k,
+                          uint32_t v) {
+  uint8_t buf[1024];
+  uint32_t vals[16];
+  dmq__enc_t e;
+  assert_true(k <= 16);
+  assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, from_name,
+                                  strlen(from_name)),
+                   0);
+  for (size_t i = 0; i < k; i++) {
+    vals[i] = v + (uint32_t)i;
+    dmq__data_t d = {
+        0,       {"ch", 2}, src_gen,
+        dst_gen, seqs[i],   0,
+        1000,    0,         {(const char *)&vals[i], sizeof vals[i]}};
+    assert_int_equal(dmq__enc_data(&e, &d), 0);
+  }
+  size_t len = dmq__enc_end(&e);
+  assert_int_equal(
+      dmq_node_recv(p->node[1], &p->tp[1].t, "mem://0", buf, len, p->now), 0);
+}
+
+/* One best-effort DATA numbered seq (0: not numbered) with value v. */
+static void be_inject(pair_t *p, const char *from_name, uint64_t src_gen,
+                      uint64_t dst_gen, uint64_t seq, uint32_t v) {
+  be_inject_pkt(p, from_name, src_gen, dst_gen, &seq, 1, v);
+}
+
+static dmq_delivery_stats_t dstats(pair_t *p, int i) {
+  dmq_delivery_stats_t st;
+  dmq_delivery_stats(p->node[i], &st);
+  return st;
+}
+
+/* rx_n of node 1, its rx_lost_be and duplicates after an injection. */
+static void be_expect(pair_t *p, uint32_t rx_n, uint64_t lost, uint64_t dups) {
+  dmq_delivery_stats_t st = dstats(p, 1);
+  assert_int_equal(p->rx_n[1], rx_n);
+  assert_int_equal(st.rx_lost_be, lost);
+  assert_int_equal(st.duplicates, dups);
+}
+
+/* The receiver's side of the numbering, with crafted DATA: an older
+ * sender's unnumbered DATA is delivered (copies too, as before) and never
+ * counted; gaps count as lost at once, late arrivals inside a remembered
+ * gap are delivered and taken off the count, copies are dropped and never
+ * counted as lost; a gap pushed out by 16 newer ones stays lost; a new
+ * life of the sender starts a new stream, an old life's DATA is stale;
+ * numbers implied by their place in a packet. */
+static void test_best_effort_numbering_rx(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_up(p, NULL), 0);
+  dmq_member_info_t m0, m1;
+  assert_int_equal(dmq_node_member(p->node[1], "n0", &m0), 0);
+  assert_int_equal(dmq_node_member(p->node[1], "n1", &m1), 0);
+  uint64_t g0 = m0.generation, g1 = m1.generation;
+  uint32_t n = 0;
+  uint64_t lost = 0, dups = 0;
+  /* older sender: seq 0, delivered every time, nothing counted */
+  be_inject(p, "n0", g0, g1, 0, 100);
+  be_inject(p, "n0", g0, g1, 0, 100);
+  be_expect(p, n += 2, 0, 0);
+  /* 1 2 5: 3 and 4 lost at once */
+  be_inject(p, "n0", g0, g1, 1, 1);
+  be_inject(p, "n0", g0, g1, 2, 2);
+  be_expect(p, n += 2, 0, 0);
+  be_inject(p, "n0", g0, g1, 5, 5);
+  be_expect(p, ++n, lost = 2, 0);
+  /* 4 late: delivered, un-counted; its copy dropped */
+  be_inject(p, "n0", g0, g1, 4, 4);
+  be_expect(p, ++n, --lost, 0);
+  be_inject(p, "n0", g0, g1, 4, 4);
+  be_expect(p, n, lost, ++dups);
+  /* 3 late, then copies of 5 and 1 */
+  be_inject(p, "n0", g0, g1, 3, 3);
+  be_expect(p, ++n, --lost, dups);
+  be_inject(p, "n0", g0, g1, 5, 5);
+  be_inject(p, "n0", g0, g1, 1, 1);
+  be_expect(p, n, lost, dups += 2);
+  assert_int_equal(p->rx_val[1][n - 1], 3);
+  /* a gap in the middle of a range: 10 after 5 (6..9 lost), then 7 */
+  be_inject(p, "n0", g0, g1, 10, 10);
+  be_expect(p, ++n, lost += 4, dups);
+  be_inject(p, "n0", g0, g1, 7, 7);
+  be_expect(p, ++n, --lost, dups);
+  be_inject(p, "n0", g0, g1, 7, 7);
+  be_expect(p, n, lost, ++dups);
+  be_inject(p, "n0", g0, g1, 6, 6);
+  be_inject(p, "n0", g0, g1, 9, 9);
+  be_expect(p, n += 2, lost -= 2, dups);
+  /* 8 is the only gap left; 16 newer gaps push it out */
+  for (uint64_t s = 12; s <= 42; s += 2) {
+    be_inject(p, "n0", g0, g1, s, (uint32_t)s);
+    be_expect(p, ++n, ++lost, dups);
+  }
+  be_inject(p, "n0", g0, g1, 8, 8); /* forgotten: dropped, stays lost */
+  be_expect(p, n, lost, ++dups);
+  be_inject(p, "n0", g0, g1, 11, 11); /* the oldest remembered gap */
+  be_expect(p, ++n, --lost, dups);
+  be_inject(p, "n0", g0, g1, 41, 41); /* the newest */
+  be_expect(p, ++n, --lost, dups);
+  /* the sender restarted: a new stream from 1 (1 and 2 lost) */
+  be_inject(p, "n0", g0 + 1, g1, 3, 3);
+  be_expect(p, ++n, lost += 2, dups);
+  be_inject(p, "n0", g0 + 1, g1, 1, 1);
+  be_expect(p, ++n, --lost, dups);
+  /* DATA of its previous life, or for another life of ours: stale */
+  uint64_t stale = dstats(p, 1).stale_gen;
+  be_inject(p, "n0", g0, g1, 43, 43);
+  be_inject(p, "n0", g0 + 1, g1 + 1, 4, 4);
+  be_expect(p, n, lost, dups);
+  assert_true(dstats(p, 1).stale_gen == stale + 2);
+  /* several in one packet: 5 0 0 are 5 6 7 (4 lost); 0 0 in a packet of
+   * an older sender are not numbered */
+  static const uint64_t three[3] = {5, 0, 0}, two_old[2] = {0, 0};
+  be_inject_pkt(p, "n0", g0 + 1, g1, three, 3, 5);
+  be_expect(p, n += 3, ++lost, dups);
+  assert_int_equal(p->rx_val[1][n - 1], 7);
+  be_inject(p, "n0", g0 + 1, g1, 8, 8);
+  be_expect(p, ++n, lost, dups);
+  be_inject_pkt(p, "n0", g0 + 1, g1, three, 3, 5); /* copies */
+  be_expect(p, n, lost, dups += 3);
+  be_inject(p, "n0", g0 + 1, g1, 4, 4);
+  be_expect(p, ++n, --lost, dups);
+  be_inject_pkt(p, "n0", g0 + 1, g1, two_old, 2, 200);
+  be_expect(p, n += 2, lost, dups);
+  pair_free(p);
+  free(p);
+}
+
+/* A best-effort sender unknown to the receiver (it learns the member
+ * later) is dropped as unknown_sender; those numbers are not counted as
+ * lost again once the sender is known. */
+static void test_best_effort_numbering_unknown_sender(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_init(p, NULL), 0);
+  assert_int_equal(dmq_channel_open(p->node[1], "ch", on_rx, p, &p->ch[1]), 0);
+  be_inject(p, "n0", 1, 1, 1, 1);
+  be_inject(p, "n0", 1, 1, 2, 2);
+  dmq_delivery_stats_t st = dstats(p, 1);
+  assert_int_equal(st.unknown_sender, 2);
+  assert_int_equal(p->rx_n[1], 0);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(p->node[1], &seed, 1, 0), 0);
+  pair_run(p, 2000);
+  be_inject(p, "n0", 1, 1, 4, 4);
+  be_expect(p, 1, 1, 0); /* only 3 */
+  pair_free(p);
+  free(p);
+}
+
+/* The sender's side, end to end: numbers per destination as the messages
+ * go on the wire; a datagram the transport refuses is counted dropped_be
+ * by the sender and leaves no gap (its numbers are reused); a datagram
+ * lost after the transport took it is counted by the receiver, exactly,
+ * once a later message arrives. */
+static void test_best_effort_numbering_tx(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_up(p, NULL), 0);
+  for (uint32_t v = 0; v < 50; v++)
+    assert_int_equal(send_val(p, 0, "n1", "ch", v, 0, NULL), 0);
+  pair_run(p, p->now + 100);
+  assert_int_equal(p->rx_n[1], 50);
+  assert_int_equal(dstats(p, 1).rx_lost_be, 0);
+  /* refused by the transport: counted by the sender, no gap */
+  p->net->refuse = 1;
+  for (uint32_t v = 50; v < 60; v++)
+    assert_int_equal(send_val(p, 0, "n1", "ch", v, 0, NULL), 0);
+  pair_run(p, p->now + 20);
+  p->net->refuse = 0;
+  dmq_delivery_stats_t s0 = dstats(p, 0);
+  assert_int_equal(s0.dropped_be, 10);
+  assert_int_equal(s0.sent_be, 50);
+  assert_int_equal(send_val(p, 0, "n1", "ch", 60, 0, NULL), 0);
+  pair_run(p, p->now + 20);
+  assert_int_equal(p->rx_n[1], 51);
+  assert_int_equal(p->rx_val[1][50], 60);
+  assert_int_equal(dstats(p, 1).rx_lost_be, 0);
+  /* taken by the transport and lost: the receiver counts them */
+  p->net->blackhole = 1;
+  for (uint32_t v = 61; v < 100; v++)
+    assert_int_equal(send_val(p, 0, "n1", "ch", v, 0, NULL), 0);
+  pair_run(p, p->now + 20);
+  p->net->blackhole = 0;
+  assert_int_equal(dstats(p, 1).rx_lost_be, 0); /* not known yet */
+  assert_int_equal(send_val(p, 0, "n1", "ch", 100, 0, NULL), 0);
+  pair_run(p, p->now + 20);
+  assert_int_equal(p->rx_n[1], 52);
+  dmq_delivery_stats_t s1 = dstats(p, 1);
+  assert_int_equal(s1.rx_lost_be, 39);
+  s0 = dstats(p, 0);
+  assert_int_equal(s0.sent_be, 91);
+  assert_int_equal(s0.dropped_be, 10);
+  assert_int_equal(s1.delivered_app + s1.rx_lost_be, s0.sent_be);
+  assert_int_equal(s1.duplicates, 0);
+  pair_free(p);
+  free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_config_and_names),
@@ -893,6 +1106,9 @@ int main(void) {
       cmocka_unit_test(test_fragments_over_datagrams),
       cmocka_unit_test(test_dead_left_shutdown),
       cmocka_unit_test(test_alloc_failures),
+      cmocka_unit_test(test_best_effort_numbering_rx),
+      cmocka_unit_test(test_best_effort_numbering_unknown_sender),
+      cmocka_unit_test(test_best_effort_numbering_tx),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

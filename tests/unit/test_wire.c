@@ -1710,6 +1710,83 @@ static void test_data_dack_crafted(void **state) {
   ok_release();
 }
 
+/* Best-effort DATA carries its per-(sender, receiver) number in `seq`
+ * (RELIABLE clear, base 0): the bytes are those msgpack-c writes for the
+ * ten fields, and the number comes back; a DATA from an older sender, which
+ * wrote seq = 0 for best effort, still decodes (0 = not numbered). */
+static int be_old_trailing;
+
+static void pk_be_old(msgpack_packer *pk) {
+  msgpack_pack_array(pk, be_old_trailing ? 11 : 10);
+  msgpack_pack_uint8(pk, DMQ__MSG_DATA);
+  msgpack_pack_uint8(pk, 0); /* flags: best effort */
+  pk_str(pk, "kv", 2);
+  msgpack_pack_uint64(pk, 1795689516752ull);
+  msgpack_pack_uint64(pk, 1795689516725ull);
+  msgpack_pack_uint8(pk, 0); /* seq */
+  msgpack_pack_uint8(pk, 0); /* base */
+  msgpack_pack_uint32(pk, 30000);
+  msgpack_pack_uint8(pk, 0);
+  pk_bin(pk, "hello", 5);
+  if (be_old_trailing)
+    msgpack_pack_uint8(pk, 9); /* a field from a later version */
+}
+
+static void test_data_best_effort_seq(void **state) {
+  (void)state;
+  static const uint64_t seqs[] = {
+      1, 2, 0x7f, 0x80, 0xffff, 0x10000, UINT32_MAX, 1ull << 32, UINT64_MAX};
+  uint8_t buf[256];
+  for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+    dmq__data_t d = {0, sl("kv"), 7, 9, seqs[i], 0, 1000, 0, sl("payload")};
+    craft_t c;
+    dmq__enc_t e;
+    dmq__envelope_t env;
+    dmq__msg_iter_t it;
+    dmq__msg_t m;
+    craft_begin(&c, 0);
+    c.sb.size = 0;
+    msgpack_pack_array(&c.pk, 10);
+    msgpack_pack_uint8(&c.pk, DMQ__MSG_DATA);
+    msgpack_pack_uint8(&c.pk, 0);
+    pk_str(&c.pk, "kv", 2);
+    msgpack_pack_uint64(&c.pk, 7);
+    msgpack_pack_uint64(&c.pk, 9);
+    msgpack_pack_uint64(&c.pk, seqs[i]);
+    msgpack_pack_uint64(&c.pk, 0);
+    msgpack_pack_uint64(&c.pk, 1000);
+    msgpack_pack_uint64(&c.pk, 0);
+    pk_bin(&c.pk, "payload", 7);
+    assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, "s", 1), 0);
+    size_t start = e.len;
+    assert_int_equal(dmq__enc_data(&e, &d), 0);
+    assert_int_equal(e.len - start, dmq__enc_size_data(&d));
+    assert_int_equal(e.len - start, c.sb.size);
+    assert_memory_equal(buf + start, c.sb.data, c.sb.size);
+    craft_end(&c);
+    open_ok(buf, dmq__enc_end(&e), &env, &it);
+    next_ok(&it, &m, DMQ__MSG_DATA);
+    assert_int_equal(m.data.flags, 0);
+    assert_true(m.data.seq == seqs[i]);
+    assert_true(m.data.base == 0);
+    assert_true(m.data.src_gen == 7 && m.data.dst_gen == 9);
+    assert_true(slice_eq(m.data.payload, "payload", 7));
+    assert_int_equal(dmq__wire_next(&it, &m), 0);
+  }
+  dmq__msg_t m;
+  for (be_old_trailing = 0; be_old_trailing <= 1; be_old_trailing++) {
+    expect_ok(pk_be_old, DMQ__MSG_DATA, &m);
+    assert_int_equal(m.data.flags, 0);
+    assert_true(m.data.seq == 0 && m.data.base == 0);
+    assert_true(m.data.src_gen == 1795689516752ull);
+    assert_int_equal(m.data.ttl_ms, 30000);
+    assert_true(slice_eq(m.data.channel, "kv", 2));
+    assert_true(slice_eq(m.data.payload, "hello", 5));
+  }
+  be_old_trailing = 0;
+  ok_release();
+}
+
 /* ---- mutation ------------------------------------------------------------ */
 
 static size_t build_sample(uint8_t *buf, size_t cap, int which) {
@@ -1806,6 +1883,7 @@ int main(void) {
       cmocka_unit_test(test_channels_crafted),
       cmocka_unit_test(test_data_dack_roundtrip),
       cmocka_unit_test(test_data_dack_crafted),
+      cmocka_unit_test(test_data_best_effort_seq),
       cmocka_unit_test(test_mutation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

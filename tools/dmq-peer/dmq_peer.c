@@ -833,6 +833,7 @@ static void cmd_stats(peer_t *p, char *args) {
       {"late_replies", ds.late_replies},
       {"rx_buffered", ds.rx_buffered},
       {"rx_buffered_bytes", ds.rx_buffered_bytes},
+      {"rx_lost_be", ds.rx_lost_be},
   };
   jb_key(b, "delivery");
   jb_raw(b, "{", 1);
