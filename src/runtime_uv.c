@@ -63,7 +63,7 @@ struct dmq_uv {
   uv_timer_t timer;     /* armed for dmq_node_next_deadline() */
   uv_prepare_t prepare; /* re-arms the timer after the core's wake hook */
   uv_timer_t flush;     /* while leaving: polls dmq_node_left_flushed() */
-  uint64_t armed;       /* deadline the timer is armed for */
+  uint64_t armed;       /* (rounded) deadline the timer is armed for */
   char addr[DMQ_MAX_ADDR + 1];
   uint32_t dns_refresh_ms;
   dmq__resolver_t *resolver; /* created by the first dmq_uv_join() */
@@ -88,21 +88,24 @@ static void rt_arm(dmq_uv_t *rt) {
     uv_prepare_stop(&rt->prepare);
   }
   uint64_t d = dmq_node_next_deadline(rt->node);
-  if (d == rt->armed && uv_is_active((uv_handle_t *)&rt->timer))
-    return;
-  rt->armed = d;
   if (d == DMQ_NEVER) {
+    rt->armed = DMQ_NEVER;
     uv_timer_stop(&rt->timer);
     return;
   }
   /* uv timers count from uv_now(), the node's clock. A deadline further
    * away than RT_TIMER_SLACK_MS is rounded up to a multiple of it, so
    * that the timers of nodes sharing a loop (and of unrelated timers)
-   * coalesce into fewer wake-ups; near deadlines are kept exact. */
+   * coalesce into fewer wake-ups; near deadlines are kept exact. The
+   * rounding also spares most re-arms: most deadline changes stay inside
+   * the same slot. */
   uint64_t now = uv_now(rt->loop);
   uint64_t due = d;
   if (d > now + RT_TIMER_SLACK_MS)
     due = (d + RT_TIMER_SLACK_MS - 1) / RT_TIMER_SLACK_MS * RT_TIMER_SLACK_MS;
+  if (due == rt->armed && uv_is_active((uv_handle_t *)&rt->timer))
+    return;
+  rt->armed = due;
   uv_timer_start(&rt->timer, rt_on_timer, due > now ? due - now : 0, 0);
 }
 

@@ -428,6 +428,7 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     m->state_since = n->now;
     if (dmq__member_set_meta(n, m, meta.p, meta.n) < 0 ||
         dmq__delivery_set_chans(n, m, chans) != 0) {
+      swim_set_state(n, m, DMQ_MEMBER_DEAD); /* keeps n_live exact */
       dmq__member_remove(n, m);
       return;
     }
@@ -1001,6 +1002,8 @@ static void swim_reconnect(dmq_node_t *n) {
 }
 
 static void swim_reap(dmq_node_t *n) {
+  if (n->n_live == n->nmembers)
+    return; /* nobody dead or left: no O(N) scan every second */
   for (uint32_t i = 0; i < n->nmembers;) {
     dmq__member_t *m = n->members[i];
     if (!m->is_self && m->state >= DMQ_MEMBER_DEAD &&
