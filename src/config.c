@@ -22,6 +22,7 @@ int dmq_config_init(dmq_config_t *cfg, dmq_profile_t profile) {
   cfg->indirect_checks = 3;
   cfg->suspicion_mult = 4;
   cfg->suspicion_max_mult = 6;
+  cfg->suspicion_confirmations = 3;
   cfg->awareness_max = 8;
   cfg->retransmit_mult = 4;
   cfg->gossip_nodes = 3;
@@ -85,8 +86,6 @@ int dmq_config_init(dmq_config_t *cfg, dmq_profile_t profile) {
   default:
     return DMQ_EINVAL;
   }
-  cfg->suspicion_confirmations =
-      cfg->suspicion_mult > 2 ? cfg->suspicion_mult - 2 : 1;
   return 0;
 }
 

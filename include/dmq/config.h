@@ -55,10 +55,11 @@ typedef struct dmq_config {
   uint32_t suspicion_mult;     /* min suspicion = mult*log10(N)*probe */
   uint32_t suspicion_max_mult; /* max suspicion = max_mult * min */
   /* Lifeguard's K: independent confirmations (other members' failed probes)
-   * that shrink a suspicion from its maximum down to its minimum. Fewer
-   * confirmations are needed when fewer members exist. 0 = none needed (the
-   * minimum applies at once). Profiles use suspicion_mult - 2, as
-   * memberlist does. */
+   * that shrink a suspicion from its maximum down to its minimum; capped by
+   * the number of other live members. 0 = none needed (the minimum applies
+   * at once). Default 3 in every profile (memberlist uses suspicion_mult - 2,
+   * i.e. 2 for lan and 1 for local, which declares a member behind a short
+   * partition dead sooner in small clusters). */
   uint32_t suspicion_confirmations;
   uint32_t awareness_max; /* local health score cap (timeouts x (1+s)) */
 
