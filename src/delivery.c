@@ -1472,6 +1472,10 @@ static void dlv_tx_one(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k,
  * rest). */
 static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
   dlv_t *d = n->dlv;
+  if (d->tx == NULL && (d->tx = dmq__malloc(n, n->cfg.mtu)) == NULL) {
+    dlv_want_flush(d, p); /* retried on the next tick */
+    return;
+  }
   dlv_pkt_t k;
   size_t budget = n->cfg.mtu;
   k.open = 0;
@@ -2263,12 +2267,7 @@ int dmq__delivery_init(dmq_node_t *n) {
     d->cfg.max_message = n->cfg.max_packet > 2 * DLV_PACKET_HEADROOM
                              ? n->cfg.max_packet - DLV_PACKET_HEADROOM
                              : DLV_PACKET_HEADROOM;
-  d->tx = dmq__malloc(n, n->cfg.mtu);
-  if (d->tx == NULL) {
-    dmq__free(n, d);
-    return DMQ_ENOMEM;
-  }
-  d->next_id = 1;
+  d->next_id = 1; /* d->tx: on the first flush (many nodes never send) */
   d->frag_room = n->cfg.mtu - dmq__enc_size_envelope(strlen(n->name));
   n->dlv = d;
   return 0;
