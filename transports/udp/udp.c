@@ -2,13 +2,14 @@
  *
  * Membership traffic is many small datagrams, so this transport is built
  * around the cheap paths:
- *  - receive: the socket is opened with UV_UDP_RECVMMSG and handed one large
- *    buffer, so libuv reads up to UDP_MMSG_BATCH datagrams per recvmmsg(2)
- *    call. The buffer is borrowed from a process-wide pool (common/rxbuf.h)
- *    for one read: libuv hands it back (UV_UDP_MMSG_FREE, or a plain
- *    callback when recvmmsg is unavailable or the socket had nothing to
- *    read) before it asks for another one, so the nodes of a process share
- *    one buffer instead of keeping 1.25 MiB of address space each.
+ *  - receive: on Linux, a duplicate of the socket's descriptor is polled
+ *    (uv_poll_t) and read with recvmmsg(2), up to UDP_MMSG_BATCH datagrams
+ *    per call, stopping at the first short batch instead of reading until
+ *    EAGAIN as libuv's UDP handle does (see udp_poll_cb). Elsewhere the
+ *    socket is opened with UV_UDP_RECVMMSG and read by libuv. Either way
+ *    the batch buffer is borrowed from a process-wide pool
+ *    (common/rxbuf.h) for one read, so the nodes of a process share one
+ *    buffer instead of keeping 1.25 MiB of address space each.
  *  - send: the datagram is copied into a batch of UDP_SEND_BATCH slots
  *    (allocated per burst, see udp_batch_t) and the batch goes out with one
  * sendmmsg(2) call when it is full or, at the latest, from the idle handle in
@@ -34,11 +35,13 @@
 #define _GNU_SOURCE /* sendmmsg */
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__linux__)
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #define UDP_HAVE_SENDMMSG 1
 #else
 #define UDP_HAVE_SENDMMSG 0
@@ -141,6 +144,9 @@ typedef struct udp {
   size_t slot;        /* bytes per batch data slot: the mtu at bind */
   udp_batch_t *batch; /* NULL between bursts */
   int fd;             /* of sock, for sendmmsg */
+  /* own receive path: a duplicate of fd, polled for reading */
+  uv_poll_t *rpoll; /* NULL: libuv's uv_udp_recv_start() path */
+  int rfd;
 #endif
   size_t inflight; /* udp_req_t handed to uv_udp_send */
   udp_req_t *free_reqs;
@@ -296,6 +302,103 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
   if (!u->closing)
     udp_flush_now(u);
 }
+
+#if UDP_HAVE_SENDMMSG
+/* Own receive path (Linux). libuv's UDP handle reads with recvmmsg() until
+ * the socket says EAGAIN, so every readable event costs one more syscall
+ * than there are batches: with membership traffic (one or two datagrams
+ * per wake-up) that is half of all receive syscalls. Here a duplicate of
+ * the socket's descriptor is polled by a uv_poll_t (the UDP handle keeps
+ * the original for its queued sends, so the two never share an epoll
+ * registration) and read with recvmmsg(); a batch that comes back short
+ * means the queue is empty (epoll is level-triggered: anything arriving
+ * later wakes us again). */
+#define UDP_RX_ROUNDS 4 /* full batches read per wake-up, at most */
+/* The read buffer: UDP_MMSG_BATCH data slots of UDP_MMSG_SLOT bytes, then
+ * the headers (data first: each slot then starts at the same offset in a
+ * page, so a membership-sized datagram touches one page, not two). */
+typedef struct udp_rx_hdr {
+  struct mmsghdr msg[UDP_MMSG_BATCH];
+  struct iovec iov[UDP_MMSG_BATCH];
+  struct sockaddr_storage from[UDP_MMSG_BATCH];
+} udp_rx_hdr_t;
+#define UDP_RX_DATA ((size_t)UDP_MMSG_SLOT * UDP_MMSG_BATCH)
+#define UDP_RX_SIZE (UDP_RX_DATA + sizeof(udp_rx_hdr_t))
+
+static void udp_poll_cb(uv_poll_t *h, int status, int events) {
+  udp_t *u = h->data;
+  if (status < 0 || !(events & UV_READABLE) || u->closing)
+    return;
+  char *data = dmq__rxbuf_get(UDP_RX_SIZE); /* shared, see rxbuf.h */
+  if (data == NULL)
+    return; /* still readable: retried on the next turn */
+  udp_rx_hdr_t *rx = (udp_rx_hdr_t *)(void *)(data + UDP_RX_DATA);
+  for (int round = 0; round < UDP_RX_ROUNDS && !u->closing; round++) {
+    for (size_t i = 0; i < UDP_MMSG_BATCH; i++) {
+      rx->iov[i].iov_base = data + i * UDP_MMSG_SLOT;
+      rx->iov[i].iov_len = UDP_MMSG_SLOT;
+      memset(&rx->msg[i], 0, sizeof(rx->msg[i]));
+      rx->msg[i].msg_hdr.msg_name = &rx->from[i];
+      rx->msg[i].msg_hdr.msg_namelen = sizeof(rx->from[i]);
+      rx->msg[i].msg_hdr.msg_iov = &rx->iov[i];
+      rx->msg[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = recvmmsg(u->rfd, rx->msg, UDP_MMSG_BATCH, MSG_DONTWAIT, NULL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break; /* EAGAIN, or an error (ICMP reports): nothing actionable */
+    for (int k = 0; k < n && !u->closing; k++) {
+      /* a truncated datagram cannot be trusted: dropped */
+      if (rx->msg[k].msg_hdr.msg_flags & MSG_TRUNC)
+        continue;
+      udp_deliver(u, (const struct sockaddr *)&rx->from[k],
+                  data + (size_t)k * UDP_MMSG_SLOT, rx->msg[k].msg_len);
+    }
+    if (n < UDP_MMSG_BATCH)
+      break;
+  }
+  dmq__rxbuf_put(data, UDP_RX_SIZE);
+  if (!u->closing)
+    udp_flush_now(u);
+}
+
+static void udp_rpoll_closed(uv_handle_t *h) {
+  udp_t *u = h->data;
+  close(u->rfd);
+  u->rfd = -1;
+  free(h);
+  if (--u->nhandles == 0 && u->closing)
+    udp_finish(u);
+}
+
+/* Start the own receive path on sock; 0 or a libuv error (then the caller
+ * falls back to uv_udp_recv_start()). */
+static int udp_rpoll_start(udp_t *u, uv_udp_t *sock) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)sock, &fd) != 0)
+    return UV_EBADF;
+  int rfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (rfd < 0)
+    return UV_EMFILE;
+  uv_poll_t *p = malloc(sizeof(*p));
+  if (p == NULL || uv_poll_init(u->loop, p, rfd) != 0) {
+    free(p);
+    close(rfd);
+    return UV_ENOMEM;
+  }
+  p->data = u;
+  u->nhandles++;
+  u->rpoll = p;
+  u->rfd = rfd;
+  if (uv_poll_start(p, UV_READABLE, udp_poll_cb) != 0) {
+    u->rpoll = NULL;
+    uv_close((uv_handle_t *)p, udp_rpoll_closed);
+    return UV_EIO;
+  }
+  return 0;
+}
+#endif
 
 /* ---- send ---- */
 
@@ -570,6 +673,14 @@ static void udp_batch_init(udp_t *u) {
 
 /* ---- bind, local_addr, close ---- */
 
+static int udp_recv_begin(udp_t *u, uv_udp_t *h) {
+#if UDP_HAVE_SENDMMSG
+  if (udp_rpoll_start(u, h) == 0)
+    return 0;
+#endif
+  return uv_udp_recv_start(h, udp_alloc_cb, udp_recv_cb);
+}
+
 static int udp_bind(dmq_transport_t *t, const char *addr) {
   udp_t *u = t->impl;
   struct sockaddr_storage ss;
@@ -597,7 +708,7 @@ static int udp_bind(dmq_transport_t *t, const char *addr) {
       uv_udp_getsockname(h, (struct sockaddr *)&name, &namelen) != 0 ||
       dmq__addr_format((struct sockaddr *)&name, "udp", u->local,
                        sizeof(u->local)) < 0 ||
-      uv_udp_recv_start(h, udp_alloc_cb, udp_recv_cb) != 0) {
+      udp_recv_begin(u, h) != 0) {
     u->local[0] = '\0';
     uv_close((uv_handle_t *)h, udp_handle_closed);
     return DMQ_ETRANSPORT;
@@ -634,6 +745,11 @@ static void udp_close(dmq_transport_t *t) {
   if (u->sock != NULL)
     udp_batch_flush(u);
   u->closing = 1;
+#if UDP_HAVE_SENDMMSG
+  if (u->rpoll != NULL && !uv_is_closing((uv_handle_t *)u->rpoll))
+    uv_close((uv_handle_t *)u->rpoll, udp_rpoll_closed);
+  u->rpoll = NULL;
+#endif
   if (u->sock != NULL && !uv_is_closing((uv_handle_t *)u->sock))
     uv_close((uv_handle_t *)u->sock, udp_handle_closed);
   uv_close((uv_handle_t *)&u->idle, udp_handle_closed);
@@ -673,6 +789,10 @@ int dmq__udp_using_recvmmsg(dmq_transport_t *t) {
   if (t == NULL || t->ops != &udp_ops)
     return 0;
   udp_t *u = t->impl;
+#if UDP_HAVE_SENDMMSG
+  if (u->rpoll != NULL)
+    return 1; /* the own receive path reads with recvmmsg() */
+#endif
   return u->sock != NULL && uv_udp_using_recvmmsg(u->sock);
 }
 
