@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "common/addr.h"
+#include "delivery.h"
 #include "dmq/uv.h"
 #include "internal.h"
 #include "resolve.h"
@@ -96,12 +97,13 @@ static void rt_arm(dmq_uv_t *rt) {
   /* uv timers count from uv_now(), the node's clock. A deadline further
    * away than RT_TIMER_SLACK_MS is rounded up to a multiple of it, so
    * that the timers of nodes sharing a loop (and of unrelated timers)
-   * coalesce into fewer wake-ups; near deadlines are kept exact. The
+   * coalesce into fewer wake-ups; near deadlines and delivery deadlines
+   * (retransmissions, TTLs, request timeouts) are kept exact. The
    * rounding also spares most re-arms: most deadline changes stay inside
    * the same slot. */
   uint64_t now = uv_now(rt->loop);
   uint64_t due = d;
-  if (d > now + RT_TIMER_SLACK_MS)
+  if (d > now + RT_TIMER_SLACK_MS && dmq__delivery_deadline(rt->node) != d)
     due = (d + RT_TIMER_SLACK_MS - 1) / RT_TIMER_SLACK_MS * RT_TIMER_SLACK_MS;
   if (due == rt->armed && uv_is_active((uv_handle_t *)&rt->timer))
     return;
