@@ -398,6 +398,17 @@ static void swim_refute(dmq_node_t *n, uint64_t inc) {
   swim_bc_queue(n, self);
 }
 
+/* Somebody still spreads an older suspicion or death of ours, one our
+ * refutation has already overtaken: it missed the refutation (it was cut
+ * off when it went round). Without help it would keep us suspect, and then
+ * dead, until the next push/pull; re-announcing our current state lets the
+ * answer to its next probe (which carries the rumor, buddy system) set it
+ * right. Only once per dissemination: nothing is queued twice. */
+static void swim_stale_rumor(dmq_node_t *n) {
+  if (!n->leaving && n->self->bc_bucket < 0)
+    swim_bc_queue(n, n->self);
+}
+
 /* ALIVE (also from push/pull records). */
 static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
                           uint64_t inc, uint64_t gen, dmq__slice_t meta,
@@ -477,12 +488,17 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
 static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
                             uint64_t gen, dmq__slice_t from, int sync) {
   dmq__member_t *m = dmq__member_find(n, name.p, name.n);
-  if (m == NULL || gen != m->gen || inc < m->inc)
+  if (m == NULL || gen != m->gen)
     return;
   if (m->is_self) {
-    swim_refute(n, inc);
+    if (inc >= m->inc)
+      swim_refute(n, inc);
+    else
+      swim_stale_rumor(n);
     return;
   }
+  if (inc < m->inc)
+    return;
   if (m->state == DMQ_MEMBER_ALIVE) {
     if (swim_suspicion_start(n, m, from.p, from.n) != 0)
       return;
@@ -531,13 +547,19 @@ static void swim_declare(dmq_node_t *n, dmq__member_t *m, uint8_t st,
 static void swim_on_dead(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
                          uint64_t gen, int left) {
   dmq__member_t *m = dmq__member_find(n, name.p, name.n);
-  if (m == NULL || gen != m->gen || inc < m->inc)
+  if (m == NULL || gen != m->gen)
     return;
   if (m->is_self) {
-    if (!n->leaving)
+    if (n->leaving)
+      return;
+    if (inc >= m->inc)
       swim_refute(n, inc);
+    else
+      swim_stale_rumor(n);
     return;
   }
+  if (inc < m->inc)
+    return;
   if (m->state == DMQ_MEMBER_LEFT)
     return;
   if (m->state == DMQ_MEMBER_DEAD) {

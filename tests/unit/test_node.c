@@ -103,6 +103,7 @@ typedef struct pair {
   dmq_node_t *node[2];
   uint64_t now;
   int events[2][8];
+  int drop_from1; /* lose every packet n1 sends */
 } pair_t;
 
 static void on_member(dmq_node_t *node, dmq_member_event_t ev,
@@ -161,6 +162,8 @@ static void pair_run(pair_t *p, uint64_t until) {
     while (p->net.head < p->net.tail) {
       pkt_t *k = &p->net.q[p->net.head++ % Q_MAX];
       int to = k->to[6] - '0';
+      if (p->drop_from1 && strcmp(k->from, "mem://1") == 0)
+        continue;
       if ((to == 0 || to == 1) && p->node[to])
         dmq_node_recv(p->node[to], &p->tp[to].t, k->from, k->buf, k->len,
                       p->now);
@@ -334,6 +337,53 @@ static void test_pair_join_and_leave(void **state) {
   pair_free(&p);
 }
 
+/* A member that missed a refutation keeps spreading the old suspicion
+ * (buddy system: it tells the suspect on every probe). The suspect,
+ * already at a higher incarnation, must answer by re-announcing itself;
+ * ignoring the stale rumor let the suspicion run out into a false DEAD
+ * (the multi-host test caught it after a partition healed). */
+static void test_stale_suspicion_answered(void **state) {
+  (void)state;
+  pair_t p;
+  assert_int_equal(pair_init(&p, NULL), 0);
+  const char *seed = "mem://0";
+  dmq_node_join(p.node[1], &seed, 1, 0);
+  pair_run(&p, 3000);
+  dmq_member_info_t info;
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_ALIVE);
+  /* a third party tells n0 that n1 is suspect */
+  uint8_t buf[256];
+  dmq__enc_t e;
+  assert_int_equal(dmq__enc_begin(&e, buf, sizeof(buf), NULL, 0, "zz", 2), 0);
+  assert_int_equal(dmq__enc_suspect(&e, (dmq__slice_t){"n1", 2},
+                                    info.incarnation, info.generation,
+                                    (dmq__slice_t){"zz", 2}),
+                   0);
+  size_t len = dmq__enc_end(&e);
+  dmq_node_recv(p.node[0], &p.tp[0].t, "mem://9", buf, len, p.now);
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_SUSPECT);
+  uint64_t old_inc = info.incarnation;
+  /* n1 hears of it and refutes, but n0 gets none of n1's packets for
+   * 1.5 s: the refutation's retransmissions are all lost */
+  p.drop_from1 = 1;
+  pair_run(&p, p.now + 1500);
+  p.drop_from1 = 0;
+  assert_int_equal(dmq_node_member(p.node[1], "n1", &info), 0);
+  assert_true(info.incarnation > old_inc);
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_SUSPECT);
+  /* the suspicion (minimum 4 s with two members) must be set right by
+   * the next probe's answer, long before it would run out */
+  pair_run(&p, p.now + 2000);
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_ALIVE);
+  pair_run(&p, p.now + 10000);
+  assert_int_equal(p.events[0][DMQ_EVENT_DEAD], 0);
+  pair_free(&p);
+}
+
 static void test_pair_failure(void **state) {
   (void)state;
   pair_t p;
@@ -420,6 +470,7 @@ int main(void) {
       cmocka_unit_test(test_transport_registry),
       cmocka_unit_test(test_pair_join_and_leave),
       cmocka_unit_test(test_pair_failure),
+      cmocka_unit_test(test_stale_suspicion_answered),
       cmocka_unit_test(test_transport_refusal_counted),
       cmocka_unit_test(test_alloc_failures),
   };
