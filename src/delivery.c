@@ -839,43 +839,32 @@ static dlv_peer_t *dlv_peer_get(dmq_node_t *n, dmq__member_t *m) {
   return p;
 }
 
+/* Append p to a singly linked work list (once: flag says it is on it);
+ * a list that gains work makes the node due now. */
+#define DLV_LIST_PUSH(d, p, head, tail, next, flag)                            \
+  do {                                                                         \
+    if (!(p)->flag) {                                                          \
+      (p)->flag = 1;                                                           \
+      (p)->next = NULL;                                                        \
+      if ((d)->tail != NULL)                                                   \
+        (d)->tail->next = (p);                                                 \
+      else                                                                     \
+        (d)->head = (p);                                                       \
+      (d)->tail = (p);                                                         \
+      dmq__wake((d)->node);                                                    \
+    }                                                                          \
+  } while (0)
+
 static void dlv_want_flush(dlv_t *d, dlv_peer_t *p) {
-  if (p->in_flush)
-    return;
-  p->in_flush = 1;
-  p->flush_next = NULL;
-  if (d->flush_tail != NULL)
-    d->flush_tail->flush_next = p;
-  else
-    d->flush_head = p;
-  d->flush_tail = p;
-  dmq__wake(d->node);
+  DLV_LIST_PUSH(d, p, flush_head, flush_tail, flush_next, in_flush);
 }
 
 static void dlv_want_ready(dlv_t *d, dlv_peer_t *p) {
-  if (p->in_ready)
-    return;
-  p->in_ready = 1;
-  p->ready_next = NULL;
-  if (d->ready_tail != NULL)
-    d->ready_tail->ready_next = p;
-  else
-    d->ready_head = p;
-  d->ready_tail = p;
-  dmq__wake(d->node);
+  DLV_LIST_PUSH(d, p, ready_head, ready_tail, ready_next, in_ready);
 }
 
 static void dlv_want_wr(dlv_t *d, dlv_peer_t *p) {
-  if (p->in_wr)
-    return;
-  p->in_wr = 1;
-  p->wr_next = NULL;
-  if (d->wr_tail != NULL)
-    d->wr_tail->wr_next = p;
-  else
-    d->wr_head = p;
-  d->wr_tail = p;
-  dmq__wake(d->node);
+  DLV_LIST_PUSH(d, p, wr_head, wr_tail, wr_next, in_wr);
 }
 
 /* Unlink p from a singly linked work list (rare: peer freed). */
