@@ -398,14 +398,19 @@ static void swim_refute(dmq_node_t *n, uint64_t inc) {
   swim_bc_queue(n, self);
 }
 
-/* Somebody still spreads an older suspicion or death of ours, one our
- * refutation has already overtaken: it missed the refutation (it was cut
- * off when it went round). Without help it would keep us suspect, and then
- * dead, until the next push/pull; re-announcing our current state lets the
- * answer to its next probe (which carries the rumor, buddy system) set it
- * right. Only once per dissemination: nothing is queued twice. */
-static void swim_stale_rumor(dmq_node_t *n) {
-  if (!n->leaving && n->self->bc_bucket < 0)
+/* A suspicion or death of ours (incarnation inc) is going round. A current
+ * one is refuted with a new incarnation. An older one, which our refutation
+ * has already overtaken, means its sender missed the refutation (it was cut
+ * off when it went round): without help it would keep us suspect, and then
+ * dead, until the next push/pull, so we re-announce our current state once
+ * (nothing is queued twice), and the answer to its next probe, which
+ * carries the rumor (buddy system), sets it right. Leaving: neither. */
+static void swim_self_accused(dmq_node_t *n, uint64_t inc) {
+  if (n->leaving)
+    return;
+  if (inc >= n->self->inc)
+    swim_refute(n, inc);
+  else if (n->self->bc_bucket < 0)
     swim_bc_queue(n, n->self);
 }
 
@@ -491,10 +496,7 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
   if (m == NULL || gen != m->gen)
     return;
   if (m->is_self) {
-    if (inc >= m->inc)
-      swim_refute(n, inc);
-    else
-      swim_stale_rumor(n);
+    swim_self_accused(n, inc);
     return;
   }
   if (inc < m->inc)
@@ -550,12 +552,7 @@ static void swim_on_dead(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
   if (m == NULL || gen != m->gen)
     return;
   if (m->is_self) {
-    if (n->leaving)
-      return;
-    if (inc >= m->inc)
-      swim_refute(n, inc);
-    else
-      swim_stale_rumor(n);
+    swim_self_accused(n, inc);
     return;
   }
   if (inc < m->inc)
