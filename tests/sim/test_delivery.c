@@ -212,6 +212,25 @@ static void wait_served(ctx_t *c, int h, int k) {
   fail_msg("n%d serving %s not seen by all", h, chan_name(k));
 }
 
+/* Host `gone` is paused until `other` has declared it dead and reaped it
+ * (dead_retention_ms must be short), then resumed and the cluster
+ * converges again with host 1 serving channel 0: the two meet as strangers
+ * while each kept its own state. */
+static void forget_and_meet_again(ctx_t *c, int gone, int other) {
+  char name[16];
+  dmq_member_info_t mi;
+  snprintf(name, sizeof name, "n%d", gone);
+  dmq_sim_pause(c->w, gone);
+  assert_true(dmq_sim_expect_state_window(c->w, other, gone, DMQ_MEMBER_DEAD, 0,
+                                          40000));
+  dmq_sim_run_for(c->w, 6000);
+  assert_int_equal(dmq_node_member(dmq_sim_node(c->w, other), name, &mi),
+                   DMQ_ENOENT); /* reaped */
+  dmq_sim_resume(c->w, gone);
+  assert_true(dmq_sim_expect_converged(c->w, 30000));
+  wait_served(c, 1, 0);
+}
+
 static int send_msg(ctx_t *c, int src, int dst, int k, uint32_t seq,
                     size_t extra, int reliable, uint32_t ttl_ms) {
   uint8_t buf[512];
@@ -823,16 +842,7 @@ static void test_reaped_and_back_keeps_sequence(void **state) {
     assert_int_equal(send_msg(c, 0, 1, 0, q, 20, 1, 0), 0);
   dmq_sim_run_for(c->w, 500);
   assert_int_equal(c->rx_total, 5);
-  dmq_sim_pause(c->w, 1);
-  assert_true(
-      dmq_sim_expect_state_window(c->w, 0, 1, DMQ_MEMBER_DEAD, 0, 40000));
-  dmq_sim_run_for(c->w, 6000);
-  dmq_member_info_t mi;
-  assert_int_equal(dmq_node_member(dmq_sim_node(c->w, 0), "n1", &mi),
-                   DMQ_ENOENT); /* reaped */
-  dmq_sim_resume(c->w, 1);
-  assert_true(dmq_sim_expect_converged(c->w, 30000));
-  wait_served(c, 1, 0);
+  forget_and_meet_again(c, 1, 0);
   for (uint32_t q = 5; q < 10; q++)
     assert_int_equal(send_msg(c, 0, 1, 0, q, 20, 1, 0), 0);
   dmq_sim_run_for(c->w, 2000);
@@ -855,25 +865,14 @@ static void test_best_effort_reaped_and_back(void **state) {
   ctx_t *c = world_cfg(3, 1, 0, &cfg);
   serve(c, 1, 0);
   wait_served(c, 1, 0);
-  dmq_member_info_t mi;
   uint32_t q = 0;
   for (int side = 0; side < 2; side++) { /* pause the receiver, the sender */
     for (int k = 0; k < 5; k++)
       be_send(c, 0, 1, q++, sizeof(hdr_t) + 8);
     dmq_sim_run_for(c->w, 500);
     assert_int_equal(c->be_rx[0][1], q);
-    int paused = side == 0 ? 1 : 0, other = 1 - paused;
-    char pname[16];
-    snprintf(pname, sizeof pname, "n%d", paused);
-    dmq_sim_pause(c->w, paused);
-    assert_true(dmq_sim_expect_state_window(c->w, other, paused,
-                                            DMQ_MEMBER_DEAD, 0, 40000));
-    dmq_sim_run_for(c->w, 6000);
-    assert_int_equal(dmq_node_member(dmq_sim_node(c->w, other), pname, &mi),
-                     DMQ_ENOENT); /* reaped */
-    dmq_sim_resume(c->w, paused);
-    assert_true(dmq_sim_expect_converged(c->w, 30000));
-    wait_served(c, 1, 0);
+    int paused = side == 0 ? 1 : 0;
+    forget_and_meet_again(c, paused, 1 - paused);
     for (int k = 0; k < 5; k++)
       be_send(c, 0, 1, q++, sizeof(hdr_t) + 8);
     dmq_sim_run_for(c->w, 500);
