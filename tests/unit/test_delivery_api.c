@@ -19,6 +19,8 @@
 #include <dmq/delivery.h>
 #include <dmq/dmq.h>
 
+#include "counting_alloc.h"
+
 #include "wire.h" /* crafted best-effort DATA */
 
 /* ---- in-memory transport: a FIFO of packets ---- */
@@ -72,36 +74,7 @@ static const dmq_transport_ops_t mem_ops = {
     .send = mem_send,
 };
 
-/* ---- counting allocator with failure injection ---- */
-
-typedef struct counting {
-  long live, calls, fail_at;
-} counting_t;
-
-static void *c_malloc(size_t s, void *ud) {
-  counting_t *c = ud;
-  if (++c->calls == c->fail_at)
-    return NULL;
-  void *p = malloc(s);
-  if (p)
-    c->live++;
-  return p;
-}
-static void *c_realloc(void *p, size_t s, void *ud) {
-  counting_t *c = ud;
-  if (++c->calls == c->fail_at)
-    return NULL;
-  void *q = realloc(p, s);
-  if (q && p == NULL)
-    c->live++;
-  return q;
-}
-static void c_free(void *p, void *ud) {
-  counting_t *c = ud;
-  if (p)
-    c->live--;
-  free(p);
-}
+/* ---- counting allocator with failure injection: counting_alloc.h ---- */
 
 /* ---- two nodes ---- */
 
