@@ -22,12 +22,20 @@
  * cpu_pct = user+sys CPU of both processes over the phase / its wall time,
  * in % of one core (getrusage RUSAGE_SELF in each process).
  *
- * Phase 2, latency: a paced sender (a 1 ms uv timer sending what is due
- * for a constant rate) sends at half the phase-1 rate (--lat-load 0.5)
- * for --latency-s;
- * every message carries its CLOCK_MONOTONIC send time (one clock for both
- * processes), the receiver histograms now - sent (1 us buckets) and
- * reports p50/p99.
+ * Phase 2, latency: a paced sender sends at half the phase-1 rate
+ * (--lat-load 0.5) for --latency-s: every --pace-us (a timerfd; raw:
+ * clock_nanosleep) it sends what is due for a constant rate. Every message
+ * carries its CLOCK_MONOTONIC send time (one clock for both processes);
+ * the receiver histograms now - sent (1 us buckets) and reports p50/p99.
+ * The tick sets the burst size: at 1 ms pacing with a uv timer (which
+ * fires about every 2.2 ms: libuv's clock has ms grain and the repeat
+ * counts from the loop's time) a burst was ~2,700 messages and p99 was
+ * the time to drain it (0.7-1.3 ms); at 100 us the wake-ups of both
+ * processes cost the sender ~90% of a core on this VM at half load,
+ * leaving no headroom. 250 us gives bursts of ~250 messages at ~55%.
+ * lat_cpu_*_pct: CPU of each side during the latency phase.
+ * --lat-trace-us US prints, on stderr, each millisecond of the latency
+ * phase (receive time) whose worst latency exceeded US.
  *
  * Best-effort accounting: sent = accepted sends (x receivers for a
  * broadcast) = delivered + dropped_be (sender: not sent) + rx_lib_drops
@@ -66,11 +74,12 @@
  *                   bcast_best_effort(,raw_udp_mmsg)]
  *          [--receivers N] [--batch N] [--profile lan|wan|local|fast]
  *          [--queue-msgs N] [--window N] [--rx-work-ns NS] [--trace-ms MS]
- *          [--lat-load F]
+ *          [--lat-load F] [--pace-us US] [--lat-trace-us US]
  * --trace-ms MS prints the sender's queue (queued, in flight, acks) on
  * stderr every MS ms of each library phase.
  * Defaults: 3 s, 1.5 s, 100,1024, the five modes above, 10 receivers,
- * batch 256, lan, the library's queue and window. The default invocation
+ * batch 256, lan, the library's queue and window, pace 250 us. The
+ * default invocation
  * takes about 55 s. Exit status 2 on a setup failure (message on stderr).
  */
 #define _GNU_SOURCE /* sendmmsg, recvmmsg */
@@ -90,6 +99,7 @@
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -102,6 +112,8 @@
 #define DB_MAX_PAYLOAD 65536
 /* Latency histogram: 1 us buckets up to this, then one overflow bucket. */
 #define DB_HIST_US 200000
+/* --lat-trace-us: milliseconds of receive time traced per phase */
+#define DB_TRACE_MS 120000
 #define DB_NS_PER_S 1000000000ULL
 #define DB_NS_PER_US 1000ULL
 #define DB_NS_PER_MS 1000000ULL
@@ -119,7 +131,6 @@
 /* db_hdr_t.flags: a tail probe (not a measured message) */
 #define DB_HDR_TAIL 1u
 #define DB_POLL_MS 2
-#define DB_PACE_MS 1
 #define DB_SOCKBUF (4 * 1024 * 1024)
 #define DB_LINE 1024
 #define DB_MAGIC 0x646d7162u /* "dmqb" */
@@ -153,9 +164,11 @@ typedef struct db_opts {
   dmq_profile_t profile;
   const char *profile_name;
   uint32_t queue_msgs, window;
-  uint64_t rx_work_ns; /* receiver: busy work per message (a slow app) */
-  int trace;           /* sender queue trace on stderr */
-  double lat_load;     /* latency phase rate, fraction of the max: 0.5 */
+  uint64_t rx_work_ns;   /* receiver: busy work per message (a slow app) */
+  int trace;             /* sender queue trace on stderr */
+  double lat_load;       /* latency phase rate, fraction of the max: 0.5 */
+  int pace_us;           /* latency phase: send what is due this often */
+  uint32_t lat_trace_us; /* receiver: trace ms with a worse latency */
 } db_opts_t;
 
 /* Every message starts with this (payload >= sizeof). */
@@ -328,12 +341,60 @@ static uint16_t port_of(const char *addr) {
 typedef struct db_hist {
   uint32_t *b; /* DB_HIST_US + 1 buckets */
   uint64_t n;
+  /* --lat-trace-us: per ms of receive time since the first sample, the
+   * samples and the worst latency (us); NULL when off */
+  uint32_t *tl_n, *tl_max;
+  uint64_t tl_t0;
+  uint32_t tl_thresh_us;
 } db_hist_t;
 
-static void hist_add(db_hist_t *h, uint64_t ns) {
-  uint64_t us = ns / DB_NS_PER_US;
+static void hist_init(db_hist_t *h, uint32_t trace_us) {
+  memset(h, 0, sizeof(*h));
+  h->b = calloc(DB_HIST_US + 1, sizeof(uint32_t));
+  if (trace_us > 0) {
+    h->tl_n = calloc(DB_TRACE_MS, sizeof(uint32_t));
+    h->tl_max = calloc(DB_TRACE_MS, sizeof(uint32_t));
+    h->tl_thresh_us = trace_us;
+    if (h->tl_n == NULL || h->tl_max == NULL)
+      h->b = NULL;
+  }
+  if (h->b == NULL)
+    die("out of memory");
+}
+
+static void hist_free(db_hist_t *h) {
+  free(h->b);
+  free(h->tl_n);
+  free(h->tl_max);
+}
+
+/* One latency sample: sent at ts_ns (CLOCK_MONOTONIC), received now. */
+static void hist_add(db_hist_t *h, uint64_t ts_ns) {
+  uint64_t now = mono_ns();
+  uint64_t us = now > ts_ns ? (now - ts_ns) / DB_NS_PER_US : 0;
   h->b[us < DB_HIST_US ? us : DB_HIST_US]++;
   h->n++;
+  if (h->tl_n != NULL) {
+    if (h->tl_t0 == 0)
+      h->tl_t0 = now;
+    uint64_t ms = (now - h->tl_t0) / DB_NS_PER_MS;
+    if (ms < DB_TRACE_MS) {
+      h->tl_n[ms]++;
+      if (us > h->tl_max[ms])
+        h->tl_max[ms] = (uint32_t)(us < UINT32_MAX ? us : UINT32_MAX);
+    }
+  }
+}
+
+/* --lat-trace-us: the milliseconds whose worst latency passed the
+ * threshold, on stderr. */
+static void hist_trace(const db_hist_t *h, const char *who) {
+  if (h->tl_n == NULL || h->n == 0)
+    return;
+  for (uint64_t i = 0; i < DB_TRACE_MS; i++)
+    if (h->tl_max[i] > h->tl_thresh_us)
+      fprintf(stderr, "lat-trace %s: ms %" PRIu64 " samples %u max %u us\n",
+              who, i, h->tl_n[i], h->tl_max[i]);
 }
 
 static uint64_t hist_pct(const db_hist_t *h, double p) {
@@ -354,6 +415,11 @@ static uint64_t hist_pct(const db_hist_t *h, double p) {
 static void hist_reset(db_hist_t *h) {
   memset(h->b, 0, (DB_HIST_US + 1) * sizeof(*h->b));
   h->n = 0;
+  if (h->tl_n != NULL) {
+    memset(h->tl_n, 0, DB_TRACE_MS * sizeof(*h->tl_n));
+    memset(h->tl_max, 0, DB_TRACE_MS * sizeof(*h->tl_max));
+    h->tl_t0 = 0;
+  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -372,7 +438,7 @@ static int raw_socket(void) {
 /* Child: poll() the socket and the command pipe; read until EAGAIN with
  * recv() (raw_udp) or recvmmsg() (raw_udp_mmsg, DB_MMSG_RX per call, like
  * the library's UDP transport). */
-static void raw_child(int in, int out, int mmsg) {
+static void raw_child(const db_opts_t *o, int in, int out, int mmsg) {
   int fd = raw_socket();
   struct sockaddr_in sin;
   memset(&sin, 0, sizeof(sin));
@@ -384,11 +450,12 @@ static void raw_child(int in, int out, int mmsg) {
   getsockname(fd, (struct sockaddr *)&sin, &sl);
   uint16_t port = ntohs(sin.sin_port);
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  db_hist_t h = {calloc(DB_HIST_US + 1, sizeof(uint32_t)), 0};
+  db_hist_t h;
+  hist_init(&h, o->lat_trace_us);
   char *bufs = malloc((size_t)DB_MMSG_RX * DB_RAW_SLOT);
   struct mmsghdr mh[DB_MMSG_RX];
   struct iovec iov[DB_MMSG_RX];
-  if (h.b == NULL || bufs == NULL)
+  if (bufs == NULL)
     die("out of memory");
   for (int i = 0; i < DB_MMSG_RX; i++) {
     iov[i].iov_base = bufs + (size_t)i * DB_RAW_SLOT;
@@ -426,7 +493,7 @@ static void raw_child(int in, int out, int mmsg) {
           if (mh[i].msg_len >= sizeof(db_hdr_t)) {
             db_hdr_t hd;
             memcpy(&hd, iov[i].iov_base, sizeof(hd));
-            hist_add(&h, mono_ns() - hd.ts_ns);
+            hist_add(&h, hd.ts_ns);
           }
       }
       if (got > 0) {
@@ -448,6 +515,7 @@ static void raw_child(int in, int out, int mmsg) {
       } else if (strcmp(cmd, "COUNT") == 0) {
         line_write(out, "C %" PRIu64, count);
       } else if (strcmp(cmd, "REPORT") == 0) {
+        hist_trace(&h, mmsg ? "raw_udp_mmsg" : "raw_udp");
         line_write(out,
                    "R %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
                    " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
@@ -461,7 +529,7 @@ static void raw_child(int in, int out, int mmsg) {
     }
   }
   free(bufs);
-  free(h.b);
+  hist_free(&h);
   close(fd);
 }
 
@@ -624,6 +692,7 @@ static void raw_parent(const db_opts_t *o, size_t payload, int mmsg, int in,
   double secs = (double)(ph->rx.last_ns - ph->t0) / (double)DB_NS_PER_S;
   double rate = secs > 0 ? (double)ph->rx.count / secs * o->lat_load : 0;
   child_reset(in, out, 1);
+  c0 = cpu_ns();
   lat->t0 = mono_ns();
   end = lat->t0 + (uint64_t)(o->latency_s * (double)DB_NS_PER_S);
   struct timespec next;
@@ -633,7 +702,7 @@ static void raw_parent(const db_opts_t *o, size_t payload, int mmsg, int in,
         (uint64_t)(rate * (double)(now - lat->t0) / (double)DB_NS_PER_S);
     if (due > lat->sent)
       raw_send(r, due - lat->sent, lat);
-    next.tv_nsec += DB_PACE_MS * (long)DB_NS_PER_MS;
+    next.tv_nsec += (long)o->pace_us * (long)DB_NS_PER_US;
     if (next.tv_nsec >= (long)DB_NS_PER_S) {
       next.tv_nsec -= (long)DB_NS_PER_S;
       next.tv_sec++;
@@ -642,6 +711,7 @@ static void raw_parent(const db_opts_t *o, size_t payload, int mmsg, int in,
   }
   settle(in, out);
   lat->t1 = mono_ns();
+  lat->cpu = cpu_ns() - c0;
   child_report(in, out, &lat->rx);
   line_write(out, "QUIT");
   close(r->fd);
@@ -703,7 +773,7 @@ static void rx_on_msg(dmq_node_t *node, dmq_channel_t *ch,
     rn->expect = hd.seq + 1;
   }
   if (r->lat_on)
-    hist_add(&r->h, mono_ns() - hd.ts_ns);
+    hist_add(&r->h, hd.ts_ns);
   if (r->o->rx_work_ns > 0) {
     uint64_t until = mono_ns() + r->o->rx_work_ns;
     while (mono_ns() < until) {
@@ -773,6 +843,7 @@ static void rx_command(rx_t *r, const char *cmd) {
       have += r->nodes[i].tails > 0;
     line_write(r->out, "T %d", have);
   } else if (strcmp(cmd, "REPORT") == 0) {
+    hist_trace(&r->h, "library");
     uint64_t rc, dl, dr, lo, tails = 0;
     rx_totals(r, &rc, &dl, &dr, &lo);
     for (int i = 0; i < r->n; i++)
@@ -850,9 +921,7 @@ static void lib_child(const db_opts_t *o, int nrecv, int in, int out) {
   rx_t *r = calloc(1, sizeof(*r));
   if (r == NULL)
     die("out of memory");
-  r->h.b = calloc(DB_HIST_US + 1, sizeof(uint32_t));
-  if (r->h.b == NULL)
-    die("out of memory");
+  hist_init(&r->h, o->lat_trace_us);
   r->o = o;
   r->in = in;
   r->out = out;
@@ -894,7 +963,7 @@ static void lib_child(const db_opts_t *o, int nrecv, int in, int out) {
   uv_run(&r->loop, UV_RUN_DEFAULT);
   if (r->closed != nrecv || uv_loop_close(&r->loop) != 0)
     die("receiver loop did not close cleanly");
-  free(r->h.b);
+  hist_free(&r->h);
   free(r);
 }
 
@@ -910,7 +979,9 @@ typedef struct tx {
   dmq_uv_t *rt;
   dmq_node_t *node;
   uv_idle_t idle;
-  uv_timer_t pace, stop, poll, trace;
+  uv_timer_t stop, poll, trace;
+  int pace_fd; /* timerfd, every --pace-us */
+  uv_poll_t pace;
   int sending, blocked, pacing;
   uint64_t seq;
   db_phase_t *ph;
@@ -995,9 +1066,12 @@ static void tx_on_writable(dmq_node_t *n, const char *dest, void *ud) {
   }
 }
 
-static void tx_on_pace(uv_timer_t *h) {
+static void tx_on_pace(uv_poll_t *h, int status, int events) {
   tx_t *t = h->data;
-  if (!t->sending)
+  uint64_t expirations;
+  (void)status;
+  (void)events;
+  if (read(t->pace_fd, &expirations, sizeof(expirations)) < 0 || !t->sending)
     return;
   uint64_t now = uv_now(&t->loop);
   uint64_t due = (uint64_t)(t->rate * (double)(mono_ns() - t->pace_t0) /
@@ -1017,18 +1091,22 @@ static void tx_on_trace(uv_timer_t *h) {
   dmq_delivery_stats(t->node, &st);
   fprintf(stderr,
           "%s %zu t=%.3f sent=%" PRIu64 " eagain=%" PRIu64 " queued=%" PRIu64
-          " inflight=%" PRIu64 " acks_in=%" PRIu64 " rtx=%" PRIu64 "\n",
+          " inflight=%" PRIu64 " acks_in=%" PRIu64 " rtx=%" PRIu64
+          " cpu_ms=%.1f\n",
           mode_names[t->mode], t->payload,
           (double)(mono_ns() - t->ph->t0) / (double)DB_NS_PER_S, t->ph->sent,
           t->ph->eagain, st.queued_msgs, st.inflight, st.acks_received,
-          st.retransmits);
+          st.retransmits, (double)cpu_ns() / (double)DB_NS_PER_MS);
 }
 
 static void tx_on_stop(uv_timer_t *h) {
   tx_t *t = h->data;
   t->sending = 0;
   uv_idle_stop(&t->idle);
-  uv_timer_stop(&t->pace);
+  uv_poll_stop(&t->pace);
+  struct itimerspec off;
+  memset(&off, 0, sizeof(off));
+  (void)timerfd_settime(t->pace_fd, 0, &off, NULL);
 }
 
 static void tx_on_poll(uv_timer_t *h) {
@@ -1160,9 +1238,14 @@ static void tx_phase(tx_t *t, db_phase_t *ph, double rate, double secs) {
   if (t->o->trace > 0)
     uv_timer_start(&t->trace, tx_on_trace, (uint64_t)t->o->trace,
                    (uint64_t)t->o->trace);
-  if (rate > 0)
-    uv_timer_start(&t->pace, tx_on_pace, 0, DB_PACE_MS);
-  else
+  if (rate > 0) {
+    long ns = (long)t->o->pace_us * (long)DB_NS_PER_US;
+    struct itimerspec its = {{ns / (long)DB_NS_PER_S, ns % (long)DB_NS_PER_S},
+                             {0, 1}}; /* first tick now */
+    if (timerfd_settime(t->pace_fd, 0, &its, NULL) != 0)
+      die("timerfd_settime");
+    uv_poll_start(&t->pace, UV_READABLE, tx_on_pace);
+  } else
     uv_idle_start(&t->idle, tx_on_idle);
   tx_run_until(t, tx_not_sending, (uint64_t)(secs * 1000) + DB_ANSWER_MS);
   if (!tx_run_until(t, tx_drained, DB_DRAIN_MS))
@@ -1237,7 +1320,9 @@ static void lib_parent(const db_opts_t *o, db_mode_t mode, size_t payload,
   dmq_delivery_set_writable_cb(t->node, tx_on_writable, t);
   dmq_node_set_member_cb(t->node, tx_on_member, t);
   uv_idle_init(&t->loop, &t->idle);
-  uv_timer_init(&t->loop, &t->pace);
+  t->pace_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (t->pace_fd < 0 || uv_poll_init(&t->loop, &t->pace, t->pace_fd) != 0)
+    die("timerfd");
   uv_timer_init(&t->loop, &t->stop);
   uv_timer_init(&t->loop, &t->poll);
   uv_timer_init(&t->loop, &t->trace);
@@ -1265,6 +1350,7 @@ static void lib_parent(const db_opts_t *o, db_mode_t mode, size_t payload,
   if (uv_run(&t->loop, UV_RUN_DEFAULT) != 0 || closed != 1 ||
       uv_loop_close(&t->loop) != 0)
     die("sender loop did not close cleanly");
+  close(t->pace_fd);
   free(t->buf);
   free(t);
 }
@@ -1294,7 +1380,7 @@ static double run_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
     close(p2c[1]);
     close(c2p[0]);
     if (mode == M_RAW || mode == M_RAW_MMSG)
-      raw_child(p2c[0], c2p[1], mode == M_RAW_MMSG);
+      raw_child(o, p2c[0], c2p[1], mode == M_RAW_MMSG);
     else
       lib_child(o, nrecv, p2c[0], c2p[1]);
     _exit(0);
@@ -1336,7 +1422,7 @@ static double run_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
             : raw_rate > 0 ? rate / raw_rate
                            : 0.0 / 0.0,
             3);
-  printf(",\"receivers\":%d", nrecv);
+  printf(",\"receivers\":%d,\"pace_us\":%d", nrecv, o->pace_us);
   print_num("duration_s", win, 3);
   print_num("cpu_sender_pct", (double)ph.cpu / (double)DB_NS_PER_S / wall * 100,
             1);
@@ -1393,6 +1479,12 @@ static double run_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
             (double)lat.sent / (o->latency_s > 0 ? o->latency_s : 1), 0);
   printf(",\"lat_samples\":%" PRIu64, lat.rx.lat_n);
   print_num("lat_wall_s", lwin, 3);
+  print_num("lat_cpu_sender_pct",
+            (double)lat.cpu / (double)DB_NS_PER_S / lwin * 100, 1);
+  print_num("lat_cpu_receiver_pct",
+            (double)lat.rx.cpu_ns / (double)DB_NS_PER_S / lwin * 100, 1);
+  if (mode != M_RAW && mode != M_RAW_MMSG)
+    printf(",\"lat_retransmits\":%" PRIu64, lat.retransmits);
   print_num("loadavg", loadavg(), 2);
   printf("}\n");
   fflush(stdout);
@@ -1408,7 +1500,8 @@ static void usage(void) {
       "                  (,raw_udp_mmsg)]\n"
       "         [--receivers N] [--batch N] [--profile lan|wan|local|fast]\n"
       "         [--queue-msgs N] [--window N] [--rx-work-ns NS]\n"
-      "         [--trace-ms MS] [--lat-load F]\n");
+      "         [--trace-ms MS] [--lat-load F] [--pace-us US]\n"
+      "         [--lat-trace-us US]\n");
   exit(2);
 }
 
@@ -1444,6 +1537,7 @@ int main(int argc, char **argv) {
   o.duration_s = 3;
   o.latency_s = 1.5;
   o.lat_load = 0.5;
+  o.pace_us = 250;
   o.payload[0] = 100;
   o.payload[1] = 1024;
   o.n_payload = 2;
@@ -1485,12 +1579,16 @@ int main(int argc, char **argv) {
       o.trace = atoi(v);
     else if (strcmp(a, "--lat-load") == 0)
       o.lat_load = atof(v);
+    else if (strcmp(a, "--lat-trace-us") == 0)
+      o.lat_trace_us = (uint32_t)strtoul(v, NULL, 10);
+    else if (strcmp(a, "--pace-us") == 0)
+      o.pace_us = atoi(v);
     else
       usage();
   }
   if (o.duration_s <= 0 || o.latency_s <= 0 || o.lat_load <= 0 ||
       o.lat_load > 1 || o.receivers < 1 || o.receivers > DB_MAX_RECV ||
-      o.batch < 1)
+      o.batch < 1 || o.pace_us < 10 || o.pace_us > 1000000)
     usage();
   signal(SIGPIPE, SIG_IGN);
   static const db_mode_t order[] = {M_RAW,       M_RELIABLE, M_BE,
