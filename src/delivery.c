@@ -90,6 +90,14 @@
  * per sender, so that a late arrival is told from a copy. A message whose
  * gap was pushed out by this many newer gaps counts as lost for good. */
 #define DLV_BE_HOLES 16
+/* Delayed acknowledgement: in-order reliable DATA is acknowledged once
+ * this many messages (at most a quarter of the window) are unacknowledged,
+ * or DLV_ACK_DELAY_MS after the first of them, whichever comes first; a
+ * DACK also rides on any packet we send the peer meanwhile. Anything out of
+ * order (a gap, a copy, a skip, a hole filled) is acknowledged at once, so
+ * fast retransmission is not delayed. */
+#define DLV_ACK_EVERY 256
+#define DLV_ACK_DELAY_MS 5
 /* Smallest reorder ring, in messages. */
 #define DLV_RING_MIN 16
 /* First capacity of the growable tables (timer heap, id map, scratch). */
@@ -111,7 +119,7 @@
  * TTL ran out (not reported back: the sender expires it itself). */
 #define DLV_DROP_EXPIRED 0x80
 
-enum { DLV_T_TTL = 1, DLV_T_REQ, DLV_T_RTO };
+enum { DLV_T_TTL = 1, DLV_T_REQ, DLV_T_RTO, DLV_T_ACK };
 /* op kinds */
 enum { DLV_K_BE = 0, DLV_K_SEND, DLV_K_BCAST, DLV_K_REQ, DLV_K_REPLY };
 /* op states: waiting for its outcome, outcome queued, done */
@@ -209,6 +217,9 @@ struct dmq__peer {
   dlv_op_t *reqs; /* requests awaiting a reply */
   /* receiving */
   uint64_t rx_gen, next_exp; /* next_exp 0 = adopt the first base */
+  uint32_t unacked;          /* reliable DATA since our last DACK */
+  uint64_t rx_last_at;       /* arrival of the newest reliable DATA */
+  dlv_timer_t ack_t;         /* delayed DACK */
   dlv_rent_t *ring;
   uint32_t ring_cap, nbuf;
   size_t buf_bytes;
@@ -812,17 +823,19 @@ static dlv_peer_t *dlv_peer_get(dmq_node_t *n, dmq__member_t *m) {
   dlv_t *d = n->dlv;
   if (m->peer != NULL)
     return m->peer;
-  if (dlv_heap_reserve(n, 1) != 0) /* its RTO timer */
+  if (dlv_heap_reserve(n, 2) != 0) /* its RTO and DACK timers */
     return NULL;
   dlv_peer_t *p = dmq__malloc(n, sizeof(*p));
   if (p == NULL) {
-    dlv_heap_release(d, 1);
+    dlv_heap_release(d, 2);
     return NULL;
   }
   memset(p, 0, sizeof(*p));
   p->m = m;
   p->rto_t.idx = DLV_NO_IDX;
   p->rto_t.kind = DLV_T_RTO;
+  p->ack_t.idx = DLV_NO_IDX;
+  p->ack_t.kind = DLV_T_ACK;
   dlv_tx_reset(n, p);
   if (d->tombs != NULL) {
     dlv_tomb_t t = dlv_tomb_find(d, dmq__hash(m->name, m->name_len), p->tx_gen);
@@ -857,6 +870,21 @@ static dlv_peer_t *dlv_peer_get(dmq_node_t *n, dmq__member_t *m) {
 
 static void dlv_want_flush(dlv_t *d, dlv_peer_t *p) {
   DLV_LIST_PUSH(d, p, flush_head, flush_tail, flush_next, in_flush);
+}
+
+/* A DACK is owed to p: now (flushed at the next tick), or delayed (see
+ * DLV_ACK_EVERY). count: one more reliable DATA arrived. */
+static void dlv_ack(dlv_t *d, dlv_peer_t *p, int now, int count) {
+  p->ack_pending = 1;
+  p->unacked += (uint32_t)count;
+  uint32_t every = d->cfg.window / 4;
+  if (every > DLV_ACK_EVERY)
+    every = DLV_ACK_EVERY;
+  if (now || p->unacked >= every) {
+    dlv_want_flush(d, p);
+  } else if (p->ack_t.idx == DLV_NO_IDX) {
+    dlv_timer_set(d, &p->ack_t, d->node->now + DLV_ACK_DELAY_MS);
+  }
 }
 
 static void dlv_want_ready(dlv_t *d, dlv_peer_t *p) {
@@ -1128,6 +1156,8 @@ static void dlv_rx_reset(dmq_node_t *n, dlv_peer_t *p) {
   p->next_exp = 0;
   p->nrej = 0;
   p->ack_pending = 0;
+  p->unacked = 0;
+  dlv_timer_del(n->dlv, &p->ack_t);
   p->be_top = p->be_floor = 0;
   p->be_nholes = 0;
 }
@@ -1307,6 +1337,11 @@ static void dlv_build_dack(dmq_node_t *n, dlv_peer_t *p, dmq__dack_t *a) {
    * in flight and its RTO keeps probing); in-order data needs no room */
   if (p->nbuf > 0 && p->buf_bytes + p->ra_cap >= d->cfg.reassembly_bytes)
     a->rwnd = 0;
+  /* the ack delay, which the sender takes off its RTT sample */
+  if (n->now > p->rx_last_at) {
+    uint64_t dl = n->now - p->rx_last_at;
+    a->delay_ms = dl < UINT32_MAX ? (uint32_t)dl : UINT32_MAX;
+  }
   a->nrej = p->nrej;
   a->rej_seq = p->rej_seq;
   a->rej_reason = p->rej_reason;
@@ -1476,6 +1511,8 @@ static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     if (dmq__enc_dack(&k.e, &a) == 0)
       d->st.acks_sent++;
     p->ack_pending = 0;
+    p->unacked = 0;
+    dlv_timer_del(d, &p->ack_t);
   }
   if (p->need_probe) {
     p->need_probe = 0;
@@ -1665,8 +1702,12 @@ void dmq__delivery_on_dack(dmq_node_t *n, const dmq__dack_t *a,
     nsacked += m->sacked;
     win[nw++] = m;
   }
-  if (sample)
-    dlv_rtt_sample(n, p, now - sample_at);
+  /* minus the time the receiver held the ack back (QUIC's ack_delay; it
+   * refers to its newest arrival, which the sample's message is) */
+  if (sample) {
+    uint64_t r = now - sample_at;
+    dlv_rtt_sample(n, p, r > a->delay_ms ? r - a->delay_ms : 0);
+  }
   /* at most one fast retransmission per message and round trip (and never
    * twice in the same millisecond) */
   uint64_t guard = d->cfg.rto_min_ms / 2;
@@ -1783,6 +1824,10 @@ void dmq__delivery_tick(dmq_node_t *n) {
       dlv_on_req_timeout(n, op);
       break;
     }
+    case DLV_T_ACK:
+      dlv_want_flush(d,
+                     (dlv_peer_t *)((char *)t - offsetof(dlv_peer_t, ack_t)));
+      break;
     default: {
       dlv_peer_t *p = (dlv_peer_t *)((char *)t - offsetof(dlv_peer_t, rto_t));
       dlv_on_rto(n, p);
@@ -1914,11 +1959,17 @@ void dmq__delivery_on_data(dmq_node_t *n, const dmq__data_t *dd,
   if (p->next_exp == 0)
     p->next_exp = dd->base;
   dlv_rej_trim(p, dd->base);
-  if (dd->base > p->next_exp)
+  int skipped = dd->base > p->next_exp;
+  if (skipped)
     dlv_rx_skip(n, p, dd->base);
-  p->ack_pending = 1;
-  dlv_want_flush(d, p);
   uint64_t seq = dd->seq;
+  /* Only the plain case waits: the ring holds next_exp.. without a hole
+   * (messages of this packet, delivered after it) and this one extends it.
+   * A copy, a gap, a skip or a hole being filled is acknowledged now. */
+  p->rx_last_at = n->now;
+  int in_order = seq == p->next_exp + p->nbuf &&
+                 (p->nbuf == 0 || dlv_ring_at(p, p->next_exp) != NULL);
+  dlv_ack(d, p, skipped || !in_order, 1);
   if (seq < p->next_exp || dlv_ring_at(p, seq) != NULL) {
     d->st.duplicates++;
     return;
@@ -2065,8 +2116,7 @@ static void dlv_rx_deliver(dmq_node_t *n, dlv_peer_t *p) {
         p->ra_drop = reason;
         dlv_rent_clear(n, p, e);
         p->next_exp++;
-        p->ack_pending = 1;
-        dlv_want_flush(d, p);
+        dlv_ack(d, p, 0, 0);
         continue;
       }
     }
@@ -2076,8 +2126,7 @@ static void dlv_rx_deliver(dmq_node_t *n, dlv_peer_t *p) {
       p->buf_bytes -= (size_t)x.chan_len + x.len;
     dlv_rent_clear(n, p, e);
     p->next_exp++;
-    p->ack_pending = 1;
-    dlv_want_flush(d, p);
+    dlv_ack(d, p, 0, 0);
     const uint8_t *data = p->ra_active ? p->ra : x.data;
     size_t len = p->ra_active ? p->ra_len : x.len;
     if (reason == DMQ__REJ_NO_CHANNEL || reason == DMQ__REJ_TOO_BIG) {
@@ -2214,7 +2263,7 @@ static void dlv_peer_free(dmq_node_t *n, dlv_peer_t *p) {
     d->peers = p->all_next;
   if (p->all_next != NULL)
     p->all_next->all_prev = p->all_prev;
-  dlv_heap_release(d, 1);
+  dlv_heap_release(d, 2);
   dmq__free(n, p->ring);
   p->m->peer = NULL;
   dmq__free(n, p);

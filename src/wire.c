@@ -29,10 +29,12 @@ static const uint8_t wire_nfields[DMQ__MSG_TYPE_MAX_KNOWN + 1] = {
     [DMQ__MSG_DATA] = 9, [DMQ__MSG_DACK] = 5,
 };
 /* Optional trailing fields read when present: ALIVE channels (6th field),
- * record channels (7th element), DACK rejected pairs (6th field). */
+ * record channels (7th element), DACK rejected pairs (6th field) and ack
+ * delay (7th field). */
 #define WIRE_ALIVE_CHANS_FIELD 6
 #define WIRE_RECORD_CHANS_ELEM 7
 #define WIRE_DACK_REJ_FIELD 6
+#define WIRE_DACK_DELAY_FIELD 7
 
 /* ======================================================================
  * Decoding
@@ -583,8 +585,13 @@ static int wire_rd_fields(wire_cur_t *c, dmq__msg_t *m, uint32_t nf) {
         wire_rd_uint(c, UINT32_MAX, &v))
       return -1;
     a->rwnd = (uint32_t)v;
-    if (nf >= WIRE_DACK_REJ_FIELD)
-      return wire_rd_rejs(c, a);
+    if (nf >= WIRE_DACK_REJ_FIELD && wire_rd_rejs(c, a))
+      return -1;
+    if (nf >= WIRE_DACK_DELAY_FIELD) {
+      if (wire_rd_uint(c, UINT32_MAX, &v))
+        return -1;
+      a->delay_ms = (uint32_t)v;
+    }
     return 0;
   }
   default:
@@ -1071,11 +1078,13 @@ size_t dmq__enc_size_dack(const dmq__dack_t *a) {
   size_t size = 2 + wire_sz_uint(a->src_gen) + wire_sz_uint(a->dst_gen) +
                 wire_sz_uint(a->cum) + wire_sz_uint(a->sack) +
                 wire_sz_uint(a->rwnd);
-  if (a->nrej > 0) {
+  if (a->nrej > 0 || a->delay_ms > 0) {
     size += wire_sz_array(2 * (size_t)a->nrej);
     for (uint32_t i = 0; i < a->nrej; i++)
       size += wire_sz_uint(a->rej_seq[i]) + wire_sz_uint(a->rej_reason[i]);
   }
+  if (a->delay_ms > 0)
+    size += wire_sz_uint(a->delay_ms);
   return size;
 }
 
@@ -1087,19 +1096,22 @@ int dmq__enc_dack(dmq__enc_t *e, const dmq__dack_t *a) {
     return DMQ_EINVAL;
   if ((p = wire_room(e, dmq__enc_size_dack(a), 1, &err)) == NULL)
     return err;
-  *p++ = a->nrej > 0 ? 0x97 : 0x96;
+  /* rejected is written when there is a pair or a delay after it */
+  *p++ = a->delay_ms > 0 ? 0x98 : a->nrej > 0 ? 0x97 : 0x96;
   *p++ = DMQ__MSG_DACK;
   p = wire_w_uint(p, a->src_gen);
   p = wire_w_uint(p, a->dst_gen);
   p = wire_w_uint(p, a->cum);
   p = wire_w_uint(p, a->sack);
   p = wire_w_uint(p, a->rwnd);
-  if (a->nrej > 0) {
+  if (a->nrej > 0 || a->delay_ms > 0) {
     p = wire_w_array(p, 2 * (size_t)a->nrej);
     for (uint32_t i = 0; i < a->nrej; i++) {
       p = wire_w_uint(p, a->rej_seq[i]);
       p = wire_w_uint(p, a->rej_reason[i]);
     }
   }
+  if (a->delay_ms > 0)
+    p = wire_w_uint(p, a->delay_ms);
   return wire_commit(e, p, 1);
 }

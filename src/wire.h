@@ -132,6 +132,7 @@ typedef struct dmq__dack {
   const uint8_t *rej_reason;
   const uint8_t *rej_raw;
   size_t rej_len;
+  uint32_t delay_ms; /* optional: how long the newest arrival waited */
 } dmq__dack_t;
 
 /* Decoded `rejected` pairs (at most max); returns how many. */

@@ -56,7 +56,12 @@
  * Sends do not put a packet on the wire by themselves: messages are packed
  * into datagrams when a datagram's worth is queued or at the next
  * dmq_node_tick() (dmq_node_next_deadline() returns `now` while anything is
- * pending), and acknowledgements are batched the same way.
+ * pending). Acknowledgements ride on any packet to the sender and are
+ * otherwise delayed: a receiver acknowledges in-order reliable messages
+ * once 256 (at most a quarter of the window) are unacknowledged or 5 ms
+ * after the first of them, anything out of order at once. So the
+ * DELIVERED outcome of an isolated message comes about 5 ms plus a round
+ * trip after the send.
  *
  * Threading and callbacks: like the rest of the node (dmq/node.h). Inside a
  * receive or outcome callback you may send, reply and query; you may not

@@ -460,6 +460,73 @@ static void test_queue_full_writable(void **state) {
   world_free(c);
 }
 
+/* Delayed acknowledgement. A stream of in-order messages costs the
+ * receiver a DACK per DLV_ACK_EVERY (256) messages or per ack delay (5 ms),
+ * not one per tick that received something; a few messages still get their
+ * outcome within the ack delay plus a round trip, not at the
+ * retransmission timeout (200 ms); a message lost on the way is repaired
+ * by fast retransmission, which needs the receiver to acknowledge
+ * out-of-order arrivals at once. */
+static void test_delayed_acks(void **state) {
+  (void)state;
+  ctx_t *c = world(2, 1, 0);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  dmq_sim_run_for(c->w, 1000);
+  /* 10 messages per ms for 200 ms: one DACK per received tick would be 200 */
+  uint64_t acks0 = stats(c, 1).acks_sent;
+  uint32_t q = 0;
+  for (int ms = 0; ms < 200; ms++) {
+    for (int b = 0; b < 10; b++, q++)
+      assert_int_equal(send_msg(c, 0, 1, 0, q, 60, 1, 0), 0);
+    dmq_sim_run_for(c->w, 1);
+  }
+  dmq_sim_run_for(c->w, 50);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), q);
+  uint64_t acks = stats(c, 1).acks_sent - acks0;
+  assert_true(acks >= 200 / 6 && acks <= 200 / 5 + 2);
+
+  /* a burst of 2048: one DACK per 256 at most, and all delivered */
+  acks0 = stats(c, 1).acks_sent;
+  for (int i = 0; i < 2048; i++, q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 60, 1, 0), 0);
+  dmq_sim_run_for(c->w, 100);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), q);
+  assert_true(stats(c, 1).acks_sent - acks0 <= 2048 / 256 + 1);
+
+  /* a few messages: DELIVERED after 1 ms there, 5 ms ack delay, 1 ms back */
+  uint64_t t0 = dmq_sim_now(c->w);
+  for (int i = 0; i < 5; i++, q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 60, 1, 0), 0);
+  dmq_sim_run_for(c->w, 20);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), q);
+  for (uint32_t id = 0; id < MAXID; id++)
+    if (c->accepted[0][id] && c->oat[0][id] > t0)
+      assert_true(c->oat[0][id] - t0 <= 8);
+
+  /* one datagram lost: fast retransmission, far below rto_min */
+  uint64_t rtx0 = stats(c, 0).retransmits;
+  dmq_sim_link_t drop = {1.0, 1, 0, 0, 0}, ok = {0, 1, 0, 0, 0};
+  dmq_sim_set_link(c->w, 0, 1, &drop);
+  t0 = dmq_sim_now(c->w);
+  assert_int_equal(send_msg(c, 0, 1, 0, q++, 60, 1, 0), 0);
+  dmq_sim_run_for(c->w, 1);
+  dmq_sim_set_link(c->w, 0, 1, &ok);
+  for (int i = 0; i < 6; i++) {
+    for (int b = 0; b < 20; b++, q++)
+      assert_int_equal(send_msg(c, 0, 1, 0, q, 60, 1, 0), 0);
+    dmq_sim_run_for(c->w, 1);
+  }
+  dmq_sim_run_for(c->w, 50);
+  assert_int_equal(outcomes(c, 0, DMQ_OUTCOME_DELIVERED), q);
+  assert_int_equal(c->rx_disorder, 0);
+  assert_int_equal(stats(c, 0).retransmits, rtx0 + 1);
+  for (uint32_t id = 0; id < MAXID; id++)
+    if (c->accepted[0][id] && c->oat[0][id] > t0)
+      assert_true(c->oat[0][id] - t0 <= 20);
+  world_free(c);
+}
+
 static void big_send(ctx_t *c, size_t len) {
   uint8_t *big = malloc(len);
   assert_non_null(big);
@@ -922,6 +989,7 @@ int main(void) {
       cmocka_unit_test(test_partition_longer_than_ttl),
       cmocka_unit_test(test_receiver_killed_and_restarted),
       cmocka_unit_test(test_queue_full_writable),
+      cmocka_unit_test(test_delayed_acks),
       cmocka_unit_test(test_one_mib),
       cmocka_unit_test(test_request_reply),
       cmocka_unit_test(test_broadcast),

@@ -362,6 +362,7 @@ static int enc_kind(dmq__enc_t *e, int k) {
                                    kind_rej_seq,
                                    kind_rej_reason,
                                    NULL,
+                                   0,
                                    0};
   switch (k) {
   case 0:
@@ -1549,9 +1550,11 @@ static void test_data_dack_roundtrip(void **state) {
         rej_seq[k] = ints[(k + i) % 9];
         rej_reason[k] = (uint8_t)(k + j);
       }
+      /* the optional ack delay, with and without rejected pairs */
+      uint32_t delay = (i + j) % 3 == 0 ? 0 : (uint32_t)(v & 0xffffffffu);
       dmq__dack_t a = {
-          w,    v,       v,          w,    (uint32_t)(w & 0xffffffffu),
-          nrej, rej_seq, rej_reason, NULL, 0};
+          w,          v,    v, w,    (uint32_t)(w & 0xffffffffu), nrej, rej_seq,
+          rej_reason, NULL, 0, delay};
       start = e.len;
       assert_int_equal(dmq__enc_dack(&e, &a), 0);
       assert_int_equal(e.len - start, dmq__enc_size_dack(&a));
@@ -1569,6 +1572,7 @@ static void test_data_dack_roundtrip(void **state) {
       assert_true(m.dack.cum == v && m.dack.sack == w);
       assert_int_equal(m.dack.rwnd, a.rwnd);
       assert_int_equal(m.dack.nrej, nrej);
+      assert_int_equal(m.dack.delay_ms, delay);
       uint64_t gs[DMQ__WIRE_MAX_REJ];
       uint8_t gr[DMQ__WIRE_MAX_REJ];
       assert_int_equal(dmq__wire_rejs(&m.dack, gs, gr, DMQ__WIRE_MAX_REJ),
@@ -1583,7 +1587,7 @@ static void test_data_dack_roundtrip(void **state) {
   /* the encoder refuses what the decoder would reject */
   dmq__data_t d = {DMQ__DATA_RELIABLE, sl("ch"), 1, 1, 1, 1, 1, 0, sl("x")};
   dmq__dack_t a = {1,       1,          1,    0, 1, DMQ__WIRE_MAX_REJ + 1,
-                   rej_seq, rej_reason, NULL, 0};
+                   rej_seq, rej_reason, NULL, 0, 0};
   assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, "s", 1), 0);
   d.channel = sl("");
   assert_int_equal(dmq__enc_data(&e, &d), DMQ_EINVAL);
