@@ -178,6 +178,11 @@ struct dmq_node {
  * which learns the whole cluster at once, needs no O(N) event log. */
 void dmq__flush_member_events_at(dmq_node_t *n, size_t bytes);
 
+/* dmq_node_next_deadline(), and in *delivery the delivery part of it
+ * (retransmissions, TTLs, delayed acks, request timeouts), which a runtime
+ * must not round (the membership part tolerates coarse timers). */
+uint64_t dmq__next_deadlines(const dmq_node_t *n, uint64_t *delivery);
+
 static inline void dmq__wake(dmq_node_t *n) {
   if (n->wake_cb != NULL && !n->wake_pending) {
     n->wake_pending = 1;

@@ -88,7 +88,8 @@ static void rt_arm(dmq_uv_t *rt) {
     rt->node->wake_pending = 0;
     uv_prepare_stop(&rt->prepare);
   }
-  uint64_t d = dmq_node_next_deadline(rt->node);
+  uint64_t delivery;
+  uint64_t d = dmq__next_deadlines(rt->node, &delivery);
   if (d == DMQ_NEVER) {
     rt->armed = DMQ_NEVER;
     uv_timer_stop(&rt->timer);
@@ -103,7 +104,7 @@ static void rt_arm(dmq_uv_t *rt) {
    * the same slot. */
   uint64_t now = uv_now(rt->loop);
   uint64_t due = d;
-  if (d > now + RT_TIMER_SLACK_MS && dmq__delivery_deadline(rt->node) != d)
+  if (d > now + RT_TIMER_SLACK_MS && delivery != d)
     due = (d + RT_TIMER_SLACK_MS - 1) / RT_TIMER_SLACK_MS * RT_TIMER_SLACK_MS;
   if (due == rt->armed && uv_is_active((uv_handle_t *)&rt->timer))
     return;

@@ -1268,6 +1268,12 @@ static uint64_t swim_min(uint64_t a, uint64_t b) {
 }
 
 uint64_t dmq_node_next_deadline(const dmq_node_t *n) {
+  uint64_t delivery;
+  return dmq__next_deadlines(n, &delivery);
+}
+
+uint64_t dmq__next_deadlines(const dmq_node_t *n, uint64_t *delivery) {
+  *delivery = DMQ_NEVER;
   if (n == NULL || !n->started)
     return DMQ_NEVER;
   /* next_reap is not a deadline of its own: reaping and buffer trimming
@@ -1299,5 +1305,6 @@ uint64_t dmq_node_next_deadline(const dmq_node_t *n) {
   d = swim_min(d, n->next_reconnect);
   if (n->boost_left > 0)
     d = swim_min(d, n->next_boost);
-  return swim_min(d, dmq__delivery_deadline(n));
+  *delivery = dmq__delivery_deadline(n);
+  return swim_min(d, *delivery);
 }

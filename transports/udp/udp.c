@@ -367,9 +367,7 @@ static void udp_rpoll_closed(uv_handle_t *h) {
   udp_t *u = h->data;
   close(u->rfd);
   u->rfd = -1;
-  free(h);
-  if (--u->nhandles == 0 && u->closing)
-    udp_finish(u);
+  udp_handle_closed(h);
 }
 
 /* Start the own receive path on sock; 0 or a libuv error (then the caller
