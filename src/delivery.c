@@ -119,7 +119,7 @@
  * TTL ran out (not reported back: the sender expires it itself). */
 #define DLV_DROP_EXPIRED 0x80
 
-enum { DLV_T_TTL = 1, DLV_T_REQ, DLV_T_RTO, DLV_T_ACK };
+enum { DLV_T_TTL = 1, DLV_T_REQ, DLV_T_RTO, DLV_T_ACK, DLV_T_TQ };
 /* op kinds */
 enum { DLV_K_BE = 0, DLV_K_SEND, DLV_K_BCAST, DLV_K_REQ, DLV_K_REPLY };
 /* op states: waiting for its outcome, outcome queued, done */
@@ -168,13 +168,18 @@ struct dlv_msg {
   uint64_t seq; /* 0 for best effort */
   uint64_t deadline;
   uint64_t sent_at;
-  dlv_timer_t ttl; /* last fragments only */
+  /* TTL of a copy (on its last fragment only): in the peer's TTL FIFO
+   * when its deadline is not below the FIFO's tail (the common case: one
+   * TTL for all), else a heap timer of its own (see dlv_ttl_arm) */
+  dlv_msg_t *tq_prev, *tq_next;
+  dlv_timer_t ttl;
   uint32_t off, len;
   uint16_t ntx;  /* transmissions */
   uint8_t flags; /* DMQ__DATA_* */
   uint8_t rep;   /* last fragment of its copy: carries the outcome */
   uint8_t sacked, rtx, stream;
   uint8_t rejected; /* DMQ__REJ_* reported by the receiver */
+  uint8_t in_tq;    /* on the peer's TTL FIFO */
 };
 
 /* A received message waiting in the reorder ring. */
@@ -214,6 +219,11 @@ struct dmq__peer {
   uint64_t srtt8, rttvar4; /* RFC 6298, scaled by 8 and 4 */
   uint32_t rto;
   dlv_timer_t rto_t;
+  /* TTL FIFO: copies in nondecreasing deadline order, and one timer for
+   * them (armed at the head's deadline or earlier: it is not moved when
+   * the head goes, only checked when it fires) */
+  dlv_msg_t *tq_head, *tq_tail;
+  dlv_timer_t tq_t;
   dlv_op_t *reqs; /* requests awaiting a reply */
   /* receiving */
   uint64_t rx_gen, next_exp; /* next_exp 0 = adopt the first base */
@@ -823,11 +833,11 @@ static dlv_peer_t *dlv_peer_get(dmq_node_t *n, dmq__member_t *m) {
   dlv_t *d = n->dlv;
   if (m->peer != NULL)
     return m->peer;
-  if (dlv_heap_reserve(n, 2) != 0) /* its RTO and DACK timers */
+  if (dlv_heap_reserve(n, 3) != 0) /* its RTO, DACK and TTL timers */
     return NULL;
   dlv_peer_t *p = dmq__malloc(n, sizeof(*p));
   if (p == NULL) {
-    dlv_heap_release(d, 2);
+    dlv_heap_release(d, 3);
     return NULL;
   }
   memset(p, 0, sizeof(*p));
@@ -836,6 +846,8 @@ static dlv_peer_t *dlv_peer_get(dmq_node_t *n, dmq__member_t *m) {
   p->rto_t.kind = DLV_T_RTO;
   p->ack_t.idx = DLV_NO_IDX;
   p->ack_t.kind = DLV_T_ACK;
+  p->tq_t.idx = DLV_NO_IDX;
+  p->tq_t.kind = DLV_T_TQ;
   dlv_tx_reset(n, p);
   if (d->tombs != NULL) {
     dlv_tomb_t t = dlv_tomb_find(d, dmq__hash(m->name, m->name_len), p->tx_gen);
@@ -995,12 +1007,61 @@ static void dlv_check_writable(dlv_t *d, dlv_peer_t *p) {
   }
 }
 
+/* Start the TTL of a copy (rep: its last fragment, on peer p). Copies sent
+ * with one TTL expire in queue order, so they join the peer's FIFO and
+ * cost no heap operation (a heap of every queued copy made each ack an
+ * O(log n) walk through cold memory); a copy with a shorter TTL than the
+ * FIFO's tail gets a heap timer of its own. */
+static void dlv_ttl_arm(dlv_t *d, dlv_peer_t *p, dlv_msg_t *rep) {
+  if (p->tq_tail != NULL && rep->deadline < p->tq_tail->deadline) {
+    dlv_timer_set(d, &rep->ttl, rep->deadline);
+    return;
+  }
+  rep->in_tq = 1;
+  rep->tq_next = NULL;
+  rep->tq_prev = p->tq_tail;
+  if (p->tq_tail != NULL)
+    p->tq_tail->tq_next = rep;
+  else
+    p->tq_head = rep;
+  p->tq_tail = rep;
+  if (p->tq_t.idx == DLV_NO_IDX || p->tq_t.at > rep->deadline)
+    dlv_timer_set(d, &p->tq_t, rep->deadline);
+}
+
+static void dlv_ttl_disarm(dlv_t *d, dlv_peer_t *p, dlv_msg_t *rep) {
+  if (!rep->in_tq) {
+    dlv_timer_del(d, &rep->ttl);
+    return;
+  }
+  rep->in_tq = 0;
+  if (rep->tq_prev != NULL)
+    rep->tq_prev->tq_next = rep->tq_next;
+  else
+    p->tq_head = rep->tq_next;
+  if (rep->tq_next != NULL)
+    rep->tq_next->tq_prev = rep->tq_prev;
+  else
+    p->tq_tail = rep->tq_prev;
+  if (p->tq_head == NULL)
+    dlv_timer_del(d, &p->tq_t);
+}
+
+/* The FIFO's timer fired: expire what is due, re-arm for the rest. */
+static void dlv_abandon_copy(dmq_node_t *n, dlv_msg_t *rep, dmq_outcome_t oc);
+static void dlv_on_tq(dmq_node_t *n, dlv_peer_t *p) {
+  while (p->tq_head != NULL && p->tq_head->deadline <= n->now)
+    dlv_abandon_copy(n, p->tq_head, DMQ_OUTCOME_EXPIRED);
+  if (p->tq_head != NULL)
+    dlv_timer_set(n->dlv, &p->tq_t, p->tq_head->deadline);
+}
+
 /* One copy (the copy whose last fragment is rep) has its outcome. */
 static void dlv_copy_done(dmq_node_t *n, dlv_msg_t *rep, dmq_outcome_t oc) {
   dlv_t *d = n->dlv;
   dlv_op_t *op = rep->op;
   dlv_peer_t *p = rep->peer;
-  dlv_timer_del(d, &rep->ttl);
+  dlv_ttl_disarm(d, p, rep);
   dlv_heap_release(d, 1);
   if (rep->rep_prev != NULL)
     rep->rep_prev->rep_next = rep->rep_next;
@@ -1116,6 +1177,7 @@ static void dlv_fail_peer(dmq_node_t *n, dlv_peer_t *p, dmq_outcome_t oc) {
   while (p->reqs != NULL)
     dlv_op_finish(n, p->reqs, oc);
   dlv_timer_del(d, &p->rto_t);
+  dlv_timer_del(d, &p->tq_t);
   p->need_probe = 0;
   dlv_check_writable(d, p);
 }
@@ -1828,6 +1890,9 @@ void dmq__delivery_tick(dmq_node_t *n) {
       dlv_want_flush(d,
                      (dlv_peer_t *)((char *)t - offsetof(dlv_peer_t, ack_t)));
       break;
+    case DLV_T_TQ:
+      dlv_on_tq(n, (dlv_peer_t *)((char *)t - offsetof(dlv_peer_t, tq_t)));
+      break;
     default: {
       dlv_peer_t *p = (dlv_peer_t *)((char *)t - offsetof(dlv_peer_t, rto_t));
       dlv_on_rto(n, p);
@@ -2263,7 +2328,7 @@ static void dlv_peer_free(dmq_node_t *n, dlv_peer_t *p) {
     d->peers = p->all_next;
   if (p->all_next != NULL)
     p->all_next->all_prev = p->all_prev;
-  dlv_heap_release(d, 2);
+  dlv_heap_release(d, 3);
   dmq__free(n, p->ring);
   p->m->peer = NULL;
   dmq__free(n, p);
@@ -2669,7 +2734,7 @@ static dlv_msg_t *dlv_link_copy(dmq_node_t *n, dlv_peer_t *p, dlv_op_t *op,
       if (op->reps != NULL)
         op->reps->rep_prev = m;
       op->reps = m;
-      dlv_timer_set(d, &m->ttl, deadline);
+      dlv_ttl_arm(d, p, m);
     }
   }
   p->q_msgs++;

@@ -377,6 +377,43 @@ static void test_partition_longer_than_ttl(void **state) {
   world_free(c);
 }
 
+/* Copies with mixed TTLs towards one unreachable receiver: each expires
+ * at its own deadline, to the millisecond, whether it rides the peer's
+ * TTL FIFO (TTL not below the previous one's) or has a timer of its own,
+ * and cancelling or expiring one does not disturb the others. */
+static void test_mixed_ttls(void **state) {
+  (void)state;
+  ctx_t *c = world(2, 1, 0);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  dmq_sim_link_t cut = {0, 1, 0, 0, 1};
+  dmq_sim_set_link(c->w, 0, 1, &cut);
+  static const uint32_t ttl[] = {1000, 200, 1000, 500, 1500, 50, 1500, 1200};
+  enum { NT = sizeof ttl / sizeof ttl[0] };
+  uint64_t t0 = dmq_sim_now(c->w);
+  for (uint32_t q = 0; q < NT; q++)
+    assert_int_equal(send_msg(c, 0, 1, 0, q, 10, 1, ttl[q]), 0);
+  /* the message ids are consecutive: find the first */
+  uint32_t first = 0;
+  while (!c->accepted[0][first])
+    first++;
+  assert_int_equal(dmq_delivery_cancel(dmq_sim_node(c->w, 0), first + 2), 0);
+  dmq_sim_run_for(c->w, 1600);
+  for (uint32_t q = 0; q < NT; q++) {
+    uint32_t id = first + q;
+    assert_int_equal(c->ocount[0][id], 1);
+    if (q == 2) {
+      assert_int_equal(c->ocode[0][id], DMQ_OUTCOME_CANCELLED);
+      assert_true(c->oat[0][id] == t0);
+      continue;
+    }
+    assert_int_equal(c->ocode[0][id], DMQ_OUTCOME_EXPIRED);
+    assert_true(c->oat[0][id] == t0 + ttl[q]);
+  }
+  assert_int_equal(c->rx_total, 0);
+  world_free(c);
+}
+
 /* A killed receiver: what was queued for it fails with DEAD once it is
  * declared dead, exactly once; a restart (new generation) fails the
  * messages of the old life at once. */
@@ -987,6 +1024,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lossy_exactly_once_in_order),
       cmocka_unit_test(test_partition_longer_than_ttl),
+      cmocka_unit_test(test_mixed_ttls),
       cmocka_unit_test(test_receiver_killed_and_restarted),
       cmocka_unit_test(test_queue_full_writable),
       cmocka_unit_test(test_delayed_acks),
