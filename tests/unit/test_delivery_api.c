@@ -20,59 +20,13 @@
 #include <dmq/dmq.h>
 
 #include "counting_alloc.h"
+#include "memnet.h"
 
 #include "wire.h" /* crafted best-effort DATA */
 
-/* ---- in-memory transport: a FIFO of packets ---- */
+/* ---- in-memory transport: memnet.h ---- */
 
 #define Q_MAX 8192
-typedef struct pkt {
-  int to, from;
-  size_t len;
-  uint8_t *buf;
-} pkt_t;
-
-typedef struct net {
-  pkt_t q[Q_MAX];
-  size_t head, tail;
-  int refuse;    /* send() fails */
-  int blackhole; /* accepted and dropped */
-} net_t;
-
-typedef struct mem_tp {
-  dmq_transport_t t;
-  net_t *net;
-  int idx;
-  char addr[32];
-} mem_tp_t;
-
-static int mem_send(dmq_transport_t *t, const char *addr, const void *buf,
-                    size_t len, void *cookie) {
-  (void)cookie;
-  mem_tp_t *m = (mem_tp_t *)t;
-  if (m->net->refuse)
-    return DMQ_ETRANSPORT;
-  if (strncmp(addr, "mem://", 6) != 0)
-    return DMQ_EADDR;
-  if (m->net->tail - m->net->head >= Q_MAX)
-    return DMQ_EAGAIN;
-  if (m->net->blackhole)
-    return 0;
-  pkt_t *p = &m->net->q[m->net->tail++ % Q_MAX];
-  p->to = atoi(addr + 6);
-  p->from = m->idx;
-  p->buf = malloc(len ? len : 1);
-  assert_non_null(p->buf);
-  memcpy(p->buf, buf, len);
-  p->len = len;
-  return 0;
-}
-
-static const dmq_transport_ops_t mem_ops = {
-    .scheme = "mem",
-    .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
-    .send = mem_send,
-};
 
 /* ---- counting allocator with failure injection: counting_alloc.h ---- */
 
@@ -91,8 +45,8 @@ typedef struct orec {
 } orec_t;
 
 typedef struct pair {
-  net_t *net;
-  mem_tp_t tp[2];
+  memnet_t net;
+  memnet_tp_t tp[2];
   dmq_node_t *node[2];
   dmq_channel_t *ch[2];
   uint64_t now;
@@ -188,26 +142,10 @@ static void on_writable(dmq_node_t *node, const char *dest, void *ud) {
 
 static int pair_init(pair_t *p, const dmq_alloc_t *alloc) {
   memset(p, 0, sizeof(*p));
-  p->net = calloc(1, sizeof(net_t));
-  assert_non_null(p->net);
+  memnet_init(&p->net, Q_MAX);
   for (int i = 0; i < 2; i++) {
-    dmq_config_t cfg;
-    dmq_config_init(&cfg, DMQ_PROFILE_LAN);
-    char name[16];
-    snprintf(name, sizeof(name), "n%d", i);
-    snprintf(p->tp[i].addr, sizeof(p->tp[i].addr), "mem://%d", i);
-    cfg.name = name;
-    cfg.advertise_addr = p->tp[i].addr;
-    cfg.generation = 1;
-    cfg.rng_seed = (uint64_t)i + 1;
-    int rc = dmq_node_new(&p->node[i], &cfg, alloc);
+    int rc = memnet_node_new(&p->net, &p->tp[i], i, alloc, &p->node[i]);
     if (rc != 0)
-      return rc;
-    p->tp[i].t.ops = &mem_ops;
-    p->tp[i].t.mtu = 1400;
-    p->tp[i].net = p->net;
-    p->tp[i].idx = i;
-    if ((rc = dmq_node_add_transport(p->node[i], &p->tp[i].t)) != 0)
       return rc;
     dmq_delivery_set_writable_cb(p->node[i], on_writable, p);
     if ((rc = dmq_node_start(p->node[i], 0)) != 0)
@@ -216,53 +154,17 @@ static int pair_init(pair_t *p, const dmq_alloc_t *alloc) {
   return 0;
 }
 
-static void net_drain(net_t *net) {
-  while (net->head < net->tail) {
-    pkt_t *k = &net->q[net->head++ % Q_MAX];
-    free(k->buf);
-    k->buf = NULL;
-  }
-}
-
 static void pair_free(pair_t *p) {
   for (int i = 0; i < 2; i++) {
     dmq_node_delete(p->node[i]);
     p->node[i] = NULL;
   }
-  net_drain(p->net);
-  free(p->net);
+  memnet_free(&p->net);
 }
 
 /* Deliver packets and fire deadlines until `until`. */
 static void pair_run(pair_t *p, uint64_t until) {
-  long guard = 0;
-  while (p->now <= until) {
-    assert_true(++guard < 1000000); /* a deadline that never moves on */
-    while (p->net->head < p->net->tail) {
-      pkt_t *k = &p->net->q[p->net->head++ % Q_MAX];
-      int to = k->to;
-      if ((to == 0 || to == 1) && p->node[to])
-        dmq_node_recv(p->node[to], &p->tp[to].t, p->tp[k->from].addr, k->buf,
-                      k->len, p->now);
-      free(k->buf);
-      k->buf = NULL;
-    }
-    uint64_t d = DMQ_NEVER;
-    for (int i = 0; i < 2; i++) {
-      uint64_t x = p->node[i] ? dmq_node_next_deadline(p->node[i]) : DMQ_NEVER;
-      if (x < d)
-        d = x;
-    }
-    if (d == DMQ_NEVER || d > until)
-      break;
-    if (d > p->now)
-      p->now = d;
-    for (int i = 0; i < 2; i++)
-      if (p->node[i] && dmq_node_next_deadline(p->node[i]) <= p->now)
-        dmq_node_tick(p->node[i], p->now);
-  }
-  if (p->now < until)
-    p->now = until;
+  memnet_run(&p->net, p->node, p->tp, 2, &p->now, until);
 }
 
 /* Joined pair; node 1 serves channel "ch". */
@@ -452,8 +354,8 @@ static void test_advertise_and_unicast(void **state) {
   assert_true(st.queued_msgs > 0);
   /* packed: far fewer packets than messages, sent before the tick because
    * full datagrams go at once */
-  assert_true(p->net->tail - p->net->head > 0);
-  assert_true(p->net->tail - p->net->head < 60);
+  assert_true(p->net.tail - p->net.head > 0);
+  assert_true(p->net.tail - p->net.head < 60);
   pair_run(p, p->now + 1000);
   assert_int_equal(p->rx_n[1], 300);
   for (uint32_t v = 0; v < 300; v++) {
@@ -778,7 +680,7 @@ static void test_dead_left_shutdown(void **state) {
    * sending from that callback is refused */
   memset(p, 0, sizeof(*p));
   assert_int_equal(pair_up(p, NULL), 0);
-  p->net->blackhole = 1;
+  p->net.blackhole = 1;
   for (uint32_t v = 0; v < 10; v++)
     assert_int_equal(send_val(p, 0, "n1", "ch", v, 1, NULL), 0);
   assert_int_equal(dmq_request(p->node[0], "n1", "ch", "r", 1, 60000,
@@ -1034,11 +936,11 @@ static void test_best_effort_numbering_tx(void **state) {
   assert_int_equal(p->rx_n[1], 50);
   assert_int_equal(dstats(p, 1).rx_lost_be, 0);
   /* refused by the transport: counted by the sender, no gap */
-  p->net->refuse = 1;
+  p->net.refuse = 1;
   for (uint32_t v = 50; v < 60; v++)
     assert_int_equal(send_val(p, 0, "n1", "ch", v, 0, NULL), 0);
   pair_run(p, p->now + 20);
-  p->net->refuse = 0;
+  p->net.refuse = 0;
   dmq_delivery_stats_t s0 = dstats(p, 0);
   assert_int_equal(s0.dropped_be, 10);
   assert_int_equal(s0.sent_be, 50);
@@ -1048,11 +950,11 @@ static void test_best_effort_numbering_tx(void **state) {
   assert_int_equal(p->rx_val[1][50], 60);
   assert_int_equal(dstats(p, 1).rx_lost_be, 0);
   /* taken by the transport and lost: the receiver counts them */
-  p->net->blackhole = 1;
+  p->net.blackhole = 1;
   for (uint32_t v = 61; v < 100; v++)
     assert_int_equal(send_val(p, 0, "n1", "ch", v, 0, NULL), 0);
   pair_run(p, p->now + 20);
-  p->net->blackhole = 0;
+  p->net.blackhole = 0;
   assert_int_equal(dstats(p, 1).rx_lost_be, 0); /* not known yet */
   assert_int_equal(send_val(p, 0, "n1", "ch", 100, 0, NULL), 0);
   pair_run(p, p->now + 20);

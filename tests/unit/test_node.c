@@ -14,67 +14,26 @@
 #include <dmq/dmq.h>
 
 #include "counting_alloc.h"
+#include "memnet.h"
 
 #include "wire.h"
 
-/* ---- an in-memory transport: a FIFO of packets between named nodes ---- */
+/* ---- in-memory transport: memnet.h ---- */
 
 #define Q_MAX 4096
-typedef struct pkt {
-  char to[32], from[32];
-  size_t len;
-  uint8_t buf[70000];
-} pkt_t;
-
-typedef struct net {
-  pkt_t *q;
-  size_t head, tail;
-  int refuse; /* make send() fail */
-} net_t;
-
-typedef struct mem_tp {
-  dmq_transport_t t;
-  net_t *net;
-  char addr[32];
-} mem_tp_t;
-
-static int mem_send(dmq_transport_t *t, const char *addr, const void *buf,
-                    size_t len, void *cookie) {
-  (void)cookie;
-  mem_tp_t *m = (mem_tp_t *)t;
-  if (m->net->refuse)
-    return DMQ_ETRANSPORT;
-  if (strncmp(addr, "mem://", 6) != 0)
-    return DMQ_EADDR;
-  if (len > sizeof(m->net->q[0].buf))
-    return DMQ_ETOOBIG;
-  if (m->net->tail - m->net->head >= Q_MAX)
-    return DMQ_EAGAIN;
-  pkt_t *p = &m->net->q[m->net->tail++ % Q_MAX];
-  snprintf(p->to, sizeof(p->to), "%s", addr);
-  snprintf(p->from, sizeof(p->from), "%s", m->addr);
-  memcpy(p->buf, buf, len);
-  p->len = len;
-  return 0;
-}
-
-static const dmq_transport_ops_t mem_ops = {
-    .scheme = "mem",
-    .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
-    .send = mem_send,
-};
+/* packets up to this size (the old fixed packet buffer) */
+#define PKT_MAX 70000
 
 /* ---- counting allocator with failure injection: counting_alloc.h ---- */
 
 /* ---- helpers ---- */
 
 typedef struct pair {
-  net_t net;
-  mem_tp_t tp[2];
+  memnet_t net;
+  memnet_tp_t tp[2];
   dmq_node_t *node[2];
   uint64_t now;
   int events[2][8];
-  int drop_from1; /* lose every packet n1 sends */
 } pair_t;
 
 static void on_member(dmq_node_t *node, dmq_member_event_t ev,
@@ -93,24 +52,10 @@ static void on_member(dmq_node_t *node, dmq_member_event_t ev,
 
 static int pair_init(pair_t *p, const dmq_alloc_t *alloc) {
   memset(p, 0, sizeof(*p));
-  p->net.q = calloc(Q_MAX, sizeof(pkt_t));
+  memnet_init(&p->net, Q_MAX);
+  p->net.max_len = PKT_MAX;
   for (int i = 0; i < 2; i++) {
-    dmq_config_t cfg;
-    dmq_config_init(&cfg, DMQ_PROFILE_LAN);
-    char name[16];
-    snprintf(name, sizeof(name), "n%d", i);
-    snprintf(p->tp[i].addr, sizeof(p->tp[i].addr), "mem://%d", i);
-    cfg.name = name;
-    cfg.advertise_addr = p->tp[i].addr;
-    cfg.generation = 1;
-    cfg.rng_seed = (uint64_t)i + 1;
-    int rc = dmq_node_new(&p->node[i], &cfg, alloc);
-    if (rc != 0)
-      return rc;
-    p->tp[i].t.ops = &mem_ops;
-    p->tp[i].t.mtu = 1400;
-    p->tp[i].net = &p->net;
-    rc = dmq_node_add_transport(p->node[i], &p->tp[i].t);
+    int rc = memnet_node_new(&p->net, &p->tp[i], i, alloc, &p->node[i]);
     if (rc != 0)
       return rc;
     dmq_node_set_member_cb(p->node[i], on_member, p);
@@ -124,37 +69,12 @@ static int pair_init(pair_t *p, const dmq_alloc_t *alloc) {
 static void pair_free(pair_t *p) {
   for (int i = 0; i < 2; i++)
     dmq_node_delete(p->node[i]);
-  free(p->net.q);
+  memnet_free(&p->net);
 }
 
 /* Deliver packets and fire deadlines until `until`. */
 static void pair_run(pair_t *p, uint64_t until) {
-  while (p->now <= until) {
-    while (p->net.head < p->net.tail) {
-      pkt_t *k = &p->net.q[p->net.head++ % Q_MAX];
-      int to = k->to[6] - '0';
-      if (p->drop_from1 && strcmp(k->from, "mem://1") == 0)
-        continue;
-      if ((to == 0 || to == 1) && p->node[to])
-        dmq_node_recv(p->node[to], &p->tp[to].t, k->from, k->buf, k->len,
-                      p->now);
-    }
-    uint64_t d = DMQ_NEVER;
-    for (int i = 0; i < 2; i++) {
-      uint64_t x = dmq_node_next_deadline(p->node[i]);
-      if (x < d)
-        d = x;
-    }
-    if (d == DMQ_NEVER || d > until)
-      break;
-    if (d > p->now)
-      p->now = d;
-    for (int i = 0; i < 2; i++)
-      if (dmq_node_next_deadline(p->node[i]) <= p->now)
-        dmq_node_tick(p->node[i], p->now);
-  }
-  if (p->now < until)
-    p->now = until;
+  memnet_run(&p->net, p->node, p->tp, 2, &p->now, until);
 }
 
 /* ---- tests ---- */
@@ -257,9 +177,9 @@ static void test_transport_registry(void **state) {
   (void)state;
   pair_t p;
   assert_int_equal(pair_init(&p, NULL), 0);
-  mem_tp_t extra = p.tp[0];
+  memnet_tp_t extra = p.tp[0];
   assert_int_equal(dmq_node_add_transport(p.node[0], &extra.t), DMQ_EEXIST);
-  dmq_transport_ops_t noscheme = mem_ops;
+  dmq_transport_ops_t noscheme = memnet_ops;
   noscheme.scheme = "";
   extra.t.ops = &noscheme;
   assert_int_equal(dmq_node_add_transport(p.node[0], &extra.t), DMQ_EINVAL);
@@ -338,9 +258,9 @@ static void test_stale_suspicion_answered(void **state) {
   uint64_t old_inc = info.incarnation;
   /* n1 hears of it and refutes, but n0 gets none of n1's packets for
    * 1.5 s: the refutation's retransmissions are all lost */
-  p.drop_from1 = 1;
+  p.net.drop_from = 1u << 1;
   pair_run(&p, p.now + 1500);
-  p.drop_from1 = 0;
+  p.net.drop_from = 0;
   assert_int_equal(dmq_node_member(p.node[1], "n1", &info), 0);
   assert_true(info.incarnation > old_inc);
   assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
