@@ -51,7 +51,12 @@ typedef struct dmq_transport_ops {
    * len exceeds what the transport carries, DMQ_EADDR for an address it
    * cannot parse, DMQ_ECLOSED after close, another negative code otherwise.
    * When it returns 0 and cookie is not NULL, the transport later calls
-   * dmq_transport_send_done(t, cookie, status) exactly once. */
+   * dmq_transport_send_done(t, cookie, status) exactly once. A send
+   * accepted without a cookie that fails later (a batched datagram the
+   * kernel refused, a stream frame whose connection failed) is reported
+   * with dmq_transport_send_done(t, NULL, status < 0), at most once and
+   * never for DMQ_ECLOSED, so that the node counts it
+   * (DMQ_DROP_TX_FAILED). */
   int (*send)(dmq_transport_t *t, const char *addr, const void *buf, size_t len,
               void *cookie);
   /* Stop using the transport: pending sends complete with DMQ_ECLOSED,
@@ -88,8 +93,10 @@ DMQ_EXTERN void dmq_transport_recv(dmq_transport_t *t, const char *from,
                                    const void *buf, size_t len);
 
 /* Called by a transport when a send accepted with a non-NULL cookie has
- * finished (status 0 = handed to the network, or a negative code). Forwards
- * to on_send_done when set, else to the node the transport is attached to. */
+ * finished (status 0 = handed to the network, or a negative code), or when
+ * one accepted without a cookie failed later (cookie NULL, status < 0).
+ * Forwards to on_send_done when set, else to the node the transport is
+ * attached to, which counts a failure as DMQ_DROP_TX_FAILED. */
 DMQ_EXTERN void dmq_transport_send_done(dmq_transport_t *t, void *cookie,
                                         int status);
 

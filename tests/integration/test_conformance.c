@@ -154,6 +154,7 @@ struct ep {
   size_t ndone_at_closed;
   size_t done_after_closed;
   size_t unknown_cookie;
+  size_t nocookie_failed; /* sends without a cookie reported as failed */
   uint16_t done_count[MAX_COOKIES];
   int done_status[MAX_COOKIES];
   /* behaviour knobs */
@@ -295,6 +296,10 @@ static void on_send_done(dmq_transport_t *t, void *cookie, int status) {
   uintptr_t i = (uintptr_t)cookie - 1;
   if (e->closed)
     e->done_after_closed++;
+  if (cookie == NULL && status < 0 && status != DMQ_ECLOSED) {
+    e->nocookie_failed++; /* transport.h: a later failure, counted */
+    return;
+  }
   if (cookie == NULL || i >= MAX_COOKIES) {
     e->unknown_cookie++;
     return;
@@ -358,6 +363,12 @@ static int pred_done(ctx_t *c, const void *arg) {
   return w->e->ndone >= w->n;
 }
 
+static int pred_nocookie_failed(ctx_t *c, const void *arg) {
+  const want_t *w = arg;
+  (void)c;
+  return w->e->nocookie_failed >= w->n;
+}
+
 static int pred_closed(ctx_t *c, const void *arg) {
   const ep_t *e = arg;
   (void)c;
@@ -395,6 +406,11 @@ static int pred_conns(ctx_t *c, const void *arg) {
   do {                                                                         \
     want_t w_ = {(ep), (count)};                                               \
     assert_true(run_until((c), pred_done, &w_));                               \
+  } while (0)
+#define WAIT_NOCOOKIE_FAILED(c, ep, count)                                     \
+  do {                                                                         \
+    want_t w_ = {(ep), (count)};                                               \
+    assert_true(run_until((c), pred_nocookie_failed, &w_));                    \
   } while (0)
 #define WAIT_CONNS(c, ep, count)                                               \
   do {                                                                         \
@@ -1294,6 +1310,15 @@ static void test_unreachable(void **state) {
       assert_int_equal(a->done_status[i], DMQ_ETRANSPORT);
   }
 
+  /* without a cookie: nobody waits, but a transport that notices reports
+   * each failure once with cookie NULL (the node counts it) */
+  if (reports) {
+    for (uint32_t i = 0; i < 3; i++)
+      assert_int_equal(ep_send(a, dead, 0, 100, 0), 0);
+    WAIT_NOCOOKIE_FAILED(c, a, 3);
+    assert_int_equal(a->nocookie_failed, 3);
+  }
+
   if (f->nowhere != NULL) {
     /* an address no endpoint ever had */
     assert_int_equal(ep_send(a, f->nowhere, 6, 100, 1), 0);
@@ -1756,6 +1781,26 @@ static void test_udp_unbound_send(void **state) {
   assert_int_equal(ep_send(a, b->addr, 0, 10, 1), DMQ_ESTATE);
 }
 
+/* A batched datagram without a cookie that the kernel refuses (broadcast
+ * without SO_BROADCAST: EACCES, nothing leaves the host) is reported once,
+ * later, with cookie NULL; the datagrams around it still go out. */
+static void test_udp_refused_counted(void **state) {
+  ctx_t *c = *state;
+  ep_t *a = ep_bound(c, "127.0.0.1");
+  ep_t *b = ep_bound(c, "127.0.0.1");
+  assert_int_equal(ep_send(a, b->addr, 1, 50, 0), 0);
+  int rc = ep_send(a, "udp://255.255.255.255:9", 2, 50, 0);
+  assert_int_equal(ep_send(a, b->addr, 3, 50, 0), 0);
+  if (rc == 0) { /* batched (sendmmsg): the refusal comes later */
+    WAIT_NOCOOKIE_FAILED(c, a, 1);
+  } else { /* sent at once: refused inside send() */
+    assert_int_equal(rc, DMQ_ETRANSPORT);
+  }
+  WAIT_RECV(c, b, 2);
+  assert_int_equal(a->nocookie_failed, rc == 0 ? 1 : 0);
+  assert_int_equal(a->unknown_cookie, 0);
+}
+
 static void test_udp_dual_stack(void **state) {
   ctx_t *c = *state;
   if (!ipv6_loopback_available())
@@ -1885,6 +1930,7 @@ static const struct {
     {"udp", {"batched_receive", test_udp_batched_receive}},
     {"udp", {"inflight_bound", test_udp_inflight_bound}},
     {"udp", {"unbound_send", test_udp_unbound_send}},
+    {"udp", {"refused_counted", test_udp_refused_counted}},
     {"udp", {"dual_stack", test_udp_dual_stack}},
 };
 #define NSPECIFIC (sizeof(specific) / sizeof(specific[0]))

@@ -180,7 +180,9 @@ static uint64_t tcp_rand(tcp_t *tcp) {
 static void tcp_msg_done(tcp_t *tcp, tcp_msg_t *m, int status) {
   void *cookie = m->cookie;
   free(m);
-  if (cookie != NULL)
+  /* a frame sent without a cookie is reported only when it failed (the
+   * node counts it), and not for the transport's own close */
+  if (cookie != NULL || (status != 0 && status != DMQ_ECLOSED))
     dmq_transport_send_done(&tcp->pub, cookie, status);
 }
 

@@ -138,7 +138,8 @@ typedef struct udp {
    * that completions queued by the callbacks wait for the next turn */
   udp_done_t *done, *spare;
   size_t ndone, done_cap, spare_cap;
-  size_t nresv; /* done[] entries reserved for batched sends with cookies */
+  size_t nfailed; /* batched sends without a cookie the kernel refused */
+  size_t nresv;   /* done[] entries reserved for batched sends with cookies */
 #if UDP_HAVE_SENDMMSG
   int can_batch;      /* bound, fd known: sendmmsg (else try_send) */
   size_t slot;        /* bytes per batch data slot: the mtu at bind */
@@ -178,11 +179,13 @@ static void udp_done_flush(udp_t *u) {
   u->spare_cap = cap;
   for (size_t i = 0; i < n; i++)
     dmq_transport_send_done(&u->pub, batch[i].cookie, batch[i].status);
+  for (; u->nfailed > 0; u->nfailed--)
+    dmq_transport_send_done(&u->pub, NULL, DMQ_ETRANSPORT);
 }
 
 static void udp_finish(udp_t *u) {
   /* everything left in done[] was handed to the kernel before close */
-  while (u->ndone > 0)
+  while (u->ndone > 0 || u->nfailed > 0)
     udp_done_flush(u);
   if (u->pub.on_closed != NULL)
     u->pub.on_closed(&u->pub);
@@ -220,7 +223,7 @@ static void udp_idle_cb(uv_idle_t *h) {
    * reservation is outstanding when done[] is swapped with spare[] */
   udp_batch_flush(u);
   udp_done_flush(u);
-  if (u->ndone == 0 && udp_batch_len(u) == 0)
+  if (u->ndone == 0 && u->nfailed == 0 && udp_batch_len(u) == 0)
     uv_idle_stop(h);
 }
 
@@ -445,14 +448,13 @@ static void udp_send_cb(uv_udp_send_t *req, int status) {
     }
     u->nfree = 0;
   }
-  if (cookie == NULL)
-    return;
   int st = 0;
   if (status == UV_ECANCELED)
     st = DMQ_ECLOSED; /* still queued when the handle was closed */
   else if (status < 0)
     st = DMQ_ETRANSPORT;
-  dmq_transport_send_done(&u->pub, cookie, st);
+  if (cookie != NULL || (st != 0 && st != DMQ_ECLOSED))
+    dmq_transport_send_done(&u->pub, cookie, st); /* NULL: counted */
 }
 
 /* Copy a datagram into a request and queue it with uv_udp_send(). The
@@ -489,8 +491,13 @@ static size_t udp_batch_len(const udp_t *u) {
  * send(). */
 static void udp_batch_done(udp_t *u, size_t i, int status) {
   void *cookie = u->batch->cookie[i];
-  if (cookie == NULL)
+  if (cookie == NULL) {
+    if (status != 0) { /* nobody waits for it, but it is counted */
+      u->nfailed++;
+      uv_idle_start(&u->idle, udp_idle_cb);
+    }
     return;
+  }
   u->nresv--;
   udp_done_push(u, cookie, status);
 }
