@@ -115,7 +115,7 @@ typedef void (*dmq_log_cb)(dmq_node_t *node, dmq_log_level_t level,
   X(NOT_FOR_US, "addressed to another member")                                 \
   X(SELF, "sent by a member with our own name")                                \
   X(UNSUPPORTED, "feature not enabled (encryption)")                           \
-  X(TX_FAILED, "outbound send refused by the transport")                       \
+  X(TX_FAILED, "outbound send refused or failed in the transport")             \
   X(TX_NO_TRANSPORT, "no transport for the destination")
 
 /* clang-format off */
