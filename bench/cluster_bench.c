@@ -72,6 +72,7 @@
 
 #include <dmq/uv.h>
 
+#include "benchopt.h"
 #include "resolve.h" /* dmq__uv_abort */
 
 #define BENCH_MAX_LIST 32
@@ -159,44 +160,64 @@ static void bench_usage(const char *prog) {
           prog);
 }
 
-static int bench_parse_u64(const char *s, uint64_t *out) {
-  char *end = NULL;
-  errno = 0;
-  uint64_t v = strtoull(s, &end, 0);
-  if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
+static int bench_node_item(const char *tok, size_t k, void *ctx) {
+  bench_opts_t *o = ctx;
+  uint64_t v;
+  if (benchopt_parse_u64(tok, &v) != 0 || v < 1 || v > BENCH_MAX_NODES)
     return -1;
-  *out = v;
+  o->nodes[k] = (size_t)v;
   return 0;
 }
 
-static int bench_parse_double(const char *s, double *out) {
-  char *end = NULL;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno != 0 || end == s || *end != '\0')
-    return -1;
-  *out = v;
-  return 0;
+static int bench_opt_flag(const char *a, void *ctx) {
+  bench_opts_t *o = ctx;
+  if (strcmp(a, "--burst") == 0)
+    o->stagger_ms = 0;
+  else if (strcmp(a, "--no-fork") == 0)
+    o->fork = 0;
+  else
+    return 0;
+  return 1;
 }
 
-static int bench_parse_nodes(const char *s, bench_opts_t *o) {
-  char buf[512];
-  if (strlen(s) >= sizeof(buf))
-    return -1;
-  strcpy(buf, s);
-  size_t n = 0;
-  char *save = NULL;
-  for (char *tok = strtok_r(buf, ",", &save); tok != NULL;
-       tok = strtok_r(NULL, ",", &save)) {
-    uint64_t v;
-    if (n == BENCH_MAX_LIST || bench_parse_u64(tok, &v) != 0 || v < 1 ||
-        v > BENCH_MAX_NODES)
+static int bench_opt_value(const char *a, const char *v, void *ctx) {
+  bench_opts_t *o = ctx;
+  uint64_t u;
+  int n;
+  if (strcmp(a, "--nodes") == 0) {
+    if ((n = benchopt_parse_list(v, BENCH_MAX_LIST, bench_node_item, o)) < 0)
       return -1;
-    o->nodes[n++] = (size_t)v;
-  }
-  if (n == 0)
+    o->n_nodes = (size_t)n;
+  } else if (strcmp(a, "--profile") == 0) {
+    if (dmq_profile_from_name(v, &o->profile) != 0)
+      return -1;
+    o->profile_name = dmq_profile_name(o->profile);
+  } else if (strcmp(a, "--seed-count") == 0) {
+    if (benchopt_parse_u64(v, &u) != 0 || u < 1 || u > BENCH_MAX_SEEDS)
+      return -1;
+    o->seed_count = (size_t)u;
+  } else if (strcmp(a, "--stagger") == 0) {
+    if (benchopt_parse_u64(v, &o->stagger_ms) != 0 || o->stagger_ms > 3600000)
+      return -1;
+  } else if (strcmp(a, "--settle-s") == 0) {
+    if (benchopt_parse_double(v, &o->settle_s) != 0 || o->settle_s < 0)
+      return -1;
+  } else if (strcmp(a, "--steady-s") == 0) {
+    if (benchopt_parse_double(v, &o->steady_s) != 0 || o->steady_s <= 0)
+      return -1;
+  } else if (strcmp(a, "--max-s") == 0) {
+    if (benchopt_parse_double(v, &o->max_s) != 0 || o->max_s <= 0)
+      return -1;
+  } else if (strcmp(a, "--flush-ms") == 0) {
+    if (benchopt_parse_u64(v, &u) != 0 || u > 600000)
+      return -1;
+    o->flush_ms = (uint32_t)u;
+  } else if (strcmp(a, "--seed") == 0) {
+    if (benchopt_parse_u64(v, &o->seed) != 0 || o->seed == 0)
+      return -1;
+  } else {
     return -1;
-  o->n_nodes = n;
+  }
   return 0;
 }
 
@@ -212,66 +233,9 @@ static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
   o->max_s = 120;
   o->flush_ms = 2000;
   o->fork = 1;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    uint64_t u;
-    if (strcmp(a, "--burst") == 0) {
-      o->stagger_ms = 0;
-      continue;
-    }
-    if (strcmp(a, "--no-fork") == 0) {
-      o->fork = 0;
-      continue;
-    }
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      bench_usage(argv[0]);
-      exit(0);
-    }
-    if (v == NULL)
-      goto bad;
-    i++;
-    if (strcmp(a, "--nodes") == 0) {
-      if (bench_parse_nodes(v, o) != 0)
-        goto bad;
-    } else if (strcmp(a, "--profile") == 0) {
-      if (dmq_profile_from_name(v, &o->profile) != 0)
-        goto bad;
-      o->profile_name = dmq_profile_name(o->profile);
-    } else if (strcmp(a, "--seed-count") == 0) {
-      if (bench_parse_u64(v, &u) != 0 || u < 1 || u > BENCH_MAX_SEEDS)
-        goto bad;
-      o->seed_count = (size_t)u;
-    } else if (strcmp(a, "--stagger") == 0) {
-      if (bench_parse_u64(v, &o->stagger_ms) != 0 || o->stagger_ms > 3600000)
-        goto bad;
-    } else if (strcmp(a, "--settle-s") == 0) {
-      if (bench_parse_double(v, &o->settle_s) != 0 || o->settle_s < 0)
-        goto bad;
-    } else if (strcmp(a, "--steady-s") == 0) {
-      if (bench_parse_double(v, &o->steady_s) != 0 || o->steady_s <= 0)
-        goto bad;
-    } else if (strcmp(a, "--max-s") == 0) {
-      if (bench_parse_double(v, &o->max_s) != 0 || o->max_s <= 0)
-        goto bad;
-    } else if (strcmp(a, "--flush-ms") == 0) {
-      if (bench_parse_u64(v, &u) != 0 || u > 600000)
-        goto bad;
-      o->flush_ms = (uint32_t)u;
-    } else if (strcmp(a, "--seed") == 0) {
-      if (bench_parse_u64(v, &o->seed) != 0 || o->seed == 0)
-        goto bad;
-    } else {
-      goto bad;
-    }
-    continue;
-  bad:
-    fprintf(stderr, "cluster_bench: bad option %s%s%s\n", a, v ? " " : "",
-            v ? v : "");
-    bench_usage(argv[0]);
-    return -1;
-  }
-  return 0;
+  static const benchopt_spec_t spec = {"cluster_bench", bench_usage,
+                                       bench_opt_flag, bench_opt_value};
+  return benchopt_parse_args(argc, argv, &spec, o);
 }
 
 /* ---------------------------------------------------------------------- */

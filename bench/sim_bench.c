@@ -43,13 +43,13 @@
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "benchopt.h"
 #include "sim.h"
 
 #define BENCH_STEP_MS 50
@@ -95,43 +95,67 @@ static void bench_usage(const char *prog) {
           prog);
 }
 
-static int bench_parse_u64(const char *s, uint64_t *out) {
-  char *end = NULL;
-  errno = 0;
-  uint64_t v;
-  if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
-    v = strtoull(s + 2, &end, 16);
+static int bench_opt_flag(const char *a, void *ctx) {
+  bench_opts_t *o = ctx;
+  if (strcmp(a, "--burst") == 0)
+    o->stagger_ms = 0;
+  else if (strcmp(a, "--stream") == 0)
+    o->stream = 1;
+  else if (strcmp(a, "--no-stream") == 0)
+    o->stream = 0;
   else
-    v = strtoull(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0')
-    return -1;
-  *out = v;
-  return 0;
+    return 0;
+  return 1;
 }
 
-static int bench_parse_double(const char *s, double *out) {
-  char *end = NULL;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno != 0 || end == s || *end != '\0')
-    return -1;
-  *out = v;
-  return 0;
-}
-
-/* Comma-separated list into `out` (as doubles); returns the count or -1. */
-static int bench_parse_list(const char *s, double *out, size_t max) {
-  char buf[512];
-  if (strlen(s) >= sizeof(buf))
-    return -1;
-  strcpy(buf, s);
-  size_t n = 0;
-  for (char *tok = strtok(buf, ","); tok != NULL; tok = strtok(NULL, ",")) {
-    if (n == max || bench_parse_double(tok, &out[n]) != 0)
+static int bench_opt_value(const char *a, const char *v, void *ctx) {
+  bench_opts_t *o = ctx;
+  double d[BENCH_MAX_LIST];
+  int n;
+  if (strcmp(a, "--nodes") == 0) {
+    if ((n = benchopt_parse_doubles(v, d, BENCH_MAX_LIST)) < 0)
       return -1;
-    n++;
+    for (int k = 0; k < n; k++) {
+      if (d[k] < 1 || d[k] > 100000 || d[k] != (double)(size_t)d[k])
+        return -1;
+      o->nodes[k] = (size_t)d[k];
+    }
+    o->n_nodes = (size_t)n;
+  } else if (strcmp(a, "--loss") == 0) {
+    if ((n = benchopt_parse_doubles(v, o->loss, BENCH_MAX_LIST)) < 0)
+      return -1;
+    for (int k = 0; k < n; k++)
+      if (o->loss[k] < 0 || o->loss[k] > 1)
+        return -1;
+    o->n_loss = (size_t)n;
+  } else if (strcmp(a, "--profile") == 0) {
+    if (dmq_profile_from_name(v, &o->profile) != 0)
+      return -1;
+    o->profile_name = v;
+  } else if (strcmp(a, "--seed") == 0) {
+    if (benchopt_parse_u64_dec(v, &o->seed) != 0 || o->seed == 0)
+      return -1;
+  } else if (strcmp(a, "--stagger") == 0) {
+    if (benchopt_parse_u64_dec(v, &o->stagger_ms) != 0)
+      return -1;
+  } else if (strcmp(a, "--max-sim-s") == 0) {
+    if (benchopt_parse_double(v, &o->max_sim_s) != 0 || o->max_sim_s <= 0)
+      return -1;
+  } else if (strcmp(a, "--settle-s") == 0) {
+    if (benchopt_parse_double(v, &o->settle_s) != 0 || o->settle_s < 0)
+      return -1;
+  } else if (strcmp(a, "--steady-s") == 0) {
+    if (benchopt_parse_double(v, &o->steady_s) != 0 || o->steady_s <= 0)
+      return -1;
+  } else if (strcmp(a, "--delay-ms") == 0 || strcmp(a, "--jitter-ms") == 0) {
+    uint64_t x;
+    if (benchopt_parse_u64_dec(v, &x) != 0 || x > 100000)
+      return -1;
+    *(strcmp(a, "--delay-ms") == 0 ? &o->delay_ms : &o->jitter_ms) = (long)x;
+  } else {
+    return -1;
   }
-  return n > 0 ? (int)n : -1;
+  return 0;
 }
 
 static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
@@ -149,80 +173,10 @@ static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
   o->delay_ms = -1;
   o->jitter_ms = -1;
   o->stream = 1; /* model UDP + TCP like the runtime; --no-stream: one */
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    double d[BENCH_MAX_LIST];
-    int n;
-    if (strcmp(a, "--burst") == 0) {
-      o->stagger_ms = 0;
-      continue;
-    }
-    if (strcmp(a, "--stream") == 0) {
-      o->stream = 1;
-      continue;
-    }
-    if (strcmp(a, "--no-stream") == 0) {
-      o->stream = 0;
-      continue;
-    }
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      bench_usage(argv[0]);
-      exit(0);
-    }
-    if (v == NULL)
-      goto bad;
-    i++;
-    if (strcmp(a, "--nodes") == 0) {
-      if ((n = bench_parse_list(v, d, BENCH_MAX_LIST)) < 0)
-        goto bad;
-      for (int k = 0; k < n; k++) {
-        if (d[k] < 1 || d[k] > 100000 || d[k] != (double)(size_t)d[k])
-          goto bad;
-        o->nodes[k] = (size_t)d[k];
-      }
-      o->n_nodes = (size_t)n;
-    } else if (strcmp(a, "--loss") == 0) {
-      if ((n = bench_parse_list(v, o->loss, BENCH_MAX_LIST)) < 0)
-        goto bad;
-      for (int k = 0; k < n; k++)
-        if (o->loss[k] < 0 || o->loss[k] > 1)
-          goto bad;
-      o->n_loss = (size_t)n;
-    } else if (strcmp(a, "--profile") == 0) {
-      if (dmq_profile_from_name(v, &o->profile) != 0)
-        goto bad;
-      o->profile_name = v;
-    } else if (strcmp(a, "--seed") == 0) {
-      if (bench_parse_u64(v, &o->seed) != 0 || o->seed == 0)
-        goto bad;
-    } else if (strcmp(a, "--stagger") == 0) {
-      if (bench_parse_u64(v, &o->stagger_ms) != 0)
-        goto bad;
-    } else if (strcmp(a, "--max-sim-s") == 0) {
-      if (bench_parse_double(v, &o->max_sim_s) != 0 || o->max_sim_s <= 0)
-        goto bad;
-    } else if (strcmp(a, "--settle-s") == 0) {
-      if (bench_parse_double(v, &o->settle_s) != 0 || o->settle_s < 0)
-        goto bad;
-    } else if (strcmp(a, "--steady-s") == 0) {
-      if (bench_parse_double(v, &o->steady_s) != 0 || o->steady_s <= 0)
-        goto bad;
-    } else if (strcmp(a, "--delay-ms") == 0 || strcmp(a, "--jitter-ms") == 0) {
-      uint64_t x;
-      if (bench_parse_u64(v, &x) != 0 || x > 100000)
-        goto bad;
-      *(strcmp(a, "--delay-ms") == 0 ? &o->delay_ms : &o->jitter_ms) = (long)x;
-    } else {
-      goto bad;
-    }
-    continue;
-  bad:
-    fprintf(stderr, "sim_bench: bad option %s%s%s\n", a, v ? " " : "",
-            v ? v : "");
-    bench_usage(argv[0]);
+  static const benchopt_spec_t spec = {"sim_bench", bench_usage, bench_opt_flag,
+                                       bench_opt_value};
+  if (benchopt_parse_args(argc, argv, &spec, o) != 0)
     return -1;
-  }
   /* Link defaults per profile: one-way delay and jitter. */
   if (o->delay_ms < 0)
     o->delay_ms = o->profile == DMQ_PROFILE_WAN     ? 40
