@@ -391,6 +391,18 @@ static dmq_transport_t *node_transport_for(dmq_node_t *n, const char *addr,
   return same;
 }
 
+int dmq__has_stream(dmq_node_t *n, const char *addr) {
+  const char *rest;
+  dmq_transport_t *r = node_transport_for(n, addr, 1, &rest);
+  return r != NULL && (r->ops->caps & DMQ_TRANSPORT_RELIABLE);
+}
+
+size_t dmq__datagram_mtu(dmq_node_t *n, const char *addr) {
+  const char *rest;
+  dmq_transport_t *d = node_transport_for(n, addr, 0, &rest);
+  return d != NULL ? d->mtu : 0;
+}
+
 int dmq__has_separate_stream(dmq_node_t *n, const char *addr) {
   const char *rest;
   dmq_transport_t *d = node_transport_for(n, addr, 0, &rest);

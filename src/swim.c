@@ -244,49 +244,103 @@ static void swim_send_ping(dmq_node_t *n, const dmq__member_t *target,
 }
 
 /* Send our full table to addr. */
-static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
-  size_t need = 64 + strlen(n->name);
-  for (uint32_t i = 0; i < n->nmembers; i++) {
+static int swim_enc_member(dmq__enc_t *e, const dmq__member_t *m) {
+  dmq__slice_t cv[DMQ_MAX_CHANNELS];
+  dmq__record_t r = {sl(m->name, m->name_len),
+                     sl(m->addr, m->addr_len),
+                     sl((const char *)m->meta, m->meta_len),
+                     m->inc,
+                     m->gen,
+                     m->state,
+                     {0, cv, NULL, 0}};
+  r.chans.n = dmq__member_chans(m, cv);
+  return dmq__enc_record(e, &r);
+}
+
+static size_t swim_record_size(const dmq__member_t *m) {
+  return 40 + m->name_len + m->addr_len + m->meta_len +
+         dmq__member_chans_size(m);
+}
+
+/* Encode a push/pull table into buf: every member (count == nmembers), or
+ * ourselves and then count - 1 others from index `first` on. sizes, when
+ * not NULL, gets each member's encoded record size (full table only).
+ * Returns the length, 0 on failure. */
+static size_t swim_enc_table(dmq_node_t *n, uint8_t *buf, size_t cap,
+                             uint8_t flags, uint32_t first, uint32_t count,
+                             uint32_t *sizes) {
+  dmq__enc_t e;
+  dmq__enc_begin(&e, buf, cap, NULL, 0, n->name, strlen(n->name));
+  int rc = dmq__enc_pushpull_begin(&e, flags, count);
+  int partial = count < n->nmembers;
+  if (partial && rc == 0)
+    rc = swim_enc_member(&e, n->self);
+  for (uint32_t k = 0, done = (uint32_t)partial; rc == 0 && done < count; k++) {
+    uint32_t i = (first + k) % n->nmembers;
     const dmq__member_t *m = n->members[i];
-    need += 40 + m->name_len + m->addr_len + m->meta_len +
-            dmq__member_chans_size(m);
+    if (partial && m->is_self)
+      continue;
+    size_t before = e.len;
+    rc = swim_enc_member(&e, m);
+    if (sizes != NULL)
+      sizes[i] = (uint32_t)(e.len - before);
+    done++;
   }
+  return rc == 0 ? dmq__enc_end(&e) : 0;
+}
+
+/* Our table to addr: over the reliable class, or, with `datagram` (we
+ * have no stream transport, or the request came as a datagram: the
+ * requester has none), as one datagram. A table larger than a datagram then
+ * carries ourselves and as many members as fit from a random place on, so that
+ * a member without a stream transport still joins and, exchange by exchange,
+ * learns everyone. */
+static void swim_send_pushpull_ex(dmq_node_t *n, const char *addr,
+                                  uint8_t flags, int datagram) {
+  size_t need = 64 + strlen(n->name);
+  for (uint32_t i = 0; i < n->nmembers; i++)
+    need += swim_record_size(n->members[i]);
   /* A scratch buffer for this one table: the transport copies what it
    * cannot send at once, and exchanges are far apart (even a join's few
    * come one at a time), so a buffer kept per node would be O(N) resident
    * memory per node for nothing. */
   uint8_t *buf = need <= n->cfg.max_packet ? dmq__malloc(n, need) : NULL;
-  if (buf == NULL) {
-    n->stats.drops[DMQ_DROP_TX_FAILED]++;
-    return;
-  }
-  dmq__enc_t e;
-  dmq__enc_begin(&e, buf, need, NULL, 0, n->name, strlen(n->name));
-  if (dmq__enc_pushpull_begin(&e, flags, n->nmembers) != 0) {
-    dmq__free(n, buf);
-    return;
-  }
-  for (uint32_t i = 0; i < n->nmembers; i++) {
-    const dmq__member_t *m = n->members[i];
-    dmq__slice_t cv[DMQ_MAX_CHANNELS];
-    dmq__record_t r = {sl(m->name, m->name_len),
-                       sl(m->addr, m->addr_len),
-                       sl((const char *)m->meta, m->meta_len),
-                       m->inc,
-                       m->gen,
-                       m->state,
-                       {0, cv, NULL, 0}};
-    r.chans.n = dmq__member_chans(m, cv);
-    if (dmq__enc_record(&e, &r) != 0) {
-      n->stats.drops[DMQ_DROP_TX_FAILED]++;
-      dmq__free(n, buf);
-      return;
+  uint32_t *sizes = datagram && buf != NULL && n->nmembers > 1
+                        ? dmq__malloc(n, n->nmembers * sizeof(*sizes))
+                        : NULL;
+  size_t len = buf != NULL
+                   ? swim_enc_table(n, buf, need, flags, 0, n->nmembers, sizes)
+                   : 0;
+  size_t mtu = datagram ? dmq__datagram_mtu(n, addr) : 0;
+  if (len > mtu && sizes != NULL) {
+    size_t used = len; /* envelope and header, then ourselves */
+    for (uint32_t i = 0; i < n->nmembers; i++)
+      if (!n->members[i]->is_self)
+        used -= sizes[i];
+    uint32_t first = (uint32_t)dmq__rng_below(&n->rng, n->nmembers);
+    uint32_t count = 1;
+    for (uint32_t k = 0; k < n->nmembers; k++) {
+      uint32_t i = (first + k) % n->nmembers;
+      if (n->members[i]->is_self)
+        continue;
+      if (used + sizes[i] > mtu)
+        break;
+      used += sizes[i];
+      count++;
     }
+    len = swim_enc_table(n, buf, need, flags, first, count, NULL);
   }
-  size_t len = dmq__enc_end(&e);
-  if (dmq__send(n, addr, buf, len, 1, 1) == 0)
+  dmq__free(n, sizes);
+  if (len == 0) {
+    n->stats.drops[DMQ_DROP_TX_FAILED]++;
+  } else if (dmq__send(n, addr, buf, len, !datagram, 1) == 0) {
     n->stats.pushpull_sent++;
+  }
   dmq__free(n, buf);
+}
+
+static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
+  swim_send_pushpull_ex(n, addr, flags, !dmq__has_stream(n, addr));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -822,13 +876,15 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
     return;
   }
   /* Over a stream the reply goes back on the same connection (one TCP
-   * connection per exchange, not two); a push/pull that came as datagrams
-   * (host transport, fragments) is answered at the member's address. */
+   * connection per exchange, not two); a push/pull that came as a
+   * datagram (a requester without a stream transport, or the host
+   * transport) is answered at the member's address, as a datagram. */
   const char *to = stream && from_addr != NULL
                        ? from_addr
                        : swim_reply_addr(n, sender, from_addr);
   if (to != NULL)
-    swim_send_pushpull(n, to, DMQ__PP_REPLY);
+    swim_send_pushpull_ex(n, to, DMQ__PP_REPLY,
+                          !stream || !dmq__has_stream(n, to));
 }
 
 int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,

@@ -26,6 +26,10 @@ int dmq__send(dmq_node_t *n, const char *addr, const uint8_t *buf, size_t len,
 /* 1 if reliable sends to addr would use another transport than datagram
  * sends (a real stream fallback exists). */
 int dmq__has_separate_stream(dmq_node_t *n, const char *addr);
+/* Whether the reliable class reaches addr through a RELIABLE transport. */
+int dmq__has_stream(dmq_node_t *n, const char *addr);
+/* mtu of the transport that carries datagrams to addr (0: none). */
+size_t dmq__datagram_mtu(dmq_node_t *n, const char *addr);
 
 /* swim.c */
 void dmq__bc_remove(dmq_node_t *n, dmq__member_t *m);

@@ -8,7 +8,8 @@
 # unknown_dest, an unknown member), SIGTERM (the others see "left", never
 # "dead"), SIGKILL (the others see "dead"), `quit`; then two peers (profile
 # local) for a message sent to a SIGSTOPped peer, delivered once after
-# SIGCONT. Every JSON line every peer printed must parse.
+# SIGCONT; a UDP-only peer joining peers with TCP. Every JSON line every
+# peer printed must parse.
 #
 # Ports are picked by the kernel (--bind 127.0.0.1:0; the seed's address is
 # read from its "ready" event), so the test can run in parallel with others.
@@ -542,6 +543,30 @@ susp=no
 check saw "$tmp/s1.log" s2 suspect && susp=yes
 ok "SIGSTOP s2 ${STOP_MS} ms (suspected: $susp): message delivered $((t_msg - t_cont)) ms after SIGCONT, outcome at s1 after $((t_out - t_cont)) ms, exactly once"
 for n in s1 s2; do
+  send "$n" quit
+  wait_exit "${pid[$n]}" "$EXIT_S" || fail "$n: still running ${EXIT_S}s after quit"
+  [[ $status == 0 ]] || fail "$n: exit $status after quit"
+  unset "pid[$n]"
+done
+
+# ---------------------------------------------------------------------------
+# 5b. a UDP-only peer (--udp-only: no TCP) joins two peers that have TCP:
+#     its push/pull comes as a datagram and is answered as one, and a
+#     reliable message between it and a TCP peer goes over UDP
+# ---------------------------------------------------------------------------
+start u1 --bind 127.0.0.1:0 --profile fast --channel kv
+seed=$(check get "$tmp/u1.log" ready addr) || fail "u1: no address"
+start u2 --bind 127.0.0.1:0 --profile fast --seed "${seed#*://}"
+wait_until "$WAIT_S" "u1 sees u2" listing_is u1 "u1 alive" "u2 alive"
+start u3 --bind 127.0.0.1:0 --profile fast --seed "${seed#*://}" --udp-only --channel kv
+for n in u1 u2 u3; do
+  wait_until "$WAIT_S" "$n sees 3 alive" listing_is "$n" "u1 alive" "u2 alive" "u3 alive"
+done
+submit u1 "send u3 kv to the udp-only peer"
+outcome u1 "$id" delivered dest=u3
+once u3 "to the udp-only peer" u1 reliable=true
+ok "a UDP-only peer joined peers with TCP and got a reliable message"
+for n in u1 u2 u3; do
   send "$n" quit
   wait_exit "${pid[$n]}" "$EXIT_S" || fail "$n: still running ${EXIT_S}s after quit"
   [[ $status == 0 ]] || fail "$n: exit $status after quit"

@@ -117,6 +117,41 @@ static void test_join_through_a_non_seed_member(void **state) {
   dmq_sim_delete(w);
 }
 
+/* Members without a stream transport (UDP only): a push/pull that comes
+ * as a datagram is answered as one; a table larger than a datagram is
+ * answered with the sender and a random part of it that fits, so a late
+ * joiner, which gossip no longer tells about the early members, learns
+ * them exchange by exchange (the whole table was refused as too big
+ * before). 40 members' table is about two datagrams. */
+static void test_udp_only_late_joiner(void **state) {
+  (void)state;
+  dmq_sim_opts_t o;
+  dmq_sim_opts_init(&o);
+  o.link.delay_ms = 1;
+  o.no_stream = 1;
+  dmq_sim_t *w = dmq_sim_new(&o);
+  assert_non_null(w);
+  dmq_config_t cfg;
+  dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+  char name[48];
+  for (int i = 0; i < 39; i++) {
+    snprintf(name, sizeof name, "a-member-with-a-longer-name-%02d", i);
+    assert_int_equal(dmq_sim_add(w, &cfg, name), i);
+  }
+  join_all(w);
+  /* 39 joining at once: gossip drops some news (its queue is bounded), the
+   * partial tables of push/pull exchanges bring the rest */
+  assert_true(dmq_sim_expect_converged(w, 60000));
+  dmq_sim_run_for(w, 60000); /* every rumor about them has retired */
+  assert_int_equal(dmq_sim_add(w, &cfg, "the-late-joiner"), 39);
+  int seed = 0;
+  assert_int_equal(dmq_sim_join(w, 39, &seed, 1), 0);
+  /* its join push/pull brings a part of the table, later ones the rest */
+  assert_true(dmq_sim_expect_converged(w, 60000));
+  assert_int_equal(dmq_sim_false_deaths(w), 0);
+  dmq_sim_delete(w);
+}
+
 static void test_failure_detection_bounds(void **state) {
   (void)state;
   dmq_sim_t *w = world(10, DMQ_PROFILE_LAN, 0, NULL);
@@ -341,6 +376,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_full_mesh_from_one_seed),
       cmocka_unit_test(test_join_through_a_non_seed_member),
+      cmocka_unit_test(test_udp_only_late_joiner),
       cmocka_unit_test(test_failure_detection_bounds),
       cmocka_unit_test(test_refutation_of_false_suspicion),
       cmocka_unit_test(test_leave_is_left_not_dead),
