@@ -587,22 +587,7 @@ static void dlv_ids_del(dlv_t *d, dlv_op_t *op) {
     i = (i + 1) & mask;
   }
   d->ids_n--;
-  for (;;) {
-    d->ids[i] = NULL;
-    uint32_t k = i;
-    for (;;) {
-      k = (k + 1) & mask;
-      dlv_op_t *c = d->ids[k];
-      if (c == NULL)
-        return;
-      uint32_t home = dlv_id_slot(d, c->id);
-      if ((i <= k) ? (home <= i || home > k) : (home <= i && home > k)) {
-        d->ids[i] = c;
-        i = k;
-        break;
-      }
-    }
-  }
+  DMQ__OA_REMOVE(dlv_op_t *, d->ids, mask, i, dlv_id_slot(d, c->id));
 }
 
 /* ====================================================================== */

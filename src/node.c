@@ -129,25 +129,8 @@ static void node_index_remove(dmq_node_t *n, dmq__member_t *m) {
   uint32_t j = (uint32_t)dmq__hash(m->name, m->name_len) & mask;
   while (n->index[j] != m)
     j = (j + 1) & mask;
-  /* backward-shift deletion keeps probe chains intact */
-  uint32_t i = j;
-  for (;;) {
-    n->index[i] = NULL;
-    uint32_t k = i;
-    for (;;) {
-      k = (k + 1) & mask;
-      dmq__member_t *c = n->index[k];
-      if (c == NULL)
-        return;
-      uint32_t home = (uint32_t)dmq__hash(c->name, c->name_len) & mask;
-      /* can c move to slot i? yes if home is not cyclically in (i, k] */
-      if ((i <= k) ? (home <= i || home > k) : (home <= i && home > k)) {
-        n->index[i] = c;
-        i = k;
-        break;
-      }
-    }
-  }
+  DMQ__OA_REMOVE(dmq__member_t *, n->index, mask, j,
+                 (uint32_t)dmq__hash(c->name, c->name_len) & mask);
 }
 
 int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
