@@ -243,7 +243,9 @@ static void swim_send_ping(dmq_node_t *n, const dmq__member_t *target,
   swim_finish(n, &e, addr);
 }
 
-/* Send our full table to addr. */
+/* ---- push/pull tables ---- */
+
+/* One member's record. */
 static int swim_enc_member(dmq__enc_t *e, const dmq__member_t *m) {
   dmq__slice_t cv[DMQ_MAX_CHANNELS];
   dmq__record_t r = {sl(m->name, m->name_len),
@@ -257,6 +259,7 @@ static int swim_enc_member(dmq__enc_t *e, const dmq__member_t *m) {
   return dmq__enc_record(e, &r);
 }
 
+/* An upper bound of a record's encoded size. */
 static size_t swim_record_size(const dmq__member_t *m) {
   return 40 + m->name_len + m->addr_len + m->meta_len +
          dmq__member_chans_size(m);
