@@ -159,6 +159,8 @@ struct ep {
   int done_status[MAX_COOKIES];
   /* behaviour knobs */
   int close_on_recv;
+  /* once, from inside on_recv: a send without a cookie to this address */
+  const char *send_on_recv;
   int close_on_done;
   /* once close() was called: try to send from inside every callback
    * (expecting DMQ_ECLOSED), and close again from inside on_closed */
@@ -284,6 +286,11 @@ static void on_recv(dmq_transport_t *t, const char *from, const void *buf,
     e->len[e->nrecv] = len;
   }
   e->nrecv++;
+  if (e->send_on_recv != NULL) {
+    const char *to = e->send_on_recv;
+    e->send_on_recv = NULL;
+    (void)t->ops->send(t, to, buf, len, NULL);
+  }
   if (e->close_on_recv && !e->close_requested) {
     e->close_requested = 1;
     t->ops->close(t);
@@ -1799,6 +1806,14 @@ static void test_udp_refused_counted(void **state) {
   WAIT_RECV(c, b, 2);
   assert_int_equal(a->nocookie_failed, rc == 0 ? 1 : 0);
   assert_int_equal(a->unknown_cookie, 0);
+  /* the same from inside a receive callback, whose batch the receive path
+   * flushes itself at the end of the read */
+  if (rc == 0) {
+    b->send_on_recv = "udp://255.255.255.255:9";
+    assert_int_equal(ep_send(a, b->addr, 4, 50, 0), 0);
+    WAIT_NOCOOKIE_FAILED(c, b, 1);
+    assert_int_equal(b->nocookie_failed, 1);
+  }
 }
 
 static void test_udp_dual_stack(void **state) {

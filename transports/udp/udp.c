@@ -217,13 +217,19 @@ static void udp_handle_closed(uv_handle_t *h) {
 
 /* ---- completions ---- */
 
+/* Whether the idle handle has work: a batch, completions, or failures of
+ * sends without a cookie to report. */
+static int udp_idle_has_work(const udp_t *u) {
+  return u->ndone > 0 || u->nfailed > 0 || udp_batch_len(u) > 0;
+}
+
 static void udp_idle_cb(uv_idle_t *h) {
   udp_t *u = h->data;
   /* the batch first: its completions then go out in this turn, and no
    * reservation is outstanding when done[] is swapped with spare[] */
   udp_batch_flush(u);
   udp_done_flush(u);
-  if (u->ndone == 0 && u->nfailed == 0 && udp_batch_len(u) == 0)
+  if (!udp_idle_has_work(u))
     uv_idle_stop(h);
 }
 
@@ -576,11 +582,11 @@ static void udp_batch_flush(udp_t *u) {
 }
 
 /* Flush the batch now rather than from the idle handle, which is stopped
- * when nothing else is left for it (completions stay for the idle
- * handle: they are never delivered from inside a send path). */
+ * when nothing else is left for it (completions and failures stay for the
+ * idle handle: they are never reported from inside a send path). */
 static void udp_flush_now(udp_t *u) {
   udp_batch_flush(u);
-  if (u->ndone == 0)
+  if (!udp_idle_has_work(u))
     uv_idle_stop(&u->idle);
 }
 
