@@ -231,6 +231,18 @@ static void forget_and_meet_again(ctx_t *c, int gone, int other) {
   wait_served(c, 1, 0);
 }
 
+/* Three hosts that reap the dead after 3 s (for forget_and_meet_again),
+ * host 1 serving channel 0. */
+static ctx_t *world_forgetful(void) {
+  dmq_config_t cfg;
+  dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+  cfg.dead_retention_ms = 3000;
+  ctx_t *c = world_cfg(3, 1, 0, &cfg);
+  serve(c, 1, 0);
+  wait_served(c, 1, 0);
+  return c;
+}
+
 static int send_msg(ctx_t *c, int src, int dst, int k, uint32_t seq,
                     size_t extra, int reliable, uint32_t ttl_ms) {
   uint8_t buf[512];
@@ -936,12 +948,7 @@ static void test_suspect_waits(void **state) {
  * and falsely acknowledged. */
 static void test_reaped_and_back_keeps_sequence(void **state) {
   (void)state;
-  dmq_config_t cfg;
-  dmq_config_init(&cfg, DMQ_PROFILE_LAN);
-  cfg.dead_retention_ms = 3000;
-  ctx_t *c = world_cfg(3, 1, 0, &cfg);
-  serve(c, 1, 0);
-  wait_served(c, 1, 0);
+  ctx_t *c = world_forgetful();
   for (uint32_t q = 0; q < 5; q++)
     assert_int_equal(send_msg(c, 0, 1, 0, q, 20, 1, 0), 0);
   dmq_sim_run_for(c->w, 500);
@@ -963,12 +970,7 @@ static void test_reaped_and_back_keeps_sequence(void **state) {
  * it already saw as lost. */
 static void test_best_effort_reaped_and_back(void **state) {
   (void)state;
-  dmq_config_t cfg;
-  dmq_config_init(&cfg, DMQ_PROFILE_LAN);
-  cfg.dead_retention_ms = 3000;
-  ctx_t *c = world_cfg(3, 1, 0, &cfg);
-  serve(c, 1, 0);
-  wait_served(c, 1, 0);
+  ctx_t *c = world_forgetful();
   uint32_t q = 0;
   for (int side = 0; side < 2; side++) { /* pause the receiver, the sender */
     for (int k = 0; k < 5; k++)

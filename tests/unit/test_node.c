@@ -77,6 +77,13 @@ static void pair_run(pair_t *p, uint64_t until) {
   memnet_run(&p->net, p->node, p->tp, 2, &p->now, until);
 }
 
+/* n1 joins through n0; both then run until `until`. */
+static void pair_join(pair_t *p, uint64_t until) {
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(p->node[1], &seed, 1, 0), 0);
+  pair_run(p, until);
+}
+
 /* ---- tests ---- */
 
 static void test_errors(void **state) {
@@ -191,9 +198,7 @@ static void test_pair_join_and_leave(void **state) {
   (void)state;
   pair_t p;
   assert_int_equal(pair_init(&p, NULL), 0);
-  const char *seed = "mem://0";
-  assert_int_equal(dmq_node_join(p.node[1], &seed, 1, 0), 0);
-  pair_run(&p, 2000);
+  pair_join(&p, 2000);
   dmq_member_info_t info;
   assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
   assert_int_equal(info.state, DMQ_MEMBER_ALIVE);
@@ -237,9 +242,7 @@ static void test_stale_suspicion_answered(void **state) {
   (void)state;
   pair_t p;
   assert_int_equal(pair_init(&p, NULL), 0);
-  const char *seed = "mem://0";
-  dmq_node_join(p.node[1], &seed, 1, 0);
-  pair_run(&p, 3000);
+  pair_join(&p, 3000);
   dmq_member_info_t info;
   assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
   assert_int_equal(info.state, DMQ_MEMBER_ALIVE);
@@ -279,9 +282,7 @@ static void test_pair_failure(void **state) {
   (void)state;
   pair_t p;
   assert_int_equal(pair_init(&p, NULL), 0);
-  const char *seed = "mem://0";
-  dmq_node_join(p.node[1], &seed, 1, 0);
-  pair_run(&p, 2000);
+  pair_join(&p, 2000);
   dmq_node_delete(p.node[1]); /* crash */
   p.node[1] = NULL;
   /* two members: no one to confirm, suspicion lasts the minimum
@@ -304,9 +305,7 @@ static void test_transport_refusal_counted(void **state) {
   pair_t p;
   assert_int_equal(pair_init(&p, NULL), 0);
   p.net.refuse = 1;
-  const char *seed = "mem://0";
-  dmq_node_join(p.node[1], &seed, 1, 0);
-  pair_run(&p, 1000);
+  pair_join(&p, 1000);
   dmq_stats_t st;
   dmq_node_stats(p.node[1], &st);
   assert_true(st.drops[DMQ_DROP_TX_FAILED] >= 1);
