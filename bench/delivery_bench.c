@@ -176,6 +176,8 @@ typedef struct db_opts {
   int pace_us;           /* latency phase: send what is due this often */
   uint32_t lat_trace_us; /* receiver: trace ms with a worse latency */
   int pin;               /* sender on CPU 0, receiver on CPU 1 */
+  uint32_t stall_ms;     /* latency phase: one injected stall this long */
+  int stall_rx;          /* ... of the receiver (1) or the sender (0) */
 } db_opts_t;
 
 /* Every message starts with this (payload >= sizeof). */
@@ -201,6 +203,14 @@ static uint64_t mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * DB_NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+/* --stall-ms: the process does not run for ms (as when the host preempts
+ * it), then carries on with whatever piled up meanwhile. */
+static void stall(uint32_t ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
 }
 
 static uint64_t cpu_ns(void) {
@@ -752,6 +762,7 @@ typedef struct rx {
   size_t lbuf_n;
   uint64_t count, seen_count, last_ns, disorder, events;
   int lat_on;
+  uint64_t stall_at; /* --stall-ms: when the receiver stalls (0: not) */
   db_hist_t h;
   uint64_t cpu0, kd0, received0, delivered0, drops0, events0, lost0;
   int closing, closed;
@@ -781,6 +792,10 @@ static void rx_on_msg(dmq_node_t *node, dmq_channel_t *ch,
   }
   if (r->lat_on)
     hist_add(&r->h, hd.ts_ns);
+  if (r->stall_at != 0 && mono_ns() >= r->stall_at) {
+    r->stall_at = 0;
+    stall(r->o->stall_ms);
+  }
   if (r->o->rx_work_ns > 0) {
     uint64_t until = mono_ns() + r->o->rx_work_ns;
     while (mono_ns() < until) {
@@ -831,6 +846,10 @@ static void rx_handle_closed(uv_handle_t *h) {
 static void rx_command(rx_t *r, const char *cmd) {
   if (strncmp(cmd, "RESET", 5) == 0) {
     r->lat_on = atoi(cmd + 6);
+    r->stall_at = 0;
+    if (r->lat_on && r->o->stall_ms > 0 && r->o->stall_rx)
+      r->stall_at =
+          mono_ns() + (uint64_t)(r->o->latency_s / 2 * (double)DB_NS_PER_S);
     r->count = r->seen_count = r->last_ns = 0;
     r->disorder = 0;
     hist_reset(&r->h);
@@ -995,6 +1014,7 @@ typedef struct tx {
   /* pacing */
   double rate;
   uint64_t pace_t0, paced;
+  uint64_t stall_at; /* --stall-ms: when the sender stalls (0: not) */
   /* run_until */
   int (*pred)(struct tx *);
   uint64_t pred_deadline;
@@ -1081,6 +1101,10 @@ static void tx_on_pace(uv_poll_t *h, int status, int events) {
   if (read(t->pace_fd, &expirations, sizeof(expirations)) < 0 || !t->sending)
     return;
   uint64_t now = uv_now(&t->loop);
+  if (t->stall_at != 0 && mono_ns() >= t->stall_at) {
+    t->stall_at = 0;
+    stall(t->o->stall_ms);
+  }
   uint64_t due = (uint64_t)(t->rate * (double)(mono_ns() - t->pace_t0) /
                             (double)DB_NS_PER_S);
   while (t->paced < due) {
@@ -1241,6 +1265,9 @@ static void tx_phase(tx_t *t, db_phase_t *ph, double rate, double secs) {
   t->pacing = rate > 0;
   t->rate = rate;
   t->pace_t0 = ph->t0;
+  t->stall_at = 0;
+  if (rate > 0 && t->o->stall_ms > 0 && !t->o->stall_rx)
+    t->stall_at = ph->t0 + (uint64_t)(secs / 2 * (double)DB_NS_PER_S);
   uv_timer_start(&t->stop, tx_on_stop, (uint64_t)(secs * 1000), 0);
   if (t->o->trace > 0)
     uv_timer_start(&t->trace, tx_on_trace, (uint64_t)t->o->trace,
@@ -1445,6 +1472,9 @@ static double run_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
             3);
   printf(",\"receivers\":%d,\"pace_us\":%d,\"pinned\":%s", nrecv, o->pace_us,
          o->pin ? "true" : "false");
+  if (o->stall_ms > 0 && mode != M_RAW && mode != M_RAW_MMSG)
+    printf(",\"stall_ms\":%" PRIu32 ",\"stall_side\":\"%s\"", o->stall_ms,
+           o->stall_rx ? "rx" : "tx");
   print_num("duration_s", win, 3);
   print_num("cpu_sender_pct", (double)ph.cpu / (double)DB_NS_PER_S / wall * 100,
             1);
@@ -1523,7 +1553,8 @@ static void usage(void) {
       "         [--receivers N] [--batch N] [--profile lan|wan|local|fast]\n"
       "         [--queue-msgs N] [--window N] [--rx-work-ns NS]\n"
       "         [--trace-ms MS] [--lat-load F] [--pace-us US]\n"
-      "         [--lat-trace-us US] [--pin 0|1]\n");
+      "         [--lat-trace-us US] [--pin 0|1]\n"
+      "         [--stall-ms MS] [--stall-side rx|tx]\n");
   exit(2);
 }
 
@@ -1561,6 +1592,7 @@ int main(int argc, char **argv) {
   o.lat_load = 0.5;
   o.pace_us = 250;
   o.pin = 1;
+  o.stall_rx = 1;
   o.payload[0] = 100;
   o.payload[1] = 1024;
   o.n_payload = 2;
@@ -1608,7 +1640,13 @@ int main(int argc, char **argv) {
       o.lat_trace_us = (uint32_t)strtoul(v, NULL, 10);
     else if (strcmp(a, "--pace-us") == 0)
       o.pace_us = atoi(v);
-    else
+    else if (strcmp(a, "--stall-ms") == 0)
+      o.stall_ms = (uint32_t)strtoul(v, NULL, 10);
+    else if (strcmp(a, "--stall-side") == 0) {
+      if (strcmp(v, "rx") != 0 && strcmp(v, "tx") != 0)
+        usage();
+      o.stall_rx = strcmp(v, "rx") == 0;
+    } else
       usage();
   }
   if (o.duration_s <= 0 || o.latency_s <= 0 || o.lat_load <= 0 ||

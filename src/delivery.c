@@ -98,6 +98,14 @@
  * fast retransmission is not delayed. */
 #define DLV_ACK_EVERY 256
 #define DLV_ACK_DELAY_MS 5
+/* Datagrams (or stream sends) of new messages one flush of a peer puts on
+ * the wire; the rest goes at the next turn of the event loop. A backlog
+ * (after a stall, or with the window reopening at once) is then sent in
+ * slices with the loop's I/O in between: acks are read and the window
+ * slides while the backlog drains, where one flush of a whole 4096-message
+ * window held the acks back until it was done and made sender and
+ * receiver take turns. */
+#define DLV_BURST_PKTS 32
 /* Smallest reorder ring, in messages. */
 #define DLV_RING_MIN 16
 /* First capacity of the growable tables (timer heap, id map, scratch). */
@@ -214,6 +222,7 @@ struct dmq__peer {
   dlv_msg_t *be_head, *be_tail;
   uint32_t q_msgs, inflight, nrtx;
   size_t q_bytes, unsent_est, be_est;
+  size_t inflight_est; /* dlv_est() of the messages in flight */
   uint64_t peer_cum;
   uint32_t peer_rwnd;
   uint64_t srtt8, rttvar4; /* RFC 6298, scaled by 8 and 4 */
@@ -1099,8 +1108,10 @@ static void dlv_msg_remove(dmq_node_t *n, dlv_peer_t *p, dlv_msg_t *m) {
   } else if (m->ntx == 0) {
     p->unsent_est -= dlv_est(m); /* unsent, behind p->unsent */
   }
-  if (m->ntx > 0)
+  if (m->ntx > 0) {
     p->inflight--;
+    p->inflight_est -= dlv_est(m);
+  }
   if (m->rtx)
     p->nrtx--;
   if (m->prev != NULL)
@@ -1407,7 +1418,8 @@ static size_t dlv_frag_max(const dmq_node_t *n, size_t chan_len) {
 typedef struct dlv_pkt {
   dmq__enc_t e;
   int open;
-  uint32_t nbe; /* best-effort messages in it */
+  uint32_t nbe;  /* best-effort messages in it */
+  uint32_t sent; /* datagrams sent by this flush */
 } dlv_pkt_t;
 
 static void dlv_pkt_send(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k) {
@@ -1419,6 +1431,7 @@ static void dlv_pkt_send(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k) {
     return;
   uint32_t c = k->e.count;
   size_t len = dmq__enc_end(&k->e);
+  k->sent++;
   if (dmq__send(n, p->m->addr, d->tx, len, 0, c) != 0) {
     d->st.dropped_be += k->nbe;
     d->st.sent_be -= k->nbe;
@@ -1511,6 +1524,7 @@ static void dlv_mark_sent(dmq_node_t *n, dlv_peer_t *p, dlv_msg_t *m) {
   dlv_t *d = n->dlv;
   if (m->ntx == 0) {
     p->inflight++;
+    p->inflight_est += dlv_est(m);
     d->st.sent_reliable++;
     if ((m->flags & DMQ__DATA_MORE) || m->len < m->op->len)
       d->st.fragments_sent++;
@@ -1551,6 +1565,8 @@ static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
   size_t budget = n->cfg.mtu;
   k.open = 0;
   k.nbe = 0;
+  k.sent = 0;
+  int more = 0; /* stopped by DLV_BURST_PKTS: flush again next turn */
   if (p->ack_pending && p->rx_gen != 0) {
     dmq__dack_t a;
     dlv_build_dack(n, p, &a);
@@ -1584,7 +1600,13 @@ static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
   while (p->unsent != NULL && (p->unsent->seq <= limit || p->persist)) {
     dlv_msg_t *m = p->unsent;
     if (m->deadline <= n->now)
-      break;        /* its TTL timer runs first at the next tick */
+      break; /* its TTL timer runs first at the next tick */
+    if (!k.open && k.sent >= DLV_BURST_PKTS) {
+      more = 1;
+      break;
+    }
+    if (p->inflight > 0 && p->inflight_est + dlv_est(m) > d->cfg.window_bytes)
+      break;        /* the byte window: an ack reopens it */
     p->persist = 0; /* one message past a closed window is the probe */
     if (!m->stream) {
       /* full_only: a new datagram only for a datagram's worth */
@@ -1602,14 +1624,20 @@ static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     }
     p->unsent = m->next;
     p->unsent_est -= dlv_est(m);
-    if (m->stream)
+    if (m->stream) {
+      k.sent++;
       dlv_send_stream(n, p, m); /* a failure is a loss: the RTO resends */
+    }
     dlv_mark_sent(n, p, m);
   }
-  while (p->be_head != NULL) {
+  while (p->be_head != NULL && !more) {
     dlv_msg_t *m = p->be_head;
     if (!k.open && full_only && p->unsent_est + p->be_est < budget)
       break;
+    if (!k.open && k.sent >= DLV_BURST_PKTS) {
+      more = 1;
+      break;
+    }
     /* Numbered only once it is on the wire (a message dropped here is not
      * a gap at the receiver). The open datagram's best-effort messages
      * always hold the last k.nbe numbers given, so a datagram the transport
@@ -1640,6 +1668,7 @@ static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     } else {
       dlv_pkt_send(n, p, &k); /* its numbers stay below this one's */
       m->seq = p->tx_be;
+      k.sent++;
       if (dlv_send_stream(n, p, m) == 0) {
         p->tx_be++;
         d->st.sent_be++;
@@ -1652,6 +1681,8 @@ static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     dlv_op_unref(n, op);
   }
   dlv_pkt_send(n, p, &k);
+  if (more)
+    dlv_want_flush(d, p);
   dlv_check_writable(d, p);
 }
 
@@ -2336,7 +2367,8 @@ void dmq_delivery_config_init(dmq_delivery_config_t *c) {
   c->ttl_ms = 30000;
   c->rto_min_ms = 200;
   c->rto_max_ms = 5000;
-  c->window = 4096;
+  c->window = 16384;
+  c->window_bytes = (size_t)4 << 20;
   c->queue_msgs = 16384;
   c->queue_bytes = (size_t)64 << 20;
   c->max_message = (size_t)4 << 20;
@@ -2414,8 +2446,8 @@ int dmq_delivery_configure(dmq_node_t *n, const dmq_delivery_config_t *c) {
   if (n == NULL || c == NULL || n->dlv == NULL)
     return DMQ_EINVAL;
   if (c->ttl_ms == 0 || c->rto_min_ms == 0 || c->rto_max_ms < c->rto_min_ms ||
-      c->window == 0 || c->window > DLV_MAX_WINDOW || c->queue_msgs == 0 ||
-      c->queue_bytes == 0 || c->max_message == 0 ||
+      c->window == 0 || c->window > DLV_MAX_WINDOW || c->window_bytes == 0 ||
+      c->queue_msgs == 0 || c->queue_bytes == 0 || c->max_message == 0 ||
       c->max_message > UINT32_MAX || c->reassembly_bytes == 0 ||
       c->request_timeout_ms == 0 ||
       c->max_message + DLV_PACKET_HEADROOM > (size_t)n->cfg.max_packet)

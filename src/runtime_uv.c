@@ -8,7 +8,9 @@
  *   - time: uv_now() (milliseconds, monotonic) is the node's clock;
  *   - timers: one uv_timer_t armed for dmq_node_next_deadline(), calling
  *     dmq_node_tick() on expiry, re-armed after every tick and every
- *     received packet. Calls the application makes on the node between
+ *     received packet; a deadline already due runs from a uv_idle_t
+ *     instead, once per loop turn, so that the turn's I/O runs between
+ *     two ticks (see rt_arm). Calls the application makes on the node between
  *     iterations (dmq_send, set_meta, join, ...) can make the deadline
  *     earlier; the core then calls the node's wake hook, which starts a
  *     uv_prepare_t that re-arms the timer once before the loop next polls.
@@ -47,9 +49,9 @@
 /* Timer coalescing granularity (see rt_arm). */
 #define RT_TIMER_SLACK_MS 10
 #define RT_US_PER_MS 1000
-/* uv handles owned by the runtime: the deadline timer, the prepare handle
- * and the flush timer. */
-#define RT_OWN_HANDLES 3
+/* uv handles owned by the runtime: the deadline timer, the idle handle for
+ * work due now, the prepare handle and the flush timer. */
+#define RT_OWN_HANDLES 4
 
 typedef enum rt_state {
   RT_RUNNING = 0,
@@ -62,6 +64,7 @@ struct dmq_uv {
   dmq_node_t *node;
   dmq_transport_t *udp, *tcp;
   uv_timer_t timer;     /* armed for dmq_node_next_deadline() */
+  uv_idle_t now;        /* instead of the timer when the deadline is due */
   uv_prepare_t prepare; /* re-arms the timer after the core's wake hook */
   uv_timer_t flush;     /* while leaving: polls dmq_node_left_flushed() */
   uint64_t armed;       /* (rounded) deadline the timer is armed for */
@@ -80,6 +83,7 @@ struct dmq_uv {
 /* timer                                                                   */
 
 static void rt_on_timer(uv_timer_t *h);
+static void rt_on_now(uv_idle_t *h);
 
 static void rt_arm(dmq_uv_t *rt) {
   if (rt->state == RT_CLOSING)
@@ -93,8 +97,24 @@ static void rt_arm(dmq_uv_t *rt) {
   if (d == DMQ_NEVER) {
     rt->armed = DMQ_NEVER;
     uv_timer_stop(&rt->timer);
+    uv_idle_stop(&rt->now);
     return;
   }
+  uint64_t now = uv_now(rt->loop);
+  if (d <= now) {
+    /* Due now (work the core left for the next turn: the rest of a
+     * sending burst, acks to send): an idle handle, which runs once per
+     * loop turn and makes that turn's poll for I/O not block. A timer of
+     * timeout 0 started from the timer's own callback would run again in
+     * the same timer pass in libuv < 1.48, back to back, without reading
+     * the socket in between (libuv issue 4245). */
+    uv_timer_stop(&rt->timer);
+    rt->armed = DMQ_NEVER;
+    if (!uv_is_active((uv_handle_t *)&rt->now))
+      uv_idle_start(&rt->now, rt_on_now);
+    return;
+  }
+  uv_idle_stop(&rt->now);
   /* uv timers count from uv_now(), the node's clock. A deadline further
    * away than RT_TIMER_SLACK_MS is rounded up to a multiple of it, so
    * that the timers of nodes sharing a loop (and of unrelated timers)
@@ -102,22 +122,29 @@ static void rt_arm(dmq_uv_t *rt) {
    * (retransmissions, TTLs, request timeouts) are kept exact. The
    * rounding also spares most re-arms: most deadline changes stay inside
    * the same slot. */
-  uint64_t now = uv_now(rt->loop);
   uint64_t due = d;
   if (d > now + RT_TIMER_SLACK_MS && delivery != d)
     due = (d + RT_TIMER_SLACK_MS - 1) / RT_TIMER_SLACK_MS * RT_TIMER_SLACK_MS;
   if (due == rt->armed && uv_is_active((uv_handle_t *)&rt->timer))
     return;
   rt->armed = due;
-  uv_timer_start(&rt->timer, rt_on_timer, due > now ? due - now : 0, 0);
+  uv_timer_start(&rt->timer, rt_on_timer, due - now, 0);
 }
 
-static void rt_on_timer(uv_timer_t *h) {
-  dmq_uv_t *rt = h->data;
+static void rt_tick(dmq_uv_t *rt) {
   rt->armed = DMQ_NEVER;
   dmq_node_tick(rt->node, uv_now(rt->loop));
   dmq__udp_flush(rt->udp); /* the tick's burst of datagrams, in one go */
   rt_arm(rt);
+}
+
+static void rt_on_timer(uv_timer_t *h) {
+  rt_tick(h->data);
+}
+
+static void rt_on_now(uv_idle_t *h) {
+  uv_idle_stop(h);
+  rt_tick(h->data);
 }
 
 static void rt_on_prepare(uv_prepare_t *h) {
@@ -380,9 +407,10 @@ int dmq_uv_new(dmq_uv_t **out, uv_loop_t *loop, const dmq_config_t *cfg,
     goto fail;
   /* nothing below can fail: handles exist only on success */
   uv_timer_init(loop, &rt->timer);
+  uv_idle_init(loop, &rt->now);
   uv_timer_init(loop, &rt->flush);
   uv_prepare_init(loop, &rt->prepare);
-  rt->timer.data = rt->flush.data = rt->prepare.data = rt;
+  rt->timer.data = rt->now.data = rt->flush.data = rt->prepare.data = rt;
   rt->node->wake_cb = rt_wake;
   rt->node->wake_ud = rt;
   uv_update_time(loop);
@@ -445,6 +473,7 @@ static void rt_shutdown(dmq_uv_t *rt) {
   rt->node = NULL;
   rt->pending += RT_OWN_HANDLES;
   uv_close((uv_handle_t *)&rt->timer, rt_on_handle_closed);
+  uv_close((uv_handle_t *)&rt->now, rt_on_handle_closed);
   uv_close((uv_handle_t *)&rt->prepare, rt_on_handle_closed);
   uv_close((uv_handle_t *)&rt->flush, rt_on_handle_closed);
   /* counted before close(): on_closed decrements */

@@ -153,13 +153,16 @@ typedef struct dmq_delivery_config {
   uint32_t ttl_ms;     /* default TTL of reliable messages: 30000 */
   uint32_t rto_min_ms; /* first retransmission: 200 */
   uint32_t rto_max_ms; /* back-off cap: 5000 */
-  uint32_t window;     /* unacked messages in flight per dest: 4096 */
+  uint32_t window;     /* unacked messages in flight per dest: 16384 */
   uint32_t
       queue_msgs; /* queued per destination: 16384 (bounds queueing delay) */
   size_t queue_bytes;          /* queued per destination: 64 MiB */
   size_t max_message;          /* largest message: 4 MiB */
   size_t reassembly_bytes;     /* per sender, fragments + reorder: 8 MiB */
   uint32_t request_timeout_ms; /* default request timeout: 5000 */
+  /* unacked bytes in flight per dest (payload, channel and a DATA header
+   * each; at least one message is always allowed): 4 MiB */
+  size_t window_bytes;
 } dmq_delivery_config_t;
 
 DMQ_EXTERN void dmq_delivery_config_init(dmq_delivery_config_t *c);

@@ -85,21 +85,26 @@ int memnet_node_new(memnet_t *net, memnet_tp_t *tp, int idx,
   return dmq_node_add_transport(*node, &tp->t);
 }
 
+void memnet_deliver(memnet_t *net, dmq_node_t *const *node, memnet_tp_t *tp,
+                    int n, uint64_t now) {
+  while (net->head < net->tail) {
+    /* a copy: what the node sends while receiving may reuse the slot */
+    memnet_pkt_t k = net->q[net->head % net->cap];
+    net->q[net->head++ % net->cap].buf = NULL;
+    int lost = k.from >= 0 && k.from < 32 && (net->drop_from >> k.from) & 1u;
+    if (!lost && k.to >= 0 && k.to < n && node[k.to] != NULL)
+      dmq_node_recv(node[k.to], &tp[k.to].t, tp[k.from].addr, k.buf, k.len,
+                    now);
+    free(k.buf);
+  }
+}
+
 void memnet_run(memnet_t *net, dmq_node_t *const *node, memnet_tp_t *tp, int n,
                 uint64_t *now, uint64_t until) {
   long guard = 0;
   while (*now <= until) {
     assert_true(++guard < 1000000); /* a deadline that never moves on */
-    while (net->head < net->tail) {
-      /* a copy: what the node sends while receiving may reuse the slot */
-      memnet_pkt_t k = net->q[net->head % net->cap];
-      net->q[net->head++ % net->cap].buf = NULL;
-      int lost = k.from >= 0 && k.from < 32 && (net->drop_from >> k.from) & 1u;
-      if (!lost && k.to >= 0 && k.to < n && node[k.to] != NULL)
-        dmq_node_recv(node[k.to], &tp[k.to].t, tp[k.from].addr, k.buf, k.len,
-                      *now);
-      free(k.buf);
-    }
+    memnet_deliver(net, node, tp, n, *now);
     uint64_t d = DMQ_NEVER;
     for (int i = 0; i < n; i++) {
       uint64_t x = node[i] ? dmq_node_next_deadline(node[i]) : DMQ_NEVER;

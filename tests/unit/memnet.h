@@ -63,6 +63,11 @@ void memnet_tp_init(memnet_tp_t *tp, memnet_t *net, int idx);
 int memnet_node_new(memnet_t *net, memnet_tp_t *tp, int idx,
                     const dmq_alloc_t *alloc, dmq_node_t **node);
 
+/* Hand every queued packet to its node (as memnet_run does), at time now,
+ * without firing deadlines; packets sent meanwhile are delivered too. */
+void memnet_deliver(memnet_t *net, dmq_node_t *const *node, memnet_tp_t *tp,
+                    int n, uint64_t now);
+
 /* Deliver the queued packets and fire deadlines until `until`: node[i]
  * (NULL: gone) receives over tp[i] what is sent to "mem://<i>", for i < n.
  * *now moves forward to each deadline as it fires (callbacks can read it)

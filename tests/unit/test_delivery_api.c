@@ -227,7 +227,8 @@ static void test_config_and_names(void **state) {
   assert_int_equal(c.ttl_ms, 30000);
   assert_int_equal(c.rto_min_ms, 200);
   assert_int_equal(c.rto_max_ms, 5000);
-  assert_int_equal(c.window, 4096);
+  assert_int_equal(c.window, 16384);
+  assert_true(c.window_bytes == (size_t)4 << 20);
   assert_int_equal(c.queue_msgs, 16384);
   assert_true(c.queue_bytes == (size_t)64 << 20);
   assert_true(c.max_message == (size_t)4 << 20);
@@ -245,6 +246,9 @@ static void test_config_and_names(void **state) {
   assert_int_equal(dmq_delivery_configure(n, &bad), DMQ_EINVAL);
   bad = c;
   bad.window = 0;
+  assert_int_equal(dmq_delivery_configure(n, &bad), DMQ_EINVAL);
+  bad = c;
+  bad.window_bytes = 0;
   assert_int_equal(dmq_delivery_configure(n, &bad), DMQ_EINVAL);
   bad = c;
   bad.window = 65537;
@@ -435,6 +439,114 @@ static void test_queue_full_then_writable(void **state) {
     assert_int_equal(p->rx_val[1][v], v);
   assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_DELIVERED), 16);
   assert_int_equal(p->writable[0], 1); /* only after a refusal */
+  pair_free(p);
+  free(p);
+}
+
+/* A backlog the window lets out at once (here: 2000 messages behind acks
+ * that were lost, released by one DACK after the RTO) leaves in slices of
+ * at most 32 datagrams per flush, the node asking to run again at once
+ * (deadline = now) in between, so that a runtime reads its sockets between
+ * two slices; every message still arrives once and in order. */
+static void test_burst_slices(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_init(p, NULL), 0);
+  dmq_delivery_config_t c;
+  dmq_delivery_config_init(&c);
+  c.window = 2000;
+  c.queue_msgs = 4000;
+  assert_int_equal(dmq_delivery_configure(p->node[0], &c), 0);
+  assert_int_equal(dmq_channel_open(p->node[1], "ch", on_rx, p, &p->ch[1]), 0);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(p->node[1], &seed, 1, 0), 0);
+  pair_run(p, 2000);
+  p->net.drop_from = 1u << 1; /* node 1's acks are lost */
+  const uint32_t total = 3500;
+  uint8_t buf[64]; /* about 15 per datagram: 1500 are some 100 datagrams */
+  memset(buf, 1, sizeof buf);
+  dmq_send_opts_t o = rel(p);
+  for (uint32_t v = 0; v < total; v++) {
+    memcpy(buf, &v, sizeof v);
+    dmq_msg_id_t id = 0;
+    assert_int_equal(
+        dmq_send(p->node[0], "n1", "ch", buf, sizeof buf, &o, p->now, &id), 0);
+    p->accepted[0][id] = 1;
+  }
+  memnet_deliver(&p->net, p->node, p->tp, 2, p->now);
+  dmq_delivery_stats_t st;
+  dmq_delivery_stats(p->node[0], &st);
+  assert_true(st.inflight == 2000 && st.queued_msgs == total);
+  p->net.drop_from = 0;
+  size_t most = 0;
+  int again = 0;
+  for (int guard = 0; p->rx_n[1] < total; guard++) {
+    assert_true(guard < 100000);
+    memnet_deliver(&p->net, p->node, p->tp, 2, p->now);
+    uint64_t d0 = dmq_node_next_deadline(p->node[0]);
+    uint64_t d1 = dmq_node_next_deadline(p->node[1]);
+    uint64_t d = d0 < d1 ? d0 : d1;
+    assert_true(d != DMQ_NEVER);
+    if (d > p->now)
+      p->now = d;
+    if (d1 <= p->now)
+      dmq_node_tick(p->node[1], p->now);
+    if (d0 <= p->now) {
+      size_t before = p->net.tail;
+      dmq_node_tick(p->node[0], p->now);
+      size_t sent = p->net.tail - before;
+      if (sent > most)
+        most = sent;
+      again += sent > 0 && dmq_node_next_deadline(p->node[0]) == p->now;
+    }
+  }
+  assert_true(most <= 32); /* the DACK rides in the first datagram */
+  assert_true(again >= 2); /* 1500 messages take several slices */
+  pair_run(p, p->now + 1000);
+  for (uint32_t v = 0; v < total; v++)
+    assert_int_equal(p->rx_val[1][v], v);
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_DELIVERED), (int)total);
+  pair_free(p);
+  free(p);
+}
+
+/* window_bytes bounds what is in flight in bytes (payload, channel and a
+ * DATA header each), whatever the window in messages allows. */
+static void test_byte_window(void **state) {
+  (void)state;
+  pair_t *p = calloc(1, sizeof(*p));
+  assert_int_equal(pair_init(p, NULL), 0);
+  dmq_delivery_config_t c;
+  dmq_delivery_config_init(&c);
+  c.window_bytes = 1000;
+  assert_int_equal(dmq_delivery_configure(p->node[0], &c), 0);
+  assert_int_equal(dmq_channel_open(p->node[1], "ch", on_rx, p, &p->ch[1]), 0);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(p->node[1], &seed, 1, 0), 0);
+  pair_run(p, 2000);
+  p->net.blackhole = 1; /* nothing comes back: what is in flight stays */
+  uint8_t buf[100];
+  memset(buf, 7, sizeof buf);
+  dmq_send_opts_t o = rel(p);
+  for (uint32_t v = 0; v < 50; v++) {
+    memcpy(buf, &v, sizeof v);
+    dmq_msg_id_t id = 0;
+    assert_int_equal(
+        dmq_send(p->node[0], "n1", "ch", buf, sizeof buf, &o, p->now, &id), 0);
+    p->accepted[0][id] = 1;
+  }
+  dmq_node_tick(p->node[0], p->now);
+  dmq_delivery_stats_t st;
+  dmq_delivery_stats(p->node[0], &st);
+  /* 100 + 2 + 40 bytes each: 7 fit in 1000 */
+  assert_int_equal(st.inflight, 7);
+  assert_int_equal(st.queued_msgs, 50);
+  p->net.blackhole = 0;
+  pair_run(p, p->now + 5000);
+  assert_int_equal(p->rx_n[1], 50);
+  for (uint32_t v = 0; v < 50; v++)
+    assert_int_equal(p->rx_val[1][v], v);
+  assert_int_equal(outcomes(p, 0, DMQ_OUTCOME_DELIVERED), 50);
   pair_free(p);
   free(p);
 }
@@ -984,6 +1096,8 @@ int main(void) {
       cmocka_unit_test(test_best_effort_numbering_rx),
       cmocka_unit_test(test_best_effort_numbering_unknown_sender),
       cmocka_unit_test(test_best_effort_numbering_tx),
+      cmocka_unit_test(test_burst_slices),
+      cmocka_unit_test(test_byte_window),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
