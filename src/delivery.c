@@ -21,7 +21,8 @@
  * Where it departs from TCP/SCTP, and why:
  * - Messages, not bytes: sequence numbers, windows and the SACK bitmap count
  *   messages, so a small message costs one slot; memory is bounded by the
- *   window in messages and by byte budgets on both sides.
+ *   window in messages and by byte budgets on both sides (the sender also
+ *   keeps what is in flight under window_bytes).
  * - A time to live per message. A sender gives up on a message at its TTL
  *   (outcome EXPIRED) and every DATA carries `base`, the lowest sequence
  *   still live at the sender: the receiver skips the holes below it (like
