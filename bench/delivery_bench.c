@@ -93,9 +93,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +178,7 @@ typedef struct db_opts {
   int pace_us;           /* latency phase: send what is due this often */
   uint32_t lat_trace_us; /* receiver: trace ms with a worse latency */
   int pin;               /* sender on CPU 0, receiver on CPU 1 */
+  int hiccup;            /* latency phase: hiccup meter in both processes */
   uint32_t stall_ms;     /* latency phase: one injected stall this long */
   int stall_rx;          /* ... of the receiver (1) or the sender (0) */
 } db_opts_t;
@@ -192,8 +195,9 @@ typedef struct db_hdr {
 typedef struct db_rx_report {
   uint64_t count, last_ns, cpu_ns, p50_ns, p99_ns, lat_n, kdrops;
   uint64_t received, delivered, rxdrops, disorder, events;
-  uint64_t lost_be; /* the library's rx_lost_be */
-  uint64_t tails;   /* tail probes received (not in count) */
+  uint64_t lost_be;            /* the library's rx_lost_be */
+  uint64_t tails;              /* tail probes received (not in count) */
+  uint64_t hic_max_ns, hic_ns; /* the receiver's hiccup meter */
 } db_rx_report_t;
 
 /* ---------------------------------------------------------------------- */
@@ -203,6 +207,72 @@ static uint64_t mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * DB_NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+/* Hiccup meter (--hiccup, latency phase): a thread of the process that
+ * sleeps DB_HIC_TICK_NS at a time and records by how much it overslept.
+ * It shares the process's CPU (pinned or not) but not its work, and runs
+ * SCHED_FIFO (when allowed: hiccup_rt in the output), so it preempts the
+ * process's busy thread as soon as it wakes: an oversleep of
+ * DB_HIC_STALL_NS or more then means the CPU did not run the process at
+ * all (the host descheduled the vCPU, or the kernel was busy elsewhere), a
+ * stall of the environment that a latency figure of the same phase
+ * includes. As an ordinary thread it overslept up to 4.7 ms next to a
+ * sender at 99 % CPU: the scheduler let the busy thread finish its slice.
+ * max: the longest oversleep; stall: the sum of those of DB_HIC_STALL_NS or
+ * more. */
+#define DB_HIC_TICK_NS 1000000L
+#define DB_HIC_STALL_NS 2000000ULL
+typedef struct db_hic {
+  pthread_t th;
+  atomic_int run;
+  _Atomic uint64_t max_ns, stall_ns;
+  int started, rt;
+} db_hic_t;
+
+static int hic_rt_seen = -1; /* -1: no meter ran, else its last rt */
+
+static void *hic_main(void *arg) {
+  db_hic_t *h = arg;
+  while (atomic_load(&h->run)) {
+    uint64_t t = mono_ns();
+    struct timespec ts = {0, DB_HIC_TICK_NS};
+    nanosleep(&ts, NULL);
+    uint64_t d = mono_ns() - t;
+    d = d > (uint64_t)DB_HIC_TICK_NS ? d - (uint64_t)DB_HIC_TICK_NS : 0;
+    if (d > atomic_load(&h->max_ns))
+      atomic_store(&h->max_ns, d);
+    if (d >= DB_HIC_STALL_NS)
+      atomic_fetch_add(&h->stall_ns, d);
+  }
+  return NULL;
+}
+
+/* Reset the figures; start the thread when on (and not running). */
+static void hic_start(db_hic_t *h, int on) {
+  atomic_store(&h->max_ns, 0);
+  atomic_store(&h->stall_ns, 0);
+  if (!on || h->started)
+    return;
+  atomic_store(&h->run, 1);
+  pthread_attr_t a;
+  struct sched_param sp = {.sched_priority = 1};
+  h->rt = pthread_attr_init(&a) == 0 &&
+          pthread_attr_setinheritsched(&a, PTHREAD_EXPLICIT_SCHED) == 0 &&
+          pthread_attr_setschedpolicy(&a, SCHED_FIFO) == 0 &&
+          pthread_attr_setschedparam(&a, &sp) == 0 &&
+          pthread_create(&h->th, &a, hic_main, h) == 0;
+  pthread_attr_destroy(&a);
+  h->started = h->rt || pthread_create(&h->th, NULL, hic_main, h) == 0;
+  hic_rt_seen = h->rt;
+}
+
+static void hic_stop(db_hic_t *h) {
+  if (!h->started)
+    return;
+  atomic_store(&h->run, 0);
+  pthread_join(h->th, NULL);
+  h->started = 0;
 }
 
 /* --stall-ms: the process does not run for ms (as when the host preempts
@@ -485,6 +555,8 @@ static void raw_child(const db_opts_t *o, int in, int out, int mmsg) {
   line_write(out, "READY");
   uint64_t count = 0, last_ns = 0, cpu0 = 0, kd0 = 0;
   int lat_on = 0;
+  db_hic_t hic;
+  memset(&hic, 0, sizeof(hic));
   for (;;) {
     struct pollfd p[2] = {{fd, POLLIN, 0}, {in, POLLIN, 0}};
     if (poll(p, 2, -1) < 0) {
@@ -526,6 +598,7 @@ static void raw_child(const db_opts_t *o, int in, int out, int mmsg) {
         lat_on = atoi(cmd + 6);
         count = last_ns = 0;
         hist_reset(&h);
+        hic_start(&hic, lat_on && o->hiccup);
         cpu0 = cpu_ns();
         kd0 = socket_drops(&port, 1);
         line_write(out, "OK");
@@ -533,18 +606,22 @@ static void raw_child(const db_opts_t *o, int in, int out, int mmsg) {
         line_write(out, "C %" PRIu64, count);
       } else if (strcmp(cmd, "REPORT") == 0) {
         hist_trace(&h, mmsg ? "raw_udp_mmsg" : "raw_udp");
+        hic_stop(&hic);
         line_write(out,
                    "R %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
                    " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-                   " %" PRIu64 " %" PRIu64 " 0 0",
+                   " %" PRIu64 " %" PRIu64 " 0 0 %" PRIu64 " %" PRIu64,
                    count, last_ns, cpu_ns() - cpu0, hist_pct(&h, 0.50),
                    hist_pct(&h, 0.99), h.n, socket_drops(&port, 1) - kd0, count,
-                   count, (uint64_t)0, (uint64_t)0, (uint64_t)0);
+                   count, (uint64_t)0, (uint64_t)0, (uint64_t)0,
+                   (uint64_t)atomic_load(&hic.max_ns),
+                   (uint64_t)atomic_load(&hic.stall_ns));
       } else if (strcmp(cmd, "QUIT") == 0) {
         break;
       }
     }
   }
+  hic_stop(&hic);
   free(bufs);
   hist_free(&h);
   close(fd);
@@ -563,6 +640,7 @@ typedef struct db_phase {
   uint64_t softnet;
   uint64_t tx_kdrops; /* datagrams dropped on the sender's socket (acks) */
   uint64_t tx_events; /* SUSPECT/DEAD events seen by the sender */
+  uint64_t hic_max_ns, hic_ns; /* the sender's hiccup meter */
   db_rx_report_t rx;
 } db_phase_t;
 
@@ -570,10 +648,12 @@ static void parse_report(const char *line, db_rx_report_t *r) {
   if (sscanf(line,
              "R %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
              " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
-             " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
+             " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
+             " %" SCNu64,
              &r->count, &r->last_ns, &r->cpu_ns, &r->p50_ns, &r->p99_ns,
              &r->lat_n, &r->kdrops, &r->received, &r->delivered, &r->rxdrops,
-             &r->disorder, &r->events, &r->lost_be, &r->tails) != 14)
+             &r->disorder, &r->events, &r->lost_be, &r->tails, &r->hic_max_ns,
+             &r->hic_ns) != 16)
     die("bad report");
 }
 
@@ -709,6 +789,9 @@ static void raw_parent(const db_opts_t *o, size_t payload, int mmsg, int in,
   double secs = (double)(ph->rx.last_ns - ph->t0) / (double)DB_NS_PER_S;
   double rate = secs > 0 ? (double)ph->rx.count / secs * o->lat_load : 0;
   child_reset(in, out, 1);
+  db_hic_t hic;
+  memset(&hic, 0, sizeof(hic));
+  hic_start(&hic, o->hiccup);
   c0 = cpu_ns();
   lat->t0 = mono_ns();
   end = lat->t0 + (uint64_t)(o->latency_s * (double)DB_NS_PER_S);
@@ -726,6 +809,9 @@ static void raw_parent(const db_opts_t *o, size_t payload, int mmsg, int in,
     }
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
   }
+  hic_stop(&hic);
+  lat->hic_max_ns = atomic_load(&hic.max_ns);
+  lat->hic_ns = atomic_load(&hic.stall_ns);
   settle(in, out);
   lat->t1 = mono_ns();
   lat->cpu = cpu_ns() - c0;
@@ -763,6 +849,7 @@ typedef struct rx {
   uint64_t count, seen_count, last_ns, disorder, events;
   int lat_on;
   uint64_t stall_at; /* --stall-ms: when the receiver stalls (0: not) */
+  db_hic_t hic;
   db_hist_t h;
   uint64_t cpu0, kd0, received0, delivered0, drops0, events0, lost0;
   int closing, closed;
@@ -846,6 +933,7 @@ static void rx_handle_closed(uv_handle_t *h) {
 static void rx_command(rx_t *r, const char *cmd) {
   if (strncmp(cmd, "RESET", 5) == 0) {
     r->lat_on = atoi(cmd + 6);
+    hic_start(&r->hic, r->lat_on && r->o->hiccup);
     r->stall_at = 0;
     if (r->lat_on && r->o->stall_ms > 0 && r->o->stall_rx)
       r->stall_at =
@@ -870,20 +958,24 @@ static void rx_command(rx_t *r, const char *cmd) {
     line_write(r->out, "T %d", have);
   } else if (strcmp(cmd, "REPORT") == 0) {
     hist_trace(&r->h, "library");
+    hic_stop(&r->hic);
     uint64_t rc, dl, dr, lo, tails = 0;
     rx_totals(r, &rc, &dl, &dr, &lo);
     for (int i = 0; i < r->n; i++)
       tails += r->nodes[i].tails;
-    line_write(r->out,
-               "R %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-               " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-               " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
-               r->count, r->last_ns, cpu_ns() - r->cpu0, hist_pct(&r->h, 0.50),
-               hist_pct(&r->h, 0.99), r->h.n,
-               socket_drops(r->ports, r->n) - r->kd0, rc - r->received0,
-               dl - r->delivered0, dr - r->drops0, r->disorder,
-               r->events - r->events0, lo - r->lost0, tails);
+    line_write(
+        r->out,
+        "R %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+        " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+        " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
+        r->count, r->last_ns, cpu_ns() - r->cpu0, hist_pct(&r->h, 0.50),
+        hist_pct(&r->h, 0.99), r->h.n, socket_drops(r->ports, r->n) - r->kd0,
+        rc - r->received0, dl - r->delivered0, dr - r->drops0, r->disorder,
+        r->events - r->events0, lo - r->lost0, tails,
+        (uint64_t)atomic_load(&r->hic.max_ns),
+        (uint64_t)atomic_load(&r->hic.stall_ns));
   } else if (strcmp(cmd, "QUIT") == 0 && !r->closing) {
+    hic_stop(&r->hic);
     r->closing = 1;
     uv_poll_stop(&r->cmd);
     uv_close((uv_handle_t *)&r->cmd, rx_handle_closed);
@@ -1015,6 +1107,7 @@ typedef struct tx {
   double rate;
   uint64_t pace_t0, paced;
   uint64_t stall_at; /* --stall-ms: when the sender stalls (0: not) */
+  db_hic_t hic;
   /* run_until */
   int (*pred)(struct tx *);
   uint64_t pred_deadline;
@@ -1281,7 +1374,11 @@ static void tx_phase(tx_t *t, db_phase_t *ph, double rate, double secs) {
     uv_poll_start(&t->pace, UV_READABLE, tx_on_pace);
   } else
     uv_idle_start(&t->idle, tx_on_idle);
+  hic_start(&t->hic, rate > 0 && t->o->hiccup);
   tx_run_until(t, tx_not_sending, (uint64_t)(secs * 1000) + DB_ANSWER_MS);
+  hic_stop(&t->hic);
+  ph->hic_max_ns = atomic_load(&t->hic.max_ns);
+  ph->hic_ns = atomic_load(&t->hic.stall_ns);
   if (!tx_run_until(t, tx_drained, DB_DRAIN_MS))
     fprintf(stderr, "delivery_bench: %s did not drain\n", mode_names[t->mode]);
   /* best effort: until the receiver's count stops moving; keep our loop
@@ -1537,6 +1634,13 @@ static double run_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
             (double)lat.rx.cpu_ns / (double)DB_NS_PER_S / lwin * 100, 1);
   if (mode != M_RAW && mode != M_RAW_MMSG)
     printf(",\"lat_retransmits\":%" PRIu64, lat.retransmits);
+  if (o->hiccup) {
+    print_num("hiccup_max_us_sender", (double)lat.hic_max_ns / 1e3, 0);
+    print_num("hiccup_max_us_receiver", (double)lat.rx.hic_max_ns / 1e3, 0);
+    print_num("hiccup_ms_sender", (double)lat.hic_ns / 1e6, 1);
+    print_num("hiccup_ms_receiver", (double)lat.rx.hic_ns / 1e6, 1);
+    printf(",\"hiccup_rt\":%s", hic_rt_seen == 1 ? "true" : "false");
+  }
   print_num("loadavg", loadavg(), 2);
   printf("}\n");
   fflush(stdout);
@@ -1554,7 +1658,7 @@ static void usage(void) {
       "         [--queue-msgs N] [--window N] [--rx-work-ns NS]\n"
       "         [--trace-ms MS] [--lat-load F] [--pace-us US]\n"
       "         [--lat-trace-us US] [--pin 0|1]\n"
-      "         [--stall-ms MS] [--stall-side rx|tx]\n");
+      "         [--stall-ms MS] [--stall-side rx|tx] [--hiccup 0|1]\n");
   exit(2);
 }
 
@@ -1593,6 +1697,7 @@ int main(int argc, char **argv) {
   o.pace_us = 250;
   o.pin = 1;
   o.stall_rx = 1;
+  o.hiccup = 1;
   o.payload[0] = 100;
   o.payload[1] = 1024;
   o.n_payload = 2;
@@ -1640,6 +1745,8 @@ int main(int argc, char **argv) {
       o.lat_trace_us = (uint32_t)strtoul(v, NULL, 10);
     else if (strcmp(a, "--pace-us") == 0)
       o.pace_us = atoi(v);
+    else if (strcmp(a, "--hiccup") == 0)
+      o.hiccup = atoi(v);
     else if (strcmp(a, "--stall-ms") == 0)
       o.stall_ms = (uint32_t)strtoul(v, NULL, 10);
     else if (strcmp(a, "--stall-side") == 0) {
