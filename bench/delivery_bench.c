@@ -80,8 +80,11 @@
  *          [--receivers N] [--batch N] [--profile lan|wan|local|fast]
  *          [--queue-msgs N] [--window N] [--rx-work-ns NS] [--trace-ms MS]
  *          [--lat-load F] [--pace-us US] [--lat-trace-us US] [--pin 0|1]
+ *          [--stall-ms MS] [--stall-side rx|tx] [--hiccup 0|1]
  * --trace-ms MS prints the sender's queue (queued, in flight, acks) on
- * stderr every MS ms of each library phase.
+ * stderr every MS ms of each library phase. --stall-ms MS stops the
+ * receiver (or, --stall-side tx, the sender) once for MS ms halfway through
+ * the latency phase. --hiccup 0 turns off the hiccup meter (see hic_main).
  * Defaults: 3 s, 1.5 s, 100,1024, the five modes above, 10 receivers,
  * batch 256, lan, the library's queue and window, pace 250 us. The
  * default invocation
@@ -198,6 +201,7 @@ typedef struct db_rx_report {
   uint64_t lost_be;            /* the library's rx_lost_be */
   uint64_t tails;              /* tail probes received (not in count) */
   uint64_t hic_max_ns, hic_ns; /* the receiver's hiccup meter */
+  uint64_t hic_work_ns, hic_work_n;
 } db_rx_report_t;
 
 /* ---------------------------------------------------------------------- */
@@ -220,17 +224,50 @@ static uint64_t mono_ns(void) {
  * includes. As an ordinary thread it overslept up to 4.7 ms next to a
  * sender at 99 % CPU: the scheduler let the busy thread finish its slice.
  * max: the longest oversleep; stall: the sum of those of DB_HIC_STALL_NS or
- * more. */
+ * more. After each sleep it also times a fixed loop (DB_HIC_WORK steps):
+ * the mean against the fastest of DB_HIC_REF_RUNS runs at startup is the
+ * speed of the CPU during the phase (cpu_speed_pct), which drops when the
+ * host gives the vCPU less (no steal time is reported on this VM): the
+ * latency phase's "half load" is half of what phase 1 measured, and at 70 %
+ * speed it is 70 % of what the CPU can do then. */
 #define DB_HIC_TICK_NS 1000000L
 #define DB_HIC_STALL_NS 2000000ULL
+#define DB_HIC_WORK 4000
+#define DB_HIC_REF_RUNS 300
 typedef struct db_hic {
   pthread_t th;
   atomic_int run;
-  _Atomic uint64_t max_ns, stall_ns;
+  _Atomic uint64_t max_ns, stall_ns, work_ns, work_n;
   int started, rt;
 } db_hic_t;
 
 static int hic_rt_seen = -1; /* -1: no meter ran, else its last rt */
+static uint64_t hic_ref_ns;  /* fastest DB_HIC_WORK loop at startup */
+
+/* The fixed loop: its time in ns. */
+static uint64_t hic_work(void) {
+  volatile uint64_t x = 1;
+  uint64_t t = mono_ns();
+  for (int i = 0; i < DB_HIC_WORK; i++)
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+  return mono_ns() - t;
+}
+
+static void hic_calibrate(void) {
+  hic_ref_ns = UINT64_MAX;
+  for (int i = 0; i < DB_HIC_REF_RUNS; i++) {
+    uint64_t w = hic_work();
+    if (w < hic_ref_ns)
+      hic_ref_ns = w;
+  }
+}
+
+/* Mean speed of the CPU in the meter's phase, % of the reference. */
+static double hic_speed(uint64_t work_ns, uint64_t work_n) {
+  return work_ns > 0
+             ? 100.0 * (double)hic_ref_ns * (double)work_n / (double)work_ns
+             : 0.0 / 0.0;
+}
 
 static void *hic_main(void *arg) {
   db_hic_t *h = arg;
@@ -244,6 +281,8 @@ static void *hic_main(void *arg) {
       atomic_store(&h->max_ns, d);
     if (d >= DB_HIC_STALL_NS)
       atomic_fetch_add(&h->stall_ns, d);
+    atomic_fetch_add(&h->work_ns, hic_work());
+    atomic_fetch_add(&h->work_n, 1);
   }
   return NULL;
 }
@@ -252,6 +291,8 @@ static void *hic_main(void *arg) {
 static void hic_start(db_hic_t *h, int on) {
   atomic_store(&h->max_ns, 0);
   atomic_store(&h->stall_ns, 0);
+  atomic_store(&h->work_ns, 0);
+  atomic_store(&h->work_n, 0);
   if (!on || h->started)
     return;
   atomic_store(&h->run, 1);
@@ -610,12 +651,15 @@ static void raw_child(const db_opts_t *o, int in, int out, int mmsg) {
         line_write(out,
                    "R %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
                    " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-                   " %" PRIu64 " %" PRIu64 " 0 0 %" PRIu64 " %" PRIu64,
+                   " %" PRIu64 " %" PRIu64 " 0 0 %" PRIu64 " %" PRIu64
+                   " %" PRIu64 " %" PRIu64,
                    count, last_ns, cpu_ns() - cpu0, hist_pct(&h, 0.50),
                    hist_pct(&h, 0.99), h.n, socket_drops(&port, 1) - kd0, count,
                    count, (uint64_t)0, (uint64_t)0, (uint64_t)0,
                    (uint64_t)atomic_load(&hic.max_ns),
-                   (uint64_t)atomic_load(&hic.stall_ns));
+                   (uint64_t)atomic_load(&hic.stall_ns),
+                   (uint64_t)atomic_load(&hic.work_ns),
+                   (uint64_t)atomic_load(&hic.work_n));
       } else if (strcmp(cmd, "QUIT") == 0) {
         break;
       }
@@ -641,6 +685,7 @@ typedef struct db_phase {
   uint64_t tx_kdrops; /* datagrams dropped on the sender's socket (acks) */
   uint64_t tx_events; /* SUSPECT/DEAD events seen by the sender */
   uint64_t hic_max_ns, hic_ns; /* the sender's hiccup meter */
+  uint64_t hic_work_ns, hic_work_n;
   db_rx_report_t rx;
 } db_phase_t;
 
@@ -649,11 +694,11 @@ static void parse_report(const char *line, db_rx_report_t *r) {
              "R %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
              " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
              " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
-             " %" SCNu64,
+             " %" SCNu64 " %" SCNu64 " %" SCNu64,
              &r->count, &r->last_ns, &r->cpu_ns, &r->p50_ns, &r->p99_ns,
              &r->lat_n, &r->kdrops, &r->received, &r->delivered, &r->rxdrops,
              &r->disorder, &r->events, &r->lost_be, &r->tails, &r->hic_max_ns,
-             &r->hic_ns) != 16)
+             &r->hic_ns, &r->hic_work_ns, &r->hic_work_n) != 18)
     die("bad report");
 }
 
@@ -812,6 +857,8 @@ static void raw_parent(const db_opts_t *o, size_t payload, int mmsg, int in,
   hic_stop(&hic);
   lat->hic_max_ns = atomic_load(&hic.max_ns);
   lat->hic_ns = atomic_load(&hic.stall_ns);
+  lat->hic_work_ns = atomic_load(&hic.work_ns);
+  lat->hic_work_n = atomic_load(&hic.work_n);
   settle(in, out);
   lat->t1 = mono_ns();
   lat->cpu = cpu_ns() - c0;
@@ -967,13 +1014,15 @@ static void rx_command(rx_t *r, const char *cmd) {
         r->out,
         "R %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
         " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-        " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
+        " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
         r->count, r->last_ns, cpu_ns() - r->cpu0, hist_pct(&r->h, 0.50),
         hist_pct(&r->h, 0.99), r->h.n, socket_drops(r->ports, r->n) - r->kd0,
         rc - r->received0, dl - r->delivered0, dr - r->drops0, r->disorder,
         r->events - r->events0, lo - r->lost0, tails,
         (uint64_t)atomic_load(&r->hic.max_ns),
-        (uint64_t)atomic_load(&r->hic.stall_ns));
+        (uint64_t)atomic_load(&r->hic.stall_ns),
+        (uint64_t)atomic_load(&r->hic.work_ns),
+        (uint64_t)atomic_load(&r->hic.work_n));
   } else if (strcmp(cmd, "QUIT") == 0 && !r->closing) {
     hic_stop(&r->hic);
     r->closing = 1;
@@ -1379,6 +1428,8 @@ static void tx_phase(tx_t *t, db_phase_t *ph, double rate, double secs) {
   hic_stop(&t->hic);
   ph->hic_max_ns = atomic_load(&t->hic.max_ns);
   ph->hic_ns = atomic_load(&t->hic.stall_ns);
+  ph->hic_work_ns = atomic_load(&t->hic.work_ns);
+  ph->hic_work_n = atomic_load(&t->hic.work_n);
   if (!tx_run_until(t, tx_drained, DB_DRAIN_MS))
     fprintf(stderr, "delivery_bench: %s did not drain\n", mode_names[t->mode]);
   /* best effort: until the receiver's count stops moving; keep our loop
@@ -1640,6 +1691,10 @@ static double run_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
     print_num("hiccup_ms_sender", (double)lat.hic_ns / 1e6, 1);
     print_num("hiccup_ms_receiver", (double)lat.rx.hic_ns / 1e6, 1);
     printf(",\"hiccup_rt\":%s", hic_rt_seen == 1 ? "true" : "false");
+    print_num("cpu_speed_pct_sender",
+              hic_speed(lat.hic_work_ns, lat.hic_work_n), 0);
+    print_num("cpu_speed_pct_receiver",
+              hic_speed(lat.rx.hic_work_ns, lat.rx.hic_work_n), 0);
   }
   print_num("loadavg", loadavg(), 2);
   printf("}\n");
@@ -1761,6 +1816,7 @@ int main(int argc, char **argv) {
       o.batch < 1 || o.pace_us < 10 || o.pace_us > 1000000)
     usage();
   signal(SIGPIPE, SIG_IGN);
+  hic_calibrate();
   static const db_mode_t order[] = {M_RAW,       M_RELIABLE, M_BE,
                                     M_BCAST_REL, M_BCAST_BE, M_RAW_MMSG};
   for (size_t p = 0; p < o.n_payload; p++) {
