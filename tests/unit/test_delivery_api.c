@@ -167,10 +167,14 @@ static void pair_run(pair_t *p, uint64_t until) {
   memnet_run(&p->net, p->node, p->tp, 2, &p->now, until);
 }
 
-/* Joined pair; node 1 serves channel "ch". */
-static int pair_up(pair_t *p, const dmq_alloc_t *alloc) {
+/* Joined pair; node 1 serves channel "ch"; node 0's delivery configured
+ * with c first (NULL: defaults). */
+static int pair_up_cfg(pair_t *p, const dmq_alloc_t *alloc,
+                       const dmq_delivery_config_t *c) {
   int rc = pair_init(p, alloc);
   if (rc != 0)
+    return rc;
+  if (c != NULL && (rc = dmq_delivery_configure(p->node[0], c)) != 0)
     return rc;
   if ((rc = dmq_channel_open(p->node[1], "ch", on_rx, p, &p->ch[1])) != 0)
     return rc;
@@ -179,6 +183,10 @@ static int pair_up(pair_t *p, const dmq_alloc_t *alloc) {
     return rc;
   pair_run(p, 2000);
   return 0;
+}
+
+static int pair_up(pair_t *p, const dmq_alloc_t *alloc) {
+  return pair_up_cfg(p, alloc, NULL);
 }
 
 static dmq_send_opts_t rel(pair_t *p) {
@@ -201,6 +209,21 @@ static int send_val(pair_t *p, int from, const char *dest, const char *chan,
   if (id)
     *id = got;
   return rc;
+}
+
+/* A reliable message of len bytes (<= 128) from node 0 to n1 on "ch",
+ * starting with v. */
+static void send_sized(pair_t *p, uint32_t v, size_t len) {
+  uint8_t buf[128];
+  assert_true(len >= sizeof v && len <= sizeof buf);
+  memset(buf, 7, len);
+  memcpy(buf, &v, sizeof v);
+  dmq_send_opts_t o = rel(p);
+  dmq_msg_id_t id = 0;
+  assert_int_equal(dmq_send(p->node[0], "n1", "ch", buf, len, &o, p->now, &id),
+                   0);
+  assert_true(id > 0 && id < MAX_IDS);
+  p->accepted[0][id] = 1;
 }
 
 /* Every accepted send of node i had exactly one outcome; returns how many
@@ -409,15 +432,10 @@ static void test_advertise_and_unicast(void **state) {
 static void test_queue_full_then_writable(void **state) {
   (void)state;
   pair_t *p = calloc(1, sizeof(*p));
-  assert_int_equal(pair_init(p, NULL), 0);
   dmq_delivery_config_t c;
   dmq_delivery_config_init(&c);
   c.queue_msgs = 8;
-  assert_int_equal(dmq_delivery_configure(p->node[0], &c), 0);
-  assert_int_equal(dmq_channel_open(p->node[1], "ch", on_rx, p, &p->ch[1]), 0);
-  const char *seed = "mem://0";
-  assert_int_equal(dmq_node_join(p->node[1], &seed, 1, 0), 0);
-  pair_run(p, 2000);
+  assert_int_equal(pair_up_cfg(p, NULL, &c), 0);
   for (uint32_t v = 0; v < 8; v++)
     assert_int_equal(send_val(p, 0, "n1", "ch", v, 1, NULL), 0);
   assert_int_equal(send_val(p, 0, "n1", "ch", 8, 1, NULL), DMQ_EAGAIN);
@@ -451,28 +469,16 @@ static void test_queue_full_then_writable(void **state) {
 static void test_burst_slices(void **state) {
   (void)state;
   pair_t *p = calloc(1, sizeof(*p));
-  assert_int_equal(pair_init(p, NULL), 0);
   dmq_delivery_config_t c;
   dmq_delivery_config_init(&c);
   c.window = 2000;
   c.queue_msgs = 4000;
-  assert_int_equal(dmq_delivery_configure(p->node[0], &c), 0);
-  assert_int_equal(dmq_channel_open(p->node[1], "ch", on_rx, p, &p->ch[1]), 0);
-  const char *seed = "mem://0";
-  assert_int_equal(dmq_node_join(p->node[1], &seed, 1, 0), 0);
-  pair_run(p, 2000);
+  assert_int_equal(pair_up_cfg(p, NULL, &c), 0);
   p->net.drop_from = 1u << 1; /* node 1's acks are lost */
   const uint32_t total = 3500;
-  uint8_t buf[64]; /* about 15 per datagram: 1500 are some 100 datagrams */
-  memset(buf, 1, sizeof buf);
-  dmq_send_opts_t o = rel(p);
-  for (uint32_t v = 0; v < total; v++) {
-    memcpy(buf, &v, sizeof v);
-    dmq_msg_id_t id = 0;
-    assert_int_equal(
-        dmq_send(p->node[0], "n1", "ch", buf, sizeof buf, &o, p->now, &id), 0);
-    p->accepted[0][id] = 1;
-  }
+  /* 64 bytes: about 15 per datagram, so 1500 are some 100 datagrams */
+  for (uint32_t v = 0; v < total; v++)
+    send_sized(p, v, 64);
   memnet_deliver(&p->net, p->node, p->tp, 2, p->now);
   dmq_delivery_stats_t st;
   dmq_delivery_stats(p->node[0], &st);
@@ -515,26 +521,13 @@ static void test_burst_slices(void **state) {
 static void test_byte_window(void **state) {
   (void)state;
   pair_t *p = calloc(1, sizeof(*p));
-  assert_int_equal(pair_init(p, NULL), 0);
   dmq_delivery_config_t c;
   dmq_delivery_config_init(&c);
   c.window_bytes = 1000;
-  assert_int_equal(dmq_delivery_configure(p->node[0], &c), 0);
-  assert_int_equal(dmq_channel_open(p->node[1], "ch", on_rx, p, &p->ch[1]), 0);
-  const char *seed = "mem://0";
-  assert_int_equal(dmq_node_join(p->node[1], &seed, 1, 0), 0);
-  pair_run(p, 2000);
+  assert_int_equal(pair_up_cfg(p, NULL, &c), 0);
   p->net.blackhole = 1; /* nothing comes back: what is in flight stays */
-  uint8_t buf[100];
-  memset(buf, 7, sizeof buf);
-  dmq_send_opts_t o = rel(p);
-  for (uint32_t v = 0; v < 50; v++) {
-    memcpy(buf, &v, sizeof v);
-    dmq_msg_id_t id = 0;
-    assert_int_equal(
-        dmq_send(p->node[0], "n1", "ch", buf, sizeof buf, &o, p->now, &id), 0);
-    p->accepted[0][id] = 1;
-  }
+  for (uint32_t v = 0; v < 50; v++)
+    send_sized(p, v, 100);
   dmq_node_tick(p->node[0], p->now);
   dmq_delivery_stats_t st;
   dmq_delivery_stats(p->node[0], &st);
