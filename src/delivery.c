@@ -100,7 +100,9 @@
 #define DLV_ACK_EVERY 256
 #define DLV_ACK_DELAY_MS 5
 /* Datagrams (or stream sends) of new messages one flush of a peer puts on
- * the wire; the rest goes at the next turn of the event loop. A backlog
+ * the wire, per class (reliable, best effort: a reliable backlog does not
+ * hold best-effort messages back); the rest goes at the next turn of the
+ * event loop. A backlog
  * (after a stall, or with the window reopening at once) is then sent in
  * slices with the loop's I/O in between: acks are read and the window
  * slides while the backlog drains, where one flush of a whole 4096-message
@@ -1568,6 +1570,7 @@ static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
   k.nbe = 0;
   k.sent = 0;
   int more = 0; /* stopped by DLV_BURST_PKTS: flush again next turn */
+  uint32_t stop = DLV_BURST_PKTS; /* k.sent where this class stops */
   if (p->ack_pending && p->rx_gen != 0) {
     dmq__dack_t a;
     dlv_build_dack(n, p, &a);
@@ -1602,7 +1605,7 @@ static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     dlv_msg_t *m = p->unsent;
     if (m->deadline <= n->now)
       break; /* its TTL timer runs first at the next tick */
-    if (!k.open && k.sent >= DLV_BURST_PKTS) {
+    if (!k.open && k.sent >= stop) {
       more = 1;
       break;
     }
@@ -1631,11 +1634,12 @@ static void dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     }
     dlv_mark_sent(n, p, m);
   }
-  while (p->be_head != NULL && !more) {
+  stop = k.sent + DLV_BURST_PKTS;
+  while (p->be_head != NULL) {
     dlv_msg_t *m = p->be_head;
     if (!k.open && full_only && p->unsent_est + p->be_est < budget)
       break;
-    if (!k.open && k.sent >= DLV_BURST_PKTS) {
+    if (!k.open && k.sent >= stop) {
       more = 1;
       break;
     }
