@@ -298,12 +298,14 @@ static void hic_start(db_hic_t *h, int on) {
   atomic_store(&h->run, 1);
   pthread_attr_t a;
   struct sched_param sp = {.sched_priority = 1};
-  h->rt = pthread_attr_init(&a) == 0 &&
-          pthread_attr_setinheritsched(&a, PTHREAD_EXPLICIT_SCHED) == 0 &&
-          pthread_attr_setschedpolicy(&a, SCHED_FIFO) == 0 &&
-          pthread_attr_setschedparam(&a, &sp) == 0 &&
-          pthread_create(&h->th, &a, hic_main, h) == 0;
-  pthread_attr_destroy(&a);
+  h->rt = 0;
+  if (pthread_attr_init(&a) == 0) {
+    h->rt = pthread_attr_setinheritsched(&a, PTHREAD_EXPLICIT_SCHED) == 0 &&
+            pthread_attr_setschedpolicy(&a, SCHED_FIFO) == 0 &&
+            pthread_attr_setschedparam(&a, &sp) == 0 &&
+            pthread_create(&h->th, &a, hic_main, h) == 0;
+    pthread_attr_destroy(&a);
+  }
   h->started = h->rt || pthread_create(&h->th, NULL, hic_main, h) == 0;
   hic_rt_seen = h->rt;
 }
