@@ -925,6 +925,21 @@ static void dlv_want_wr(dlv_t *d, dlv_peer_t *p) {
     }                                                                          \
   } while (0)
 
+/* Unlink e from a doubly linked list: links e->prev / e->next, first
+ * element *headp, last element *tailp (a list without a tail pointer
+ * passes a scratch variable). e's own links are left as they are. */
+#define DLV_DL_UNLINK(e, prev, next, headp, tailp)                             \
+  do {                                                                         \
+    if ((e)->prev != NULL)                                                     \
+      (e)->prev->next = (e)->next;                                             \
+    else                                                                       \
+      *(headp) = (e)->next;                                                    \
+    if ((e)->next != NULL)                                                     \
+      (e)->next->prev = (e)->prev;                                             \
+    else                                                                       \
+      *(tailp) = (e)->prev;                                                    \
+  } while (0)
+
 /* ====================================================================== */
 /* outcomes                                                                */
 
@@ -957,12 +972,8 @@ static void dlv_rq_unlink(dlv_op_t *op) {
   dlv_peer_t *p = op->rq_peer;
   if (p == NULL)
     return;
-  if (op->rq_prev != NULL)
-    op->rq_prev->rq_next = op->rq_next;
-  else
-    p->reqs = op->rq_next;
-  if (op->rq_next != NULL)
-    op->rq_next->rq_prev = op->rq_prev;
+  dlv_op_t *no_tail;
+  DLV_DL_UNLINK(op, rq_prev, rq_next, &p->reqs, &no_tail);
   op->rq_prev = op->rq_next = NULL;
   op->rq_peer = NULL;
 }
@@ -1032,14 +1043,7 @@ static void dlv_ttl_disarm(dlv_t *d, dlv_peer_t *p, dlv_msg_t *rep) {
     return;
   }
   rep->in_tq = 0;
-  if (rep->tq_prev != NULL)
-    rep->tq_prev->tq_next = rep->tq_next;
-  else
-    p->tq_head = rep->tq_next;
-  if (rep->tq_next != NULL)
-    rep->tq_next->tq_prev = rep->tq_prev;
-  else
-    p->tq_tail = rep->tq_prev;
+  DLV_DL_UNLINK(rep, tq_prev, tq_next, &p->tq_head, &p->tq_tail);
   if (p->tq_head == NULL)
     dlv_timer_del(d, &p->tq_t);
 }
@@ -1060,12 +1064,8 @@ static void dlv_copy_done(dmq_node_t *n, dlv_msg_t *rep, dmq_outcome_t oc) {
   dlv_peer_t *p = rep->peer;
   dlv_ttl_disarm(d, p, rep);
   dlv_heap_release(d, 1);
-  if (rep->rep_prev != NULL)
-    rep->rep_prev->rep_next = rep->rep_next;
-  else
-    op->reps = rep->rep_next;
-  if (rep->rep_next != NULL)
-    rep->rep_next->rep_prev = rep->rep_prev;
+  dlv_msg_t *no_tail;
+  DLV_DL_UNLINK(rep, rep_prev, rep_next, &op->reps, &no_tail);
   rep->rep_prev = rep->rep_next = NULL;
   rep->rep = 0;
   p->q_msgs--;
@@ -1117,14 +1117,7 @@ static void dlv_msg_remove(dmq_node_t *n, dlv_peer_t *p, dlv_msg_t *m) {
   }
   if (m->rtx)
     p->nrtx--;
-  if (m->prev != NULL)
-    m->prev->next = m->next;
-  else
-    p->head = m->next;
-  if (m->next != NULL)
-    m->next->prev = m->prev;
-  else
-    p->tail = m->prev;
+  DLV_DL_UNLINK(m, prev, next, &p->head, &p->tail);
   dlv_op_t *op = m->op;
   dlv_msg_put(n, m);
   dlv_op_unref(n, op);
@@ -2343,12 +2336,8 @@ static void dlv_peer_free(dmq_node_t *n, dlv_peer_t *p) {
   for (uint32_t i = 0; i < d->bor_n; i++)
     if (d->bor[i].p == p)
       d->bor[i].seq = 0; /* dlv_ring_at(seq 0) finds nothing */
-  if (p->all_prev != NULL)
-    p->all_prev->all_next = p->all_next;
-  else
-    d->peers = p->all_next;
-  if (p->all_next != NULL)
-    p->all_next->all_prev = p->all_prev;
+  dlv_peer_t *no_tail;
+  DLV_DL_UNLINK(p, all_prev, all_next, &d->peers, &no_tail);
   dlv_heap_release(d, 3);
   dmq__free(n, p->ring);
   p->m->peer = NULL;
