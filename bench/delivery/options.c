@@ -1,6 +1,7 @@
 /* delivery_bench: the command line, on bench/benchopt.h. Every option takes
  * a value; a bad one prints "delivery_bench: bad option ..." and the usage,
  * and the bench exits with status 2. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,24 +49,58 @@ static int payload_item(const char *tok, size_t k, void *ctx) {
   return 0;
 }
 
-/* An unsigned number no larger than max. */
-static int parse_max(const char *v, uint64_t max, uint64_t *out) {
-  return benchopt_parse_u64(v, out) != 0 || *out > max ? -1 : 0;
-}
+/* The numeric options: where each goes in db_opts_t, and its largest
+ * value (the smallest is checked after parsing, with the rest). */
+typedef enum num_kind { NUM_DOUBLE, NUM_U64, NUM_U32, NUM_INT } num_kind_t;
+typedef struct num_opt {
+  const char *name;
+  num_kind_t kind;
+  size_t off;
+  uint64_t max;
+} num_opt_t;
 
-static int u32_opt(const char *v, uint32_t *out) {
-  uint64_t x;
-  if (parse_max(v, UINT32_MAX, &x) != 0)
-    return -1;
-  *out = (uint32_t)x;
-  return 0;
-}
+#define NUM(name, kind, field, max)                                            \
+  { name, kind, offsetof(db_opts_t, field), max }
+static const num_opt_t g_num_opts[] = {
+    NUM("--duration-s", NUM_DOUBLE, duration_s, 0),
+    NUM("--latency-s", NUM_DOUBLE, latency_s, 0),
+    NUM("--lat-load", NUM_DOUBLE, lat_load, 0),
+    NUM("--rx-work-ns", NUM_U64, rx_work_ns, UINT64_MAX),
+    NUM("--queue-msgs", NUM_U32, queue_msgs, UINT32_MAX),
+    NUM("--window", NUM_U32, window, UINT32_MAX),
+    NUM("--lat-trace-us", NUM_U32, lat_trace_us, UINT32_MAX),
+    NUM("--stall-ms", NUM_U32, stall_ms, UINT32_MAX),
+    NUM("--receivers", NUM_INT, receivers, DB_MAX_RECV),
+    NUM("--batch", NUM_INT, batch, 1000000),
+    NUM("--trace-ms", NUM_INT, trace, 3600000),
+    NUM("--pace-us", NUM_INT, pace_us, 1000000),
+    NUM("--pin", NUM_INT, pin, 1),
+    NUM("--hiccup", NUM_INT, hiccup, 1),
+};
+#undef NUM
 
-static int int_opt(const char *v, uint64_t max, int *out) {
-  uint64_t x;
-  if (parse_max(v, max, &x) != 0)
-    return -1;
-  *out = (int)x;
+/* 1 if a is a numeric option (0 or -1 in *rc: parsed and stored, or bad) */
+static int num_opt(db_opts_t *o, const char *a, const char *v, int *rc) {
+  for (size_t i = 0; i < sizeof(g_num_opts) / sizeof(g_num_opts[0]); i++) {
+    const num_opt_t *n = &g_num_opts[i];
+    if (strcmp(a, n->name) != 0)
+      continue;
+    void *dst = (char *)o + n->off;
+    uint64_t x = 0;
+    *rc = -1;
+    if (n->kind == NUM_DOUBLE) {
+      *rc = benchopt_parse_double(v, dst);
+    } else if (benchopt_parse_u64(v, &x) == 0 && x <= n->max) {
+      if (n->kind == NUM_U64)
+        *(uint64_t *)dst = x;
+      else if (n->kind == NUM_U32)
+        *(uint32_t *)dst = (uint32_t)x;
+      else
+        *(int *)dst = (int)x;
+      *rc = 0;
+    }
+    return 1;
+  }
   return 0;
 }
 
@@ -77,12 +112,9 @@ static int opt_flag(const char *a, void *ctx) {
 
 static int opt_value(const char *a, const char *v, void *ctx) {
   db_opts_t *o = ctx;
-  if (strcmp(a, "--duration-s") == 0)
-    return benchopt_parse_double(v, &o->duration_s);
-  if (strcmp(a, "--latency-s") == 0)
-    return benchopt_parse_double(v, &o->latency_s);
-  if (strcmp(a, "--lat-load") == 0)
-    return benchopt_parse_double(v, &o->lat_load);
+  int rc;
+  if (num_opt(o, a, v, &rc))
+    return rc;
   if (strcmp(a, "--payload") == 0) {
     int n = benchopt_parse_list(v, DB_MAX_LIST, payload_item, o);
     o->n_payload = n > 0 ? (size_t)n : 0;
@@ -104,28 +136,6 @@ static int opt_value(const char *a, const char *v, void *ctx) {
     o->stall_rx = strcmp(v, "rx") == 0;
     return 0;
   }
-  if (strcmp(a, "--rx-work-ns") == 0)
-    return benchopt_parse_u64(v, &o->rx_work_ns);
-  if (strcmp(a, "--queue-msgs") == 0)
-    return u32_opt(v, &o->queue_msgs);
-  if (strcmp(a, "--window") == 0)
-    return u32_opt(v, &o->window);
-  if (strcmp(a, "--lat-trace-us") == 0)
-    return u32_opt(v, &o->lat_trace_us);
-  if (strcmp(a, "--stall-ms") == 0)
-    return u32_opt(v, &o->stall_ms);
-  if (strcmp(a, "--receivers") == 0)
-    return int_opt(v, DB_MAX_RECV, &o->receivers);
-  if (strcmp(a, "--batch") == 0)
-    return int_opt(v, 1000000, &o->batch);
-  if (strcmp(a, "--trace-ms") == 0)
-    return int_opt(v, 3600000, &o->trace);
-  if (strcmp(a, "--pace-us") == 0)
-    return int_opt(v, 1000000, &o->pace_us);
-  if (strcmp(a, "--pin") == 0)
-    return int_opt(v, 1, &o->pin);
-  if (strcmp(a, "--hiccup") == 0)
-    return int_opt(v, 1, &o->hiccup);
   return -1;
 }
 

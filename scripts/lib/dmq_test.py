@@ -17,6 +17,7 @@ A cluster: DIR holds <PREFIX><i>.log for i in 1..N (the running peer) and
 <PREFIX><i>.log.<ms> (earlier incarnations):
   cluster DIR PREFIX N converged         every peer sees all N alive
   cluster DIR PREFIX N state NAME STATE  every peer but NAME sees NAME in STATE
+  cluster DIR PREFIX N dead NAME         the same, STATE dead
   cluster DIR PREFIX N split A,B C,D,E   each side sees the other side dead
   cluster DIR PREFIX N matrix            table of who sees whom in which state
   cluster DIR PREFIX N listing           last `members` listing of every peer:
@@ -239,8 +240,9 @@ class Cluster:
 def cmd_cluster(c, cmd, args):
     if cmd == "converged":
         return c.sees(c.names, c.names, "alive")
-    if cmd == "state":
-        return c.sees([h for h in c.names if h != args[0]], [args[0]], args[1])
+    if cmd in ("state", "dead"):
+        want = args[1] if cmd == "state" else "dead"
+        return c.sees([h for h in c.names if h != args[0]], [args[0]], want)
     if cmd == "split":
         return split(c, args[0].split(","), args[1].split(","))
     if cmd == "matrix":

@@ -453,13 +453,7 @@ void peer_run_line(peer_t *p, char *line) {
     return;
   }
   char *args = line;
-  while (*args != '\0' && !is_space(*args))
-    args++;
-  if (*args != '\0') {
-    *args++ = '\0';
-    while (is_space(*args))
-      args++;
-  }
+  next_word(&args); /* line: the command, args: the rest */
   for (size_t i = 0; i < N_COMMANDS; i++) {
     if (strcmp(line, g_commands[i].name) == 0) {
       g_commands[i].run(p, args);

@@ -91,8 +91,14 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
  * the code point of the same value (\u0080..\u00ff), so the line is always
  * valid JSON. bytewise: every byte >= 0x80 does (latin-1: the string's code
  * points are the bytes). */
-static void jb_strn_mode(jbuf_t *b, const char *s, size_t n, int bytewise) {
+/* \u00XX for the byte c */
+static void jb_u00(jbuf_t *b, unsigned c) {
   static const char hex[] = "0123456789abcdef";
+  char esc[6] = {'\\', 'u', '0', '0', hex[(c >> 4) & 0xF], hex[c & 0xF]};
+  jb_raw(b, esc, sizeof(esc));
+}
+
+static void jb_strn_mode(jbuf_t *b, const char *s, size_t n, int bytewise) {
   const unsigned char *u = (const unsigned char *)s;
   jb_raw(b, "\"", 1);
   size_t i = 0;
@@ -114,10 +120,7 @@ static void jb_strn_mode(jbuf_t *b, const char *s, size_t n, int bytewise) {
       jb_raw(b, "\\t", 2);
       i++;
     } else if (c < 0x20 || c == 0x7F) {
-      memcpy(esc, "\\u00", 4);
-      esc[4] = hex[c >> 4];
-      esc[5] = hex[c & 0xF];
-      jb_raw(b, esc, 6);
+      jb_u00(b, c);
       i++;
     } else {
       size_t l = bytewise ? 0 : utf8_seq(u + i, n - i);
@@ -125,10 +128,7 @@ static void jb_strn_mode(jbuf_t *b, const char *s, size_t n, int bytewise) {
         jb_raw(b, s + i, 1);
         i++;
       } else if (l == 0) {
-        memcpy(esc, "\\u00", 4);
-        esc[4] = hex[c >> 4];
-        esc[5] = hex[c & 0xF];
-        jb_raw(b, esc, 6);
+        jb_u00(b, c);
         i++;
       } else {
         jb_raw(b, s + i, l);
