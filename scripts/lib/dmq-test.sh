@@ -276,6 +276,19 @@ dt_wait_cond() {
   done
 }
 
+# dt_wait_view WHAT SECONDS ARGS...: dt_wait_cond on `dt_cluster
+# $dt_view_prefix $dt_view_n ARGS...`; the per-observer times it printed
+# ("peer1=<ms> ...") in $dt_since
+dt_view_prefix=
+dt_view_n=
+dt_since=
+dt_wait_view() {
+  local what=$1 limit=$2
+  shift 2
+  dt_wait_cond "$what" "$limit" dt_cluster "$dt_view_prefix" "$dt_view_n" "$@"
+  dt_since=$dt_out
+}
+
 # dt_wait_event KEY SECONDS EVENT: the process KEY printed EVENT (e.g.
 # ready); fail if it exits first or it takes longer
 dt_wait_event() {

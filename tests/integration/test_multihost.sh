@@ -120,17 +120,14 @@ timeline() { echo "$1 $2 $(now_ms)" >>"$tmp/timeline"; }
 
 mh() { dt_cluster h "$N" "$@"; }
 
-# wait_for WHAT LIMIT mh-args...: poll; leaves per-observer times in $since
-since=
-wait_for() {
-  local what=$1 limit=$2
-  shift 2
-  dt_wait_cond "$what" "$limit" mh "$@"
-  since=$dt_out
-}
+# wait_for WHAT LIMIT mh-args...: poll; leaves per-observer times in
+# $dt_since
+dt_view_prefix=h
+dt_view_n=$N
+wait_for() { dt_wait_view "$@"; }
 
-# seconds from t0 to the latest time in $since
-latest() { dt_last_after "$1" "$since"; }
+# seconds from t0 to the latest time in $dt_since
+latest() { dt_last_after "$1" "$dt_since"; }
 
 declare -a summary=()
 record() { summary+=("$(printf '%-52s %8s' "$1" "$2")"); say "$1: $2 s"; }
@@ -232,6 +229,19 @@ msg() {
   echo "$1 h$2 $([[ $3 == "*" ]] && echo "*" || echo "h$3") $4" >>"$tmp/sends"
 }
 
+# msgs ROUNDS "PHASE FROM TO"...: for k in 1..ROUNDS, each of these
+# messages in turn, with the text "PHASE hFROM-hTO #k"
+msgs() {
+  local rounds=$1 k m ph a b
+  shift
+  for ((k = 1; k <= rounds; k++)); do
+    for m in "$@"; do
+      read -r ph a b <<<"$m"
+      msg "$ph" "$a" "$b" "$ph h$a-h$b #$k"
+    done
+  done
+}
+
 # wait_delivery WHAT LIMIT [final] PHASE...: until every message of these
 # phases has its outcome and all the rules hold; mh's summary in $dsum
 dsum=
@@ -257,12 +267,7 @@ susp0=$(cat "$tmp"/h*.log* | grep -c '"change":"suspect"')
 timeline partition short
 t0=$(now_ms)
 partition_on
-for k in 1 2 3; do
-  msg short 1 4 "short h1-h4 #$k"
-  msg short 3 2 "short h3-h2 #$k"
-  msg short 5 1 "short h5-h1 #$k"
-  msg short 2 3 "short h2-h3 #$k"
-done
+msgs 3 "short 1 4" "short 3 2" "short 5 1" "short 2 3"
 say "partition {h1,h2} | {h3,h4,h5} for ${SHORT_PART_MS} ms; 12 reliable messages sent across"
 left=$((t0 + SHORT_PART_MS - $(now_ms)))
 ((left > 0)) && sleep "$(printf '%d.%03d' $((left / 1000)) $((left % 1000)))"
@@ -287,17 +292,8 @@ say "short partition: $(($(cat "$tmp"/h*.log* | grep -c '"change":"suspect"') - 
 timeline partition long
 t0=$(now_ms)
 partition_on
-for k in 1 2 3; do
-  msg across 1 4 "across h1-h4 #$k"
-  msg across 3 2 "across h3-h2 #$k"
-done
-for k in 1 2; do
-  msg across 2 5 "across h2-h5 #$k"
-  msg across 4 1 "across h4-h1 #$k"
-  msg inside 1 2 "inside h1-h2 #$k"
-  msg inside 4 3 "inside h4-h3 #$k"
-  msg inside 5 3 "inside h5-h3 #$k"
-done
+msgs 3 "across 1 4" "across 3 2"
+msgs 2 "across 2 5" "across 4 1" "inside 1 2" "inside 4 3" "inside 5 3"
 say "partition {h1,h2} | {h3,h4,h5}; 10 reliable messages across, 6 inside the sides"
 wait_delivery "messages inside the sides" "$MSG_S" inside
 record "partition: 6 msgs inside the sides, slowest" "$(msecs "$(dfield inside max_latency_ms)")"
@@ -311,12 +307,7 @@ partition_off
 say "healed (iptables -F INPUT everywhere)"
 wait_for "full view after heal" "$HEAL_S" converged
 record "heal -> full view (no operator action)" "$(latest "$t0")"
-for k in 1 2; do
-  msg after 1 4 "after h1-h4 #$k"
-  msg after 4 1 "after h4-h1 #$k"
-  msg after 3 2 "after h3-h2 #$k"
-  msg after 2 5 "after h2-h5 #$k"
-done
+msgs 2 "after 1 4" "after 4 1" "after 3 2" "after 2 5"
 msg after 1 "*" "after bcast from h1"
 msg after 4 "*" "after bcast from h4"
 wait_delivery "messages after the heal" "$MSG_S" after
