@@ -140,23 +140,27 @@ static int opt_value(const char *a, const char *v, void *ctx) {
 }
 
 int db_parse_args(int argc, char **argv, db_opts_t *o) {
-  memset(o, 0, sizeof(*o));
-  o->duration_s = 3;
-  o->latency_s = 1.5;
-  o->lat_load = 0.5;
-  o->pace_us = 250;
-  o->pin = 1;
-  o->stall_rx = 1;
-  o->hiccup = 1;
-  o->payload[0] = 100;
-  o->payload[1] = 1024;
-  o->n_payload = 2;
-  for (int m = 0; m < M_COUNT; m++)
-    o->modes[m] = m != M_RAW_MMSG;
-  o->receivers = 10;
-  o->batch = 256;
-  o->profile = DMQ_PROFILE_LAN;
-  o->profile_name = "lan";
+  static const db_opts_t defaults = {
+      .duration_s = 3,
+      .latency_s = 1.5,
+      .payload = {100, 1024},
+      .n_payload = 2,
+      .modes = {[M_RAW] = 1,
+                [M_RELIABLE] = 1,
+                [M_BE] = 1,
+                [M_BCAST_REL] = 1,
+                [M_BCAST_BE] = 1}, /* not M_RAW_MMSG: opt-in */
+      .receivers = 10,
+      .batch = 256,
+      .profile = DMQ_PROFILE_LAN,
+      .profile_name = "lan",
+      .lat_load = 0.5,
+      .pace_us = 250,
+      .pin = 1,
+      .hiccup = 1,
+      .stall_rx = 1,
+  };
+  *o = defaults;
   static const benchopt_spec_t spec = {"delivery_bench", usage, opt_flag,
                                        opt_value};
   if (benchopt_parse_args(argc, argv, &spec, o) != 0)

@@ -242,11 +242,17 @@ dt_wait_until() {
   shift 2
   end=$((SECONDS + limit))
   until "$@" >/dev/null 2>&1; do
-    ((SECONDS < end)) || dt_fail "$what: not within ${limit}s"
-    [[ -z $dt_deadline ]] || ((SECONDS < dt_deadline)) ||
-      dt_fail "$what: whole test over ${dt_budget_s}s"
+    dt_in_time "$end" "$limit" "$what"
     sleep "$dt_poll"
   done
+}
+
+# dt_in_time END LIMIT WHAT [DETAIL]: fail unless SECONDS is before END (a
+# wait of LIMIT seconds) and the budget is not spent
+dt_in_time() {
+  ((SECONDS < $1)) || dt_fail "$3: not within ${2}s${4:+ ($4)}"
+  [[ -z $dt_deadline ]] || ((SECONDS < dt_deadline)) ||
+    dt_fail "$3: budget of ${dt_budget_s}s spent${4:+ ($4)}"
 }
 
 # dt_wait_cond WHAT SECONDS COMMAND...: poll COMMAND, which prints progress
@@ -269,9 +275,7 @@ dt_wait_cond() {
     [[ $rc == 2 ]] && dt_fail "$what: $out"
     [[ $out != "$last" ]] && dt_progress "$(tr '\n' ' ' <<<"$out")"
     last=$out
-    ((SECONDS < end)) || dt_fail "$what: not within ${limit}s ($out)"
-    [[ -z $dt_deadline ]] || ((SECONDS < dt_deadline)) ||
-      dt_fail "$what: budget of ${dt_budget_s}s spent ($out)"
+    dt_in_time "$end" "$limit" "$what" "$out"
     sleep "$dt_poll"
   done
 }
