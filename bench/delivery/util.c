@@ -54,23 +54,21 @@ uint64_t socket_drops(const uint16_t *ports, int n) {
     fclose(f);
     return 0;
   }
+  /* "sl: local rem st tx:rx tr:tm retrnsmt uid timeout inode ref pointer
+   * drops": the port of the local address, and the last field */
   while (fgets(line, sizeof(line), f) != NULL) {
     unsigned ip, port;
-    char *colon = strchr(line, ':');
-    if (colon == NULL || sscanf(colon + 1, " %8X:%4X", &ip, &port) != 2)
+    uint64_t drops;
+    if (sscanf(line,
+               "%*s %8X:%4X %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
+               "%" SCNu64,
+               &ip, &port, &drops) != 3)
       continue;
-    int mine = 0;
     for (int i = 0; i < n; i++)
-      mine |= port == ports[i];
-    if (!mine)
-      continue;
-    /* drops is the last field (lines are padded with spaces) */
-    char *last = NULL, *save = NULL;
-    for (char *tok = strtok_r(line, " \t\n", &save); tok != NULL;
-         tok = strtok_r(NULL, " \t\n", &save))
-      last = tok;
-    if (last != NULL)
-      sum += strtoull(last, NULL, 10);
+      if (port == ports[i]) {
+        sum += drops;
+        break;
+      }
   }
   fclose(f);
   return sum;
