@@ -42,53 +42,65 @@ void die(const char *what) {
   exit(2);
 }
 
-/* Sum of the "drops" column of /proc/net/udp for sockets bound to
- * 127.0.0.1 on one of ports[]. */
-uint64_t socket_drops(const uint16_t *ports, int n) {
-  FILE *f = fopen("/proc/net/udp", "r");
-  if (f == NULL)
-    return 0;
+/* Sum over the lines of a /proc file of what value() finds in each (0 if
+ * it cannot be read). */
+static uint64_t proc_sum(const char *path,
+                         int (*value)(const char *line, const void *ctx,
+                                      uint64_t *v),
+                         const void *ctx) {
+  FILE *f = fopen(path, "r");
   char line[512];
-  uint64_t sum = 0;
-  if (fgets(line, sizeof(line), f) == NULL) { /* header */
+  uint64_t sum = 0, v;
+  while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+    if (value(line, ctx, &v))
+      sum += v;
+  if (f != NULL)
     fclose(f);
-    return 0;
-  }
-  /* "sl: local rem st tx:rx tr:tm retrnsmt uid timeout inode ref pointer
-   * drops": the port of the local address, and the last field */
-  while (fgets(line, sizeof(line), f) != NULL) {
-    unsigned ip, port;
-    uint64_t drops;
-    if (sscanf(line,
-               "%*s %8X:%4X %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
-               "%" SCNu64,
-               &ip, &port, &drops) != 3)
-      continue;
-    for (int i = 0; i < n; i++)
-      if (port == ports[i]) {
-        sum += drops;
-        break;
-      }
-  }
-  fclose(f);
   return sum;
 }
 
-/* System-wide packets dropped from the per-CPU input backlog (loopback
- * traffic goes through it): second column of /proc/net/softnet_stat. */
-uint64_t softnet_drops(void) {
-  FILE *f = fopen("/proc/net/softnet_stat", "r");
-  if (f == NULL)
+typedef struct port_set {
+  const uint16_t *ports;
+  int n;
+} port_set_t;
+
+/* A /proc/net/udp line ("sl: local rem st tx:rx tr:tm retrnsmt uid timeout
+ * inode ref pointer drops"; not the header): its drops, when its local
+ * port is one of the set's. */
+static int udp_line_drops(const char *line, const void *ctx, uint64_t *v) {
+  const port_set_t *ps = ctx;
+  unsigned ip, port;
+  if (sscanf(line,
+             "%*s %8X:%4X %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %" SCNu64,
+             &ip, &port, v) != 3)
     return 0;
-  char line[512];
-  uint64_t sum = 0;
-  while (fgets(line, sizeof(line), f) != NULL) {
-    unsigned long long processed, dropped;
-    if (sscanf(line, "%llx %llx", &processed, &dropped) == 2)
-      sum += dropped;
-  }
-  fclose(f);
-  return sum;
+  for (int i = 0; i < ps->n; i++)
+    if (port == ps->ports[i])
+      return 1;
+  return 0;
+}
+
+/* Sum of the "drops" column of /proc/net/udp for sockets bound to
+ * 127.0.0.1 on one of ports[]. */
+uint64_t socket_drops(const uint16_t *ports, int n) {
+  port_set_t ps = {ports, n};
+  return proc_sum("/proc/net/udp", udp_line_drops, &ps);
+}
+
+/* A /proc/net/softnet_stat line (one per CPU, hex): its second column. */
+static int softnet_line_drops(const char *line, const void *ctx, uint64_t *v) {
+  unsigned long long processed, dropped;
+  (void)ctx;
+  if (sscanf(line, "%llx %llx", &processed, &dropped) != 2)
+    return 0;
+  *v = dropped;
+  return 1;
+}
+
+/* System-wide packets dropped from the per-CPU input backlog (loopback
+ * traffic goes through it). */
+uint64_t softnet_drops(void) {
+  return proc_sum("/proc/net/softnet_stat", softnet_line_drops, NULL);
 }
 
 /* 1-minute load average (other work on the machine skews everything). */
