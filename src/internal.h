@@ -162,12 +162,10 @@ struct dmq_node {
 
   struct dmq__dlv *dlv; /* queued delivery (delivery.c) */
 
-  /* Deadline wake-up: called (at most once until the driver clears
-   * wake_pending) when something may have made dmq_node_next_deadline()
-   * earlier outside of dmq_node_tick()/dmq_node_recv(), after which the
-   * driver re-reads the deadline anyway. Set by the libuv runtime, so that
-   * it need not recompute every node's deadline on every loop iteration. */
-  void (*wake_cb)(void *ud);
+  /* Deadline wake-up (dmq_node_set_wake_cb): wake_cb runs once, then not
+   * again until the driver re-reads the deadline (dmq__next_deadlines
+   * clears wake_pending). */
+  dmq_wake_cb wake_cb;
   void *wake_ud;
   int wake_pending;
 };

@@ -589,6 +589,14 @@ void dmq_node_set_log_cb(dmq_node_t *n, dmq_log_cb cb, dmq_log_level_t lvl,
   n->log_ud = ud;
 }
 
+void dmq_node_set_wake_cb(dmq_node_t *n, dmq_wake_cb cb, void *ud) {
+  if (n == NULL)
+    return;
+  n->wake_cb = cb;
+  n->wake_ud = ud;
+  n->wake_pending = 0;
+}
+
 void *dmq_node_user_data(const dmq_node_t *n) {
   return n ? n->user_data : NULL;
 }

@@ -1333,7 +1333,12 @@ uint64_t dmq_node_next_deadline(const dmq_node_t *n) {
 
 uint64_t dmq__next_deadlines(const dmq_node_t *n, uint64_t *delivery) {
   *delivery = DMQ_NEVER;
-  if (n == NULL || !n->started)
+  if (n == NULL)
+    return DMQ_NEVER;
+  /* The driver re-reads the deadline: the next change wakes it again. The
+   * node is never a const object; only this flag changes. */
+  ((dmq_node_t *)n)->wake_pending = 0;
+  if (!n->started)
     return DMQ_NEVER;
   /* next_reap is not a deadline of its own: reaping and buffer trimming
    * ride on the next tick after it (at least one per probe period), which
