@@ -68,7 +68,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "swim.h"
+#include "members.h"
 #include "wire.h"
 
 /* Payloads up to this size come from a free list of fixed-size buffers. */
@@ -266,18 +266,6 @@ struct dmq_channel {
   uint64_t h;
   uint8_t len, paused;
   char name[DMQ_MAX_CHANNEL + 1];
-};
-
-/* Channels a member serves, sorted by hash. */
-typedef struct dlv_cent {
-  uint64_t h;
-  uint8_t len;
-  char name[DMQ_MAX_CHANNEL + 1];
-} dlv_cent_t;
-
-struct dmq__chanset {
-  uint32_t n;
-  dlv_cent_t e[];
 };
 
 /* next_seq, tx_be: where our numbering towards member (name, gen) was;
@@ -631,95 +619,6 @@ static dmq_channel_t *dlv_chan_find(const dlv_t *d, const char *name,
   return NULL;
 }
 
-static int dlv_cent_cmp(const dlv_cent_t *a, const dlv_cent_t *b) {
-  if (a->h != b->h)
-    return a->h < b->h ? -1 : 1;
-  if (a->len != b->len)
-    return a->len < b->len ? -1 : 1;
-  return memcmp(a->name, b->name, a->len);
-}
-
-int dmq__delivery_set_chans(dmq_node_t *n, dmq__member_t *m,
-                            const dmq__chans_t *c) {
-  dmq__slice_t v[DMQ_MAX_CHANNELS];
-  dlv_cent_t e[DMQ_MAX_CHANNELS];
-  size_t k = dmq__wire_chans(c, v, DMQ_MAX_CHANNELS), ne = 0;
-  for (size_t i = 0; i < k; i++) {
-    dlv_cent_t x;
-    x.h = dmq__hash(v[i].p, v[i].n);
-    x.len = (uint8_t)v[i].n;
-    memcpy(x.name, v[i].p, v[i].n);
-    x.name[v[i].n] = '\0';
-    /* insertion sort, dropping duplicates */
-    size_t j = ne;
-    int dup = 0;
-    while (j > 0) {
-      int r = dlv_cent_cmp(&e[j - 1], &x);
-      if (r == 0)
-        dup = 1;
-      if (r <= 0)
-        break;
-      j--;
-    }
-    if (dup)
-      continue;
-    memmove(&e[j + 1], &e[j], (ne - j) * sizeof(e[0]));
-    e[j] = x;
-    ne++;
-  }
-  struct dmq__chanset *old = m->chans;
-  if (old != NULL && old->n == ne) {
-    size_t i = 0;
-    while (i < ne && dlv_cent_cmp(&old->e[i], &e[i]) == 0)
-      i++;
-    if (i == ne)
-      return 0;
-  }
-  if (ne == 0 && old == NULL)
-    return 0;
-  struct dmq__chanset *cs = NULL;
-  if (ne > 0) {
-    cs = dmq__malloc(n, sizeof(*cs) + ne * sizeof(dlv_cent_t));
-    if (cs == NULL)
-      return DMQ_ENOMEM;
-    cs->n = (uint32_t)ne;
-    memcpy(cs->e, e, ne * sizeof(dlv_cent_t));
-  }
-  dmq__free(n, old);
-  m->chans = cs;
-  return 0;
-}
-
-uint32_t dmq__member_chans(const dmq__member_t *m, dmq__slice_t *out) {
-  const struct dmq__chanset *cs = m->chans;
-  if (cs == NULL)
-    return 0;
-  for (uint32_t i = 0; i < cs->n; i++)
-    out[i] = dlv_sl(cs->e[i].name, cs->e[i].len);
-  return cs->n;
-}
-
-size_t dmq__member_chans_size(const dmq__member_t *m) {
-  dmq__slice_t v[DMQ_MAX_CHANNELS];
-  dmq__chans_t c = {dmq__member_chans(m, v), v, NULL, 0};
-  return dmq__enc_size_chans(&c);
-}
-
-static int dlv_serves(const dmq__member_t *m, uint64_t h, const char *name,
-                      size_t len) {
-  const struct dmq__chanset *cs = m->chans;
-  if (cs == NULL)
-    return 0;
-  for (uint32_t i = 0; i < cs->n; i++) {
-    if (cs->e[i].h > h)
-      return 0;
-    if (cs->e[i].h == h && cs->e[i].len == len &&
-        memcmp(cs->e[i].name, name, len) == 0)
-      return 1;
-  }
-  return 0;
-}
-
 /* Our own advertised set, from the open channels. */
 static int dlv_self_chans(dmq_node_t *n) {
   dlv_t *d = n->dlv;
@@ -727,7 +626,7 @@ static int dlv_self_chans(dmq_node_t *n) {
   for (uint32_t i = 0; i < d->nchans; i++)
     v[i] = dlv_sl(d->chans[i]->name, d->chans[i]->len);
   dmq__chans_t c = {d->nchans, v, NULL, 0};
-  return dmq__delivery_set_chans(n, n->self, &c);
+  return dmq__member_set_chans(n, n->self, &c);
 }
 
 /* ====================================================================== */
@@ -2350,8 +2249,6 @@ void dmq__delivery_member_removed(dmq_node_t *n, dmq__member_t *m) {
       n->dlv->cache_m = NULL;
     dlv_peer_free(n, m->peer);
   }
-  dmq__free(n, m->chans);
-  m->chans = NULL;
 }
 
 void dmq_delivery_config_init(dmq_delivery_config_t *c) {
@@ -2494,7 +2391,7 @@ int dmq_channel_open(dmq_node_t *n, const char *name, dmq_receive_cb cb,
     dmq__free(n, ch);
     return DMQ_ENOMEM;
   }
-  dmq__self_changed(n);
+  dmq__node_self_changed(n);
   if (out != NULL)
     *out = ch;
   return 0;
@@ -2522,7 +2419,7 @@ int dmq_channel_close(dmq_channel_t *ch) {
     d->nchans++;
     return DMQ_ENOMEM;
   }
-  dmq__self_changed(n);
+  dmq__node_self_changed(n);
   /* messages held for it are now rejected at the next delivery pass */
   if (ch->paused)
     for (dlv_peer_t *p = d->peers; p != NULL; p = p->all_next)
@@ -2554,7 +2451,8 @@ int dmq_member_serves(const dmq_node_t *n, const char *name,
   if (l == 0 || l > DMQ_MAX_NAME)
     return 0;
   const dmq__member_t *m = dmq__member_find(n, name, l);
-  return m != NULL && dlv_serves(m, dmq__hash(channel, cl), channel, cl);
+  return m != NULL &&
+         dmq__member_serves(m, dmq__hash(channel, cl), channel, cl);
 }
 
 void dmq_delivery_stats(const dmq_node_t *n, dmq_delivery_stats_t *out) {
@@ -2953,7 +2851,7 @@ int dmq_broadcast(dmq_node_t *n, const char *channel, const void *data,
   for (uint32_t i = 0; i < n->nmembers; i++) {
     dmq__member_t *m = n->members[i];
     if (!m->is_self && m->state <= DMQ_MEMBER_SUSPECT &&
-        dlv_serves(m, h, channel, r.chan_len))
+        dmq__member_serves(m, h, channel, r.chan_len))
       d->dests[nd++] = m;
   }
   for (uint32_t i = 0; i < nd; i++) {

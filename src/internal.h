@@ -48,9 +48,9 @@ struct dmq__member {
   dmq__suspicion_t *susp;
   /* dissemination queue links (bucket = transmits so far) */
   dmq__member_t *bc_prev, *bc_next;
-  /* queued delivery (delivery.c) */
-  struct dmq__chanset *chans; /* channels it serves; NULL = none */
-  struct dmq__peer *peer;     /* delivery state to and from it; NULL = none */
+  struct dmq__chanset *chans; /* channels it serves (members.c); NULL none */
+  /* queued delivery (src/delivery) */
+  struct dmq__peer *peer; /* delivery state to and from it; NULL = none */
   uint64_t inc, gen;
   uint64_t state_since;
   uint32_t idx;     /* position in node->members */
@@ -62,6 +62,16 @@ struct dmq__member {
   uint8_t is_self;
   int8_t bc_bucket; /* -1 = not queued; < DMQ__MAX_BUCKETS */
 };
+
+/* What the member listener (members.h) hears about a member. */
+typedef enum dmq__member_change {
+  DMQ__MEMBER_DEAD,      /* declared dead */
+  DMQ__MEMBER_LEFT,      /* left the cluster */
+  DMQ__MEMBER_RESTARTED, /* came back with a new generation */
+  DMQ__MEMBER_REMOVED    /* about to be freed */
+} dmq__member_change_t;
+typedef void (*dmq__member_listener_t)(dmq_node_t *n, dmq__member_t *m,
+                                       dmq__member_change_t what);
 
 typedef struct dmq__relay {
   uint32_t seq;        /* our ping to the target */
@@ -107,7 +117,8 @@ struct dmq_node {
   dmq__member_t **index;
   uint32_t index_cap; /* power of two */
   dmq__member_t *self;
-  uint32_t n_live; /* alive + suspect, self included */
+  uint32_t n_live;                        /* alive + suspect, self included */
+  dmq__member_listener_t member_listener; /* set by node.c */
 
   dmq__member_t **suspects;
   uint32_t nsuspects, cap_suspects;
@@ -218,6 +229,27 @@ static inline void dmq__wake(dmq_node_t *n) {
     n->wake_cb(n->wake_ud);
   }
 }
+
+/* ---- node.c: services for membership and delivery ---- */
+
+/* Queue a member event (delivered by dmq__flush_events). */
+void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m);
+/* Run the queued callbacks (member events, then delivery's), unless one is
+ * running already. */
+void dmq__flush_events(dmq_node_t *n);
+
+int dmq__send(dmq_node_t *n, const char *addr, const uint8_t *buf, size_t len,
+              int reliable, uint32_t nmsgs);
+/* 1 if reliable sends to addr would use another transport than datagram
+ * sends (a real stream fallback exists). */
+int dmq__has_separate_stream(dmq_node_t *n, const char *addr);
+/* Whether the reliable class reaches addr through a RELIABLE transport. */
+int dmq__has_stream(dmq_node_t *n, const char *addr);
+/* mtu of the transport that carries datagrams to addr (0: none). */
+size_t dmq__datagram_mtu(dmq_node_t *n, const char *addr);
+/* Our own gossiped state changed (delivery opened or closed a channel):
+ * membership raises the incarnation and spreads it. */
+void dmq__node_self_changed(dmq_node_t *n);
 
 void *dmq__malloc(dmq_node_t *n, size_t size);
 void *dmq__realloc(dmq_node_t *n, void *p, size_t size);
