@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "members.h"
+#include "util/oamap.h"
 
 static dmq__slice_t members_sl(const char *p, size_t n) {
   dmq__slice_t s = {p, n};
