@@ -134,33 +134,25 @@ static void dlv_tx_one(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k,
   dlv_mark_sent(n, p, m);
 }
 
-/* Put what is due for p on the wire: the pending ack, retransmissions, new
- * messages within the window, best-effort messages. full_only: stop once
- * less than a datagram's worth of new messages is left (the tick sends the
- * rest). */
-void dmq__dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
+/* The pending DACK opens the packet (everything else rides with it). */
+static void dlv_flush_ack(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k) {
   dlv_t *d = n->dlv;
-  if (d->tx == NULL && (d->tx = dmq__malloc(n, n->cfg.mtu)) == NULL) {
-    dmq__dlv_want_flush(d, p); /* retried on the next tick */
+  if (!p->ack_pending || p->rx_gen == 0)
     return;
-  }
-  dlv_pkt_t k;
-  size_t budget = n->cfg.mtu;
-  k.open = 0;
-  k.nbe = 0;
-  k.sent = 0;
-  int more = 0; /* stopped by DLV_BURST_PKTS: flush again next turn */
-  uint32_t stop = DLV_BURST_PKTS; /* k.sent where this class stops */
-  if (p->ack_pending && p->rx_gen != 0) {
-    dmq__dack_t a;
-    dmq__dlv_build_dack(n, p, &a);
-    dlv_pkt_begin(n, &k);
-    if (dmq__enc_dack(&k.e, &a) == 0)
-      d->st.acks_sent++;
-    p->ack_pending = 0;
-    p->unacked = 0;
-    dlv_timer_del(d, &p->ack_t);
-  }
+  dmq__dack_t a;
+  dmq__dlv_build_dack(n, p, &a);
+  dlv_pkt_begin(n, k);
+  if (dmq__enc_dack(&k->e, &a) == 0)
+    d->st.acks_sent++;
+  p->ack_pending = 0;
+  p->unacked = 0;
+  dlv_timer_del(d, &p->ack_t);
+}
+
+/* Retransmissions: a window probe asked for marks the lowest in-flight
+ * datagram message, then every message marked for retransmission whose
+ * TTL has not run out goes again. */
+static void dlv_flush_rtx(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k) {
   if (p->need_probe) {
     p->need_probe = 0;
     for (dlv_msg_t *m = p->head; m != NULL && m != p->unsent; m = m->next) {
@@ -176,7 +168,16 @@ void dmq__dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
   for (dlv_msg_t *m = p->head; p->nrtx > 0 && m != NULL && m != p->unsent;
        m = m->next)
     if (m->rtx && m->deadline > n->now)
-      dlv_tx_one(n, p, &k, m);
+      dlv_tx_one(n, p, k, m);
+}
+
+/* New reliable messages, as far as the peer's window (in messages and in
+ * bytes) allows, at most DLV_BURST_PKTS packets in all this flush. Returns
+ * 1 when the burst limit stopped it (flush again next turn). */
+static int dlv_flush_reliable(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k,
+                              int full_only) {
+  dlv_t *d = n->dlv;
+  size_t budget = n->cfg.mtu;
   uint64_t ref = dmq__dlv_base(p) - 1;
   if (p->peer_cum > ref)
     ref = p->peer_cum;
@@ -185,23 +186,21 @@ void dmq__dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     dlv_msg_t *m = p->unsent;
     if (m->deadline <= n->now)
       break; /* its TTL timer runs first at the next tick */
-    if (!k.open && k.sent >= stop) {
-      more = 1;
-      break;
-    }
+    if (!k->open && k->sent >= DLV_BURST_PKTS)
+      return 1;
     if (p->inflight > 0 &&
         p->inflight_est + dmq__dlv_est(m) > d->cfg.window_bytes)
       break;        /* the byte window: an ack reopens it */
     p->persist = 0; /* one message past a closed window is the probe */
     if (!m->stream) {
       /* full_only: a new datagram only for a datagram's worth */
-      if (!k.open && full_only && p->unsent_est + p->be_est < budget)
+      if (!k->open && full_only && p->unsent_est + p->be_est < budget)
         break;
-      if (!k.open)
-        dlv_pkt_begin(n, &k);
-      int rc = dlv_put(n, p, &k, m);
+      if (!k->open)
+        dlv_pkt_begin(n, k);
+      int rc = dlv_put(n, p, k, m);
       if (rc == 1) {
-        dlv_pkt_send(n, p, &k);
+        dlv_pkt_send(n, p, k);
         continue;
       }
       if (rc < 0)
@@ -210,32 +209,39 @@ void dmq__dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     p->unsent = m->next;
     p->unsent_est -= dmq__dlv_est(m);
     if (m->stream) {
-      k.sent++;
+      k->sent++;
       dlv_send_stream(n, p, m); /* a failure is a loss: the RTO resends */
     }
     dlv_mark_sent(n, p, m);
   }
-  stop = k.sent + DLV_BURST_PKTS;
+  return 0;
+}
+
+/* Best-effort messages, at most DLV_BURST_PKTS more packets (a reliable
+ * backlog does not hold them back). Returns 1 when that limit stopped it. */
+static int dlv_flush_be(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k,
+                        int full_only) {
+  dlv_t *d = n->dlv;
+  size_t budget = n->cfg.mtu;
+  uint32_t stop = k->sent + DLV_BURST_PKTS;
   while (p->be_head != NULL) {
     dlv_msg_t *m = p->be_head;
-    if (!k.open && full_only && p->unsent_est + p->be_est < budget)
+    if (!k->open && full_only && p->unsent_est + p->be_est < budget)
       break;
-    if (!k.open && k.sent >= stop) {
-      more = 1;
-      break;
-    }
+    if (!k->open && k->sent >= stop)
+      return 1;
     /* Numbered only once it is on the wire (a message dropped here is not
      * a gap at the receiver). The open datagram's best-effort messages
-     * always hold the last k.nbe numbers given, so a datagram the transport
-     * refuses gives them back (dlv_pkt_send). */
+     * always hold the last k->nbe numbers given, so a datagram the
+     * transport refuses gives them back (dlv_pkt_send). */
     int rc = -1;
     if (m->deadline > n->now && !m->stream) {
-      if (!k.open)
-        dlv_pkt_begin(n, &k);
+      if (!k->open)
+        dlv_pkt_begin(n, k);
       m->seq = p->tx_be;
-      rc = dlv_put(n, p, &k, m);
+      rc = dlv_put(n, p, k, m);
       if (rc == 1) { /* full: a new one only for a datagram's worth */
-        dlv_pkt_send(n, p, &k);
+        dlv_pkt_send(n, p, k);
         continue;
       }
     }
@@ -250,11 +256,11 @@ void dmq__dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     } else if (rc == 0) {
       p->tx_be++;
       d->st.sent_be++;
-      k.nbe++;
+      k->nbe++;
     } else {
-      dlv_pkt_send(n, p, &k); /* its numbers stay below this one's */
+      dlv_pkt_send(n, p, k); /* its numbers stay below this one's */
       m->seq = p->tx_be;
-      k.sent++;
+      k->sent++;
       if (dlv_send_stream(n, p, m) == 0) {
         p->tx_be++;
         d->st.sent_be++;
@@ -266,8 +272,30 @@ void dmq__dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
     dmq__dlv_msg_put(n, m);
     dmq__dlv_op_unref(n, op);
   }
+  return 0;
+}
+
+/* Put what is due for p on the wire: the pending ack, retransmissions, new
+ * messages within the window, best-effort messages, packed into as few
+ * packets as possible. full_only: stop once
+ * less than a datagram's worth of new messages is left (the tick sends the
+ * rest). */
+void dmq__dlv_flush_peer(dmq_node_t *n, dlv_peer_t *p, int full_only) {
+  dlv_t *d = n->dlv;
+  if (d->tx == NULL && (d->tx = dmq__malloc(n, n->cfg.mtu)) == NULL) {
+    dmq__dlv_want_flush(d, p); /* retried on the next tick */
+    return;
+  }
+  dlv_pkt_t k;
+  k.open = 0;
+  k.nbe = 0;
+  k.sent = 0;
+  dlv_flush_ack(n, p, &k);
+  dlv_flush_rtx(n, p, &k);
+  int more = dlv_flush_reliable(n, p, &k, full_only);
+  more |= dlv_flush_be(n, p, &k, full_only);
   dlv_pkt_send(n, p, &k);
   if (more)
-    dmq__dlv_want_flush(d, p);
+    dmq__dlv_want_flush(d, p); /* stopped by DLV_BURST_PKTS: next turn */
   dmq__dlv_check_writable(d, p);
 }
