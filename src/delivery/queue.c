@@ -338,34 +338,48 @@ static uint8_t dlv_kind_flags(int kind) {
                                : 0;
 }
 
-/* Unicast of any kind to member m. */
-static int dlv_unicast(dmq_node_t *n, dmq__member_t *m, const dlv_req_t *r,
-                       uint64_t now, dmq_msg_id_t *id) {
+/* The one enqueue path, for unicast of any kind (nd = 1) and broadcast:
+ * every destination must have room (else DMQ_EAGAIN and nothing is
+ * queued), then one op gets a copy per destination, each copy as many
+ * fragments as its path needs. */
+static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r,
+                       dmq__member_t *const *dests, uint32_t nd, uint64_t now,
+                       dmq_msg_id_t *id) {
   dlv_t *d = n->dlv;
   dlv_set_now(n, now);
-  dlv_peer_t *p = dmq__dlv_peer_get(n, m);
-  if (p == NULL)
-    return DMQ_ENOMEM;
-  dlv_sync_gen(n, p);
-  uint32_t nfrag;
-  int stream;
-  int rc = dlv_plan(n, p, r, &nfrag, &stream);
-  if (rc != 0)
-    return rc;
-  if (!dlv_room(d, p, r->len)) {
-    p->want_wr = 1;
+  uint32_t total = 0, full = 0;
+  for (uint32_t i = 0; i < nd; i++) {
+    dlv_peer_t *p = dmq__dlv_peer_get(n, dests[i]);
+    if (p == NULL)
+      return DMQ_ENOMEM;
+    dlv_sync_gen(n, p);
+    uint32_t nf;
+    int st;
+    int rc = dlv_plan(n, p, r, &nf, &st);
+    if (rc != 0)
+      return rc;
+    total += nf;
+    if (!dlv_room(d, p, r->len)) {
+      p->want_wr = 1;
+      full = 1;
+    }
+  }
+  if (full) {
     d->st.refused_full++;
     return DMQ_EAGAIN;
   }
-  int has_id = r->kind == DLV_K_SEND || r->kind == DLV_K_REQ;
-  uint32_t timers = r->kind == DLV_K_BE ? 0 : r->kind == DLV_K_REQ ? 2 : 1;
+  /* a TTL timer per reliable copy, and a request's timeout */
+  int has_id =
+      r->kind == DLV_K_SEND || r->kind == DLV_K_REQ || r->kind == DLV_K_BCAST;
+  uint32_t timers =
+      (r->kind == DLV_K_BE ? 0 : nd) + (r->kind == DLV_K_REQ ? 1 : 0);
   if (has_id && dmq__dlv_ids_reserve(n, 1) != 0)
     return DMQ_ENOMEM;
   if (dlv_heap_reserve(n, timers) != 0)
     return DMQ_ENOMEM;
   dlv_op_t *op = dlv_new_op(n, r);
   dlv_msg_t *chain = NULL;
-  if (op == NULL || dlv_alloc_chain(n, nfrag, &chain) != 0) {
+  if (op == NULL || dlv_alloc_chain(n, total, &chain) != 0) {
     if (op != NULL) {
       dmq__dlv_buf_put(n, op->data, op->len);
       dmq__dlv_op_put(n, op);
@@ -377,11 +391,12 @@ static int dlv_unicast(dmq_node_t *n, dmq__member_t *m, const dlv_req_t *r,
                  : r->ttl_ms          ? r->ttl_ms
                                       : d->cfg.ttl_ms;
   uint64_t deadline = n->now + ttl;
-  if (r->kind == DLV_K_SEND || r->kind == DLV_K_REQ) {
-    memcpy(op->dest, m->name, (size_t)m->name_len + 1);
+  if (r->kind == DLV_K_SEND || r->kind == DLV_K_REQ)
+    memcpy(op->dest, dests[0]->name, (size_t)dests[0]->name_len + 1);
+  if (has_id)
     dmq__dlv_ids_put(d, op);
-  }
   if (r->kind == DLV_K_REQ) {
+    dlv_peer_t *p = dests[0]->peer;
     dlv_timer_set(d, &op->tmo, deadline);
     op->rq_peer = p;
     op->rq_next = p->reqs;
@@ -389,12 +404,25 @@ static int dlv_unicast(dmq_node_t *n, dmq__member_t *m, const dlv_req_t *r,
       p->reqs->rq_prev = op;
     p->reqs = op;
   }
-  dlv_link_copy(n, p, op, chain, nfrag, stream, dlv_kind_flags(r->kind),
-                deadline);
+  if (r->kind == DLV_K_BE)
+    op->refs++; /* held while the copies are linked */
+  for (uint32_t i = 0; i < nd; i++) {
+    dlv_peer_t *p = dests[i]->peer;
+    uint32_t nf;
+    int st;
+    dlv_plan(n, p, r, &nf, &st);
+    chain = dlv_link_copy(n, p, op, chain, nf, st, dlv_kind_flags(r->kind),
+                          deadline);
+  }
   d->used = 1;
   if (id != NULL)
     *id = op->id;
-  dlv_after_queue(n, p);
+  if (r->kind == DLV_K_BCAST && nd == 0)
+    dmq__dlv_op_finish(n, op, DMQ_OUTCOME_DELIVERED); /* next tick, 0 / 0 */
+  if (r->kind == DLV_K_BE)
+    dmq__dlv_op_unref(n, op);
+  for (uint32_t i = 0; i < nd; i++)
+    dlv_after_queue(n, dests[i]->peer);
   return 0;
 }
 
@@ -436,7 +464,7 @@ int dmq_send(dmq_node_t *n, const char *dest, const char *channel,
   r.ttl_ms = opts != NULL ? opts->ttl_ms : 0;
   r.cb = reliable ? opts->cb : NULL;
   r.ud = opts != NULL ? opts->user_data : NULL;
-  return dlv_unicast(n, m, &r, now, id);
+  return dlv_enqueue(n, &r, &m, 1, now, id);
 }
 
 int dmq_request(dmq_node_t *n, const char *dest, const char *channel,
@@ -459,7 +487,7 @@ int dmq_request(dmq_node_t *n, const char *dest, const char *channel,
   r.cb = cb;
   r.ud = ud;
   r.timeout_ms = timeout_ms ? timeout_ms : n->dlv->cfg.request_timeout_ms;
-  return dlv_unicast(n, m, &r, now, id);
+  return dlv_enqueue(n, &r, &m, 1, now, id);
 }
 
 int dmq_reply(dmq_node_t *n, dmq_reply_handle_t *h, const void *data,
@@ -483,7 +511,7 @@ int dmq_reply(dmq_node_t *n, dmq_reply_handle_t *h, const void *data,
   r.data = data;
   r.len = len;
   r.req_id = h->req_id;
-  rc = dlv_unicast(n, m, &r, now, NULL);
+  rc = dlv_enqueue(n, &r, &m, 1, now, NULL);
   if (rc == 0)
     h->valid = 0;
   return rc;
@@ -521,69 +549,14 @@ int dmq_broadcast(dmq_node_t *n, const char *channel, const void *data,
     d->dests_cap = n->nmembers;
   }
   uint64_t h = dmq__hash(channel, r.chan_len);
-  uint32_t nd = 0, total = 0, full = 0;
+  uint32_t nd = 0;
   for (uint32_t i = 0; i < n->nmembers; i++) {
     dmq__member_t *m = n->members[i];
     if (!m->is_self && m->state <= DMQ_MEMBER_SUSPECT &&
         dmq__member_serves(m, h, channel, r.chan_len))
       d->dests[nd++] = m;
   }
-  for (uint32_t i = 0; i < nd; i++) {
-    dlv_peer_t *p = dmq__dlv_peer_get(n, d->dests[i]);
-    if (p == NULL)
-      return DMQ_ENOMEM;
-    dlv_sync_gen(n, p);
-    uint32_t nf;
-    int st;
-    if ((rc = dlv_plan(n, p, &r, &nf, &st)) != 0)
-      return rc;
-    total += nf;
-    if (!dlv_room(d, p, len)) {
-      p->want_wr = 1;
-      full = 1;
-    }
-  }
-  if (full) {
-    d->st.refused_full++;
-    return DMQ_EAGAIN;
-  }
-  uint32_t timers = reliable ? nd : 0;
-  if (reliable && dmq__dlv_ids_reserve(n, 1) != 0)
-    return DMQ_ENOMEM;
-  if (dlv_heap_reserve(n, timers) != 0)
-    return DMQ_ENOMEM;
-  dlv_op_t *op = dlv_new_op(n, &r);
-  dlv_msg_t *chain = NULL;
-  if (op == NULL || dlv_alloc_chain(n, total, &chain) != 0) {
-    if (op != NULL) {
-      dmq__dlv_buf_put(n, op->data, op->len);
-      dmq__dlv_op_put(n, op);
-    }
-    dlv_heap_release(d, timers);
-    return DMQ_ENOMEM;
-  }
-  uint64_t deadline = n->now + (r.ttl_ms ? r.ttl_ms : d->cfg.ttl_ms);
-  if (reliable)
-    dmq__dlv_ids_put(d, op);
-  if (!reliable)
-    op->refs++; /* held while the copies are linked */
-  for (uint32_t i = 0; i < nd; i++) {
-    dlv_peer_t *p = d->dests[i]->peer;
-    uint32_t nf;
-    int st;
-    dlv_plan(n, p, &r, &nf, &st);
-    chain = dlv_link_copy(n, p, op, chain, nf, st, 0, deadline);
-  }
-  d->used = 1;
-  if (id != NULL)
-    *id = op->id;
-  if (reliable && nd == 0)
-    dmq__dlv_op_finish(n, op, DMQ_OUTCOME_DELIVERED); /* next tick, 0 / 0 */
-  if (!reliable)
-    dmq__dlv_op_unref(n, op);
-  for (uint32_t i = 0; i < nd; i++)
-    dlv_after_queue(n, d->dests[i]->peer);
-  return 0;
+  return dlv_enqueue(n, &r, d->dests, nd, now, id);
 }
 
 int dmq_delivery_cancel(dmq_node_t *n, dmq_msg_id_t id) {
