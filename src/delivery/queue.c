@@ -440,6 +440,28 @@ static int dlv_lookup_dest(const dmq_node_t *n, const char *dest,
   return 0;
 }
 
+/* The request of dmq_send() / dmq_broadcast() from their options: kind
+ * `reliable` for DMQ_SEND_RELIABLE (which needs a callback), best effort
+ * otherwise. */
+static int dlv_from_opts(dlv_req_t *r, const dmq_send_opts_t *opts,
+                         int reliable_kind, const char *channel,
+                         const void *data, size_t len) {
+  int reliable = opts != NULL && opts->mode == DMQ_SEND_RELIABLE;
+  if (opts != NULL && opts->mode != DMQ_SEND_RELIABLE &&
+      opts->mode != DMQ_SEND_BEST_EFFORT)
+    return DMQ_EINVAL;
+  if (reliable && opts->cb == NULL)
+    return DMQ_EINVAL;
+  r->kind = reliable ? reliable_kind : DLV_K_BE;
+  r->chan = channel;
+  r->data = data;
+  r->len = len;
+  r->ttl_ms = opts != NULL ? opts->ttl_ms : 0;
+  r->cb = reliable ? opts->cb : NULL;
+  r->ud = opts != NULL ? opts->user_data : NULL;
+  return 0;
+}
+
 int dmq_send(dmq_node_t *n, const char *dest, const char *channel,
              const void *data, size_t len, const dmq_send_opts_t *opts,
              uint64_t now, dmq_msg_id_t *id) {
@@ -449,21 +471,10 @@ int dmq_send(dmq_node_t *n, const char *dest, const char *channel,
   int rc = dlv_check_send(n, channel, data, len, &r.chan_len);
   if (rc != 0)
     return rc;
-  int reliable = opts != NULL && opts->mode == DMQ_SEND_RELIABLE;
-  if (opts != NULL && opts->mode != DMQ_SEND_RELIABLE &&
-      opts->mode != DMQ_SEND_BEST_EFFORT)
-    return DMQ_EINVAL;
-  if (reliable && opts->cb == NULL)
-    return DMQ_EINVAL;
+  if ((rc = dlv_from_opts(&r, opts, DLV_K_SEND, channel, data, len)) != 0)
+    return rc;
   if ((rc = dlv_lookup_dest(n, dest, &m)) != 0)
     return rc;
-  r.kind = reliable ? DLV_K_SEND : DLV_K_BE;
-  r.chan = channel;
-  r.data = data;
-  r.len = len;
-  r.ttl_ms = opts != NULL ? opts->ttl_ms : 0;
-  r.cb = reliable ? opts->cb : NULL;
-  r.ud = opts != NULL ? opts->user_data : NULL;
   return dlv_enqueue(n, &r, &m, 1, now, id);
 }
 
@@ -525,21 +536,10 @@ int dmq_broadcast(dmq_node_t *n, const char *channel, const void *data,
   int rc = dlv_check_send(n, channel, data, len, &r.chan_len);
   if (rc != 0)
     return rc;
-  int reliable = opts != NULL && opts->mode == DMQ_SEND_RELIABLE;
-  if (opts != NULL && opts->mode != DMQ_SEND_RELIABLE &&
-      opts->mode != DMQ_SEND_BEST_EFFORT)
-    return DMQ_EINVAL;
-  if (reliable && opts->cb == NULL)
-    return DMQ_EINVAL;
+  if ((rc = dlv_from_opts(&r, opts, DLV_K_BCAST, channel, data, len)) != 0)
+    return rc;
   dlv_t *d = n->dlv;
   dlv_set_now(n, now);
-  r.kind = reliable ? DLV_K_BCAST : DLV_K_BE;
-  r.chan = channel;
-  r.data = data;
-  r.len = len;
-  r.ttl_ms = opts != NULL ? opts->ttl_ms : 0;
-  r.cb = reliable ? opts->cb : NULL;
-  r.ud = opts != NULL ? opts->user_data : NULL;
   /* destinations */
   if (d->dests_cap < n->nmembers) {
     dmq__member_t **nd = dmq__realloc(n, d->dests, n->nmembers * sizeof(*nd));
