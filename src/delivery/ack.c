@@ -48,92 +48,89 @@ static void dlv_rtt_sample(dmq_node_t *n, dlv_peer_t *p, uint64_t r) {
   p->rto = dmq__dlv_rto_base(n, p);
 }
 
-void dmq__delivery_on_dack(dmq_node_t *n, const dmq__dack_t *a,
-                           dmq__slice_t sender) {
-  dlv_t *d = n->dlv;
-  d->st.acks_received++;
-  dmq__member_t *mb = dmq__member_find(n, sender.p, sender.n);
-  if (mb == NULL || mb->peer == NULL || mb->is_self) {
-    d->st.unknown_sender++;
-    return;
+/* RTT sample candidate: the newest send time among the messages an ack
+ * reports for the first time (Karn: never a retransmitted message). */
+typedef struct dlv_sample {
+  int ok;
+  uint64_t at;
+} dlv_sample_t;
+
+static void dlv_sample_take(dlv_sample_t *s, uint64_t sent_at) {
+  if (!s->ok || sent_at > s->at) {
+    s->ok = 1;
+    s->at = sent_at;
   }
-  dlv_peer_t *p = mb->peer;
-  if (a->src_gen != n->self->gen || a->dst_gen != p->tx_gen) {
-    d->st.stale_gen++;
-    return;
+}
+
+/* The receiver's rejections (ascending) mark the acked messages they name,
+ * so that their outcome is exact. */
+static void dlv_ack_rejected(dlv_peer_t *p, const dmq__dack_t *a,
+                             uint64_t cum) {
+  uint64_t rs[DMQ__WIRE_MAX_REJ];
+  uint8_t rr[DMQ__WIRE_MAX_REJ];
+  size_t k = dmq__wire_rejs(a, rs, rr, DMQ__WIRE_MAX_REJ);
+  dlv_msg_t *m = p->head;
+  for (size_t i = 0; i < k; i++) { /* ascending */
+    while (m != NULL && m->seq < rs[i])
+      m = m->next;
+    if (m != NULL && m->seq == rs[i] && rs[i] <= cum)
+      m->rejected = rr[i];
   }
-  uint64_t now = n->now;
-  uint64_t cum = a->cum < p->next_seq ? a->cum : p->next_seq - 1;
-  if (a->nrej > 0) {
-    uint64_t rs[DMQ__WIRE_MAX_REJ];
-    uint8_t rr[DMQ__WIRE_MAX_REJ];
-    size_t k = dmq__wire_rejs(a, rs, rr, DMQ__WIRE_MAX_REJ);
-    dlv_msg_t *m = p->head;
-    for (size_t i = 0; i < k; i++) { /* ascending */
-      while (m != NULL && m->seq < rs[i])
-        m = m->next;
-      if (m != NULL && m->seq == rs[i] && rs[i] <= cum)
-        m->rejected = rr[i];
-    }
-  }
-  /* RTT samples (Karn: never from a retransmitted message) come from
-   * messages this ack reports for the first time; not from an ack that
-   * filled a hole, whose messages waited behind it at the receiver. */
-  int progress = 0, filled = 0;
-  uint64_t sample_at = 0;
-  int sample = 0;
+}
+
+/* Everything up to cum is done: outcomes, then off the queue. Returns 1 if
+ * anything was. *filled: the ack filled a hole (its messages waited behind
+ * it at the receiver, so they give no RTT sample). */
+static int dlv_ack_cum(dmq_node_t *n, dlv_peer_t *p, uint64_t cum,
+                       dlv_sample_t *s, int *filled) {
+  int progress = 0;
   while (p->head != NULL && p->head->seq <= cum) {
     dlv_msg_t *m = p->head;
     if (m->ntx > 1 || m->sacked)
-      filled = 1;
-    if (m->ntx == 1 && (!sample || m->sent_at > sample_at)) {
-      sample = 1;
-      sample_at = m->sent_at;
-    }
+      *filled = 1;
+    if (m->ntx == 1)
+      dlv_sample_take(s, m->sent_at);
     if (m->rep) {
       dmq_outcome_t oc = DMQ_OUTCOME_DELIVERED;
       if (m->rejected)
         oc = dmq__dlv_rej_outcome(m->rejected);
-      else if (now >= m->deadline)
+      else if (n->now >= m->deadline)
         oc = DMQ_OUTCOME_EXPIRED;
       dmq__dlv_copy_done(n, m, oc);
     }
     dmq__dlv_msg_remove(n, p, m);
     progress = 1;
   }
-  if (filled)
-    sample = 0;
-  if (cum < p->peer_cum) /* reordered: an older ack says nothing new */
-    return;
-  p->peer_cum = cum;
-  p->peer_rwnd = a->rwnd;
-  /* SACK: rebuild the flags of the messages it covers (a receiver may drop
-   * what it SACKed before, so they are not sticky), then fast-retransmit
-   * holes with DLV_DUP_THRESH SACKed messages above them. */
-  dlv_msg_t *win[DLV_SACK_BITS];
-  uint32_t nw = 0, nsacked = 0;
+  return progress;
+}
+
+/* SACK: rebuild the flags of the messages it covers (a receiver may drop
+ * what it SACKed before, so they are not sticky); those in flight it covers
+ * go to win. Returns how many; *nsacked: how many of them are SACKed. */
+static uint32_t dlv_ack_sack(dlv_peer_t *p, const dmq__dack_t *a, uint64_t cum,
+                             int filled, dlv_sample_t *s, dlv_msg_t **win,
+                             uint32_t *nsacked) {
+  uint32_t nw = 0;
+  *nsacked = 0;
   for (dlv_msg_t *m = p->head;
        m != NULL && m != p->unsent && m->seq <= cum + DLV_SACK_BITS;
        m = m->next) {
     uint8_t was = m->sacked;
     m->sacked = (uint8_t)((a->sack >> (m->seq - cum - 1)) & 1);
-    if (m->sacked && !was && m->ntx == 1 && !filled &&
-        (!sample || m->sent_at > sample_at)) {
-      sample = 1;
-      sample_at = m->sent_at;
-    }
-    nsacked += m->sacked;
+    if (m->sacked && !was && m->ntx == 1 && !filled)
+      dlv_sample_take(s, m->sent_at);
+    *nsacked += m->sacked;
     win[nw++] = m;
   }
-  /* minus the time the receiver held the ack back (QUIC's ack_delay; it
-   * refers to its newest arrival, which the sample's message is) */
-  if (sample) {
-    uint64_t r = now - sample_at;
-    dlv_rtt_sample(n, p, r > a->delay_ms ? r - a->delay_ms : 0);
-  }
-  /* at most one fast retransmission per message and round trip (and never
-   * twice in the same millisecond) */
-  uint64_t guard = d->cfg.rto_min_ms / 2;
+  return nw;
+}
+
+/* Fast retransmission of the holes with DLV_DUP_THRESH SACKed messages
+ * above them: at most once per message and round trip (and never twice in
+ * the same millisecond). */
+static void dlv_fast_rtx(dmq_node_t *n, dlv_peer_t *p, dlv_msg_t **win,
+                         uint32_t nw, uint32_t nsacked) {
+  uint64_t guard = n->dlv->cfg.rto_min_ms / 2;
   if (p->rtt_valid)
     guard = p->srtt8 / 8 + p->rttvar4;
   if (guard < 1)
@@ -145,11 +142,18 @@ void dmq__delivery_on_dack(dmq_node_t *n, const dmq__dack_t *a,
       continue;
     }
     if (nsacked - seen >= DLV_DUP_THRESH && !m->rtx && !m->stream &&
-        now - m->sent_at >= guard) {
+        n->now - m->sent_at >= guard) {
       m->rtx = 1;
       p->nrtx++;
     }
   }
+}
+
+/* After an ack: progress ends the RTO back-off; whatever may go now is
+ * flushed; a closed window with nothing in flight to learn from arms the
+ * persist timer. */
+static void dlv_ack_resume(dmq_node_t *n, dlv_peer_t *p, int progress) {
+  dlv_t *d = n->dlv;
   if (progress) {
     p->rto = dmq__dlv_rto_base(n, p); /* progress ends the back-off */
     dlv_timer_del(d, &p->rto_t);
@@ -165,7 +169,49 @@ void dmq__delivery_on_dack(dmq_node_t *n, const dmq__dack_t *a,
   /* closed window and nothing in flight to learn from: persist timer */
   if (p->inflight == 0 && p->unsent != NULL && p->unsent->seq > limit &&
       p->rto_t.idx == DLV_NO_IDX)
-    dlv_timer_set(d, &p->rto_t, now + p->rto);
+    dlv_timer_set(d, &p->rto_t, n->now + p->rto);
+}
+
+void dmq__delivery_on_dack(dmq_node_t *n, const dmq__dack_t *a,
+                           dmq__slice_t sender) {
+  dlv_t *d = n->dlv;
+  d->st.acks_received++;
+  dmq__member_t *mb = dmq__member_find(n, sender.p, sender.n);
+  if (mb == NULL || mb->peer == NULL || mb->is_self) {
+    d->st.unknown_sender++;
+    return;
+  }
+  dlv_peer_t *p = mb->peer;
+  if (a->src_gen != n->self->gen || a->dst_gen != p->tx_gen) {
+    d->st.stale_gen++;
+    return;
+  }
+  uint64_t cum = a->cum < p->next_seq ? a->cum : p->next_seq - 1;
+  if (a->nrej > 0)
+    dlv_ack_rejected(p, a, cum);
+  /* RTT samples (Karn: never from a retransmitted message) come from
+   * messages this ack reports for the first time; not from an ack that
+   * filled a hole, whose messages waited behind it at the receiver. */
+  dlv_sample_t s = {0, 0};
+  int filled = 0;
+  int progress = dlv_ack_cum(n, p, cum, &s, &filled);
+  if (filled)
+    s.ok = 0;
+  if (cum < p->peer_cum) /* reordered: an older ack says nothing new */
+    return;
+  p->peer_cum = cum;
+  p->peer_rwnd = a->rwnd;
+  dlv_msg_t *win[DLV_SACK_BITS];
+  uint32_t nsacked;
+  uint32_t nw = dlv_ack_sack(p, a, cum, filled, &s, win, &nsacked);
+  /* minus the time the receiver held the ack back (QUIC's ack_delay; it
+   * refers to its newest arrival, which the sample's message is) */
+  if (s.ok) {
+    uint64_t r = n->now - s.at;
+    dlv_rtt_sample(n, p, r > a->delay_ms ? r - a->delay_ms : 0);
+  }
+  dlv_fast_rtx(n, p, win, nw, nsacked);
+  dlv_ack_resume(n, p, progress);
 }
 
 /* Retransmission timeout. Like TCP, only what the receiver's last SACK
