@@ -137,66 +137,81 @@ static dmq__member_t *dlv_sender(dmq_node_t *n, dmq__slice_t s) {
   return NULL;
 }
 
-void dmq__delivery_on_data(dmq_node_t *n, const dmq__data_t *dd,
-                           dmq__slice_t sender) {
+/* A best-effort DATA from member m (be_seq: its number, 0 if the sender
+ * does not number): kept for delivery at the end of the receive call. */
+static void dlv_on_be_data(dmq_node_t *n, dmq__member_t *m,
+                           const dmq__data_t *dd, uint64_t be_seq) {
   dlv_t *d = n->dlv;
-  d->st.received++;
-  /* Best effort: seq 0 after a numbered best-effort DATA of the same packet
-   * is that number + 1 (a sender writes the whole number only in the
-   * first one of a datagram); 0 otherwise: a sender that does not number.
-   * Worked out before anything may drop this message. */
-  uint64_t be_seq = 0;
-  if (!(dd->flags & DMQ__DATA_RELIABLE)) {
-    be_seq = dd->seq != 0 ? dd->seq : d->rx_pkt_be != 0 ? d->rx_pkt_be + 1 : 0;
-    d->rx_pkt_be = be_seq;
-  }
-  if (d->closing)
-    return;
-  if (dd->dst_gen != n->self->gen) {
-    d->st.stale_gen++;
+  if (dd->flags & DMQ__DATA_MORE) {
+    n->stats.drops[DMQ_DROP_MALFORMED]++;
     return;
   }
-  dmq__member_t *m = dlv_sender(n, sender);
-  if (m == NULL) {
-    d->st.unknown_sender++;
-    if (be_seq != 0)
-      dmq__dlv_tomb_unknown(n, d, sender, dd->src_gen, be_seq);
-    return;
-  }
-  if (!(dd->flags & DMQ__DATA_RELIABLE)) {
-    if (dd->flags & DMQ__DATA_MORE) {
-      n->stats.drops[DMQ_DROP_MALFORMED]++;
+  if (be_seq != 0) { /* 0: an older sender, not numbered */
+    dlv_peer_t *p = m->peer != NULL ? m->peer : dmq__dlv_peer_get(n, m);
+    if (p == NULL) {
+      d->st.rx_overflow++;
       return;
     }
-    if (be_seq != 0) { /* 0: an older sender, not numbered */
-      dlv_peer_t *p = m->peer != NULL ? m->peer : dmq__dlv_peer_get(n, m);
-      if (p == NULL) {
-        d->st.rx_overflow++;
-        return;
-      }
-      if (dmq__dlv_be_arrived(n, p, dd->src_gen, be_seq) != 0)
-        return;
-    }
-    if (dd->ttl_ms == 0) {
-      d->st.rx_expired++;
+    if (dmq__dlv_be_arrived(n, p, dd->src_gen, be_seq) != 0)
       return;
-    }
-    if (d->be_n == d->be_cap) {
-      uint32_t nc = d->be_cap ? d->be_cap * 2 : DLV_INIT_CAP;
-      dlv_be_t *nb = dmq__realloc(n, d->be, nc * sizeof(*nb));
-      if (nb == NULL) {
-        d->st.rx_overflow++;
-        return;
-      }
-      d->be = nb;
-      d->be_cap = nc;
-    }
-    dlv_be_t *b = &d->be[d->be_n++];
-    b->m = m;
-    b->chan = dd->channel;
-    b->data = dd->payload;
+  }
+  if (dd->ttl_ms == 0) {
+    d->st.rx_expired++;
     return;
   }
+  if (d->be_n == d->be_cap) {
+    uint32_t nc = d->be_cap ? d->be_cap * 2 : DLV_INIT_CAP;
+    dlv_be_t *nb = dmq__realloc(n, d->be, nc * sizeof(*nb));
+    if (nb == NULL) {
+      d->st.rx_overflow++;
+      return;
+    }
+    d->be = nb;
+    d->be_cap = nc;
+  }
+  dlv_be_t *b = &d->be[d->be_n++];
+  b->m = m;
+  b->chan = dd->channel;
+  b->data = dd->payload;
+}
+
+/* Reliable DATA dd (sequence dd->seq) into p's reorder ring, borrowed from
+ * the packet until dmq__delivery_recv_done(). */
+static void dlv_ring_put(dmq_node_t *n, dlv_peer_t *p, const dmq__data_t *dd) {
+  dlv_t *d = n->dlv;
+  uint64_t seq = dd->seq;
+  dlv_rent_t *e = &p->ring[seq & (p->ring_cap - 1)];
+  e->seq = seq;
+  e->deadline = n->now + dd->ttl_ms;
+  e->req_id = dd->req_id;
+  e->chan = dd->channel.p;
+  e->chan_len = (uint8_t)dd->channel.n;
+  e->data = (const uint8_t *)dd->payload.p;
+  e->len = (uint32_t)dd->payload.n;
+  e->flags = dd->flags;
+  e->own = NULL;
+  p->nbuf++;
+  if (d->bor_n == d->bor_cap) {
+    uint32_t nc = d->bor_cap ? d->bor_cap * 2 : DLV_INIT_CAP;
+    dlv_borrow_t *nb = dmq__realloc(n, d->bor, nc * sizeof(*nb));
+    if (nb != NULL) {
+      d->bor = nb;
+      d->bor_cap = nc;
+    }
+  }
+  if (d->bor_n < d->bor_cap) {
+    d->bor[d->bor_n].p = p;
+    d->bor[d->bor_n].seq = seq;
+    d->bor_n++;
+  } else {
+    dlv_rent_own(n, p, e); /* cannot track it: copy now */
+  }
+}
+
+/* A reliable DATA from member m. */
+static void dlv_on_reliable_data(dmq_node_t *n, dmq__member_t *m,
+                                 const dmq__data_t *dd) {
+  dlv_t *d = n->dlv;
   if (dd->seq == 0 || dd->base == 0 || dd->base > dd->seq ||
       (dd->flags & (DMQ__DATA_REQUEST | DMQ__DATA_REPLY)) ==
           (DMQ__DATA_REQUEST | DMQ__DATA_REPLY) ||
@@ -243,34 +258,41 @@ void dmq__delivery_on_data(dmq_node_t *n, const dmq__data_t *dd,
     d->st.rx_overflow++;
     return;
   }
-  dlv_rent_t *e = &p->ring[seq & (p->ring_cap - 1)];
-  e->seq = seq;
-  e->deadline = n->now + dd->ttl_ms;
-  e->req_id = dd->req_id;
-  e->chan = dd->channel.p;
-  e->chan_len = (uint8_t)dd->channel.n;
-  e->data = (const uint8_t *)dd->payload.p;
-  e->len = (uint32_t)dd->payload.n;
-  e->flags = dd->flags;
-  e->own = NULL;
-  p->nbuf++;
-  if (d->bor_n == d->bor_cap) {
-    uint32_t nc = d->bor_cap ? d->bor_cap * 2 : DLV_INIT_CAP;
-    dlv_borrow_t *nb = dmq__realloc(n, d->bor, nc * sizeof(*nb));
-    if (nb != NULL) {
-      d->bor = nb;
-      d->bor_cap = nc;
-    }
-  }
-  if (d->bor_n < d->bor_cap) {
-    d->bor[d->bor_n].p = p;
-    d->bor[d->bor_n].seq = seq;
-    d->bor_n++;
-  } else {
-    dlv_rent_own(n, p, e); /* cannot track it: copy now */
-  }
+  dlv_ring_put(n, p, dd);
   if (seq == p->next_exp)
     dmq__dlv_want_ready(d, p);
+}
+
+void dmq__delivery_on_data(dmq_node_t *n, const dmq__data_t *dd,
+                           dmq__slice_t sender) {
+  dlv_t *d = n->dlv;
+  d->st.received++;
+  /* Best effort: seq 0 after a numbered best-effort DATA of the same packet
+   * is that number + 1 (a sender writes the whole number only in the
+   * first one of a datagram); 0 otherwise: a sender that does not number.
+   * Worked out before anything may drop this message. */
+  uint64_t be_seq = 0;
+  if (!(dd->flags & DMQ__DATA_RELIABLE)) {
+    be_seq = dd->seq != 0 ? dd->seq : d->rx_pkt_be != 0 ? d->rx_pkt_be + 1 : 0;
+    d->rx_pkt_be = be_seq;
+  }
+  if (d->closing)
+    return;
+  if (dd->dst_gen != n->self->gen) {
+    d->st.stale_gen++;
+    return;
+  }
+  dmq__member_t *m = dlv_sender(n, sender);
+  if (m == NULL) {
+    d->st.unknown_sender++;
+    if (be_seq != 0)
+      dmq__dlv_tomb_unknown(n, d, sender, dd->src_gen, be_seq);
+    return;
+  }
+  if (!(dd->flags & DMQ__DATA_RELIABLE))
+    dlv_on_be_data(n, m, dd, be_seq);
+  else
+    dlv_on_reliable_data(n, m, dd);
 }
 
 void dmq__delivery_recv_done(dmq_node_t *n) {
