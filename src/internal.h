@@ -30,39 +30,6 @@ uint64_t dmq__rng_below(dmq__rng_t *r, uint64_t n);
 
 typedef struct dmq__member dmq__member_t;
 
-typedef struct dmq__suspicion {
-  uint64_t start;    /* when the suspicion began */
-  uint64_t deadline; /* when it turns into death */
-  uint64_t min_ms, max_ms;
-  uint32_t k;                      /* confirmations expected */
-  uint32_t nconf;                  /* independent confirmations received */
-  uint64_t conf[DMQ__MAX_CONFIRM]; /* name hashes of confirmers */
-  char from[DMQ_MAX_NAME + 1];     /* who raised it (gossiped along) */
-} dmq__suspicion_t;
-
-struct dmq__member {
-  /* (ordered to avoid padding: members are the one O(N) structure) */
-  char *name; /* points into the same allocation, NUL-terminated */
-  char *addr; /* the same allocation too, unless it outgrew addr_cap */
-  uint8_t *meta;
-  dmq__suspicion_t *susp;
-  /* dissemination queue links (bucket = transmits so far) */
-  dmq__member_t *bc_prev, *bc_next;
-  struct dmq__chanset *chans; /* channels it serves (members.c); NULL none */
-  /* queued delivery (src/delivery) */
-  struct dmq__peer *peer; /* delivery state to and from it; NULL = none */
-  uint64_t inc, gen;
-  uint64_t state_since;
-  uint32_t idx;     /* position in node->members */
-  int32_t susp_idx; /* position in node->suspects, -1 if none */
-  uint16_t meta_len;
-  uint8_t name_len, addr_len;
-  uint8_t addr_cap; /* bytes for addr inside the allocation (after name) */
-  uint8_t state;    /* dmq_member_state_t */
-  uint8_t is_self;
-  int8_t bc_bucket; /* -1 = not queued; < DMQ__MAX_BUCKETS */
-};
-
 /* What the member listener (members.h) hears about a member. */
 typedef enum dmq__member_change {
   DMQ__MEMBER_DEAD,      /* declared dead */

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "delivery.h"
+#include "delivery/delivery.h"
 #include "internal.h"
 #include "members.h"
 #include "swim.h"

@@ -31,7 +31,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "delivery.h"
+#include "delivery/delivery.h"
 #include "internal.h"
 #include "members.h"
 #include "util/heap.h"

@@ -1,8 +1,8 @@
 /* libdmq - queued delivery (internal): the hooks through which the node
  * (node.c, the composition root) drives src/delivery. The public API is
  * include/dmq/delivery.h. */
-#ifndef DMQ_DELIVERY_INTERNAL_H
-#define DMQ_DELIVERY_INTERNAL_H
+#ifndef DMQ_DELIVERY_DELIVERY_H
+#define DMQ_DELIVERY_DELIVERY_H
 
 #include <stddef.h>
 #include <stdint.h>
