@@ -100,11 +100,11 @@ static int dlv_self_chans(dmq_node_t *n) {
   return dmq__member_set_chans(n, n->self, &c);
 }
 
-int dmq__delivery_flush(dmq_node_t *n) {
+/* The best-effort messages of the packet just read, to their channels'
+ * callbacks. Returns 1 if it ran any. */
+static int dlv_flush_be_received(dmq_node_t *n) {
   dlv_t *d = n->dlv;
   int did = 0;
-  if (d == NULL)
-    return 0;
   for (uint32_t i = 0; i < d->be_n && !d->closing; i++) {
     dlv_be_t *b = &d->be[i];
     dmq_channel_t *ch = dmq__dlv_chan_find(d, b->chan.p, b->chan.n,
@@ -125,6 +125,13 @@ int dmq__delivery_flush(dmq_node_t *n) {
     did = 1;
   }
   d->be_n = 0;
+  return did;
+}
+
+/* Reliable messages now in order, peer by peer. */
+static int dlv_flush_ready(dmq_node_t *n) {
+  dlv_t *d = n->dlv;
+  int did = 0;
   while (d->ready_head != NULL) {
     dlv_peer_t *p = d->ready_head;
     d->ready_head = p->ready_next;
@@ -134,6 +141,13 @@ int dmq__delivery_flush(dmq_node_t *n) {
     dmq__dlv_rx_deliver(n, p);
     did = 1;
   }
+  return did;
+}
+
+/* Outcome callbacks of the ops that are done. */
+static int dlv_flush_outcomes(dmq_node_t *n) {
+  dlv_t *d = n->dlv;
+  int did = 0;
   while (d->done_head != NULL) {
     dlv_op_t *op = d->done_head;
     d->done_head = op->next;
@@ -155,6 +169,13 @@ int dmq__delivery_flush(dmq_node_t *n) {
     dmq__dlv_op_unref(n, op);
     did = 1;
   }
+  return did;
+}
+
+/* Writable callbacks of the destinations whose queue has room again. */
+static int dlv_flush_writable(dmq_node_t *n) {
+  dlv_t *d = n->dlv;
+  int did = 0;
   while (d->wr_head != NULL) {
     dlv_peer_t *p = d->wr_head;
     d->wr_head = p->wr_next;
@@ -165,6 +186,16 @@ int dmq__delivery_flush(dmq_node_t *n) {
       d->wr_cb(n, p->m->name, d->wr_ud);
     did = 1;
   }
+  return did;
+}
+
+int dmq__delivery_flush(dmq_node_t *n) {
+  if (n->dlv == NULL)
+    return 0;
+  int did = dlv_flush_be_received(n);
+  did |= dlv_flush_ready(n);
+  did |= dlv_flush_outcomes(n);
+  did |= dlv_flush_writable(n);
   return did;
 }
 
