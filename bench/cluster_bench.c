@@ -73,7 +73,7 @@
 #include <dmq/uv.h>
 
 #include "benchopt.h"
-#include "resolve.h" /* dmq__uv_abort */
+#include "runtime/runtime_test.h" /* dmq__uv_abort */
 
 #define BENCH_MAX_LIST 32
 #define BENCH_MAX_NODES 5000

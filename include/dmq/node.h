@@ -202,6 +202,19 @@ DMQ_EXTERN int dmq_node_tick(dmq_node_t *node, uint64_t now);
 /* Earliest time at which dmq_node_tick() has work; DMQ_NEVER if none. */
 DMQ_EXTERN uint64_t dmq_node_next_deadline(const dmq_node_t *node);
 
+/* Deadline wake-up, for drivers that re-read dmq_node_next_deadline() only
+ * after their own calls into the node. cb(user_data) is called when a call
+ * other than dmq_node_tick() and dmq_node_recv() may have made the next
+ * deadline earlier (dmq_node_start(), dmq_node_join(), dmq_send(),
+ * dmq_node_set_meta(), ... or a callback of the node doing so): it runs
+ * synchronously, from inside that call, on the caller's thread, at most once
+ * until the driver next calls dmq_node_next_deadline(). Inside cb only note
+ * that the deadline must be re-read (set a flag, start a loop handle); do
+ * not call into the node. cb NULL removes the hook. */
+typedef void (*dmq_wake_cb)(void *user_data);
+DMQ_EXTERN void dmq_node_set_wake_cb(dmq_node_t *node, dmq_wake_cb cb,
+                                     void *user_data);
+
 /* Queries. */
 DMQ_EXTERN const char *dmq_node_name(const dmq_node_t *node);
 DMQ_EXTERN int dmq_node_member(const dmq_node_t *node, const char *name,

@@ -70,6 +70,11 @@ typedef struct dmq_transport_ops {
   /* The bound address with the real port, e.g. "udp://127.0.0.1:40123".
    * DMQ_ESTATE before bind, DMQ_ETOOBIG if buf is too small. May be NULL. */
   int (*local_addr)(dmq_transport_t *t, char *buf, size_t len);
+  /* Hand what the transport batched to the network now. A driver calls it
+   * after dmq_node_tick() (the burst of sends of one tick is over); a
+   * transport that batches must still send on its own later if nobody
+   * calls it. Not called after close(). May be NULL (nothing batched). */
+  void (*flush)(dmq_transport_t *t);
 } dmq_transport_ops_t;
 
 struct dmq_transport {

@@ -23,7 +23,7 @@
 #include <dmq/uv.h>
 
 #include "internal.h" /* the node's seed list, to check it followed DNS */
-#include "resolve.h"
+#include "runtime/runtime_test.h"
 
 /* Hard bound on the program. */
 #define PEER_ALARM_S 75

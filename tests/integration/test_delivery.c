@@ -35,7 +35,7 @@
 #include <dmq/delivery.h>
 #include <dmq/uv.h>
 
-#include "resolve.h" /* dmq__uv_abort */
+#include "runtime/runtime_test.h" /* dmq__uv_abort */
 
 /* Hard bound on the whole program (a hung loop must not hang ctest; generous
  * for valgrind). */

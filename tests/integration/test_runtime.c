@@ -22,7 +22,8 @@
 
 #include <dmq/uv.h>
 
-#include "resolve.h"
+#include "runtime/resolve.h"
+#include "runtime/runtime_test.h"
 
 /* Hard bound on the whole program (a hung loop must not hang ctest). */
 #define RT_TEST_ALARM_S 120

@@ -96,7 +96,7 @@
  * batch gets its first entry and given back when a flush empties it. A
  * node sends in short bursts (one timer tick, one received recvmmsg batch),
  * and the burst is flushed as soon as it ends: by the runtime right after
- * dmq_node_tick() (dmq__udp_flush) and by the receive path at the end of
+ * dmq_node_tick() (ops->flush) and by the receive path at the end of
  * each recvmmsg batch, with the idle handle as the fallback for sends made
  * anywhere else. So batches rarely outlive a callback, and the many
  * transports of one process share a few blocks instead of each holding
@@ -590,8 +590,10 @@ static void udp_flush_now(udp_t *u) {
     uv_idle_stop(&u->idle);
 }
 
-void dmq__udp_flush(dmq_transport_t *t) {
-  if (t != NULL && t->ops == &udp_ops && !((udp_t *)t->impl)->closing)
+/* ops->flush: send what is batched now (the driver calls it after a tick,
+ * when the node's burst of sends is over). */
+static void udp_flush(dmq_transport_t *t) {
+  if (!((udp_t *)t->impl)->closing)
     udp_flush_now(t->impl);
 }
 
@@ -773,6 +775,7 @@ static const dmq_transport_ops_t udp_ops = {
     .close = udp_close,
     .bind = udp_bind,
     .local_addr = udp_local_addr,
+    .flush = udp_flush,
 };
 
 int dmq_udp_transport_new(uv_loop_t *loop, dmq_transport_t **out) {

@@ -33,11 +33,10 @@
 #include <uv.h>
 
 #include "common/addr.h"
-#include "delivery.h"
 #include "dmq/uv.h"
 #include "internal.h"
-#include "resolve.h"
-#include "udp/udp.h"
+#include "runtime/resolve.h"
+#include "runtime/runtime_test.h"
 
 #define RT_DEFAULT_DNS_REFRESH_MS 30000
 /* With port 0, how many UDP ports to try before giving up on finding one
@@ -66,6 +65,7 @@ struct dmq_uv {
   uv_timer_t timer;     /* armed for dmq_node_next_deadline() */
   uv_idle_t now;        /* instead of the timer when the deadline is due */
   uv_prepare_t prepare; /* re-arms the timer after the core's wake hook */
+  int wake_pending;     /* the prepare handle is started by rt_wake */
   uv_timer_t flush;     /* while leaving: polls dmq_node_left_flushed() */
   uint64_t armed;       /* (rounded) deadline the timer is armed for */
   char addr[DMQ_MAX_ADDR + 1];
@@ -88,8 +88,8 @@ static void rt_on_now(uv_idle_t *h);
 static void rt_arm(dmq_uv_t *rt) {
   if (rt->state == RT_CLOSING)
     return;
-  if (rt->node->wake_pending) {
-    rt->node->wake_pending = 0;
+  if (rt->wake_pending) {
+    rt->wake_pending = 0;
     uv_prepare_stop(&rt->prepare);
   }
   uint64_t delivery;
@@ -134,7 +134,9 @@ static void rt_arm(dmq_uv_t *rt) {
 static void rt_tick(dmq_uv_t *rt) {
   rt->armed = DMQ_NEVER;
   dmq_node_tick(rt->node, uv_now(rt->loop));
-  dmq__udp_flush(rt->udp); /* the tick's burst of datagrams, in one go */
+  /* the tick's burst of datagrams, in one go */
+  if (rt->udp->ops->flush != NULL)
+    rt->udp->ops->flush(rt->udp);
   rt_arm(rt);
 }
 
@@ -154,8 +156,10 @@ static void rt_on_prepare(uv_prepare_t *h) {
 /* The node's wake hook: re-arm before the loop polls next. */
 static void rt_wake(void *ud) {
   dmq_uv_t *rt = ud;
-  if (rt->state != RT_CLOSING)
+  if (rt->state != RT_CLOSING) {
+    rt->wake_pending = 1;
     uv_prepare_start(&rt->prepare, rt_on_prepare);
+  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -411,8 +415,7 @@ int dmq_uv_new(dmq_uv_t **out, uv_loop_t *loop, const dmq_config_t *cfg,
   uv_timer_init(loop, &rt->flush);
   uv_prepare_init(loop, &rt->prepare);
   rt->timer.data = rt->now.data = rt->flush.data = rt->prepare.data = rt;
-  rt->node->wake_cb = rt_wake;
-  rt->node->wake_ud = rt;
+  dmq_node_set_wake_cb(rt->node, rt_wake, rt);
   uv_update_time(loop);
   dmq_node_start(rt->node, uv_now(loop));
   rt_arm(rt);

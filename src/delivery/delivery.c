@@ -1,0 +1,442 @@
+/* libdmq - queued delivery: channels, reliable and best-effort messages,
+ * broadcast and request/reply, sans-I/O like the rest of the core.
+ *
+ * What it does. Every (sender, receiver) pair carries one ordered stream of
+ * reliable DATA messages numbered from 1 by the sender, acknowledged by DACK
+ * messages (cumulative ack + 64-bit SACK + receive window), retransmitted on
+ * an RTO with exponential back-off (RFC 6298 estimator, Karn's rule) and on
+ * SACK evidence (three later messages acked: fast retransmit). Small
+ * messages are packed many per datagram together with a pending DACK for
+ * the same peer; a message larger than a datagram goes over the stream
+ * transport when one exists, else is cut into fragments, each with its own
+ * sequence number, reassembled in order at the receiver.
+ *
+ * Best effort: no acks and no retransmissions, but every message is
+ * numbered per receiver when it goes on the wire (a sequence apart from the
+ * reliable one, per tx_gen; written whole in the first best-effort DATA of
+ * a datagram, implied in the next ones), and the receiver counts the gaps
+ * (rx_lost_be), remembering the 16 most recent ones to tell a late arrival
+ * (delivered, un-counted) from a copy (dropped): see gap.c.
+ *
+ * Where it departs from TCP/SCTP, and why:
+ * - Messages, not bytes: sequence numbers, windows and the SACK bitmap count
+ *   messages, so a small message costs one slot; memory is bounded by the
+ *   window in messages and by byte budgets on both sides (the sender also
+ *   keeps what is in flight under window_bytes).
+ * - A time to live per message. A sender gives up on a message at its TTL
+ *   (outcome EXPIRED) and every DATA carries `base`, the lowest sequence
+ *   still live at the sender: the receiver skips the holes below it (like
+ *   SCTP's FORWARD-TSN), so one expired or cancelled message never stalls
+ *   the stream. Each (re)transmission carries the remaining TTL; the
+ *   receiver drops DATA that arrives with 0 and never delivers a buffered
+ *   message after its local deadline (arrival + remaining TTL, which is
+ *   never earlier than the sender's). The sender reports DELIVERED only for
+ *   an ack processed before the TTL ran out, so DELIVERED always means the
+ *   receiver's callback got it.
+ * - Identity is (name, generation) on both ends: DATA names the receiver's
+ *   generation and DACK the sender's, so nothing crosses from a previous
+ *   life of either side; a destination declared dead, left, or restarted
+ *   fails its messages at once (outcome DEAD/LEFT) instead of timing out.
+ * - Rejections: a message consumed without delivery (channel not served,
+ *   too big for the receiver) is reported back in the `rejected` trailing
+ *   field of every DACK until the sender's `base` shows it saw the report,
+ *   so the outcome (UNKNOWN_DEST / TOO_BIG) is exact, never a false
+ *   DELIVERED. When that list is full the receiver holds the stream.
+ * - Backpressure is the receive window: a paused channel keeps its messages
+ *   unacknowledged in the reorder buffer, the window shrinks to zero, the
+ *   sender's window and then its queue fill and dmq_send returns
+ *   DMQ_EAGAIN; the writable callback fires when the queue drains below
+ *   half. When the window is closed and everything in flight is SACKed, an
+ *   RTO retransmits the lowest in-flight message as a window probe.
+ *
+ * Memory and cost. Per message: one op (outcome, payload, channel) and one
+ * queue entry, both from free lists, payloads up to DLV_SMALL bytes from a
+ * free list too: no malloc per message in steady state. The per-peer queue
+ * is ordered by sequence; acks remove from its head; TTL, request and RTO
+ * timers live in one indexed binary heap (O(log n) per message); message
+ * ids map to ops through an open-addressing table (cancel). In-order DATA
+ * is delivered straight from the received packet (no copy); only messages
+ * that must wait (out of order, paused channel) are copied.
+ *
+ * Callbacks run after protocol processing, from dmq__flush_events (receive
+ * callbacks, outcome callbacks, writable callbacks), never in the middle of
+ * a packet.
+ */
+#include "delivery/delivery_int.h"
+
+/* 1..DMQ_MAX_CHANNEL printable bytes (no space). */
+int dmq__dlv_valid_chan(const char *s, size_t *len) {
+  if (s == NULL)
+    return 0;
+  size_t l = strnlen(s, DMQ_MAX_CHANNEL + 1);
+  if (l == 0 || l > DMQ_MAX_CHANNEL)
+    return 0;
+  for (size_t i = 0; i < l; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c <= 0x20 || c >= 0x7f)
+      return 0;
+  }
+  *len = l;
+  return 1;
+}
+
+dmq_channel_t *dmq__dlv_chan_find(const dlv_t *d, const char *name, size_t len,
+                                  uint64_t h) {
+  for (uint32_t i = 0; i < d->nchans; i++) {
+    dmq_channel_t *c = d->chans[i];
+    if (c->h == h && c->len == len && memcmp(c->name, name, len) == 0)
+      return c;
+  }
+  return NULL;
+}
+
+/* Our own advertised set, from the open channels. */
+static int dlv_self_chans(dmq_node_t *n) {
+  dlv_t *d = n->dlv;
+  dmq__slice_t v[DMQ_MAX_CHANNELS];
+  for (uint32_t i = 0; i < d->nchans; i++)
+    v[i] = dlv_sl(d->chans[i]->name, d->chans[i]->len);
+  dmq__chans_t c = {d->nchans, v, NULL, 0};
+  return dmq__member_set_chans(n, n->self, &c);
+}
+
+/* The best-effort messages of the packet just read, to their channels'
+ * callbacks. Returns 1 if it ran any. */
+static int dlv_flush_be_received(dmq_node_t *n) {
+  dlv_t *d = n->dlv;
+  int did = 0;
+  for (uint32_t i = 0; i < d->be_n && !d->closing; i++) {
+    dlv_be_t *b = &d->be[i];
+    dmq_channel_t *ch = dmq__dlv_chan_find(d, b->chan.p, b->chan.n,
+                                           dmq__hash(b->chan.p, b->chan.n));
+    if (ch == NULL) {
+      d->st.dropped_no_channel++;
+      continue;
+    }
+    if (ch->paused) {
+      d->st.dropped_paused++;
+      continue;
+    }
+    dmq_message_t msg = {b->m->name, ch->name, b->data.p, b->data.n, 0, NULL};
+    d->st.delivered_app++;
+    d->cur_chan = ch;
+    ch->cb(n, ch, &msg, ch->ud);
+    d->cur_chan = NULL;
+    did = 1;
+  }
+  d->be_n = 0;
+  return did;
+}
+
+/* Reliable messages now in order, peer by peer. */
+static int dlv_flush_ready(dmq_node_t *n) {
+  dlv_t *d = n->dlv;
+  int did = 0;
+  while (d->ready_head != NULL) {
+    dlv_peer_t *p = d->ready_head;
+    d->ready_head = p->ready_next;
+    if (d->ready_head == NULL)
+      d->ready_tail = NULL;
+    p->in_ready = 0;
+    dmq__dlv_rx_deliver(n, p);
+    did = 1;
+  }
+  return did;
+}
+
+/* Outcome callbacks of the ops that are done. */
+static int dlv_flush_outcomes(dmq_node_t *n) {
+  dlv_t *d = n->dlv;
+  int did = 0;
+  while (d->done_head != NULL) {
+    dlv_op_t *op = d->done_head;
+    d->done_head = op->next;
+    if (d->done_head == NULL)
+      d->done_tail = NULL;
+    dmq_outcome_info_t info = {op->id,
+                               (dmq_outcome_t)op->outcome,
+                               op->dest[0] ? op->dest : NULL,
+                               op->chan,
+                               op->delivered,
+                               op->failed,
+                               NULL,
+                               0};
+    if (op->kind == DLV_K_SEND || op->kind == DLV_K_REQ)
+      info.delivered = info.failed = 0;
+    op->state = DLV_S_FINISHED;
+    if (op->cb != NULL)
+      op->cb(n, &info, op->ud);
+    dmq__dlv_op_unref(n, op);
+    did = 1;
+  }
+  return did;
+}
+
+/* Writable callbacks of the destinations whose queue has room again. */
+static int dlv_flush_writable(dmq_node_t *n) {
+  dlv_t *d = n->dlv;
+  int did = 0;
+  while (d->wr_head != NULL) {
+    dlv_peer_t *p = d->wr_head;
+    d->wr_head = p->wr_next;
+    if (d->wr_head == NULL)
+      d->wr_tail = NULL;
+    p->in_wr = 0;
+    if (d->wr_cb != NULL)
+      d->wr_cb(n, p->m->name, d->wr_ud);
+    did = 1;
+  }
+  return did;
+}
+
+int dmq__delivery_flush(dmq_node_t *n) {
+  if (n->dlv == NULL)
+    return 0;
+  int did = dlv_flush_be_received(n);
+  did |= dlv_flush_ready(n);
+  did |= dlv_flush_outcomes(n);
+  did |= dlv_flush_writable(n);
+  return did;
+}
+
+void dmq__delivery_member_changed(dmq_node_t *n, dmq__member_t *m,
+                                  dmq_outcome_t why) {
+  dlv_peer_t *p = m->peer;
+  if (p == NULL)
+    return;
+  dmq__dlv_fail_peer(n, p, why);
+  if (p->tx_gen != m->gen) { /* a restart: a new stream, from 1 */
+    dmq__dlv_tx_reset(n, p);
+  }
+  if (p->rx_gen != 0 && p->rx_gen < m->gen)
+    dmq__dlv_rx_reset(n, p);
+}
+
+void dmq__delivery_member_removed(dmq_node_t *n, dmq__member_t *m) {
+  if (n->dlv != NULL && m->peer != NULL) {
+    if (n->dlv->cache_m == m)
+      n->dlv->cache_m = NULL;
+    dmq__dlv_peer_free(n, m->peer);
+  }
+}
+
+void dmq_delivery_config_init(dmq_delivery_config_t *c) {
+  if (c == NULL)
+    return;
+  memset(c, 0, sizeof(*c));
+  c->ttl_ms = 30000;
+  c->rto_min_ms = 200;
+  c->rto_max_ms = 5000;
+  c->window = 16384;
+  c->window_bytes = (size_t)4 << 20;
+  c->queue_msgs = 16384;
+  c->queue_bytes = (size_t)64 << 20;
+  c->max_message = (size_t)4 << 20;
+  c->reassembly_bytes = (size_t)8 << 20;
+  c->request_timeout_ms = 5000;
+}
+
+int dmq__delivery_init(dmq_node_t *n) {
+  dlv_t *d = dmq__malloc(n, sizeof(*d));
+  if (d == NULL)
+    return DMQ_ENOMEM;
+  memset(d, 0, sizeof(*d));
+  d->node = n;
+  dmq_delivery_config_init(&d->cfg);
+  if ((size_t)n->cfg.max_packet < d->cfg.max_message + DLV_PACKET_HEADROOM)
+    d->cfg.max_message = n->cfg.max_packet > 2 * DLV_PACKET_HEADROOM
+                             ? n->cfg.max_packet - DLV_PACKET_HEADROOM
+                             : DLV_PACKET_HEADROOM;
+  d->next_id = 1; /* d->tx: on the first flush (many nodes never send) */
+  d->frag_room = n->cfg.mtu - dmq__enc_size_envelope(strlen(n->name));
+  n->dlv = d;
+  return 0;
+}
+
+void dmq__delivery_shutdown(dmq_node_t *n) {
+  dlv_t *d = n->dlv;
+  if (d == NULL)
+    return;
+  d->closing = 1;
+  for (dlv_peer_t *p = d->peers; p != NULL; p = p->all_next)
+    dmq__dlv_fail_peer(n, p, DMQ_OUTCOME_SHUTDOWN);
+  dmq__flush_events(n); /* the SHUTDOWN outcomes */
+}
+
+void dmq__delivery_free(dmq_node_t *n) {
+  dlv_t *d = n->dlv;
+  if (d == NULL)
+    return;
+  while (d->peers != NULL) /* members without one were freed already */
+    dmq__dlv_peer_free(n, d->peers);
+  /* outcomes never run (a zero-destination broadcast queued meanwhile) */
+  while (d->done_head != NULL) {
+    dlv_op_t *op = d->done_head;
+    d->done_head = op->next;
+    dmq__dlv_op_unref(n, op);
+  }
+  for (uint32_t i = 0; i < d->nchans; i++)
+    dmq__free(n, d->chans[i]);
+  dmq__pool_drain(n, &d->free_ops);
+  dmq__pool_drain(n, &d->free_msgs);
+  dmq__pool_drain(n, &d->free_small);
+  dmq__heap_free(n, &d->heap);
+  dmq__free(n, d->ids);
+  dmq__free(n, d->be);
+  dmq__free(n, d->bor);
+  dmq__free(n, d->dests);
+  dmq__free(n, d->tx);
+  dmq__free(n, d->tombs);
+  dmq__free(n, d->big);
+  dmq__free(n, d);
+  n->dlv = NULL;
+}
+
+const char *dmq_outcome_name(dmq_outcome_t o) {
+  static const char *const names[] = {"delivered",    "expired",   "dead",
+                                      "left",         "cancelled", "shutdown",
+                                      "unknown_dest", "too_big"};
+  return (unsigned)o < sizeof(names) / sizeof(names[0]) ? names[o] : "unknown";
+}
+
+int dmq_delivery_configure(dmq_node_t *n, const dmq_delivery_config_t *c) {
+  if (n == NULL || c == NULL || n->dlv == NULL)
+    return DMQ_EINVAL;
+  if (c->ttl_ms == 0 || c->rto_min_ms == 0 || c->rto_max_ms < c->rto_min_ms ||
+      c->window == 0 || c->window > DLV_MAX_WINDOW || c->window_bytes == 0 ||
+      c->queue_msgs == 0 || c->queue_bytes == 0 || c->max_message == 0 ||
+      c->max_message > UINT32_MAX || c->reassembly_bytes == 0 ||
+      c->request_timeout_ms == 0 ||
+      c->max_message + DLV_PACKET_HEADROOM > (size_t)n->cfg.max_packet)
+    return DMQ_EINVAL;
+  if (n->dlv->used)
+    return DMQ_ESTATE;
+  n->dlv->cfg = *c;
+  for (dlv_peer_t *p = n->dlv->peers; p != NULL; p = p->all_next) {
+    p->peer_rwnd = c->window;
+    p->rto = dmq__dlv_rto_base(n, p);
+  }
+  return 0;
+}
+
+void dmq_delivery_set_writable_cb(dmq_node_t *n, dmq_writable_cb cb, void *ud) {
+  if (n == NULL || n->dlv == NULL)
+    return;
+  n->dlv->wr_cb = cb;
+  n->dlv->wr_ud = ud;
+}
+
+int dmq_channel_open(dmq_node_t *n, const char *name, dmq_receive_cb cb,
+                     void *ud, dmq_channel_t **out) {
+  size_t len;
+  if (n == NULL || n->dlv == NULL || cb == NULL ||
+      !dmq__dlv_valid_chan(name, &len))
+    return DMQ_EINVAL;
+  dlv_t *d = n->dlv;
+  if (d->closing)
+    return DMQ_ECLOSED;
+  if (n->leaving)
+    return DMQ_ESTATE;
+  uint64_t h = dmq__hash(name, len);
+  if (dmq__dlv_chan_find(d, name, len, h) != NULL)
+    return DMQ_EEXIST;
+  if (d->nchans == DMQ_MAX_CHANNELS)
+    return DMQ_ENOMEM;
+  dmq_channel_t *ch = dmq__malloc(n, sizeof(*ch));
+  if (ch == NULL)
+    return DMQ_ENOMEM;
+  memset(ch, 0, sizeof(*ch));
+  ch->node = n;
+  ch->cb = cb;
+  ch->ud = ud;
+  ch->h = h;
+  ch->len = (uint8_t)len;
+  memcpy(ch->name, name, len);
+  d->chans[d->nchans++] = ch;
+  if (dlv_self_chans(n) != 0) {
+    d->nchans--;
+    dmq__free(n, ch);
+    return DMQ_ENOMEM;
+  }
+  dmq__node_self_changed(n);
+  if (out != NULL)
+    *out = ch;
+  return 0;
+}
+
+int dmq_channel_close(dmq_channel_t *ch) {
+  if (ch == NULL)
+    return DMQ_EINVAL;
+  dmq_node_t *n = ch->node;
+  dlv_t *d = n->dlv;
+  if (d->cur_chan == ch)
+    return DMQ_EBUSY;
+  uint32_t i = 0;
+  while (i < d->nchans && d->chans[i] != ch)
+    i++;
+  if (i == d->nchans)
+    return DMQ_ENOENT;
+  memmove(&d->chans[i], &d->chans[i + 1],
+          (d->nchans - i - 1) * sizeof(d->chans[0]));
+  d->nchans--;
+  if (dlv_self_chans(n) != 0) {
+    memmove(&d->chans[i + 1], &d->chans[i],
+            (d->nchans - i) * sizeof(d->chans[0]));
+    d->chans[i] = ch;
+    d->nchans++;
+    return DMQ_ENOMEM;
+  }
+  dmq__node_self_changed(n);
+  /* messages held for it are now rejected at the next delivery pass */
+  if (ch->paused)
+    for (dlv_peer_t *p = d->peers; p != NULL; p = p->all_next)
+      if (p->nbuf > 0)
+        dmq__dlv_want_ready(d, p);
+  dmq__free(n, ch);
+  return 0;
+}
+
+void dmq_channel_pause(dmq_channel_t *ch, int paused) {
+  if (ch == NULL)
+    return;
+  int was = ch->paused;
+  ch->paused = paused != 0;
+  if (was && !ch->paused) {
+    dlv_t *d = ch->node->dlv;
+    for (dlv_peer_t *p = d->peers; p != NULL; p = p->all_next)
+      if (p->nbuf > 0)
+        dmq__dlv_want_ready(d, p);
+  }
+}
+
+int dmq_member_serves(const dmq_node_t *n, const char *name,
+                      const char *channel) {
+  size_t cl;
+  if (n == NULL || name == NULL || !dmq__dlv_valid_chan(channel, &cl))
+    return 0;
+  size_t l = strlen(name);
+  if (l == 0 || l > DMQ_MAX_NAME)
+    return 0;
+  const dmq__member_t *m = dmq__member_find(n, name, l);
+  return m != NULL &&
+         dmq__member_serves(m, dmq__hash(channel, cl), channel, cl);
+}
+
+void dmq_delivery_stats(const dmq_node_t *n, dmq_delivery_stats_t *out) {
+  if (out == NULL)
+    return;
+  memset(out, 0, sizeof(*out));
+  if (n == NULL || n->dlv == NULL)
+    return;
+  const dlv_t *d = n->dlv;
+  *out = d->st;
+  out->queued_msgs = out->queued_bytes = out->inflight = 0;
+  out->rx_buffered = out->rx_buffered_bytes = 0;
+  for (const dlv_peer_t *p = d->peers; p != NULL; p = p->all_next) {
+    out->queued_msgs += p->q_msgs;
+    out->queued_bytes += p->q_bytes;
+    out->inflight += p->inflight;
+    out->rx_buffered += p->nbuf;
+    out->rx_buffered_bytes += p->buf_bytes + p->ra_cap;
+  }
+}
