@@ -62,7 +62,7 @@ typedef struct dmq__event {
   uint8_t name_len, addr_len;
 } dmq__event_t;
 
-struct dmq_node {
+struct dmq__node {
   dmq_alloc_t alloc;
   dmq_config_t cfg; /* strings inside point to node-owned copies */
   char name[DMQ_MAX_NAME + 1];

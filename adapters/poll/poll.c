@@ -29,7 +29,7 @@ typedef enum poll_state {
   POLL_CLOSED   /* runtime freed; the loop has no handle of ours */
 } poll_state_t;
 
-struct dmq_poll {
+struct dmq__poll {
   uv_loop_t loop;
   dmq_uv_t *rt; /* NULL once closed */
   poll_state_t state;

@@ -74,7 +74,7 @@ typedef struct th_event {
   dmq_thread_event_t ev;
 } th_event_t;
 
-struct dmq_thread {
+struct dmq__thread {
   uv_loop_t loop;
   uv_async_t async;
   dmq_uv_t *rt; /* library thread only (creator before the thread starts) */

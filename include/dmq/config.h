@@ -32,7 +32,7 @@ typedef enum dmq_profile {
   DMQ_PROFILE_FAST     /* aggressive: probe 200 ms, timeout 100 ms */
 } dmq_profile_t;
 
-typedef struct dmq_config {
+typedef struct dmq__config {
   /* Identity. name is required (1..DMQ_MAX_NAME bytes, printable). */
   const char *name;
   /* Address other members use to reach this node, e.g. "udp://10.0.0.1:7946".

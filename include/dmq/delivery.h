@@ -83,7 +83,7 @@ extern "C" {
 #define DMQ_MAX_CHANNEL 32  /* channel name: 1..32 bytes */
 #define DMQ_MAX_CHANNELS 32 /* channels one member can serve */
 
-typedef struct dmq_channel dmq_channel_t;
+typedef struct dmq__channel dmq_channel_t;
 
 typedef enum dmq_send_mode {
   DMQ_SEND_BEST_EFFORT = 0,
@@ -106,7 +106,7 @@ DMQ_EXTERN const char *dmq_outcome_name(dmq_outcome_t o);
 /* Identifies an accepted send, for cancel and for matching outcomes. */
 typedef uint64_t dmq_msg_id_t;
 
-typedef struct dmq_outcome_info {
+typedef struct dmq__outcome_info {
   dmq_msg_id_t id;
   dmq_outcome_t outcome;
   const char *dest; /* member name; NULL for a broadcast */
@@ -123,7 +123,7 @@ typedef void (*dmq_outcome_cb)(dmq_node_t *node, const dmq_outcome_info_t *o,
 
 /* Handle to answer a request, valid until dmq_reply() or the end of the
  * receive callback (copy it to answer later: it is a small value). */
-typedef struct dmq_reply_handle {
+typedef struct dmq__reply_handle {
   char from[DMQ_MAX_NAME + 1];
   uint64_t from_gen;
   uint64_t req_id;
@@ -131,7 +131,7 @@ typedef struct dmq_reply_handle {
   int valid;
 } dmq_reply_handle_t;
 
-typedef struct dmq_message {
+typedef struct dmq__message {
   const char *from; /* sender member name */
   const char *channel;
   const void *data; /* borrowed for the call */
@@ -149,7 +149,7 @@ typedef void (*dmq_receive_cb)(dmq_node_t *node, dmq_channel_t *ch,
 typedef void (*dmq_writable_cb)(dmq_node_t *node, const char *dest,
                                 void *user_data);
 
-typedef struct dmq_delivery_config {
+typedef struct dmq__delivery_config {
   uint32_t ttl_ms;     /* default TTL of reliable messages: 30000 */
   uint32_t rto_min_ms; /* first retransmission: 200 */
   uint32_t rto_max_ms; /* back-off cap: 5000 */
@@ -193,7 +193,7 @@ DMQ_EXTERN void dmq_channel_pause(dmq_channel_t *ch, int paused);
 DMQ_EXTERN int dmq_member_serves(const dmq_node_t *node, const char *name,
                                  const char *channel);
 
-typedef struct dmq_send_opts {
+typedef struct dmq__send_opts {
   dmq_send_mode_t mode;
   uint32_t ttl_ms;   /* 0 = the configured default */
   dmq_outcome_cb cb; /* required for reliable sends and requests */
@@ -236,7 +236,7 @@ DMQ_EXTERN int dmq_reply(dmq_node_t *node, dmq_reply_handle_t *h,
  * DMQ_ENOENT if it already has an outcome. */
 DMQ_EXTERN int dmq_delivery_cancel(dmq_node_t *node, dmq_msg_id_t id);
 
-typedef struct dmq_delivery_stats {
+typedef struct dmq__delivery_stats {
   /* sent_be / sent_reliable: DATA messages put on the wire (first
    * transmissions; fragments included); received: DATA messages read */
   uint64_t sent_be, sent_reliable, received, delivered_app;

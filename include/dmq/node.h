@@ -39,14 +39,14 @@
 extern "C" {
 #endif
 
-typedef struct dmq_node dmq_node_t;
+typedef struct dmq__node dmq_node_t;
 
 #define DMQ_NEVER UINT64_MAX
 
 /* Allocator hooks, per node. All three must be set, or pass NULL to use the C
  * library. ud is passed through. Memory returned by one hook is freed by the
  * same node's free hook. */
-typedef struct dmq_alloc {
+typedef struct dmq__alloc {
   void *(*malloc_fn)(size_t size, void *ud);
   void *(*realloc_fn)(void *ptr, size_t size, void *ud);
   void (*free_fn)(void *ptr, void *ud);
@@ -65,7 +65,7 @@ DMQ_EXTERN const char *dmq_member_state_name(dmq_member_state_t s);
 
 /* A snapshot of one member. Pointers are borrowed: valid until the next call
  * that feeds the node input (recv, tick, join, leave, set_meta, delete). */
-typedef struct dmq_member_info {
+typedef struct dmq__member_info {
   const char *name;
   const char *addr;
   dmq_member_state_t state;
@@ -129,7 +129,7 @@ typedef enum dmq_drop_reason {
 
 DMQ_EXTERN const char *dmq_drop_reason_name(dmq_drop_reason_t r);
 
-typedef struct dmq_stats {
+typedef struct dmq__stats {
   uint64_t pkts_in, pkts_out;
   uint64_t bytes_in, bytes_out;
   uint64_t msgs_in, msgs_out; /* protocol messages inside packets */

@@ -39,9 +39,9 @@
 extern "C" {
 #endif
 
-typedef struct dmq_poll dmq_poll_t;
+typedef struct dmq__poll dmq_poll_t;
 
-typedef struct dmq_poll_options {
+typedef struct dmq__poll_options {
   /* Sockets, as in dmq_uv_options_t (dmq/uv.h). bind is required. */
   const char *bind;      /* "127.0.0.1:7946", "[::1]:0", "0.0.0.0:7946" */
   const char *advertise; /* host:port others should use; default: bind */

@@ -47,10 +47,10 @@
 extern "C" {
 #endif
 
-typedef struct dmq_thread dmq_thread_t;
+typedef struct dmq__thread dmq_thread_t;
 
 /* A member, copied: owns all its bytes (no borrowed pointer). */
-typedef struct dmq_thread_member {
+typedef struct dmq__thread_member {
   char name[DMQ_MAX_NAME + 1]; /* NUL-terminated */
   char addr[DMQ_MAX_ADDR + 1]; /* NUL-terminated, e.g. "udp://10.0.0.1:7946" */
   dmq_member_state_t state;
@@ -63,7 +63,7 @@ typedef struct dmq_thread_member {
 } dmq_thread_member_t;
 
 /* A member event, copied (event queue). */
-typedef struct dmq_thread_event {
+typedef struct dmq__thread_event {
   dmq_member_event_t kind;
   dmq_thread_member_t member; /* the member as of the event */
   /* Events dropped just before this one because the queue was full
@@ -72,7 +72,7 @@ typedef struct dmq_thread_event {
   uint64_t lost;
 } dmq_thread_event_t;
 
-typedef struct dmq_thread_options {
+typedef struct dmq__thread_options {
   /* Sockets, as in dmq_uv_options_t (dmq/uv.h). bind is required. */
   const char *bind;      /* "127.0.0.1:7946", "[::1]:0", "0.0.0.0:7946" */
   const char *advertise; /* host:port others should use; default: bind */

@@ -35,15 +35,15 @@
 extern "C" {
 #endif
 
-struct dmq_node;
-typedef struct dmq_transport dmq_transport_t;
+struct dmq__node;
+typedef struct dmq__transport dmq_transport_t;
 
 enum dmq_transport_caps {
   DMQ_TRANSPORT_DATAGRAM = 1u << 0, /* unreliable, bounded by mtu */
   DMQ_TRANSPORT_RELIABLE = 1u << 1  /* ordered, reliable, large payloads */
 };
 
-typedef struct dmq_transport_ops {
+typedef struct dmq__transport_ops {
   const char *scheme; /* "udp", "tcp", "sim", "host" */
   uint32_t caps;      /* dmq_transport_caps */
   /* Send len bytes to addr. buf is borrowed for the duration of the call: the
@@ -77,11 +77,11 @@ typedef struct dmq_transport_ops {
   void (*flush)(dmq_transport_t *t);
 } dmq_transport_ops_t;
 
-struct dmq_transport {
+struct dmq__transport {
   const dmq_transport_ops_t *ops;
-  void *impl;            /* implementation's private state */
-  struct dmq_node *node; /* set by dmq_node_add_transport() */
-  size_t mtu;            /* largest payload send() accepts */
+  void *impl;             /* implementation's private state */
+  struct dmq__node *node; /* set by dmq_node_add_transport() */
+  size_t mtu;             /* largest payload send() accepts */
   /* Owner hooks, set by whoever drives the node (the libuv runtime, a test).
    * The transport calls them through dmq_transport_recv() and
    * dmq_transport_send_done(). from and buf are borrowed for the call. */

@@ -26,9 +26,9 @@ extern "C" {
 DMQ_EXTERN int dmq_udp_transport_new(uv_loop_t *loop, dmq_transport_t **out);
 DMQ_EXTERN int dmq_tcp_transport_new(uv_loop_t *loop, dmq_transport_t **out);
 
-typedef struct dmq_uv dmq_uv_t;
+typedef struct dmq__uv dmq_uv_t;
 
-typedef struct dmq_uv_options {
+typedef struct dmq__uv_options {
   /* "127.0.0.1:7946", "[::1]:0", "0.0.0.0:7946": UDP and TCP both bind
    * here (port 0: UDP picks a port, TCP binds the same one). Required. */
   const char *bind;

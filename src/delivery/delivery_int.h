@@ -245,7 +245,7 @@ struct dmq__peer {
   dlv_hole_t be_holes[DLV_BE_HOLES];
 };
 
-struct dmq_channel {
+struct dmq__channel {
   dmq_node_t *node;
   dmq_receive_cb cb;
   void *ud;

@@ -6,12 +6,12 @@
 
 #include <stdint.h>
 
-struct dmq_uv;
+struct dmq__uv;
 /* Resolution rounds completed by the runtime's resolver (0 if none). */
-uint64_t dmq__uv_resolve_rounds(struct dmq_uv *rt);
+uint64_t dmq__uv_resolve_rounds(struct dmq__uv *rt);
 /* Simulated crash: close everything and delete the node without leaving (no
  * LEFT gossip); cb(ud) runs once all is closed and rt freed. Not from inside
  * a libdmq callback. */
-void dmq__uv_abort(struct dmq_uv *rt, void (*cb)(void *ud), void *ud);
+void dmq__uv_abort(struct dmq__uv *rt, void (*cb)(void *ud), void *ud);
 
 #endif

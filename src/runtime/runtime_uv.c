@@ -58,7 +58,7 @@ typedef enum rt_state {
   RT_CLOSING  /* handles and transports closing */
 } rt_state_t;
 
-struct dmq_uv {
+struct dmq__uv {
   uv_loop_t *loop;
   dmq_node_t *node;
   dmq_transport_t *udp, *tcp;
@@ -325,7 +325,7 @@ int dmq_uv_join(dmq_uv_t *rt, const char *const *seeds, size_t n) {
   return rc;
 }
 
-uint64_t dmq__uv_resolve_rounds(struct dmq_uv *rt) {
+uint64_t dmq__uv_resolve_rounds(struct dmq__uv *rt) {
   return rt != NULL ? dmq__resolver_rounds(rt->resolver) : 0;
 }
 
