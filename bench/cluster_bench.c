@@ -515,7 +515,7 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
     cfg.name = name;
     bn->b = &b;
     bn->idx = i;
-    int rc = dmq_uv_new(&bn->rt, &b.loop, &cfg, &uo);
+    int rc = dmq_uv_new(&b.loop, &cfg, &uo, &bn->rt);
     if (rc != 0) {
       fprintf(stderr, "cluster_bench: node %zu: %s\n", i, dmq_strerror(rc));
       exit(2);

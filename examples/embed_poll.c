@@ -58,7 +58,7 @@ static int make_peer(peer_t *pe) {
   opts.flush_timeout_ms = FLUSH_MS;
   opts.member_cb = on_member;
   opts.member_ud = pe;
-  int rc = dmq_poll_new(&pe->p, &cfg, &opts);
+  int rc = dmq_poll_new(&cfg, &opts, &pe->p);
   if (rc != 0) {
     fprintf(stderr, "embed_poll: dmq_poll_new(%s): %s\n", pe->name,
             dmq_strerror(rc));

@@ -90,7 +90,7 @@ static int make_node(app_t *app, int i) {
   dmq_uv_options_t opts;
   memset(&opts, 0, sizeof(opts));
   opts.bind = "127.0.0.1:0";
-  int rc = dmq_uv_new(&app->node[i], &app->loop, &cfg, &opts);
+  int rc = dmq_uv_new(&app->loop, &cfg, &opts, &app->node[i]);
   if (rc != 0) {
     fprintf(stderr, "embed_uv: dmq_uv_new(%s): %s\n", cfg.name,
             dmq_strerror(rc));

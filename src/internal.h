@@ -9,7 +9,7 @@
 #include "wire.h"
 
 #define DMQ__MAX_TRANSPORTS 8
-#define DMQ__MAX_SEEDS 32
+#define DMQ__MAX_SEEDS DMQ_MAX_SEEDS
 /* Most confirmations tracked per suspicion (Lifeguard's k is small). */
 #define DMQ__MAX_CONFIRM 8
 /* Outstanding relayed (indirect) probes we keep track of. */

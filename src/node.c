@@ -287,7 +287,7 @@ int dmq_node_add_transport(dmq_node_t *n, dmq_transport_t *t) {
       t->ops->scheme == NULL || t->ops->scheme[0] == '\0')
     return DMQ_EINVAL;
   if (n->ntransports == DMQ__MAX_TRANSPORTS)
-    return DMQ_ENOMEM;
+    return DMQ_ELIMIT;
   for (size_t i = 0; i < n->ntransports; i++) {
     if (n->transports[i] == t ||
         strcmp(n->transports[i]->ops->scheme, t->ops->scheme) == 0)
@@ -455,8 +455,8 @@ static int node_valid_config(const dmq_config_t *c) {
   return 1;
 }
 
-int dmq_node_new(dmq_node_t **out, const dmq_config_t *cfg,
-                 const dmq_alloc_t *alloc) {
+int dmq_node_new(const dmq_config_t *cfg, const dmq_alloc_t *alloc,
+                 dmq_node_t **out) {
   if (out == NULL || cfg == NULL)
     return DMQ_EINVAL;
   *out = NULL;

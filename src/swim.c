@@ -1070,8 +1070,10 @@ int dmq_node_start(dmq_node_t *n, uint64_t now) {
 }
 
 static int swim_copy_seeds(dmq_node_t *n, const char *const *seeds, size_t ns) {
-  if ((seeds == NULL && ns > 0) || ns > DMQ__MAX_SEEDS)
+  if (seeds == NULL && ns > 0)
     return DMQ_EINVAL;
+  if (ns > DMQ__MAX_SEEDS)
+    return DMQ_ELIMIT;
   for (size_t i = 0; i < ns; i++) {
     if (seeds[i] == NULL || seeds[i][0] == '\0' ||
         strlen(seeds[i]) > DMQ_MAX_ADDR)

@@ -46,8 +46,8 @@ static void poll_loop_finish(uv_loop_t *loop) {
   }
 }
 
-int dmq_poll_new(dmq_poll_t **out, const dmq_config_t *cfg,
-                 const dmq_poll_options_t *opts) {
+int dmq_poll_new(const dmq_config_t *cfg, const dmq_poll_options_t *opts,
+                 dmq_poll_t **out) {
   if (out == NULL)
     return DMQ_EINVAL;
   *out = NULL;
@@ -68,7 +68,7 @@ int dmq_poll_new(dmq_poll_t **out, const dmq_config_t *cfg,
   uo.advertise = opts->advertise;
   uo.no_tcp = opts->no_tcp;
   uo.dns_refresh_ms = opts->dns_refresh_ms;
-  int rc = dmq_uv_new(&p->rt, &p->loop, cfg, &uo);
+  int rc = dmq_uv_new(&p->loop, cfg, &uo, &p->rt);
   if (rc != 0) {
     /* transports dmq_uv_new() gave up on close asynchronously */
     poll_loop_finish(&p->loop);

@@ -500,8 +500,8 @@ static void th_loop_finish(dmq_thread_t *th) {
   }
 }
 
-int dmq_thread_new(dmq_thread_t **out, const dmq_config_t *cfg,
-                   const dmq_thread_options_t *opts) {
+int dmq_thread_new(const dmq_config_t *cfg, const dmq_thread_options_t *opts,
+                   dmq_thread_t **out) {
   if (out == NULL)
     return DMQ_EINVAL;
   *out = NULL;
@@ -548,7 +548,7 @@ int dmq_thread_new(dmq_thread_t **out, const dmq_config_t *cfg,
   uo.advertise = opts->advertise;
   uo.no_tcp = opts->no_tcp;
   uo.dns_refresh_ms = opts->dns_refresh_ms;
-  rc = dmq_uv_new(&th->rt, &th->loop, cfg, &uo);
+  rc = dmq_uv_new(&th->loop, cfg, &uo, &th->rt);
   if (rc != 0) {
     /* transports dmq_uv_new() gave up on close asynchronously */
     uv_close((uv_handle_t *)&th->async, NULL);

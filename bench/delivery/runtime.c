@@ -14,7 +14,7 @@ dmq_uv_t *db_runtime_new(const db_opts_t *o, uv_loop_t *loop,
   memset(&uo, 0, sizeof(uo));
   uo.bind = "127.0.0.1:0";
   dmq_uv_t *rt = NULL;
-  if (dmq_uv_new(&rt, loop, &cfg, &uo) != 0)
+  if (dmq_uv_new(loop, &cfg, &uo, &rt) != 0)
     die("dmq_uv_new");
   dmq_delivery_config_t dc;
   dmq_delivery_config_init(&dc);

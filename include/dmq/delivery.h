@@ -176,8 +176,8 @@ DMQ_EXTERN void dmq_delivery_set_writable_cb(dmq_node_t *node,
 
 /* Serve a channel: cb gets every message sent to it. The channel is
  * advertised to the cluster (the member's incarnation rises). DMQ_EEXIST if
- * already served, DMQ_EINVAL for a bad name, DMQ_ENOMEM when more than
- * DMQ_MAX_CHANNELS. */
+ * already served, DMQ_EINVAL for a bad name, DMQ_ELIMIT when
+ * DMQ_MAX_CHANNELS are open already, DMQ_ENOMEM. */
 DMQ_EXTERN int dmq_channel_open(dmq_node_t *node, const char *name,
                                 dmq_receive_cb cb, void *user_data,
                                 dmq_channel_t **out);

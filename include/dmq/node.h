@@ -145,8 +145,8 @@ typedef struct dmq__stats {
 /* Create a node. cfg is copied. alloc may be NULL. On success *out is set and
  * 0 returned; otherwise DMQ_EINVAL (bad config: missing name or address, zero
  * generation, out-of-range timers) or DMQ_ENOMEM. */
-DMQ_EXTERN int dmq_node_new(dmq_node_t **out, const dmq_config_t *cfg,
-                            const dmq_alloc_t *alloc);
+DMQ_EXTERN int dmq_node_new(const dmq_config_t *cfg, const dmq_alloc_t *alloc,
+                            dmq_node_t **out);
 /* Free the node. Transports are not closed or freed (the caller owns them).
  * Leave first for a graceful exit. Not allowed inside a callback. */
 DMQ_EXTERN void dmq_node_delete(dmq_node_t *node);
@@ -158,12 +158,17 @@ DMQ_EXTERN void dmq_node_set_log_cb(dmq_node_t *node, dmq_log_cb cb,
 DMQ_EXTERN void *dmq_node_user_data(const dmq_node_t *node);
 DMQ_EXTERN void dmq_node_set_user_data(dmq_node_t *node, void *user_data);
 
-/* Register a transport (not owned). At most 8 transports; one per scheme.
- * DMQ_EEXIST for a second transport with the same scheme. */
+/* Register a transport (not owned). At most 8 transports (DMQ_ELIMIT
+ * beyond); one per scheme: DMQ_EEXIST for a second transport with the same
+ * scheme. */
 DMQ_EXTERN int dmq_node_add_transport(dmq_node_t *node, dmq_transport_t *t);
 
 /* Start the protocol clock: schedules probes, gossip and push/pull. */
 DMQ_EXTERN int dmq_node_start(dmq_node_t *node, uint64_t now);
+
+/* Most seed addresses dmq_node_join() and dmq_node_set_seeds() take
+ * (DMQ_ELIMIT beyond). */
+#define DMQ_MAX_SEEDS 32
 
 /* Join the cluster through seed addresses (copied). The node retries with
  * exponential back-off and jitter until one seed answers, and re-joins

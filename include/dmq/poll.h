@@ -62,8 +62,8 @@ typedef struct dmq__poll_options {
  * in) on a private loop, with its sockets bound: DMQ_EINVAL (bad arguments
  * or addresses), DMQ_ETRANSPORT (address in use, descriptors short, ...),
  * DMQ_ENOMEM. On error nothing is left behind and *out is NULL. */
-DMQ_EXTERN int dmq_poll_new(dmq_poll_t **out, const dmq_config_t *cfg,
-                            const dmq_poll_options_t *opts);
+DMQ_EXTERN int dmq_poll_new(const dmq_config_t *cfg,
+                            const dmq_poll_options_t *opts, dmq_poll_t **out);
 
 /* The descriptor to wait on for readability; the same for p's whole life.
  * Do not read, write or close it. -1 for NULL. */

@@ -97,8 +97,9 @@ typedef struct dmq__thread_options {
  * use, ...), DMQ_ENOMEM (memory, thread or descriptors short). On error
  * nothing is left behind and *out is NULL. Signals are blocked in the
  * library thread. Any thread. */
-DMQ_EXTERN int dmq_thread_new(dmq_thread_t **out, const dmq_config_t *cfg,
-                              const dmq_thread_options_t *opts);
+DMQ_EXTERN int dmq_thread_new(const dmq_config_t *cfg,
+                              const dmq_thread_options_t *opts,
+                              dmq_thread_t **out);
 
 /* Advertised address ("udp://127.0.0.1:7946"): fixed at creation, valid
  * until close. Any thread, never blocks. */

@@ -43,9 +43,8 @@ typedef struct dmq__uv_options {
  * generation (default: wall-clock ms) and rng_seed (default: from hrtime and
  * pid) are filled in when unset. The node is started; call dmq_uv_join() to
  * join. */
-DMQ_EXTERN int dmq_uv_new(dmq_uv_t **out, uv_loop_t *loop,
-                          const dmq_config_t *cfg,
-                          const dmq_uv_options_t *opts);
+DMQ_EXTERN int dmq_uv_new(uv_loop_t *loop, const dmq_config_t *cfg,
+                          const dmq_uv_options_t *opts, dmq_uv_t **out);
 DMQ_EXTERN dmq_node_t *dmq_uv_node(dmq_uv_t *rt);
 DMQ_EXTERN uv_loop_t *dmq_uv_loop(dmq_uv_t *rt);
 /* Advertised address, e.g. "udp://127.0.0.1:7946". */

@@ -341,7 +341,7 @@ int dmq_channel_open(dmq_node_t *n, const char *name, dmq_receive_cb cb,
   if (dmq__dlv_chan_find(d, name, len, h) != NULL)
     return DMQ_EEXIST;
   if (d->nchans == DMQ_MAX_CHANNELS)
-    return DMQ_ENOMEM;
+    return DMQ_ELIMIT;
   dmq_channel_t *ch = dmq__malloc(n, sizeof(*ch));
   if (ch == NULL)
     return DMQ_ENOMEM;

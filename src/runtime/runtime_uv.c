@@ -357,8 +357,8 @@ static int rt_advertise(const dmq_config_t *cfg, const dmq_uv_options_t *opts,
   return rt_unspecified(bind_ss) ? DMQ_EINVAL : 0;
 }
 
-int dmq_uv_new(dmq_uv_t **out, uv_loop_t *loop, const dmq_config_t *cfg,
-               const dmq_uv_options_t *opts) {
+int dmq_uv_new(uv_loop_t *loop, const dmq_config_t *cfg,
+               const dmq_uv_options_t *opts, dmq_uv_t **out) {
   if (out == NULL)
     return DMQ_EINVAL;
   *out = NULL;
@@ -398,7 +398,7 @@ int dmq_uv_new(dmq_uv_t **out, uv_loop_t *loop, const dmq_config_t *cfg,
   }
   if (c.rng_seed == 0)
     c.rng_seed = uv_hrtime() ^ (uint64_t)uv_os_getpid();
-  rc = dmq_node_new(&rt->node, &c, NULL);
+  rc = dmq_node_new(&c, NULL, &rt->node);
   if (rc != 0)
     goto fail;
   /* the datagram budget is the node's: gossip and delivery pack up to

@@ -187,7 +187,7 @@ static void start(int i) {
   memset(&o, 0, sizeof(o));
   o.bind = bind;
   o.dns_refresh_ms = PEER_DNS_REFRESH_MS;
-  int rc = dmq_uv_new(&peers[i].rt, &loop, &cfg, &o);
+  int rc = dmq_uv_new(&loop, &cfg, &o, &peers[i].rt);
   if (rc != 0)
     die("dmq_uv_new(%s): %s", bind, dmq_strerror(rc));
   snprintf(addr_of[i], sizeof(addr_of[i]), "udp://%s:%u", peers[i].ip, port);

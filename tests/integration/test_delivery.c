@@ -322,7 +322,7 @@ static void add_node(ctx_t *c, dmq_profile_t prof, int no_tcp) {
   memset(&o, 0, sizeof(o));
   o.bind = "127.0.0.1:0";
   o.no_tcp = no_tcp;
-  int rc = dmq_uv_new(&c->rt[i], &c->loop, &cfg, &o);
+  int rc = dmq_uv_new(&c->loop, &cfg, &o, &c->rt[i]);
   if (rc != 0)
     fail_msg("dmq_uv_new: %s", dmq_strerror(rc));
   c->nn++;

@@ -123,7 +123,7 @@ static void test_calls_between_iterations(void **state) {
     dmq_uv_options_t uo;
     memset(&uo, 0, sizeof(uo));
     uo.bind = "127.0.0.1:0";
-    assert_int_equal(dmq_uv_new(rts[i], &w.loop, &cfg, &uo), 0);
+    assert_int_equal(dmq_uv_new(&w.loop, &cfg, &uo, rts[i]), 0);
   }
   const char *seed = dmq_uv_addr(w.b);
   assert_int_equal(dmq_uv_join(w.a, &seed, 1), 0);

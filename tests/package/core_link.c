@@ -88,7 +88,7 @@ int main(void) {
     cfg.rng_seed = (uint64_t)i + 1;
     tps[i].ops = &loop_ops;
     tps[i].mtu = 1400;
-    if (dmq_node_new(&nodes[i], &cfg, NULL) != 0 ||
+    if (dmq_node_new(&cfg, NULL, &nodes[i]) != 0 ||
         dmq_node_add_transport(nodes[i], &tps[i]) != 0 ||
         dmq_node_start(nodes[i], 0) != 0)
       return 1;

@@ -770,7 +770,7 @@ static int sim_boot(dmq_sim_t *w, sim_host_t *h, uint64_t rng_seed) {
   h->cfg.generation = h->gen;
   h->cfg.rng_seed = rng_seed ? rng_seed : 1;
   dmq_node_t *n = NULL;
-  int rc = dmq_node_new(&n, &h->cfg, NULL);
+  int rc = dmq_node_new(&h->cfg, NULL, &n);
   if (rc != 0)
     return rc;
   dmq_node_set_member_cb(n, sim_member_cb, h);

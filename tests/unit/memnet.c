@@ -79,7 +79,7 @@ int memnet_node_new(memnet_t *net, memnet_tp_t *tp, int idx,
   cfg.advertise_addr = tp->addr;
   cfg.generation = 1;
   cfg.rng_seed = (uint64_t)idx + 1;
-  int rc = dmq_node_new(node, &cfg, alloc);
+  int rc = dmq_node_new(&cfg, alloc, node);
   if (rc != 0)
     return rc;
   return dmq_node_add_transport(*node, &tp->t);

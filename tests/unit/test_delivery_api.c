@@ -307,7 +307,7 @@ static void test_config_and_names(void **state) {
     snprintf(nm, sizeof nm, "chan-%d", i);
     assert_int_equal(dmq_channel_open(n, nm, on_rx, p, NULL), 0);
   }
-  assert_int_equal(dmq_channel_open(n, "one-more", on_rx, p, NULL), DMQ_ENOMEM);
+  assert_int_equal(dmq_channel_open(n, "one-more", on_rx, p, NULL), DMQ_ELIMIT);
   assert_true(dmq_member_serves(n, "n0", "chan-7"));
   assert_false(dmq_member_serves(n, "n0", "one-more"));
   assert_false(dmq_member_serves(n, "nobody", "chan-7"));
@@ -348,7 +348,7 @@ static void test_config_and_names(void **state) {
   cfg.name = "cold";
   cfg.advertise_addr = "mem://9";
   cfg.generation = 1;
-  assert_int_equal(dmq_node_new(&cold, &cfg, NULL), 0);
+  assert_int_equal(dmq_node_new(&cfg, NULL, &cold), 0);
   assert_int_equal(dmq_broadcast(cold, "ch", "x", 1, &o, 0, NULL), DMQ_ESTATE);
   dmq_node_delete(cold);
   pair_free(p);

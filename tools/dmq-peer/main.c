@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
   opts.bind = p->bind;
   opts.advertise = p->advertise;
   opts.no_tcp = p->udp_only;
-  int rc = dmq_uv_new(&p->rt, p->loop, &cfg, &opts);
+  int rc = dmq_uv_new(p->loop, &cfg, &opts, &p->rt);
   if (rc != 0) {
     fprintf(
         stderr, "dmq-peer: cannot start (name '%s', bind '%s'%s%s): %s (%s)\n",
