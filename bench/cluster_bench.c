@@ -506,7 +506,7 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
   dmq_config_t cfg;
   dmq_config_init(&cfg, o->profile);
   dmq_uv_options_t uo;
-  memset(&uo, 0, sizeof(uo));
+  dmq_uv_options_init(&uo);
   uo.bind = "127.0.0.1:0";
   for (size_t i = 0; i < n; i++) {
     bench_node_t *bn = &b.nodes[i];

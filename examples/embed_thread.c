@@ -40,8 +40,8 @@ static dmq_thread_t *make_node(const char *name) {
   dmq_config_init(&cfg, DMQ_PROFILE_LOCAL);
   cfg.name = name;
   dmq_thread_options_t opts;
-  memset(&opts, 0, sizeof(opts));
-  opts.bind = "127.0.0.1:0";
+  dmq_thread_options_init(&opts);
+  opts.uv.bind = "127.0.0.1:0";
   opts.flush_timeout_ms = FLUSH_MS;
   opts.event_queue = 1; /* events for this thread, via the descriptor */
   dmq_thread_t *th = NULL;

@@ -88,7 +88,7 @@ static int make_node(app_t *app, int i) {
   dmq_config_init(&cfg, DMQ_PROFILE_LOCAL);
   cfg.name = app->name[i];
   dmq_uv_options_t opts;
-  memset(&opts, 0, sizeof(opts));
+  dmq_uv_options_init(&opts);
   opts.bind = "127.0.0.1:0";
   int rc = dmq_uv_new(&app->loop, &cfg, &opts, &app->node[i]);
   if (rc != 0) {

@@ -24,6 +24,7 @@
 #include "delivery/delivery.h"
 #include "internal.h"
 #include "members.h"
+#include "sized.h"
 #include "swim.h"
 
 /* ---- allocation ---- */
@@ -455,12 +456,15 @@ static int node_valid_config(const dmq_config_t *c) {
   return 1;
 }
 
-int dmq_node_new(const dmq_config_t *cfg, const dmq_alloc_t *alloc,
+int dmq_node_new(const dmq_config_t *caller_cfg, const dmq_alloc_t *alloc,
                  dmq_node_t **out) {
-  if (out == NULL || cfg == NULL)
+  if (out == NULL || caller_cfg == NULL)
     return DMQ_EINVAL;
   *out = NULL;
-  if (!node_valid_config(cfg))
+  /* the caller's layout (size) into the current one */
+  dmq_config_t cfg_copy;
+  const dmq_config_t *cfg = &cfg_copy;
+  if (dmq__config_load(&cfg_copy, caller_cfg) != 0 || !node_valid_config(cfg))
     return DMQ_EINVAL;
   dmq_alloc_t a = {node_libc_malloc, node_libc_realloc, node_libc_free, NULL};
   if (alloc != NULL) {
@@ -583,10 +587,21 @@ static void node_fill_info(const dmq__member_t *m, dmq_member_info_t *o) {
   o->is_self = m->is_self;
 }
 
-int dmq_node_member(const dmq_node_t *n, const char *name,
-                    dmq_member_info_t *out) {
-  if (n == NULL || name == NULL || out == NULL)
+/* 0.3.0 layouts of the output structs (src/sized.h) */
+#define NODE_INFO_MIN_SIZE DMQ__SIZE_UPTO(dmq_member_info_t, is_self)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_member_info_t, NODE_INFO_MIN_SIZE),
+               "dmq_member_info_t grew: move NODE_INFO_MIN_SIZE to its last "
+               "field until 0.3.0 is released (src/sized.h)");
+#define NODE_STATS_MIN_SIZE DMQ__SIZE_UPTO(dmq_stats_t, health_score)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_stats_t, NODE_STATS_MIN_SIZE),
+               "dmq_stats_t grew: move NODE_STATS_MIN_SIZE to its last field "
+               "until 0.3.0 is released (src/sized.h)");
+
+int dmq_node_member_sized(const dmq_node_t *n, const char *name,
+                          dmq_member_info_t *dst, size_t size) {
+  if (n == NULL || name == NULL || dst == NULL || size < NODE_INFO_MIN_SIZE)
     return DMQ_EINVAL;
+  dmq_member_info_t info, *out = &info;
   size_t l = strlen(name);
   if (l == 0 || l > DMQ_MAX_NAME)
     return DMQ_EINVAL;
@@ -594,7 +609,7 @@ int dmq_node_member(const dmq_node_t *n, const char *name,
   if (m == NULL)
     return DMQ_ENOENT;
   node_fill_info(m, out);
-  return 0;
+  return dmq__sized_out(dst, size, &info, sizeof(info), NODE_INFO_MIN_SIZE);
 }
 
 size_t dmq_node_member_count(const dmq_node_t *n, unsigned mask) {
@@ -621,12 +636,13 @@ int dmq_node_members_foreach(const dmq_node_t *n,
   return 0;
 }
 
-void dmq_node_stats(const dmq_node_t *n, dmq_stats_t *out) {
-  if (n == NULL || out == NULL)
-    return;
-  *out = n->stats;
-  memset(out->members, 0, sizeof(out->members));
+int dmq_node_stats_sized(const dmq_node_t *n, dmq_stats_t *dst, size_t size) {
+  if (n == NULL || dst == NULL || size < NODE_STATS_MIN_SIZE)
+    return DMQ_EINVAL;
+  dmq_stats_t st = n->stats;
+  memset(st.members, 0, sizeof(st.members));
   for (uint32_t i = 0; i < n->nmembers; i++)
-    out->members[n->members[i]->state]++;
-  out->health_score = n->health;
+    st.members[n->members[i]->state]++;
+  st.health_score = n->health;
+  return dmq__sized_out(dst, size, &st, sizeof(st), NODE_STATS_MIN_SIZE);
 }

@@ -11,7 +11,7 @@ dmq_uv_t *db_runtime_new(const db_opts_t *o, uv_loop_t *loop,
   dmq_config_init(&cfg, o->profile);
   cfg.name = name;
   dmq_uv_options_t uo;
-  memset(&uo, 0, sizeof(uo));
+  dmq_uv_options_init(&uo);
   uo.bind = "127.0.0.1:0";
   dmq_uv_t *rt = NULL;
   if (dmq_uv_new(loop, &cfg, &uo, &rt) != 0)

@@ -356,6 +356,7 @@ void lib_parent(const db_opts_t *o, db_mode_t mode, size_t payload, int nrecv,
   t->buf = calloc(1, payload);
   if (t->buf == NULL)
     die("out of memory");
+  dmq_send_opts_init(&t->so);
   t->so.mode = t->reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT;
   t->so.cb = t->reliable ? tx_on_outcome : NULL;
   t->so.user_data = t;

@@ -106,6 +106,9 @@ DMQ_EXTERN const char *dmq_outcome_name(dmq_outcome_t o);
 /* Identifies an accepted send, for cancel and for matching outcomes. */
 typedef uint64_t dmq_msg_id_t;
 
+/* Handed to the outcome callback, borrowed for the call. May grow at the
+ * end in later releases: read the fields, do not copy the struct by value
+ * into storage another version of libdmq reads. */
 typedef struct dmq__outcome_info {
   dmq_msg_id_t id;
   dmq_outcome_t outcome;
@@ -122,7 +125,9 @@ typedef void (*dmq_outcome_cb)(dmq_node_t *node, const dmq_outcome_info_t *o,
                                void *user_data);
 
 /* Handle to answer a request, valid until dmq_reply() or the end of the
- * receive callback (copy it to answer later: it is a small value). */
+ * receive callback (copy it to answer later: it is a small value). Its
+ * layout is fixed for a soname (callers copy it by value): it never
+ * grows without a new soname. */
 typedef struct dmq__reply_handle {
   char from[DMQ_MAX_NAME + 1];
   uint64_t from_gen;
@@ -131,6 +136,9 @@ typedef struct dmq__reply_handle {
   int valid;
 } dmq_reply_handle_t;
 
+/* Handed to the receive callback, borrowed for the call. May grow at the
+ * end in later releases: read the fields, do not copy the struct by value
+ * into storage another version of libdmq reads. */
 typedef struct dmq__message {
   const char *from; /* sender member name */
   const char *channel;
@@ -150,6 +158,11 @@ typedef void (*dmq_writable_cb)(dmq_node_t *node, const char *dest,
                                 void *user_data);
 
 typedef struct dmq__delivery_config {
+  /* sizeof(dmq_delivery_config_t) in the caller's headers, set by
+   * dmq_delivery_config_init(): the library reads no further, and fields
+   * the caller's headers lack take their defaults (dmq/dmq.h, "Growable
+   * structs"). Do not change. */
+  uint32_t size;
   uint32_t ttl_ms;     /* default TTL of reliable messages: 30000 */
   uint32_t rto_min_ms; /* first retransmission: 200 */
   uint32_t rto_max_ms; /* back-off cap: 5000 */
@@ -165,9 +178,19 @@ typedef struct dmq__delivery_config {
   size_t window_bytes;
 } dmq_delivery_config_t;
 
-DMQ_EXTERN void dmq_delivery_config_init(dmq_delivery_config_t *c);
+/* Use dmq_delivery_config_init(): it passes the caller's sizeof. DMQ_EINVAL
+ * for NULL or a size below the 0.3.0 layout; at most size bytes written. */
+DMQ_EXTERN int dmq_delivery_config_init_sized(dmq_delivery_config_t *c,
+                                              size_t size);
+/* Fill c with the defaults (the values in the comments above) and set
+ * c->size. Required: a dmq_delivery_config_t passed to libdmq must have
+ * been initialised by it (size 0 is refused with DMQ_EINVAL). */
+static inline int dmq_delivery_config_init(dmq_delivery_config_t *c) {
+  return dmq_delivery_config_init_sized(c, sizeof *c);
+}
 /* Change delivery settings (before the first send: DMQ_ESTATE after it).
- * DMQ_EINVAL for zero values, rto_max < rto_min, window > 65536 or a
+ * c is copied. DMQ_EINVAL for an uninitialised c (size below the 0.3.0
+ * layout), zero values, rto_max < rto_min, window > 65536 or a
  * max_message that a max_packet-sized stream packet cannot carry. */
 DMQ_EXTERN int dmq_delivery_configure(dmq_node_t *node,
                                       const dmq_delivery_config_t *c);
@@ -194,16 +217,33 @@ DMQ_EXTERN int dmq_member_serves(const dmq_node_t *node, const char *name,
                                  const char *channel);
 
 typedef struct dmq__send_opts {
-  dmq_send_mode_t mode;
-  uint32_t ttl_ms;   /* 0 = the configured default */
-  dmq_outcome_cb cb; /* required for reliable sends and requests */
+  /* sizeof(dmq_send_opts_t) in the caller's headers, set by
+   * dmq_send_opts_init(): the library reads no further (dmq/dmq.h,
+   * "Growable structs"). Do not change. */
+  uint32_t size;
+  dmq_send_mode_t mode; /* default DMQ_SEND_BEST_EFFORT */
+  uint32_t ttl_ms;      /* 0 = the configured default */
+  dmq_outcome_cb cb;    /* required for reliable sends and requests */
   void *user_data;
 } dmq_send_opts_t;
+
+/* Use dmq_send_opts_init(): it passes the caller's sizeof. DMQ_EINVAL for
+ * NULL or a size below the 0.3.0 layout; at most size bytes written. */
+DMQ_EXTERN int dmq_send_opts_init_sized(dmq_send_opts_t *o, size_t size);
+/* Fill o with the defaults (best effort, the default TTL, no callback) and
+ * set o->size. Required before filling in the fields: sends with options
+ * of size 0 are refused with DMQ_EINVAL. Initialise once and reuse: the
+ * struct is only read by the sends it is passed to. opts NULL in a send
+ * means best effort with the defaults. */
+static inline int dmq_send_opts_init(dmq_send_opts_t *o) {
+  return dmq_send_opts_init_sized(o, sizeof *o);
+}
 
 /* Unicast to member `dest` on `channel` (the destination does not need to
  * serve the channel for a unicast; if it does not, the message is dropped
  * there and the outcome is DMQ_OUTCOME_UNKNOWN_DEST).
- * Errors: DMQ_EINVAL (bad arguments, reliable without cb), DMQ_ENOENT
+ * Errors: DMQ_EINVAL (bad arguments, opts not initialised by
+ * dmq_send_opts_init(), reliable without cb), DMQ_ENOENT
  * (dest not an alive/suspect member), DMQ_ETOOBIG (len > max_message),
  * DMQ_EAGAIN (queue full; a writable callback follows), DMQ_ESTATE (leaving).
  * *id (may be NULL) receives the message id. data is copied. */
@@ -236,6 +276,8 @@ DMQ_EXTERN int dmq_reply(dmq_node_t *node, dmq_reply_handle_t *h,
  * DMQ_ENOENT if it already has an outcome. */
 DMQ_EXTERN int dmq_delivery_cancel(dmq_node_t *node, dmq_msg_id_t id);
 
+/* Written by dmq_delivery_stats(). May grow at the end in later releases
+ * (the library writes no more than the caller's sizeof). */
 typedef struct dmq__delivery_stats {
   /* sent_be / sent_reliable: DATA messages put on the wire (first
    * transmissions; fragments included); received: DATA messages read */
@@ -277,8 +319,16 @@ typedef struct dmq__delivery_stats {
   uint64_t rx_lost_be;
 } dmq_delivery_stats_t;
 
-DMQ_EXTERN void dmq_delivery_stats(const dmq_node_t *node,
-                                   dmq_delivery_stats_t *out);
+/* Use dmq_delivery_stats(): it passes the caller's sizeof. Writes at most
+ * size bytes (bytes past the library's struct are zeroed). 0, or
+ * DMQ_EINVAL for NULL or a size below the 0.3.0 layout. */
+DMQ_EXTERN int dmq_delivery_stats_sized(const dmq_node_t *node,
+                                        dmq_delivery_stats_t *out, size_t size);
+/* Delivery counters of node into *out. */
+static inline int dmq_delivery_stats(const dmq_node_t *node,
+                                     dmq_delivery_stats_t *out) {
+  return dmq_delivery_stats_sized(node, out, sizeof *out);
+}
 
 #ifdef __cplusplus
 }

@@ -64,7 +64,11 @@ typedef enum dmq_member_state {
 DMQ_EXTERN const char *dmq_member_state_name(dmq_member_state_t s);
 
 /* A snapshot of one member. Pointers are borrowed: valid until the next call
- * that feeds the node input (recv, tick, join, leave, set_meta, delete). */
+ * that feeds the node input (recv, tick, join, leave, set_meta, delete).
+ * Handed to member callbacks (borrowed for the call) and written by
+ * dmq_node_member(). May grow at the end in later releases: read the
+ * fields, do not copy the struct by value into storage another version of
+ * libdmq reads. */
 typedef struct dmq__member_info {
   const char *name;
   const char *addr;
@@ -127,13 +131,29 @@ typedef enum dmq_drop_reason {
 } dmq_drop_reason_t;
 /* clang-format on */
 
+/* Capacity of dmq_stats_t.drops: fixed, so that a new drop reason takes a
+ * free slot (slots >= DMQ_DROP_COUNT read 0) instead of moving the fields
+ * after it. */
+#define DMQ_DROP_SLOTS 32
+#ifdef __cplusplus
+static_assert(DMQ_DROP_COUNT <= DMQ_DROP_SLOTS,
+              "more drop reasons than dmq_stats_t.drops slots");
+#else
+_Static_assert(DMQ_DROP_COUNT <= DMQ_DROP_SLOTS,
+               "more drop reasons than dmq_stats_t.drops slots");
+#endif
+
 DMQ_EXTERN const char *dmq_drop_reason_name(dmq_drop_reason_t r);
 
+/* Written by dmq_node_stats(). May grow at the end in later releases (the
+ * library writes no more than the caller's sizeof): new fields are
+ * appended after the last one, new drop reasons take free drops slots. */
 typedef struct dmq__stats {
   uint64_t pkts_in, pkts_out;
   uint64_t bytes_in, bytes_out;
   uint64_t msgs_in, msgs_out; /* protocol messages inside packets */
-  uint64_t drops[DMQ_DROP_COUNT];
+  /* by dmq_drop_reason_t; DMQ_DROP_SLOTS, of which DMQ_DROP_COUNT used */
+  uint64_t drops[DMQ_DROP_SLOTS];
   uint64_t probes, probe_direct_ok, probe_indirect_ok, probe_failed;
   uint64_t suspicions_raised, refutations, deaths_declared;
   uint64_t pushpull_sent, pushpull_received;
@@ -222,8 +242,16 @@ DMQ_EXTERN void dmq_node_set_wake_cb(dmq_node_t *node, dmq_wake_cb cb,
 
 /* Queries. */
 DMQ_EXTERN const char *dmq_node_name(const dmq_node_t *node);
-DMQ_EXTERN int dmq_node_member(const dmq_node_t *node, const char *name,
-                               dmq_member_info_t *out);
+/* Use dmq_node_member(): it passes the caller's sizeof. Writes at most size
+ * bytes; DMQ_EINVAL for a size below the 0.3.0 layout. */
+DMQ_EXTERN int dmq_node_member_sized(const dmq_node_t *node, const char *name,
+                                     dmq_member_info_t *out, size_t size);
+/* The member called name into *out: 0, DMQ_ENOENT if unknown, DMQ_EINVAL
+ * for NULL or a bad name. */
+static inline int dmq_node_member(const dmq_node_t *node, const char *name,
+                                  dmq_member_info_t *out) {
+  return dmq_node_member_sized(node, name, out, sizeof *out);
+}
 /* Number of members (self included) whose state bit (1u << state) is in
  * state_mask. */
 DMQ_EXTERN size_t dmq_node_member_count(const dmq_node_t *node,
@@ -236,7 +264,15 @@ DMQ_EXTERN int dmq_node_members_foreach(const dmq_node_t *node,
                                         int (*cb)(const dmq_member_info_t *m,
                                                   void *ud),
                                         void *ud);
-DMQ_EXTERN void dmq_node_stats(const dmq_node_t *node, dmq_stats_t *out);
+/* Use dmq_node_stats(): it passes the caller's sizeof. Writes at most size
+ * bytes (bytes past the library's struct are zeroed). 0, or DMQ_EINVAL for
+ * NULL or a size below the 0.3.0 layout. */
+DMQ_EXTERN int dmq_node_stats_sized(const dmq_node_t *node, dmq_stats_t *out,
+                                    size_t size);
+/* Counters of node into *out. */
+static inline int dmq_node_stats(const dmq_node_t *node, dmq_stats_t *out) {
+  return dmq_node_stats_sized(node, out, sizeof *out);
+}
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "dmq/dmq.h"
+#include "dmq/uv_options.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,17 +28,6 @@ DMQ_EXTERN int dmq_udp_transport_new(uv_loop_t *loop, dmq_transport_t **out);
 DMQ_EXTERN int dmq_tcp_transport_new(uv_loop_t *loop, dmq_transport_t **out);
 
 typedef struct dmq__uv dmq_uv_t;
-
-typedef struct dmq__uv_options {
-  /* "127.0.0.1:7946", "[::1]:0", "0.0.0.0:7946": UDP and TCP both bind
-   * here (port 0: UDP picks a port, TCP binds the same one). Required. */
-  const char *bind;
-  /* host:port others should use; default: the bound address (an unspecified
-   * bind address such as 0.0.0.0 then requires advertise). */
-  const char *advertise;
-  int no_tcp;              /* UDP only (no stream fallback, no large) */
-  uint32_t dns_refresh_ms; /* re-resolve seed names; default 30000 */
-} dmq_uv_options_t;
 
 /* Create a node on loop. cfg->name is required; cfg->advertise_addr,
  * generation (default: wall-clock ms) and rng_seed (default: from hrtime and

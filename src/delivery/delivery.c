@@ -63,6 +63,7 @@
  * a packet.
  */
 #include "delivery/delivery_int.h"
+#include "sized.h"
 
 /* 1..DMQ_MAX_CHANNEL printable bytes (no space). */
 int dmq__dlv_valid_chan(const char *s, size_t *len) {
@@ -220,10 +221,20 @@ void dmq__delivery_member_removed(dmq_node_t *n, dmq__member_t *m) {
   }
 }
 
-void dmq_delivery_config_init(dmq_delivery_config_t *c) {
-  if (c == NULL)
-    return;
+/* The 0.3.0 layout ends at window_bytes (src/sized.h). */
+#define DLV_CONFIG_MIN_SIZE DMQ__SIZE_UPTO(dmq_delivery_config_t, window_bytes)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_delivery_config_t, DLV_CONFIG_MIN_SIZE),
+               "dmq_delivery_config_t grew: move DLV_CONFIG_MIN_SIZE to its "
+               "last field until 0.3.0 is released (src/sized.h)");
+/* Output structs: the 0.3.0 layout ends at rx_lost_be. */
+#define DLV_STATS_MIN_SIZE DMQ__SIZE_UPTO(dmq_delivery_stats_t, rx_lost_be)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_delivery_stats_t, DLV_STATS_MIN_SIZE),
+               "dmq_delivery_stats_t grew: move DLV_STATS_MIN_SIZE to its "
+               "last field until 0.3.0 is released (src/sized.h)");
+
+static void dlv_config_defaults(dmq_delivery_config_t *c) {
   memset(c, 0, sizeof(*c));
+  c->size = sizeof(*c);
   c->ttl_ms = 30000;
   c->rto_min_ms = 200;
   c->rto_max_ms = 5000;
@@ -236,13 +247,19 @@ void dmq_delivery_config_init(dmq_delivery_config_t *c) {
   c->request_timeout_ms = 5000;
 }
 
+int dmq_delivery_config_init_sized(dmq_delivery_config_t *c, size_t size) {
+  dmq_delivery_config_t d;
+  dlv_config_defaults(&d);
+  return dmq__sized_init(c, size, &d, sizeof(d), DLV_CONFIG_MIN_SIZE);
+}
+
 int dmq__delivery_init(dmq_node_t *n) {
   dlv_t *d = dmq__malloc(n, sizeof(*d));
   if (d == NULL)
     return DMQ_ENOMEM;
   memset(d, 0, sizeof(*d));
   d->node = n;
-  dmq_delivery_config_init(&d->cfg);
+  dlv_config_defaults(&d->cfg);
   if ((size_t)n->cfg.max_packet < d->cfg.max_message + DLV_PACKET_HEADROOM)
     d->cfg.max_message = n->cfg.max_packet > 2 * DLV_PACKET_HEADROOM
                              ? n->cfg.max_packet - DLV_PACKET_HEADROOM
@@ -299,9 +316,18 @@ const char *dmq_outcome_name(dmq_outcome_t o) {
   return (unsigned)o < sizeof(names) / sizeof(names[0]) ? names[o] : "unknown";
 }
 
-int dmq_delivery_configure(dmq_node_t *n, const dmq_delivery_config_t *c) {
-  if (n == NULL || c == NULL || n->dlv == NULL)
+int dmq_delivery_configure(dmq_node_t *n,
+                           const dmq_delivery_config_t *caller_cfg) {
+  if (n == NULL || caller_cfg == NULL || n->dlv == NULL)
     return DMQ_EINVAL;
+  /* the caller's layout (size) over the defaults */
+  dmq_delivery_config_t cc;
+  const dmq_delivery_config_t *c = &cc;
+  dlv_config_defaults(&cc);
+  if (dmq__sized_in(&cc, sizeof(cc), caller_cfg, caller_cfg->size,
+                    DLV_CONFIG_MIN_SIZE) != 0)
+    return DMQ_EINVAL;
+  cc.size = sizeof(cc);
   if (c->ttl_ms == 0 || c->rto_min_ms == 0 || c->rto_max_ms < c->rto_min_ms ||
       c->window == 0 || c->window > DLV_MAX_WINDOW || c->window_bytes == 0 ||
       c->queue_msgs == 0 || c->queue_bytes == 0 || c->max_message == 0 ||
@@ -422,14 +448,12 @@ int dmq_member_serves(const dmq_node_t *n, const char *name,
          dmq__member_serves(m, dmq__hash(channel, cl), channel, cl);
 }
 
-void dmq_delivery_stats(const dmq_node_t *n, dmq_delivery_stats_t *out) {
-  if (out == NULL)
-    return;
-  memset(out, 0, sizeof(*out));
-  if (n == NULL || n->dlv == NULL)
-    return;
+int dmq_delivery_stats_sized(const dmq_node_t *n, dmq_delivery_stats_t *dst,
+                             size_t size) {
+  if (n == NULL || n->dlv == NULL || dst == NULL || size < DLV_STATS_MIN_SIZE)
+    return DMQ_EINVAL;
   const dlv_t *d = n->dlv;
-  *out = d->st;
+  dmq_delivery_stats_t st = d->st, *out = &st;
   out->queued_msgs = out->queued_bytes = out->inflight = 0;
   out->rx_buffered = out->rx_buffered_bytes = 0;
   for (const dlv_peer_t *p = d->peers; p != NULL; p = p->all_next) {
@@ -439,4 +463,5 @@ void dmq_delivery_stats(const dmq_node_t *n, dmq_delivery_stats_t *out) {
     out->rx_buffered += p->nbuf;
     out->rx_buffered_bytes += p->buf_bytes + p->ra_cap;
   }
+  return dmq__sized_out(dst, size, &st, sizeof(st), DLV_STATS_MIN_SIZE);
 }

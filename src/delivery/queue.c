@@ -3,6 +3,7 @@
  * queue: admission, one enqueue path for unicast and broadcast, TTLs,
  * removal. */
 #include "delivery/delivery_int.h"
+#include "sized.h"
 
 static dlv_msg_t *dlv_msg_alloc(dmq_node_t *n) {
   dlv_msg_t *m = dmq__pool_get(&n->dlv->free_msgs);
@@ -440,12 +441,40 @@ static int dlv_lookup_dest(const dmq_node_t *n, const char *dest,
   return 0;
 }
 
+/* The 0.3.0 layout of dmq_send_opts_t ends at user_data (src/sized.h). */
+#define DLV_SEND_OPTS_MIN_SIZE DMQ__SIZE_UPTO(dmq_send_opts_t, user_data)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_send_opts_t, DLV_SEND_OPTS_MIN_SIZE),
+               "dmq_send_opts_t grew: move DLV_SEND_OPTS_MIN_SIZE to its last "
+               "field until 0.3.0 is released (src/sized.h)");
+
+static void dlv_send_opts_defaults(dmq_send_opts_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->size = sizeof(*o);
+  o->mode = DMQ_SEND_BEST_EFFORT;
+}
+
+int dmq_send_opts_init_sized(dmq_send_opts_t *o, size_t size) {
+  dmq_send_opts_t d;
+  dlv_send_opts_defaults(&d);
+  return dmq__sized_init(o, size, &d, sizeof(d), DLV_SEND_OPTS_MIN_SIZE);
+}
+
 /* The request of dmq_send() / dmq_broadcast() from their options: kind
  * `reliable` for DMQ_SEND_RELIABLE (which needs a callback), best effort
  * otherwise. */
 static int dlv_from_opts(dlv_req_t *r, const dmq_send_opts_t *opts,
                          int reliable_kind, const char *channel,
                          const void *data, size_t len) {
+  /* per message: the caller's layout is the current one but for callers
+   * built against other headers, which pay for a copy */
+  dmq_send_opts_t tmp;
+  if (opts != NULL && opts->size != sizeof(*opts)) {
+    dlv_send_opts_defaults(&tmp);
+    if (dmq__sized_in(&tmp, sizeof(tmp), opts, opts->size,
+                      DLV_SEND_OPTS_MIN_SIZE) != 0)
+      return DMQ_EINVAL;
+    opts = &tmp;
+  }
   int reliable = opts != NULL && opts->mode == DMQ_SEND_RELIABLE;
   if (opts != NULL && opts->mode != DMQ_SEND_RELIABLE &&
       opts->mode != DMQ_SEND_BEST_EFFORT)

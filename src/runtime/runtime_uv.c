@@ -37,6 +37,7 @@
 #include "internal.h"
 #include "runtime/resolve.h"
 #include "runtime/runtime_test.h"
+#include "sized.h"
 
 #define RT_DEFAULT_DNS_REFRESH_MS 30000
 /* With port 0, how many UDP ports to try before giving up on finding one
@@ -357,14 +358,46 @@ static int rt_advertise(const dmq_config_t *cfg, const dmq_uv_options_t *opts,
   return rt_unspecified(bind_ss) ? DMQ_EINVAL : 0;
 }
 
+/* The 0.3.0 layout ends at dns_refresh_ms (src/sized.h). */
+#define RT_OPTIONS_MIN_SIZE DMQ__SIZE_UPTO(dmq_uv_options_t, dns_refresh_ms)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_uv_options_t, RT_OPTIONS_MIN_SIZE),
+               "dmq_uv_options_t grew: move RT_OPTIONS_MIN_SIZE to its last "
+               "field until 0.3.0 is released (src/sized.h)");
+
+static void rt_options_defaults(dmq_uv_options_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->size = sizeof(*o);
+  o->dns_refresh_ms = RT_DEFAULT_DNS_REFRESH_MS;
+}
+
+int dmq_uv_options_init_sized(dmq_uv_options_t *o, size_t size) {
+  dmq_uv_options_t d;
+  rt_options_defaults(&d);
+  return dmq__sized_init(o, size, &d, sizeof(d), RT_OPTIONS_MIN_SIZE);
+}
+
+int dmq__uv_options_load(dmq_uv_options_t *dst, const dmq_uv_options_t *src) {
+  rt_options_defaults(dst);
+  if (src == NULL)
+    return DMQ_EINVAL;
+  int rc =
+      dmq__sized_in(dst, sizeof(*dst), src, src->size, RT_OPTIONS_MIN_SIZE);
+  dst->size = sizeof(*dst);
+  return rc;
+}
+
 int dmq_uv_new(uv_loop_t *loop, const dmq_config_t *cfg,
                const dmq_uv_options_t *opts, dmq_uv_t **out) {
   if (out == NULL)
     return DMQ_EINVAL;
   *out = NULL;
-  if (loop == NULL || cfg == NULL || opts == NULL || opts->bind == NULL ||
-      cfg->name == NULL)
+  dmq_config_t c;
+  dmq_uv_options_t o;
+  if (loop == NULL || dmq__config_load(&c, cfg) != 0 || c.name == NULL ||
+      dmq__uv_options_load(&o, opts) != 0 || o.bind == NULL)
     return DMQ_EINVAL;
+  cfg = &c;
+  opts = &o;
   struct sockaddr_storage bind_ss;
   if (dmq__addr_parse(opts->bind, "udp", &bind_ss) != 0)
     return DMQ_EINVAL;
@@ -386,7 +419,6 @@ int dmq_uv_new(uv_loop_t *loop, const dmq_config_t *cfg,
     if (rc != 0)
       goto fail;
   }
-  dmq_config_t c = *cfg;
   c.advertise_addr = rt->addr;
   if (c.generation == 0) {
     uv_timeval64_t tv;

@@ -184,7 +184,7 @@ static void start(int i) {
   char bind[64];
   snprintf(bind, sizeof(bind), "%s:%u", peers[i].ip, port);
   dmq_uv_options_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_uv_options_init(&o);
   o.bind = bind;
   o.dns_refresh_ms = PEER_DNS_REFRESH_MS;
   int rc = dmq_uv_new(&loop, &cfg, &o, &peers[i].rt);

@@ -92,7 +92,7 @@ static dmq_uv_t *rt_make(uv_loop_t *loop, const char *name, const char *bind,
   dmq_config_t cfg;
   cfg_local(&cfg, name);
   dmq_uv_options_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_uv_options_init(&o);
   o.bind = bind;
   o.no_tcp = no_tcp;
   dmq_uv_t *rt = NULL;
@@ -227,7 +227,7 @@ static void test_bad_options(void **state) {
   dmq_config_t cfg;
   cfg_local(&cfg, "x");
   dmq_uv_options_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_uv_options_init(&o);
   o.bind = "127.0.0.1:0";
   dmq_uv_t *rt = NULL;
 
@@ -416,7 +416,7 @@ static void test_udp_only_and_ports(void **state) {
   dmq_config_t cfg;
   cfg_local(&cfg, "t1");
   dmq_uv_options_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_uv_options_init(&o);
   o.bind = bind_addr;
   dmq_uv_t *bad = NULL;
   int rc = dmq_uv_new(&loop, &cfg, &o, &bad);

@@ -287,7 +287,7 @@ static void unicast(peer_t *p, char *args, const char *cmd, int mode) {
                      &id);
   } else {
     dmq_send_opts_t o;
-    memset(&o, 0, sizeof(o));
+    dmq_send_opts_init(&o);
     o.mode = (dmq_send_mode_t)mode;
     if (mode == DMQ_SEND_RELIABLE) {
       o.ttl_ms = p->ttl_ms;
@@ -324,7 +324,7 @@ static void cmd_bcast(peer_t *p, char *args) {
   }
   size_t len = strlen(args);
   dmq_send_opts_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_send_opts_init(&o);
   o.mode = DMQ_SEND_RELIABLE;
   o.ttl_ms = p->ttl_ms;
   o.cb = peer_on_outcome;

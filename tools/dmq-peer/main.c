@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
   cfg.meta = meta;
   cfg.meta_len = (size_t)meta_len;
   dmq_uv_options_t opts;
-  memset(&opts, 0, sizeof(opts));
+  dmq_uv_options_init(&opts);
   opts.bind = p->bind;
   opts.advertise = p->advertise;
   opts.no_tcp = p->udp_only;
