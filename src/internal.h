@@ -131,7 +131,10 @@ struct dmq__node {
   size_t ev_used, ev_cap; /* bytes */
   uint32_t nevents;
   int in_callback;
-  int delete_pending;
+  /* > 0 while the log or wake callback runs: they run synchronously, in
+   * the middle of processing, so calls that change the node are refused
+   * (DMQ_EBUSY) until they return (dmq__in_sync_cb) */
+  int in_sync_cb;
 
   /* packet buffers */
   uint8_t *txbuf; /* cfg.mtu bytes */
@@ -162,8 +165,16 @@ uint64_t dmq__next_deadlines(const dmq_node_t *n, uint64_t *delivery);
 static inline void dmq__wake(dmq_node_t *n) {
   if (n->wake_cb != NULL && !n->wake_pending) {
     n->wake_pending = 1;
+    n->in_sync_cb++;
     n->wake_cb(n->wake_ud);
+    n->in_sync_cb--;
   }
+}
+
+/* Inside the log or wake callback: every call that changes the node
+ * returns DMQ_EBUSY (only queries are allowed). */
+static inline int dmq__in_sync_cb(const dmq_node_t *n) {
+  return n->in_sync_cb > 0;
 }
 
 /* ---- node.c: services for membership and delivery ---- */

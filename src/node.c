@@ -61,7 +61,10 @@ void dmq__log(dmq_node_t *n, dmq_log_level_t lvl, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(buf, sizeof(buf), fmt, ap);
   va_end(ap);
+  /* synchronous, possibly in the middle of an update: queries only */
+  n->in_sync_cb++;
   n->log_cb(n, lvl, buf, n->log_ud);
+  n->in_sync_cb--;
 }
 
 /* ---- names ---- */
@@ -287,6 +290,8 @@ int dmq_node_add_transport(dmq_node_t *n, dmq_transport_t *t) {
   if (n == NULL || t == NULL || t->ops == NULL || t->ops->send == NULL ||
       t->ops->scheme == NULL || t->ops->scheme[0] == '\0')
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   if (n->ntransports == DMQ__MAX_TRANSPORTS)
     return DMQ_ELIMIT;
   for (size_t i = 0; i < n->ntransports; i++) {
@@ -327,7 +332,7 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
                   const void *buf, size_t len, uint64_t now) {
   if (n == NULL || (buf == NULL && len > 0))
     return DMQ_EINVAL;
-  if (n->in_callback)
+  if (n->in_callback || dmq__in_sync_cb(n))
     return DMQ_EBUSY;
   /* arrived on a stream-only transport (TCP): answer pings there too */
   int stream =
@@ -387,7 +392,7 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
 int dmq_node_tick(dmq_node_t *n, uint64_t now) {
   if (n == NULL)
     return DMQ_EINVAL;
-  if (n->in_callback)
+  if (n->in_callback || dmq__in_sync_cb(n))
     return DMQ_EBUSY;
   if (!n->started)
     return DMQ_ESTATE;
@@ -511,13 +516,12 @@ nomem:
   return DMQ_ENOMEM;
 }
 
-void dmq_node_delete(dmq_node_t *n) {
+int dmq_node_delete(dmq_node_t *n) {
   if (n == NULL)
-    return;
-  if (n->in_callback) {
-    dmq__log(n, DMQ_LOG_ERROR, "dmq_node_delete() inside a callback ignored");
-    return;
-  }
+    return 0;
+  /* inside a callback the node is in use below us: refuse, free nothing */
+  if (n->in_callback || dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   /* pending reliable sends and requests: SHUTDOWN outcomes, run now */
   dmq__delivery_shutdown(n);
   for (size_t i = 0; i < n->ntransports; i++)
@@ -535,6 +539,7 @@ void dmq_node_delete(dmq_node_t *n) {
   dmq__delivery_free(n);
   dmq_alloc_t a = n->alloc;
   a.free_fn(n, a.ud);
+  return 0;
 }
 
 void dmq_node_set_member_cb(dmq_node_t *n, dmq_member_cb cb, void *ud) {

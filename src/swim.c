@@ -1045,6 +1045,8 @@ static void swim_reap(dmq_node_t *n) {
 int dmq_node_start(dmq_node_t *n, uint64_t now) {
   if (n == NULL)
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   if (n->started)
     return DMQ_ESTATE;
   n->started = 1;
@@ -1101,6 +1103,8 @@ static int swim_copy_seeds(dmq_node_t *n, const char *const *seeds, size_t ns) {
 int dmq_node_set_seeds(dmq_node_t *n, const char *const *seeds, size_t ns) {
   if (n == NULL)
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   return swim_copy_seeds(n, seeds, ns);
 }
 
@@ -1112,10 +1116,10 @@ int dmq_node_join(dmq_node_t *n, const char *const *seeds, size_t ns,
                   uint64_t now) {
   if (n == NULL)
     return DMQ_EINVAL;
+  if (n->in_callback || dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   if (!n->started || n->leaving)
     return DMQ_ESTATE;
-  if (n->in_callback)
-    return DMQ_EBUSY;
   int rc = swim_copy_seeds(n, seeds, ns);
   if (rc != 0)
     return rc;
@@ -1136,6 +1140,8 @@ int dmq_node_join(dmq_node_t *n, const char *const *seeds, size_t ns,
 int dmq_node_leave(dmq_node_t *n, uint64_t now) {
   if (n == NULL)
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   if (n->leaving)
     return DMQ_ESTATE;
   if (now > n->now)
@@ -1167,6 +1173,8 @@ int dmq_node_set_meta(dmq_node_t *n, const void *meta, size_t len,
     return DMQ_EINVAL;
   if (len > DMQ_MAX_META)
     return DMQ_ETOOBIG;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   if (n->leaving)
     return DMQ_ESTATE;
   int rc = dmq__member_set_meta(n, n->self, meta, len);

@@ -63,9 +63,12 @@
  * DELIVERED outcome of an isolated message comes about 5 ms plus a round
  * trip after the send.
  *
- * Threading and callbacks: like the rest of the node (dmq/node.h). Inside a
- * receive or outcome callback you may send, reply and query; you may not
- * delete the node or unregister the channel being delivered to.
+ * Threading and callbacks: like the rest of the node (dmq/node.h). Receive,
+ * outcome and writable callbacks are event callbacks: they run after
+ * processing, and inside them you may send, reply, cancel and query;
+ * dmq_node_delete() and dmq_channel_close() of the channel being delivered
+ * to return DMQ_EBUSY. Inside the log and wake
+ * callbacks every function below that changes the node returns DMQ_EBUSY.
  */
 #ifndef DMQ_DELIVERY_H
 #define DMQ_DELIVERY_H
@@ -204,14 +207,17 @@ DMQ_EXTERN void dmq_delivery_set_writable_cb(dmq_node_t *node,
 DMQ_EXTERN int dmq_channel_open(dmq_node_t *node, const char *name,
                                 dmq_receive_cb cb, void *user_data,
                                 dmq_channel_t **out);
-/* Stop serving (advertised too). Not from inside this channel's callback. */
+/* Stop serving (advertised too). DMQ_EBUSY from inside this channel's
+ * receive callback (and inside the log or wake callback), DMQ_ENOENT if
+ * not open. */
 DMQ_EXTERN int dmq_channel_close(dmq_channel_t *ch);
 /* Backpressure: while paused, messages for this channel are not delivered
  * nor acknowledged beyond the receive window, so senders slow down (see
  * "Ordering and pause" above). Best-effort messages for a paused channel
  * are dropped (counted). Unpausing delivers the held messages at the next
- * dmq_node_tick(). */
-DMQ_EXTERN void dmq_channel_pause(dmq_channel_t *ch, int paused);
+ * dmq_node_tick(). Returns 0, DMQ_EINVAL for NULL, DMQ_EBUSY inside the
+ * log or wake callback. */
+DMQ_EXTERN int dmq_channel_pause(dmq_channel_t *ch, int paused);
 /* Does member `name` serve `channel` (as far as this node knows)? */
 DMQ_EXTERN int dmq_member_serves(const dmq_node_t *node, const char *name,
                                  const char *channel);

@@ -13,16 +13,40 @@
  *
  * Threading: a node is not thread safe; call it from one thread at a time.
  *
- * Callbacks (member events, log) run after the node has finished processing
- * the input that caused them, from inside the call that fed that input
- * (dmq_node_recv(), dmq_node_tick(), dmq_node_join(), ...); a push/pull
- * table (a join learns the whole cluster from one) is processed record by
- * record, and its member events may be delivered between records, with the
- * member table consistent, in order, before the call returns. Inside a callback
- * you may call the query functions (dmq_node_member*, dmq_node_stats, ...)
- * and dmq_node_set_meta(); dmq_node_delete(), dmq_node_recv() and
- * dmq_node_tick() return DMQ_EBUSY (delete is refused silently and must be
- * retried after the callback returns).
+ * Callbacks run on the caller's thread, from inside the libdmq call that
+ * caused them. There are two kinds:
+ *
+ *   Event callbacks: member events (dmq_node_set_member_cb()) and the
+ *   delivery callbacks (receive, outcome, writable: dmq/delivery.h). They
+ *   run after the node has finished processing the input that caused them,
+ *   before the call that fed that input (dmq_node_recv(), dmq_node_tick(),
+ *   dmq_node_join(), dmq_send(), dmq_delivery_cancel(), dmq_node_delete()
+ *   for SHUTDOWN outcomes, ...) returns. One exception: a push/pull table
+ *   (a join learns the whole cluster from one) is processed record by
+ *   record, and its member events may be delivered between records, with
+ *   the member table consistent and the events in order. Inside an event
+ *   callback you may call the query functions (dmq_node_member*,
+ *   dmq_node_stats, dmq_node_next_deadline, ...), dmq_node_set_meta(),
+ *   dmq_node_set_seeds(), dmq_node_leave(), the setters (set_member_cb,
+ *   set_log_cb, set_wake_cb, set_user_data) and the sending functions of
+ *   dmq/delivery.h; dmq_node_recv(), dmq_node_tick(), dmq_node_join() and
+ *   dmq_node_delete() return DMQ_EBUSY and do nothing.
+ *
+ *   Synchronous callbacks: the log callback (dmq_node_set_log_cb()) and
+ *   the wake callback (dmq_node_set_wake_cb()). They run AT ONCE, where the
+ *   message is logged or the deadline moved: possibly inside
+ *   dmq_node_tick() or dmq_node_recv() with the node in the middle of an
+ *   update (the member table, queues and timers need not be consistent).
+ *   Inside them only read-only queries are allowed, and their results may
+ *   reflect a half-done update: every call that changes the node
+ *   (dmq_node_recv, tick, start, join, set_seeds, leave, set_meta,
+ *   add_transport, delete; dmq_send, broadcast, request, reply,
+ *   dmq_delivery_cancel, dmq_delivery_configure, dmq_channel_open, close
+ *   and pause) returns DMQ_EBUSY and does nothing. Keep them short: copy
+ *   the message or set a flag.
+ *
+ * Misuse from inside a callback is reported, never ignored: a refused call
+ * returns DMQ_EBUSY ("not allowed from inside a callback").
  */
 #ifndef DMQ_NODE_H
 #define DMQ_NODE_H
@@ -103,7 +127,9 @@ typedef enum dmq_log_level {
   DMQ_LOG_DEBUG
 } dmq_log_level_t;
 
-/* msg is borrowed for the call. */
+/* Log callback: runs synchronously, where the message is logged, possibly
+ * in the middle of an update (see "Synchronous callbacks" above: queries
+ * only, every other call returns DMQ_EBUSY). msg is borrowed for the call. */
 typedef void (*dmq_log_cb)(dmq_node_t *node, dmq_log_level_t level,
                            const char *msg, void *user_data);
 
@@ -162,14 +188,20 @@ typedef struct dmq__stats {
   uint32_t health_score;                    /* Lifeguard local health */
 } dmq_stats_t;
 
-/* Create a node. cfg is copied. alloc may be NULL. On success *out is set and
- * 0 returned; otherwise DMQ_EINVAL (bad config: missing name or address, zero
- * generation, out-of-range timers) or DMQ_ENOMEM. */
+/* Create a node. cfg (initialised by dmq_config_init()) and alloc are
+ * copied; alloc may be NULL. On success *out is set and 0 returned;
+ * otherwise *out is NULL and the error is DMQ_EINVAL (NULL out or cfg, cfg
+ * not initialised by dmq_config_init(), bad config: missing name or
+ * address, zero generation, out-of-range timers) or DMQ_ENOMEM. */
 DMQ_EXTERN int dmq_node_new(const dmq_config_t *cfg, const dmq_alloc_t *alloc,
                             dmq_node_t **out);
-/* Free the node. Transports are not closed or freed (the caller owns them).
- * Leave first for a graceful exit. Not allowed inside a callback. */
-DMQ_EXTERN void dmq_node_delete(dmq_node_t *node);
+/* Free the node: pending reliable sends and requests end with
+ * DMQ_OUTCOME_SHUTDOWN (their outcome callbacks run from inside this
+ * call), then everything is freed. Transports are not closed or freed (the
+ * caller owns them). Leave first for a graceful exit. Returns 0 (also for
+ * NULL); DMQ_EBUSY, freeing nothing, when called from inside any libdmq
+ * callback of this node (delete it after the callback has returned). */
+DMQ_EXTERN int dmq_node_delete(dmq_node_t *node);
 
 DMQ_EXTERN void dmq_node_set_member_cb(dmq_node_t *node, dmq_member_cb cb,
                                        void *user_data);
@@ -222,7 +254,8 @@ DMQ_EXTERN int dmq_node_set_meta(dmq_node_t *node, const void *meta, size_t len,
 DMQ_EXTERN int dmq_node_recv(dmq_node_t *node, dmq_transport_t *t,
                              const char *from_addr, const void *buf, size_t len,
                              uint64_t now);
-/* Run everything due at `now`. */
+/* Run everything due at `now`. DMQ_ESTATE before dmq_node_start(),
+ * DMQ_EBUSY inside a callback. */
 DMQ_EXTERN int dmq_node_tick(dmq_node_t *node, uint64_t now);
 /* Earliest time at which dmq_node_tick() has work; DMQ_NEVER if none. */
 DMQ_EXTERN uint64_t dmq_node_next_deadline(const dmq_node_t *node);
@@ -234,8 +267,9 @@ DMQ_EXTERN uint64_t dmq_node_next_deadline(const dmq_node_t *node);
  * dmq_node_set_meta(), ... or a callback of the node doing so): it runs
  * synchronously, from inside that call, on the caller's thread, at most once
  * until the driver next calls dmq_node_next_deadline(). Inside cb only note
- * that the deadline must be re-read (set a flag, start a loop handle); do
- * not call into the node. cb NULL removes the hook. */
+ * that the deadline must be re-read (set a flag, start a loop handle): it is
+ * a synchronous callback (see above), every call that changes the node
+ * returns DMQ_EBUSY. cb NULL removes the hook. */
 typedef void (*dmq_wake_cb)(void *user_data);
 DMQ_EXTERN void dmq_node_set_wake_cb(dmq_node_t *node, dmq_wake_cb cb,
                                      void *user_data);

@@ -320,6 +320,8 @@ int dmq_delivery_configure(dmq_node_t *n,
                            const dmq_delivery_config_t *caller_cfg) {
   if (n == NULL || caller_cfg == NULL || n->dlv == NULL)
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   /* the caller's layout (size) over the defaults */
   dmq_delivery_config_t cc;
   const dmq_delivery_config_t *c = &cc;
@@ -358,6 +360,8 @@ int dmq_channel_open(dmq_node_t *n, const char *name, dmq_receive_cb cb,
   if (n == NULL || n->dlv == NULL || cb == NULL ||
       !dmq__dlv_valid_chan(name, &len))
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   dlv_t *d = n->dlv;
   if (d->closing)
     return DMQ_ECLOSED;
@@ -395,7 +399,7 @@ int dmq_channel_close(dmq_channel_t *ch) {
     return DMQ_EINVAL;
   dmq_node_t *n = ch->node;
   dlv_t *d = n->dlv;
-  if (d->cur_chan == ch)
+  if (d->cur_chan == ch || dmq__in_sync_cb(n))
     return DMQ_EBUSY;
   uint32_t i = 0;
   while (i < d->nchans && d->chans[i] != ch)
@@ -422,9 +426,11 @@ int dmq_channel_close(dmq_channel_t *ch) {
   return 0;
 }
 
-void dmq_channel_pause(dmq_channel_t *ch, int paused) {
+int dmq_channel_pause(dmq_channel_t *ch, int paused) {
   if (ch == NULL)
-    return;
+    return DMQ_EINVAL;
+  if (dmq__in_sync_cb(ch->node))
+    return DMQ_EBUSY;
   int was = ch->paused;
   ch->paused = paused != 0;
   if (was && !ch->paused) {
@@ -433,6 +439,7 @@ void dmq_channel_pause(dmq_channel_t *ch, int paused) {
       if (p->nbuf > 0)
         dmq__dlv_want_ready(d, p);
   }
+  return 0;
 }
 
 int dmq_member_serves(const dmq_node_t *n, const char *name,

@@ -170,6 +170,8 @@ static int dlv_check_send(dmq_node_t *n, const char *channel, const void *data,
   if (n == NULL || n->dlv == NULL || !dmq__dlv_valid_chan(channel, chan_len) ||
       (data == NULL && len > 0))
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   if (n->dlv->closing)
     return DMQ_ECLOSED;
   if (!n->started || n->leaving)
@@ -591,6 +593,8 @@ int dmq_broadcast(dmq_node_t *n, const char *channel, const void *data,
 int dmq_delivery_cancel(dmq_node_t *n, dmq_msg_id_t id) {
   if (n == NULL || n->dlv == NULL)
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   dlv_op_t *op = dmq__dlv_ids_get(n->dlv, id);
   if (op == NULL || op->state != DLV_S_PENDING)
     return DMQ_ENOENT;
