@@ -286,8 +286,16 @@ void dmq_transport_send_done(dmq_transport_t *t, void *cookie, int status) {
     t->node->stats.drops[DMQ_DROP_TX_FAILED]++;
 }
 
+/* The 0.3.0 layout of dmq_transport_ops_t ends at flush (src/sized.h). An
+ * operation added later is read only if ops->size covers it. */
+#define NODE_OPS_MIN_SIZE DMQ__SIZE_UPTO(dmq_transport_ops_t, flush)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_transport_ops_t, NODE_OPS_MIN_SIZE),
+               "dmq_transport_ops_t grew: move NODE_OPS_MIN_SIZE to its last "
+               "field until 0.3.0 is released (src/sized.h)");
+
 int dmq_node_add_transport(dmq_node_t *n, dmq_transport_t *t) {
-  if (n == NULL || t == NULL || t->ops == NULL || t->ops->send == NULL ||
+  if (n == NULL || t == NULL || t->ops == NULL ||
+      t->ops->size < NODE_OPS_MIN_SIZE || t->ops->send == NULL ||
       t->ops->scheme == NULL || t->ops->scheme[0] == '\0')
     return DMQ_EINVAL;
   if (dmq__in_sync_cb(n))
@@ -461,6 +469,18 @@ static int node_valid_config(const dmq_config_t *c) {
   return 1;
 }
 
+/* The 0.3.0 layout of dmq_alloc_t ends at ud (src/sized.h). */
+#define NODE_ALLOC_MIN_SIZE DMQ__SIZE_UPTO(dmq_alloc_t, ud)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_alloc_t, NODE_ALLOC_MIN_SIZE),
+               "dmq_alloc_t grew: move NODE_ALLOC_MIN_SIZE to its last field "
+               "until 0.3.0 is released (src/sized.h)");
+
+int dmq_alloc_init_sized(dmq_alloc_t *a, size_t size) {
+  dmq_alloc_t d;
+  memset(&d, 0, sizeof(d));
+  return dmq__sized_init(a, size, &d, sizeof(d), NODE_ALLOC_MIN_SIZE);
+}
+
 int dmq_node_new(const dmq_config_t *caller_cfg, const dmq_alloc_t *alloc,
                  dmq_node_t **out) {
   if (out == NULL || caller_cfg == NULL)
@@ -471,12 +491,15 @@ int dmq_node_new(const dmq_config_t *caller_cfg, const dmq_alloc_t *alloc,
   const dmq_config_t *cfg = &cfg_copy;
   if (dmq__config_load(&cfg_copy, caller_cfg) != 0 || !node_valid_config(cfg))
     return DMQ_EINVAL;
-  dmq_alloc_t a = {node_libc_malloc, node_libc_realloc, node_libc_free, NULL};
+  dmq_alloc_t a = {sizeof(a), node_libc_malloc, node_libc_realloc,
+                   node_libc_free, NULL};
   if (alloc != NULL) {
-    if (alloc->malloc_fn == NULL || alloc->realloc_fn == NULL ||
-        alloc->free_fn == NULL)
+    memset(&a, 0, sizeof(a));
+    if (dmq__sized_in(&a, sizeof(a), alloc, alloc->size, NODE_ALLOC_MIN_SIZE) !=
+            0 ||
+        a.malloc_fn == NULL || a.realloc_fn == NULL || a.free_fn == NULL)
       return DMQ_EINVAL;
-    a = *alloc;
+    a.size = sizeof(a);
   }
   dmq_node_t *n = a.malloc_fn(sizeof(*n), a.ud);
   if (n == NULL)

@@ -67,15 +67,28 @@ typedef struct dmq__node dmq_node_t;
 
 #define DMQ_NEVER UINT64_MAX
 
-/* Allocator hooks, per node. All three must be set, or pass NULL to use the C
- * library. ud is passed through. Memory returned by one hook is freed by the
- * same node's free hook. */
+/* Allocator hooks, per node. Initialise with dmq_alloc_init(), then set all
+ * three hooks; or pass NULL to dmq_node_new() to use the C library. ud is
+ * passed through. Memory returned by one hook is freed by the same node's
+ * free hook. */
 typedef struct dmq__alloc {
+  /* sizeof(dmq_alloc_t) in the caller's headers, set by dmq_alloc_init():
+   * the library reads no further (dmq/dmq.h, "Growable structs"). */
+  uint32_t size;
   void *(*malloc_fn)(size_t size, void *ud);
   void *(*realloc_fn)(void *ptr, size_t size, void *ud);
   void (*free_fn)(void *ptr, void *ud);
   void *ud;
 } dmq_alloc_t;
+
+/* Use dmq_alloc_init(): it passes the caller's sizeof. DMQ_EINVAL for NULL
+ * or a size below the 0.3.0 layout; at most size bytes written. */
+DMQ_EXTERN int dmq_alloc_init_sized(dmq_alloc_t *a, size_t size);
+/* Set a->size, the hooks and ud to NULL. Required before setting the hooks:
+ * dmq_node_new() refuses hooks with size 0 (DMQ_EINVAL). */
+static inline int dmq_alloc_init(dmq_alloc_t *a) {
+  return dmq_alloc_init_sized(a, sizeof *a);
+}
 
 typedef enum dmq_member_state {
   DMQ_MEMBER_ALIVE = 0,
@@ -188,8 +201,9 @@ typedef struct dmq__stats {
   uint32_t health_score;                    /* Lifeguard local health */
 } dmq_stats_t;
 
-/* Create a node. cfg (initialised by dmq_config_init()) and alloc are
- * copied; alloc may be NULL. On success *out is set and 0 returned;
+/* Create a node. cfg (initialised by dmq_config_init()) and alloc
+ * (initialised by dmq_alloc_init(), all three hooks set) are copied; alloc
+ * may be NULL. On success *out is set and 0 returned;
  * otherwise *out is NULL and the error is DMQ_EINVAL (NULL out or cfg, cfg
  * not initialised by dmq_config_init(), bad config: missing name or
  * address, zero generation, out-of-range timers) or DMQ_ENOMEM. */

@@ -43,7 +43,19 @@ enum dmq_transport_caps {
   DMQ_TRANSPORT_RELIABLE = 1u << 1  /* ordered, reliable, large payloads */
 };
 
+/* The operations of a transport: a table the implementation fills, usually
+ * a static const one:
+ *
+ *   static const dmq_transport_ops_t my_ops = {
+ *       .size = sizeof(dmq_transport_ops_t),  // required
+ *       .scheme = "my", .caps = DMQ_TRANSPORT_DATAGRAM, .send = my_send};
+ *
+ * size is sizeof(dmq_transport_ops_t) in the implementation's headers: the
+ * library never reads an operation past it (operations added by later
+ * releases are then taken as NULL), and dmq_node_add_transport() refuses a
+ * table smaller than the 0.3.0 layout (size 0 included) with DMQ_EINVAL. */
 typedef struct dmq__transport_ops {
+  uint32_t size;      /* sizeof(dmq_transport_ops_t), see above */
   const char *scheme; /* "udp", "tcp", "sim", "host" */
   uint32_t caps;      /* dmq_transport_caps */
   /* Send len bytes to addr. buf is borrowed for the duration of the call: the
@@ -77,6 +89,9 @@ typedef struct dmq__transport_ops {
   void (*flush)(dmq_transport_t *t);
 } dmq_transport_ops_t;
 
+/* A transport instance, embedded or allocated by the implementation. Its
+ * layout is fixed for a soname (implementations embed it): it never grows
+ * without a new soname. */
 struct dmq__transport {
   const dmq_transport_ops_t *ops;
   void *impl;             /* implementation's private state */

@@ -44,6 +44,7 @@ static int loop_send(dmq_transport_t *t, const char *addr, const void *buf,
 }
 
 static const dmq_transport_ops_t loop_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "loop",
     .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
     .send = loop_send,

@@ -568,6 +568,7 @@ static void sim_tr_close(dmq_transport_t *t) {
 }
 
 static const dmq_transport_ops_t sim_tr_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "sim",
     .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
     .send = sim_tr_send,
@@ -575,6 +576,7 @@ static const dmq_transport_ops_t sim_tr_ops = {
 };
 
 static const dmq_transport_ops_t sim_tr_dgram_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "sim",
     .caps = DMQ_TRANSPORT_DATAGRAM,
     .send = sim_tr_send,
@@ -582,6 +584,7 @@ static const dmq_transport_ops_t sim_tr_dgram_ops = {
 };
 
 static const dmq_transport_ops_t sim_tr_stream_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "simtcp",
     .caps = DMQ_TRANSPORT_RELIABLE,
     .send = sim_tr_send,

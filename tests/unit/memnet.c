@@ -37,6 +37,7 @@ static int memnet_send(dmq_transport_t *t, const char *addr, const void *buf,
 }
 
 const dmq_transport_ops_t memnet_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "mem",
     .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
     .send = memnet_send,

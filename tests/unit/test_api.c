@@ -282,6 +282,7 @@ static void test_init_sized(void **state) {
   CHECK_INIT_SIZED(dmq_thread_options_t,
                    dmq_thread_options_init_sized(o, size));
   CHECK_INIT_SIZED(dmq_poll_options_t, dmq_poll_options_init_sized(o, size));
+  CHECK_INIT_SIZED(dmq_alloc_t, dmq_alloc_init_sized(o, size));
 
   /* the inline inits pass the caller's sizeof and fill the defaults */
   dmq_config_t c;
@@ -305,6 +306,19 @@ static void test_init_sized(void **state) {
   assert_int_equal(dmq_send_opts_init(&so), 0);
   assert_int_equal(so.mode, DMQ_SEND_BEST_EFFORT);
   assert_null(so.cb);
+}
+
+static void *test_malloc_fn(size_t size, void *ud) {
+  (void)ud;
+  return malloc(size);
+}
+static void *test_realloc_fn(void *p, size_t size, void *ud) {
+  (void)ud;
+  return realloc(p, size);
+}
+static void test_free_fn(void *p, void *ud) {
+  (void)ud;
+  free(p);
 }
 
 /* A caller whose headers have a bigger dmq_config_t (a later release):
@@ -336,6 +350,36 @@ static void test_sized_inputs(void **state) {
   assert_int_equal(dmq_node_new(&c, NULL, &n), 0);
   dmq_node_t *node = n;
   assert_int_equal(dmq_node_start(node, 0), 0);
+
+  /* allocator hooks: initialised, all three set */
+  dmq_alloc_t a;
+  assert_int_equal(dmq_alloc_init(&a), 0);
+  a.malloc_fn = test_malloc_fn;
+  a.realloc_fn = test_realloc_fn;
+  a.free_fn = test_free_fn;
+  dmq_node_t *other = NULL;
+  assert_int_equal(dmq_node_new(&c, &a, &other), 0);
+  assert_int_equal(dmq_node_delete(other), 0);
+  a.size = 0;
+  assert_int_equal(dmq_node_new(&c, &a, &other), DMQ_EINVAL);
+  assert_null(other);
+
+  /* transport ops: size required; a table from newer headers is fine */
+  memnet_t net;
+  memnet_tp_t tp;
+  memnet_init(&net, 4);
+  memnet_tp_init(&tp, &net, 0);
+  dmq_transport_ops_t ops = memnet_ops;
+  ops.size = 0;
+  tp.t.ops = &ops;
+  assert_int_equal(dmq_node_add_transport(node, &tp.t), DMQ_EINVAL);
+  struct {
+    dmq_transport_ops_t ops;
+    void (*newer_op)(void);
+  } bigops = {memnet_ops, NULL};
+  bigops.ops.size = sizeof(bigops);
+  tp.t.ops = &bigops.ops;
+  assert_int_equal(dmq_node_add_transport(node, &tp.t), 0);
 
   /* delivery config */
   dmq_delivery_config_t dc;
@@ -373,6 +417,7 @@ static void test_sized_inputs(void **state) {
                    DMQ_EINVAL);
   assert_int_equal(dmq_broadcast(node, "ch", "x", 1, NULL, 1, NULL), 0);
   assert_int_equal(dmq_node_delete(node), 0);
+  memnet_free(&net);
 }
 
 /* Outputs: at most size bytes written, bytes past the library's struct

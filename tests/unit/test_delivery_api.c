@@ -871,7 +871,12 @@ static void test_alloc_failures(void **state) {
   long total;
   {
     counting_t c = {0, 0, 0};
-    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    dmq_alloc_t a;
+    dmq_alloc_init(&a);
+    a.malloc_fn = c_malloc;
+    a.realloc_fn = c_realloc;
+    a.free_fn = c_free;
+    a.ud = &c;
     alloc_scenario(p, &a);
     /* 10 sends (one best effort), the big one, the request, the broadcast */
     assert_int_equal(p->rx_n[1], 13);
@@ -883,7 +888,12 @@ static void test_alloc_failures(void **state) {
   assert_true(total > 20);
   for (long k = 1; k <= total + 5; k++) {
     counting_t c = {0, 0, k};
-    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    dmq_alloc_t a;
+    dmq_alloc_init(&a);
+    a.malloc_fn = c_malloc;
+    a.realloc_fn = c_realloc;
+    a.free_fn = c_free;
+    a.ud = &c;
     alloc_scenario(p, &a);
     pair_free(p);                          /* pending ones get SHUTDOWN */
     outcomes(p, 0, DMQ_OUTCOME_DELIVERED); /* exactly once, every path */

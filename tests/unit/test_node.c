@@ -149,7 +149,10 @@ static void test_config_validation(void **state) {
   c.probe_timeout_ms = c.probe_interval_ms + 1;
   assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL);
   c.probe_timeout_ms = 500;
-  dmq_alloc_t bad = {c_malloc, NULL, c_free, NULL};
+  dmq_alloc_t bad;
+  dmq_alloc_init(&bad);
+  bad.malloc_fn = c_malloc;
+  bad.free_fn = c_free;
   assert_int_equal(dmq_node_new(&c, &bad, &n), DMQ_EINVAL);
   assert_null(n);
   assert_int_equal(dmq_node_new(&c, NULL, &n), 0);
@@ -347,7 +350,12 @@ static void test_alloc_failures(void **state) {
   long total = 0;
   {
     counting_t c = {0, 0, 0};
-    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    dmq_alloc_t a;
+    dmq_alloc_init(&a);
+    a.malloc_fn = c_malloc;
+    a.realloc_fn = c_realloc;
+    a.free_fn = c_free;
+    a.ud = &c;
     pair_t p;
     assert_int_equal(pair_init(&p, &a), 0);
     const char *seed = "mem://0";
@@ -361,7 +369,12 @@ static void test_alloc_failures(void **state) {
   assert_true(total > 5);
   for (long k = 1; k <= total; k++) {
     counting_t c = {0, 0, k};
-    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    dmq_alloc_t a;
+    dmq_alloc_init(&a);
+    a.malloc_fn = c_malloc;
+    a.realloc_fn = c_realloc;
+    a.free_fn = c_free;
+    a.ud = &c;
     pair_t p;
     if (pair_init(&p, &a) == 0) {
       const char *seed = "mem://0";

@@ -850,6 +850,7 @@ static void tcp_close(dmq_transport_t *t) {
 }
 
 static const dmq_transport_ops_t tcp_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "tcp",
     .caps = DMQ_TRANSPORT_RELIABLE,
     .send = tcp_send,

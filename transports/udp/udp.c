@@ -769,6 +769,7 @@ static void udp_close(dmq_transport_t *t) {
 }
 
 static const dmq_transport_ops_t udp_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "udp",
     .caps = DMQ_TRANSPORT_DATAGRAM,
     .send = udp_send,
