@@ -72,7 +72,8 @@ static inline int dmq_poll_options_init(dmq_poll_options_t *o) {
 }
 
 /* Create the node (cfg as for dmq_uv_new(): name required, the rest filled
- * in) on a private loop, with its sockets bound: DMQ_EINVAL (bad arguments
+ * in; opts initialised by dmq_poll_options_init(), opts->uv.bind set) on a
+ * private loop, with its sockets bound: DMQ_EINVAL (bad arguments
  * or addresses), DMQ_ETRANSPORT (address in use, descriptors short, ...),
  * DMQ_ENOMEM. On error nothing is left behind and *out is NULL. */
 DMQ_EXTERN int dmq_poll_new(const dmq_config_t *cfg,

@@ -110,7 +110,8 @@ static inline int dmq_thread_options_init(dmq_thread_options_t *o) {
 }
 
 /* Create the node (cfg as for dmq_uv_new(): name required, the rest filled
- * in) with its sockets bound, then start the library thread. Binding
+ * in; opts initialised by dmq_thread_options_init(), opts->uv.bind set)
+ * with its sockets bound, then start the library thread. Binding
  * happens before this returns, so bind errors are reported here: DMQ_EINVAL
  * (bad arguments, bad bind/advertise address), DMQ_ETRANSPORT (address in
  * use, ...), DMQ_ENOMEM (memory, thread or descriptors short). On error

@@ -29,10 +29,13 @@ DMQ_EXTERN int dmq_tcp_transport_new(uv_loop_t *loop, dmq_transport_t **out);
 
 typedef struct dmq__uv dmq_uv_t;
 
-/* Create a node on loop. cfg->name is required; cfg->advertise_addr,
- * generation (default: wall-clock ms) and rng_seed (default: from hrtime and
- * pid) are filled in when unset. The node is started; call dmq_uv_join() to
- * join. */
+/* Create a node on loop. cfg (initialised by dmq_config_init()) and opts
+ * (dmq_uv_options_init(), bind set) are copied. cfg->name is required;
+ * cfg->advertise_addr, generation (default: wall-clock ms) and rng_seed
+ * (default: from hrtime and pid) are filled in when unset. The node is
+ * started; call dmq_uv_join() to join. On success *out is set; on error it
+ * is NULL: DMQ_EINVAL (NULL or uninitialised arguments, bad addresses),
+ * DMQ_ETRANSPORT (bind failed), DMQ_ENOMEM. */
 DMQ_EXTERN int dmq_uv_new(uv_loop_t *loop, const dmq_config_t *cfg,
                           const dmq_uv_options_t *opts, dmq_uv_t **out);
 DMQ_EXTERN dmq_node_t *dmq_uv_node(dmq_uv_t *rt);
@@ -41,7 +44,8 @@ DMQ_EXTERN uv_loop_t *dmq_uv_loop(dmq_uv_t *rt);
 DMQ_EXTERN const char *dmq_uv_addr(dmq_uv_t *rt);
 /* Join through seeds: addresses ("udp://h:p", "h:p") or DNS names ("name",
  * "name:port"; A/AAAA records, each one a seed; "_dmq._udp.domain" for SRV).
- * Names are re-resolved every dns_refresh_ms. */
+ * Names are re-resolved every dns_refresh_ms. At most DMQ_MAX_SEEDS seeds
+ * (DMQ_ELIMIT beyond). */
 DMQ_EXTERN int dmq_uv_join(dmq_uv_t *rt, const char *const *seeds, size_t n);
 /* Call after changing the node from outside a libdmq callback (e.g. after
  * dmq_node_set_meta) so that the timer is re-armed at once. Cheap. */
