@@ -24,8 +24,9 @@
 #include "dmq/error.h"
 #include "dmq/node.h"
 
-/* Deepest container nesting the generic skip accepts (the message array is
- * depth 0). */
+/* Containers nest at most WIRE_SKIP_DEPTH deep: the message array is depth
+ * 0 and a container at depth WIRE_SKIP_DEPTH is refused, as msgpack-c's
+ * unpacker does (MSGPACK_EMBED_STACK_SIZE = 32). */
 #define WIRE_SKIP_DEPTH 32
 
 /* Fields after the type, per known message type. */
@@ -325,6 +326,11 @@ static int wire_skip(wire_cur_t *c, int depth) {
   t = *c->p++;
   if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3)
     return 0; /* fixint, nil, bool */
+  /* A container (array or map, even an empty one) at WIRE_SKIP_DEPTH or
+   * deeper is refused: msgpack-c's limit, found by the differential fuzzer
+   * (an empty one used to pass here one level deeper than msgpack-c). */
+  if (depth >= WIRE_SKIP_DEPTH && ((t >= 0x80 && t <= 0x9f) || t >= 0xdc))
+    return -1;
   if (t <= 0x8f) {
     items = 2u * (t & 0x0f); /* fixmap */
   } else if (t <= 0x9f) {
