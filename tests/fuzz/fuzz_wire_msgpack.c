@@ -14,14 +14,18 @@
  * difference aborts.
  *
  * Where the two are allowed to differ, ours is the stricter or maps a value
- * on purpose (docs/wire.md, "Decoder and msgpack-c"):
+ * on purpose (docs/wire.md, "Decoder and msgpack-c", which has them as a
+ * table):
  *  - nesting: a container (array or map, even an empty one) is refused at
  *    depth >= 32 (the outermost object is depth 0), which is msgpack-c's own
  *    limit (MSGPACK_EMBED_STACK_SIZE, NOMEM_ERROR); up to this target our
  *    skip accepted an *empty* container at depth 32, one level more than
- *    msgpack-c (fixed in wire_skip, regression in test_wire.c). A message is
- *    depth 0 for our skip but depth 2 inside a whole packet body, so msgpack-c
- *    parsing a whole packet allows 2 levels fewer inside a message.
+ *    msgpack-c (fixed in wire_skip, regression in test_wire.c).
+ *  - a message is depth 0 for our skip but depth 2 inside a whole packet
+ *    body: msgpack-c given a whole body allows 2 levels fewer inside a
+ *    message than we do. That is the one place ours is the more lenient,
+ *    outside this target's frame (one object at a time); test_nesting_depth
+ *    pins the current boundary, so it is left as is.
  *  - str fields (names, addresses, channels) refuse a str holding a NUL byte
  *    and lengths out of the field's bounds; msgpack-c accepts any str.
  *  - integers: a uint field takes any msgpack integer form whose value is in
@@ -35,7 +39,7 @@
  *
  * Run: build with clang and -DDMQ_FUZZ=ON, then
  *   build-clang/tests/fuzz/fuzz_wire_msgpack -max_total_time=300 -jobs=1 \
- *     -rss_limit_mb=4096 CORPUS_DIR
+ *     CORPUS_DIR tests/fuzz/corpus/wire_msgpack
  * Without libFuzzer, standalone_main.c runs it over a fixed corpus (ctest
  * fuzz_wire_msgpack_smoke).
  */
