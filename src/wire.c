@@ -327,8 +327,8 @@ static int wire_skip(wire_cur_t *c, int depth) {
   if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3)
     return 0; /* fixint, nil, bool */
   /* A container (array or map, even an empty one) at WIRE_SKIP_DEPTH or
-   * deeper is refused: msgpack-c's limit, found by the differential fuzzer
-   * (an empty one used to pass here one level deeper than msgpack-c). */
+   * deeper is refused, as msgpack-c does (an empty one used to pass here,
+   * one level deeper than msgpack-c: see tests/fuzz/fuzz_wire_msgpack.c). */
   if (depth >= WIRE_SKIP_DEPTH && ((t >= 0x80 && t <= 0x9f) || t >= 0xdc))
     return -1;
   if (t <= 0x8f) {
