@@ -24,10 +24,16 @@
 #include "dmq/error.h"
 #include "dmq/node.h"
 
-/* Containers nest at most WIRE_SKIP_DEPTH deep: the message array is depth
- * 0 and a container at depth WIRE_SKIP_DEPTH is refused, as msgpack-c's
- * unpacker does (MSGPACK_EMBED_STACK_SIZE = 32). */
+/* Containers nest at most WIRE_SKIP_DEPTH deep, counted from the packet
+ * body (depth 0), and a container at depth WIRE_SKIP_DEPTH is refused, as
+ * msgpack-c's unpacker refuses it (MSGPACK_EMBED_STACK_SIZE = 32) when it is
+ * given the whole body: so no packet we accept is one msgpack-c refuses. A
+ * message array sits at depth WIRE_MSG_DEPTH (body array, messages array),
+ * the fields of a push/pull record three levels below it (fields array,
+ * records array, record array). */
 #define WIRE_SKIP_DEPTH 32
+#define WIRE_MSG_DEPTH 2
+#define WIRE_RECORD_FIELD_DEPTH (WIRE_MSG_DEPTH + 3)
 
 /* Fields after the type, per known message type. */
 static const uint8_t wire_nfields[DMQ__MSG_TYPE_MAX_KNOWN + 1] = {
@@ -510,7 +516,7 @@ static int wire_rd_record(wire_cur_t *c, dmq__record_t *r) {
     known = WIRE_RECORD_CHANS_ELEM;
   }
   for (n -= known; n > 0; n--)
-    if (wire_skip(c, 1))
+    if (wire_skip(c, WIRE_RECORD_FIELD_DEPTH))
       return -1;
   return 0;
 }
@@ -624,7 +630,7 @@ int dmq__wire_next(dmq__msg_iter_t *it, dmq__msg_t *m) {
     return -1;
   c.p = it->p;
   c.end = it->end;
-  if (wire_skip(&c, 0)) {
+  if (wire_skip(&c, WIRE_MSG_DEPTH)) {
     it->p = NULL; /* sticky: every later call returns -1 */
     return -1;
   }

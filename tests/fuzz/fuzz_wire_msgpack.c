@@ -25,11 +25,12 @@
  *    wire_skip, regression test_nesting_depth_empty in test_wire.c. (A
  *    120 s libFuzzer run from the golden packets alone, on the old skip, did
  *    not reach 33 nested arrays: it needs the seed.)
- *  - a message is depth 0 for our skip but depth 2 inside a whole packet
- *    body: msgpack-c given a whole body allows 2 levels fewer inside a
- *    message than we do. That is the one place ours is the more lenient,
- *    outside this target's frame (one object at a time); test_nesting_depth
- *    pins the current boundary, so it is left as is.
+ *  - inside a packet a message array is at depth 2 of the body, and the
+ *    message iterator starts its skip there (WIRE_MSG_DEPTH), so a packet
+ *    nests no deeper than msgpack-c accepts for the whole body: this target
+ *    checks the skip from depth 0 (one object at a time), test_nesting_depth
+ *    and test_nesting_depth_empty the message boundary (30 below a
+ *    message).
  *  - str fields (names, addresses, channels) refuse a str holding a NUL byte
  *    and lengths out of the field's bounds; msgpack-c accepts any str.
  *  - integers: a uint field takes any msgpack integer form whose value is in

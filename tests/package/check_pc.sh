@@ -12,7 +12,6 @@ pc_dir=$build
 
 needed=$(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[lib\([^].]*\)\.so.*/\1/p' |
   grep -v -x -e c -e ld-linux-x86-64 -e ld-linux-aarch64 | sort -u)
-# Only the dependencies: drop libdmq itself and the -L flags.
 # libdmq's own list: the library of each Requires.private module (its
 # first -l, not what that library needs in turn) plus its Libs.private.
 listed=$({
