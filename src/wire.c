@@ -724,6 +724,16 @@ static msgpack_packer *wire_counter(msgpack_packer *pk, wire_out_t *o) {
   return pk;
 }
 
+/* dmq__enc_size_<name>(): the exact size of what wire_pk_<name> writes,
+ * through the counting writer (the same field list as the append). */
+#define WIRE_SIZE_FN(name, type)                                               \
+  size_t dmq__enc_size_##name(const type *x) {                                 \
+    msgpack_packer pk;                                                         \
+    wire_out_t o;                                                              \
+    wire_pk_##name(wire_counter(&pk, &o), x);                                  \
+    return o.n;                                                                \
+  }
+
 static msgpack_packer *wire_writer(msgpack_packer *pk, wire_out_t *o,
                                    uint8_t *p) {
   o->p = p;
@@ -786,12 +796,7 @@ WIRE_INLINE void wire_pk_chans(msgpack_packer *pk, const dmq__chans_t *c) {
     wire_pk_str(pk, c->v[i]);
 }
 
-size_t dmq__enc_size_chans(const dmq__chans_t *c) {
-  msgpack_packer pk;
-  wire_out_t o;
-  wire_pk_chans(wire_counter(&pk, &o), c);
-  return o.n;
-}
+WIRE_SIZE_FN(chans, dmq__chans_t)
 
 /* Envelope and body header: magic, version, flags(, label) | [sender,
  * messages] with the message count as an array32 patched by dmq__enc_end. */
@@ -1052,12 +1057,7 @@ WIRE_INLINE void wire_pk_data(msgpack_packer *pk, const dmq__data_t *d) {
   wire_pk_bin(pk, d->payload);
 }
 
-size_t dmq__enc_size_data(const dmq__data_t *d) {
-  msgpack_packer pk;
-  wire_out_t o;
-  wire_pk_data(wire_counter(&pk, &o), d);
-  return o.n;
-}
+WIRE_SIZE_FN(data, dmq__data_t)
 
 int dmq__enc_data(dmq__enc_t *e, const dmq__data_t *d) {
   if (!wire_ok_str(d->channel, DMQ_MAX_CHANNEL) ||
@@ -1089,12 +1089,7 @@ WIRE_INLINE void wire_pk_dack(msgpack_packer *pk, const dmq__dack_t *a) {
     msgpack_pack_uint32(pk, a->delay_ms);
 }
 
-size_t dmq__enc_size_dack(const dmq__dack_t *a) {
-  msgpack_packer pk;
-  wire_out_t o;
-  wire_pk_dack(wire_counter(&pk, &o), a);
-  return o.n;
-}
+WIRE_SIZE_FN(dack, dmq__dack_t)
 
 int dmq__enc_dack(dmq__enc_t *e, const dmq__dack_t *a) {
   if (a->nrej > DMQ__WIRE_MAX_REJ ||
