@@ -545,18 +545,27 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   swim_bc_queue(n, m);
 }
 
+/* The member a SUSPECT or DEAD/LEFT message accuses, if the accusation is
+ * about its current generation and not older than what we know; an
+ * accusation of ourselves is refuted here (and NULL returned). */
+static dmq__member_t *swim_accused(dmq_node_t *n, dmq__slice_t name,
+                                   uint64_t inc, uint64_t gen) {
+  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
+  if (m == NULL || gen != m->gen)
+    return NULL;
+  if (m->is_self) {
+    swim_self_accused(n, inc);
+    return NULL;
+  }
+  return inc < m->inc ? NULL : m;
+}
+
 /* sync = the suspicion comes from a push/pull table (a remote DEAD or
  * SUSPECT record), not from somebody's failed probe. */
 static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
                             uint64_t gen, dmq__slice_t from, int sync) {
-  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
-  if (m == NULL || gen != m->gen)
-    return;
-  if (m->is_self) {
-    swim_self_accused(n, inc);
-    return;
-  }
-  if (inc < m->inc)
+  dmq__member_t *m = swim_accused(n, name, inc, gen);
+  if (m == NULL)
     return;
   if (m->state == DMQ_MEMBER_ALIVE) {
     if (swim_suspicion_start(n, m, from.p, from.n) != 0)
@@ -605,14 +614,8 @@ static void swim_declare(dmq_node_t *n, dmq__member_t *m, uint8_t st,
 
 static void swim_on_dead(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
                          uint64_t gen, int left) {
-  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
-  if (m == NULL || gen != m->gen)
-    return;
-  if (m->is_self) {
-    swim_self_accused(n, inc);
-    return;
-  }
-  if (inc < m->inc)
+  dmq__member_t *m = swim_accused(n, name, inc, gen);
+  if (m == NULL)
     return;
   if (m->state == DMQ_MEMBER_LEFT)
     return;
