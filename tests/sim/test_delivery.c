@@ -253,7 +253,11 @@ static int send_msg(ctx_t *c, int src, int dst, int k, uint32_t seq,
   memset(buf + sizeof hd, (int)(seq & 0xff), extra);
   snprintf(name, sizeof name, "n%d", dst);
   dmq_send_opts_t o = {reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT,
-                       ttl_ms, on_outcome, c};
+                       ttl_ms,
+                       on_outcome,
+                       c,
+                       NULL,
+                       0};
   dmq_msg_id_t id = 0;
   int rc = dmq_send(dmq_sim_node(c->w, src), name, chan_name(k), buf,
                     sizeof hd + extra, &o, dmq_sim_now(c->w), &id);
@@ -583,7 +587,7 @@ static void big_send(ctx_t *c, size_t len) {
     big[i] = (uint8_t)(i * 2654435761u >> 13);
   c->big_len = len;
   c->big_sum = sum_bytes(big, len);
-  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c};
+  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c, NULL, 0};
   dmq_msg_id_t id;
   assert_int_equal(dmq_send(dmq_sim_node(c->w, 0), "n1", "usrloc", big, len, &o,
                             dmq_sim_now(c->w), &id),
@@ -686,7 +690,7 @@ static void test_broadcast(void **state) {
   for (int h = 1; h <= 3; h++)
     wait_served(c, h, 0);
   dmq_node_t *n0 = dmq_sim_node(c->w, 0);
-  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c};
+  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c, NULL, 0};
   dmq_msg_id_t id;
   uint64_t got0[HMAX];
   assert_int_equal(
@@ -815,7 +819,7 @@ static void be_send(ctx_t *c, int src, int dst, uint32_t q, size_t len) {
   assert_true(len >= sizeof hd && len <= sizeof buf);
   memset(buf, (int)(q & 0xff), len);
   memcpy(buf, &hd, sizeof hd);
-  dmq_send_opts_t o = {DMQ_SEND_BEST_EFFORT, 0, NULL, NULL};
+  dmq_send_opts_t o = {DMQ_SEND_BEST_EFFORT, 0, NULL, NULL, NULL, 0};
   dmq_node_t *n = dmq_sim_node(c->w, src);
   uint64_t now = dmq_sim_now(c->w);
   if (dst < 0) {
