@@ -24,6 +24,8 @@
 #include <cmocka.h>
 
 #include <dmq/delivery.h>
+#include <dmq/poll.h>
+#include <dmq/thread.h>
 #include <dmq/uv.h>
 
 #define FD_TEST_TIMEOUT_MS 15000
@@ -346,11 +348,56 @@ static void test_fds_bad(void **state) {
   close(other_port_tcp);
 }
 
+/* The poll and thread adapters forward the fds to the runtime. */
+static void test_fds_adapters(void **state) {
+  (void)state;
+  dmq_config_t cfg;
+  assert_int_equal(dmq_config_init(&cfg, DMQ_PROFILE_LOCAL), 0);
+  char want[64];
+  int u, t;
+  host_pair(&u, &t);
+  dmq_poll_options_t po;
+  memset(&po, 0, sizeof po);
+  po.use_fds = 1;
+  po.udp_fd = u;
+  po.tcp_fd = t;
+  cfg.name = "p";
+  dmq_poll_t *p = NULL;
+  assert_int_equal(dmq_poll_new(&p, &cfg, &po), 0);
+  snprintf(want, sizeof want, "udp://127.0.0.1:%u", (unsigned)fd_port(u));
+  assert_string_equal(dmq_poll_addr(p), want);
+  assert_int_equal(dmq_poll_close(p), 0);
+  po.tcp_fd = u; /* wrong type */
+  p = NULL;
+  assert_int_equal(dmq_poll_new(&p, &cfg, &po), DMQ_EINVAL);
+  close(u);
+  close(t);
+
+  host_pair(&u, &t);
+  dmq_thread_options_t to;
+  memset(&to, 0, sizeof to);
+  to.use_fds = 1;
+  to.udp_fd = u;
+  to.tcp_fd = t;
+  cfg.name = "t";
+  dmq_thread_t *th = NULL;
+  assert_int_equal(dmq_thread_new(&th, &cfg, &to), 0);
+  snprintf(want, sizeof want, "udp://127.0.0.1:%u", (unsigned)fd_port(u));
+  assert_string_equal(dmq_thread_addr(th), want);
+  assert_int_equal(dmq_thread_close(th), 0);
+  to.udp_fd = t; /* wrong type */
+  th = NULL;
+  assert_int_equal(dmq_thread_new(&th, &cfg, &to), DMQ_EINVAL);
+  close(u);
+  close(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fds_join_and_deliver),
       cmocka_unit_test(test_fds_udp_only),
       cmocka_unit_test(test_fds_bad),
+      cmocka_unit_test(test_fds_adapters),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
