@@ -275,9 +275,9 @@ void dmq_transport_send_done(dmq_transport_t *t, void *cookie, int status) {
     t->on_send_done(t, cookie, status);
     return;
   }
-  /* Membership traffic is fire-and-forget (cookie NULL). Reliable delivery
-   * will route completions here; until then a completion with a cookie has
-   * no owner and is only counted. */
+  /* The core sends without cookies (membership and delivery do their own
+   * acknowledging), so a completion reaching the node has no owner: a
+   * failure is only counted. */
   (void)cookie;
   if (t != NULL && t->node != NULL && status != 0)
     t->node->stats.drops[DMQ_DROP_TX_FAILED]++;

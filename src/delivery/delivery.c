@@ -1,66 +1,69 @@
 /* libdmq - queued delivery: channels, reliable and best-effort messages,
  * broadcast and request/reply, sans-I/O like the rest of the core.
  *
- * What it does. Every (sender, receiver) pair carries one ordered stream of
- * reliable DATA messages numbered from 1 by the sender, acknowledged by DACK
- * messages (cumulative ack + 64-bit SACK + receive window), retransmitted on
- * an RTO with exponential back-off (RFC 6298 estimator, Karn's rule) and on
- * SACK evidence (three later messages acked: fast retransmit). Small
- * messages are packed many per datagram together with a pending DACK for
- * the same peer; a message larger than a datagram goes over the stream
- * transport when one exists, else is cut into fragments, each with its own
- * sequence number, reassembled in order at the receiver.
+ * The contract (outcomes, ordering, TTL, windows, pause, limits) is
+ * docs/delivery.md; this comment is about how the implementation meets it
+ * and why. docs/design.md ("Queued delivery") has the design reasons at
+ * length; delivery_int.h says which file holds what.
  *
- * Best effort: no acks and no retransmissions, but every message is
- * numbered per receiver when it goes on the wire (a sequence apart from the
- * reliable one, per tx_gen; written whole in the first best-effort DATA of
- * a datagram, implied in the next ones), and the receiver counts the gaps
- * (rx_lost_be), remembering the 16 most recent ones to tell a late arrival
- * (delivered, un-counted) from a copy (dropped): see gap.c.
+ * The stream. Every (sender, receiver) pair carries one ordered stream of
+ * reliable DATA messages numbered from 1 by the sender, acknowledged by
+ * DACK messages (cumulative ack + 64-bit SACK + receive window) and
+ * retransmitted on an RTO with exponential back-off (RFC 6298 estimator,
+ * Karn's rule) and on SACK evidence (three later messages acked: fast
+ * retransmit). Sequence numbers, windows and the SACK bitmap count
+ * messages, not bytes, so a small message costs one slot; byte budgets on
+ * both sides (window_bytes, queue_bytes, reassembly_bytes) bound memory
+ * for large ones. Small messages are packed many per datagram with a
+ * pending DACK for the same peer; a message larger than a datagram goes
+ * over the stream transport when one exists, else is cut into fragments,
+ * each with its own sequence number, reassembled in order.
  *
- * Where it departs from TCP/SCTP, and why:
- * - Messages, not bytes: sequence numbers, windows and the SACK bitmap count
- *   messages, so a small message costs one slot; memory is bounded by the
- *   window in messages and by byte budgets on both sides (the sender also
- *   keeps what is in flight under window_bytes).
- * - A time to live per message. A sender gives up on a message at its TTL
- *   (outcome EXPIRED) and every DATA carries `base`, the lowest sequence
- *   still live at the sender: the receiver skips the holes below it (like
- *   SCTP's FORWARD-TSN), so one expired or cancelled message never stalls
- *   the stream. Each (re)transmission carries the remaining TTL; the
- *   receiver drops DATA that arrives with 0 and never delivers a buffered
- *   message after its local deadline (arrival + remaining TTL, which is
- *   never earlier than the sender's). The sender reports DELIVERED only for
- *   an ack processed before the TTL ran out, so DELIVERED always means the
- *   receiver's callback got it.
- * - Identity is (name, generation) on both ends: DATA names the receiver's
- *   generation and DACK the sender's, so nothing crosses from a previous
- *   life of either side; a destination declared dead, left, or restarted
- *   fails its messages at once (outcome DEAD/LEFT) instead of timing out.
- * - Rejections: a message consumed without delivery (channel not served,
- *   too big for the receiver) is reported back in the `rejected` trailing
- *   field of every DACK until the sender's `base` shows it saw the report,
- *   so the outcome (UNKNOWN_DEST / TOO_BIG) is exact, never a false
- *   DELIVERED. When that list is full the receiver holds the stream.
- * - Backpressure is the receive window: a paused channel keeps its messages
- *   unacknowledged in the reorder buffer, the window shrinks to zero, the
- *   sender's window and then its queue fill and dmq_send returns
- *   DMQ_EAGAIN; the writable callback fires when the queue drains below
- *   half. When the window is closed and everything in flight is SACKed, an
- *   RTO retransmits the lowest in-flight message as a window probe.
+ * TTL without stalls. Every DATA carries `base`, the lowest sequence the
+ * sender still has: the receiver skips the holes below it (like SCTP's
+ * FORWARD-TSN), so a message given up at its TTL or cancelled never stalls
+ * the stream. Each (re)transmission carries the remaining TTL; the
+ * receiver's deadline (arrival + remaining TTL) is never earlier than the
+ * sender's, so it can refuse to deliver late, and the sender counts an ack
+ * as DELIVERED only if processed before the TTL ran out.
+ *
+ * Identity. DATA names the receiver's generation and DACK the sender's, so
+ * nothing crosses from a previous life of either side; member changes come
+ * from node.c's member listener (dmq__delivery_member_changed), so a dead,
+ * left or restarted destination fails its queue at once.
+ *
+ * Rejections. A message consumed without delivery (channel not served,
+ * too big for the receiver) is listed in the `rejected` trailing field of
+ * every DACK until the sender's `base` shows it saw the report: outcomes
+ * stay exact with no extra message type. When that list is full the
+ * receiver holds the stream rather than lose a report.
+ *
+ * Backpressure is the receive window: a paused channel keeps its messages
+ * unacknowledged in the reorder ring, the window shrinks, and the sender's
+ * window and queue fill. With the window closed and everything in flight
+ * SACKed, the RTO retransmits the lowest in-flight message as a window
+ * probe.
+ *
+ * Best effort is numbered per receiver when it goes on the wire (a
+ * sequence apart from the reliable one, per tx_gen; written whole in the
+ * first best-effort DATA of a datagram, implied in the next ones), so the
+ * receiver can count losses without acks (gap.c).
  *
  * Memory and cost. Per message: one op (outcome, payload, channel) and one
  * queue entry, both from free lists, payloads up to DLV_SMALL bytes from a
  * free list too: no malloc per message in steady state. The per-peer queue
- * is ordered by sequence; acks remove from its head; TTL, request and RTO
- * timers live in one indexed binary heap (O(log n) per message); message
- * ids map to ops through an open-addressing table (cancel). In-order DATA
- * is delivered straight from the received packet (no copy); only messages
- * that must wait (out of order, paused channel) are copied.
+ * is ordered by sequence and acks remove from its head. Copies with one
+ * TTL expire in queue order, so each peer keeps them in a FIFO with one
+ * timer instead of a timer per copy (an ack would otherwise sift the heap
+ * through cold memory); the FIFO timers, shorter TTLs, request timeouts,
+ * RTOs and delayed acks share one indexed timer heap. Message ids map to
+ * ops through an open-addressing table
+ * (cancel). In-order DATA is delivered straight from the received packet;
+ * only messages that must wait (out of order, paused channel) are copied.
  *
- * Callbacks run after protocol processing, from dmq__flush_events (receive
- * callbacks, outcome callbacks, writable callbacks), never in the middle of
- * a packet.
+ * Callbacks run after protocol processing, from dmq__delivery_flush
+ * (best-effort receives, in-order receives, outcomes, writable), never in
+ * the middle of a packet.
  */
 #include "delivery/delivery_int.h"
 

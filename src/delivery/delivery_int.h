@@ -47,10 +47,10 @@
  * allocator (bounds memory after a burst). */
 #define DLV_FREE_MAX 8192
 
-/* Bits in the DACK selective-ack bitmap: bit i = seq cum+1+i. (Not cum+2+i
- * as in the first draft: a message held for a paused channel is received
- * but not acknowledged, and it is exactly cum+1; the sender must see it as
- * received or it would retransmit it forever.) */
+/* Bits in the DACK selective-ack bitmap: bit i = seq cum+1+i. The bitmap
+ * starts at cum+1, not cum+2, because a message held for a paused channel
+ * is received but not acknowledged and is exactly cum+1: the sender must
+ * see it as received, or it would retransmit it forever. */
 #define DLV_SACK_BITS 64
 
 /* SACKed messages above a hole that trigger its fast retransmission. */
@@ -79,12 +79,11 @@
 /* Datagrams (or stream sends) of new messages one flush of a peer puts on
  * the wire, per class (reliable, best effort: a reliable backlog does not
  * hold best-effort messages back); the rest goes at the next turn of the
- * event loop. A backlog
- * (after a stall, or with the window reopening at once) is then sent in
- * slices with the loop's I/O in between: acks are read and the window
- * slides while the backlog drains, where one flush of a whole 4096-message
- * window held the acks back until it was done and made sender and
- * receiver take turns. */
+ * event loop. A backlog (after a stall, or with the window reopening at
+ * once) is then sent in slices with the loop's I/O in between, so acks are
+ * read and the window slides while the backlog drains; flushing a whole
+ * window at once would hold the acks back until it was done and make
+ * sender and receiver take turns. */
 #define DLV_BURST_PKTS 32
 
 /* Smallest reorder ring, in messages. */

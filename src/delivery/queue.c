@@ -46,8 +46,8 @@ void dmq__dlv_buf_put(dmq_node_t *n, uint8_t *b, size_t len) {
 
 /* Start the TTL of a copy (rep: its last fragment, on peer p). Copies sent
  * with one TTL expire in queue order, so they join the peer's FIFO and
- * cost no heap operation (a heap of every queued copy made each ack an
- * O(log n) walk through cold memory); a copy with a shorter TTL than the
+ * cost no heap operation (a heap timer per queued copy would make each ack
+ * an O(log n) walk through cold memory); a copy with a shorter TTL than the
  * FIFO's tail gets a heap timer of its own. */
 static void dlv_ttl_arm(dlv_t *d, dlv_peer_t *p, dlv_msg_t *rep) {
   if (p->tq_tail != NULL && rep->deadline < p->tq_tail->deadline) {

@@ -14,9 +14,9 @@
  *     iterations (dmq_send, set_meta, join, ...) can make the deadline
  *     earlier; the core then calls the node's wake hook, which starts a
  *     uv_prepare_t that re-arms the timer once before the loop next polls.
- *     (Recomputing the deadline on every iteration instead cost each node
- *     a deadline computation per wake-up of any node: with 100 nodes on
- *     one loop, about a quarter of the process's steady-state CPU.)
+ *     Recomputing the deadline on every iteration instead would cost every
+ *     node a deadline computation per wake-up of any node on the loop
+ *     (docs/bench.md has what that cost at 100 nodes).
  *
  * UDP and TCP bind the same port so that the advertised "udp://h:p" also
  * names the stream endpoint "tcp://h:p" the core uses for push/pull and the

@@ -86,9 +86,9 @@
 /* Most datagrams per sendmmsg(2) call; the batch holds this many mtu-sized
  * copies (~22 KiB at the default mtu). 16 already spreads the syscall over
  * enough datagrams to stop being the sender's cost; larger batches hold the
- * first datagram of a burst back longer (in one back-to-back
- * bench/delivery_bench run, 64 had ~4x the loaded p50 latency of 16 for
- * about the same throughput). */
+ * first datagram of a burst back longer and raise the latency under load
+ * for no more throughput (docs/bench.md, "Measurements behind design
+ * decisions"). */
 #define UDP_SEND_BATCH 16
 
 #if UDP_HAVE_SENDMMSG
