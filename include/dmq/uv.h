@@ -45,7 +45,9 @@ typedef struct dmq_uv_options {
    *           derives the stream endpoint tcp://h:p from udp://h:p), or -1
    *           for none (UDP only, as no_tcp; no_tcp also ignores it).
    * The runtime duplicates them (F_DUPFD_CLOEXEC): the caller keeps its
-   * descriptors and may close them once dmq_uv_new() returned. The
+   * descriptors and may close them once dmq_uv_new() returned (they share
+   * the socket, which is made non-blocking and whose UDP buffers are
+   * raised to 4 MiB if smaller; do not read from it meanwhile). The
    * advertised address, unless advertise or cfg->advertise_addr is set,
    * is the UDP socket's getsockname(), which must not be an unspecified
    * address (0.0.0.0, ::). Errors (DMQ_EINVAL, nothing is left open): an fd
@@ -87,7 +89,8 @@ DMQ_EXTERN void dmq_uv_kick(dmq_uv_t *rt);
 DMQ_EXTERN void dmq_uv_close(dmq_uv_t *rt, uint32_t flush_timeout_ms,
                              void (*cb)(void *ud), void *ud);
 
-/* Socket transports on a socket the host opened, instead of t->ops->bind():
+/* Socket transports on a socket the host opened, instead of t->ops->bind()
+ * (the socket is made non-blocking; UDP buffers are raised as after bind):
  * t from dmq_udp_transport_new() takes a bound UDP socket (uv_udp_open),
  * t from dmq_tcp_transport_new() a bound, listening TCP socket (uv_tcp_open,
  * then accepting as after bind). The transport works on its own duplicate
