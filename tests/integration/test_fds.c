@@ -306,6 +306,37 @@ static void test_fds_bad(void **state) {
   expect_bad(&loop, u, tcp_not_listening, "not listening");
   expect_bad(&loop, u, other_port_tcp, "must share the port");
   expect_bad(&loop, u, pipefd[1], "not a socket");
+  /* bound to 0.0.0.0: the address to advertise must be given */
+  int any = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_ANY);
+  assert_int_equal(bind(any, (struct sockaddr *)&sa, sizeof sa), 0);
+  expect_bad(&loop, any, -1, "unspecified address");
+  {
+    dmq_config_t ac;
+    assert_int_equal(dmq_config_init(&ac, DMQ_PROFILE_LOCAL), 0);
+    ac.name = "any";
+    dmq_uv_options_t ao;
+    memset(&ao, 0, sizeof ao);
+    ao.use_fds = 1;
+    ao.udp_fd = any;
+    ao.tcp_fd = -1;
+    char adv[32];
+    snprintf(adv, sizeof adv, "127.0.0.1:%u", (unsigned)fd_port(any));
+    ao.advertise = adv;
+    dmq_uv_t *art = NULL;
+    assert_int_equal(dmq_uv_new(&art, &loop, &ac, &ao), 0);
+    char want[48];
+    snprintf(want, sizeof want, "udp://%s", adv);
+    assert_string_equal(dmq_uv_addr(art), want);
+    closed_t ac_closed = {0};
+    dmq_uv_close(art, 0, on_closed, &ac_closed);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(ac_closed.n, 1);
+  }
+  close(any);
   /* use_fds off: fds are ignored, bind is required */
   dmq_config_t cfg;
   assert_int_equal(dmq_config_init(&cfg, DMQ_PROFILE_LOCAL), 0);
