@@ -71,9 +71,9 @@ const char *dmq_member_state_name(dmq_member_state_t s) {
 }
 
 const char *dmq_member_event_name(dmq_member_event_t e) {
-  static const char *const names[] = {"joined", "suspect", "alive_again",
-                                      "dead",   "left",    "meta_updated",
-                                      "reaped"};
+  static const char *const names[] = {
+      "joined", "suspect",      "alive_again", "dead",
+      "left",   "meta_updated", "reaped",      "channels_updated"};
   return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "unknown";
 }
 
@@ -102,6 +102,7 @@ void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m) {
       nc *= 2;
     uint8_t *ne = dmq__realloc(n, n->events, nc);
     if (ne == NULL) {
+      n->stats.events_lost++;
       dmq__log(n, DMQ_LOG_ERROR, "out of memory: member event lost");
       return;
     }

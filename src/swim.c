@@ -500,7 +500,7 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     swim_set_state(n, m, DMQ_MEMBER_ALIVE);
     m->state_since = n->now;
     if (dmq__member_set_meta(n, m, meta.p, meta.n) < 0 ||
-        dmq__member_set_chans(n, m, chans) != 0) {
+        dmq__member_set_chans(n, m, chans) < 0) {
       swim_set_state(n, m, DMQ_MEMBER_DEAD); /* keeps n_live exact */
       dmq__member_remove(n, m);
       return;
@@ -519,8 +519,8 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     return; /* stale or equal */
   uint8_t old = m->state;
   int meta_changed = 0;
-  if (dmq__member_set_chans(n, m, chans) != 0 ||
-      dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
+  int chans_changed = dmq__member_set_chans(n, m, chans);
+  if (chans_changed < 0 || dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
     return;
   int mc = dmq__member_set_meta(n, m, meta.p, meta.n);
   if (mc < 0)
@@ -542,6 +542,8 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   } else if (meta_changed) {
     dmq__emit(n, DMQ_EVENT_META_UPDATED, m);
   }
+  if (!new_gen && chans_changed)
+    dmq__emit(n, DMQ_EVENT_CHANNELS_UPDATED, m);
   swim_bc_queue(n, m);
 }
 

@@ -52,7 +52,8 @@ int dmq_poll_new(dmq_poll_t **out, const dmq_config_t *cfg,
   if (out == NULL)
     return DMQ_EINVAL;
   *out = NULL;
-  if (cfg == NULL || opts == NULL || opts->bind == NULL || cfg->name == NULL)
+  if (cfg == NULL || opts == NULL || (opts->bind == NULL && !opts->use_fds) ||
+      cfg->name == NULL)
     return DMQ_EINVAL;
   dmq_poll_t *p = calloc(1, sizeof(*p));
   if (p == NULL)
@@ -69,6 +70,9 @@ int dmq_poll_new(dmq_poll_t **out, const dmq_config_t *cfg,
   uo.advertise = opts->advertise;
   uo.no_tcp = opts->no_tcp;
   uo.dns_refresh_ms = opts->dns_refresh_ms;
+  uo.use_fds = opts->use_fds;
+  uo.udp_fd = opts->udp_fd;
+  uo.tcp_fd = opts->tcp_fd;
   int rc = dmq_uv_new(&p->rt, &p->loop, cfg, &uo);
   if (rc != 0) {
     /* transports dmq_uv_new() gave up on close asynchronously */

@@ -505,7 +505,8 @@ int dmq_thread_new(dmq_thread_t **out, const dmq_config_t *cfg,
   if (out == NULL)
     return DMQ_EINVAL;
   *out = NULL;
-  if (cfg == NULL || opts == NULL || opts->bind == NULL || cfg->name == NULL)
+  if (cfg == NULL || opts == NULL || (opts->bind == NULL && !opts->use_fds) ||
+      cfg->name == NULL)
     return DMQ_EINVAL;
   dmq_thread_t *th = calloc(1, sizeof(*th));
   if (th == NULL)
@@ -548,6 +549,9 @@ int dmq_thread_new(dmq_thread_t **out, const dmq_config_t *cfg,
   uo.advertise = opts->advertise;
   uo.no_tcp = opts->no_tcp;
   uo.dns_refresh_ms = opts->dns_refresh_ms;
+  uo.use_fds = opts->use_fds;
+  uo.udp_fd = opts->udp_fd;
+  uo.tcp_fd = opts->tcp_fd;
   rc = dmq_uv_new(&th->rt, &th->loop, cfg, &uo);
   if (rc != 0) {
     /* transports dmq_uv_new() gave up on close asynchronously */

@@ -56,6 +56,13 @@ typedef struct dmq_poll_options {
    * and dmq_poll_close() return DMQ_EBUSY; dmq_poll_leave() is allowed. */
   dmq_member_cb member_cb;
   void *member_ud;
+  /* Sockets opened by the host instead of bind (then bind may be NULL),
+   * exactly as use_fds / udp_fd / tcp_fd of dmq_uv_options_t (dmq/uv.h):
+   * duplicated, the caller keeps its descriptors; DMQ_EINVAL for a bad
+   * one. */
+  int use_fds;
+  int udp_fd;
+  int tcp_fd;
 } dmq_poll_options_t;
 
 /* Create the node (cfg as for dmq_uv_new(): name required, the rest filled

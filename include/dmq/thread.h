@@ -88,6 +88,13 @@ typedef struct dmq_thread_options {
   /* Queue bound; when full the oldest event is dropped (counted in the
    * next event's `lost`). 0: 1024. */
   size_t max_events;
+  /* Sockets opened by the host instead of bind (then bind may be NULL),
+   * exactly as use_fds / udp_fd / tcp_fd of dmq_uv_options_t (dmq/uv.h):
+   * duplicated, the caller keeps its descriptors; DMQ_EINVAL for a bad
+   * one. */
+  int use_fds;
+  int udp_fd;
+  int tcp_fd;
 } dmq_thread_options_t;
 
 /* Create the node (cfg as for dmq_uv_new(): name required, the rest filled

@@ -37,6 +37,32 @@ typedef struct dmq_uv_options {
   const char *advertise;
   int no_tcp;              /* UDP only (no stream fallback, no large) */
   uint32_t dns_refresh_ms; /* re-resolve seed names; default 30000 */
+  /* Sockets opened by the host (e.g. bound before forking), used instead
+   * of binding when use_fds is non-zero (a zeroed struct leaves it off:
+   * fd 0 is stdin). Then `bind` is ignored (may be NULL) and:
+   *   udp_fd  a bound IPv4/IPv6 UDP socket (required);
+   *   tcp_fd  a bound, listening TCP socket on the same port (the core
+   *           derives the stream endpoint tcp://h:p from udp://h:p), or -1
+   *           for none (UDP only, as no_tcp; no_tcp also ignores it).
+   * The runtime duplicates them (F_DUPFD_CLOEXEC): the caller keeps its
+   * descriptors and may close them once dmq_uv_new() returned (they share
+   * the socket, which is made non-blocking and whose UDP buffers are
+   * raised to 4 MiB if smaller; do not read from it meanwhile). The
+   * advertised address, unless advertise or cfg->advertise_addr is set,
+   * is the UDP socket's getsockname(), which must not be an unspecified
+   * address (0.0.0.0, ::). Errors (DMQ_EINVAL, nothing is left open): an fd
+   * that is not open, not a socket, of the wrong type, not bound, not
+   * listening (TCP), or TCP on another port than UDP; the reason is logged
+   * through log_cb. */
+  int use_fds;
+  int udp_fd;
+  int tcp_fd;
+  /* Optional: dmq_uv_new() reports why it failed here (level
+   * DMQ_LOG_ERROR, node NULL), e.g. "udp_fd: fd 7: not a socket". Only
+   * used during dmq_uv_new(); set the node's own with
+   * dmq_node_set_log_cb(). */
+  dmq_log_cb log_cb;
+  void *log_ud;
 } dmq_uv_options_t;
 
 /* Create a node on loop. cfg->name is required; cfg->advertise_addr,
@@ -62,6 +88,21 @@ DMQ_EXTERN void dmq_uv_kick(dmq_uv_t *rt);
  * freed; the loop then has no handles of ours left. */
 DMQ_EXTERN void dmq_uv_close(dmq_uv_t *rt, uint32_t flush_timeout_ms,
                              void (*cb)(void *ud), void *ud);
+
+/* Socket transports on a socket the host opened, instead of t->ops->bind()
+ * (the socket is made non-blocking; UDP buffers are raised as after bind):
+ * t from dmq_udp_transport_new() takes a bound UDP socket (uv_udp_open),
+ * t from dmq_tcp_transport_new() a bound, listening TCP socket (uv_tcp_open,
+ * then accepting as after bind). The transport works on its own duplicate
+ * of fd (F_DUPFD_CLOEXEC), closed with the transport; the caller keeps fd.
+ * local_addr() then gives the socket's getsockname(). Returns 0,
+ * DMQ_EINVAL (t not a transport of that kind; fd not open, not a socket,
+ * of the wrong type, not bound to a port, or, for TCP, not listening),
+ * DMQ_ESTATE (already bound or opened), DMQ_ECLOSED (after close),
+ * DMQ_ENOMEM, or DMQ_ETRANSPORT (libuv refused the socket). On error t is
+ * unchanged and may still be bound or closed. */
+DMQ_EXTERN int dmq_udp_transport_open(dmq_transport_t *t, int fd);
+DMQ_EXTERN int dmq_tcp_transport_open(dmq_transport_t *t, int fd);
 
 #ifdef __cplusplus
 }

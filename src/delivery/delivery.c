@@ -100,7 +100,8 @@ static int dlv_self_chans(dmq_node_t *n) {
   for (uint32_t i = 0; i < d->nchans; i++)
     v[i] = dlv_sl(d->chans[i]->name, d->chans[i]->len);
   dmq__chans_t c = {d->nchans, v, NULL, 0};
-  return dmq__member_set_chans(n, n->self, &c);
+  int rc = dmq__member_set_chans(n, n->self, &c);
+  return rc < 0 ? rc : 0;
 }
 
 /* The best-effort messages of the packet just read, to their channels'
@@ -120,7 +121,8 @@ static int dlv_flush_be_received(dmq_node_t *n) {
       d->st.dropped_paused++;
       continue;
     }
-    dmq_message_t msg = {b->m->name, ch->name, b->data.p, b->data.n, 0, NULL};
+    dmq_message_t msg = {b->m->name, ch->name, b->data.p,  b->data.n,
+                         0,          NULL,     b->m->addr, b->m->gen};
     d->st.delivered_app++;
     d->cur_chan = ch;
     ch->cb(n, ch, &msg, ch->ud);
@@ -163,9 +165,10 @@ static int dlv_flush_outcomes(dmq_node_t *n) {
                                op->delivered,
                                op->failed,
                                NULL,
-                               0};
+                               0,
+                               op->refused};
     if (op->kind == DLV_K_SEND || op->kind == DLV_K_REQ)
-      info.delivered = info.failed = 0;
+      info.delivered = info.failed = info.refused = 0;
     op->state = DLV_S_FINISHED;
     if (op->cb != NULL)
       op->cb(n, &info, op->ud);
@@ -179,6 +182,12 @@ static int dlv_flush_outcomes(dmq_node_t *n) {
 static int dlv_flush_writable(dmq_node_t *n) {
   dlv_t *d = n->dlv;
   int did = 0;
+  if (d->wr_all_pending) {
+    d->wr_all_pending = 0;
+    if (d->wr_cb != NULL)
+      d->wr_cb(n, NULL, d->wr_ud);
+    did = 1;
+  }
   while (d->wr_head != NULL) {
     dlv_peer_t *p = d->wr_head;
     d->wr_head = p->wr_next;
@@ -237,6 +246,7 @@ void dmq_delivery_config_init(dmq_delivery_config_t *c) {
   c->max_message = (size_t)4 << 20;
   c->reassembly_bytes = (size_t)8 << 20;
   c->request_timeout_ms = 5000;
+  c->max_queued_bytes = (size_t)64 << 20;
 }
 
 int dmq__delivery_init(dmq_node_t *n) {
@@ -296,9 +306,9 @@ void dmq__delivery_free(dmq_node_t *n) {
 }
 
 const char *dmq_outcome_name(dmq_outcome_t o) {
-  static const char *const names[] = {"delivered",    "expired",   "dead",
-                                      "left",         "cancelled", "shutdown",
-                                      "unknown_dest", "too_big"};
+  static const char *const names[] = {
+      "delivered", "expired",      "dead",    "left",      "cancelled",
+      "shutdown",  "unknown_dest", "too_big", "queue_full"};
   return (unsigned)o < sizeof(names) / sizeof(names[0]) ? names[o] : "unknown";
 }
 
@@ -315,6 +325,8 @@ int dmq_delivery_configure(dmq_node_t *n, const dmq_delivery_config_t *c) {
   if (n->dlv->used)
     return DMQ_ESTATE;
   n->dlv->cfg = *c;
+  if (n->dlv->cfg.max_queued_bytes == 0)
+    n->dlv->cfg.max_queued_bytes = (size_t)64 << 20;
   for (dlv_peer_t *p = n->dlv->peers; p != NULL; p = p->all_next) {
     p->peer_rwnd = c->window;
     p->rto = dmq__dlv_rto_base(n, p);
@@ -442,4 +454,33 @@ void dmq_delivery_stats(const dmq_node_t *n, dmq_delivery_stats_t *out) {
     out->rx_buffered += p->nbuf;
     out->rx_buffered_bytes += p->buf_bytes + p->ra_cap;
   }
+}
+
+int dmq_member_channels(const dmq_node_t *n, const char *member,
+                        const char **names, size_t cap, size_t *count) {
+  if (n == NULL || member == NULL || count == NULL ||
+      (names == NULL && cap > 0))
+    return DMQ_EINVAL;
+  size_t l = strnlen(member, DMQ_MAX_NAME + 1);
+  if (l == 0 || l > DMQ_MAX_NAME)
+    return DMQ_EINVAL;
+  const dmq__member_t *m = dmq__member_find(n, member, l);
+  if (m == NULL)
+    return DMQ_ENOENT;
+  dmq__slice_t v[DMQ_MAX_CHANNELS];
+  uint32_t k = dmq__member_chans(m, v);
+  /* by name (the set is kept by hash); the names are NUL-terminated */
+  for (uint32_t i = 1; i < k; i++) {
+    dmq__slice_t x = v[i];
+    uint32_t j = i;
+    while (j > 0 && strcmp(v[j - 1].p, x.p) > 0) {
+      v[j] = v[j - 1];
+      j--;
+    }
+    v[j] = x;
+  }
+  *count = k;
+  for (uint32_t i = 0; i < k && i < cap; i++)
+    names[i] = v[i].p;
+  return k > cap ? DMQ_ETOOBIG : 0;
 }

@@ -145,6 +145,7 @@ struct dlv_op {
   uint32_t refs;    /* messages pointing here, + 1 until the outcome ran */
   uint32_t ncopies; /* copies without an outcome yet */
   uint32_t delivered, failed;
+  uint32_t refused; /* broadcast: destinations left out (queue full) */
   uint8_t kind, state, outcome, fail_outcome;
   uint8_t chan_len;
   char chan[DMQ_MAX_CHANNEL + 1];
@@ -316,6 +317,12 @@ struct dmq__dlv {
   size_t big_cap;
   dlv_tomb_t *tombs; /* DLV_TOMBS, allocated at the first forgotten peer */
   uint32_t tomb_next;
+  /* node-wide queue: payload bytes queued for all peers (the sum of their
+   * q_bytes, bounded by cfg.max_queued_bytes); want_wr_all: a send was
+   * refused by that limit, wr_all_pending: its writable callback (dest
+   * NULL) is due */
+  size_t q_total;
+  uint8_t want_wr_all, wr_all_pending;
 };
 
 /* Append p to a singly linked work list (once: flag says it is on it);
@@ -382,6 +389,17 @@ static inline dmq__slice_t dlv_sl(const char *p, size_t n) {
 
 static inline uint64_t dlv_min(uint64_t a, uint64_t b) {
   return a < b ? a : b;
+}
+
+/* Queued payload bytes of p, and the node-wide total with them. */
+static inline void dlv_q_add(dlv_t *d, dlv_peer_t *p, size_t len) {
+  p->q_bytes += len;
+  d->q_total += len;
+}
+
+static inline void dlv_q_sub(dlv_t *d, dlv_peer_t *p, size_t len) {
+  p->q_bytes -= len;
+  d->q_total -= len;
 }
 
 /* Free lists (util/pool.h) that keep at most DLV_FREE_MAX blocks. */

@@ -413,8 +413,12 @@ static int send_num(ctx_t *c, int src, int dst, int k, uint32_t seq,
   memcpy(buf, &hd, sizeof hd);
   for (size_t i = sizeof hd; i < sizeof hd + extra; i++)
     buf[i] = pattern(seq, i);
-  dmq_send_opts_t o = {reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT, 0,
-                       on_outcome, c};
+  dmq_send_opts_t o = {reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT,
+                       0,
+                       on_outcome,
+                       c,
+                       NULL,
+                       0};
   dmq_msg_id_t id = 0;
   int rc = dmq_send(node(c, src), c->name[dst], chan_name(k), buf,
                     sizeof hd + extra, &o, now_ms(c), &id);
@@ -434,8 +438,12 @@ static int send_bcast(ctx_t *c, int src, int k, uint32_t seq, int reliable,
   memcpy(buf, &hd, sizeof hd);
   for (size_t i = sizeof hd; i < sizeof buf; i++)
     buf[i] = pattern(seq, i);
-  dmq_send_opts_t o = {reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT, 0,
-                       on_outcome, c};
+  dmq_send_opts_t o = {reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT,
+                       0,
+                       on_outcome,
+                       c,
+                       NULL,
+                       0};
   dmq_msg_id_t id = 0;
   int rc = dmq_broadcast(node(c, src), chan_name(k), buf, sizeof buf, &o,
                          now_ms(c), &id);
@@ -743,7 +751,7 @@ static void test_broadcast(void **state) {
   assert_int_equal(c->rx_by[4], 1);
 
   /* nobody (else) serves it: DELIVERED, 0 / 0, no message sent */
-  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c};
+  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c, NULL, 0};
   assert_int_equal(
       dmq_broadcast(node(c, 0), "nobody", "x", 1, &o, now_ms(c), &id), 0);
   c->accepted[0][id] = 1;
@@ -891,7 +899,7 @@ static void one_mib(int no_tcp) {
     big[i] = (uint8_t)((i * 2654435761u) >> 13);
   c->big_sum = fnv(big, DT_BIG);
   assert_int_equal(send_num(c, 0, 1, 0, 0, 10, 1), 0);
-  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c};
+  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c, NULL, 0};
   dmq_msg_id_t id;
   assert_int_equal(
       dmq_send(node(c, 0), "n1", "usrloc", big, DT_BIG, &o, now_ms(c), &id), 0);
@@ -1034,7 +1042,7 @@ static void test_best_effort_counted(void **state) {
   /* paused channel, channel not served: dropped at the receiver, counted */
   uint64_t rx0 = c->rx_total;
   dmq_channel_pause(c->ch[1][0], 1);
-  dmq_send_opts_t o = {DMQ_SEND_BEST_EFFORT, 0, NULL, NULL};
+  dmq_send_opts_t o = {DMQ_SEND_BEST_EFFORT, 0, NULL, NULL, NULL, 0};
   for (int i = 0; i < 10; i++) {
     assert_int_equal(send_num(c, 0, 1, 0, 9000, 10, 0), 0);
     assert_int_equal(

@@ -103,7 +103,7 @@ int main(void) {
   for (uint64_t now = 0; now < 30000 && delivered == 0; now += 10) {
     run(now);
     if (!sent && dmq_member_serves(nodes[0], "b", "ch")) {
-      dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, NULL};
+      dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, NULL, NULL, 0};
       if (dmq_send(nodes[0], "b", "ch", "hi", 2, &o, now, NULL) != 0)
         return 1;
       sent = 1;

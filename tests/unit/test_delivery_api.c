@@ -90,7 +90,7 @@ static void on_outcome(dmq_node_t *node, const dmq_outcome_info_t *o,
   /* queries are fine inside; feeding input is not */
   assert_int_equal(dmq_node_tick(node, p->now), DMQ_EBUSY);
   if (o->outcome == DMQ_OUTCOME_SHUTDOWN) {
-    dmq_send_opts_t so = {DMQ_SEND_RELIABLE, 0, on_outcome, p};
+    dmq_send_opts_t so = {DMQ_SEND_RELIABLE, 0, on_outcome, p, NULL, 0};
     p->send_in_cb_rc = dmq_send(node, "n1", "ch", "x", 1, &so, p->now, NULL);
   }
 }
@@ -190,7 +190,7 @@ static int pair_up(pair_t *p, const dmq_alloc_t *alloc) {
 }
 
 static dmq_send_opts_t rel(pair_t *p) {
-  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, p};
+  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, p, NULL, 0};
   return o;
 }
 
@@ -316,8 +316,8 @@ static void test_config_and_names(void **state) {
 
   /* sending: argument errors before anything is queued */
   dmq_send_opts_t o = rel(p);
-  dmq_send_opts_t nocb = {DMQ_SEND_RELIABLE, 0, NULL, NULL};
-  dmq_send_opts_t badmode = {(dmq_send_mode_t)7, 0, on_outcome, p};
+  dmq_send_opts_t nocb = {DMQ_SEND_RELIABLE, 0, NULL, NULL, NULL, 0};
+  dmq_send_opts_t badmode = {(dmq_send_mode_t)7, 0, on_outcome, p, NULL, 0};
   assert_int_equal(dmq_send(n, "n1", "ch", "x", 1, &o, 0, NULL), DMQ_ENOENT);
   assert_int_equal(dmq_send(n, "n0", "ch", "x", 1, &o, 0, NULL), DMQ_ENOENT);
   assert_int_equal(dmq_send(n, "", "ch", "x", 1, &o, 0, NULL), DMQ_EINVAL);
