@@ -268,7 +268,7 @@ int dmq__member_set_chans(dmq_node_t *n, dmq__member_t *m,
   }
   dmq__free(n, old);
   m->chans = cs;
-  return 0;
+  return 1; /* changed */
 }
 
 uint32_t dmq__member_chans(const dmq__member_t *m, dmq__slice_t *out) {

@@ -64,7 +64,7 @@ void dmq__members_shuffle(dmq_node_t *n);
 
 /* ---- channels a member serves ---- */
 /* From its ALIVE or push/pull record (c may be NULL = none). All or
- * nothing: 0 or DMQ_ENOMEM (member unchanged). */
+ * nothing: 1 changed, 0 the same set, or DMQ_ENOMEM (member unchanged). */
 int dmq__member_set_chans(dmq_node_t *n, dmq__member_t *m,
                           const dmq__chans_t *c);
 /* The member's channel names as slices (out holds DMQ_MAX_CHANNELS);

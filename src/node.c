@@ -75,9 +75,9 @@ const char *dmq_member_state_name(dmq_member_state_t s) {
 }
 
 const char *dmq_member_event_name(dmq_member_event_t e) {
-  static const char *const names[] = {"joined", "suspect", "alive_again",
-                                      "dead",   "left",    "meta_updated",
-                                      "reaped"};
+  static const char *const names[] = {
+      "joined", "suspect",      "alive_again", "dead",
+      "left",   "meta_updated", "reaped",      "channels_updated"};
   return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "unknown";
 }
 
@@ -106,6 +106,7 @@ void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m) {
       nc *= 2;
     uint8_t *ne = dmq__realloc(n, n->events, nc);
     if (ne == NULL) {
+      n->stats.events_lost++;
       dmq__log(n, DMQ_LOG_ERROR, "out of memory: member event lost");
       return;
     }
@@ -278,9 +279,9 @@ void dmq_transport_send_done(dmq_transport_t *t, void *cookie, int status) {
     t->on_send_done(t, cookie, status);
     return;
   }
-  /* Membership traffic is fire-and-forget (cookie NULL). Reliable delivery
-   * will route completions here; until then a completion with a cookie has
-   * no owner and is only counted. */
+  /* The core sends without cookies (membership and delivery do their own
+   * acknowledging), so a completion reaching the node has no owner: a
+   * failure is only counted. */
   (void)cookie;
   if (t != NULL && t->node != NULL && status != 0)
     t->node->stats.drops[DMQ_DROP_TX_FAILED]++;
@@ -620,7 +621,7 @@ static void node_fill_info(const dmq__member_t *m, dmq_member_info_t *o) {
 _Static_assert(DMQ__SIZE_IS_WHOLE(dmq_member_info_t, NODE_INFO_MIN_SIZE),
                "dmq_member_info_t grew: move NODE_INFO_MIN_SIZE to its last "
                "field until 0.3.0 is released (src/sized.h)");
-#define NODE_STATS_MIN_SIZE DMQ__SIZE_UPTO(dmq_stats_t, health_score)
+#define NODE_STATS_MIN_SIZE DMQ__SIZE_UPTO(dmq_stats_t, events_lost)
 _Static_assert(DMQ__SIZE_IS_WHOLE(dmq_stats_t, NODE_STATS_MIN_SIZE),
                "dmq_stats_t grew: move NODE_STATS_MIN_SIZE to its last field "
                "until 0.3.0 is released (src/sized.h)");

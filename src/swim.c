@@ -500,7 +500,7 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     swim_set_state(n, m, DMQ_MEMBER_ALIVE);
     m->state_since = n->now;
     if (dmq__member_set_meta(n, m, meta.p, meta.n) < 0 ||
-        dmq__member_set_chans(n, m, chans) != 0) {
+        dmq__member_set_chans(n, m, chans) < 0) {
       swim_set_state(n, m, DMQ_MEMBER_DEAD); /* keeps n_live exact */
       dmq__member_remove(n, m);
       return;
@@ -519,8 +519,8 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     return; /* stale or equal */
   uint8_t old = m->state;
   int meta_changed = 0;
-  if (dmq__member_set_chans(n, m, chans) != 0 ||
-      dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
+  int chans_changed = dmq__member_set_chans(n, m, chans);
+  if (chans_changed < 0 || dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
     return;
   int mc = dmq__member_set_meta(n, m, meta.p, meta.n);
   if (mc < 0)
@@ -542,21 +542,32 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   } else if (meta_changed) {
     dmq__emit(n, DMQ_EVENT_META_UPDATED, m);
   }
+  if (!new_gen && chans_changed)
+    dmq__emit(n, DMQ_EVENT_CHANNELS_UPDATED, m);
   swim_bc_queue(n, m);
+}
+
+/* The member a SUSPECT or DEAD/LEFT message accuses, if the accusation is
+ * about its current generation and not older than what we know; an
+ * accusation of ourselves is refuted here (and NULL returned). */
+static dmq__member_t *swim_accused(dmq_node_t *n, dmq__slice_t name,
+                                   uint64_t inc, uint64_t gen) {
+  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
+  if (m == NULL || gen != m->gen)
+    return NULL;
+  if (m->is_self) {
+    swim_self_accused(n, inc);
+    return NULL;
+  }
+  return inc < m->inc ? NULL : m;
 }
 
 /* sync = the suspicion comes from a push/pull table (a remote DEAD or
  * SUSPECT record), not from somebody's failed probe. */
 static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
                             uint64_t gen, dmq__slice_t from, int sync) {
-  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
-  if (m == NULL || gen != m->gen)
-    return;
-  if (m->is_self) {
-    swim_self_accused(n, inc);
-    return;
-  }
-  if (inc < m->inc)
+  dmq__member_t *m = swim_accused(n, name, inc, gen);
+  if (m == NULL)
     return;
   if (m->state == DMQ_MEMBER_ALIVE) {
     if (swim_suspicion_start(n, m, from.p, from.n) != 0)
@@ -605,14 +616,8 @@ static void swim_declare(dmq_node_t *n, dmq__member_t *m, uint8_t st,
 
 static void swim_on_dead(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
                          uint64_t gen, int left) {
-  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
-  if (m == NULL || gen != m->gen)
-    return;
-  if (m->is_self) {
-    swim_self_accused(n, inc);
-    return;
-  }
-  if (inc < m->inc)
+  dmq__member_t *m = swim_accused(n, name, inc, gen);
+  if (m == NULL)
     return;
   if (m->state == DMQ_MEMBER_LEFT)
     return;

@@ -5,9 +5,10 @@
  * internal async wakeup used by the thread pool for DNS); uv_backend_timeout()
  * is how long uv_run() would block, 0 when something is pending (closing
  * handles, pending callbacks), the next timer otherwise; uv_run(UV_RUN_NOWAIT)
- * runs one iteration without blocking. The runtime's prepare handle re-arms
- * the node's timer on each iteration, and dmq_poll_timeout_ms() kicks it so
- * that changes the host made to the node since the last run count.
+ * runs one iteration without blocking. The runtime re-arms the node's timer
+ * when the node's wake hook fires (dmq/node.h), and dmq_poll_timeout_ms()
+ * kicks it too, so that changes the host made to the node since the last
+ * run count.
  *
  * Closing: dmq_uv_close() leaves, flushes and frees the runtime, then calls
  * back; after that the private loop has no handle left and can be closed.
@@ -88,7 +89,7 @@ int dmq_poll_new(const dmq_config_t *cfg, const dmq_poll_options_t *caller_opts,
   dmq_poll_options_t o;
   const dmq_poll_options_t *opts = &o;
   if (cfg == NULL || poll_options_load(&o, caller_opts) != 0 ||
-      o.uv.bind == NULL)
+      (o.uv.bind == NULL && !o.uv.use_fds))
     return DMQ_EINVAL;
   dmq_poll_t *p = calloc(1, sizeof(*p));
   if (p == NULL)

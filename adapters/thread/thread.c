@@ -551,7 +551,8 @@ int dmq_thread_new(const dmq_config_t *cfg,
   *out = NULL;
   dmq_thread_options_t o;
   const dmq_thread_options_t *opts = &o;
-  if (cfg == NULL || th_options_load(&o, caller_opts) != 0 || o.uv.bind == NULL)
+  if (cfg == NULL || th_options_load(&o, caller_opts) != 0 ||
+      (o.uv.bind == NULL && !o.uv.use_fds))
     return DMQ_EINVAL;
   dmq_thread_t *th = calloc(1, sizeof(*th));
   if (th == NULL)

@@ -41,6 +41,26 @@
  * A broadcast to a channel that nobody else serves completes at once
  * (next tick) with DELIVERED and delivered = failed = 0.
  *
+ * Partial broadcast. A broadcast is queued for every destination that has
+ * room (its own queue: queue_msgs / queue_bytes, and the node-wide
+ * max_queued_bytes); a destination without room is skipped and counted at
+ * once in the broadcast's outcome: in `failed` and in `refused`, and the
+ * outcome is then not DELIVERED (DMQ_OUTCOME_QUEUE_FULL, unless another
+ * destination failed first). Each skipped destination gets a writable
+ * callback naming it when its queue has room again (dest NULL when it was
+ * the node-wide limit). dmq_broadcast() returns DMQ_EAGAIN, queues nothing
+ * and reports no outcome only when there was at least one destination and
+ * none had room. Best effort: skipped destinations count in dropped_be.
+ * Both modes count them in dmq_delivery_stats_t.bcast_refused.
+ *
+ * Node-wide queue limit: dmq_delivery_config_t.max_queued_bytes bounds the
+ * payload bytes queued for all destinations together (the same measure as
+ * dmq_delivery_stats_t.queued_bytes: a broadcast counts once per
+ * destination). A send that would go over it returns DMQ_EAGAIN (a
+ * message is always accepted when nothing is queued), and the writable
+ * callback is called with dest NULL once the total is back to half the
+ * limit.
+ *
  * Message size: up to dmq_delivery_config_t.max_message (default 4 MiB,
  * DMQ_ETOOBIG above). Small messages are packed many per datagram; larger
  * ones go over the stream transport when there is one, else are fragmented
@@ -101,7 +121,10 @@ typedef enum dmq_outcome {
   DMQ_OUTCOME_CANCELLED,     /* dmq_delivery_cancel() */
   DMQ_OUTCOME_SHUTDOWN,      /* the node was deleted */
   DMQ_OUTCOME_UNKNOWN_DEST,  /* destination not a member / not serving */
-  DMQ_OUTCOME_TOO_BIG        /* the receiver's limits are smaller */
+  DMQ_OUTCOME_TOO_BIG,       /* the receiver's limits are smaller */
+  /* broadcast only: a destination's queue (or the node-wide limit) had no
+   * room, so it was skipped (see "Partial broadcast" above) */
+  DMQ_OUTCOME_QUEUE_FULL
 } dmq_outcome_t;
 
 DMQ_EXTERN const char *dmq_outcome_name(dmq_outcome_t o);
@@ -122,6 +145,9 @@ typedef struct dmq__outcome_info {
   /* request/reply: the reply (borrowed for the call), when DELIVERED */
   const void *reply;
   size_t reply_len;
+  /* broadcast: destinations skipped because their queue was full (counted
+   * in failed too) */
+  uint32_t refused;
 } dmq_outcome_info_t;
 
 typedef void (*dmq_outcome_cb)(dmq_node_t *node, const dmq_outcome_info_t *o,
@@ -150,13 +176,21 @@ typedef struct dmq__message {
   int reliable;
   /* non-NULL for a request: pass to dmq_reply() */
   const dmq_reply_handle_t *request;
+  /* The sender's advertised address ("udp://10.0.0.1:7946") and its
+   * generation (the life of the sender the message comes from: it changes
+   * when the sender restarts). sender_addr is borrowed for the call, like
+   * from and data. */
+  const char *sender_addr;
+  uint64_t sender_generation;
 } dmq_message_t;
 
 typedef void (*dmq_receive_cb)(dmq_node_t *node, dmq_channel_t *ch,
                                const dmq_message_t *msg, void *user_data);
 
-/* Called when a destination's queue that refused a send (DMQ_EAGAIN) has
- * room again. dest is NULL when the node-wide queue limit freed up. */
+/* Called when a destination's queue that refused a send (DMQ_EAGAIN, or a
+ * destination skipped by a partial broadcast) has room again (half its
+ * limits). dest is NULL when the node-wide queue limit (max_queued_bytes)
+ * refused and the total is back to half of it. */
 typedef void (*dmq_writable_cb)(dmq_node_t *node, const char *dest,
                                 void *user_data);
 
@@ -179,6 +213,10 @@ typedef struct dmq__delivery_config {
   /* unacked bytes in flight per dest (payload, channel and a DATA header
    * each; at least one message is always allowed): 4 MiB */
   size_t window_bytes;
+  /* payload bytes queued for all destinations together (see "Node-wide
+   * queue limit" above): 64 MiB; 0 in dmq_delivery_configure() = this
+   * default */
+  size_t max_queued_bytes;
 } dmq_delivery_config_t;
 
 /* Use dmq_delivery_config_init(): it passes the caller's sizeof. DMQ_EINVAL
@@ -231,6 +269,12 @@ typedef struct dmq__send_opts {
   uint32_t ttl_ms;      /* 0 = the configured default */
   dmq_outcome_cb cb;    /* required for reliable sends and requests */
   void *user_data;
+  /* dmq_broadcast() only: member names that are not destinations (borrowed
+   * for the call; names that are not members are ignored). n_exclude > 0
+   * with exclude or an entry NULL is DMQ_EINVAL. A broadcast whose every
+   * destination is excluded is one to nobody (DELIVERED, 0 / 0). */
+  const char *const *exclude;
+  size_t n_exclude;
 } dmq_send_opts_t;
 
 /* Use dmq_send_opts_init(): it passes the caller's sizeof. DMQ_EINVAL for
@@ -257,9 +301,11 @@ DMQ_EXTERN int dmq_send(dmq_node_t *node, const char *dest, const char *channel,
                         const void *data, size_t len,
                         const dmq_send_opts_t *opts, uint64_t now,
                         dmq_msg_id_t *id);
-/* Broadcast to every alive/suspect member that serves channel (self
- * excluded). Same errors; DMQ_EAGAIN if any destination queue is full (then
- * nothing is queued). */
+/* Broadcast to every alive/suspect member that serves channel (self and
+ * opts->exclude excluded). Same errors, but DMQ_EAGAIN only when no
+ * destination had room (then nothing is queued and no outcome follows);
+ * destinations without room are skipped and reported in the one outcome
+ * (see "Partial broadcast" above). */
 DMQ_EXTERN int dmq_broadcast(dmq_node_t *node, const char *channel,
                              const void *data, size_t len,
                              const dmq_send_opts_t *opts, uint64_t now,
@@ -323,6 +369,9 @@ typedef struct dmq__delivery_stats {
    * Messages from peers of a version that does not number them are not
    * counted. */
   uint64_t rx_lost_be;
+  /* destinations skipped by partial broadcasts (their queue, or the
+   * node-wide limit, had no room) */
+  uint64_t bcast_refused;
 } dmq_delivery_stats_t;
 
 /* Use dmq_delivery_stats(): it passes the caller's sizeof. Writes at most
@@ -335,6 +384,20 @@ static inline int dmq_delivery_stats(const dmq_node_t *node,
                                      dmq_delivery_stats_t *out) {
   return dmq_delivery_stats_sized(node, out, sizeof *out);
 }
+
+/* The channels member `member` serves as far as this node knows (self
+ * included: our own open channels), sorted by name. Writes up to cap
+ * names to names[] (names may be NULL when cap is 0) and the number the
+ * member serves to *count, even when it is larger than cap. The strings
+ * are borrowed: valid until the next call into the node other than a
+ * query (the next input, send, channel open or close). Returns 0, DMQ_ETOOBIG
+ * when cap was too small (the first cap names are written), DMQ_ENOENT
+ * for a name that is not in the member table, DMQ_EINVAL for bad
+ * arguments. Callable from inside callbacks (DMQ_EVENT_CHANNELS_UPDATED:
+ * the set as it is now). At most DMQ_MAX_CHANNELS names. */
+DMQ_EXTERN int dmq_member_channels(const dmq_node_t *node, const char *member,
+                                   const char **names, size_t cap,
+                                   size_t *count);
 
 #ifdef __cplusplus
 }

@@ -125,7 +125,13 @@ typedef enum dmq_member_event {
   DMQ_EVENT_DEAD,         /* declared dead */
   DMQ_EVENT_LEFT,         /* left gracefully */
   DMQ_EVENT_META_UPDATED, /* metadata changed */
-  DMQ_EVENT_REAPED        /* dead/left member forgotten after retention */
+  DMQ_EVENT_REAPED,       /* dead/left member forgotten after retention */
+  /* The set of delivery channels the member serves changed (it opened or
+   * closed one: dmq_channel_open() on its side). Not raised for a member
+   * first seen or restarted (JOINED carries it). Read the new set with
+   * dmq_member_channels() (dmq/delivery.h); when two changes arrive in one
+   * input, the callback sees the newest set at each of the two events. */
+  DMQ_EVENT_CHANNELS_UPDATED
 } dmq_member_event_t;
 
 DMQ_EXTERN const char *dmq_member_event_name(dmq_member_event_t e);
@@ -199,6 +205,10 @@ typedef struct dmq__stats {
   uint64_t gossip_updates_sent;
   uint32_t members[DMQ_MEMBER_STATE_COUNT]; /* by state, self included */
   uint32_t health_score;                    /* Lifeguard local health */
+  /* Member events dropped because the event log could not grow (the
+   * allocator failed); each is logged at DMQ_LOG_ERROR too. The member
+   * table itself is right: query it to resynchronise. */
+  uint64_t events_lost;
 } dmq_stats_t;
 
 /* Create a node. cfg (initialised by dmq_config_init()) and alloc

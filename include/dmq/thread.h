@@ -83,7 +83,9 @@ typedef struct dmq__thread_options {
    * "Growable structs"). */
   uint32_t size;
   /* Sockets (dmq/uv_options.h), initialised by dmq_thread_options_init():
-   * uv.bind is required. */
+   * uv.bind is required, or host-opened sockets with uv.use_fds, uv.udp_fd
+   * and uv.tcp_fd (duplicated: the caller keeps its descriptors; DMQ_EINVAL
+   * for a bad one). */
   dmq_uv_options_t uv;
   /* dmq_thread_close(): at most this long to gossip the leave; 0: 1000. */
   uint32_t flush_timeout_ms;

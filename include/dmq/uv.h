@@ -56,6 +56,21 @@ DMQ_EXTERN void dmq_uv_kick(dmq_uv_t *rt);
 DMQ_EXTERN void dmq_uv_close(dmq_uv_t *rt, uint32_t flush_timeout_ms,
                              void (*cb)(void *ud), void *ud);
 
+/* Socket transports on a socket the host opened, instead of t->ops->bind()
+ * (the socket is made non-blocking; UDP buffers are raised as after bind):
+ * t from dmq_udp_transport_new() takes a bound UDP socket (uv_udp_open),
+ * t from dmq_tcp_transport_new() a bound, listening TCP socket (uv_tcp_open,
+ * then accepting as after bind). The transport works on its own duplicate
+ * of fd (F_DUPFD_CLOEXEC), closed with the transport; the caller keeps fd.
+ * local_addr() then gives the socket's getsockname(). Returns 0,
+ * DMQ_EINVAL (t not a transport of that kind; fd not open, not a socket,
+ * of the wrong type, not bound to a port, or, for TCP, not listening),
+ * DMQ_ESTATE (already bound or opened), DMQ_ECLOSED (after close),
+ * DMQ_ENOMEM, or DMQ_ETRANSPORT (libuv refused the socket). On error t is
+ * unchanged and may still be bound or closed. */
+DMQ_EXTERN int dmq_udp_transport_open(dmq_transport_t *t, int fd);
+DMQ_EXTERN int dmq_tcp_transport_open(dmq_transport_t *t, int fd);
+
 #ifdef __cplusplus
 }
 #endif

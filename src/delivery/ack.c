@@ -322,7 +322,7 @@ uint64_t dmq__delivery_deadline(const dmq_node_t *n) {
   if (d == NULL)
     return DMQ_NEVER;
   if (d->flush_head != NULL || d->ready_head != NULL || d->done_head != NULL ||
-      d->wr_head != NULL)
+      d->wr_head != NULL || d->wr_all_pending)
     return n->now;
   return d->heap.n > 0 ? d->heap.v[0]->at : DMQ_NEVER;
 }

@@ -1,66 +1,69 @@
 /* libdmq - queued delivery: channels, reliable and best-effort messages,
  * broadcast and request/reply, sans-I/O like the rest of the core.
  *
- * What it does. Every (sender, receiver) pair carries one ordered stream of
- * reliable DATA messages numbered from 1 by the sender, acknowledged by DACK
- * messages (cumulative ack + 64-bit SACK + receive window), retransmitted on
- * an RTO with exponential back-off (RFC 6298 estimator, Karn's rule) and on
- * SACK evidence (three later messages acked: fast retransmit). Small
- * messages are packed many per datagram together with a pending DACK for
- * the same peer; a message larger than a datagram goes over the stream
- * transport when one exists, else is cut into fragments, each with its own
- * sequence number, reassembled in order at the receiver.
+ * The contract (outcomes, ordering, TTL, windows, pause, limits) is
+ * docs/delivery.md; this comment is about how the implementation meets it
+ * and why. docs/design.md ("Queued delivery") has the design reasons at
+ * length; delivery_int.h says which file holds what.
  *
- * Best effort: no acks and no retransmissions, but every message is
- * numbered per receiver when it goes on the wire (a sequence apart from the
- * reliable one, per tx_gen; written whole in the first best-effort DATA of
- * a datagram, implied in the next ones), and the receiver counts the gaps
- * (rx_lost_be), remembering the 16 most recent ones to tell a late arrival
- * (delivered, un-counted) from a copy (dropped): see gap.c.
+ * The stream. Every (sender, receiver) pair carries one ordered stream of
+ * reliable DATA messages numbered from 1 by the sender, acknowledged by
+ * DACK messages (cumulative ack + 64-bit SACK + receive window) and
+ * retransmitted on an RTO with exponential back-off (RFC 6298 estimator,
+ * Karn's rule) and on SACK evidence (three later messages acked: fast
+ * retransmit). Sequence numbers, windows and the SACK bitmap count
+ * messages, not bytes, so a small message costs one slot; byte budgets on
+ * both sides (window_bytes, queue_bytes, reassembly_bytes) bound memory
+ * for large ones. Small messages are packed many per datagram with a
+ * pending DACK for the same peer; a message larger than a datagram goes
+ * over the stream transport when one exists, else is cut into fragments,
+ * each with its own sequence number, reassembled in order.
  *
- * Where it departs from TCP/SCTP, and why:
- * - Messages, not bytes: sequence numbers, windows and the SACK bitmap count
- *   messages, so a small message costs one slot; memory is bounded by the
- *   window in messages and by byte budgets on both sides (the sender also
- *   keeps what is in flight under window_bytes).
- * - A time to live per message. A sender gives up on a message at its TTL
- *   (outcome EXPIRED) and every DATA carries `base`, the lowest sequence
- *   still live at the sender: the receiver skips the holes below it (like
- *   SCTP's FORWARD-TSN), so one expired or cancelled message never stalls
- *   the stream. Each (re)transmission carries the remaining TTL; the
- *   receiver drops DATA that arrives with 0 and never delivers a buffered
- *   message after its local deadline (arrival + remaining TTL, which is
- *   never earlier than the sender's). The sender reports DELIVERED only for
- *   an ack processed before the TTL ran out, so DELIVERED always means the
- *   receiver's callback got it.
- * - Identity is (name, generation) on both ends: DATA names the receiver's
- *   generation and DACK the sender's, so nothing crosses from a previous
- *   life of either side; a destination declared dead, left, or restarted
- *   fails its messages at once (outcome DEAD/LEFT) instead of timing out.
- * - Rejections: a message consumed without delivery (channel not served,
- *   too big for the receiver) is reported back in the `rejected` trailing
- *   field of every DACK until the sender's `base` shows it saw the report,
- *   so the outcome (UNKNOWN_DEST / TOO_BIG) is exact, never a false
- *   DELIVERED. When that list is full the receiver holds the stream.
- * - Backpressure is the receive window: a paused channel keeps its messages
- *   unacknowledged in the reorder buffer, the window shrinks to zero, the
- *   sender's window and then its queue fill and dmq_send returns
- *   DMQ_EAGAIN; the writable callback fires when the queue drains below
- *   half. When the window is closed and everything in flight is SACKed, an
- *   RTO retransmits the lowest in-flight message as a window probe.
+ * TTL without stalls. Every DATA carries `base`, the lowest sequence the
+ * sender still has: the receiver skips the holes below it (like SCTP's
+ * FORWARD-TSN), so a message given up at its TTL or cancelled never stalls
+ * the stream. Each (re)transmission carries the remaining TTL; the
+ * receiver's deadline (arrival + remaining TTL) is never earlier than the
+ * sender's, so it can refuse to deliver late, and the sender counts an ack
+ * as DELIVERED only if processed before the TTL ran out.
+ *
+ * Identity. DATA names the receiver's generation and DACK the sender's, so
+ * nothing crosses from a previous life of either side; member changes come
+ * from node.c's member listener (dmq__delivery_member_changed), so a dead,
+ * left or restarted destination fails its queue at once.
+ *
+ * Rejections. A message consumed without delivery (channel not served,
+ * too big for the receiver) is listed in the `rejected` trailing field of
+ * every DACK until the sender's `base` shows it saw the report: outcomes
+ * stay exact with no extra message type. When that list is full the
+ * receiver holds the stream rather than lose a report.
+ *
+ * Backpressure is the receive window: a paused channel keeps its messages
+ * unacknowledged in the reorder ring, the window shrinks, and the sender's
+ * window and queue fill. With the window closed and everything in flight
+ * SACKed, the RTO retransmits the lowest in-flight message as a window
+ * probe.
+ *
+ * Best effort is numbered per receiver when it goes on the wire (a
+ * sequence apart from the reliable one, per tx_gen; written whole in the
+ * first best-effort DATA of a datagram, implied in the next ones), so the
+ * receiver can count losses without acks (gap.c).
  *
  * Memory and cost. Per message: one op (outcome, payload, channel) and one
  * queue entry, both from free lists, payloads up to DLV_SMALL bytes from a
  * free list too: no malloc per message in steady state. The per-peer queue
- * is ordered by sequence; acks remove from its head; TTL, request and RTO
- * timers live in one indexed binary heap (O(log n) per message); message
- * ids map to ops through an open-addressing table (cancel). In-order DATA
- * is delivered straight from the received packet (no copy); only messages
- * that must wait (out of order, paused channel) are copied.
+ * is ordered by sequence and acks remove from its head. Copies with one
+ * TTL expire in queue order, so each peer keeps them in a FIFO with one
+ * timer instead of a timer per copy (an ack would otherwise sift the heap
+ * through cold memory); the FIFO timers, shorter TTLs, request timeouts,
+ * RTOs and delayed acks share one indexed timer heap. Message ids map to
+ * ops through an open-addressing table
+ * (cancel). In-order DATA is delivered straight from the received packet;
+ * only messages that must wait (out of order, paused channel) are copied.
  *
- * Callbacks run after protocol processing, from dmq__flush_events (receive
- * callbacks, outcome callbacks, writable callbacks), never in the middle of
- * a packet.
+ * Callbacks run after protocol processing, from dmq__delivery_flush
+ * (best-effort receives, in-order receives, outcomes, writable), never in
+ * the middle of a packet.
  */
 #include "delivery/delivery_int.h"
 #include "sized.h"
@@ -98,7 +101,8 @@ static int dlv_self_chans(dmq_node_t *n) {
   for (uint32_t i = 0; i < d->nchans; i++)
     v[i] = dlv_sl(d->chans[i]->name, d->chans[i]->len);
   dmq__chans_t c = {d->nchans, v, NULL, 0};
-  return dmq__member_set_chans(n, n->self, &c);
+  int rc = dmq__member_set_chans(n, n->self, &c);
+  return rc < 0 ? rc : 0;
 }
 
 /* The best-effort messages of the packet just read, to their channels'
@@ -118,7 +122,8 @@ static int dlv_flush_be_received(dmq_node_t *n) {
       d->st.dropped_paused++;
       continue;
     }
-    dmq_message_t msg = {b->m->name, ch->name, b->data.p, b->data.n, 0, NULL};
+    dmq_message_t msg = {b->m->name, ch->name, b->data.p,  b->data.n,
+                         0,          NULL,     b->m->addr, b->m->gen};
     d->st.delivered_app++;
     d->cur_chan = ch;
     ch->cb(n, ch, &msg, ch->ud);
@@ -161,9 +166,10 @@ static int dlv_flush_outcomes(dmq_node_t *n) {
                                op->delivered,
                                op->failed,
                                NULL,
-                               0};
+                               0,
+                               op->refused};
     if (op->kind == DLV_K_SEND || op->kind == DLV_K_REQ)
-      info.delivered = info.failed = 0;
+      info.delivered = info.failed = info.refused = 0;
     op->state = DLV_S_FINISHED;
     if (op->cb != NULL)
       op->cb(n, &info, op->ud);
@@ -177,6 +183,12 @@ static int dlv_flush_outcomes(dmq_node_t *n) {
 static int dlv_flush_writable(dmq_node_t *n) {
   dlv_t *d = n->dlv;
   int did = 0;
+  if (d->wr_all_pending) {
+    d->wr_all_pending = 0;
+    if (d->wr_cb != NULL)
+      d->wr_cb(n, NULL, d->wr_ud);
+    did = 1;
+  }
   while (d->wr_head != NULL) {
     dlv_peer_t *p = d->wr_head;
     d->wr_head = p->wr_next;
@@ -221,13 +233,14 @@ void dmq__delivery_member_removed(dmq_node_t *n, dmq__member_t *m) {
   }
 }
 
-/* The 0.3.0 layout ends at window_bytes (src/sized.h). */
-#define DLV_CONFIG_MIN_SIZE DMQ__SIZE_UPTO(dmq_delivery_config_t, window_bytes)
+/* The 0.3.0 layout ends at max_queued_bytes (src/sized.h). */
+#define DLV_CONFIG_MIN_SIZE                                                    \
+  DMQ__SIZE_UPTO(dmq_delivery_config_t, max_queued_bytes)
 _Static_assert(DMQ__SIZE_IS_WHOLE(dmq_delivery_config_t, DLV_CONFIG_MIN_SIZE),
                "dmq_delivery_config_t grew: move DLV_CONFIG_MIN_SIZE to its "
                "last field until 0.3.0 is released (src/sized.h)");
-/* Output structs: the 0.3.0 layout ends at rx_lost_be. */
-#define DLV_STATS_MIN_SIZE DMQ__SIZE_UPTO(dmq_delivery_stats_t, rx_lost_be)
+/* Output structs: the 0.3.0 layout ends at bcast_refused. */
+#define DLV_STATS_MIN_SIZE DMQ__SIZE_UPTO(dmq_delivery_stats_t, bcast_refused)
 _Static_assert(DMQ__SIZE_IS_WHOLE(dmq_delivery_stats_t, DLV_STATS_MIN_SIZE),
                "dmq_delivery_stats_t grew: move DLV_STATS_MIN_SIZE to its "
                "last field until 0.3.0 is released (src/sized.h)");
@@ -245,6 +258,7 @@ static void dlv_config_defaults(dmq_delivery_config_t *c) {
   c->max_message = (size_t)4 << 20;
   c->reassembly_bytes = (size_t)8 << 20;
   c->request_timeout_ms = 5000;
+  c->max_queued_bytes = (size_t)64 << 20;
 }
 
 int dmq_delivery_config_init_sized(dmq_delivery_config_t *c, size_t size) {
@@ -310,9 +324,9 @@ void dmq__delivery_free(dmq_node_t *n) {
 }
 
 const char *dmq_outcome_name(dmq_outcome_t o) {
-  static const char *const names[] = {"delivered",    "expired",   "dead",
-                                      "left",         "cancelled", "shutdown",
-                                      "unknown_dest", "too_big"};
+  static const char *const names[] = {
+      "delivered", "expired",      "dead",    "left",      "cancelled",
+      "shutdown",  "unknown_dest", "too_big", "queue_full"};
   return (unsigned)o < sizeof(names) / sizeof(names[0]) ? names[o] : "unknown";
 }
 
@@ -340,6 +354,8 @@ int dmq_delivery_configure(dmq_node_t *n,
   if (n->dlv->used)
     return DMQ_ESTATE;
   n->dlv->cfg = *c;
+  if (n->dlv->cfg.max_queued_bytes == 0)
+    n->dlv->cfg.max_queued_bytes = (size_t)64 << 20;
   for (dlv_peer_t *p = n->dlv->peers; p != NULL; p = p->all_next) {
     p->peer_rwnd = c->window;
     p->rto = dmq__dlv_rto_base(n, p);
@@ -471,4 +487,33 @@ int dmq_delivery_stats_sized(const dmq_node_t *n, dmq_delivery_stats_t *dst,
     out->rx_buffered_bytes += p->buf_bytes + p->ra_cap;
   }
   return dmq__sized_out(dst, size, &st, sizeof(st), DLV_STATS_MIN_SIZE);
+}
+
+int dmq_member_channels(const dmq_node_t *n, const char *member,
+                        const char **names, size_t cap, size_t *count) {
+  if (n == NULL || member == NULL || count == NULL ||
+      (names == NULL && cap > 0))
+    return DMQ_EINVAL;
+  size_t l = strnlen(member, DMQ_MAX_NAME + 1);
+  if (l == 0 || l > DMQ_MAX_NAME)
+    return DMQ_EINVAL;
+  const dmq__member_t *m = dmq__member_find(n, member, l);
+  if (m == NULL)
+    return DMQ_ENOENT;
+  dmq__slice_t v[DMQ_MAX_CHANNELS];
+  uint32_t k = dmq__member_chans(m, v);
+  /* by name (the set is kept by hash); the names are NUL-terminated */
+  for (uint32_t i = 1; i < k; i++) {
+    dmq__slice_t x = v[i];
+    uint32_t j = i;
+    while (j > 0 && strcmp(v[j - 1].p, x.p) > 0) {
+      v[j] = v[j - 1];
+      j--;
+    }
+    v[j] = x;
+  }
+  *count = k;
+  for (uint32_t i = 0; i < k && i < cap; i++)
+    names[i] = v[i].p;
+  return k > cap ? DMQ_ETOOBIG : 0;
 }

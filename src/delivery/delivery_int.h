@@ -47,10 +47,10 @@
  * allocator (bounds memory after a burst). */
 #define DLV_FREE_MAX 8192
 
-/* Bits in the DACK selective-ack bitmap: bit i = seq cum+1+i. (Not cum+2+i
- * as in the first draft: a message held for a paused channel is received
- * but not acknowledged, and it is exactly cum+1; the sender must see it as
- * received or it would retransmit it forever.) */
+/* Bits in the DACK selective-ack bitmap: bit i = seq cum+1+i. The bitmap
+ * starts at cum+1, not cum+2, because a message held for a paused channel
+ * is received but not acknowledged and is exactly cum+1: the sender must
+ * see it as received, or it would retransmit it forever. */
 #define DLV_SACK_BITS 64
 
 /* SACKed messages above a hole that trigger its fast retransmission. */
@@ -79,12 +79,11 @@
 /* Datagrams (or stream sends) of new messages one flush of a peer puts on
  * the wire, per class (reliable, best effort: a reliable backlog does not
  * hold best-effort messages back); the rest goes at the next turn of the
- * event loop. A backlog
- * (after a stall, or with the window reopening at once) is then sent in
- * slices with the loop's I/O in between: acks are read and the window
- * slides while the backlog drains, where one flush of a whole 4096-message
- * window held the acks back until it was done and made sender and
- * receiver take turns. */
+ * event loop. A backlog (after a stall, or with the window reopening at
+ * once) is then sent in slices with the loop's I/O in between, so acks are
+ * read and the window slides while the backlog drains; flushing a whole
+ * window at once would hold the acks back until it was done and make
+ * sender and receiver take turns. */
 #define DLV_BURST_PKTS 32
 
 /* Smallest reorder ring, in messages. */
@@ -146,6 +145,7 @@ struct dlv_op {
   uint32_t refs;    /* messages pointing here, + 1 until the outcome ran */
   uint32_t ncopies; /* copies without an outcome yet */
   uint32_t delivered, failed;
+  uint32_t refused; /* broadcast: destinations left out (queue full) */
   uint8_t kind, state, outcome, fail_outcome;
   uint8_t chan_len;
   char chan[DMQ_MAX_CHANNEL + 1];
@@ -317,6 +317,12 @@ struct dmq__dlv {
   size_t big_cap;
   dlv_tomb_t *tombs; /* DLV_TOMBS, allocated at the first forgotten peer */
   uint32_t tomb_next;
+  /* node-wide queue: payload bytes queued for all peers (the sum of their
+   * q_bytes, bounded by cfg.max_queued_bytes); want_wr_all: a send was
+   * refused by that limit, wr_all_pending: its writable callback (dest
+   * NULL) is due */
+  size_t q_total;
+  uint8_t want_wr_all, wr_all_pending;
 };
 
 /* Append p to a singly linked work list (once: flag says it is on it);
@@ -383,6 +389,17 @@ static inline dmq__slice_t dlv_sl(const char *p, size_t n) {
 
 static inline uint64_t dlv_min(uint64_t a, uint64_t b) {
   return a < b ? a : b;
+}
+
+/* Queued payload bytes of p, and the node-wide total with them. */
+static inline void dlv_q_add(dlv_t *d, dlv_peer_t *p, size_t len) {
+  p->q_bytes += len;
+  d->q_total += len;
+}
+
+static inline void dlv_q_sub(dlv_t *d, dlv_peer_t *p, size_t len) {
+  p->q_bytes -= len;
+  d->q_total -= len;
 }
 
 /* Free lists (util/pool.h) that keep at most DLV_FREE_MAX blocks. */

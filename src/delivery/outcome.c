@@ -145,6 +145,13 @@ dmq_outcome_t dmq__dlv_rej_outcome(uint8_t reason) {
 }
 
 void dmq__dlv_check_writable(dlv_t *d, dlv_peer_t *p) {
+  if (d->want_wr_all && d->q_total <= d->cfg.max_queued_bytes / 2) {
+    d->want_wr_all = 0;
+    if (d->wr_cb != NULL) {
+      d->wr_all_pending = 1;
+      dmq__wake(d->node);
+    }
+  }
   if (p->want_wr && p->q_msgs <= d->cfg.queue_msgs / 2 &&
       p->q_bytes <= d->cfg.queue_bytes / 2) {
     p->want_wr = 0;
@@ -165,7 +172,7 @@ void dmq__dlv_copy_done(dmq_node_t *n, dlv_msg_t *rep, dmq_outcome_t oc) {
   rep->rep_prev = rep->rep_next = NULL;
   rep->rep = 0;
   p->q_msgs--;
-  p->q_bytes -= op->len;
+  dlv_q_sub(d, p, op->len);
   dmq__dlv_check_writable(d, p);
   if (op->state != DLV_S_PENDING)
     return;
@@ -205,7 +212,7 @@ void dmq__dlv_on_reply(dmq_node_t *n, dlv_peer_t *p, uint64_t req_id,
   dlv_heap_release(d, 1);
   dlv_rq_unlink(op);
   dmq_outcome_info_t info = {
-      op->id, DMQ_OUTCOME_DELIVERED, op->dest, op->chan, 0, 0, data, len};
+      op->id, DMQ_OUTCOME_DELIVERED, op->dest, op->chan, 0, 0, data, len, 0};
   op->state = DLV_S_FINISHED;
   if (op->cb != NULL)
     op->cb(n, &info, op->ud);

@@ -47,8 +47,8 @@ void dmq__dlv_buf_put(dmq_node_t *n, uint8_t *b, size_t len) {
 
 /* Start the TTL of a copy (rep: its last fragment, on peer p). Copies sent
  * with one TTL expire in queue order, so they join the peer's FIFO and
- * cost no heap operation (a heap of every queued copy made each ack an
- * O(log n) walk through cold memory); a copy with a shorter TTL than the
+ * cost no heap operation (a heap timer per queued copy would make each ack
+ * an O(log n) walk through cold memory); a copy with a shorter TTL than the
  * FIFO's tail gets a heap timer of its own. */
 static void dlv_ttl_arm(dlv_t *d, dlv_peer_t *p, dlv_msg_t *rep) {
   if (p->tq_tail != NULL && rep->deadline < p->tq_tail->deadline) {
@@ -149,7 +149,7 @@ void dmq__dlv_fail_peer(dmq_node_t *n, dlv_peer_t *p, dmq_outcome_t oc) {
     dlv_msg_t *m = p->be_head;
     p->be_head = m->next;
     p->q_msgs--;
-    p->q_bytes -= m->len;
+    dlv_q_sub(d, p, m->len);
     d->st.dropped_be++;
     dlv_op_t *op = m->op;
     dmq__dlv_msg_put(n, m);
@@ -204,10 +204,22 @@ static int dlv_plan(dmq_node_t *n, dlv_peer_t *p, const dlv_req_t *r,
   return 0;
 }
 
-static int dlv_room(dlv_t *d, dlv_peer_t *p, size_t len) {
+/* Room for one more copy of len bytes for p, `pending` bytes being
+ * admitted already by the same call (other copies of a broadcast): p's
+ * queue, then the node-wide limit. When there is none, the writable
+ * callback is asked for (p's, or the node-wide one). A queue holding
+ * nothing always takes one message. */
+static int dlv_room(dlv_t *d, dlv_peer_t *p, size_t len, size_t pending) {
   if (p->q_msgs + 1 > d->cfg.queue_msgs ||
-      (p->q_bytes > 0 && p->q_bytes + len > d->cfg.queue_bytes))
+      (p->q_bytes > 0 && p->q_bytes + len > d->cfg.queue_bytes)) {
+    p->want_wr = 1;
     return 0;
+  }
+  size_t total = d->q_total + pending;
+  if (total > 0 && total + len > d->cfg.max_queued_bytes) {
+    d->want_wr_all = 1;
+    return 0;
+  }
   return 1;
 }
 
@@ -285,7 +297,7 @@ static dlv_msg_t *dlv_link_copy(dmq_node_t *n, dlv_peer_t *p, dlv_op_t *op,
     p->be_tail = m;
     p->be_est += dmq__dlv_est(m);
     p->q_msgs++;
-    p->q_bytes += op->len;
+    dlv_q_add(d, p, op->len);
     dmq__dlv_want_flush(d, p);
     return rest;
   }
@@ -324,7 +336,7 @@ static dlv_msg_t *dlv_link_copy(dmq_node_t *n, dlv_peer_t *p, dlv_op_t *op,
     }
   }
   p->q_msgs++;
-  p->q_bytes += op->len;
+  dlv_q_add(d, p, op->len);
   op->ncopies++;
   dmq__dlv_want_flush(d, p);
   return rest;
@@ -342,15 +354,17 @@ static uint8_t dlv_kind_flags(int kind) {
 }
 
 /* The one enqueue path, for unicast of any kind (nd = 1) and broadcast:
- * every destination must have room (else DMQ_EAGAIN and nothing is
- * queued), then one op gets a copy per destination, each copy as many
- * fragments as its path needs. */
-static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r,
-                       dmq__member_t *const *dests, uint32_t nd, uint64_t now,
-                       dmq_msg_id_t *id) {
+ * the destinations without room are left out (dests is compacted in place
+ * to those that have room; DMQ_EAGAIN and nothing queued when none has, or
+ * when a unicast's has not), then one op gets a copy per destination, each
+ * copy as many fragments as its path needs; a broadcast counts the
+ * destinations left out as failed (DMQ_OUTCOME_QUEUE_FULL). */
+static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r, dmq__member_t **dests,
+                       uint32_t nd, uint64_t now, dmq_msg_id_t *id) {
   dlv_t *d = n->dlv;
   dlv_set_now(n, now);
-  uint32_t total = 0, full = 0;
+  uint32_t total = 0, kept = 0;
+  size_t pending = 0;
   for (uint32_t i = 0; i < nd; i++) {
     dlv_peer_t *p = dmq__dlv_peer_get(n, dests[i]);
     if (p == NULL)
@@ -361,16 +375,18 @@ static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r,
     int rc = dlv_plan(n, p, r, &nf, &st);
     if (rc != 0)
       return rc;
+    if (!dlv_room(d, p, r->len, pending))
+      continue;
     total += nf;
-    if (!dlv_room(d, p, r->len)) {
-      p->want_wr = 1;
-      full = 1;
-    }
+    pending += r->len;
+    dests[kept++] = dests[i];
   }
-  if (full) {
+  uint32_t refused = nd - kept;
+  if (kept == 0 && nd > 0) {
     d->st.refused_full++;
     return DMQ_EAGAIN;
   }
+  nd = kept;
   /* a TTL timer per reliable copy, and a request's timeout */
   int has_id =
       r->kind == DLV_K_SEND || r->kind == DLV_K_REQ || r->kind == DLV_K_BCAST;
@@ -408,7 +424,17 @@ static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r,
     p->reqs = op;
   }
   if (r->kind == DLV_K_BE)
-    op->refs++; /* held while the copies are linked */
+    op->refs++;      /* held while the copies are linked */
+  if (refused > 0) { /* a partial broadcast */
+    d->st.bcast_refused += refused;
+    if (r->kind == DLV_K_BE) {
+      d->st.dropped_be += refused;
+    } else {
+      op->failed = refused;
+      op->refused = refused;
+      op->fail_outcome = DMQ_OUTCOME_QUEUE_FULL;
+    }
+  }
   for (uint32_t i = 0; i < nd; i++) {
     dlv_peer_t *p = dests[i]->peer;
     uint32_t nf;
@@ -443,8 +469,8 @@ static int dlv_lookup_dest(const dmq_node_t *n, const char *dest,
   return 0;
 }
 
-/* The 0.3.0 layout of dmq_send_opts_t ends at user_data (src/sized.h). */
-#define DLV_SEND_OPTS_MIN_SIZE DMQ__SIZE_UPTO(dmq_send_opts_t, user_data)
+/* The 0.3.0 layout of dmq_send_opts_t ends at n_exclude (src/sized.h). */
+#define DLV_SEND_OPTS_MIN_SIZE DMQ__SIZE_UPTO(dmq_send_opts_t, n_exclude)
 _Static_assert(DMQ__SIZE_IS_WHOLE(dmq_send_opts_t, DLV_SEND_OPTS_MIN_SIZE),
                "dmq_send_opts_t grew: move DLV_SEND_OPTS_MIN_SIZE to its last "
                "field until 0.3.0 is released (src/sized.h)");
@@ -559,6 +585,18 @@ int dmq_reply(dmq_node_t *n, dmq_reply_handle_t *h, const void *data,
   return rc;
 }
 
+/* Is m in opts->exclude (checked by the caller)? */
+static int dlv_excluded(const dmq__member_t *m, const dmq_send_opts_t *opts) {
+  if (opts == NULL)
+    return 0;
+  for (size_t i = 0; i < opts->n_exclude; i++) {
+    const char *x = opts->exclude[i];
+    if (strncmp(x, m->name, (size_t)m->name_len + 1) == 0)
+      return 1;
+  }
+  return 0;
+}
+
 int dmq_broadcast(dmq_node_t *n, const char *channel, const void *data,
                   size_t len, const dmq_send_opts_t *opts, uint64_t now,
                   dmq_msg_id_t *id) {
@@ -569,6 +607,13 @@ int dmq_broadcast(dmq_node_t *n, const char *channel, const void *data,
     return rc;
   if ((rc = dlv_from_opts(&r, opts, DLV_K_BCAST, channel, data, len)) != 0)
     return rc;
+  if (opts != NULL && opts->n_exclude > 0) {
+    if (opts->exclude == NULL)
+      return DMQ_EINVAL;
+    for (size_t i = 0; i < opts->n_exclude; i++)
+      if (opts->exclude[i] == NULL)
+        return DMQ_EINVAL;
+  }
   dlv_t *d = n->dlv;
   dlv_set_now(n, now);
   /* destinations */
@@ -584,7 +629,7 @@ int dmq_broadcast(dmq_node_t *n, const char *channel, const void *data,
   for (uint32_t i = 0; i < n->nmembers; i++) {
     dmq__member_t *m = n->members[i];
     if (!m->is_self && m->state <= DMQ_MEMBER_SUSPECT &&
-        dmq__member_serves(m, h, channel, r.chan_len))
+        dmq__member_serves(m, h, channel, r.chan_len) && !dlv_excluded(m, opts))
       d->dests[nd++] = m;
   }
   return dlv_enqueue(n, &r, d->dests, nd, now, id);

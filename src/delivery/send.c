@@ -250,7 +250,7 @@ static int dlv_flush_be(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k,
       p->be_tail = NULL;
     p->be_est -= dmq__dlv_est(m);
     p->q_msgs--;
-    p->q_bytes -= m->len;
+    dlv_q_sub(d, p, m->len);
     if (m->deadline <= n->now) {
       d->st.dropped_be++;
     } else if (rc == 0) {

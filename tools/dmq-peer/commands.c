@@ -56,7 +56,8 @@ static void cmd_members(peer_t *p, char *args) {
   U64(pushpull_received)                                                       \
   U64(gossip_updates_sent)                                                     \
   MEMBERS()                                                                    \
-  U64(health_score)
+  U64(health_score)                                                            \
+  U64(events_lost)
 
 /* The counters of dmq_delivery_stats_t, printed under "delivery". */
 #define PEER_DELIVERY_STATS(U64)                                               \
@@ -88,7 +89,8 @@ static void cmd_members(peer_t *p, char *args) {
   U64(late_replies)                                                            \
   U64(rx_buffered)                                                             \
   U64(rx_buffered_bytes)                                                       \
-  U64(rx_lost_be)
+  U64(rx_lost_be)                                                              \
+  U64(bcast_refused)
 
 /* ,"drops_total":N,"drops":{"reason":N,...} */
 static void jb_drops(jbuf_t *b, const dmq_stats_t *st) {

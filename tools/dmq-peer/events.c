@@ -50,6 +50,8 @@ void peer_on_outcome(dmq_node_t *node, const dmq_outcome_info_t *o, void *ud) {
   jb_kstr(&g_jb, "channel", o->channel);
   jb_ku64(&g_jb, "delivered", delivered);
   jb_ku64(&g_jb, "failed", failed);
+  if (kind == peer_kind_bcast)
+    jb_ku64(&g_jb, "refused", o->refused); /* queue full: skipped */
   jb_emit(&g_jb);
 }
 
@@ -61,6 +63,8 @@ static void on_message(dmq_node_t *node, dmq_channel_t *ch,
   (void)ch;
   jb_begin(&g_jb, "message");
   jb_kstr(&g_jb, "from", m->from);
+  jb_kstr(&g_jb, "sender_addr", m->sender_addr);
+  jb_ku64(&g_jb, "sender_generation", m->sender_generation);
   jb_kstr(&g_jb, "channel", m->channel);
   jb_payload(&g_jb, m->data, m->len);
   jb_kbool(&g_jb, "reliable", m->reliable);

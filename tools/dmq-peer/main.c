@@ -44,14 +44,16 @@
  *   {"event":"sent","id":N,"kind":"send|bcast|request","dest":..,
  *    "channel":..,"reliable":B,"len":N[,"ttl_ms":N][,"dests":N]}
  *                                       a send accepted (dest null: bcast)
- *   {"event":"message","from":..,"channel":..,PAYLOAD,"reliable":B,
- *    "request":B}                       a message received on a served channel
+ *   {"event":"message","from":..,"sender_addr":..,"sender_generation":N,
+ *    "channel":..,PAYLOAD,"reliable":B,"request":B}
+ *                                       a message received on a served channel
  *   {"event":"replied","to":..,"channel":..,"len":N}   answered a request
  *   {"event":"reply","id":N,"from":..,"channel":..,PAYLOAD}
  *                                       the reply to our request id
  *   {"event":"outcome","id":N,"kind":..,"outcome":"delivered|expired|dead|
- *    left|cancelled|shutdown|unknown_dest|too_big","dest":..,"channel":..,
- *    "delivered":N,"failed":N}          every reliable send / request ends in
+ *    left|cancelled|shutdown|unknown_dest|too_big|queue_full","dest":..,
+ *    "channel":..,"delivered":N,"failed":N[,"refused":N (bcast)]}
+ *                                       every reliable send / request ends in
  *                                       exactly one (a request's "delivered"
  *                                       follows its "reply" event)
  *   {"event":"stats",...}   {"event":"ok","command":..}   {"event":"help",..}
