@@ -1194,8 +1194,9 @@ int dmq_node_set_meta(dmq_node_t *n, const void *meta, size_t len,
   return 0;
 }
 
-void dmq__swim_tick(dmq_node_t *n) {
-  uint64_t now = n->now;
+/* The probe cycle: the join retry, the current probe's indirect step and
+ * end, and the start of the next probe. */
+static void swim_tick_probe(dmq_node_t *n, uint64_t now) {
   if (n->joining && now >= n->next_join)
     swim_join_attempt(n);
   if (n->probe.active) {
@@ -1207,6 +1208,10 @@ void dmq__swim_tick(dmq_node_t *n) {
   }
   if (!n->probe.active && now >= n->next_probe)
     swim_probe_start(n);
+}
+
+/* Suspects whose suspicion timed out are declared dead. */
+static void swim_tick_suspects(dmq_node_t *n, uint64_t now) {
   for (uint32_t i = 0; i < n->nsuspects;) {
     dmq__member_t *m = n->suspects[i];
     if (now >= m->susp->deadline) {
@@ -1216,6 +1221,10 @@ void dmq__swim_tick(dmq_node_t *n) {
     }
     i++;
   }
+}
+
+/* Relayed probes: the nack that is due, and the relays that expired. */
+static void swim_tick_relays(dmq_node_t *n, uint64_t now) {
   for (int i = 0; n->nrelays > 0 && i < DMQ__MAX_RELAYS; i++) {
     dmq__relay_t *r = &n->relays[i];
     if (!r->used)
@@ -1230,6 +1239,11 @@ void dmq__swim_tick(dmq_node_t *n) {
       n->nrelays--;
     }
   }
+}
+
+/* Dissemination: the gossip round, the periodic push-pull and the
+ * push-pulls of the join boost. */
+static void swim_tick_spread(dmq_node_t *n, uint64_t now) {
   if (now >= n->next_gossip) {
     swim_gossip_round(n);
     n->next_gossip += n->cfg.gossip_interval_ms;
@@ -1256,6 +1270,10 @@ void dmq__swim_tick(dmq_node_t *n) {
     n->next_boost = now + (((uint64_t)n->cfg.probe_interval_ms / 4)
                            << (SWIM_JOIN_BOOST_ROUNDS - n->boost_left));
   }
+}
+
+/* Housekeeping: reconnecting to dead members and reaping. */
+static void swim_tick_upkeep(dmq_node_t *n, uint64_t now) {
   if (now >= n->next_reconnect) {
     if (!n->leaving && n->joined)
       swim_reconnect(n);
@@ -1272,6 +1290,15 @@ void dmq__swim_tick(dmq_node_t *n) {
     }
     n->next_reap = now + SWIM_REAP_EVERY_MS;
   }
+}
+
+void dmq__swim_tick(dmq_node_t *n) {
+  uint64_t now = n->now;
+  swim_tick_probe(n, now);
+  swim_tick_suspects(n, now);
+  swim_tick_relays(n, now);
+  swim_tick_spread(n, now);
+  swim_tick_upkeep(n, now);
 }
 
 static uint64_t swim_min(uint64_t a, uint64_t b) {

@@ -271,73 +271,83 @@ static int dlv_alloc_chain(dmq_node_t *n, uint32_t count, dlv_msg_t **out) {
   return 0;
 }
 
+/* Queue best-effort copy m of op for p. */
+static inline void dlv_link_be(dlv_peer_t *p, dlv_op_t *op, dlv_msg_t *m,
+                               int stream, uint64_t deadline) {
+  m->op = op;
+  m->peer = p;
+  m->len = op->len;
+  m->flags = 0;
+  m->stream = (uint8_t)stream;
+  m->deadline = deadline;
+  m->next = NULL;
+  op->refs++;
+  if (p->be_tail != NULL)
+    p->be_tail->next = m;
+  else
+    p->be_head = m;
+  p->be_tail = m;
+  p->be_est += dmq__dlv_est(m);
+}
+
+/* Append reliable fragment m to p's send list; the last fragment of a
+ * copy represents it (op->reps) and carries its time to live. */
+static inline void dlv_link_frag(dlv_t *d, dlv_peer_t *p, dlv_op_t *op,
+                                 dlv_msg_t *m) {
+  m->next = NULL;
+  m->prev = p->tail;
+  if (p->tail != NULL)
+    p->tail->next = m;
+  else
+    p->head = m;
+  p->tail = m;
+  if (p->unsent == NULL)
+    p->unsent = m;
+  p->unsent_est += dmq__dlv_est(m);
+  if (m->rep) {
+    m->rep_prev = NULL;
+    m->rep_next = op->reps;
+    if (op->reps != NULL)
+      op->reps->rep_prev = m;
+    op->reps = m;
+    dlv_ttl_arm(d, p, m);
+  }
+}
+
 /* Queue one copy of op for p from the pre-allocated chain (takes nfrag). */
 static dlv_msg_t *dlv_link_copy(dmq_node_t *n, dlv_peer_t *p, dlv_op_t *op,
                                 dlv_msg_t *chain, uint32_t nfrag, int stream,
                                 uint8_t flags, uint64_t deadline) {
   dlv_t *d = n->dlv;
-  size_t frag = nfrag > 1 ? dmq__dlv_frag_max(n, op->chan_len) : op->len;
-  uint32_t off = 0;
   dlv_msg_t *rest = chain;
   if (op->kind == DLV_K_BE) {
     dlv_msg_t *m = rest;
     rest = m->next;
-    m->op = op;
-    m->peer = p;
-    m->len = op->len;
-    m->flags = 0;
-    m->stream = (uint8_t)stream;
-    m->deadline = deadline;
-    m->next = NULL;
-    op->refs++;
-    if (p->be_tail != NULL)
-      p->be_tail->next = m;
-    else
-      p->be_head = m;
-    p->be_tail = m;
-    p->be_est += dmq__dlv_est(m);
-    p->q_msgs++;
-    dlv_q_add(d, p, op->len);
-    dmq__dlv_want_flush(d, p);
-    return rest;
-  }
-  for (uint32_t i = 0; i < nfrag; i++) {
-    dlv_msg_t *m = rest;
-    rest = m->next;
-    m->op = op;
-    m->peer = p;
-    op->refs++;
-    m->seq = p->next_seq++;
-    m->off = off;
-    m->len = (uint32_t)(op->len - off < frag ? op->len - off : frag);
-    off += m->len;
-    m->flags = (uint8_t)(flags | DMQ__DATA_RELIABLE |
-                         (i + 1 < nfrag ? DMQ__DATA_MORE : 0));
-    m->stream = (uint8_t)stream;
-    m->deadline = deadline;
-    m->rep = i + 1 == nfrag;
-    m->next = NULL;
-    m->prev = p->tail;
-    if (p->tail != NULL)
-      p->tail->next = m;
-    else
-      p->head = m;
-    p->tail = m;
-    if (p->unsent == NULL)
-      p->unsent = m;
-    p->unsent_est += dmq__dlv_est(m);
-    if (m->rep) {
-      m->rep_prev = NULL;
-      m->rep_next = op->reps;
-      if (op->reps != NULL)
-        op->reps->rep_prev = m;
-      op->reps = m;
-      dlv_ttl_arm(d, p, m);
+    dlv_link_be(p, op, m, stream, deadline);
+  } else {
+    size_t frag = nfrag > 1 ? dmq__dlv_frag_max(n, op->chan_len) : op->len;
+    uint32_t off = 0;
+    for (uint32_t i = 0; i < nfrag; i++) {
+      dlv_msg_t *m = rest;
+      rest = m->next;
+      m->op = op;
+      m->peer = p;
+      op->refs++;
+      m->seq = p->next_seq++;
+      m->off = off;
+      m->len = (uint32_t)(op->len - off < frag ? op->len - off : frag);
+      off += m->len;
+      m->flags = (uint8_t)(flags | DMQ__DATA_RELIABLE |
+                           (i + 1 < nfrag ? DMQ__DATA_MORE : 0));
+      m->stream = (uint8_t)stream;
+      m->deadline = deadline;
+      m->rep = i + 1 == nfrag;
+      dlv_link_frag(d, p, op, m);
     }
+    op->ncopies++;
   }
   p->q_msgs++;
   dlv_q_add(d, p, op->len);
-  op->ncopies++;
   dmq__dlv_want_flush(d, p);
   return rest;
 }

@@ -342,6 +342,92 @@ static uint8_t dlv_ra_append(dmq_node_t *n, dlv_peer_t *p, const uint8_t *b,
   return 0;
 }
 
+/* The fate of in-order entry e: 0 to deliver, or a drop/rejection reason
+ * in *reason (the channel in *ch). Returns 0 when e must be held: its
+ * channel is paused, or a rejection cannot be reported yet. */
+static inline int dlv_rx_judge(dmq_node_t *n, dlv_peer_t *p,
+                               const dlv_rent_t *e, int last, uint8_t *reason,
+                               dmq_channel_t **ch) {
+  dlv_t *d = n->dlv;
+  uint8_t r = p->ra_drop;
+  if (r == 0 && n->now >= e->deadline)
+    r = DLV_DROP_EXPIRED;
+  if (r == 0 && !(e->flags & DMQ__DATA_REPLY)) {
+    *ch = dmq__dlv_chan_find(d, e->chan, e->chan_len,
+                             dmq__hash(e->chan, e->chan_len));
+    if (*ch == NULL)
+      r = DMQ__REJ_NO_CHANNEL;
+    else if ((*ch)->paused)
+      return 0; /* held, unacknowledged: the window closes */
+  }
+  if (last && (r == DMQ__REJ_NO_CHANNEL || r == DMQ__REJ_TOO_BIG) &&
+      p->nrej == DMQ__WIRE_MAX_REJ)
+    return 0; /* wait until the sender has seen older rejections */
+  *reason = r;
+  return 1;
+}
+
+/* Reassembly of a fragmented message: append e (unless it is already
+ * dropped), and consume it if it is not the last fragment. Returns 1
+ * when e was consumed. */
+static inline int dlv_rx_fragment(dmq_node_t *n, dlv_peer_t *p, dlv_rent_t *e,
+                                  int last, uint8_t *reason) {
+  if (last && !p->ra_active)
+    return 0;
+  if (*reason == 0)
+    *reason = dlv_ra_append(n, p, e->data, e->len);
+  if (*reason != 0 && p->ra != NULL) {
+    dmq__free(n, p->ra);
+    p->ra = NULL;
+    p->ra_len = p->ra_cap = 0;
+  }
+  if (last)
+    return 0;
+  p->ra_active = 1;
+  p->ra_drop = *reason;
+  dlv_rent_clear(n, p, e);
+  p->next_exp++;
+  dmq__dlv_ack(n->dlv, p, 0, 0);
+  return 1;
+}
+
+/* Hand a whole message (data, len) from entry x to where it goes: a
+ * rejection for our DACKs, a drop counter, a reply waiter, or the
+ * channel's callback. */
+static inline void dlv_rx_dispatch(dmq_node_t *n, dlv_peer_t *p,
+                                   const dlv_rent_t *x, uint8_t reason,
+                                   dmq_channel_t *ch, const uint8_t *data,
+                                   size_t len) {
+  dlv_t *d = n->dlv;
+  if (reason == DMQ__REJ_NO_CHANNEL || reason == DMQ__REJ_TOO_BIG) {
+    dlv_rej_add(p, x->seq, reason);
+    if (reason == DMQ__REJ_NO_CHANNEL)
+      d->st.dropped_no_channel++;
+    else
+      d->st.reassembly_drops++;
+  } else if (reason != 0) {
+    d->st.rx_expired++;
+  } else if (x->flags & DMQ__DATA_REPLY) {
+    dmq__dlv_on_reply(n, p, x->req_id, data, len);
+  } else {
+    dmq_reply_handle_t h;
+    dmq_message_t msg = {p->m->name, ch->name, data,       len,
+                         1,          NULL,     p->m->addr, p->rx_gen};
+    if (x->flags & DMQ__DATA_REQUEST) {
+      memcpy(h.from, p->m->name, (size_t)p->m->name_len + 1);
+      h.from_gen = p->rx_gen;
+      h.req_id = x->req_id;
+      memcpy(h.channel, ch->name, (size_t)ch->len + 1);
+      h.valid = 1;
+      msg.request = &h;
+    }
+    d->st.delivered_app++;
+    d->cur_chan = ch;
+    ch->cb(n, ch, &msg, ch->ud);
+    d->cur_chan = NULL;
+  }
+}
+
 /* Deliver what is in order for p, until a hole, a paused channel, or a
  * rejection that cannot be reported yet. */
 void dmq__dlv_rx_deliver(dmq_node_t *n, dlv_peer_t *p) {
@@ -351,38 +437,12 @@ void dmq__dlv_rx_deliver(dmq_node_t *n, dlv_peer_t *p) {
     if (e == NULL)
       return;
     int last = !(e->flags & DMQ__DATA_MORE);
-    uint8_t reason = p->ra_drop;
+    uint8_t reason = 0;
     dmq_channel_t *ch = NULL;
-    if (reason == 0 && n->now >= e->deadline)
-      reason = DLV_DROP_EXPIRED;
-    if (reason == 0 && !(e->flags & DMQ__DATA_REPLY)) {
-      ch = dmq__dlv_chan_find(d, e->chan, e->chan_len,
-                              dmq__hash(e->chan, e->chan_len));
-      if (ch == NULL)
-        reason = DMQ__REJ_NO_CHANNEL;
-      else if (ch->paused)
-        return; /* held, unacknowledged: the window closes */
-    }
-    if (last && (reason == DMQ__REJ_NO_CHANNEL || reason == DMQ__REJ_TOO_BIG) &&
-        p->nrej == DMQ__WIRE_MAX_REJ)
-      return; /* wait until the sender has seen older rejections */
-    if (!last || p->ra_active) {
-      if (reason == 0)
-        reason = dlv_ra_append(n, p, e->data, e->len);
-      if (reason != 0 && p->ra != NULL) {
-        dmq__free(n, p->ra);
-        p->ra = NULL;
-        p->ra_len = p->ra_cap = 0;
-      }
-      if (!last) {
-        p->ra_active = 1;
-        p->ra_drop = reason;
-        dlv_rent_clear(n, p, e);
-        p->next_exp++;
-        dmq__dlv_ack(d, p, 0, 0);
-        continue;
-      }
-    }
+    if (!dlv_rx_judge(n, p, e, last, &reason, &ch))
+      return;
+    if (dlv_rx_fragment(n, p, e, last, &reason))
+      continue;
     dlv_rent_t x = *e; /* the slot is freed before the callback */
     e->own = NULL;     /* ownership moves to x */
     if (x.own != NULL)
@@ -392,33 +452,7 @@ void dmq__dlv_rx_deliver(dmq_node_t *n, dlv_peer_t *p) {
     dmq__dlv_ack(d, p, 0, 0);
     const uint8_t *data = p->ra_active ? p->ra : x.data;
     size_t len = p->ra_active ? p->ra_len : x.len;
-    if (reason == DMQ__REJ_NO_CHANNEL || reason == DMQ__REJ_TOO_BIG) {
-      dlv_rej_add(p, x.seq, reason);
-      if (reason == DMQ__REJ_NO_CHANNEL)
-        d->st.dropped_no_channel++;
-      else
-        d->st.reassembly_drops++;
-    } else if (reason != 0) {
-      d->st.rx_expired++;
-    } else if (x.flags & DMQ__DATA_REPLY) {
-      dmq__dlv_on_reply(n, p, x.req_id, data, len);
-    } else {
-      dmq_reply_handle_t h;
-      dmq_message_t msg = {p->m->name, ch->name, data,       len,
-                           1,          NULL,     p->m->addr, p->rx_gen};
-      if (x.flags & DMQ__DATA_REQUEST) {
-        memcpy(h.from, p->m->name, (size_t)p->m->name_len + 1);
-        h.from_gen = p->rx_gen;
-        h.req_id = x.req_id;
-        memcpy(h.channel, ch->name, (size_t)ch->len + 1);
-        h.valid = 1;
-        msg.request = &h;
-      }
-      d->st.delivered_app++;
-      d->cur_chan = ch;
-      ch->cb(n, ch, &msg, ch->ud);
-      d->cur_chan = NULL;
-    }
+    dlv_rx_dispatch(n, p, &x, reason, ch, data, len);
     if (x.own != NULL)
       dmq__dlv_buf_put(n, x.own, (size_t)x.chan_len + x.len);
     if (p->ra_active)
