@@ -363,18 +363,13 @@ static uint8_t dlv_kind_flags(int kind) {
                                : 0;
 }
 
-/* The one enqueue path, for unicast of any kind (nd = 1) and broadcast:
- * the destinations without room are left out (dests is compacted in place
- * to those that have room; DMQ_EAGAIN and nothing queued when none has, or
- * when a unicast's has not), then one op gets a copy per destination, each
- * copy as many fragments as its path needs; a broadcast counts the
- * destinations left out as failed (DMQ_OUTCOME_QUEUE_FULL). */
-static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r, dmq__member_t **dests,
-                       uint32_t nd, uint64_t now, dmq_msg_id_t *id) {
+/* Leave out the destinations without room: dests is compacted in place to
+ * those that have room, *kept of them, needing *total fragments. */
+static int dlv_admit(dmq_node_t *n, const dlv_req_t *r, dmq__member_t **dests,
+                     uint32_t nd, uint32_t *kept, uint32_t *total) {
   dlv_t *d = n->dlv;
-  dlv_set_now(n, now);
-  uint32_t total = 0, kept = 0;
   size_t pending = 0;
+  *kept = *total = 0;
   for (uint32_t i = 0; i < nd; i++) {
     dlv_peer_t *p = dmq__dlv_peer_get(n, dests[i]);
     if (p == NULL)
@@ -387,10 +382,74 @@ static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r, dmq__member_t **dests,
       return rc;
     if (!dlv_room(d, p, r->len, pending))
       continue;
-    total += nf;
+    *total += nf;
     pending += r->len;
-    dests[kept++] = dests[i];
+    dests[(*kept)++] = dests[i];
   }
+  return 0;
+}
+
+/* Everything the enqueue can fail on, before anything is queued: the id
+ * slot, the timers, the op and its chain of total messages. */
+static int dlv_reserve(dmq_node_t *n, const dlv_req_t *r, int has_id,
+                       uint32_t timers, uint32_t total, dlv_op_t **op,
+                       dlv_msg_t **chain) {
+  dlv_t *d = n->dlv;
+  if (has_id && dmq__dlv_ids_reserve(n, 1) != 0)
+    return DMQ_ENOMEM;
+  if (dlv_heap_reserve(n, timers) != 0)
+    return DMQ_ENOMEM;
+  *op = dlv_new_op(n, r);
+  *chain = NULL;
+  if (*op == NULL || dlv_alloc_chain(n, total, chain) != 0) {
+    if (*op != NULL) {
+      dmq__dlv_buf_put(n, (*op)->data, (*op)->len);
+      dmq__dlv_op_put(n, *op);
+    }
+    dlv_heap_release(d, timers);
+    return DMQ_ENOMEM;
+  }
+  return 0;
+}
+
+/* A request's timeout and its place on the peer's list of requests. */
+static void dlv_req_arm(dlv_t *d, dlv_op_t *op, dlv_peer_t *p,
+                        uint64_t deadline) {
+  dlv_timer_set(d, &op->tmo, deadline);
+  op->rq_peer = p;
+  op->rq_next = p->reqs;
+  if (p->reqs != NULL)
+    p->reqs->rq_prev = op;
+  p->reqs = op;
+}
+
+/* A partial broadcast: the destinations left out count as failed. */
+static void dlv_note_refused(dlv_t *d, const dlv_req_t *r, dlv_op_t *op,
+                             uint32_t refused) {
+  d->st.bcast_refused += refused;
+  if (r->kind == DLV_K_BE) {
+    d->st.dropped_be += refused;
+  } else {
+    op->failed = refused;
+    op->refused = refused;
+    op->fail_outcome = DMQ_OUTCOME_QUEUE_FULL;
+  }
+}
+
+/* The one enqueue path, for unicast of any kind (nd = 1) and broadcast:
+ * the destinations without room are left out (DMQ_EAGAIN and nothing
+ * queued when none has room, or when a unicast's has not), then one op
+ * gets a copy per destination, each copy as many fragments as its path
+ * needs; a broadcast counts the destinations left out as failed
+ * (DMQ_OUTCOME_QUEUE_FULL). */
+static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r, dmq__member_t **dests,
+                       uint32_t nd, uint64_t now, dmq_msg_id_t *id) {
+  dlv_t *d = n->dlv;
+  dlv_set_now(n, now);
+  uint32_t total, kept;
+  int rc = dlv_admit(n, r, dests, nd, &kept, &total);
+  if (rc != 0)
+    return rc;
   uint32_t refused = nd - kept;
   if (kept == 0 && nd > 0) {
     d->st.refused_full++;
@@ -402,20 +461,11 @@ static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r, dmq__member_t **dests,
       r->kind == DLV_K_SEND || r->kind == DLV_K_REQ || r->kind == DLV_K_BCAST;
   uint32_t timers =
       (r->kind == DLV_K_BE ? 0 : nd) + (r->kind == DLV_K_REQ ? 1 : 0);
-  if (has_id && dmq__dlv_ids_reserve(n, 1) != 0)
-    return DMQ_ENOMEM;
-  if (dlv_heap_reserve(n, timers) != 0)
-    return DMQ_ENOMEM;
-  dlv_op_t *op = dlv_new_op(n, r);
-  dlv_msg_t *chain = NULL;
-  if (op == NULL || dlv_alloc_chain(n, total, &chain) != 0) {
-    if (op != NULL) {
-      dmq__dlv_buf_put(n, op->data, op->len);
-      dmq__dlv_op_put(n, op);
-    }
-    dlv_heap_release(d, timers);
-    return DMQ_ENOMEM;
-  }
+  dlv_op_t *op;
+  dlv_msg_t *chain;
+  rc = dlv_reserve(n, r, has_id, timers, total, &op, &chain);
+  if (rc != 0)
+    return rc;
   uint32_t ttl = r->kind == DLV_K_REQ ? r->timeout_ms
                  : r->ttl_ms          ? r->ttl_ms
                                       : d->cfg.ttl_ms;
@@ -424,27 +474,12 @@ static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r, dmq__member_t **dests,
     memcpy(op->dest, dests[0]->name, (size_t)dests[0]->name_len + 1);
   if (has_id)
     dmq__dlv_ids_put(d, op);
-  if (r->kind == DLV_K_REQ) {
-    dlv_peer_t *p = dests[0]->peer;
-    dlv_timer_set(d, &op->tmo, deadline);
-    op->rq_peer = p;
-    op->rq_next = p->reqs;
-    if (p->reqs != NULL)
-      p->reqs->rq_prev = op;
-    p->reqs = op;
-  }
+  if (r->kind == DLV_K_REQ)
+    dlv_req_arm(d, op, dests[0]->peer, deadline);
   if (r->kind == DLV_K_BE)
-    op->refs++;      /* held while the copies are linked */
-  if (refused > 0) { /* a partial broadcast */
-    d->st.bcast_refused += refused;
-    if (r->kind == DLV_K_BE) {
-      d->st.dropped_be += refused;
-    } else {
-      op->failed = refused;
-      op->refused = refused;
-      op->fail_outcome = DMQ_OUTCOME_QUEUE_FULL;
-    }
-  }
+    op->refs++; /* held while the copies are linked */
+  if (refused > 0)
+    dlv_note_refused(d, r, op, refused);
   for (uint32_t i = 0; i < nd; i++) {
     dlv_peer_t *p = dests[i]->peer;
     uint32_t nf;
