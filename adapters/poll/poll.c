@@ -23,6 +23,8 @@
 #include "dmq/uv.h"
 #include "sized.h"
 
+#include "../common/adapter.h"
+
 #define POLL_DEFAULT_FLUSH_MS 1000
 
 typedef enum poll_state {
@@ -39,14 +41,6 @@ struct dmq__poll {
   uint32_t flush_ms;
   char addr[DMQ_MAX_ADDR + 1];
 };
-
-static void poll_loop_finish(uv_loop_t *loop) {
-  uv_run(loop, UV_RUN_DEFAULT);
-  if (uv_loop_close(loop) != 0) {
-    uv_run(loop, UV_RUN_NOWAIT);
-    (void)uv_loop_close(loop);
-  }
-}
 
 /* The 0.3.0 layout ends at member_ud (src/sized.h). The embedded uv options
  * are read by dmq_uv_new() according to uv.size; when dmq_uv_options_t
@@ -70,17 +64,6 @@ int dmq_poll_options_init_sized(dmq_poll_options_t *o, size_t size) {
   return dmq__sized_init(o, size, &d, sizeof(d), POLL_OPTIONS_MIN_SIZE);
 }
 
-static int poll_options_load(dmq_poll_options_t *dst,
-                             const dmq_poll_options_t *src) {
-  poll_options_defaults(dst);
-  if (src == NULL)
-    return DMQ_EINVAL;
-  int rc =
-      dmq__sized_in(dst, sizeof(*dst), src, src->size, POLL_OPTIONS_MIN_SIZE);
-  dst->size = sizeof(*dst);
-  return rc;
-}
-
 int dmq_poll_new(const dmq_config_t *cfg, const dmq_poll_options_t *caller_opts,
                  dmq_poll_t **out) {
   if (out == NULL)
@@ -88,8 +71,10 @@ int dmq_poll_new(const dmq_config_t *cfg, const dmq_poll_options_t *caller_opts,
   *out = NULL;
   dmq_poll_options_t o;
   const dmq_poll_options_t *opts = &o;
-  if (cfg == NULL || poll_options_load(&o, caller_opts) != 0 ||
-      (o.uv.bind == NULL && !o.uv.use_fds))
+  poll_options_defaults(&o);
+  if (cfg == NULL ||
+      dmq__adapter_options_load(&o, sizeof(o), caller_opts,
+                                POLL_OPTIONS_MIN_SIZE, &o.uv) != 0)
     return DMQ_EINVAL;
   dmq_poll_t *p = calloc(1, sizeof(*p));
   if (p == NULL)
@@ -103,7 +88,7 @@ int dmq_poll_new(const dmq_config_t *cfg, const dmq_poll_options_t *caller_opts,
   int rc = dmq_uv_new(&p->loop, cfg, &opts->uv, &p->rt);
   if (rc != 0) {
     /* transports dmq_uv_new() gave up on close asynchronously */
-    poll_loop_finish(&p->loop);
+    dmq__adapter_loop_finish(&p->loop);
     free(p);
     return rc;
   }
@@ -209,7 +194,7 @@ int dmq_poll_close(dmq_poll_t *p) {
     if (uv_run(&p->loop, UV_RUN_DEFAULT) == 0 && p->state != POLL_CLOSED)
       break; /* not reached: the runtime always calls back */
   p->running = 0;
-  poll_loop_finish(&p->loop);
+  dmq__adapter_loop_finish(&p->loop);
   free(p);
   return 0;
 }

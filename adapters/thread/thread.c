@@ -45,6 +45,8 @@
 #include "dmq/uv.h"
 #include "sized.h"
 
+#include "../common/adapter.h"
+
 #define TH_DEFAULT_FLUSH_MS 1000
 #define TH_DEFAULT_MAX_EVENTS 1024
 
@@ -498,17 +500,6 @@ static void th_free(dmq_thread_t *th) {
   free(th);
 }
 
-/* Run the loop on this thread until every handle has closed, then close
- * it (creation failed, or close after the library thread has ended). */
-static void th_loop_finish(dmq_thread_t *th) {
-  uv_run(&th->loop, UV_RUN_DEFAULT);
-  if (uv_loop_close(&th->loop) != 0) {
-    /* close callbacks queued by the last run: one more turn */
-    uv_run(&th->loop, UV_RUN_NOWAIT);
-    (void)uv_loop_close(&th->loop);
-  }
-}
-
 /* The 0.3.0 layout ends at max_events (src/sized.h). The embedded uv options
  * are read by dmq_uv_new() according to uv.size; when dmq_uv_options_t
  * grows after 0.3.0, the fields after `uv` move: keep the older layouts
@@ -532,15 +523,14 @@ int dmq_thread_options_init_sized(dmq_thread_options_t *o, size_t size) {
   return dmq__sized_init(o, size, &d, sizeof(d), TH_OPTIONS_MIN_SIZE);
 }
 
-static int th_options_load(dmq_thread_options_t *dst,
-                           const dmq_thread_options_t *src) {
-  th_options_defaults(dst);
-  if (src == NULL)
-    return DMQ_EINVAL;
-  int rc =
-      dmq__sized_in(dst, sizeof(*dst), src, src->size, TH_OPTIONS_MIN_SIZE);
-  dst->size = sizeof(*dst);
-  return rc;
+/* Start the library thread; it takes no signal: the program's threads do. */
+static int th_start(dmq_thread_t *th) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int prc = pthread_create(&th->tid, NULL, th_main, th);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return prc;
 }
 
 int dmq_thread_new(const dmq_config_t *cfg,
@@ -551,8 +541,9 @@ int dmq_thread_new(const dmq_config_t *cfg,
   *out = NULL;
   dmq_thread_options_t o;
   const dmq_thread_options_t *opts = &o;
-  if (cfg == NULL || th_options_load(&o, caller_opts) != 0 ||
-      (o.uv.bind == NULL && !o.uv.use_fds))
+  th_options_defaults(&o);
+  if (cfg == NULL || dmq__adapter_options_load(&o, sizeof(o), caller_opts,
+                                               TH_OPTIONS_MIN_SIZE, &o.uv) != 0)
     return DMQ_EINVAL;
   dmq_thread_t *th = calloc(1, sizeof(*th));
   if (th == NULL)
@@ -584,7 +575,7 @@ int dmq_thread_new(const dmq_config_t *cfg,
     return DMQ_ETRANSPORT;
   }
   if (uv_async_init(&th->loop, &th->async, th_on_async) != 0) {
-    th_loop_finish(th);
+    dmq__adapter_loop_finish(&th->loop);
     th_free(th);
     return DMQ_ETRANSPORT;
   }
@@ -593,7 +584,7 @@ int dmq_thread_new(const dmq_config_t *cfg,
   if (rc != 0) {
     /* transports dmq_uv_new() gave up on close asynchronously */
     uv_close((uv_handle_t *)&th->async, NULL);
-    th_loop_finish(th);
+    dmq__adapter_loop_finish(&th->loop);
     th_free(th);
     return rc;
   }
@@ -601,16 +592,10 @@ int dmq_thread_new(const dmq_config_t *cfg,
   if (th->event_queue || th->member_cb != NULL)
     dmq_node_set_member_cb(dmq_uv_node(th->rt), th_on_member, th);
 
-  /* the library thread takes no signal: the program's threads do */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int prc = pthread_create(&th->tid, NULL, th_main, th);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (prc != 0) {
+  if (th_start(th) != 0) {
     /* no thread: close the runtime here (it never joined: no flush) */
     dmq_uv_close(th->rt, 0, th_on_rt_closed, th);
-    th_loop_finish(th);
+    dmq__adapter_loop_finish(&th->loop);
     th_free(th);
     return DMQ_ENOMEM;
   }
@@ -638,7 +623,7 @@ int dmq_thread_close(dmq_thread_t *th) {
   while (th->waiters > 0)
     pthread_cond_wait(&th->cv, &th->mu);
   pthread_mutex_unlock(&th->mu);
-  th_loop_finish(th);
+  dmq__adapter_loop_finish(&th->loop);
   th_free(th);
   return 0;
 }
