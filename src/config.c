@@ -14,9 +14,7 @@
 
 /* The 0.3.0 layout ends at max_packet (src/sized.h). */
 #define CONFIG_MIN_SIZE DMQ__SIZE_UPTO(dmq_config_t, max_packet)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_config_t, CONFIG_MIN_SIZE),
-               "dmq_config_t grew: move CONFIG_MIN_SIZE to its last field "
-               "until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_config_t, CONFIG_MIN_SIZE);
 
 static const char *const config_profile_names[] = {"lan", "wan", "local",
                                                    "fast"};

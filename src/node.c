@@ -290,9 +290,7 @@ void dmq_transport_send_done(dmq_transport_t *t, void *cookie, int status) {
 /* The 0.3.0 layout of dmq_transport_ops_t ends at flush (src/sized.h). An
  * operation added later is read only if ops->size covers it. */
 #define NODE_OPS_MIN_SIZE DMQ__SIZE_UPTO(dmq_transport_ops_t, flush)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_transport_ops_t, NODE_OPS_MIN_SIZE),
-               "dmq_transport_ops_t grew: move NODE_OPS_MIN_SIZE to its last "
-               "field until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_transport_ops_t, NODE_OPS_MIN_SIZE);
 
 int dmq_node_add_transport(dmq_node_t *n, dmq_transport_t *t) {
   if (n == NULL || t == NULL || t->ops == NULL ||
@@ -472,9 +470,7 @@ static int node_valid_config(const dmq_config_t *c) {
 
 /* The 0.3.0 layout of dmq_alloc_t ends at ud (src/sized.h). */
 #define NODE_ALLOC_MIN_SIZE DMQ__SIZE_UPTO(dmq_alloc_t, ud)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_alloc_t, NODE_ALLOC_MIN_SIZE),
-               "dmq_alloc_t grew: move NODE_ALLOC_MIN_SIZE to its last field "
-               "until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_alloc_t, NODE_ALLOC_MIN_SIZE);
 
 int dmq_alloc_init_sized(dmq_alloc_t *a, size_t size) {
   dmq_alloc_t d;
@@ -618,13 +614,9 @@ static void node_fill_info(const dmq__member_t *m, dmq_member_info_t *o) {
 
 /* 0.3.0 layouts of the output structs (src/sized.h) */
 #define NODE_INFO_MIN_SIZE DMQ__SIZE_UPTO(dmq_member_info_t, is_self)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_member_info_t, NODE_INFO_MIN_SIZE),
-               "dmq_member_info_t grew: move NODE_INFO_MIN_SIZE to its last "
-               "field until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_member_info_t, NODE_INFO_MIN_SIZE);
 #define NODE_STATS_MIN_SIZE DMQ__SIZE_UPTO(dmq_stats_t, events_lost)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_stats_t, NODE_STATS_MIN_SIZE),
-               "dmq_stats_t grew: move NODE_STATS_MIN_SIZE to its last field "
-               "until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_stats_t, NODE_STATS_MIN_SIZE);
 
 int dmq_node_member_sized(const dmq_node_t *n, const char *name,
                           dmq_member_info_t *dst, size_t size) {

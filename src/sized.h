@@ -12,7 +12,7 @@
  * Minimum sizes: 0.3.0 is the first release with size members; a struct
  * smaller than its 0.3.0 layout is refused with DMQ_EINVAL. DMQ__SIZE_UPTO
  * names the last field of that layout. Until 0.3.0 is released, fields
- * added for it move the marker (the _Static_asserts next to the loaders
+ * added for it move the marker (the DMQ__SIZE_CHECKs next to the loaders
  * fail until they do); from the release on, the markers are frozen and new
  * fields are appended after them.
  */
@@ -32,6 +32,13 @@
 /* Whether MIN covers all of T but its tail padding (see above). */
 #define DMQ__SIZE_IS_WHOLE(T, MIN)                                             \
   (((MIN) + _Alignof(T) - 1) / _Alignof(T) * _Alignof(T) == sizeof(T))
+
+/* Fail the build when T grew past its marker MIN (a DMQ__SIZE_UPTO) before
+ * 0.3.0 is released: the marker moves to T's new last field. */
+#define DMQ__SIZE_CHECK(T, MIN)                                                \
+  _Static_assert(DMQ__SIZE_IS_WHOLE(T, MIN),                                   \
+                 #T " grew: move " #MIN " to its last field until 0.3.0 is "   \
+                    "released (src/sized.h)")
 
 /* Copy the caller's struct src (size bytes in its layout, at least min)
  * over dst, which holds the defaults of the current layout (cur bytes). */

@@ -47,9 +47,7 @@ struct dmq__poll {
  * grows after 0.3.0, the fields after `uv` move: keep the older layouts
  * here and convert by size. */
 #define POLL_OPTIONS_MIN_SIZE DMQ__SIZE_UPTO(dmq_poll_options_t, member_ud)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_poll_options_t, POLL_OPTIONS_MIN_SIZE),
-               "dmq_poll_options_t grew: move POLL_OPTIONS_MIN_SIZE to its "
-               "last field until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_poll_options_t, POLL_OPTIONS_MIN_SIZE);
 
 static void poll_options_defaults(dmq_poll_options_t *o) {
   memset(o, 0, sizeof(*o));

@@ -457,9 +457,7 @@ int dmq_thread_event_fd(const dmq_thread_t *th) {
 
 /* The 0.3.0 layout of dmq_thread_event_t ends at lost (src/sized.h). */
 #define TH_EVENT_MIN_SIZE DMQ__SIZE_UPTO(dmq_thread_event_t, lost)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_thread_event_t, TH_EVENT_MIN_SIZE),
-               "dmq_thread_event_t grew: move TH_EVENT_MIN_SIZE to its last "
-               "field until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_thread_event_t, TH_EVENT_MIN_SIZE);
 
 int dmq_thread_next_event_sized(dmq_thread_t *th, dmq_thread_event_t *ev,
                                 size_t size) {
@@ -505,9 +503,7 @@ static void th_free(dmq_thread_t *th) {
  * grows after 0.3.0, the fields after `uv` move: keep the older layouts
  * here and convert by size. */
 #define TH_OPTIONS_MIN_SIZE DMQ__SIZE_UPTO(dmq_thread_options_t, max_events)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_thread_options_t, TH_OPTIONS_MIN_SIZE),
-               "dmq_thread_options_t grew: move TH_OPTIONS_MIN_SIZE to its "
-               "last field until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_thread_options_t, TH_OPTIONS_MIN_SIZE);
 
 static void th_options_defaults(dmq_thread_options_t *o) {
   memset(o, 0, sizeof(*o));

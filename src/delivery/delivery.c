@@ -236,14 +236,10 @@ void dmq__delivery_member_removed(dmq_node_t *n, dmq__member_t *m) {
 /* The 0.3.0 layout ends at max_queued_bytes (src/sized.h). */
 #define DLV_CONFIG_MIN_SIZE                                                    \
   DMQ__SIZE_UPTO(dmq_delivery_config_t, max_queued_bytes)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_delivery_config_t, DLV_CONFIG_MIN_SIZE),
-               "dmq_delivery_config_t grew: move DLV_CONFIG_MIN_SIZE to its "
-               "last field until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_delivery_config_t, DLV_CONFIG_MIN_SIZE);
 /* Output structs: the 0.3.0 layout ends at bcast_refused. */
 #define DLV_STATS_MIN_SIZE DMQ__SIZE_UPTO(dmq_delivery_stats_t, bcast_refused)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_delivery_stats_t, DLV_STATS_MIN_SIZE),
-               "dmq_delivery_stats_t grew: move DLV_STATS_MIN_SIZE to its "
-               "last field until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_delivery_stats_t, DLV_STATS_MIN_SIZE);
 
 static void dlv_config_defaults(dmq_delivery_config_t *c) {
   memset(c, 0, sizeof(*c));

@@ -516,9 +516,7 @@ static int dlv_lookup_dest(const dmq_node_t *n, const char *dest,
 
 /* The 0.3.0 layout of dmq_send_opts_t ends at n_exclude (src/sized.h). */
 #define DLV_SEND_OPTS_MIN_SIZE DMQ__SIZE_UPTO(dmq_send_opts_t, n_exclude)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_send_opts_t, DLV_SEND_OPTS_MIN_SIZE),
-               "dmq_send_opts_t grew: move DLV_SEND_OPTS_MIN_SIZE to its last "
-               "field until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_send_opts_t, DLV_SEND_OPTS_MIN_SIZE);
 
 static void dlv_send_opts_defaults(dmq_send_opts_t *o) {
   memset(o, 0, sizeof(*o));

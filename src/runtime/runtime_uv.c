@@ -438,9 +438,7 @@ static int rt_advertise(const dmq_config_t *cfg, const dmq_uv_options_t *opts,
 
 /* The 0.3.0 layout ends at log_ud (src/sized.h). */
 #define RT_OPTIONS_MIN_SIZE DMQ__SIZE_UPTO(dmq_uv_options_t, log_ud)
-_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_uv_options_t, RT_OPTIONS_MIN_SIZE),
-               "dmq_uv_options_t grew: move RT_OPTIONS_MIN_SIZE to its last "
-               "field until 0.3.0 is released (src/sized.h)");
+DMQ__SIZE_CHECK(dmq_uv_options_t, RT_OPTIONS_MIN_SIZE);
 
 static void rt_options_defaults(dmq_uv_options_t *o) {
   memset(o, 0, sizeof(*o));
