@@ -406,6 +406,14 @@ static inline void dlv_q_sub(dlv_t *d, dlv_peer_t *p, size_t len) {
 static inline void dlv_pool_put(dmq_node_t *n, dlv_pool_t *p, void *b) {
   dmq__pool_put(n, p, b, DLV_FREE_MAX);
 }
+/* A zeroed block of size bytes, from the free list p or the allocator. */
+static inline void *dlv_pool_get(dmq_node_t *n, dlv_pool_t *p, size_t size) {
+  void *b = dmq__pool_get(p);
+  if (b == NULL && (b = dmq__malloc(n, size)) == NULL)
+    return NULL;
+  memset(b, 0, size);
+  return b;
+}
 
 /* Timers: one heap per node (util/heap.h); capacity for k more armed
  * timers is reserved when the objects that own them are accepted, so that

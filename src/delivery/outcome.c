@@ -3,10 +3,9 @@
 #include "delivery/delivery_int.h"
 
 dlv_op_t *dmq__dlv_op_alloc(dmq_node_t *n) {
-  dlv_op_t *op = dmq__pool_get(&n->dlv->free_ops);
-  if (op == NULL && (op = dmq__malloc(n, sizeof(*op))) == NULL)
+  dlv_op_t *op = dlv_pool_get(n, &n->dlv->free_ops, sizeof(*op));
+  if (op == NULL)
     return NULL;
-  memset(op, 0, sizeof(*op));
   op->tmo.idx = DLV_NO_IDX;
   op->tmo.kind = DLV_T_REQ;
   return op;

@@ -6,10 +6,9 @@
 #include "sized.h"
 
 static dlv_msg_t *dlv_msg_alloc(dmq_node_t *n) {
-  dlv_msg_t *m = dmq__pool_get(&n->dlv->free_msgs);
-  if (m == NULL && (m = dmq__malloc(n, sizeof(*m))) == NULL)
+  dlv_msg_t *m = dlv_pool_get(n, &n->dlv->free_msgs, sizeof(*m));
+  if (m == NULL)
     return NULL;
-  memset(m, 0, sizeof(*m));
   m->ttl.idx = DLV_NO_IDX;
   m->ttl.kind = DLV_T_TTL;
   return m;
@@ -56,13 +55,7 @@ static void dlv_ttl_arm(dlv_t *d, dlv_peer_t *p, dlv_msg_t *rep) {
     return;
   }
   rep->in_tq = 1;
-  rep->tq_next = NULL;
-  rep->tq_prev = p->tq_tail;
-  if (p->tq_tail != NULL)
-    p->tq_tail->tq_next = rep;
-  else
-    p->tq_head = rep;
-  p->tq_tail = rep;
+  DMQ__DL_APPEND(rep, tq_prev, tq_next, &p->tq_head, &p->tq_tail);
   if (p->tq_t.idx == DLV_NO_IDX || p->tq_t.at > rep->deadline)
     dlv_timer_set(d, &p->tq_t, rep->deadline);
 }
@@ -294,22 +287,12 @@ static inline void dlv_link_be(dlv_peer_t *p, dlv_op_t *op, dlv_msg_t *m,
  * copy represents it (op->reps) and carries its time to live. */
 static inline void dlv_link_frag(dlv_t *d, dlv_peer_t *p, dlv_op_t *op,
                                  dlv_msg_t *m) {
-  m->next = NULL;
-  m->prev = p->tail;
-  if (p->tail != NULL)
-    p->tail->next = m;
-  else
-    p->head = m;
-  p->tail = m;
+  DMQ__DL_APPEND(m, prev, next, &p->head, &p->tail);
   if (p->unsent == NULL)
     p->unsent = m;
   p->unsent_est += dmq__dlv_est(m);
   if (m->rep) {
-    m->rep_prev = NULL;
-    m->rep_next = op->reps;
-    if (op->reps != NULL)
-      op->reps->rep_prev = m;
-    op->reps = m;
+    DMQ__DL_PUSH(m, rep_prev, rep_next, &op->reps);
     dlv_ttl_arm(d, p, m);
   }
 }
@@ -417,10 +400,7 @@ static void dlv_req_arm(dlv_t *d, dlv_op_t *op, dlv_peer_t *p,
                         uint64_t deadline) {
   dlv_timer_set(d, &op->tmo, deadline);
   op->rq_peer = p;
-  op->rq_next = p->reqs;
-  if (p->reqs != NULL)
-    p->reqs->rq_prev = op;
-  p->reqs = op;
+  DMQ__DL_PUSH(op, rq_prev, rq_next, &p->reqs);
 }
 
 /* A partial broadcast: the destinations left out count as failed. */

@@ -514,10 +514,9 @@ int dmq__resolver_new(uv_loop_t *loop, uint32_t refresh_ms, dmq__resolve_cb cb,
                       void *ud, dmq__resolver_t **out) {
   if (loop == NULL || cb == NULL || out == NULL || refresh_ms == 0)
     return DMQ_EINVAL;
-  dmq__resolver_t *r = malloc(sizeof(*r));
+  dmq__resolver_t *r = calloc(1, sizeof(*r));
   if (r == NULL)
     return DMQ_ENOMEM;
-  memset(r, 0, sizeof(*r));
   r->loop = loop;
   r->cb = cb;
   r->ud = ud;

@@ -19,4 +19,27 @@
       *(tailp) = (e)->prev;                                                    \
   } while (0)
 
+/* Append e to a doubly linked list (links e->prev / e->next, first element
+ * *headp, last element *tailp). */
+#define DMQ__DL_APPEND(e, prev, next, headp, tailp)                            \
+  do {                                                                         \
+    (e)->next = NULL;                                                          \
+    (e)->prev = *(tailp);                                                      \
+    if (*(tailp) != NULL)                                                      \
+      (*(tailp))->next = (e);                                                  \
+    else                                                                       \
+      *(headp) = (e);                                                          \
+    *(tailp) = (e);                                                            \
+  } while (0)
+
+/* Push e at the front of a doubly linked list without a tail pointer. */
+#define DMQ__DL_PUSH(e, prev, next, headp)                                     \
+  do {                                                                         \
+    (e)->prev = NULL;                                                          \
+    (e)->next = *(headp);                                                      \
+    if (*(headp) != NULL)                                                      \
+      (*(headp))->prev = (e);                                                  \
+    *(headp) = (e);                                                            \
+  } while (0)
+
 #endif
