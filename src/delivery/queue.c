@@ -510,12 +510,22 @@ int dmq_send_opts_init_sized(dmq_send_opts_t *o, size_t size) {
   return dmq__sized_init(o, size, &d, sizeof(d), DLV_SEND_OPTS_MIN_SIZE);
 }
 
+/* A request of kind for (channel, data, len), once the send is checked. */
+static int dlv_req_begin(dmq_node_t *n, dlv_req_t *r, int kind,
+                         const char *channel, const void *data, size_t len) {
+  memset(r, 0, sizeof(*r));
+  r->kind = kind;
+  r->chan = channel;
+  r->data = data;
+  r->len = len;
+  return dlv_check_send(n, channel, data, len, &r->chan_len);
+}
+
 /* The request of dmq_send() / dmq_broadcast() from their options: kind
  * `reliable` for DMQ_SEND_RELIABLE (which needs a callback), best effort
  * otherwise. */
 static int dlv_from_opts(dlv_req_t *r, const dmq_send_opts_t *opts,
-                         int reliable_kind, const char *channel,
-                         const void *data, size_t len) {
+                         int reliable_kind) {
   /* per message: the caller's layout is the current one but for callers
    * built against other headers, which pay for a copy */
   dmq_send_opts_t tmp;
@@ -533,9 +543,6 @@ static int dlv_from_opts(dlv_req_t *r, const dmq_send_opts_t *opts,
   if (reliable && opts->cb == NULL)
     return DMQ_EINVAL;
   r->kind = reliable ? reliable_kind : DLV_K_BE;
-  r->chan = channel;
-  r->data = data;
-  r->len = len;
   r->ttl_ms = opts != NULL ? opts->ttl_ms : 0;
   r->cb = reliable ? opts->cb : NULL;
   r->ud = opts != NULL ? opts->user_data : NULL;
@@ -547,11 +554,10 @@ int dmq_send(dmq_node_t *n, const char *dest, const char *channel,
              uint64_t now, dmq_msg_id_t *id) {
   dlv_req_t r;
   dmq__member_t *m;
-  memset(&r, 0, sizeof(r));
-  int rc = dlv_check_send(n, channel, data, len, &r.chan_len);
+  int rc = dlv_req_begin(n, &r, DLV_K_SEND, channel, data, len);
   if (rc != 0)
     return rc;
-  if ((rc = dlv_from_opts(&r, opts, DLV_K_SEND, channel, data, len)) != 0)
+  if ((rc = dlv_from_opts(&r, opts, DLV_K_SEND)) != 0)
     return rc;
   if ((rc = dlv_lookup_dest(n, dest, &m)) != 0)
     return rc;
@@ -563,18 +569,13 @@ int dmq_request(dmq_node_t *n, const char *dest, const char *channel,
                 dmq_outcome_cb cb, void *ud, uint64_t now, dmq_msg_id_t *id) {
   dlv_req_t r;
   dmq__member_t *m;
-  memset(&r, 0, sizeof(r));
-  int rc = dlv_check_send(n, channel, data, len, &r.chan_len);
+  int rc = dlv_req_begin(n, &r, DLV_K_REQ, channel, data, len);
   if (rc != 0)
     return rc;
   if (cb == NULL)
     return DMQ_EINVAL;
   if ((rc = dlv_lookup_dest(n, dest, &m)) != 0)
     return rc;
-  r.kind = DLV_K_REQ;
-  r.chan = channel;
-  r.data = data;
-  r.len = len;
   r.cb = cb;
   r.ud = ud;
   r.timeout_ms = timeout_ms ? timeout_ms : n->dlv->cfg.request_timeout_ms;
@@ -584,10 +585,9 @@ int dmq_request(dmq_node_t *n, const char *dest, const char *channel,
 int dmq_reply(dmq_node_t *n, dmq_reply_handle_t *h, const void *data,
               size_t len, uint64_t now) {
   dlv_req_t r;
-  memset(&r, 0, sizeof(r));
   if (h == NULL || !h->valid)
     return DMQ_EINVAL;
-  int rc = dlv_check_send(n, h->channel, data, len, &r.chan_len);
+  int rc = dlv_req_begin(n, &r, DLV_K_REPLY, h->channel, data, len);
   if (rc != 0)
     return rc;
   size_t l = strnlen(h->from, DMQ_MAX_NAME + 1);
@@ -597,10 +597,6 @@ int dmq_reply(dmq_node_t *n, dmq_reply_handle_t *h, const void *data,
   if (m == NULL || m->is_self || m->state > DMQ_MEMBER_SUSPECT ||
       m->gen != h->from_gen)
     return DMQ_ENOENT;
-  r.kind = DLV_K_REPLY;
-  r.chan = h->channel;
-  r.data = data;
-  r.len = len;
   r.req_id = h->req_id;
   rc = dlv_enqueue(n, &r, &m, 1, now, NULL);
   if (rc == 0)
@@ -624,11 +620,10 @@ int dmq_broadcast(dmq_node_t *n, const char *channel, const void *data,
                   size_t len, const dmq_send_opts_t *opts, uint64_t now,
                   dmq_msg_id_t *id) {
   dlv_req_t r;
-  memset(&r, 0, sizeof(r));
-  int rc = dlv_check_send(n, channel, data, len, &r.chan_len);
+  int rc = dlv_req_begin(n, &r, DLV_K_BCAST, channel, data, len);
   if (rc != 0)
     return rc;
-  if ((rc = dlv_from_opts(&r, opts, DLV_K_BCAST, channel, data, len)) != 0)
+  if ((rc = dlv_from_opts(&r, opts, DLV_K_BCAST)) != 0)
     return rc;
   if (opts != NULL && opts->n_exclude > 0) {
     if (opts->exclude == NULL)
