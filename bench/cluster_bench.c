@@ -72,6 +72,7 @@
 
 #include <dmq/uv.h>
 
+#include "benchcluster.h"
 #include "benchopt.h"
 #include "runtime/runtime_test.h" /* dmq__uv_abort */
 
@@ -88,13 +89,10 @@
 typedef struct bench_opts {
   size_t nodes[BENCH_MAX_LIST];
   size_t n_nodes;
-  dmq_profile_t profile;
-  const char *profile_name;
+  benchcluster_opts_t c; /* seed: victim choice; 0 = from the clock */
   size_t seed_count;
-  uint64_t stagger_ms;
-  double settle_s, steady_s, max_s;
+  double max_s;
   uint32_t flush_ms;
-  uint64_t seed; /* victim choice; 0 = from the clock */
   int fork;
 } bench_opts_t;
 
@@ -171,9 +169,9 @@ static int bench_node_item(const char *tok, size_t k, void *ctx) {
 
 static int bench_opt_flag(const char *a, void *ctx) {
   bench_opts_t *o = ctx;
-  if (strcmp(a, "--burst") == 0)
-    o->stagger_ms = 0;
-  else if (strcmp(a, "--no-fork") == 0)
+  if (benchcluster_flag(a, &o->c))
+    return 1;
+  if (strcmp(a, "--no-fork") == 0)
     o->fork = 0;
   else
     return 0;
@@ -183,28 +181,17 @@ static int bench_opt_flag(const char *a, void *ctx) {
 static int bench_opt_value(const char *a, const char *v, void *ctx) {
   bench_opts_t *o = ctx;
   uint64_t u;
-  int n;
+  int n = benchcluster_value(a, v, &o->c);
+  if (n != 0)
+    return n < 0 ? -1 : 0;
   if (strcmp(a, "--nodes") == 0) {
     if ((n = benchopt_parse_list(v, BENCH_MAX_LIST, bench_node_item, o)) < 0)
       return -1;
     o->n_nodes = (size_t)n;
-  } else if (strcmp(a, "--profile") == 0) {
-    if (dmq_profile_from_name(v, &o->profile) != 0)
-      return -1;
-    o->profile_name = dmq_profile_name(o->profile);
   } else if (strcmp(a, "--seed-count") == 0) {
     if (benchopt_parse_u64(v, &u) != 0 || u < 1 || u > BENCH_MAX_SEEDS)
       return -1;
     o->seed_count = (size_t)u;
-  } else if (strcmp(a, "--stagger") == 0) {
-    if (benchopt_parse_u64(v, &o->stagger_ms) != 0 || o->stagger_ms > 3600000)
-      return -1;
-  } else if (strcmp(a, "--settle-s") == 0) {
-    if (benchopt_parse_double(v, &o->settle_s) != 0 || o->settle_s < 0)
-      return -1;
-  } else if (strcmp(a, "--steady-s") == 0) {
-    if (benchopt_parse_double(v, &o->steady_s) != 0 || o->steady_s <= 0)
-      return -1;
   } else if (strcmp(a, "--max-s") == 0) {
     if (benchopt_parse_double(v, &o->max_s) != 0 || o->max_s <= 0)
       return -1;
@@ -212,9 +199,6 @@ static int bench_opt_value(const char *a, const char *v, void *ctx) {
     if (benchopt_parse_u64(v, &u) != 0 || u > 600000)
       return -1;
     o->flush_ms = (uint32_t)u;
-  } else if (strcmp(a, "--seed") == 0) {
-    if (benchopt_parse_u64(v, &o->seed) != 0 || o->seed == 0)
-      return -1;
   } else {
     return -1;
   }
@@ -225,11 +209,11 @@ static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
   memset(o, 0, sizeof(*o));
   o->nodes[0] = 100;
   o->n_nodes = 1;
-  o->profile = DMQ_PROFILE_LAN;
-  o->profile_name = "lan";
+  o->c.profile = DMQ_PROFILE_LAN;
+  o->c.profile_name = "lan";
   o->seed_count = 1;
-  o->settle_s = 0;
-  o->steady_s = 10;
+  o->c.settle_s = 0;
+  o->c.steady_s = 10;
   o->max_s = 120;
   o->flush_ms = 2000;
   o->fork = 1;
@@ -436,7 +420,7 @@ static void bench_on_stagger(uv_timer_t *h) {
   for (size_t i = 1; i < b->n; i++) {
     if (b->nodes[i].joined_call)
       continue;
-    uint64_t at = b->n > 2 ? b->o->stagger_ms * (i - 1) / (b->n - 2) : 0;
+    uint64_t at = b->n > 2 ? b->o->c.stagger_ms * (i - 1) / (b->n - 2) : 0;
     if (at > elapsed_ms)
       break;
     bench_join_one(b, i);
@@ -479,7 +463,7 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
   uint64_t wall0 = uv_hrtime();
   memset(r, 0, sizeof(*r));
   r->victim = -1;
-  r->seed = o->seed != 0 ? o->seed : (uv_hrtime() ^ (uint64_t)getpid());
+  r->seed = o->c.seed != 0 ? o->c.seed : (uv_hrtime() ^ (uint64_t)getpid());
   uint64_t rng = r->seed;
 
   bench_t b;
@@ -504,7 +488,7 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
   r->anon_base_kib = bench_proc_kib("/proc/self/status", "RssAnon");
 
   dmq_config_t cfg;
-  dmq_config_init(&cfg, o->profile);
+  dmq_config_init(&cfg, o->c.profile);
   dmq_uv_options_t uo;
   dmq_uv_options_init(&uo);
   uo.bind = "127.0.0.1:0";
@@ -529,7 +513,7 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
   uv_update_time(&b.loop);
   b.join_t0 = uv_hrtime();
   double jcpu0 = bench_cpu_s(1) + bench_cpu_s(0);
-  if (o->stagger_ms == 0) {
+  if (o->c.stagger_ms == 0) {
     for (size_t i = 1; i < n; i++)
       bench_join_one(&b, i);
   } else if (n > 1) {
@@ -552,13 +536,13 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
   r->rss_join_kib = bench_rss_kib();
 
   /* 2. settle, steady state */
-  if (o->settle_s > 0)
-    bench_run_for(&b, o->settle_s);
+  if (o->c.settle_s > 0)
+    bench_run_for(&b, o->c.settle_s);
   uint64_t p0, by0, pp0, p1, by1, pp1;
   bench_sum_stats(&b, &p0, &by0, &pp0);
   double u0 = bench_cpu_s(1), s0 = bench_cpu_s(0);
   uint64_t t0 = uv_hrtime();
-  bench_run_for(&b, o->steady_s);
+  bench_run_for(&b, o->c.steady_s);
   uint64_t t1 = uv_hrtime();
   double u1 = bench_cpu_s(1), s1 = bench_cpu_s(0);
   bench_sum_stats(&b, &p1, &by1, &pp1);
@@ -649,7 +633,7 @@ static void bench_kib(const char *key, long v) {
 static void bench_print(const bench_opts_t *o, size_t n,
                         const bench_result_t *r) {
   int steady = r->joined;
-  printf("{\"nodes\":%zu,\"profile\":\"%s\"", n, o->profile_name);
+  printf("{\"nodes\":%zu,\"profile\":\"%s\"", n, o->c.profile_name);
   bench_num("join_all_s", r->joined, r->join_all_s, 3);
   bench_num("fail_detect_all_s", r->detected, r->fail_all_s, 3);
   bench_num("suspect_all_s", r->suspected, r->suspect_all_s, 3);
@@ -666,7 +650,7 @@ static void bench_print(const bench_opts_t *o, size_t n,
   printf(",\"bcast_all_s\":null");
   printf(",\"seeds\":%zu,\"stagger_ms\":%" PRIu64
          ",\"settle_s\":%g,\"steady_s\":%g",
-         o->seed_count, o->stagger_ms, o->settle_s, o->steady_s);
+         o->seed_count, o->c.stagger_ms, o->c.settle_s, o->c.steady_s);
   bench_num("pushpull_per_s", steady, r->pushpull, 2);
   bench_num("join_cpu_pct", steady, r->join_cpu_pct, 1);
   bench_num("cpu_user_pct", steady, r->cpu_user_pct, 2);
@@ -726,7 +710,7 @@ static int bench_one(const bench_opts_t *o, size_t n) {
     return WEXITSTATUS(st);
   printf("{\"nodes\":%zu,\"profile\":\"%s\",\"error\":\"killed by signal "
          "%d\"}\n",
-         n, o->profile_name, WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+         n, o->c.profile_name, WIFSIGNALED(st) ? WTERMSIG(st) : -1);
   fflush(stdout);
   return 1;
 }

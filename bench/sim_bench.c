@@ -49,6 +49,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchcluster.h"
 #include "benchopt.h"
 #include "sim.h"
 
@@ -60,13 +61,10 @@ typedef struct bench_opts {
   size_t n_nodes;
   double loss[BENCH_MAX_LIST];
   size_t n_loss;
-  dmq_profile_t profile;
-  const char *profile_name;
-  uint64_t seed;
-  uint64_t stagger_ms;
-  double max_sim_s, steady_s, settle_s; /* settle_s < 0: by profile */
-  long delay_ms, jitter_ms;             /* -1 = by profile */
-  int stream; /* --stream: separate stream transport */
+  benchcluster_opts_t c; /* settle_s < 0: by profile */
+  double max_sim_s;
+  long delay_ms, jitter_ms; /* -1 = by profile */
+  int stream;               /* --stream: separate stream transport */
 } bench_opts_t;
 
 typedef struct bench_result {
@@ -97,9 +95,9 @@ static void bench_usage(const char *prog) {
 
 static int bench_opt_flag(const char *a, void *ctx) {
   bench_opts_t *o = ctx;
-  if (strcmp(a, "--burst") == 0)
-    o->stagger_ms = 0;
-  else if (strcmp(a, "--stream") == 0)
+  if (benchcluster_flag(a, &o->c))
+    return 1;
+  if (strcmp(a, "--stream") == 0)
     o->stream = 1;
   else if (strcmp(a, "--no-stream") == 0)
     o->stream = 0;
@@ -111,7 +109,9 @@ static int bench_opt_flag(const char *a, void *ctx) {
 static int bench_opt_value(const char *a, const char *v, void *ctx) {
   bench_opts_t *o = ctx;
   double d[BENCH_MAX_LIST];
-  int n;
+  int n = benchcluster_value(a, v, &o->c);
+  if (n != 0)
+    return n < 0 ? -1 : 0;
   if (strcmp(a, "--nodes") == 0) {
     if ((n = benchopt_parse_doubles(v, d, BENCH_MAX_LIST)) < 0)
       return -1;
@@ -128,24 +128,8 @@ static int bench_opt_value(const char *a, const char *v, void *ctx) {
       if (o->loss[k] < 0 || o->loss[k] > 1)
         return -1;
     o->n_loss = (size_t)n;
-  } else if (strcmp(a, "--profile") == 0) {
-    if (dmq_profile_from_name(v, &o->profile) != 0)
-      return -1;
-    o->profile_name = v;
-  } else if (strcmp(a, "--seed") == 0) {
-    if (benchopt_parse_u64_dec(v, &o->seed) != 0 || o->seed == 0)
-      return -1;
-  } else if (strcmp(a, "--stagger") == 0) {
-    if (benchopt_parse_u64_dec(v, &o->stagger_ms) != 0)
-      return -1;
   } else if (strcmp(a, "--max-sim-s") == 0) {
     if (benchopt_parse_double(v, &o->max_sim_s) != 0 || o->max_sim_s <= 0)
-      return -1;
-  } else if (strcmp(a, "--settle-s") == 0) {
-    if (benchopt_parse_double(v, &o->settle_s) != 0 || o->settle_s < 0)
-      return -1;
-  } else if (strcmp(a, "--steady-s") == 0) {
-    if (benchopt_parse_double(v, &o->steady_s) != 0 || o->steady_s <= 0)
       return -1;
   } else if (strcmp(a, "--delay-ms") == 0 || strcmp(a, "--jitter-ms") == 0) {
     uint64_t x;
@@ -164,12 +148,12 @@ static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
   o->n_nodes = 1;
   o->loss[0] = 0;
   o->n_loss = 1;
-  o->profile = DMQ_PROFILE_LAN;
-  o->profile_name = "lan";
-  o->seed = 0; /* the simulator's choice: $DMQ_SIM_SEED or its default */
+  o->c.profile = DMQ_PROFILE_LAN;
+  o->c.profile_name = "lan";
+  o->c.seed = 0; /* the simulator's choice: $DMQ_SIM_SEED or its default */
   o->max_sim_s = 120;
-  o->steady_s = 10;
-  o->settle_s = -1;
+  o->c.steady_s = 10;
+  o->c.settle_s = -1;
   o->delay_ms = -1;
   o->jitter_ms = -1;
   o->stream = 1; /* model UDP + TCP like the runtime; --no-stream: one */
@@ -179,13 +163,13 @@ static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
     return -1;
   /* Link defaults per profile: one-way delay and jitter. */
   if (o->delay_ms < 0)
-    o->delay_ms = o->profile == DMQ_PROFILE_WAN     ? 40
-                  : o->profile == DMQ_PROFILE_LOCAL ? 0
-                                                    : 1;
+    o->delay_ms = o->c.profile == DMQ_PROFILE_WAN     ? 40
+                  : o->c.profile == DMQ_PROFILE_LOCAL ? 0
+                                                      : 1;
   if (o->jitter_ms < 0)
-    o->jitter_ms = o->profile == DMQ_PROFILE_WAN     ? 20
-                   : o->profile == DMQ_PROFILE_LOCAL ? 0
-                                                     : 1;
+    o->jitter_ms = o->c.profile == DMQ_PROFILE_WAN     ? 20
+                   : o->c.profile == DMQ_PROFILE_LOCAL ? 0
+                                                       : 1;
   return 0;
 }
 
@@ -221,7 +205,7 @@ static void bench_run(const bench_opts_t *o, size_t n, double loss,
   r->victim = -1;
   dmq_sim_opts_t so;
   dmq_sim_opts_init(&so);
-  so.seed = o->seed;
+  so.seed = o->c.seed;
   so.link.loss = loss;
   so.link.delay_ms = (uint32_t)o->delay_ms;
   so.link.jitter_ms = (uint32_t)o->jitter_ms;
@@ -233,7 +217,7 @@ static void bench_run(const bench_opts_t *o, size_t n, double loss,
   }
   r->seed = dmq_sim_seed(w);
   dmq_config_t cfg;
-  dmq_config_init(&cfg, o->profile);
+  dmq_config_init(&cfg, o->c.profile);
   for (size_t i = 0; i < n; i++) {
     if (dmq_sim_add(w, &cfg, NULL) < 0) {
       fprintf(stderr, "sim_bench: cannot add host %zu\n", i);
@@ -244,7 +228,7 @@ static void bench_run(const bench_opts_t *o, size_t n, double loss,
   int seed_host = 0;
   /* Joins: host i at i * stagger / n (all at t=0 in burst mode). */
   for (size_t i = 1; i < n; i++) {
-    uint64_t at = o->stagger_ms * i / n;
+    uint64_t at = o->c.stagger_ms * i / n;
     if (at > dmq_sim_now(w))
       dmq_sim_run_until(w, at);
     dmq_sim_join(w, (int)i, &seed_host, 1);
@@ -262,8 +246,8 @@ static void bench_run(const bench_opts_t *o, size_t n, double loss,
   /* Settle (the join updates drain), then steady state. */
   dmq_sim_net_stats_t a, b;
   dmq_sim_net_stats(w, &a);
-  double settle_s = o->settle_s >= 0
-                        ? o->settle_s
+  double settle_s = o->c.settle_s >= 0
+                        ? o->c.settle_s
                         : 30.0 * (double)cfg.probe_interval_ms / 1000.0;
   r->settle_s = settle_s;
   if (settle_s > 0) {
@@ -274,11 +258,11 @@ static void bench_run(const bench_opts_t *o, size_t n, double loss,
         (double)(b.bytes_sent - a.bytes_sent) / (double)n / settle_s;
     a = b;
   }
-  uint64_t steady_ms = (uint64_t)(o->steady_s * 1000.0);
+  uint64_t steady_ms = (uint64_t)(o->c.steady_s * 1000.0);
   dmq_sim_run_for(w, steady_ms);
   dmq_sim_net_stats(w, &b);
-  r->pkts = (double)(b.sent - a.sent) / (double)n / o->steady_s;
-  r->bytes = (double)(b.bytes_sent - a.bytes_sent) / (double)n / o->steady_s;
+  r->pkts = (double)(b.sent - a.sent) / (double)n / o->c.steady_s;
+  r->bytes = (double)(b.bytes_sent - a.bytes_sent) / (double)n / o->c.steady_s;
 
   if (n < 2)
     goto done;
@@ -336,13 +320,13 @@ static void bench_num(const char *key, int valid, double v, int prec) {
 static void bench_print(const bench_opts_t *o, size_t n, double loss,
                         const bench_result_t *r) {
   dmq_config_t cfg;
-  dmq_config_init(&cfg, o->profile);
+  dmq_config_init(&cfg, o->c.profile);
   double gossip_s = (double)cfg.gossip_interval_ms / 1000.0;
   printf("{\"nodes\":%zu,\"loss\":%g,\"profile\":\"%s\",\"seed\":%" PRIu64
          ",\"delay_ms\":%ld,\"jitter_ms\":%ld,\"stagger_ms\":%" PRIu64
          ",\"stream\":%d",
-         n, loss, o->profile_name, r->seed, o->delay_ms, o->jitter_ms,
-         o->stagger_ms, o->stream);
+         n, loss, o->c.profile_name, r->seed, o->delay_ms, o->jitter_ms,
+         o->c.stagger_ms, o->stream);
   bench_num("join_all_s", r->joined, r->join_all_s, 3);
   bench_num("rounds_join", r->joined && gossip_s > 0,
             gossip_s > 0 ? r->join_all_s / gossip_s : 0, 1);
