@@ -1,94 +1,18 @@
 /* libdmq - queued delivery: channels, unicast, broadcast, request/reply.
  *
- * A channel is a name ("usrloc", "htable", "dialog", "presence", ...) that
- * an application serves with a receive callback. Members advertise the
- * channels they serve in their gossiped state, so a broadcast on a channel
- * goes to the alive members that serve it, and a member that starts serving
- * a channel later starts receiving its broadcasts.
+ * Members serve named channels with a receive callback; messages go to one
+ * member (dmq_send, dmq_request, dmq_reply) or to every member that serves
+ * a channel (dmq_broadcast), best effort or reliable. Every reliable send
+ * or request that returns 0 ends in exactly one call of its outcome
+ * callback; a call that returns an error never calls it.
  *
- * Send modes:
- *   DMQ_SEND_BEST_EFFORT  no ack, packed with other messages; losses are
- *                         counted (stats: dropped_be by the sender,
- *                         rx_lost_be by the receiver), never reported per
- *                         message.
- *   DMQ_SEND_RELIABLE     per-destination queue, acks, retransmission with
- *                         back-off, duplicate suppression, FIFO per
- *                         (sender, receiver, channel), a time to live.
+ * Inside the receive, outcome and writable callbacks you may query, send,
+ * reply, cancel and open channels; dmq_node_delete() and closing the
+ * channel being delivered to return DMQ_EBUSY (all rules: docs/node.md,
+ * "Threading and callbacks").
  *
- * Outcomes. Every send accepted with DMQ_SEND_RELIABLE (return value 0) ends
- * in exactly one call of the outcome callback given to it, with one of the
- * dmq_outcome_t values. A function that returns an error never calls it.
- *   - a message to a SUSPECT member waits (it may refute);
- *   - to a DEAD member it fails with DMQ_OUTCOME_DEAD, to a LEFT member with
- *     DMQ_OUTCOME_LEFT; a destination that restarts (new generation) is a
- *     new member: messages for its old life fail with DMQ_OUTCOME_DEAD;
- *   - past its TTL it fails with DMQ_OUTCOME_EXPIRED, and the receiver will
- *     not deliver it afterwards. DELIVERED always means the receiver's
- *     callback got it; EXPIRED means no ack came back within the TTL (a
- *     message delivered just before its TTL whose ack was lost is reported
- *     EXPIRED: no protocol can tell those two apart);
- *   - dmq_delivery_cancel() -> DMQ_OUTCOME_CANCELLED (a message already in
- *     flight may still be delivered);
- *   - dmq_node_delete() with messages pending -> DMQ_OUTCOME_SHUTDOWN: the
- *     outcome callbacks run from inside dmq_node_delete() (sending from
- *     them returns DMQ_ECLOSED);
- *   - a destination that received it but does not serve the channel ->
- *     DMQ_OUTCOME_UNKNOWN_DEST; one whose max_message or reassembly memory
- *     is smaller than the message -> DMQ_OUTCOME_TOO_BIG.
- * A reliable broadcast reports ONCE for all destinations, when the last
- * one has an outcome, with counts (dmq_outcome_info_t.delivered / failed);
- * its outcome is DMQ_OUTCOME_DELIVERED only if every destination got it.
- * A broadcast to a channel that nobody else serves completes at once
- * (next tick) with DELIVERED and delivered = failed = 0.
- *
- * Partial broadcast. A broadcast is queued for every destination that has
- * room (its own queue: queue_msgs / queue_bytes, and the node-wide
- * max_queued_bytes); a destination without room is skipped and counted at
- * once in the broadcast's outcome: in `failed` and in `refused`, and the
- * outcome is then not DELIVERED (DMQ_OUTCOME_QUEUE_FULL, unless another
- * destination failed first). Each skipped destination gets a writable
- * callback naming it when its queue has room again (dest NULL when it was
- * the node-wide limit). dmq_broadcast() returns DMQ_EAGAIN, queues nothing
- * and reports no outcome only when there was at least one destination and
- * none had room. Best effort: skipped destinations count in dropped_be.
- * Both modes count them in dmq_delivery_stats_t.bcast_refused.
- *
- * Node-wide queue limit: dmq_delivery_config_t.max_queued_bytes bounds the
- * payload bytes queued for all destinations together (the same measure as
- * dmq_delivery_stats_t.queued_bytes: a broadcast counts once per
- * destination). A send that would go over it returns DMQ_EAGAIN (a
- * message is always accepted when nothing is queued), and the writable
- * callback is called with dest NULL once the total is back to half the
- * limit.
- *
- * Message size: up to dmq_delivery_config_t.max_message (default 4 MiB,
- * DMQ_ETOOBIG above). Small messages are packed many per datagram; larger
- * ones go over the stream transport when there is one, else are fragmented
- * and reassembled with bounded memory. A best-effort message larger than a
- * datagram needs a stream transport (DMQ_ETOOBIG otherwise).
- *
- * Ordering and pause: reliable messages from one sender to one receiver
- * form a single ordered stream (FIFO per sender, receiver and channel). A
- * paused channel holds that stream at its first message for the channel:
- * later messages from the same sender, whatever their channel, wait behind
- * it (senders with nothing for the paused channel are not affected).
- *
- * Sends do not put a packet on the wire by themselves: messages are packed
- * into datagrams when a datagram's worth is queued or at the next
- * dmq_node_tick() (dmq_node_next_deadline() returns `now` while anything is
- * pending). Acknowledgements ride on any packet to the sender and are
- * otherwise delayed: a receiver acknowledges in-order reliable messages
- * once 256 (at most a quarter of the window) are unacknowledged or 5 ms
- * after the first of them, anything out of order at once. So the
- * DELIVERED outcome of an isolated message comes about 5 ms plus a round
- * trip after the send.
- *
- * Threading and callbacks: like the rest of the node (dmq/node.h). Receive,
- * outcome and writable callbacks are event callbacks: they run after
- * processing, and inside them you may send, reply, cancel and query;
- * dmq_node_delete() and dmq_channel_close() of the channel being delivered
- * to return DMQ_EBUSY. Inside the log and wake
- * callbacks every function below that changes the node returns DMQ_EBUSY.
+ * The contract (outcomes, partial broadcast, queue limits, ordering and
+ * pause, sizes, when packets go out): docs/delivery.md.
  */
 #ifndef DMQ_DELIVERY_H
 #define DMQ_DELIVERY_H
@@ -123,7 +47,7 @@ typedef enum dmq_outcome {
   DMQ_OUTCOME_UNKNOWN_DEST,  /* destination not a member / not serving */
   DMQ_OUTCOME_TOO_BIG,       /* the receiver's limits are smaller */
   /* broadcast only: a destination's queue (or the node-wide limit) had no
-   * room, so it was skipped (see "Partial broadcast" above) */
+   * room, so it was skipped (docs/delivery.md, "Queues and backpressure") */
   DMQ_OUTCOME_QUEUE_FULL
 } dmq_outcome_t;
 
@@ -213,9 +137,9 @@ typedef struct dmq__delivery_config {
   /* unacked bytes in flight per dest (payload, channel and a DATA header
    * each; at least one message is always allowed): 4 MiB */
   size_t window_bytes;
-  /* payload bytes queued for all destinations together (see "Node-wide
-   * queue limit" above): 64 MiB; 0 in dmq_delivery_configure() = this
-   * default */
+  /* payload bytes queued for all destinations together (docs/delivery.md,
+   * "Queues and backpressure"): 64 MiB; 0 in dmq_delivery_configure() =
+   * this default */
   size_t max_queued_bytes;
 } dmq_delivery_config_t;
 
@@ -249,12 +173,9 @@ DMQ_EXTERN int dmq_channel_open(dmq_node_t *node, const char *name,
  * receive callback (and inside the log or wake callback), DMQ_ENOENT if
  * not open. */
 DMQ_EXTERN int dmq_channel_close(dmq_channel_t *ch);
-/* Backpressure: while paused, messages for this channel are not delivered
- * nor acknowledged beyond the receive window, so senders slow down (see
- * "Ordering and pause" above). Best-effort messages for a paused channel
- * are dropped (counted). Unpausing delivers the held messages at the next
- * dmq_node_tick(). Returns 0, DMQ_EINVAL for NULL, DMQ_EBUSY inside the
- * log or wake callback. */
+/* Hold (paused non-zero) or release the reliable messages for ch: the
+ * receiver's backpressure (docs/delivery.md, "Pause"). Returns 0,
+ * DMQ_EINVAL for NULL, DMQ_EBUSY inside the log or wake callback. */
 DMQ_EXTERN int dmq_channel_pause(dmq_channel_t *ch, int paused);
 /* Does member `name` serve `channel` (as far as this node knows)? */
 DMQ_EXTERN int dmq_member_serves(const dmq_node_t *node, const char *name,
@@ -305,7 +226,7 @@ DMQ_EXTERN int dmq_send(dmq_node_t *node, const char *dest, const char *channel,
  * opts->exclude excluded). Same errors, but DMQ_EAGAIN only when no
  * destination had room (then nothing is queued and no outcome follows);
  * destinations without room are skipped and reported in the one outcome
- * (see "Partial broadcast" above). */
+ * (docs/delivery.md, "Queues and backpressure"). */
 DMQ_EXTERN int dmq_broadcast(dmq_node_t *node, const char *channel,
                              const void *data, size_t len,
                              const dmq_send_opts_t *opts, uint64_t now,
@@ -352,22 +273,9 @@ typedef struct dmq__delivery_stats {
   uint64_t dropped_paused; /* best effort for a paused channel */
   uint64_t late_replies;   /* reply after the request's outcome */
   uint64_t rx_buffered, rx_buffered_bytes; /* current: reorder + held */
-  /* Best-effort messages that peers put on the wire to us and that never
-   * arrived: lost in the network or in our socket's receive buffer (what a
-   * sender drops before sending is its dropped_be, not this). A sender
-   * numbers its best-effort messages to each receiver (each copy of a
-   * broadcast in its destination's sequence); a gap in the numbers counts
-   * here as soon as a later message from that sender arrives, so a loss at
-   * the tail of a stream is only known when the sender's next message to
-   * us arrives. A late message (reordering) whose gap is among the 16 most
-   * recent gaps from its sender is delivered and taken off this count (so
-   * the count can go down); an older one cannot be told from a copy: it is
-   * dropped and stays counted. Copies (duplicates) are dropped and counted
-   * in `duplicates`, never here nor as deliveries. Hence, for best-effort
-   * traffic, what peers put on the wire to us = received - duplicates +
-   * rx_lost_be (but for the tails not followed by a later message yet).
-   * Messages from peers of a version that does not number them are not
-   * counted. */
+  /* best-effort messages peers put on the wire to us that never arrived;
+   * can go down when a late one arrives (docs/delivery.md, "Best-effort
+   * loss accounting") */
   uint64_t rx_lost_be;
   /* destinations skipped by partial broadcasts (their queue, or the
    * node-wide limit, had no room) */

@@ -14,39 +14,14 @@
  * Threading: a node is not thread safe; call it from one thread at a time.
  *
  * Callbacks run on the caller's thread, from inside the libdmq call that
- * caused them. There are two kinds:
- *
- *   Event callbacks: member events (dmq_node_set_member_cb()) and the
- *   delivery callbacks (receive, outcome, writable: dmq/delivery.h). They
- *   run after the node has finished processing the input that caused them,
- *   before the call that fed that input (dmq_node_recv(), dmq_node_tick(),
- *   dmq_node_join(), dmq_send(), dmq_delivery_cancel(), dmq_node_delete()
- *   for SHUTDOWN outcomes, ...) returns. One exception: a push/pull table
- *   (a join learns the whole cluster from one) is processed record by
- *   record, and its member events may be delivered between records, with
- *   the member table consistent and the events in order. Inside an event
- *   callback you may call the query functions (dmq_node_member*,
- *   dmq_node_stats, dmq_node_next_deadline, ...), dmq_node_set_meta(),
- *   dmq_node_set_seeds(), dmq_node_leave(), the setters (set_member_cb,
- *   set_log_cb, set_wake_cb, set_user_data) and the sending functions of
- *   dmq/delivery.h; dmq_node_recv(), dmq_node_tick(), dmq_node_join() and
- *   dmq_node_delete() return DMQ_EBUSY and do nothing.
- *
- *   Synchronous callbacks: the log callback (dmq_node_set_log_cb()) and
- *   the wake callback (dmq_node_set_wake_cb()). They run AT ONCE, where the
- *   message is logged or the deadline moved: possibly inside
- *   dmq_node_tick() or dmq_node_recv() with the node in the middle of an
- *   update (the member table, queues and timers need not be consistent).
- *   Inside them only read-only queries are allowed, and their results may
- *   reflect a half-done update: every call that changes the node
- *   (dmq_node_recv, tick, start, join, set_seeds, leave, set_meta,
- *   add_transport, delete; dmq_send, broadcast, request, reply,
- *   dmq_delivery_cancel, dmq_delivery_configure, dmq_channel_open, close
- *   and pause) returns DMQ_EBUSY and does nothing. Keep them short: copy
- *   the message or set a flag.
- *
- * Misuse from inside a callback is reported, never ignored: a refused call
- * returns DMQ_EBUSY ("not allowed from inside a callback").
+ * caused them. Event callbacks (member events; delivery's receive, outcome
+ * and writable) run after the node has finished processing: inside them
+ * queries, set_meta, set_seeds, leave, the setters and sending are
+ * allowed; recv, tick, join and delete return DMQ_EBUSY. The log and wake
+ * callbacks run at once, possibly mid-update: inside them only read-only
+ * queries are allowed, every call that changes the node returns DMQ_EBUSY.
+ * Misuse is never ignored. The callback rules: docs/node.md, "Threading
+ * and callbacks".
  */
 #ifndef DMQ_NODE_H
 #define DMQ_NODE_H
@@ -147,8 +122,8 @@ typedef enum dmq_log_level {
 } dmq_log_level_t;
 
 /* Log callback: runs synchronously, where the message is logged, possibly
- * in the middle of an update (see "Synchronous callbacks" above: queries
- * only, every other call returns DMQ_EBUSY). msg is borrowed for the call. */
+ * in the middle of an update (queries only, every other call returns
+ * DMQ_EBUSY: docs/node.md). msg is borrowed for the call. */
 typedef void (*dmq_log_cb)(dmq_node_t *node, dmq_log_level_t level,
                            const char *msg, void *user_data);
 
@@ -292,7 +267,7 @@ DMQ_EXTERN uint64_t dmq_node_next_deadline(const dmq_node_t *node);
  * synchronously, from inside that call, on the caller's thread, at most once
  * until the driver next calls dmq_node_next_deadline(). Inside cb only note
  * that the deadline must be re-read (set a flag, start a loop handle): it is
- * a synchronous callback (see above), every call that changes the node
+ * a synchronous callback (docs/node.md): every call that changes the node
  * returns DMQ_EBUSY. cb NULL removes the hook. */
 typedef void (*dmq_wake_cb)(void *user_data);
 DMQ_EXTERN void dmq_node_set_wake_cb(dmq_node_t *node, dmq_wake_cb cb,

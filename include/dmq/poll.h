@@ -57,7 +57,7 @@ typedef struct dmq__poll_options {
   uint32_t flush_timeout_ms;
   /* Member events (may be NULL): set on the node at creation, so that no
    * event is missed. Runs inside dmq_poll_run() on the caller's thread,
-   * under the node's callback rules (dmq/node.h). Inside it, dmq_poll_run()
+   * under the node's callback rules (docs/node.md). Inside it, dmq_poll_run()
    * and dmq_poll_close() return DMQ_EBUSY; dmq_poll_leave() is allowed. */
   dmq_member_cb member_cb;
   void *member_ud;
