@@ -463,6 +463,64 @@ int dmq__uv_options_load(dmq_uv_options_t *dst, const dmq_uv_options_t *src) {
   return rc;
 }
 
+/* The transports: the host's sockets (use_fds: the address to advertise
+ * comes from them) or sockets bound to bind_ss; rt->addr is then the
+ * address to advertise. */
+static int rt_open_transports(dmq_uv_t *rt, const dmq_config_t *cfg,
+                              const dmq_uv_options_t *opts,
+                              struct sockaddr_storage *bind_ss) {
+  int rc;
+  if (opts->use_fds) {
+    if ((rc = rt_open_fds(rt, opts, bind_ss)) != 0)
+      return rc;
+    rc = rt_advertise(cfg, opts, bind_ss, rt->addr, sizeof(rt->addr));
+    if (rc != 0) {
+      rt_setup_log(opts, "dmq_uv_new: no address to advertise: udp_fd is "
+                         "bound to an unspecified address (set advertise) "
+                         "or advertise is invalid");
+      return rc;
+    }
+  } else {
+    rc = rt_advertise(cfg, opts, bind_ss, rt->addr, sizeof(rt->addr));
+    if (rc != 0)
+      return rc;
+    rc = rt_bind_transports(rt, bind_ss, opts->no_tcp);
+    if (rc != 0)
+      return rc;
+  }
+  if (rt->addr[0] == '\0')
+    return rt->udp->ops->local_addr(rt->udp, rt->addr, sizeof(rt->addr));
+  return 0;
+}
+
+/* A generation (wall-clock ms) and a random seed when the config has none. */
+static void rt_fill_identity(dmq_config_t *c) {
+  if (c->generation == 0) {
+    uv_timeval64_t tv;
+    if (uv_gettimeofday(&tv) == 0)
+      c->generation = (uint64_t)tv.tv_sec * RT_MS_PER_S +
+                      (uint64_t)tv.tv_usec / RT_US_PER_MS;
+    if (c->generation == 0)
+      c->generation = uv_hrtime();
+  }
+  if (c->rng_seed == 0)
+    c->rng_seed = uv_hrtime() ^ (uint64_t)uv_os_getpid();
+}
+
+/* The loop handles, the wake hook, and the node's start. */
+static void rt_start(dmq_uv_t *rt) {
+  uv_loop_t *loop = rt->loop;
+  uv_timer_init(loop, &rt->timer);
+  uv_idle_init(loop, &rt->now);
+  uv_timer_init(loop, &rt->flush);
+  uv_prepare_init(loop, &rt->prepare);
+  rt->timer.data = rt->now.data = rt->flush.data = rt->prepare.data = rt;
+  dmq_node_set_wake_cb(rt->node, rt_wake, rt);
+  uv_update_time(loop);
+  dmq_node_start(rt->node, uv_now(loop));
+  rt_arm(rt);
+}
+
 int dmq_uv_new(uv_loop_t *loop, const dmq_config_t *cfg,
                const dmq_uv_options_t *opts, dmq_uv_t **out) {
   if (out == NULL)
@@ -485,42 +543,11 @@ int dmq_uv_new(uv_loop_t *loop, const dmq_config_t *cfg,
   rt->armed = DMQ_NEVER;
   rt->dns_refresh_ms =
       opts->dns_refresh_ms ? opts->dns_refresh_ms : RT_DEFAULT_DNS_REFRESH_MS;
-  int rc;
-  if (opts->use_fds) {
-    /* the host's sockets: the address to advertise comes from them */
-    if ((rc = rt_open_fds(rt, opts, &bind_ss)) != 0)
-      goto fail;
-    rc = rt_advertise(cfg, opts, &bind_ss, rt->addr, sizeof(rt->addr));
-    if (rc != 0) {
-      rt_setup_log(opts, "dmq_uv_new: no address to advertise: udp_fd is "
-                         "bound to an unspecified address (set advertise) "
-                         "or advertise is invalid");
-      goto fail;
-    }
-  } else {
-    rc = rt_advertise(cfg, opts, &bind_ss, rt->addr, sizeof(rt->addr));
-    if (rc != 0)
-      goto fail;
-    rc = rt_bind_transports(rt, &bind_ss, opts->no_tcp);
-    if (rc != 0)
-      goto fail;
-  }
-  if (rt->addr[0] == '\0') {
-    rc = rt->udp->ops->local_addr(rt->udp, rt->addr, sizeof(rt->addr));
-    if (rc != 0)
-      goto fail;
-  }
+  int rc = rt_open_transports(rt, cfg, opts, &bind_ss);
+  if (rc != 0)
+    goto fail;
   c.advertise_addr = rt->addr;
-  if (c.generation == 0) {
-    uv_timeval64_t tv;
-    if (uv_gettimeofday(&tv) == 0)
-      c.generation = (uint64_t)tv.tv_sec * RT_MS_PER_S +
-                     (uint64_t)tv.tv_usec / RT_US_PER_MS;
-    if (c.generation == 0)
-      c.generation = uv_hrtime();
-  }
-  if (c.rng_seed == 0)
-    c.rng_seed = uv_hrtime() ^ (uint64_t)uv_os_getpid();
+  rt_fill_identity(&c);
   rc = dmq_node_new(&c, NULL, &rt->node);
   if (rc != 0)
     goto fail;
@@ -533,15 +560,7 @@ int dmq_uv_new(uv_loop_t *loop, const dmq_config_t *cfg,
   if (rc != 0)
     goto fail;
   /* nothing below can fail: handles exist only on success */
-  uv_timer_init(loop, &rt->timer);
-  uv_idle_init(loop, &rt->now);
-  uv_timer_init(loop, &rt->flush);
-  uv_prepare_init(loop, &rt->prepare);
-  rt->timer.data = rt->now.data = rt->flush.data = rt->prepare.data = rt;
-  dmq_node_set_wake_cb(rt->node, rt_wake, rt);
-  uv_update_time(loop);
-  dmq_node_start(rt->node, uv_now(loop));
-  rt_arm(rt);
+  rt_start(rt);
   *out = rt;
   return 0;
 fail:
