@@ -321,11 +321,67 @@ static int wire_rd_flag(wire_cur_t *c, uint8_t *out) {
   return 0;
 }
 
+/* What follows tag t (0x80 and above, not nil or bool): *skip bytes, or
+ * *items objects of a container. 0, or -1 for a short or unused tag. */
+static int wire_skip_head(wire_cur_t *c, uint8_t t, uint64_t *skip,
+                          uint64_t *items) {
+  /* the fixed sizes of 0xc0..0xdf: float, (u)int, fixext (type + data) */
+  static const uint8_t fixed[0x20] = {
+      [0x0a] = 4, [0x0b] = 8, [0x0c] = 1, [0x0d] = 2, [0x0e] = 4,
+      [0x0f] = 8, [0x10] = 1, [0x11] = 2, [0x12] = 4, [0x13] = 8,
+      [0x14] = 2, [0x15] = 3, [0x16] = 5, [0x17] = 9, [0x18] = 17};
+  uint64_t v;
+  if (t <= 0x8f) {
+    *items = 2u * (t & 0x0f); /* fixmap */
+    return 0;
+  }
+  if (t <= 0x9f) {
+    *items = t & 0x0f; /* fixarray */
+    return 0;
+  }
+  if (t <= 0xbf) {
+    *skip = t & 0x1f; /* fixstr */
+    return 0;
+  }
+  if (fixed[t - 0xc0] != 0) {
+    *skip = fixed[t - 0xc0];
+    return 0;
+  }
+  switch (t) {
+  case 0xc4:
+  case 0xc5:
+  case 0xc6: /* bin8, bin16, bin32 */
+    return wire_take(c, (size_t)1 << (t - 0xc4), skip);
+  case 0xd9:
+  case 0xda:
+  case 0xdb: /* str8, str16, str32 */
+    return wire_take(c, (size_t)1 << (t - 0xd9), skip);
+  case 0xc7:
+  case 0xc8:
+  case 0xc9: /* ext8, ext16, ext32: len, type, data */
+    if (wire_take(c, (size_t)1 << (t - 0xc7), &v))
+      return -1;
+    *skip = v + 1;
+    return 0;
+  case 0xdc:
+  case 0xdd: /* array16, array32 */
+    return wire_take(c, (size_t)2 << (t - 0xdc), items);
+  case 0xde:
+  case 0xdf: /* map16, map32 */
+    if (wire_take(c, (size_t)2 << (t - 0xde), &v))
+      return -1;
+    *items = 2 * v;
+    return 0;
+  default: /* 0xc1: never used */
+    return -1;
+  }
+}
+
 /* Skip one msgpack object of any type. Every element of a container takes at
  * least one byte, so a count larger than the bytes left is rejected before
  * looping: the work is linear in the input. */
 static int wire_skip(wire_cur_t *c, int depth) {
-  uint64_t skip = 0, items = 0, v;
+  uint64_t skip = 0, items = 0;
   uint8_t t;
   if (depth > WIRE_SKIP_DEPTH || c->p >= c->end)
     return -1;
@@ -337,103 +393,8 @@ static int wire_skip(wire_cur_t *c, int depth) {
    * one level deeper than msgpack-c: see tests/fuzz/fuzz_wire_msgpack.c). */
   if (depth >= WIRE_SKIP_DEPTH && ((t >= 0x80 && t <= 0x9f) || t >= 0xdc))
     return -1;
-  if (t <= 0x8f) {
-    items = 2u * (t & 0x0f); /* fixmap */
-  } else if (t <= 0x9f) {
-    items = t & 0x0f; /* fixarray */
-  } else if (t <= 0xbf) {
-    skip = t & 0x1f; /* fixstr */
-  } else {
-    switch (t) {
-    case 0xc4:
-    case 0xd9: /* bin8, str8 */
-      if (wire_take(c, 1, &skip))
-        return -1;
-      break;
-    case 0xc5:
-    case 0xda: /* bin16, str16 */
-      if (wire_take(c, 2, &skip))
-        return -1;
-      break;
-    case 0xc6:
-    case 0xdb: /* bin32, str32 */
-      if (wire_take(c, 4, &skip))
-        return -1;
-      break;
-    case 0xc7: /* ext8: len, type, data */
-      if (wire_take(c, 1, &v))
-        return -1;
-      skip = v + 1;
-      break;
-    case 0xc8: /* ext16 */
-      if (wire_take(c, 2, &v))
-        return -1;
-      skip = v + 1;
-      break;
-    case 0xc9: /* ext32 */
-      if (wire_take(c, 4, &v))
-        return -1;
-      skip = v + 1;
-      break;
-    case 0xca:
-      skip = 4;
-      break; /* float32 */
-    case 0xcb:
-      skip = 8;
-      break; /* float64 */
-    case 0xcc:
-    case 0xd0:
-      skip = 1;
-      break;
-    case 0xcd:
-    case 0xd1:
-      skip = 2;
-      break;
-    case 0xce:
-    case 0xd2:
-      skip = 4;
-      break;
-    case 0xcf:
-    case 0xd3:
-      skip = 8;
-      break;
-    case 0xd4:
-      skip = 2;
-      break; /* fixext1: type + 1 */
-    case 0xd5:
-      skip = 3;
-      break; /* fixext2 */
-    case 0xd6:
-      skip = 5;
-      break; /* fixext4 */
-    case 0xd7:
-      skip = 9;
-      break; /* fixext8 */
-    case 0xd8:
-      skip = 17;
-      break;   /* fixext16 */
-    case 0xdc: /* array16 */
-      if (wire_take(c, 2, &items))
-        return -1;
-      break;
-    case 0xdd: /* array32 */
-      if (wire_take(c, 4, &items))
-        return -1;
-      break;
-    case 0xde: /* map16 */
-      if (wire_take(c, 2, &v))
-        return -1;
-      items = 2 * v;
-      break;
-    case 0xdf: /* map32 */
-      if (wire_take(c, 4, &v))
-        return -1;
-      items = 2 * v;
-      break;
-    default: /* 0xc1: never used */
-      return -1;
-    }
-  }
+  if (wire_skip_head(c, t, &skip, &items))
+    return -1;
   if (skip > 0) {
     if (skip > wire_left(c))
       return -1;
@@ -521,12 +482,66 @@ static int wire_rd_record(wire_cur_t *c, dmq__record_t *r) {
   return 0;
 }
 
+/* A push/pull's fields: its flag and its records, each validated now so
+ * that it is accepted or rejected as a whole before the caller applies any
+ * of it. */
+static int wire_rd_pushpull(wire_cur_t *c, dmq__msg_t *m) {
+  uint64_t v;
+  uint32_t n;
+  dmq__record_t r;
+  if (wire_rd_uint(c, UINT8_MAX, &v) || wire_rd_array(c, &n) ||
+      n > DMQ__WIRE_MAX_RECORDS)
+    return -1;
+  m->flag = (uint8_t)v;
+  m->rec_p = c->p;
+  m->rec_count = n;
+  for (uint32_t i = 0; i < n; i++)
+    if (wire_rd_record(c, &r))
+      return -1;
+  m->rec_len = (size_t)(c->p - m->rec_p);
+  return 0;
+}
+
+static int wire_rd_data(wire_cur_t *c, dmq__data_t *d) {
+  uint64_t v, w;
+  if (wire_rd_uint(c, UINT8_MAX, &v) ||
+      wire_rd_str(c, 1, DMQ_MAX_CHANNEL, &d->channel) ||
+      wire_rd_uint(c, UINT64_MAX, &d->src_gen) ||
+      wire_rd_uint(c, UINT64_MAX, &d->dst_gen) ||
+      wire_rd_uint(c, UINT64_MAX, &d->seq) ||
+      wire_rd_uint(c, UINT64_MAX, &d->base) ||
+      wire_rd_uint(c, UINT32_MAX, &w) ||
+      wire_rd_uint(c, UINT64_MAX, &d->req_id) || wire_rd_bin(c, &d->payload))
+    return -1;
+  d->flags = (uint8_t)v;
+  d->ttl_ms = (uint32_t)w;
+  return 0;
+}
+
+/* A DACK's fields; the rejections and the ack delay when the sender's
+ * version has them (nf fields). */
+static int wire_rd_dack(wire_cur_t *c, dmq__dack_t *a, uint32_t nf) {
+  uint64_t v;
+  if (wire_rd_uint(c, UINT64_MAX, &a->src_gen) ||
+      wire_rd_uint(c, UINT64_MAX, &a->dst_gen) ||
+      wire_rd_uint(c, UINT64_MAX, &a->cum) ||
+      wire_rd_uint(c, UINT64_MAX, &a->sack) || wire_rd_uint(c, UINT32_MAX, &v))
+    return -1;
+  a->rwnd = (uint32_t)v;
+  if (nf >= WIRE_DACK_REJ_FIELD && wire_rd_rejs(c, a))
+    return -1;
+  if (nf >= WIRE_DACK_DELAY_FIELD) {
+    if (wire_rd_uint(c, UINT32_MAX, &v))
+      return -1;
+    a->delay_ms = (uint32_t)v;
+  }
+  return 0;
+}
+
 /* Fields of a known message type, read from c (bounded by the message);
  * nf = number of fields after the type. */
 static int wire_rd_fields(wire_cur_t *c, dmq__msg_t *m, uint32_t nf) {
-  uint64_t v, w;
-  uint32_t n;
-  dmq__record_t r;
+  uint64_t v;
   switch (m->type) {
   case DMQ__MSG_PING:
   case DMQ__MSG_PING_REQ:
@@ -567,52 +582,11 @@ static int wire_rd_fields(wire_cur_t *c, dmq__msg_t *m, uint32_t nf) {
       return 0;
     return wire_rd_str(c, 1, DMQ_MAX_NAME, &m->from);
   case DMQ__MSG_PUSHPULL:
-    if (wire_rd_uint(c, UINT8_MAX, &v) || wire_rd_array(c, &n) ||
-        n > DMQ__WIRE_MAX_RECORDS)
-      return -1;
-    m->flag = (uint8_t)v;
-    m->rec_p = c->p;
-    m->rec_count = n;
-    /* Validate every record now, so that a push/pull is accepted or
-     * rejected as a whole before the caller applies any of it. */
-    for (uint32_t i = 0; i < n; i++)
-      if (wire_rd_record(c, &r))
-        return -1;
-    m->rec_len = (size_t)(c->p - m->rec_p);
-    return 0;
-  case DMQ__MSG_DATA: {
-    dmq__data_t *d = &m->data;
-    if (wire_rd_uint(c, UINT8_MAX, &v) ||
-        wire_rd_str(c, 1, DMQ_MAX_CHANNEL, &d->channel) ||
-        wire_rd_uint(c, UINT64_MAX, &d->src_gen) ||
-        wire_rd_uint(c, UINT64_MAX, &d->dst_gen) ||
-        wire_rd_uint(c, UINT64_MAX, &d->seq) ||
-        wire_rd_uint(c, UINT64_MAX, &d->base) ||
-        wire_rd_uint(c, UINT32_MAX, &w) ||
-        wire_rd_uint(c, UINT64_MAX, &d->req_id) || wire_rd_bin(c, &d->payload))
-      return -1;
-    d->flags = (uint8_t)v;
-    d->ttl_ms = (uint32_t)w;
-    return 0;
-  }
-  case DMQ__MSG_DACK: {
-    dmq__dack_t *a = &m->dack;
-    if (wire_rd_uint(c, UINT64_MAX, &a->src_gen) ||
-        wire_rd_uint(c, UINT64_MAX, &a->dst_gen) ||
-        wire_rd_uint(c, UINT64_MAX, &a->cum) ||
-        wire_rd_uint(c, UINT64_MAX, &a->sack) ||
-        wire_rd_uint(c, UINT32_MAX, &v))
-      return -1;
-    a->rwnd = (uint32_t)v;
-    if (nf >= WIRE_DACK_REJ_FIELD && wire_rd_rejs(c, a))
-      return -1;
-    if (nf >= WIRE_DACK_DELAY_FIELD) {
-      if (wire_rd_uint(c, UINT32_MAX, &v))
-        return -1;
-      a->delay_ms = (uint32_t)v;
-    }
-    return 0;
-  }
+    return wire_rd_pushpull(c, m);
+  case DMQ__MSG_DATA:
+    return wire_rd_data(c, &m->data);
+  case DMQ__MSG_DACK:
+    return wire_rd_dack(c, &m->dack, nf);
   default:
     return -1;
   }
