@@ -471,47 +471,61 @@ static void swim_self_accused(dmq_node_t *n, uint64_t inc) {
     swim_bc_queue(n, n->self);
 }
 
+/* An ALIVE about our own name: another member claiming it, or an echo of
+ * a previous life of ours to refute. */
+static void swim_alive_self(dmq_node_t *n, dmq__member_t *m, dmq__slice_t addr,
+                            uint64_t inc, uint64_t gen) {
+  if (gen > m->gen ||
+      (gen == m->gen && inc > m->inc &&
+       (addr.n != m->addr_len || memcmp(addr.p, m->addr, addr.n) != 0))) {
+    dmq__log(n, DMQ_LOG_WARN,
+             "another member claims our name %s (generation %llu)", n->name,
+             (unsigned long long)gen);
+  }
+  if (gen == m->gen && inc > m->inc && !n->leaving) {
+    /* an echo of a previous life of ours inside this generation */
+    swim_refute(n, inc);
+  }
+}
+
+/* An ALIVE about a member we do not know: add it. */
+static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
+                           uint64_t inc, uint64_t gen, dmq__slice_t meta,
+                           const dmq__chans_t *chans, int from_pushpull) {
+  dmq__member_t *m = dmq__member_add(n, name.p, name.n, addr.p, addr.n);
+  if (m == NULL)
+    return;
+  m->inc = inc;
+  m->gen = gen;
+  m->state = DMQ_MEMBER_DEAD; /* so set_state counts it live */
+  swim_set_state(n, m, DMQ_MEMBER_ALIVE);
+  m->state_since = n->now;
+  if (dmq__member_set_meta(n, m, meta.p, meta.n) < 0 ||
+      dmq__member_set_chans(n, m, chans) < 0) {
+    swim_set_state(n, m, DMQ_MEMBER_DEAD); /* keeps n_live exact */
+    dmq__member_remove(n, m);
+    return;
+  }
+  dmq__emit(n, DMQ_EVENT_JOINED, m);
+  /* A newcomer learnt from gossip or from its own join is news to spread.
+   * One learnt from routine anti-entropy is not: the table it came from
+   * is being exchanged pairwise already, and re-gossiping every entry of
+   * every table is what floods a cluster during a join storm. */
+  if (from_pushpull != SWIM_FROM_SYNC)
+    swim_bc_announce(n, m);
+}
+
 /* ALIVE (also from push/pull records). */
 static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
                           uint64_t inc, uint64_t gen, dmq__slice_t meta,
                           const dmq__chans_t *chans, int from_pushpull) {
   dmq__member_t *m = dmq__member_find(n, name.p, name.n);
   if (m != NULL && m->is_self) {
-    if (gen > m->gen ||
-        (gen == m->gen && inc > m->inc &&
-         (addr.n != m->addr_len || memcmp(addr.p, m->addr, addr.n) != 0))) {
-      dmq__log(n, DMQ_LOG_WARN,
-               "another member claims our name %s (generation %llu)", n->name,
-               (unsigned long long)gen);
-    }
-    if (gen == m->gen && inc > m->inc && !n->leaving) {
-      /* an echo of a previous life of ours inside this generation */
-      swim_refute(n, inc);
-    }
+    swim_alive_self(n, m, addr, inc, gen);
     return;
   }
   if (m == NULL) {
-    m = dmq__member_add(n, name.p, name.n, addr.p, addr.n);
-    if (m == NULL)
-      return;
-    m->inc = inc;
-    m->gen = gen;
-    m->state = DMQ_MEMBER_DEAD; /* so set_state counts it live */
-    swim_set_state(n, m, DMQ_MEMBER_ALIVE);
-    m->state_since = n->now;
-    if (dmq__member_set_meta(n, m, meta.p, meta.n) < 0 ||
-        dmq__member_set_chans(n, m, chans) < 0) {
-      swim_set_state(n, m, DMQ_MEMBER_DEAD); /* keeps n_live exact */
-      dmq__member_remove(n, m);
-      return;
-    }
-    dmq__emit(n, DMQ_EVENT_JOINED, m);
-    /* A newcomer learnt from gossip or from its own join is news to spread.
-     * One learnt from routine anti-entropy is not: the table it came from
-     * is being exchanged pairwise already, and re-gossiping every entry of
-     * every table is what floods a cluster during a join storm. */
-    if (from_pushpull != SWIM_FROM_SYNC)
-      swim_bc_announce(n, m);
+    swim_alive_new(n, name, addr, inc, gen, meta, chans, from_pushpull);
     return;
   }
   int new_gen = gen > m->gen;
