@@ -19,77 +19,97 @@ DMQ__SIZE_CHECK(dmq_config_t, CONFIG_MIN_SIZE);
 static const char *const config_profile_names[] = {"lan", "wan", "local",
                                                    "fast"};
 
+/* The timers and fan-outs each profile sets (the others are shared). */
+typedef struct config_profile {
+  uint32_t probe_interval_ms, probe_timeout_ms, suspicion_mult, retransmit_mult,
+      gossip_interval_ms, gossip_nodes, gossip_to_dead_ms, pushpull_interval_ms,
+      reconnect_interval_ms, dead_retention_ms, join_jitter_ms, join_retry_ms,
+      join_retry_max_ms;
+} config_profile_t;
+
+static const config_profile_t config_profiles[] = {
+    [DMQ_PROFILE_LAN] = {.probe_interval_ms = 1000,
+                         .probe_timeout_ms = 500,
+                         .suspicion_mult = 4,
+                         .retransmit_mult = 4,
+                         .gossip_interval_ms = 200,
+                         .gossip_nodes = 3,
+                         .gossip_to_dead_ms = 30000,
+                         .pushpull_interval_ms = 30000,
+                         .reconnect_interval_ms = 10000,
+                         .dead_retention_ms = 60000,
+                         .join_jitter_ms = 100,
+                         .join_retry_ms = 500,
+                         .join_retry_max_ms = 30000},
+    [DMQ_PROFILE_WAN] = {.probe_interval_ms = 5000,
+                         .probe_timeout_ms = 3000,
+                         .suspicion_mult = 6,
+                         .retransmit_mult = 4,
+                         .gossip_interval_ms = 500,
+                         .gossip_nodes = 4,
+                         .gossip_to_dead_ms = 60000,
+                         .pushpull_interval_ms = 60000,
+                         .reconnect_interval_ms = 30000,
+                         .dead_retention_ms = 180000,
+                         .join_jitter_ms = 500,
+                         .join_retry_ms = 2000,
+                         .join_retry_max_ms = 60000},
+    [DMQ_PROFILE_LOCAL] = {.probe_interval_ms = 1000,
+                           .probe_timeout_ms = 200,
+                           .suspicion_mult = 3,
+                           .retransmit_mult = 3,
+                           .gossip_interval_ms = 100,
+                           .gossip_nodes = 3,
+                           .gossip_to_dead_ms = 15000,
+                           .pushpull_interval_ms = 15000,
+                           .reconnect_interval_ms = 5000,
+                           .dead_retention_ms = 30000,
+                           .join_jitter_ms = 50,
+                           .join_retry_ms = 200,
+                           .join_retry_max_ms = 5000},
+    [DMQ_PROFILE_FAST] = {.probe_interval_ms = 200,
+                          .probe_timeout_ms = 100,
+                          .suspicion_mult = 4,
+                          .retransmit_mult = 4,
+                          .gossip_interval_ms = 50,
+                          .gossip_nodes = 3,
+                          .gossip_to_dead_ms = 10000,
+                          .pushpull_interval_ms = 10000,
+                          .reconnect_interval_ms = 3000,
+                          .dead_retention_ms = 30000,
+                          .join_jitter_ms = 200,
+                          .join_retry_ms = 200,
+                          .join_retry_max_ms = 5000},
+};
+
 static int config_defaults(dmq_config_t *cfg, dmq_profile_t profile) {
+  if ((unsigned)profile >= sizeof(config_profiles) / sizeof(config_profiles[0]))
+    return DMQ_EINVAL;
+  const config_profile_t *p = &config_profiles[profile];
   memset(cfg, 0, sizeof(*cfg));
   cfg->size = sizeof(*cfg);
   /* Shared defaults. */
   cfg->indirect_checks = 3;
-  cfg->suspicion_mult = 4;
   cfg->suspicion_max_mult = 6;
   cfg->suspicion_confirmations = 3;
   cfg->awareness_max = 8;
-  cfg->retransmit_mult = 4;
-  cfg->gossip_nodes = 3;
   cfg->mtu = 1400; /* fits a 1500-byte Ethernet frame with IP/UDP headers */
   cfg->max_packet = 16u << 20;
   cfg->announce_budget = 16;
-  switch (profile) {
-  case DMQ_PROFILE_LAN:
-    cfg->probe_interval_ms = 1000;
-    cfg->probe_timeout_ms = 500;
-    cfg->gossip_interval_ms = 200;
-    cfg->gossip_to_dead_ms = 30000;
-    cfg->pushpull_interval_ms = 30000;
-    cfg->reconnect_interval_ms = 10000;
-    cfg->dead_retention_ms = 60000;
-    cfg->join_jitter_ms = 100;
-    cfg->join_retry_ms = 500;
-    cfg->join_retry_max_ms = 30000;
-    break;
-  case DMQ_PROFILE_WAN:
-    cfg->probe_interval_ms = 5000;
-    cfg->probe_timeout_ms = 3000;
-    cfg->suspicion_mult = 6;
-    cfg->retransmit_mult = 4;
-    cfg->gossip_interval_ms = 500;
-    cfg->gossip_nodes = 4;
-    cfg->gossip_to_dead_ms = 60000;
-    cfg->pushpull_interval_ms = 60000;
-    cfg->reconnect_interval_ms = 30000;
-    cfg->dead_retention_ms = 180000;
-    cfg->join_jitter_ms = 500;
-    cfg->join_retry_ms = 2000;
-    cfg->join_retry_max_ms = 60000;
-    break;
-  case DMQ_PROFILE_LOCAL:
-    cfg->probe_interval_ms = 1000;
-    cfg->probe_timeout_ms = 200;
-    cfg->suspicion_mult = 3;
-    cfg->retransmit_mult = 3;
-    cfg->gossip_interval_ms = 100;
-    cfg->gossip_to_dead_ms = 15000;
-    cfg->pushpull_interval_ms = 15000;
-    cfg->reconnect_interval_ms = 5000;
-    cfg->dead_retention_ms = 30000;
-    cfg->join_jitter_ms = 50;
-    cfg->join_retry_ms = 200;
-    cfg->join_retry_max_ms = 5000;
-    break;
-  case DMQ_PROFILE_FAST:
-    cfg->probe_interval_ms = 200;
-    cfg->probe_timeout_ms = 100;
-    cfg->gossip_interval_ms = 50;
-    cfg->gossip_to_dead_ms = 10000;
-    cfg->pushpull_interval_ms = 10000;
-    cfg->reconnect_interval_ms = 3000;
-    cfg->dead_retention_ms = 30000;
-    cfg->join_jitter_ms = 200;
-    cfg->join_retry_ms = 200;
-    cfg->join_retry_max_ms = 5000;
-    break;
-  default:
-    return DMQ_EINVAL;
-  }
+  /* The profile's. */
+  cfg->probe_interval_ms = p->probe_interval_ms;
+  cfg->probe_timeout_ms = p->probe_timeout_ms;
+  cfg->suspicion_mult = p->suspicion_mult;
+  cfg->retransmit_mult = p->retransmit_mult;
+  cfg->gossip_interval_ms = p->gossip_interval_ms;
+  cfg->gossip_nodes = p->gossip_nodes;
+  cfg->gossip_to_dead_ms = p->gossip_to_dead_ms;
+  cfg->pushpull_interval_ms = p->pushpull_interval_ms;
+  cfg->reconnect_interval_ms = p->reconnect_interval_ms;
+  cfg->dead_retention_ms = p->dead_retention_ms;
+  cfg->join_jitter_ms = p->join_jitter_ms;
+  cfg->join_retry_ms = p->join_retry_ms;
+  cfg->join_retry_max_ms = p->join_retry_max_ms;
   return 0;
 }
 
