@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # libdmq.pc must list exactly what libdmq.so links: every DT_NEEDED library
-# (but libc and the dynamic loader) appears in `pkg-config --static --libs`,
+# (but libc, the dynamic loader and a sanitizer build's runtimes) appears in `pkg-config --static --libs`,
 # and pkg-config lists nothing the library does not link (a consumer of the
 # static library would otherwise link a dependency for nothing, or miss one).
 #
@@ -11,7 +11,8 @@ pc_dir=$build
 [[ -f $pc_dir/libdmq.pc ]] || { echo "check_pc: $pc_dir/libdmq.pc missing" >&2; exit 1; }
 
 needed=$(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[lib\([^].]*\)\.so.*/\1/p' |
-  grep -v -x -e c -e ld-linux-x86-64 -e ld-linux-aarch64 | sort -u)
+  grep -v -x -e c -e ld-linux-x86-64 -e ld-linux-aarch64 -e asan -e ubsan \
+    -e 'clang_rt.*' | sort -u)
 # libdmq's own list: the library of each Requires.private module (its
 # first -l, not what that library needs in turn) plus its Libs.private.
 listed=$({
