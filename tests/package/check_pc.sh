@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # libdmq.pc must list exactly what libdmq.so links: every DT_NEEDED library
-# (but libc, the dynamic loader and a sanitizer build's runtimes) appears in `pkg-config --static --libs`,
-# and pkg-config lists nothing the library does not link (a consumer of the
-# static library would otherwise link a dependency for nothing, or miss one).
+# (but libc, the dynamic loader and a sanitizer build's runtimes) is in its
+# Requires.private / Libs.private, and it lists nothing the library does not
+# link (a consumer of the static library would otherwise link a dependency
+# for nothing, or miss one).
 #
 #   check_pc.sh <build dir> <libdmq.so>
 set -euo pipefail
