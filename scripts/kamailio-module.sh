@@ -114,6 +114,7 @@ mkdir -p "$mdir"
 # copy (not symlink) so that build products stay out of the repository
 cp -p "$root"/adapters/kamailio/dmqlib/* "$mdir"/
 log "building the module"
+rm -f "$mdir"/*.o "$mdir"/*.d "$mdir/dmqlib.so" # always a full rebuild (seconds)
 PKG_CONFIG_PATH=$stage/lib/pkgconfig \
   make -C "$mdir" -j "$jobs" DMQLIB_STAGE="$stage" >"$build/module-build.log" 2>&1 ||
   { grep -E 'error|warning' "$build/module-build.log" >&2 || tail -n 40 "$build/module-build.log" >&2; die "module build failed"; }
@@ -122,7 +123,7 @@ if grep -q 'warning:' "$build/module-build.log"; then
   [[ ${DMQ_KAM_WERROR:-0} == 1 ]] && die "warnings (DMQ_KAM_WERROR=1)"
 fi
 cp "$mdir/dmqlib.so" "$build/dmqlib.so"
-if ldd "$build/dmqlib.so" | grep -q libdmq; then
+if ldd "$build/dmqlib.so" | grep -q 'libdmq\.so'; then
   die "dmqlib.so depends on a shared libdmq (it must be linked statically)"
 fi
 log "built $build/dmqlib.so"

@@ -1,0 +1,213 @@
+# Helpers for the Kamailio tests (sourced by tests/kamailio/test_*.sh and
+# bench/kamailio_bench.sh). Real Kamailio processes on loopback:
+#   - every instance: own cfg, pidfile (-P), runtime dir (-Y), workdir (-w),
+#     ctl module on a unix socket (kamcmd), -DD -E, its own process group
+#     (setsid), stopped by PID;
+#   - everything is cleaned up on exit, also on failure;
+#   - every wait is bounded (kam_wait: poll a condition with a deadline).
+#
+# Environment: KAMAILIO (default /usr/sbin/kamailio), KAMCMD, DMQLIB_SO
+# (default build-kam/dmqlib.so; built with scripts/kamailio-module.sh when
+# missing), KAM_KEEP=1 keeps the temporary directory, CI=true makes a
+# missing kamailio a failure instead of a skip (77).
+
+KT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+KAMAILIO=${KAMAILIO:-/usr/sbin/kamailio}
+KAMCMD=${KAMCMD:-$(command -v kamcmd || echo /usr/sbin/kamcmd)}
+DMQLIB_SO=${DMQLIB_SO:-$KT_ROOT/build-kam/dmqlib.so}
+KAM_MODDIR=${KAM_MODDIR:-/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)/kamailio/modules}
+
+declare -A KT_PID=()   # instance name -> main pid (= process group id)
+declare -A KT_IP=()    # instance name -> 127.0.0.x
+KT_DIR=""
+KT_FAILED=0
+
+kt_log() { echo "[$(date +%H:%M:%S.%3N)] $*" >&2; }
+kt_fail() { kt_log "FAIL: $*"; KT_FAILED=1; }
+kt_die() { kt_log "FAIL: $*"; exit 1; }
+
+kt_now_ms() { date +%s%3N; }
+
+# kt_setup NAME: checks, temp dir, cleanup trap
+kt_setup() {
+  local name=$1
+  if [[ ! -x $KAMAILIO || ! -x $KAMCMD ]]; then
+    if [[ ${CI:-} == true ]]; then
+      kt_die "kamailio or kamcmd missing ($KAMAILIO, $KAMCMD)"
+    fi
+    kt_log "SKIP: kamailio not installed"
+    exit 77
+  fi
+  if [[ ! -f $DMQLIB_SO ]]; then
+    kt_log "building the module (scripts/kamailio-module.sh)"
+    "$KT_ROOT/scripts/kamailio-module.sh" >&2 || kt_die "module build failed"
+  fi
+  KT_DIR=$(mktemp -d "/tmp/kt-$name.XXXXXX")
+  trap kt_cleanup EXIT
+  trap 'exit 1' INT TERM
+}
+
+kt_cleanup() {
+  local rc=$?
+  local n pid
+  for n in "${!KT_PID[@]}"; do
+    pid=${KT_PID[$n]}
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  local deadline=$(( $(kt_now_ms) + 5000 ))
+  for n in "${!KT_PID[@]}"; do
+    pid=${KT_PID[$n]}
+    while kill -0 "$pid" 2>/dev/null && (( $(kt_now_ms) < deadline )); do
+      sleep 0.05
+    done
+    # the whole process group: children left behind by a killed main
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  if [[ $rc -ne 0 || $KT_FAILED -ne 0 ]]; then
+    for n in "${!KT_PID[@]}"; do
+      [[ -f $KT_DIR/$n/log ]] || continue
+      kt_log "--- last lines of $n's log ---"
+      grep -v ' DEBUG: ' "$KT_DIR/$n/log" | tail -n 25 >&2
+    done
+  fi
+  if [[ ${KAM_KEEP:-0} == 1 ]]; then
+    kt_log "kept $KT_DIR"
+  elif [[ -n $KT_DIR ]]; then
+    rm -rf "$KT_DIR"
+  fi
+  if [[ $rc -eq 0 && $KT_FAILED -ne 0 ]]; then rc=1; fi
+  exit $rc
+}
+
+# kt_cfg NAME IP MODE SEED [PROFILE] [EXTRA_MODULES...]: writes $KT_DIR/NAME/kamailio.cfg
+# MODE: dmqlib | stock. SEED: the seed's IP (empty for none).
+kt_cfg() {
+  local name=$1 ip=$2 mode=$3 seed=$4 profile=${5:-fast}
+  local d=$KT_DIR/$name
+  mkdir -p "$d/run" "$d/work"
+  {
+    echo '#!KAMAILIO'
+    echo "debug=${KT_DEBUG:-2}"
+    echo 'log_stderror=yes'
+    echo 'memdbg=5'
+    echo 'memlog=5'
+    echo "children=${KT_CHILDREN:-1}"
+    echo 'auto_aliases=no'
+    echo 'max_while_loops=100000'
+    echo "listen=udp:$ip:5060"
+    echo "mpath=\"$KAM_MODDIR/\""
+    echo 'loadmodule "ctl.so"'
+    echo "modparam(\"ctl\", \"binrpc\", \"unixs:$d/ctl.sock\")"
+    echo 'loadmodule "pv.so"'
+    echo 'loadmodule "xlog.so"'
+    if [[ $mode == stock ]]; then
+      echo 'loadmodule "tm.so"'
+      echo 'loadmodule "sl.so"'
+      echo 'loadmodule "dmq.so"'
+      echo "modparam(\"dmq\", \"server_address\", \"sip:$ip:5060\")"
+      [[ -n $seed ]] && echo "modparam(\"dmq\", \"notification_address\", \"sip:$seed:5060\")"
+      echo 'modparam("dmq", "ping_interval", 5)'
+      echo 'modparam("dmq", "num_workers", 2)'
+    else
+      echo "loadmodule \"$DMQLIB_SO\""
+      echo "modparam(\"dmqlib\", \"bind\", \"$ip:7946\")"
+      [[ -n $seed ]] && echo "modparam(\"dmqlib\", \"seeds\", \"$seed:7946\")"
+      echo "modparam(\"dmqlib\", \"profile\", \"$profile\")"
+      echo "modparam(\"dmqlib\", \"workers\", ${KT_WORKERS:-1})"
+    fi
+    echo 'loadmodule "htable.so"'
+    echo 'modparam("htable", "enable_dmq", 1)'
+    echo 'modparam("htable", "dmq_init_sync", 1)'
+    echo 'modparam("htable", "htable", "t=>size=16;dmqreplicate=1;")'
+    local m
+    for m in "${KT_EXTRA_MODULES[@]}"; do echo "$m"; done
+    echo 'request_route {'
+    if [[ $mode == stock ]]; then
+      echo '  if (method == "KDMQ") { dmq_handle_message(); exit; }'
+    fi
+    echo "${KT_ROUTE:-  exit;}"
+    echo '}'
+    local r
+    for r in "${KT_EXTRA_ROUTES[@]}"; do echo "$r"; done
+  } >"$d/kamailio.cfg"
+}
+
+# kt_start NAME IP MODE SEED [PROFILE]: start an instance (cfg written if absent)
+kt_start() {
+  local name=$1 ip=$2 mode=$3 seed=$4 profile=${5:-fast}
+  local d=$KT_DIR/$name
+  [[ -f $d/kamailio.cfg ]] || kt_cfg "$@"
+  KT_IP[$name]=$ip
+  setsid "$KAMAILIO" -DD -E -f "$d/kamailio.cfg" -P "$d/kamailio.pid" \
+    -Y "$d/run" -w "$d/work" -m "${KT_SHM:-64}" -M "${KT_PKG:-8}" \
+    >"$d/log" 2>&1 </dev/null &
+  KT_PID[$name]=$!
+}
+
+# kt_rpc NAME CMD ARGS...: kamcmd on the instance's ctl socket (3 s bound)
+kt_rpc() {
+  local name=$1
+  shift
+  timeout 3 "$KAMCMD" -s "unixs:$KT_DIR/$name/ctl.sock" "$@" 2>&1
+}
+
+# kt_wait TIMEOUT_MS DESCRIPTION CMD...: poll CMD until it succeeds
+kt_wait() {
+  local tmo=$1 what=$2
+  shift 2
+  local deadline=$(( $(kt_now_ms) + tmo ))
+  while :; do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    if (( $(kt_now_ms) >= deadline )); then
+      kt_log "timeout (${tmo} ms) waiting for: $what"
+      return 1
+    fi
+    sleep 0.02
+  done
+}
+
+kt_alive() { kill -0 "${KT_PID[$1]}" 2>/dev/null; }
+
+# instance answers RPC
+kt_up() { kt_alive "$1" && kt_rpc "$1" core.version | grep -q kamailio; }
+
+kt_up_or_dead() { kt_up "$1" || ! kt_alive "$1"; }
+kt_wait_up() {
+  kt_wait "${2:-15000}" "$1 answering RPC" kt_up_or_dead "$1"
+  kt_up "$1" || kt_die "$1 did not start"
+}
+
+# kt_member_state NAME MEMBER_NAME -> alive|suspect|dead|left|absent
+kt_member_state() {
+  kt_rpc "$1" dmq.list_nodes | awk -v m="$2" '
+    /name:/ { n=$2 } /state:/ { if (n==m) { print $2; found=1; exit } }
+    END { if (!found) print "absent" }'
+}
+kt_state_is() { [[ $(kt_member_state "$1" "$2") == "$3" ]]; }
+
+# number of members NAME sees alive (self included)
+kt_alive_count() { kt_rpc "$1" dmq.list_nodes | grep -c 'state: alive'; }
+kt_alive_count_is() { [[ $(kt_alive_count "$1") -eq $2 ]]; }
+
+# htable helpers
+kt_ht_get() { kt_rpc "$1" htable.get t "$2" | awk '/value:/ {print $2}'; }
+kt_ht_is() { [[ $(kt_ht_get "$1" "$2") == "$3" ]]; }
+# item count of table t (stock htable.stats: "items: N")
+kt_ht_items() { kt_rpc "$1" htable.stats | awk '/name: t$/ {f=1} f && /all:/ {print $2; exit}'; }
+kt_ht_items_is() { [[ $(kt_ht_items "$1") == "$2" ]]; }
+kt_ht_items_ge() { local n; n=$(kt_ht_items "$1"); [[ -n $n && $n -ge $2 ]]; }
+
+# kill a whole instance (process group) with SIG
+kt_kill() {
+  local name=$1 sig=$2
+  kill -"$sig" -- "-${KT_PID[$name]}" 2>/dev/null || true
+}
+kt_term() { kill -TERM "${KT_PID[$1]}" 2>/dev/null || true; }
+kt_reap() { # wait (bounded) until the instance's main is gone
+  local pid=${KT_PID[$1]} deadline=$(( $(kt_now_ms) + ${2:-10000} ))
+  while kill -0 "$pid" 2>/dev/null && (( $(kt_now_ms) < deadline )); do sleep 0.02; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "KT_PID[$1]"
+}
