@@ -101,9 +101,9 @@ kt_cfg() {
     echo "modparam(\"ctl\", \"binrpc\", \"unixs:$d/ctl.sock\")"
     echo 'loadmodule "pv.so"'
     echo 'loadmodule "xlog.so"'
+    echo 'loadmodule "sl.so"'
     if [[ $mode == stock ]]; then
       echo 'loadmodule "tm.so"'
-      echo 'loadmodule "sl.so"'
       echo 'loadmodule "dmq.so"'
       echo "modparam(\"dmq\", \"server_address\", \"sip:$ip:5060\")"
       [[ -n $seed ]] && echo "modparam(\"dmq\", \"notification_address\", \"sip:$seed:5060\")"
@@ -126,6 +126,31 @@ kt_cfg() {
     if [[ $mode == stock ]]; then
       echo '  if (method == "KDMQ") { dmq_handle_message(); exit; }'
     fi
+    # MESSAGE sip:fill@ with X-N: N and X-P: prefix -> $sht(t=>PREFIXi) = i
+    # for i in 0..N-1, then 200 (one cfg loop: the "cfg writer")
+    # MESSAGE sip:overwrite@ with X-N: N -> $sht(t=>ow) = 1..N, then 200
+    cat <<'CFG'
+  if (method == "MESSAGE" && $rU == "fill") {
+    $var(i) = 0;
+    $var(n) = $(hdr(X-N){s.int});
+    while ($var(i) < $var(n)) {
+      $sht(t=>$hdr(X-P)$var(i)) = $var(i);
+      $var(i) = $var(i) + 1;
+    }
+    sl_send_reply("200", "Filled");
+    exit;
+  }
+  if (method == "MESSAGE" && $rU == "overwrite") {
+    $var(i) = 1;
+    $var(n) = $(hdr(X-N){s.int});
+    while ($var(i) <= $var(n)) {
+      $sht(t=>ow) = $var(i);
+      $var(i) = $var(i) + 1;
+    }
+    sl_send_reply("200", "Overwritten");
+    exit;
+  }
+CFG
     echo "${KT_ROUTE:-  exit;}"
     echo '}'
     local r
@@ -167,6 +192,22 @@ kt_wait() {
   done
 }
 
+# kt_holds MS DESCRIPTION CMD...: CMD stays true for MS ms (an observation
+# window, e.g. "no duplicate arrives"); fails as soon as it does not
+kt_holds() {
+  local ms=$1 what=$2
+  shift 2
+  local deadline=$(( $(kt_now_ms) + ms ))
+  while (( $(kt_now_ms) < deadline )); do
+    if ! "$@" >/dev/null 2>&1; then
+      kt_log "did not hold for ${ms} ms: $what"
+      return 1
+    fi
+    sleep 0.05
+  done
+  return 0
+}
+
 kt_alive() { kill -0 "${KT_PID[$1]}" 2>/dev/null; }
 
 # instance answers RPC
@@ -197,6 +238,16 @@ kt_ht_is() { [[ $(kt_ht_get "$1" "$2") == "$3" ]]; }
 kt_ht_items() { kt_rpc "$1" htable.stats | awk '/name: t$/ {f=1} f && /all:/ {print $2; exit}'; }
 kt_ht_items_is() { [[ $(kt_ht_items "$1") == "$2" ]]; }
 kt_ht_items_ge() { local n; n=$(kt_ht_items "$1"); [[ -n $n && $n -ge $2 ]]; }
+
+# kt_fill NAME N PREFIX: the instance writes N keys PREFIX0.. in one cfg loop
+kt_fill() {
+  python3 "$KT_ROOT/tests/kamailio/sipsend.py" "${KT_IP[$1]}" 5060 MESSAGE \
+    "sip:fill@${KT_IP[$1]}" -H "X-N: $2" -H "X-P: $3" --no-resend --timeout 60 >/dev/null
+}
+kt_overwrite() {
+  python3 "$KT_ROOT/tests/kamailio/sipsend.py" "${KT_IP[$1]}" 5060 MESSAGE \
+    "sip:overwrite@${KT_IP[$1]}" -H "X-N: $2" --no-resend --timeout 60 >/dev/null
+}
 
 # kill a whole instance (process group) with SIG
 kt_kill() {
