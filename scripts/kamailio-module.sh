@@ -98,7 +98,7 @@ cmake -S "$root" -B "$build/libdmq" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DDMQ_BUILD_TESTS=OFF -DDMQ_BUILD_BENCH=OFF -DDMQ_BUILD_EXAMPLES=OFF \
   -DCMAKE_INSTALL_LIBDIR=lib >"$build/libdmq-cmake.log" 2>&1 ||
   { tail -n 30 "$build/libdmq-cmake.log" >&2; die "libdmq configure failed"; }
-cmake --build "$build/libdmq" -j "$jobs" --target dmq_static >"$build/libdmq-build.log" 2>&1 ||
+cmake --build "$build/libdmq" -j "$jobs" --target dmq_static --target dmq-peer >"$build/libdmq-build.log" 2>&1 ||
   { tail -n 30 "$build/libdmq-build.log" >&2; die "libdmq build failed"; }
 # stage only what the module needs (headers, the static library, libdmq.pc);
 # `cmake --install` would want every target (tools, shared library) built

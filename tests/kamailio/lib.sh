@@ -262,3 +262,24 @@ kt_reap() { # wait (bounded) until the instance's main is gone
   wait "$pid" 2>/dev/null || true
   unset "KT_PID[$1]"
 }
+
+# dmq-peer (tools/dmq-peer, built by scripts/kamailio-module.sh) as an extra
+# libdmq member driven through a FIFO: kt_peer_start NAME BIND SEED [CHANNEL]
+DMQ_PEER=${DMQ_PEER:-$KT_ROOT/build-kam/libdmq/tools/dmq-peer}
+declare -A KT_PEER_FD=()
+kt_peer_start() {
+  local name=$1 bind=$2 seed=$3 chan=${4:-}
+  local d=$KT_DIR/$name
+  mkdir -p "$d"
+  [[ -x $DMQ_PEER ]] || kt_die "dmq-peer not built ($DMQ_PEER)"
+  mkfifo "$d/in"
+  local args=(--name "$name" --bind "$bind" --seed "$seed" --profile fast)
+  [[ -n $chan ]] && args+=(--channel "$chan")
+  setsid "$DMQ_PEER" "${args[@]}" <"$d/in" >"$d/events" 2>"$d/log" &
+  KT_PID[$name]=$!
+  local fd
+  exec {fd}>"$d/in"
+  KT_PEER_FD[$name]=$fd
+}
+kt_peer_cmd() { echo "$2" >&"${KT_PEER_FD[$1]}"; }
+kt_peer_has() { grep -q "$2" "$KT_DIR/$1/events"; }
