@@ -119,7 +119,7 @@ kt_cfg() {
     echo 'loadmodule "htable.so"'
     echo 'modparam("htable", "enable_dmq", 1)'
     echo 'modparam("htable", "dmq_init_sync", 1)'
-    echo 'modparam("htable", "htable", "t=>size=16;dmqreplicate=1;")'
+    echo "modparam(\"htable\", \"htable\", \"t=>size=16;dmqreplicate=${KT_HT_REPL:-1};\")"
     local m
     for m in "${KT_EXTRA_MODULES[@]}"; do echo "$m"; done
     echo 'request_route {'
@@ -131,12 +131,14 @@ kt_cfg() {
     # MESSAGE sip:overwrite@ with X-N: N -> $sht(t=>ow) = 1..N, then 200
     cat <<'CFG'
   if (method == "MESSAGE" && $rU == "fill") {
+    xlog("L_NOTICE", "fill start $TV(Sn)\n");
     $var(i) = 0;
     $var(n) = $(hdr(X-N){s.int});
     while ($var(i) < $var(n)) {
       $sht(t=>$hdr(X-P)$var(i)) = $var(i);
       $var(i) = $var(i) + 1;
     }
+    xlog("L_NOTICE", "fill end $TV(Sn)\n");
     sl_send_reply("200", "Filled");
     exit;
   }
@@ -283,3 +285,18 @@ kt_peer_start() {
 }
 kt_peer_cmd() { echo "$2" >&"${KT_PEER_FD[$1]}"; }
 kt_peer_has() { grep -q "$2" "$KT_DIR/$1/events"; }
+
+# CPU time (ms, user+system) of every process in the instance's process group
+kt_cpu_ms() {
+  local pg=${KT_PID[$1]} tck
+  tck=$(getconf CLK_TCK)
+  # cat, not awk on the glob: a process that exits between the glob and the
+  # read must not abort the sum
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v pg="$pg" -v hz="$tck" '{
+      # comm may hold blanks: fields after the closing parenthesis
+      s = $0; sub(/^.*\) /, "", s); split(s, f, " ");
+      if (f[3] == pg) t += f[12] + f[13]
+    } END { printf "%.0f\n", t * 1000 / hz }'
+}
+# shared memory in use (bytes) as the instance reports it
+kt_shm_used() { kt_rpc "$1" core.shmmem | awk '/used:/ {print $2; exit}'; }
