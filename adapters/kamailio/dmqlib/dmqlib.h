@@ -64,6 +64,10 @@ int dql_queue_init(dql_queue_t *q, uint32_t max_count, uint64_t max_bytes,
 		int nonblocking_efd);
 /* 0 queued; -1 full (dropped counter bumped; the item is still the caller's) */
 int dql_queue_push(dql_queue_t *q, dql_item_t *it);
+/* append a list (linked through next, FIFO) under one lock and one wake-up:
+ * items past a budget are dropped (counted); the dropped ones are returned
+ * as a list for the caller to free, NULL if all were queued */
+dql_item_t *dql_queue_push_list(dql_queue_t *q, dql_item_t *head);
 /* take the whole list (FIFO order), NULL if empty */
 dql_item_t *dql_queue_take(dql_queue_t *q);
 /* wake the consumer (also used to poke the io process) */

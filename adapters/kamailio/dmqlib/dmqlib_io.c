@@ -52,6 +52,7 @@ static dmq_uv_t *dql_rt;
 static dmq_node_t *dql_node;
 static uv_poll_t dql_outpoll;
 static uv_prepare_t dql_prep;
+static uv_check_t dql_check;
 static uv_timer_t dql_hk;
 static uv_timer_t dql_exit_timer;
 static uv_signal_t dql_sigterm;
@@ -199,6 +200,55 @@ int dql_io_sockets_prepare(void)
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */
 
+/* Items for the workers are collected during one loop iteration and queued
+ * at its end (check and prepare phases): one lock and at most one wake-up
+ * per worker per iteration instead of one per message. */
+static dql_item_t *dql_batch_head[DQL_MAX_WORKERS];
+static dql_item_t **dql_batch_tail[DQL_MAX_WORKERS];
+static int dql_batch_n[DQL_MAX_WORKERS];
+#define DQL_BATCH_MAX 512 /* flushed early beyond this */
+
+static void dql_ratelimited(const char *what, uint64_t total);
+
+static void dql_flush_worker(int w)
+{
+	dql_item_t *dropped, *next;
+	if(dql_batch_head[w] == NULL)
+		return;
+	dropped = dql_queue_push_list(&dql_sh->in[w], dql_batch_head[w]);
+	dql_batch_head[w] = NULL;
+	dql_batch_tail[w] = &dql_batch_head[w];
+	dql_batch_n[w] = 0;
+	if(dropped) {
+		for(; dropped; dropped = next) {
+			next = dropped->next;
+			shm_free(dropped);
+			dql_sh->in_dropped++;
+		}
+		dql_ratelimited("dmqlib: worker queue full, inbound items dropped "
+						"(raise in_queue_max/in_queue_bytes or workers?)",
+				dql_sh->in_dropped);
+	}
+}
+
+static void dql_flush_all(void)
+{
+	int w;
+	for(w = 0; w < dql_sh->nworkers; w++)
+		dql_flush_worker(w);
+}
+
+static void dql_to_worker(int w, dql_item_t *it)
+{
+	if(dql_batch_tail[w] == NULL)
+		dql_batch_tail[w] = &dql_batch_head[w];
+	it->next = NULL;
+	*dql_batch_tail[w] = it;
+	dql_batch_tail[w] = &it->next;
+	if(++dql_batch_n[w] >= DQL_BATCH_MAX)
+		dql_flush_worker(w);
+}
+
 static uint64_t dql_now(void)
 {
 	return uv_now(&dql_loop);
@@ -313,13 +363,7 @@ static void dql_report(const dql_cb_t *cb, int peer, int slot, uint32_t gen,
 	o->slot_gen = gen;
 	o->code = code;
 	o->cb = *cb;
-	if(dql_queue_push(&dql_sh->in[dql_worker_for(dest ? dest : "")], &o->h)
-			< 0) {
-		shm_free(o);
-		dql_sh->in_dropped++;
-		dql_ratelimited("dmqlib: worker queue full, outcome dropped",
-				dql_sh->in_dropped);
-	}
+	dql_to_worker(dql_worker_for(dest ? dest : ""), &o->h);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -519,13 +563,7 @@ static void dql_on_message(dmq_node_t *node, dmq_channel_t *ch,
 	memcpy(it->data, p + 1, ct_len + body_len);
 	it->data[ct_len + body_len] = '\0';
 	w = dql_worker_for(m->from);
-	if(dql_queue_push(&dql_sh->in[w], &it->h) < 0) {
-		shm_free(it);
-		dql_sh->in_dropped++;
-		dql_ratelimited("dmqlib: worker queue full, inbound message dropped "
-						"(raise in_queue_max/in_queue_bytes or workers?)",
-				dql_sh->in_dropped);
-	}
+	dql_to_worker(w, &it->h);
 	if(dql_sh->in[w].pressure && !dql_paused)
 		dql_pause_all(1);
 	return;
@@ -661,11 +699,7 @@ static void dql_on_member(dmq_node_t *node, dmq_member_event_t ev,
 			snprintf(it->name, sizeof(it->name), "%s", m->name);
 			snprintf(it->addr, sizeof(it->addr), "%s", m->addr);
 			snprintf(it->uri, sizeof(it->uri), "%s", uri);
-			if(dql_queue_push(&dql_sh->in[dql_worker_for(m->name)], &it->h)
-					< 0) {
-				shm_free(it);
-				dql_sh->in_dropped++;
-			}
+			dql_to_worker(dql_worker_for(m->name), &it->h);
 		}
 	}
 	/* alone again: the next member to appear triggers the init callbacks
@@ -702,6 +736,7 @@ static void dql_check_init(void)
 			it->peer = c;
 			it->slot = d->slot;
 			it->slot_gen = d->gen;
+			dql_flush_worker(dql_worker_for(d->name));
 			if(dql_queue_push(&dql_sh->in[dql_worker_for(d->name)], &it->h)
 					< 0) {
 				shm_free(it);
@@ -779,9 +814,16 @@ static void dql_export_stats(void)
 /* ------------------------------------------------------------------------ */
 /* loop                                                                      */
 
+static void dql_on_check(uv_check_t *h)
+{
+	(void)h;
+	dql_flush_all();
+}
+
 static void dql_on_prepare(uv_prepare_t *h)
 {
 	(void)h;
+	dql_flush_all(); /* what timers and idle work produced, before polling */
 	cfg_update();
 	dql_sh->io_loops++;
 }
@@ -942,6 +984,8 @@ void dql_io_main(void)
 
 	uv_prepare_init(&dql_loop, &dql_prep);
 	uv_prepare_start(&dql_prep, dql_on_prepare);
+	uv_check_init(&dql_loop, &dql_check);
+	uv_check_start(&dql_check, dql_on_check);
 	uv_poll_init(&dql_loop, &dql_outpoll, dql_sh->out.efd);
 	uv_poll_start(&dql_outpoll, UV_READABLE, dql_on_out_readable);
 	uv_timer_init(&dql_loop, &dql_hk);

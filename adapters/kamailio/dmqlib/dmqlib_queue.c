@@ -82,6 +82,46 @@ int dql_queue_push(dql_queue_t *q, dql_item_t *it)
 	return 0;
 }
 
+dql_item_t *dql_queue_push_list(dql_queue_t *q, dql_item_t *head)
+{
+	dql_item_t *dropped = NULL, **dtail = &dropped, *next;
+	int was_empty, pushed = 0;
+	if(head == NULL)
+		return NULL;
+	lock_get(&q->lock);
+	was_empty = (q->head == NULL);
+	for(; head; head = next) {
+		next = head->next;
+		head->next = NULL;
+		if(q->count >= q->max_count || q->bytes + head->size > q->max_bytes) {
+			q->dropped++;
+			q->dropped_bytes += head->size;
+			*dtail = head;
+			dtail = &head->next;
+			continue;
+		}
+		if(q->tail)
+			q->tail->next = head;
+		else
+			q->head = head;
+		q->tail = head;
+		q->count++;
+		q->bytes += head->size;
+		q->pushed++;
+		pushed++;
+	}
+	if(q->count > q->peak_count)
+		q->peak_count = q->count;
+	if(q->bytes > q->peak_bytes)
+		q->peak_bytes = q->bytes;
+	if(q->count >= q->high_mark || q->bytes >= q->max_bytes - q->max_bytes / 4)
+		q->pressure = 1;
+	lock_release(&q->lock);
+	if(was_empty && pushed)
+		dql_queue_wake(q);
+	return dropped;
+}
+
 dql_item_t *dql_queue_take(dql_queue_t *q)
 {
 	dql_item_t *l;
