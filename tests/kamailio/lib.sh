@@ -167,7 +167,7 @@ kt_start() {
   [[ -f $d/kamailio.cfg ]] || kt_cfg "$@"
   KT_IP[$name]=$ip
   setsid "$KAMAILIO" -DD -E -f "$d/kamailio.cfg" -P "$d/kamailio.pid" \
-    -Y "$d/run" -w "$d/work" -m "${KT_SHM:-64}" -M "${KT_PKG:-8}" \
+    -Y "$d/run" -w "$d/work" -m "${KT_SHM:-64}" -M "${KT_PKG:-8}" ${KT_ARGS:-} \
     >"$d/log" 2>&1 </dev/null &
   KT_PID[$name]=$!
 }
