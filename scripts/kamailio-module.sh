@@ -122,13 +122,15 @@ if grep -q 'warning:' "$build/module-build.log"; then
   grep 'warning:' "$build/module-build.log" >&2
   [[ ${DMQ_KAM_WERROR:-0} == 1 ]] && die "warnings (DMQ_KAM_WERROR=1)"
 fi
-cp "$mdir/dmqlib.so" "$build/dmqlib.so"
+# replace atomically: running instances keep the old file mapped
+cp "$mdir/dmqlib.so" "$build/dmqlib.so.new" && mv -f "$build/dmqlib.so.new" "$build/dmqlib.so"
 if ldd "$build/dmqlib.so" | grep -q 'libdmq\.so'; then
   die "dmqlib.so depends on a shared libdmq (it must be linked statically)"
 fi
 log "built $build/dmqlib.so"
 
 if [[ $action == install ]]; then
-  "${sudo[@]}" install -m 0644 "$build/dmqlib.so" "$moddir/dmqlib.so"
+  "${sudo[@]}" install -m 0644 "$build/dmqlib.so" "$moddir/.dmqlib.so.new"
+  "${sudo[@]}" mv -f "$moddir/.dmqlib.so.new" "$moddir/dmqlib.so"
   log "installed $moddir/dmqlib.so"
 fi

@@ -80,7 +80,20 @@ uint32_t dql_queue_count(dql_queue_t *q);
 
 /* -------------------------------------------------------------------------
  * Items. Every item is one shm block: header, then a variable tail.
+ * Their sizes are rounded up to a few size classes (dql_item_size): the
+ * shm allocator (q_malloc by default) then finds an exact-size free block
+ * at once instead of searching a fragmented free list, which a burst of
+ * items of every size in between causes (measured: 4x slower writes).
  */
+static inline size_t dql_item_size(size_t sz)
+{
+	size_t c = 128;
+	if(sz > 65536)
+		return sz;
+	while(c < sz)
+		c <<= 1;
+	return c;
+}
 enum {
 	/* any process -> io */
 	DQL_K_SEND = 1,   /* unicast to a member slot */

@@ -463,7 +463,7 @@ static dql_out_t *dql_out_new(int kind, int peer, str *body, str *ct,
 	}
 	if(body == NULL || body->len < 0 || (body->len > 0 && body->s == NULL))
 		return NULL;
-	sz = sizeof(*o) + ct->len + body->len;
+	sz = dql_item_size(sizeof(*o) + ct->len + body->len);
 	o = shm_malloc(sz);
 	if(o == NULL) {
 		SHM_MEM_ERROR;

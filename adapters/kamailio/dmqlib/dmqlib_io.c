@@ -350,13 +350,13 @@ static void dql_report(const dql_cb_t *cb, int peer, int slot, uint32_t gen,
 	dql_count_outcome(code);
 	if(cb->f == NULL)
 		return;
-	o = shm_malloc(sizeof(*o));
+	o = shm_malloc(dql_item_size(sizeof(*o)));
 	if(o == NULL) {
 		dql_sh->in_dropped++;
 		return;
 	}
 	memset(o, 0, sizeof(*o));
-	o->h.size = sizeof(*o);
+	o->h.size = dql_item_size(sizeof(*o));
 	o->h.kind = DQL_K_OUTCOME;
 	o->peer = peer;
 	o->slot = slot;
@@ -544,7 +544,7 @@ static void dql_on_message(dmq_node_t *node, dmq_channel_t *ch,
 	if(body_len > 0 && memchr(p + 1 + ct_len, '\0', body_len) != NULL)
 		goto malformed; /* consumers read the body as a C string */
 
-	it = shm_malloc(sizeof(*it) + ct_len + body_len + 1);
+	it = shm_malloc(dql_item_size(sizeof(*it) + ct_len + body_len + 1));
 	if(it == NULL) {
 		dql_sh->in_dropped++;
 		dql_ratelimited("dmqlib: no shm for an inbound message (dropped)",
@@ -552,7 +552,7 @@ static void dql_on_message(dmq_node_t *node, dmq_channel_t *ch,
 		return;
 	}
 	memset(it, 0, sizeof(*it));
-	it->h.size = sizeof(*it) + ct_len + body_len + 1;
+	it->h.size = dql_item_size(sizeof(*it) + ct_len + body_len + 1);
 	it->h.kind = DQL_K_MSG;
 	it->peer = peer;
 	s = dql_lm_find(m->from);
