@@ -64,9 +64,10 @@ int dql_queue_init(dql_queue_t *q, uint32_t max_count, uint64_t max_bytes,
 		int nonblocking_efd);
 /* 0 queued; -1 full (dropped counter bumped; the item is still the caller's) */
 int dql_queue_push(dql_queue_t *q, dql_item_t *it);
-/* append a list (linked through next, FIFO) under one lock and one wake-up:
- * items past a budget are dropped (counted); the dropped ones are returned
- * as a list for the caller to free, NULL if all were queued */
+/* append a list (linked through next, FIFO) under one lock and one wake-up,
+ * in order, as far as the budgets allow: the rest (from the first item that
+ * does not fit) is returned, still the caller's (not counted as dropped),
+ * NULL if everything was queued; the queue is then under pressure */
 dql_item_t *dql_queue_push_list(dql_queue_t *q, dql_item_t *head);
 /* take the whole list (FIFO order), NULL if empty */
 dql_item_t *dql_queue_take(dql_queue_t *q);

@@ -513,6 +513,10 @@ int dql_send_message(dmq_peer_t *peer, str *body, dmq_node_t *node,
 	dql_out_t *o;
 	(void)max_forwards; /* no SIP hops: libdmq delivers to the member */
 
+	if(dql_sh == NULL) {
+		LM_ERR("dmqlib: send_message before dmqlib's mod_init\n");
+		return -1;
+	}
 	pidx = dql_peer_index(peer);
 	if(pidx < 0) {
 		__atomic_add_fetch(&dql_sh->send_bad, 1, __ATOMIC_RELAXED);
@@ -548,6 +552,10 @@ int dql_bcast_message(dmq_peer_t *peer, str *body, dmq_node_t *except,
 	dql_out_t *o;
 	(void)max_forwards;
 
+	if(dql_sh == NULL) {
+		LM_ERR("dmqlib: bcast_message before dmqlib's mod_init\n");
+		return -1;
+	}
 	pidx = dql_peer_index(peer);
 	if(pidx < 0) {
 		__atomic_add_fetch(&dql_sh->send_bad, 1, __ATOMIC_RELAXED);

@@ -210,24 +210,23 @@ static int dql_batch_n[DQL_MAX_WORKERS];
 
 static void dql_ratelimited(const char *what, uint64_t total);
 
+/* Queue worker w's batch. What does not fit stays here, in order, and is
+ * retried at every loop iteration and housekeeping tick while the channels
+ * are paused: a message libdmq has delivered (and acknowledged) is never
+ * dropped for lack of room; the backlog is bounded by what libdmq delivers
+ * before the pause takes effect. */
 static void dql_flush_worker(int w)
 {
-	dql_item_t *dropped, *next;
+	dql_item_t *rest, *it;
 	if(dql_batch_head[w] == NULL)
 		return;
-	dropped = dql_queue_push_list(&dql_sh->in[w], dql_batch_head[w]);
-	dql_batch_head[w] = NULL;
-	dql_batch_tail[w] = &dql_batch_head[w];
+	rest = dql_queue_push_list(&dql_sh->in[w], dql_batch_head[w]);
+	dql_batch_head[w] = rest;
 	dql_batch_n[w] = 0;
-	if(dropped) {
-		for(; dropped; dropped = next) {
-			next = dropped->next;
-			shm_free(dropped);
-			dql_sh->in_dropped++;
-		}
-		dql_ratelimited("dmqlib: worker queue full, inbound items dropped "
-						"(raise in_queue_max/in_queue_bytes or workers?)",
-				dql_sh->in_dropped);
+	dql_batch_tail[w] = &dql_batch_head[w];
+	for(it = rest; it; it = it->next) {
+		dql_batch_n[w]++;
+		dql_batch_tail[w] = &it->next;
 	}
 }
 
@@ -246,7 +245,7 @@ static void dql_to_worker(int w, dql_item_t *it)
 	*dql_batch_tail[w] = it;
 	dql_batch_tail[w] = &it->next;
 	if(++dql_batch_n[w] >= DQL_BATCH_MAX)
-		dql_flush_worker(w);
+		dql_flush_worker(w); /* (a backlog kept by a full queue stays) */
 }
 
 static uint64_t dql_now(void)
@@ -512,7 +511,7 @@ static void dql_check_pause(void)
 {
 	int i, pressure = 0;
 	for(i = 0; i < dql_sh->nworkers; i++)
-		if(dql_sh->in[i].pressure)
+		if(dql_sh->in[i].pressure || dql_batch_head[i] != NULL)
 			pressure = 1;
 	if(pressure != dql_paused && !dql_closing) {
 		dql_pause_all(pressure);
@@ -818,6 +817,8 @@ static void dql_on_check(uv_check_t *h)
 {
 	(void)h;
 	dql_flush_all();
+	if(!dql_closing)
+		dql_check_pause();
 }
 
 static void dql_on_prepare(uv_prepare_t *h)
@@ -834,6 +835,7 @@ static void dql_on_housekeep(uv_timer_t *h)
 	if(dql_closing)
 		return;
 	dql_open_channels();
+	dql_flush_all(); /* a backlog kept by a full worker queue */
 	dql_drain_out(); /* a wake-up lost to a race costs at most a tick */
 	dql_check_pause();
 	dql_sh->joined = dmq_node_is_joined(dql_node);

@@ -84,7 +84,7 @@ int dql_queue_push(dql_queue_t *q, dql_item_t *it)
 
 dql_item_t *dql_queue_push_list(dql_queue_t *q, dql_item_t *head)
 {
-	dql_item_t *dropped = NULL, **dtail = &dropped, *next;
+	dql_item_t *next;
 	int was_empty, pushed = 0;
 	if(head == NULL)
 		return NULL;
@@ -92,14 +92,9 @@ dql_item_t *dql_queue_push_list(dql_queue_t *q, dql_item_t *head)
 	was_empty = (q->head == NULL);
 	for(; head; head = next) {
 		next = head->next;
+		if(q->count >= q->max_count || q->bytes + head->size > q->max_bytes)
+			break; /* keep the order: nothing after it either */
 		head->next = NULL;
-		if(q->count >= q->max_count || q->bytes + head->size > q->max_bytes) {
-			q->dropped++;
-			q->dropped_bytes += head->size;
-			*dtail = head;
-			dtail = &head->next;
-			continue;
-		}
 		if(q->tail)
 			q->tail->next = head;
 		else
@@ -114,12 +109,13 @@ dql_item_t *dql_queue_push_list(dql_queue_t *q, dql_item_t *head)
 		q->peak_count = q->count;
 	if(q->bytes > q->peak_bytes)
 		q->peak_bytes = q->bytes;
-	if(q->count >= q->high_mark || q->bytes >= q->max_bytes - q->max_bytes / 4)
+	if(head != NULL || q->count >= q->high_mark
+			|| q->bytes >= q->max_bytes - q->max_bytes / 4)
 		q->pressure = 1;
 	lock_release(&q->lock);
 	if(was_empty && pushed)
 		dql_queue_wake(q);
-	return dropped;
+	return head;
 }
 
 dql_item_t *dql_queue_take(dql_queue_t *q)
