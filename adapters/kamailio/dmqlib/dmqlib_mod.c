@@ -308,6 +308,9 @@ static dql_mentry_t *dql_self_entry(void)
 }
 
 static unsigned int dql_msg_seq = 0;
+static char *dql_wbuf = NULL;
+static size_t dql_wbuf_cap = 0;
+static unsigned dql_pid = 0;
 
 /* Build a KDMQ request as text, parse it, and hand it to the peer's
  * callback. The body is NUL-terminated (consumers parse it as a C string).
@@ -337,11 +340,21 @@ static void dql_run_peer_cb(dql_msg_t *m)
 
 	cap = 512 + 4 * strlen(pe->id) + 2 * strlen(shp) + strlen(mhp) + m->ct_len
 		  + m->body_len + 1;
-	buf = pkg_malloc(cap);
-	if(buf == NULL) {
-		PKG_MEM_ERROR;
-		return;
+	/* one buffer per worker, grown as needed (no pkg malloc per message) */
+	if(cap > dql_wbuf_cap) {
+		if(dql_wbuf)
+			pkg_free(dql_wbuf);
+		dql_wbuf_cap = 0;
+		dql_wbuf = pkg_malloc(cap < 4096 ? 4096 : cap);
+		if(dql_wbuf == NULL) {
+			PKG_MEM_ERROR;
+			return;
+		}
+		dql_wbuf_cap = cap < 4096 ? 4096 : cap;
 	}
+	buf = dql_wbuf;
+	if(dql_pid == 0)
+		dql_pid = (unsigned)getpid();
 	dql_msg_seq++;
 	hlen = snprintf(buf, cap,
 			"KDMQ sip:%s@%s SIP/2.0\r\n"
@@ -354,13 +367,11 @@ static void dql_run_peer_cb(dql_msg_t *m)
 			"Content-Type: %.*s\r\n"
 			"Content-Length: %u\r\n"
 			"\r\n",
-			pe->id, mhp, shp, (unsigned)getpid(), dql_msg_seq, pe->id, shp,
-			(unsigned)getpid(), pe->id, mhp, (unsigned)getpid(), dql_msg_seq,
+			pe->id, mhp, shp, dql_pid, dql_msg_seq, pe->id, shp, dql_pid,
+			pe->id, mhp, dql_pid, dql_msg_seq,
 			shp, (int)m->ct_len, ct, (unsigned)m->body_len);
-	if(hlen < 0 || (size_t)hlen + m->body_len + 1 > cap) {
-		pkg_free(buf);
+	if(hlen < 0 || (size_t)hlen + m->body_len + 1 > cap)
 		return;
-	}
 	memcpy(buf + hlen, body, m->body_len);
 	len = hlen + (int)m->body_len;
 	buf[len] = '\0';
@@ -373,7 +384,6 @@ static void dql_run_peer_cb(dql_msg_t *m)
 				  "request (content type or sender address)\n",
 				pe->id);
 		free_sip_msg(&msg);
-		pkg_free(buf);
 		return;
 	}
 	if(sender && sender->node.ip_address.af) {
@@ -396,7 +406,6 @@ static void dql_run_peer_cb(dql_msg_t *m)
 		pkg_free(resp.body.s);
 	free_sip_msg(&msg);
 	ksr_msg_env_reset();
-	pkg_free(buf);
 }
 
 static void dql_run_outcome(dql_outcome_t *o)
