@@ -18,7 +18,7 @@
 #              lists it as not active (stock: disabled; dmqlib: dead)
 # Environment: KEYS (10000), SHM_MB (256, both modules), PROFILE (fast),
 # STOCK_DETECT_MAX_S (90), OUT (a file the markdown table is appended to).
-set -uo pipefail
+set -o pipefail
 source "$(dirname "$0")/../tests/kamailio/lib.sh"
 kt_setup bench
 
@@ -131,6 +131,7 @@ run_one() { # MODE N
   kt_log "cpu writer $cw ms (from ${cpu0[1]}), receivers $cr ms"
   kt_log "$mode n=$n: ${el} ms, keys/s $kps, lost $lost (writer has $wgot), CPU/key writer ${cpu_w_us} us receivers ${cpu_r_us} us, shm/key ${shm_per_key} B, detect $det"
   rows+=("| $n | $mode | $kps | $el | $lost | $cpu_w_us | $cpu_r_us | $shm_per_key | $det |")
+  echo "${rows[-1]}" >>"$KT_DIR/rows"
   for i in $(seq 1 "$n"); do
     [[ -n ${KT_PID[$mode$n-k$i]:-} ]] && kt_term "$mode$n-k$i"
   done

@@ -140,14 +140,22 @@ typedef struct dql_msg {
 	char data[]; /* content type, then body, then a NUL */
 } dql_msg_t;
 
-/* DQL_K_OUTCOME */
-typedef struct dql_outcome {
-	dql_item_t h;
-	int16_t peer;
+/* DQL_K_OUTCOME: outcomes of single destinations, up to
+ * DQL_OUTCOMES_PER_ITEM per item (a burst to N members makes N outcomes per
+ * message: one shm block for many of them) */
+#define DQL_OUTCOMES_PER_ITEM 64
+typedef struct dql_outcome_e {
+	dql_cb_t cb;
 	int32_t slot; /* the destination */
 	uint32_t slot_gen;
-	int code;     /* SIP-like: 200 408 404 513 503 */
-	dql_cb_t cb;
+	int16_t peer;
+	int16_t code; /* SIP-like: 200 408 404 513 503 */
+} dql_outcome_e_t;
+
+typedef struct dql_outcome {
+	dql_item_t h;
+	uint32_t n;
+	dql_outcome_e_t e[DQL_OUTCOMES_PER_ITEM];
 } dql_outcome_t;
 
 /* DQL_K_INIT */

@@ -12,7 +12,7 @@
  *     its own outcome (so a full destination fails alone, and `except`
  *     works: see NOTES.md, partial broadcast);
  *   - a uv_prepare that calls cfg_update() every iteration;
- *   - a 20 ms housekeeping timer: channels for peers registered at run time,
+ *   - a 50 ms housekeeping timer: channels for peers registered at run time,
  *     init callbacks, resuming paused channels, stats export;
  *   - a uv_signal for SIGTERM: leave, flush for at most flush_timeout ms,
  *     then _exit. uv_run never returns into Kamailio's code.
@@ -44,7 +44,7 @@
 
 #include "dmqlib.h"
 
-#define DQL_HOUSEKEEP_MS 20
+#define DQL_HOUSEKEEP_MS 50 /* init checks, backlog retry, stats; idle cost x members */
 #define DQL_STATS_MS 500
 
 static uv_loop_t dql_loop;
@@ -206,6 +206,7 @@ int dql_io_sockets_prepare(void)
 static dql_item_t *dql_batch_head[DQL_MAX_WORKERS];
 static dql_item_t **dql_batch_tail[DQL_MAX_WORKERS];
 static int dql_batch_n[DQL_MAX_WORKERS];
+static dql_outcome_t *dql_open_oc[DQL_MAX_WORKERS]; /* being filled */
 #define DQL_BATCH_MAX 512 /* flushed early beyond this */
 
 static void dql_ratelimited(const char *what, uint64_t total);
@@ -215,9 +216,30 @@ static void dql_ratelimited(const char *what, uint64_t total);
  * are paused: a message libdmq has delivered (and acknowledged) is never
  * dropped for lack of room; the backlog is bounded by what libdmq delivers
  * before the pause takes effect. */
+static void dql_append(int w, dql_item_t *it)
+{
+	if(dql_batch_tail[w] == NULL)
+		dql_batch_tail[w] = &dql_batch_head[w];
+	it->next = NULL;
+	*dql_batch_tail[w] = it;
+	dql_batch_tail[w] = &it->next;
+	dql_batch_n[w]++;
+}
+
+/* the open outcome block joins the batch (it is complete, or its turn has
+ * come: items keep their order) */
+static void dql_close_oc(int w)
+{
+	if(dql_open_oc[w]) {
+		dql_append(w, &dql_open_oc[w]->h);
+		dql_open_oc[w] = NULL;
+	}
+}
+
 static void dql_flush_worker(int w)
 {
 	dql_item_t *rest, *it;
+	dql_close_oc(w);
 	if(dql_batch_head[w] == NULL)
 		return;
 	rest = dql_queue_push_list(&dql_sh->in[w], dql_batch_head[w]);
@@ -239,12 +261,9 @@ static void dql_flush_all(void)
 
 static void dql_to_worker(int w, dql_item_t *it)
 {
-	if(dql_batch_tail[w] == NULL)
-		dql_batch_tail[w] = &dql_batch_head[w];
-	it->next = NULL;
-	*dql_batch_tail[w] = it;
-	dql_batch_tail[w] = &it->next;
-	if(++dql_batch_n[w] >= DQL_BATCH_MAX)
+	dql_close_oc(w);
+	dql_append(w, it);
+	if(dql_batch_n[w] >= DQL_BATCH_MAX)
 		dql_flush_worker(w); /* (a backlog kept by a full queue stays) */
 }
 
@@ -341,28 +360,41 @@ static void dql_ratelimited(const char *what, uint64_t total)
 	}
 }
 
-/* report one destination's outcome to the worker that owns that member */
+/* report one destination's outcome to the worker that owns that member
+ * (appended to that worker's open outcome block) */
 static void dql_report(const dql_cb_t *cb, int peer, int slot, uint32_t gen,
 		const char *dest, int code)
 {
 	dql_outcome_t *o;
+	dql_outcome_e_t *e;
+	int w;
 	dql_count_outcome(code);
 	if(cb->f == NULL)
 		return;
-	o = shm_malloc(dql_item_size(sizeof(*o)));
+	w = dql_worker_for(dest ? dest : "");
+	o = dql_open_oc[w];
 	if(o == NULL) {
-		dql_sh->in_dropped++;
-		return;
+		o = shm_malloc(dql_item_size(sizeof(*o)));
+		if(o == NULL) {
+			dql_sh->in_dropped++;
+			dql_ratelimited("dmqlib: no shm for an outcome (dropped)",
+					dql_sh->in_dropped);
+			return;
+		}
+		o->h.next = NULL;
+		o->h.size = dql_item_size(sizeof(*o));
+		o->h.kind = DQL_K_OUTCOME;
+		o->n = 0;
+		dql_open_oc[w] = o;
 	}
-	memset(o, 0, sizeof(*o));
-	o->h.size = dql_item_size(sizeof(*o));
-	o->h.kind = DQL_K_OUTCOME;
-	o->peer = peer;
-	o->slot = slot;
-	o->slot_gen = gen;
-	o->code = code;
-	o->cb = *cb;
-	dql_to_worker(dql_worker_for(dest ? dest : ""), &o->h);
+	e = &o->e[o->n++];
+	e->cb = *cb;
+	e->peer = peer;
+	e->slot = slot;
+	e->slot_gen = gen;
+	e->code = code;
+	if(o->n == DQL_OUTCOMES_PER_ITEM)
+		dql_close_oc(w);
 }
 
 /* ------------------------------------------------------------------------ */

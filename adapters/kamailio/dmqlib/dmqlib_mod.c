@@ -408,18 +408,23 @@ static void dql_run_peer_cb(dql_msg_t *m)
 	ksr_msg_env_reset();
 }
 
-static void dql_run_outcome(dql_outcome_t *o)
+static void dql_run_outcomes(dql_outcome_t *o)
 {
 	dmq_resp_cback_t cb;
 	dql_mentry_t *dest;
-	if(o->cb.f == NULL)
-		return;
-	cb.f = (int (*)(struct sip_msg *, int, dmq_node_t *, void *))o->cb.f;
-	cb.param = o->cb.param;
-	dest = o->slot >= 0 ? dql_slot_entry(o->slot, o->slot_gen) : NULL;
-	/* no reply message: the outcome is libdmq's, not a SIP reply (stock
-	 * passes tm's FAKED_REPLY for local timeouts; consumers only print it) */
-	cb.f(NULL, o->code, dest ? &dest->node : NULL, cb.param);
+	uint32_t i;
+	for(i = 0; i < o->n && i < DQL_OUTCOMES_PER_ITEM; i++) {
+		dql_outcome_e_t *e = &o->e[i];
+		if(e->cb.f == NULL)
+			continue;
+		cb.f = (int (*)(struct sip_msg *, int, dmq_node_t *, void *))e->cb.f;
+		cb.param = e->cb.param;
+		dest = e->slot >= 0 ? dql_slot_entry(e->slot, e->slot_gen) : NULL;
+		/* no reply message: the outcome is libdmq's, not a SIP reply (stock
+		 * passes tm's FAKED_REPLY for local timeouts; consumers only print
+		 * the pointer) */
+		cb.f(NULL, e->code, dest ? &dest->node : NULL, cb.param);
+	}
 }
 
 static void dql_run_init(dql_init_t *it)
@@ -485,7 +490,7 @@ static void dql_worker_main(int idx)
 						dql_run_peer_cb((dql_msg_t *)l);
 						break;
 					case DQL_K_OUTCOME:
-						dql_run_outcome((dql_outcome_t *)l);
+						dql_run_outcomes((dql_outcome_t *)l);
 						break;
 					case DQL_K_INIT:
 						dql_run_init((dql_init_t *)l);
