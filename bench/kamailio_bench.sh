@@ -86,13 +86,15 @@ run_one() { # MODE N
   # that lost keys is not waited for 15 s per peer
   local lost=0 last got grow_deadline=$(( $(kt_now_ms) + 15000 ))
   for i in $(seq 2 "$n"); do
-    last=-1
+    last=""
     while :; do
       got=$(kt_ht_items "$mode$n-k$i")
       got=${got:-0}
       [[ $i -eq 2 ]] && { local s; s=$(kt_shm_used "$w"); [[ -n $s && $s -gt $shmmax ]] && shmmax=$s; }
       [[ $got -ge $KEYS ]] && break
-      if [[ $got -ne $last ]]; then
+      if [[ -z $last ]]; then
+        last=$got # first look at this peer: not a sign of growth
+      elif [[ $got -ne $last ]]; then
         last=$got
         grow_deadline=$(( $(kt_now_ms) + 15000 ))
       elif (( $(kt_now_ms) > grow_deadline )); then
