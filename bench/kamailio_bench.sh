@@ -149,7 +149,7 @@ done
 
 {
   echo
-  echo "kamailio_bench: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), KEYS=$KEYS, -m $KT_SHM, dmqlib profile $PROFILE"
+  echo "kamailio_bench: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), KEYS=$KEYS, -m $KT_SHM, dmqlib profile $PROFILE${KT_ARGS:+, kamailio $KT_ARGS}"
   echo
   echo "| nodes | module | keys/s (all peers have all keys) | ms | keys lost | CPU/key writer (µs) | CPU/key per receiver (µs) | writer shm/key (B) | SIGKILL seen by node 1 |"
   echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
