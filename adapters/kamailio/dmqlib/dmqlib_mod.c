@@ -307,6 +307,20 @@ static dql_mentry_t *dql_self_entry(void)
 	return NULL;
 }
 
+/* Zero the stack the consumer's callback is about to use. Stock htable's
+ * ht_dmq_handle_msg() reads an uninitialised `str htname` when a (remote,
+ * possibly malformed) body has no "htname" ({"action":99}): with stack
+ * garbage it crashes the worker, and a dead child stops the whole instance;
+ * with zeros ht_get_table() sees a NULL name and refuses cleanly. Cheap
+ * (8 KiB memset per message) hardening against that class of consumer bug,
+ * not a guarantee (tests/kamailio/test_malformed.sh sends that body). */
+static __attribute__((noinline)) void dql_scrub_stack(void)
+{
+	volatile char pad[8192];
+	memset((char *)pad, 0, sizeof(pad));
+	__asm__ __volatile__("" : : "r"(pad) : "memory");
+}
+
 static unsigned int dql_msg_seq = 0;
 static char *dql_wbuf = NULL;
 static size_t dql_wbuf_cap = 0;
@@ -394,6 +408,7 @@ static void dql_run_peer_cb(dql_msg_t *m)
 	}
 
 	memset(&resp, 0, sizeof(resp));
+	dql_scrub_stack();
 	rc = pe->peer.callback(&msg, &resp, sender ? &sender->node : NULL);
 	__atomic_add_fetch(&dql_sh->cb_delivered, 1, __ATOMIC_RELAXED);
 	if(rc < 0 || resp.resp_code >= 300) {
