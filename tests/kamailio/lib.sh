@@ -170,6 +170,9 @@ kt_start() {
     -Y "$d/run" -w "$d/work" -m "${KT_SHM:-64}" -M "${KT_PKG:-8}" ${KT_ARGS:-} \
     >"$d/log" 2>&1 </dev/null &
   KT_PID[$name]=$!
+  # no "Killed" job notices when an instance is killed on purpose; bash
+  # still reaps it (kill -0 then fails)
+  disown "$!" 2>/dev/null || true
 }
 
 # kt_rpc NAME CMD ARGS...: kamcmd on the instance's ctl socket (3 s bound)
