@@ -33,7 +33,9 @@
 #include "../../core/rpc.h"
 #include "../../core/rpc_lookup.h"
 #include "../../core/sr_module.h"
+#include "../../core/dset.h"
 #include "../../core/ut.h"
+#include "../../modules/tm/tm_load.h"
 
 #include "dmqlib_kam.h"
 
@@ -69,6 +71,10 @@ static int w_dmq_send_message(
 static int w_dmq_bcast_message(
 		struct sip_msg *msg, char *peer, char *body, char *ct);
 static int w_dmq_is_from_node(struct sip_msg *msg, char *p1, char *p2);
+static int w_dmq_t_replicate(struct sip_msg *msg, char *p1, char *p2);
+
+static struct tm_binds dql_tmb;
+static int dql_have_tm = 0;
 
 static int pv_get_dmqlib(struct sip_msg *msg, pv_param_t *param, pv_value_t *res);
 static int pv_parse_dmqlib(pv_spec_t *sp, str *in);
@@ -92,6 +98,10 @@ static cmd_export_t cmds[] = {
 		fixup_spve_all, fixup_free_spve_all, ANY_ROUTE},
 	{"dmq_is_from_node", (cmd_function)w_dmq_is_from_node, 0,
 		0, 0, ANY_ROUTE},
+	{"dmq_t_replicate", (cmd_function)w_dmq_t_replicate, 0,
+		0, 0, REQUEST_ROUTE},
+	{"dmq_t_replicate", (cmd_function)w_dmq_t_replicate, 1,
+		fixup_igp_null, fixup_free_igp_null, REQUEST_ROUTE},
 	{0, 0, 0, 0, 0, 0}
 };
 
@@ -611,6 +621,19 @@ static int w_dmq_handle_message(struct sip_msg *msg, char *p1, char *p2)
 	return 1;
 }
 
+/* the callback of peers registered from the cfg (as stock's
+ * empty_peer_callback: accepted, nothing else) */
+static int dql_empty_peer_cb(
+		struct sip_msg *msg, peer_reponse_t *resp, dmq_node_t *node)
+{
+	static str reason = str_init("Accepted DMQ");
+	(void)msg;
+	(void)node;
+	resp->resp_code = 202;
+	resp->reason = reason;
+	return 0;
+}
+
 static dql_pentry_t *dql_cfg_peer(str *id)
 {
 	dql_pentry_t *pe = dql_find_peer(id);
@@ -621,6 +644,7 @@ static dql_pentry_t *dql_cfg_peer(str *id)
 	memset(&p, 0, sizeof(p));
 	p.peer_id = *id;
 	p.description = *id;
+	p.callback = dql_empty_peer_cb;
 	if(dql_register_peer(&p) == NULL)
 		return NULL;
 	return dql_find_peer(id);
@@ -675,6 +699,59 @@ static int w_dmq_is_from_node(struct sip_msg *msg, char *p1, char *p2)
 	(void)p1;
 	(void)p2;
 	return dql_is_from_node(msg);
+}
+
+/* dmq_t_replicate([mode]): relay the request statefully (tm t_replicate)
+ * to the SIP URI of every live member but self, as stock does; mode 0 (the
+ * default) does nothing for a request that comes from a member (loops).
+ * The URIs are copied out of the mirror first: no lock is held while tm
+ * sends. */
+static int w_dmq_t_replicate(struct sip_msg *msg, char *p1, char *p2)
+{
+	char uris[DQL_MIRROR_MAX > 64 ? 64 : DQL_MIRROR_MAX][DQL_MAX_URI + 1];
+	int n = 0, i, mode = 0, first = 1;
+	str u;
+	(void)p2;
+
+	/* tm is bound on first use (per process): at mod_init time it may not
+	 * be initialised yet, whatever the load order */
+	if(!dql_have_tm) {
+		if(find_module_by_name("tm") == NULL || load_tm_api(&dql_tmb) != 0) {
+			LM_ERR("dmqlib: dmq_t_replicate() needs the tm module\n");
+			return -1;
+		}
+		dql_have_tm = 1;
+	}
+	if(p1 != NULL && fixup_get_ivalue(msg, (gparam_t *)p1, &mode) < 0)
+		return -1;
+	if(mode == 0 && dql_is_from_node(msg) > 0) {
+		LM_DBG("dmqlib: request from a member: not replicated\n");
+		return -1;
+	}
+	lock_get(&dql_mirror->lock);
+	for(i = 0; i < DQL_MIRROR_MAX && n < 64; i++) {
+		dql_mentry_t *e = &dql_mirror->m[i];
+		if(e->used == 1 && !e->is_self && (e->state == 0 || e->state == 1)
+				&& e->uri[0])
+			memcpy(uris[n++], e->uri, sizeof(uris[0]));
+	}
+	lock_release(&dql_mirror->lock);
+	for(i = 0; i < n; i++) {
+		if(!first
+				&& append_branch(msg, 0, 0, 0, Q_UNSPECIFIED, 0, 0, 0, 0, 0, 0)
+						   == -1) {
+			LM_ERR("dmqlib: dmq_t_replicate: cannot append a branch\n");
+			continue;
+		}
+		first = 0;
+		u.s = uris[i];
+		u.len = strlen(uris[i]);
+		if(dql_tmb.t_replicate(msg, &u) < 0) {
+			LM_ERR("dmqlib: t_replicate to %s failed\n", uris[i]);
+			return -1;
+		}
+	}
+	return 1;
 }
 
 /* ------------------------------------------------------------------------ */
