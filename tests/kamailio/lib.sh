@@ -112,7 +112,12 @@ kt_cfg() {
     else
       echo "loadmodule \"$DMQLIB_SO\""
       echo "modparam(\"dmqlib\", \"bind\", \"$ip:7946\")"
-      [[ -n $seed ]] && echo "modparam(\"dmqlib\", \"seeds\", \"$seed:7946\")"
+      if [[ ${KT_TRANSPORT:-native} == sip ]]; then
+        echo 'modparam("dmqlib", "transport", "sip")'
+        [[ -n $seed ]] && echo "modparam(\"dmqlib\", \"seeds\", \"$seed:5060\")"
+      else
+        [[ -n $seed ]] && echo "modparam(\"dmqlib\", \"seeds\", \"$seed:7946\")"
+      fi
       echo "modparam(\"dmqlib\", \"profile\", \"$profile\")"
       echo "modparam(\"dmqlib\", \"workers\", ${KT_WORKERS:-1})"
     fi
@@ -123,7 +128,7 @@ kt_cfg() {
     local m
     for m in "${KT_EXTRA_MODULES[@]}"; do echo "$m"; done
     echo 'request_route {'
-    if [[ $mode == stock ]]; then
+    if [[ $mode == stock || ${KT_TRANSPORT:-native} == sip ]]; then
       echo '  if (method == "KDMQ") { dmq_handle_message(); exit; }'
     fi
     # MESSAGE sip:fill@ with X-N: N and X-P: prefix -> $sht(t=>PREFIXi) = i

@@ -100,6 +100,7 @@ enum {
 	DQL_K_SEND = 1,   /* unicast to a member slot */
 	DQL_K_BCAST,      /* to every live member serving the channel */
 	DQL_K_POKE,       /* nothing: wake io (new peer registered, unpause) */
+	DQL_K_SIPIN,      /* SIP mode: libdmq bytes received in a KDMQ request */
 	/* io -> worker */
 	DQL_K_MSG,        /* a message for a consumer's peer callback */
 	DQL_K_OUTCOME,    /* the outcome of one destination of a send */
@@ -128,6 +129,14 @@ typedef struct dql_out {
 	uint32_t body_len;
 	char data[];        /* content type, then body (no separators) */
 } dql_out_t;
+
+/* DQL_K_SIPIN */
+typedef struct dql_sipin {
+	dql_item_t h;
+	char from[72]; /* "host:<ip>:<port>" of the sender's SIP socket */
+	uint32_t len;
+	char data[];
+} dql_sipin_t;
 
 /* DQL_K_MSG */
 typedef struct dql_msg {
@@ -202,6 +211,7 @@ typedef struct dql_shared {
 	volatile uint64_t pauses;         /* channel pauses (inbound pressure) */
 	volatile uint64_t init_runs;      /* init callbacks run */
 	volatile uint64_t io_loops;       /* io heartbeat */
+	volatile uint64_t sip_out, sip_in, sip_out_failed; /* SIP mode packets */
 	volatile int io_ready;            /* node created, channels open */
 	volatile int joined;
 	char self_name[DQL_MAX_NAME + 1];
@@ -228,6 +238,8 @@ typedef struct dql_params {
 	int flush_ms;    /* leave flush bound at SIGTERM */
 	int no_tcp;
 	int reap_grace_ms;
+	char *transport; /* "native" (libdmq's UDP/TCP) or "sip" (KDMQ) */
+	int sip_mode;    /* transport == "sip" */
 } dql_params_t;
 
 extern dql_params_t dql_p;

@@ -30,6 +30,7 @@
 
 #include <uv.h>
 
+#include <dmq/host.h>
 #include <dmq/uv.h>
 
 #ifdef _DMQNODE_H_
@@ -40,7 +41,10 @@
 #include "../../core/dprint.h"
 #include "../../core/ip_addr.h"
 #include "../../core/mem/shm_mem.h"
+#include "../../core/forward.h"
+#include "../../core/resolve.h"
 #include "../../core/socket_info.h"
+#include "../../core/udp_server.h"
 
 #include "dmqlib.h"
 
@@ -64,6 +68,11 @@ static int dql_init_done[DQL_MAX_PEERS];
 static int dql_paused;
 static uint64_t dql_last_stats;
 static char dql_self_uri[DQL_MAX_URI + 1];
+/* SIP mode: libdmq's host transport, its bytes in KDMQ requests */
+static dmq_transport_t *dql_host_t;
+static char dql_host_addr[DQL_MAX_URI + 8]; /* "host:<sip ip>:<port>" */
+static char dql_sip_hostport[DQL_MAX_URI + 1];
+static unsigned dql_sip_seq;
 
 /* io-local view of the mirror: member name -> slot */
 typedef struct dql_lm {
@@ -398,6 +407,120 @@ static void dql_report(const dql_cb_t *cb, int peer, int slot, uint32_t gen,
 }
 
 /* ------------------------------------------------------------------------ */
+/* SIP mode: libdmq's bytes in KDMQ requests                                 */
+
+/* "host:1.2.3.4:5060" / "host:[::1]:5060" -> ip, port */
+static int dql_host_dst(const char *dst, struct ip_addr *ip, unsigned short *port)
+{
+	char h[64];
+	const char *p = dst, *c;
+	struct ip_addr *x;
+	str hs;
+	size_t l;
+	long pn;
+	if(strncmp(p, "host:", 5) != 0)
+		return -1;
+	p += 5;
+	c = strrchr(p, ':');
+	if(c == NULL)
+		return -1;
+	l = (size_t)(c - p);
+	if(l > 1 && p[0] == '[' && p[l - 1] == ']') {
+		p++;
+		l -= 2;
+	}
+	if(l == 0 || l >= sizeof(h))
+		return -1;
+	memcpy(h, p, l);
+	h[l] = '\0';
+	pn = strtol(c + 1, NULL, 10);
+	if(pn <= 0 || pn > 65535)
+		return -1;
+	hs.s = h;
+	hs.len = (int)l;
+	x = str2ip(&hs);
+	if(x == NULL)
+		x = str2ip6(&hs);
+	if(x == NULL)
+		return -1;
+	*ip = *x;
+	*port = (unsigned short)pn;
+	return 0;
+}
+
+/* host transport send: one stateless KDMQ request per libdmq packet, from
+ * this instance's SIP socket (UDP). No SIP reply is expected: libdmq
+ * acknowledges and retransmits itself. */
+static int dql_host_send(void *ud, const char *dst, const void *buf, size_t len)
+{
+	static char *out = NULL;
+	static size_t cap = 0;
+	struct dest_info di;
+	struct ip_addr ip;
+	unsigned short port;
+	struct socket_info *si;
+	char dhp[80], ipb[IP6_MAX_STR_SIZE + 1];
+	int hl;
+	(void)ud;
+
+	if(dql_host_dst(dst, &ip, &port) < 0) {
+		dql_sh->sip_out_failed++;
+		return DMQ_EADDR;
+	}
+	si = udp_listen; /* the first UDP SIP socket (its address is advertised) */
+	if(si == NULL || si->proto != PROTO_UDP) {
+		dql_sh->sip_out_failed++;
+		return DMQ_ETRANSPORT;
+	}
+	memset(ipb, 0, sizeof(ipb));
+	ip_addr2sbuf(&ip, ipb, IP6_MAX_STR_SIZE);
+	snprintf(dhp, sizeof(dhp), ip.af == AF_INET6 ? "[%s]:%u" : "%s:%u", ipb,
+			(unsigned)port);
+	if(cap < len + 1024) {
+		free(out);
+		cap = len + 1024 < 4096 ? 4096 : len + 1024;
+		out = malloc(cap);
+		if(out == NULL) {
+			cap = 0;
+			return DMQ_ENOMEM;
+		}
+	}
+	dql_sip_seq++;
+	hl = snprintf(out, cap,
+			"KDMQ sip:dmqlib@%s SIP/2.0\r\n"
+			"Via: SIP/2.0/UDP %s;branch=z9hG4bKdql%x.%u\r\n"
+			"From: <sip:dmqlib@%s>;tag=dql%x\r\n"
+			"To: <sip:dmqlib@%s>\r\n"
+			"Call-ID: dql-%x-%u@%s\r\n"
+			"CSeq: 1 KDMQ\r\n"
+			"Max-Forwards: 1\r\n"
+			"Content-Type: application/x-dmqlib\r\n"
+			"Content-Length: %zu\r\n\r\n",
+			dhp, dql_sip_hostport, (unsigned)getpid(), dql_sip_seq,
+			dql_sip_hostport, (unsigned)getpid(), dhp, (unsigned)getpid(),
+			dql_sip_seq, dql_sip_hostport, len);
+	if(hl < 0 || (size_t)hl + len > cap)
+		return DMQ_ETOOBIG;
+	memcpy(out + hl, buf, len);
+	init_dest_info(&di);
+	di.proto = PROTO_UDP;
+	di.send_sock = si;
+	init_su(&di.to, &ip, port);
+	if(udp_send(&di, out, (unsigned)(hl + len)) < 0) {
+		dql_sh->sip_out_failed++;
+		return DMQ_ETRANSPORT;
+	}
+	dql_sh->sip_out++;
+	return 0;
+}
+
+static void dql_host_on_recv(
+		dmq_transport_t *t, const char *from, const void *buf, size_t len)
+{
+	dmq_node_recv(dql_node, t, from, buf, len, dql_now());
+}
+
+/* ------------------------------------------------------------------------ */
 /* outbound                                                                  */
 
 static void dql_on_outcome(
@@ -506,6 +629,11 @@ static void dql_drain_out(void)
 			if(!dql_closing
 					&& (l->kind == DQL_K_SEND || l->kind == DQL_K_BCAST)) {
 				dql_handle_out((dql_out_t *)l);
+				n++;
+			} else if(!dql_closing && l->kind == DQL_K_SIPIN && dql_host_t) {
+				dql_sipin_t *si = (dql_sipin_t *)l;
+				si->from[sizeof(si->from) - 1] = '\0';
+				dmq_host_transport_input(dql_host_t, si->from, si->data, si->len);
 				n++;
 			}
 			shm_free(l);
@@ -989,6 +1117,15 @@ void dql_io_main(void)
 		cfg.meta = dql_self_uri;
 		cfg.meta_len = strlen(dql_self_uri);
 	}
+	if(dql_p.sip_mode) {
+		/* members reach each other through their SIP sockets */
+		const char *hp = strncmp(dql_self_uri, "sip:", 4) == 0
+								 ? dql_self_uri + 4
+								 : dql_self_uri;
+		snprintf(dql_sip_hostport, sizeof(dql_sip_hostport), "%s", hp);
+		snprintf(dql_host_addr, sizeof(dql_host_addr), "host:%s", hp);
+		cfg.advertise_addr = dql_host_addr;
+	}
 	memset(&opts, 0, sizeof(opts));
 	opts.bind = dql_p.bind;
 	opts.advertise = dql_p.advertise && dql_p.advertise[0] ? dql_p.advertise
@@ -1002,6 +1139,21 @@ void dql_io_main(void)
 		_exit(1);
 	}
 	dql_node = dmq_uv_node(dql_rt);
+	if(dql_p.sip_mode) {
+		rc = dmq_host_transport_new(dql_host_send, NULL, &dql_host_t);
+		if(rc == 0) {
+			/* a KDMQ over UDP: stay below the largest SIP datagram */
+			dmq_host_transport_set_mtu(dql_host_t, 60000);
+			dql_host_t->on_recv = dql_host_on_recv;
+			dql_host_t->owner = dql_rt;
+			rc = dmq_node_add_transport(dql_node, dql_host_t);
+		}
+		if(rc != 0) {
+			LM_CRIT("dmqlib: SIP mode: cannot add the host transport: %s\n",
+					dmq_strerror(rc));
+			_exit(1);
+		}
+	}
 	snprintf(dql_sh->self_name, sizeof(dql_sh->self_name), "%s",
 			dmq_node_name(dql_node));
 	snprintf(dql_sh->self_addr, sizeof(dql_sh->self_addr), "%s",
@@ -1032,7 +1184,22 @@ void dql_io_main(void)
 		char *buf = strdup(dql_p.seeds);
 		const char *seeds[64];
 		int n = buf ? dql_split(buf, seeds, 64) : 0;
-		rc = n > 0 ? dmq_uv_join(dql_rt, seeds, (size_t)n) : DMQ_EINVAL;
+		if(dql_p.sip_mode) {
+			/* seeds are SIP host:port: libdmq host addresses, no DNS */
+			static char hs[64][DQL_MAX_ADDR + 1];
+			int i;
+			for(i = 0; i < n; i++) {
+				snprintf(hs[i], sizeof(hs[i]), "host:%s",
+						strncmp(seeds[i], "sip:", 4) == 0 ? seeds[i] + 4
+														  : seeds[i]);
+				seeds[i] = hs[i];
+			}
+			rc = n > 0 ? dmq_node_join(dql_node, seeds, (size_t)n, dql_now())
+					   : DMQ_EINVAL;
+			dmq_uv_kick(dql_rt);
+		} else {
+			rc = n > 0 ? dmq_uv_join(dql_rt, seeds, (size_t)n) : DMQ_EINVAL;
+		}
 		if(rc != 0)
 			LM_ERR("dmqlib: join through '%s' failed to start: %s\n",
 					dql_p.seeds, dmq_strerror(rc));

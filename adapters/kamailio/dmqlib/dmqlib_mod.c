@@ -59,6 +59,8 @@ dql_params_t dql_p = {
 		.flush_ms = 1000,
 		.no_tcp = 0,
 		.reap_grace_ms = 60000,
+		.transport = "native",
+		.sip_mode = 0,
 };
 
 static int mod_init(void);
@@ -121,6 +123,7 @@ static param_export_t params[] = {
 	{"flush_timeout", INT_PARAM, &dql_p.flush_ms},
 	{"no_tcp", INT_PARAM, &dql_p.no_tcp},
 	{"reap_grace", INT_PARAM, &dql_p.reap_grace_ms},
+	{"transport", PARAM_STRING, &dql_p.transport},
 	{0, 0, 0}
 };
 
@@ -201,6 +204,12 @@ static int mod_init(void)
 			|| dql_p.in_bytes < 65536) {
 		LM_ERR("dmqlib: queue limits too small (at least 16 items and "
 			   "65536 bytes)\n");
+		return -1;
+	}
+	if(dql_p.transport && strcmp(dql_p.transport, "sip") == 0) {
+		dql_p.sip_mode = 1;
+	} else if(dql_p.transport && strcmp(dql_p.transport, "native") != 0) {
+		LM_ERR("dmqlib: transport must be \"native\" or \"sip\"\n");
 		return -1;
 	}
 	if(dql_p.flush_ms < 0 || dql_p.flush_ms > 30000) {
@@ -605,19 +614,66 @@ static int pv_get_dmqlib(struct sip_msg *msg, pv_param_t *param, pv_value_t *res
 /* ------------------------------------------------------------------------ */
 /* cfg functions                                                             */
 
+/* dmq_handle_message(): in SIP mode, a KDMQ request to sip:dmqlib@...
+ * carries libdmq bytes: hand them to the io process (no SIP reply: libdmq
+ * acknowledges and retransmits itself). Otherwise a no-op kept so that
+ * stock configurations load. */
 static int w_dmq_handle_message(struct sip_msg *msg, char *p1, char *p2)
 {
 	static int warned = 0;
-	(void)msg;
+	char *body;
+	int blen;
+	dql_sipin_t *it;
+	char ip[IP6_MAX_STR_SIZE + 1];
+	size_t sz;
 	(void)p1;
 	(void)p2;
-	/* libdmq does not carry messages as SIP: nothing arrives through the
-	 * SIP routes. Kept so that stock configurations still load. */
-	if(!warned) {
-		LM_NOTICE("dmqlib: dmq_handle_message()/dmq_process_message() do "
-				  "nothing with dmqlib (messages do not travel as SIP)\n");
-		warned = 1;
+
+	if(!dql_p.sip_mode) {
+		if(!warned) {
+			LM_NOTICE("dmqlib: dmq_handle_message()/dmq_process_message() do "
+					  "nothing with transport \"native\" (messages do not "
+					  "travel as SIP)\n");
+			warned = 1;
+		}
+		return 1;
 	}
+	if(msg == NULL || msg->first_line.type != SIP_REQUEST
+			|| parse_sip_msg_uri(msg) < 0 || msg->parsed_uri.user.len != 6
+			|| strncmp(msg->parsed_uri.user.s, "dmqlib", 6) != 0) {
+		LM_DBG("dmqlib: not a dmqlib KDMQ request\n");
+		return -1;
+	}
+	body = get_body(msg);
+	if(body == NULL)
+		return -1;
+	blen = msg->len - (int)(body - msg->buf);
+	if(blen <= 0 || blen > 65535) {
+		__atomic_add_fetch(&dql_sh->in_malformed, 1, __ATOMIC_RELAXED);
+		return -1;
+	}
+	sz = dql_item_size(sizeof(*it) + blen);
+	it = shm_malloc(sz);
+	if(it == NULL) {
+		SHM_MEM_ERROR;
+		return -1;
+	}
+	memset(it, 0, sizeof(*it));
+	it->h.size = sz;
+	it->h.kind = DQL_K_SIPIN;
+	memset(ip, 0, sizeof(ip));
+	ip_addr2sbuf(&msg->rcv.src_ip, ip, IP6_MAX_STR_SIZE);
+	snprintf(it->from, sizeof(it->from),
+			msg->rcv.src_ip.af == AF_INET6 ? "host:[%s]:%u" : "host:%s:%u", ip,
+			(unsigned)msg->rcv.src_port);
+	it->len = blen;
+	memcpy(it->data, body, blen);
+	if(dql_queue_push(&dql_sh->out, &it->h) < 0) {
+		shm_free(it);
+		__atomic_add_fetch(&dql_sh->send_refused, 1, __ATOMIC_RELAXED);
+		return -1;
+	}
+	__atomic_add_fetch(&dql_sh->sip_in, 1, __ATOMIC_RELAXED);
 	return 1;
 }
 
@@ -837,6 +893,10 @@ static void dql_rpc_stats(rpc_t *rpc, void *c)
 			(unsigned long long)dql_sh->init_runs, "channel_pauses",
 			(unsigned long long)dql_sh->pauses, "io_loops",
 			(unsigned long long)dql_sh->io_loops);
+	rpc->struct_add(h, "sjjj", "transport", dql_p.sip_mode ? "sip" : "native",
+			"sip_out", (unsigned long long)dql_sh->sip_out, "sip_in",
+			(unsigned long long)dql_sh->sip_in, "sip_out_failed",
+			(unsigned long long)dql_sh->sip_out_failed);
 	for(i = 0; i < 6; i++)
 		rpc->struct_add(h, "j", codes[i], (unsigned long long)dql_sh->outcomes[i]);
 	for(i = -1; i < dql_sh->nworkers; i++) {
