@@ -16,7 +16,8 @@
 #   shm        the writer's peak shared memory in use above idle, per key
 #   detect     SIGKILL of the last node's whole process group -> node 1
 #              lists it as not active (stock: disabled; dmqlib: dead)
-# Environment: KEYS (10000), SHM_MB (256, both modules), PROFILE (fast),
+# Environment: MODES ("stock dmqlib"; "dmqlib-sip" = dmqlib in SIP mode),
+# KEYS (10000), SHM_MB (256, both modules), PROFILE (fast),
 # STOCK_DETECT_MAX_S (90), OUT (a file the markdown table is appended to).
 set -o pipefail
 source "$(dirname "$0")/../tests/kamailio/lib.sh"
@@ -53,10 +54,16 @@ not_active() { # MODE NAME VICTIM_IP
   fi
 }
 
-run_one() { # MODE N
+run_one() { # MODE N   (MODE: stock | dmqlib | dmqlib-sip)
   local mode=$1 n=$2 i
   local net=60
+  KT_TRANSPORT=native
   [[ $mode == dmqlib ]] && net=80
+  if [[ $mode == dmqlib-sip ]]; then
+    net=40
+    mode=dmqlib
+    KT_TRANSPORT=sip
+  fi
   [[ $n -gt 3 ]] && net=$(( net + 100 ))   # 127.0.0.(160|180|200)+i
   KT_PID=()
   for i in $(seq 1 "$n"); do
@@ -132,7 +139,9 @@ run_one() { # MODE N
   fi
   kt_log "cpu writer $cw ms (from ${cpu0[1]}), receivers $cr ms"
   kt_log "$mode n=$n: ${el} ms, keys/s $kps, lost $lost (writer has $wgot), CPU/key writer ${cpu_w_us} us receivers ${cpu_r_us} us, shm/key ${shm_per_key} B, detect $det"
-  rows+=("| $n | $mode | $kps | $el | $lost | $cpu_w_us | $cpu_r_us | $shm_per_key | $det |")
+  local label=$mode
+  [[ $KT_TRANSPORT == sip ]] && label="dmqlib (SIP mode)"
+  rows+=("| $n | $label | $kps | $el | $lost | $cpu_w_us | $cpu_r_us | $shm_per_key | $det |")
   echo "${rows[-1]}" >>"$KT_DIR/rows"
   for i in $(seq 1 "$n"); do
     [[ -n ${KT_PID[$mode$n-k$i]:-} ]] && kt_term "$mode$n-k$i"
@@ -142,9 +151,10 @@ run_one() { # MODE N
   done
 }
 
+# MODES: which columns (default: stock dmqlib; add dmqlib-sip for SIP mode)
+read -r -a modes <<<"${MODES:-stock dmqlib}"
 for n in "${sizes[@]}"; do
-  run_one stock "$n"
-  run_one dmqlib "$n"
+  for m in "${modes[@]}"; do run_one "$m" "$n"; done
 done
 
 {
