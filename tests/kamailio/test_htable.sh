@@ -19,6 +19,13 @@ DETECT_BOUND_MS=${DETECT_BOUND_MS:-6000}
 LEAVE_BOUND_MS=${LEAVE_BOUND_MS:-1000}
 NKEYS=1000
 
+# member events as event routes, checked in the logs below
+KT_EXTRA_ROUTES=(
+'event_route[dmqlib:member-up] { xlog("L_NOTICE", "EV up $dmqlib(name) $dmqlib(uri)\n"); }'
+'event_route[dmqlib:member-suspect] { xlog("L_NOTICE", "EV suspect $dmqlib(name)\n"); }'
+'event_route[dmqlib:member-down] { xlog("L_NOTICE", "EV down $dmqlib(name) $dmqlib(uri)\n"); }'
+'event_route[dmqlib:member-left] { xlog("L_NOTICE", "EV left $dmqlib(name)\n"); }'
+)
 kt_start k1 127.0.0.11 dmqlib ""
 kt_start k2 127.0.0.12 dmqlib 127.0.0.11
 kt_start k3 127.0.0.13 dmqlib 127.0.0.11
@@ -81,6 +88,14 @@ for k in k1 k2; do
 done
 kt_reap k4 5000
 grep -q "dmqlib: left the cluster" "$KT_DIR/k4/log" || kt_fail "k4's io process did not report its leave"
+
+# the event routes ran on k1
+kt_wait 2000 "k1 route member-down for k3" grep -q "EV down 127.0.0.13:7946 sip:127.0.0.13:5060" "$KT_DIR/k1/log" ||
+  kt_fail "no event_route[dmqlib:member-down] for k3 on k1"
+kt_wait 2000 "k1 route member-left for k4" grep -q "EV left 127.0.0.14:7946" "$KT_DIR/k1/log" ||
+  kt_fail "no event_route[dmqlib:member-left] for k4 on k1"
+grep -q "EV up 127.0.0.12:7946 sip:127.0.0.12:5060" "$KT_DIR/k1/log" ||
+  kt_fail "no event_route[dmqlib:member-up] for k2 on k1"
 
 # the survivors still replicate
 kt_rpc k2 htable.seti t after 7 >/dev/null

@@ -3,13 +3,15 @@
 # htable key, some peer ended on a stale value in most runs (UDP
 # retransmissions and parallel workers reorder). With dmqlib a sender's
 # messages form one FIFO stream per receiver and are handled by one worker:
-# every peer must end on the last value, and stay there.
+# every peer must end on the last value, and stay there (2 workers each).
 # Exit 0 pass, 1 fail, 77 skipped.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 kt_setup overwrite
 N=${N:-2000}
 ROUNDS=${ROUNDS:-3}
+# several workers per instance: a sender's messages must still stay on one
+KT_WORKERS=${KT_WORKERS:-2}
 
 kt_start k1 127.0.0.21 dmqlib ""
 kt_start k2 127.0.0.22 dmqlib 127.0.0.21
