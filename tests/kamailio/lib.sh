@@ -127,6 +127,9 @@ kt_cfg() {
     echo "modparam(\"htable\", \"htable\", \"t=>size=16;dmqreplicate=${KT_HT_REPL:-1};\")"
     local m
     for m in "${KT_EXTRA_MODULES[@]}"; do echo "$m"; done
+    # KT_KEMI=1: no native routes (a KEMI cfgengine script routes; a native
+    # request_route would take precedence)
+    if [[ ${KT_KEMI:-0} == 1 ]]; then return 0; fi
     echo 'request_route {'
     if [[ $mode == stock || ${KT_TRANSPORT:-native} == sip ]]; then
       echo '  if (method == "KDMQ") { dmq_handle_message(); exit; }'

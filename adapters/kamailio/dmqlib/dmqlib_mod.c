@@ -20,6 +20,7 @@
 #include "../../core/cfg/cfg_struct.h"
 #include "../../core/dprint.h"
 #include "../../core/fmsg.h"
+#include "../../core/kemi.h"
 #include "../../core/mem/mem.h"
 #include "../../core/mem/shm_mem.h"
 #include "../../core/mod_fix.h"
@@ -706,12 +707,28 @@ static dql_pentry_t *dql_cfg_peer(str *id)
 	return dql_find_peer(id);
 }
 
+static int dql_ki_send_message(
+		sip_msg_t *msg, str *speer, str *sto, str *sbody, str *sct)
+{
+	dql_pentry_t *pe;
+	dmq_node_t *node;
+	(void)msg;
+	pe = dql_cfg_peer(speer);
+	if(pe == NULL)
+		return -1;
+	node = dql_find_node_uri(sto);
+	if(node == NULL) {
+		LM_ERR("dmqlib: dmq_send_message: no member with SIP URI %.*s\n",
+				sto->len, sto->s);
+		return -1;
+	}
+	return dql_send_message(&pe->peer, sbody, node, NULL, 1, sct) < 0 ? -1 : 1;
+}
+
 static int w_dmq_send_message(
 		struct sip_msg *msg, char *peer, char *to, char *body, char *ct)
 {
 	str speer, sto, sbody, sct;
-	dql_pentry_t *pe;
-	dmq_node_t *node;
 	if(fixup_get_svalue(msg, (gparam_t *)peer, &speer) < 0
 			|| fixup_get_svalue(msg, (gparam_t *)to, &sto) < 0
 			|| fixup_get_svalue(msg, (gparam_t *)body, &sbody) < 0
@@ -719,35 +736,31 @@ static int w_dmq_send_message(
 		LM_ERR("dmqlib: dmq_send_message: bad parameters\n");
 		return -1;
 	}
-	pe = dql_cfg_peer(&speer);
+	return dql_ki_send_message(msg, &speer, &sto, &sbody, &sct);
+}
+
+static int dql_ki_bcast_message(
+		sip_msg_t *msg, str *speer, str *sbody, str *sct)
+{
+	dql_pentry_t *pe;
+	(void)msg;
+	pe = dql_cfg_peer(speer);
 	if(pe == NULL)
 		return -1;
-	node = dql_find_node_uri(&sto);
-	if(node == NULL) {
-		LM_ERR("dmqlib: dmq_send_message: no member with SIP URI %.*s\n",
-				sto.len, sto.s);
-		return -1;
-	}
-	return dql_send_message(&pe->peer, &sbody, node, NULL, 1, &sct) < 0 ? -1
-																		  : 1;
+	return dql_bcast_message(&pe->peer, sbody, NULL, NULL, 1, sct) < 0 ? -1 : 1;
 }
 
 static int w_dmq_bcast_message(
 		struct sip_msg *msg, char *peer, char *body, char *ct)
 {
 	str speer, sbody, sct;
-	dql_pentry_t *pe;
 	if(fixup_get_svalue(msg, (gparam_t *)peer, &speer) < 0
 			|| fixup_get_svalue(msg, (gparam_t *)body, &sbody) < 0
 			|| fixup_get_svalue(msg, (gparam_t *)ct, &sct) < 0) {
 		LM_ERR("dmqlib: dmq_bcast_message: bad parameters\n");
 		return -1;
 	}
-	pe = dql_cfg_peer(&speer);
-	if(pe == NULL)
-		return -1;
-	return dql_bcast_message(&pe->peer, &sbody, NULL, NULL, 1, &sct) < 0 ? -1
-																		 : 1;
+	return dql_ki_bcast_message(msg, &speer, &sbody, &sct);
 }
 
 static int w_dmq_is_from_node(struct sip_msg *msg, char *p1, char *p2)
@@ -762,12 +775,11 @@ static int w_dmq_is_from_node(struct sip_msg *msg, char *p1, char *p2)
  * default) does nothing for a request that comes from a member (loops).
  * The URIs are copied out of the mirror first: no lock is held while tm
  * sends. */
-static int w_dmq_t_replicate(struct sip_msg *msg, char *p1, char *p2)
+static int dql_ki_t_replicate_mode(sip_msg_t *msg, int mode)
 {
 	char uris[DQL_MIRROR_MAX > 64 ? 64 : DQL_MIRROR_MAX][DQL_MAX_URI + 1];
-	int n = 0, i, mode = 0, first = 1;
+	int n = 0, i, first = 1;
 	str u;
-	(void)p2;
 
 	/* tm is bound on first use (per process): at mod_init time it may not
 	 * be initialised yet, whatever the load order */
@@ -778,8 +790,6 @@ static int w_dmq_t_replicate(struct sip_msg *msg, char *p1, char *p2)
 		}
 		dql_have_tm = 1;
 	}
-	if(p1 != NULL && fixup_get_ivalue(msg, (gparam_t *)p1, &mode) < 0)
-		return -1;
 	if(mode == 0 && dql_is_from_node(msg) > 0) {
 		LM_DBG("dmqlib: request from a member: not replicated\n");
 		return -1;
@@ -808,6 +818,89 @@ static int w_dmq_t_replicate(struct sip_msg *msg, char *p1, char *p2)
 		}
 	}
 	return 1;
+}
+
+static int w_dmq_t_replicate(struct sip_msg *msg, char *p1, char *p2)
+{
+	int mode = 0;
+	(void)p2;
+	if(p1 != NULL && fixup_get_ivalue(msg, (gparam_t *)p1, &mode) < 0)
+		return -1;
+	return dql_ki_t_replicate_mode(msg, mode);
+}
+
+/* ------------------------------------------------------------------------ */
+/* KEMI: the stock module's exports under the same KEMI module name "dmq",
+ * so KEMI scripts (KSR.dmq.*) work unchanged                                */
+
+static int dql_ki_handle_message(sip_msg_t *msg)
+{
+	return w_dmq_handle_message(msg, NULL, NULL);
+}
+
+static int dql_ki_handle_message_rc(sip_msg_t *msg, int rc)
+{
+	(void)rc;
+	return w_dmq_handle_message(msg, NULL, NULL);
+}
+
+static int dql_ki_is_from_node(sip_msg_t *msg)
+{
+	return dql_is_from_node(msg);
+}
+
+static int dql_ki_t_replicate(sip_msg_t *msg)
+{
+	return dql_ki_t_replicate_mode(msg, 0);
+}
+
+#define DQL_KI_NONE                                                          \
+	{                                                                        \
+		SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,          \
+				SR_KEMIP_NONE, SR_KEMIP_NONE                                 \
+	}
+#define DQL_KI_INT                                                           \
+	{                                                                        \
+		SR_KEMIP_INT, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,           \
+				SR_KEMIP_NONE, SR_KEMIP_NONE                                 \
+	}
+
+/* clang-format off */
+static sr_kemi_t sr_kemi_dmqlib_exports[] = {
+	{ str_init("dmq"), str_init("handle_message"), SR_KEMIP_INT,
+		dql_ki_handle_message, DQL_KI_NONE },
+	{ str_init("dmq"), str_init("handle_message_rc"), SR_KEMIP_INT,
+		dql_ki_handle_message_rc, DQL_KI_INT },
+	{ str_init("dmq"), str_init("process_message"), SR_KEMIP_INT,
+		dql_ki_handle_message, DQL_KI_NONE },
+	{ str_init("dmq"), str_init("process_message_rc"), SR_KEMIP_INT,
+		dql_ki_handle_message_rc, DQL_KI_INT },
+	{ str_init("dmq"), str_init("is_from_node"), SR_KEMIP_INT,
+		dql_ki_is_from_node, DQL_KI_NONE },
+	{ str_init("dmq"), str_init("t_replicate"), SR_KEMIP_INT,
+		dql_ki_t_replicate, DQL_KI_NONE },
+	{ str_init("dmq"), str_init("t_replicate_mode"), SR_KEMIP_INT,
+		dql_ki_t_replicate_mode, DQL_KI_INT },
+	{ str_init("dmq"), str_init("send_message"), SR_KEMIP_INT,
+		dql_ki_send_message,
+		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_STR,
+			SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE } },
+	{ str_init("dmq"), str_init("bcast_message"), SR_KEMIP_INT,
+		dql_ki_bcast_message,
+		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_STR,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE } },
+	{ {0, 0}, {0, 0}, 0, NULL, { 0, 0, 0, 0, 0, 0 } }
+};
+/* clang-format on */
+
+int mod_register(char *path, int *dlflags, void *p1, void *p2)
+{
+	(void)path;
+	(void)dlflags;
+	(void)p1;
+	(void)p2;
+	sr_kemi_modules_add(sr_kemi_dmqlib_exports);
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
