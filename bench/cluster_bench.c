@@ -73,7 +73,7 @@
 #include <dmq/uv.h>
 
 #include "benchopt.h"
-#include "resolve.h" /* dmq__uv_abort */
+#include "runtime/runtime_test.h" /* dmq__uv_abort */
 
 #define BENCH_MAX_LIST 32
 #define BENCH_MAX_NODES 5000
@@ -506,7 +506,7 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
   dmq_config_t cfg;
   dmq_config_init(&cfg, o->profile);
   dmq_uv_options_t uo;
-  memset(&uo, 0, sizeof(uo));
+  dmq_uv_options_init(&uo);
   uo.bind = "127.0.0.1:0";
   for (size_t i = 0; i < n; i++) {
     bench_node_t *bn = &b.nodes[i];
@@ -515,7 +515,7 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
     cfg.name = name;
     bn->b = &b;
     bn->idx = i;
-    int rc = dmq_uv_new(&bn->rt, &b.loop, &cfg, &uo);
+    int rc = dmq_uv_new(&b.loop, &cfg, &uo, &bn->rt);
     if (rc != 0) {
       fprintf(stderr, "cluster_bench: node %zu: %s\n", i, dmq_strerror(rc));
       exit(2);

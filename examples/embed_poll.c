@@ -53,12 +53,12 @@ static int make_peer(peer_t *pe) {
   dmq_config_init(&cfg, DMQ_PROFILE_LOCAL);
   cfg.name = pe->name;
   dmq_poll_options_t opts;
-  memset(&opts, 0, sizeof(opts));
-  opts.bind = "127.0.0.1:0";
+  dmq_poll_options_init(&opts);
+  opts.uv.bind = "127.0.0.1:0";
   opts.flush_timeout_ms = FLUSH_MS;
   opts.member_cb = on_member;
   opts.member_ud = pe;
-  int rc = dmq_poll_new(&pe->p, &cfg, &opts);
+  int rc = dmq_poll_new(&cfg, &opts, &pe->p);
   if (rc != 0) {
     fprintf(stderr, "embed_poll: dmq_poll_new(%s): %s\n", pe->name,
             dmq_strerror(rc));

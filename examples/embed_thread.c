@@ -40,12 +40,12 @@ static dmq_thread_t *make_node(const char *name) {
   dmq_config_init(&cfg, DMQ_PROFILE_LOCAL);
   cfg.name = name;
   dmq_thread_options_t opts;
-  memset(&opts, 0, sizeof(opts));
-  opts.bind = "127.0.0.1:0";
+  dmq_thread_options_init(&opts);
+  opts.uv.bind = "127.0.0.1:0";
   opts.flush_timeout_ms = FLUSH_MS;
   opts.event_queue = 1; /* events for this thread, via the descriptor */
   dmq_thread_t *th = NULL;
-  int rc = dmq_thread_new(&th, &cfg, &opts); /* bind errors reported here */
+  int rc = dmq_thread_new(&cfg, &opts, &th); /* bind errors reported here */
   if (rc != 0) {
     fprintf(stderr, "embed_thread: dmq_thread_new(%s): %s\n", name,
             dmq_strerror(rc));

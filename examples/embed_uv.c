@@ -88,9 +88,9 @@ static int make_node(app_t *app, int i) {
   dmq_config_init(&cfg, DMQ_PROFILE_LOCAL);
   cfg.name = app->name[i];
   dmq_uv_options_t opts;
-  memset(&opts, 0, sizeof(opts));
+  dmq_uv_options_init(&opts);
   opts.bind = "127.0.0.1:0";
-  int rc = dmq_uv_new(&app->node[i], &app->loop, &cfg, &opts);
+  int rc = dmq_uv_new(&app->loop, &cfg, &opts, &app->node[i]);
   if (rc != 0) {
     fprintf(stderr, "embed_uv: dmq_uv_new(%s): %s\n", cfg.name,
             dmq_strerror(rc));

@@ -270,7 +270,7 @@ static int app_run(const char *name, const char *peer, int fd, int join) {
   cfg.generation =
       (uint64_t)tv.tv_sec * MS_PER_S + (uint64_t)tv.tv_usec / US_PER_MS;
   cfg.rng_seed = uv_hrtime() ^ (uint64_t)getpid();
-  if (dmq_node_new(&a.node, &cfg, NULL) != 0 ||
+  if (dmq_node_new(&cfg, NULL, &a.node) != 0 ||
       dmq_host_transport_new(app_send, &a, &a.t) != 0)
     return 1;
   a.t->owner = &a;

@@ -6,9 +6,10 @@ set -euo pipefail
 # Everything the build, the tests and CI need, in one place.
 # libclang-rt-14-dev: clang's sanitizer and libFuzzer runtimes (only a
 # Recommends of clang, so --no-install-recommends would skip it).
+# abigail-tools: abidw and abidiff for the ABI check (scripts/abi-check.sh).
 DMQ_DEB_PACKAGES="build-essential cmake pkg-config clang clang-format \
 libclang-rt-14-dev libuv1-dev libmsgpack-dev libcmocka-dev libsodium-dev \
-valgrind dnsmasq-base iproute2 iptables procps"
+valgrind dnsmasq-base iproute2 iptables procps abigail-tools"
 
 packages=$DMQ_DEB_PACKAGES
 if ! command -v python3 >/dev/null 2>&1; then

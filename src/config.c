@@ -10,14 +10,20 @@
 
 #include "dmq/config.h"
 #include "dmq/error.h"
+#include "sized.h"
+
+/* The 0.3.0 layout ends at max_packet (src/sized.h). */
+#define CONFIG_MIN_SIZE DMQ__SIZE_UPTO(dmq_config_t, max_packet)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_config_t, CONFIG_MIN_SIZE),
+               "dmq_config_t grew: move CONFIG_MIN_SIZE to its last field "
+               "until 0.3.0 is released (src/sized.h)");
 
 static const char *const config_profile_names[] = {"lan", "wan", "local",
                                                    "fast"};
 
-int dmq_config_init(dmq_config_t *cfg, dmq_profile_t profile) {
-  if (cfg == NULL)
-    return DMQ_EINVAL;
+static int config_defaults(dmq_config_t *cfg, dmq_profile_t profile) {
   memset(cfg, 0, sizeof(*cfg));
+  cfg->size = sizeof(*cfg);
   /* Shared defaults. */
   cfg->indirect_checks = 3;
   cfg->suspicion_mult = 4;
@@ -87,6 +93,24 @@ int dmq_config_init(dmq_config_t *cfg, dmq_profile_t profile) {
     return DMQ_EINVAL;
   }
   return 0;
+}
+
+int dmq_config_init_sized(dmq_config_t *cfg, size_t size,
+                          dmq_profile_t profile) {
+  dmq_config_t d;
+  int rc = config_defaults(&d, profile);
+  if (rc != 0)
+    return rc;
+  return dmq__sized_init(cfg, size, &d, sizeof(d), CONFIG_MIN_SIZE);
+}
+
+int dmq__config_load(dmq_config_t *dst, const dmq_config_t *src) {
+  config_defaults(dst, DMQ_PROFILE_LAN);
+  if (src == NULL)
+    return DMQ_EINVAL;
+  int rc = dmq__sized_in(dst, sizeof(*dst), src, src->size, CONFIG_MIN_SIZE);
+  dst->size = sizeof(*dst);
+  return rc;
 }
 
 int dmq_profile_from_name(const char *name, dmq_profile_t *out) {

@@ -9,7 +9,7 @@
 #include "wire.h"
 
 #define DMQ__MAX_TRANSPORTS 8
-#define DMQ__MAX_SEEDS 32
+#define DMQ__MAX_SEEDS DMQ_MAX_SEEDS
 /* Most confirmations tracked per suspicion (Lifeguard's k is small). */
 #define DMQ__MAX_CONFIRM 8
 /* Outstanding relayed (indirect) probes we keep track of. */
@@ -30,38 +30,15 @@ uint64_t dmq__rng_below(dmq__rng_t *r, uint64_t n);
 
 typedef struct dmq__member dmq__member_t;
 
-typedef struct dmq__suspicion {
-  uint64_t start;    /* when the suspicion began */
-  uint64_t deadline; /* when it turns into death */
-  uint64_t min_ms, max_ms;
-  uint32_t k;                      /* confirmations expected */
-  uint32_t nconf;                  /* independent confirmations received */
-  uint64_t conf[DMQ__MAX_CONFIRM]; /* name hashes of confirmers */
-  char from[DMQ_MAX_NAME + 1];     /* who raised it (gossiped along) */
-} dmq__suspicion_t;
-
-struct dmq__member {
-  /* (ordered to avoid padding: members are the one O(N) structure) */
-  char *name; /* points into the same allocation, NUL-terminated */
-  char *addr; /* the same allocation too, unless it outgrew addr_cap */
-  uint8_t *meta;
-  dmq__suspicion_t *susp;
-  /* dissemination queue links (bucket = transmits so far) */
-  dmq__member_t *bc_prev, *bc_next;
-  /* queued delivery (delivery.c) */
-  struct dmq__chanset *chans; /* channels it serves; NULL = none */
-  struct dmq__peer *peer;     /* delivery state to and from it; NULL = none */
-  uint64_t inc, gen;
-  uint64_t state_since;
-  uint32_t idx;     /* position in node->members */
-  int32_t susp_idx; /* position in node->suspects, -1 if none */
-  uint16_t meta_len;
-  uint8_t name_len, addr_len;
-  uint8_t addr_cap; /* bytes for addr inside the allocation (after name) */
-  uint8_t state;    /* dmq_member_state_t */
-  uint8_t is_self;
-  int8_t bc_bucket; /* -1 = not queued; < DMQ__MAX_BUCKETS */
-};
+/* What the member listener (members.h) hears about a member. */
+typedef enum dmq__member_change {
+  DMQ__MEMBER_DEAD,      /* declared dead */
+  DMQ__MEMBER_LEFT,      /* left the cluster */
+  DMQ__MEMBER_RESTARTED, /* came back with a new generation */
+  DMQ__MEMBER_REMOVED    /* about to be freed */
+} dmq__member_change_t;
+typedef void (*dmq__member_listener_t)(dmq_node_t *n, dmq__member_t *m,
+                                       dmq__member_change_t what);
 
 typedef struct dmq__relay {
   uint32_t seq;        /* our ping to the target */
@@ -85,7 +62,7 @@ typedef struct dmq__event {
   uint8_t name_len, addr_len;
 } dmq__event_t;
 
-struct dmq_node {
+struct dmq__node {
   dmq_alloc_t alloc;
   dmq_config_t cfg; /* strings inside point to node-owned copies */
   char name[DMQ_MAX_NAME + 1];
@@ -107,7 +84,8 @@ struct dmq_node {
   dmq__member_t **index;
   uint32_t index_cap; /* power of two */
   dmq__member_t *self;
-  uint32_t n_live; /* alive + suspect, self included */
+  uint32_t n_live;                        /* alive + suspect, self included */
+  dmq__member_listener_t member_listener; /* set by node.c */
 
   dmq__member_t **suspects;
   uint32_t nsuspects, cap_suspects;
@@ -153,7 +131,10 @@ struct dmq_node {
   size_t ev_used, ev_cap; /* bytes */
   uint32_t nevents;
   int in_callback;
-  int delete_pending;
+  /* > 0 while the log or wake callback runs: they run synchronously, in
+   * the middle of processing, so calls that change the node are refused
+   * (DMQ_EBUSY) until they return (dmq__in_sync_cb) */
+  int in_sync_cb;
 
   /* packet buffers */
   uint8_t *txbuf; /* cfg.mtu bytes */
@@ -162,12 +143,10 @@ struct dmq_node {
 
   struct dmq__dlv *dlv; /* queued delivery (delivery.c) */
 
-  /* Deadline wake-up: called (at most once until the driver clears
-   * wake_pending) when something may have made dmq_node_next_deadline()
-   * earlier outside of dmq_node_tick()/dmq_node_recv(), after which the
-   * driver re-reads the deadline anyway. Set by the libuv runtime, so that
-   * it need not recompute every node's deadline on every loop iteration. */
-  void (*wake_cb)(void *ud);
+  /* Deadline wake-up (dmq_node_set_wake_cb): wake_cb runs once, then not
+   * again until the driver re-reads the deadline (dmq__next_deadlines
+   * clears wake_pending). */
+  dmq_wake_cb wake_cb;
   void *wake_ud;
   int wake_pending;
 };
@@ -183,43 +162,41 @@ void dmq__flush_member_events_at(dmq_node_t *n, size_t bytes);
  * must not round (the membership part tolerates coarse timers). */
 uint64_t dmq__next_deadlines(const dmq_node_t *n, uint64_t *delivery);
 
-/* Open addressing with linear probing (the member index, delivery's id
- * table): empty slot i of table `slots` (capacity mask + 1, elements of
- * pointer type `type`) and shift the rest of its probe chain back, so that
- * every entry stays reachable from its home slot. HOME is the home slot of
- * the entry `c` (the macro declares c). */
-#define DMQ__OA_REMOVE(type, slots, mask, i, HOME)                             \
-  do {                                                                         \
-    uint32_t oa_i_ = (i);                                                      \
-    int oa_more_ = 1;                                                          \
-    while (oa_more_) {                                                         \
-      (slots)[oa_i_] = NULL;                                                   \
-      uint32_t oa_k_ = oa_i_;                                                  \
-      for (;;) {                                                               \
-        oa_k_ = (oa_k_ + 1) & (mask);                                          \
-        type c = (slots)[oa_k_];                                               \
-        if (c == NULL) {                                                       \
-          oa_more_ = 0;                                                        \
-          break;                                                               \
-        }                                                                      \
-        uint32_t oa_h_ = (HOME);                                               \
-        /* c may move to slot i unless its home is cyclically in (i, k] */     \
-        if ((oa_i_ <= oa_k_) ? (oa_h_ <= oa_i_ || oa_h_ > oa_k_)               \
-                             : (oa_h_ <= oa_i_ && oa_h_ > oa_k_)) {            \
-          (slots)[oa_i_] = c;                                                  \
-          oa_i_ = oa_k_;                                                       \
-          break;                                                               \
-        }                                                                      \
-      }                                                                        \
-    }                                                                          \
-  } while (0)
-
 static inline void dmq__wake(dmq_node_t *n) {
   if (n->wake_cb != NULL && !n->wake_pending) {
     n->wake_pending = 1;
+    n->in_sync_cb++;
     n->wake_cb(n->wake_ud);
+    n->in_sync_cb--;
   }
 }
+
+/* Inside the log or wake callback: every call that changes the node
+ * returns DMQ_EBUSY (only queries are allowed). */
+static inline int dmq__in_sync_cb(const dmq_node_t *n) {
+  return n->in_sync_cb > 0;
+}
+
+/* ---- node.c: services for membership and delivery ---- */
+
+/* Queue a member event (delivered by dmq__flush_events). */
+void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m);
+/* Run the queued callbacks (member events, then delivery's), unless one is
+ * running already. */
+void dmq__flush_events(dmq_node_t *n);
+
+int dmq__send(dmq_node_t *n, const char *addr, const uint8_t *buf, size_t len,
+              int reliable, uint32_t nmsgs);
+/* 1 if reliable sends to addr would use another transport than datagram
+ * sends (a real stream fallback exists). */
+int dmq__has_separate_stream(dmq_node_t *n, const char *addr);
+/* Whether the reliable class reaches addr through a RELIABLE transport. */
+int dmq__has_stream(dmq_node_t *n, const char *addr);
+/* mtu of the transport that carries datagrams to addr (0: none). */
+size_t dmq__datagram_mtu(dmq_node_t *n, const char *addr);
+/* Our own gossiped state changed (delivery opened or closed a channel):
+ * membership raises the incarnation and spreads it. */
+void dmq__node_self_changed(dmq_node_t *n);
 
 void *dmq__malloc(dmq_node_t *n, size_t size);
 void *dmq__realloc(dmq_node_t *n, void *p, size_t size);

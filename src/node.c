@@ -1,19 +1,30 @@
-/* libdmq - the node: member table, events, stats and the public node API.
+/* libdmq - the node: the composition root of the core.
  *
- * The node is sans-I/O. It owns the member table (an array in probe order
- * plus an open-addressing index by name), the dissemination queue and the
- * event queue; the protocol itself (probing, suspicion, gossip, push/pull,
- * join) lives in swim.c. Callbacks never run in the middle of protocol
+ * The node is sans-I/O. It is the one file that knows both membership
+ * (swim.c, over the member table of members.c) and queued delivery
+ * (src/delivery): it demultiplexes received packets (membership messages to
+ * swim, DATA and DACK to delivery), runs both sets of timers, merges their
+ * deadlines, relays member changes to delivery (the member listener) and
+ * runs the callbacks. It also owns the transports, the event queue, stats
+ * and the public node API. Callbacks never run in the middle of protocol
  * processing: member events are snapshotted into node->events and delivered
  * by dmq__flush_events() once the input that caused them is fully handled.
+ *
+ *          node.c  (recv, tick, deadline, callbacks)
+ *          /    \
+ *     swim.c    delivery/
+ *          \    /
+ *        members.c  (table, gossiped state, listener)
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "delivery.h"
+#include "delivery/delivery.h"
 #include "internal.h"
+#include "members.h"
+#include "sized.h"
 #include "swim.h"
 
 /* ---- allocation ---- */
@@ -50,7 +61,10 @@ void dmq__log(dmq_node_t *n, dmq_log_level_t lvl, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(buf, sizeof(buf), fmt, ap);
   va_end(ap);
+  /* synchronous, possibly in the middle of an update: queries only */
+  n->in_sync_cb++;
   n->log_cb(n, lvl, buf, n->log_ud);
+  n->in_sync_cb--;
 }
 
 /* ---- names ---- */
@@ -61,9 +75,9 @@ const char *dmq_member_state_name(dmq_member_state_t s) {
 }
 
 const char *dmq_member_event_name(dmq_member_event_t e) {
-  static const char *const names[] = {"joined", "suspect", "alive_again",
-                                      "dead",   "left",    "meta_updated",
-                                      "reaped"};
+  static const char *const names[] = {
+      "joined", "suspect",      "alive_again", "dead",
+      "left",   "meta_updated", "reaped",      "channels_updated"};
   return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "unknown";
 }
 
@@ -74,176 +88,6 @@ const char *dmq_drop_reason_name(dmq_drop_reason_t r) {
 #undef DMQ__DROP_STR
   };
   return (unsigned)r < DMQ_DROP_COUNT ? names[r] : "UNKNOWN";
-}
-
-/* ---- member index ---- */
-
-uint64_t dmq__hash(const char *p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-  for (size_t i = 0; i < n; i++) {
-    h ^= (uint8_t)p[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
-static int node_index_grow(dmq_node_t *n) {
-  uint32_t ncap = n->index_cap ? n->index_cap * 2 : 16;
-  dmq__member_t **ni = dmq__malloc(n, ncap * sizeof(*ni));
-  if (ni == NULL)
-    return DMQ_ENOMEM;
-  memset(ni, 0, ncap * sizeof(*ni));
-  for (uint32_t i = 0; i < n->index_cap; i++) {
-    dmq__member_t *m = n->index[i];
-    if (m == NULL)
-      continue;
-    uint32_t j = (uint32_t)dmq__hash(m->name, m->name_len) & (ncap - 1);
-    while (ni[j] != NULL)
-      j = (j + 1) & (ncap - 1);
-    ni[j] = m;
-  }
-  dmq__free(n, n->index);
-  n->index = ni;
-  n->index_cap = ncap;
-  return 0;
-}
-
-dmq__member_t *dmq__member_find(const dmq_node_t *n, const char *name,
-                                size_t len) {
-  if (n->index_cap == 0)
-    return NULL;
-  uint32_t mask = n->index_cap - 1;
-  uint32_t j = (uint32_t)dmq__hash(name, len) & mask;
-  for (;;) {
-    dmq__member_t *m = n->index[j];
-    if (m == NULL)
-      return NULL;
-    if (m->name_len == len && memcmp(m->name, name, len) == 0)
-      return m;
-    j = (j + 1) & mask;
-  }
-}
-
-static void node_index_remove(dmq_node_t *n, dmq__member_t *m) {
-  uint32_t mask = n->index_cap - 1;
-  uint32_t j = (uint32_t)dmq__hash(m->name, m->name_len) & mask;
-  while (n->index[j] != m)
-    j = (j + 1) & mask;
-  DMQ__OA_REMOVE(dmq__member_t *, n->index, mask, j,
-                 (uint32_t)dmq__hash(c->name, c->name_len) & mask);
-}
-
-int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
-                         size_t len) {
-  if (m->addr != NULL && m->addr_len == len && memcmp(m->addr, addr, len) == 0)
-    return 0;
-  char *inl = m->name + m->name_len + 1; /* room kept at member_add */
-  char *a = len < m->addr_cap ? inl : dmq__malloc(n, len + 1);
-  if (a == NULL)
-    return DMQ_ENOMEM;
-  memmove(a, addr, len);
-  a[len] = '\0';
-  if (m->addr != inl && m->addr != a)
-    dmq__free(n, m->addr);
-  m->addr = a;
-  m->addr_len = (uint8_t)len;
-  return 0;
-}
-
-int dmq__member_set_meta(dmq_node_t *n, dmq__member_t *m, const void *meta,
-                         size_t len) {
-  if (m->meta_len == len && (len == 0 || memcmp(m->meta, meta, len) == 0))
-    return 0;
-  uint8_t *p = NULL;
-  if (len > 0) {
-    p = dmq__malloc(n, len);
-    if (p == NULL)
-      return DMQ_ENOMEM;
-    memcpy(p, meta, len);
-  }
-  dmq__free(n, m->meta);
-  m->meta = p;
-  m->meta_len = (uint16_t)len;
-  return 1; /* changed */
-}
-
-dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
-                               const char *addr, size_t alen) {
-  if (n->nmembers == n->cap_members) {
-    uint32_t nc = n->cap_members ? n->cap_members * 2 : 8;
-    dmq__member_t **na = dmq__realloc(n, n->members, nc * sizeof(*na));
-    if (na == NULL)
-      return NULL;
-    n->members = na;
-    n->cap_members = nc;
-  }
-  if ((n->nmembers + 1) * 2 > n->index_cap && node_index_grow(n) != 0)
-    return NULL;
-  /* name and address live in the member's own allocation (an address
-   * that later grows beyond this room gets one of its own) */
-  dmq__member_t *m = dmq__malloc(n, sizeof(*m) + nlen + 1 + alen + 1);
-  if (m == NULL)
-    return NULL;
-  memset(m, 0, sizeof(*m));
-  m->name = (char *)(m + 1);
-  memcpy(m->name, name, nlen);
-  m->name[nlen] = '\0';
-  m->name_len = (uint8_t)nlen;
-  m->addr_cap = (uint8_t)(alen + 1);
-  if (dmq__member_set_addr(n, m, addr, alen) != 0) {
-    dmq__free(n, m);
-    return NULL;
-  }
-  m->bc_bucket = -1;
-  m->susp_idx = -1;
-  /* insert at a random position so the probe order stays random */
-  uint32_t pos = n->nmembers;
-  n->members[pos] = m;
-  m->idx = pos;
-  n->nmembers++;
-  uint32_t j = (uint32_t)dmq__rng_below(&n->rng, n->nmembers);
-  if (j != pos) {
-    dmq__member_t *o = n->members[j];
-    n->members[j] = m;
-    m->idx = j;
-    n->members[pos] = o;
-    o->idx = pos;
-  }
-  uint32_t mask = n->index_cap - 1;
-  uint32_t h = (uint32_t)dmq__hash(name, nlen) & mask;
-  while (n->index[h] != NULL)
-    h = (h + 1) & mask;
-  n->index[h] = m;
-  return m;
-}
-
-void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
-  dmq__delivery_member_removed(n, m);
-  dmq__bc_remove(n, m);
-  dmq__suspicion_clear(n, m);
-  node_index_remove(n, m);
-  uint32_t last = n->nmembers - 1;
-  if (m->idx != last) {
-    dmq__member_t *o = n->members[last];
-    n->members[m->idx] = o;
-    o->idx = m->idx;
-  }
-  n->nmembers--;
-  if (m->addr != m->name + m->name_len + 1)
-    dmq__free(n, m->addr);
-  dmq__free(n, m->meta);
-  dmq__free(n, m);
-}
-
-void dmq__members_shuffle(dmq_node_t *n) {
-  for (uint32_t i = n->nmembers; i > 1; i--) {
-    uint32_t j = (uint32_t)dmq__rng_below(&n->rng, i);
-    dmq__member_t *t = n->members[i - 1];
-    n->members[i - 1] = n->members[j];
-    n->members[j] = t;
-    n->members[i - 1]->idx = i - 1;
-    n->members[j]->idx = j;
-  }
 }
 
 /* ---- events ---- */
@@ -262,6 +106,7 @@ void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m) {
       nc *= 2;
     uint8_t *ne = dmq__realloc(n, n->events, nc);
     if (ne == NULL) {
+      n->stats.events_lost++;
       dmq__log(n, DMQ_LOG_ERROR, "out of memory: member event lost");
       return;
     }
@@ -434,20 +279,30 @@ void dmq_transport_send_done(dmq_transport_t *t, void *cookie, int status) {
     t->on_send_done(t, cookie, status);
     return;
   }
-  /* Membership traffic is fire-and-forget (cookie NULL). Reliable delivery
-   * will route completions here; until then a completion with a cookie has
-   * no owner and is only counted. */
+  /* The core sends without cookies (membership and delivery do their own
+   * acknowledging), so a completion reaching the node has no owner: a
+   * failure is only counted. */
   (void)cookie;
   if (t != NULL && t->node != NULL && status != 0)
     t->node->stats.drops[DMQ_DROP_TX_FAILED]++;
 }
 
+/* The 0.3.0 layout of dmq_transport_ops_t ends at flush (src/sized.h). An
+ * operation added later is read only if ops->size covers it. */
+#define NODE_OPS_MIN_SIZE DMQ__SIZE_UPTO(dmq_transport_ops_t, flush)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_transport_ops_t, NODE_OPS_MIN_SIZE),
+               "dmq_transport_ops_t grew: move NODE_OPS_MIN_SIZE to its last "
+               "field until 0.3.0 is released (src/sized.h)");
+
 int dmq_node_add_transport(dmq_node_t *n, dmq_transport_t *t) {
-  if (n == NULL || t == NULL || t->ops == NULL || t->ops->send == NULL ||
+  if (n == NULL || t == NULL || t->ops == NULL ||
+      t->ops->size < NODE_OPS_MIN_SIZE || t->ops->send == NULL ||
       t->ops->scheme == NULL || t->ops->scheme[0] == '\0')
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   if (n->ntransports == DMQ__MAX_TRANSPORTS)
-    return DMQ_ENOMEM;
+    return DMQ_ELIMIT;
   for (size_t i = 0; i < n->ntransports; i++) {
     if (n->transports[i] == t ||
         strcmp(n->transports[i]->ops->scheme, t->ops->scheme) == 0)
@@ -456,6 +311,125 @@ int dmq_node_add_transport(dmq_node_t *n, dmq_transport_t *t) {
   t->node = n;
   n->transports[n->ntransports++] = t;
   return 0;
+}
+
+/* ---- composition: membership and delivery ---- */
+
+/* The member listener: delivery keeps state per member. */
+static void node_member_changed(dmq_node_t *n, dmq__member_t *m,
+                                dmq__member_change_t what) {
+  switch (what) {
+  case DMQ__MEMBER_DEAD:
+  case DMQ__MEMBER_RESTARTED:
+    dmq__delivery_member_changed(n, m, DMQ_OUTCOME_DEAD);
+    break;
+  case DMQ__MEMBER_LEFT:
+    dmq__delivery_member_changed(n, m, DMQ_OUTCOME_LEFT);
+    break;
+  case DMQ__MEMBER_REMOVED:
+    dmq__delivery_member_removed(n, m);
+    dmq__swim_member_removed(n, m);
+    break;
+  }
+}
+
+void dmq__node_self_changed(dmq_node_t *n) {
+  dmq__self_changed(n);
+}
+
+int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
+                  const void *buf, size_t len, uint64_t now) {
+  if (n == NULL || (buf == NULL && len > 0))
+    return DMQ_EINVAL;
+  if (n->in_callback || dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
+  /* arrived on a stream-only transport (TCP): answer pings there too */
+  int stream =
+      t != NULL && t->ops != NULL && !(t->ops->caps & DMQ_TRANSPORT_DATAGRAM);
+  if (now > n->now)
+    n->now = now;
+  n->stats.pkts_in++;
+  n->stats.bytes_in += len;
+  if (len > n->cfg.max_packet) {
+    n->stats.drops[DMQ_DROP_OVERSIZE]++;
+    return 0;
+  }
+  dmq__envelope_t env;
+  int drop = dmq__wire_open(buf, len, &env);
+  if (drop != 0) {
+    n->stats.drops[drop - 1]++;
+    return 0;
+  }
+  if (env.sender.n == strlen(n->name) &&
+      memcmp(env.sender.p, n->name, env.sender.n) == 0) {
+    n->stats.drops[DMQ_DROP_SELF]++;
+    return 0;
+  }
+  dmq__msg_iter_t it;
+  dmq__msg_t msg;
+  dmq__wire_msgs(&env, &it);
+  int rc;
+  while ((rc = dmq__wire_next(&it, &msg)) != 0) {
+    if (rc < 0) {
+      n->stats.drops[DMQ_DROP_MALFORMED]++;
+      break;
+    }
+    if (rc == 2) {
+      n->stats
+          .drops[msg.type == 0 ? DMQ_DROP_UNKNOWN_TYPE : DMQ_DROP_MALFORMED]++;
+      continue;
+    }
+    n->stats.msgs_in++;
+    switch (msg.type) {
+    case DMQ__MSG_DATA:
+      dmq__delivery_on_data(n, &msg.data, env.sender);
+      break;
+    case DMQ__MSG_DACK:
+      dmq__delivery_on_dack(n, &msg.dack, env.sender);
+      break;
+    default:
+      dmq__swim_recv(n, &msg, env.sender, from_addr, stream);
+      break;
+    }
+  }
+  dmq__flush_events(n);
+  /* payloads still borrowed from buf are copied now (or dropped) */
+  dmq__delivery_recv_done(n);
+  return 0;
+}
+
+int dmq_node_tick(dmq_node_t *n, uint64_t now) {
+  if (n == NULL)
+    return DMQ_EINVAL;
+  if (n->in_callback || dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
+  if (!n->started)
+    return DMQ_ESTATE;
+  if (now > n->now)
+    n->now = now;
+  dmq__swim_tick(n);
+  dmq__delivery_tick(n);
+  dmq__flush_events(n);
+  return 0;
+}
+
+uint64_t dmq_node_next_deadline(const dmq_node_t *n) {
+  uint64_t delivery;
+  return dmq__next_deadlines(n, &delivery);
+}
+
+uint64_t dmq__next_deadlines(const dmq_node_t *n, uint64_t *delivery) {
+  *delivery = DMQ_NEVER;
+  if (n == NULL)
+    return DMQ_NEVER;
+  /* The driver re-reads the deadline: the next change wakes it again. The
+   * node is never a const object; only this flag changes. */
+  ((dmq_node_t *)n)->wake_pending = 0;
+  if (!n->started)
+    return DMQ_NEVER;
+  uint64_t d = dmq__swim_deadline(n);
+  *delivery = dmq__delivery_deadline(n);
+  return d < *delivery ? d : *delivery;
 }
 
 /* ---- lifecycle ---- */
@@ -496,25 +470,44 @@ static int node_valid_config(const dmq_config_t *c) {
   return 1;
 }
 
-int dmq_node_new(dmq_node_t **out, const dmq_config_t *cfg,
-                 const dmq_alloc_t *alloc) {
-  if (out == NULL || cfg == NULL)
+/* The 0.3.0 layout of dmq_alloc_t ends at ud (src/sized.h). */
+#define NODE_ALLOC_MIN_SIZE DMQ__SIZE_UPTO(dmq_alloc_t, ud)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_alloc_t, NODE_ALLOC_MIN_SIZE),
+               "dmq_alloc_t grew: move NODE_ALLOC_MIN_SIZE to its last field "
+               "until 0.3.0 is released (src/sized.h)");
+
+int dmq_alloc_init_sized(dmq_alloc_t *a, size_t size) {
+  dmq_alloc_t d;
+  memset(&d, 0, sizeof(d));
+  return dmq__sized_init(a, size, &d, sizeof(d), NODE_ALLOC_MIN_SIZE);
+}
+
+int dmq_node_new(const dmq_config_t *caller_cfg, const dmq_alloc_t *alloc,
+                 dmq_node_t **out) {
+  if (out == NULL || caller_cfg == NULL)
     return DMQ_EINVAL;
   *out = NULL;
-  if (!node_valid_config(cfg))
+  /* the caller's layout (size) into the current one */
+  dmq_config_t cfg_copy;
+  const dmq_config_t *cfg = &cfg_copy;
+  if (dmq__config_load(&cfg_copy, caller_cfg) != 0 || !node_valid_config(cfg))
     return DMQ_EINVAL;
-  dmq_alloc_t a = {node_libc_malloc, node_libc_realloc, node_libc_free, NULL};
+  dmq_alloc_t a = {sizeof(a), node_libc_malloc, node_libc_realloc,
+                   node_libc_free, NULL};
   if (alloc != NULL) {
-    if (alloc->malloc_fn == NULL || alloc->realloc_fn == NULL ||
-        alloc->free_fn == NULL)
+    memset(&a, 0, sizeof(a));
+    if (dmq__sized_in(&a, sizeof(a), alloc, alloc->size, NODE_ALLOC_MIN_SIZE) !=
+            0 ||
+        a.malloc_fn == NULL || a.realloc_fn == NULL || a.free_fn == NULL)
       return DMQ_EINVAL;
-    a = *alloc;
+    a.size = sizeof(a);
   }
   dmq_node_t *n = a.malloc_fn(sizeof(*n), a.ud);
   if (n == NULL)
     return DMQ_ENOMEM;
   memset(n, 0, sizeof(*n));
   n->alloc = a;
+  n->member_listener = node_member_changed;
   n->cfg = *cfg;
   strcpy(n->name, cfg->name);
   strcpy(n->addr, cfg->advertise_addr);
@@ -547,13 +540,12 @@ nomem:
   return DMQ_ENOMEM;
 }
 
-void dmq_node_delete(dmq_node_t *n) {
+int dmq_node_delete(dmq_node_t *n) {
   if (n == NULL)
-    return;
-  if (n->in_callback) {
-    dmq__log(n, DMQ_LOG_ERROR, "dmq_node_delete() inside a callback ignored");
-    return;
-  }
+    return 0;
+  /* inside a callback the node is in use below us: refuse, free nothing */
+  if (n->in_callback || dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   /* pending reliable sends and requests: SHUTDOWN outcomes, run now */
   dmq__delivery_shutdown(n);
   for (size_t i = 0; i < n->ntransports; i++)
@@ -571,6 +563,7 @@ void dmq_node_delete(dmq_node_t *n) {
   dmq__delivery_free(n);
   dmq_alloc_t a = n->alloc;
   a.free_fn(n, a.ud);
+  return 0;
 }
 
 void dmq_node_set_member_cb(dmq_node_t *n, dmq_member_cb cb, void *ud) {
@@ -587,6 +580,14 @@ void dmq_node_set_log_cb(dmq_node_t *n, dmq_log_cb cb, dmq_log_level_t lvl,
   n->log_cb = cb;
   n->log_level = lvl;
   n->log_ud = ud;
+}
+
+void dmq_node_set_wake_cb(dmq_node_t *n, dmq_wake_cb cb, void *ud) {
+  if (n == NULL)
+    return;
+  n->wake_cb = cb;
+  n->wake_ud = ud;
+  n->wake_pending = 0;
 }
 
 void *dmq_node_user_data(const dmq_node_t *n) {
@@ -615,10 +616,21 @@ static void node_fill_info(const dmq__member_t *m, dmq_member_info_t *o) {
   o->is_self = m->is_self;
 }
 
-int dmq_node_member(const dmq_node_t *n, const char *name,
-                    dmq_member_info_t *out) {
-  if (n == NULL || name == NULL || out == NULL)
+/* 0.3.0 layouts of the output structs (src/sized.h) */
+#define NODE_INFO_MIN_SIZE DMQ__SIZE_UPTO(dmq_member_info_t, is_self)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_member_info_t, NODE_INFO_MIN_SIZE),
+               "dmq_member_info_t grew: move NODE_INFO_MIN_SIZE to its last "
+               "field until 0.3.0 is released (src/sized.h)");
+#define NODE_STATS_MIN_SIZE DMQ__SIZE_UPTO(dmq_stats_t, events_lost)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_stats_t, NODE_STATS_MIN_SIZE),
+               "dmq_stats_t grew: move NODE_STATS_MIN_SIZE to its last field "
+               "until 0.3.0 is released (src/sized.h)");
+
+int dmq_node_member_sized(const dmq_node_t *n, const char *name,
+                          dmq_member_info_t *dst, size_t size) {
+  if (n == NULL || name == NULL || dst == NULL || size < NODE_INFO_MIN_SIZE)
     return DMQ_EINVAL;
+  dmq_member_info_t info, *out = &info;
   size_t l = strlen(name);
   if (l == 0 || l > DMQ_MAX_NAME)
     return DMQ_EINVAL;
@@ -626,7 +638,7 @@ int dmq_node_member(const dmq_node_t *n, const char *name,
   if (m == NULL)
     return DMQ_ENOENT;
   node_fill_info(m, out);
-  return 0;
+  return dmq__sized_out(dst, size, &info, sizeof(info), NODE_INFO_MIN_SIZE);
 }
 
 size_t dmq_node_member_count(const dmq_node_t *n, unsigned mask) {
@@ -653,12 +665,13 @@ int dmq_node_members_foreach(const dmq_node_t *n,
   return 0;
 }
 
-void dmq_node_stats(const dmq_node_t *n, dmq_stats_t *out) {
-  if (n == NULL || out == NULL)
-    return;
-  *out = n->stats;
-  memset(out->members, 0, sizeof(out->members));
+int dmq_node_stats_sized(const dmq_node_t *n, dmq_stats_t *dst, size_t size) {
+  if (n == NULL || dst == NULL || size < NODE_STATS_MIN_SIZE)
+    return DMQ_EINVAL;
+  dmq_stats_t st = n->stats;
+  memset(st.members, 0, sizeof(st.members));
   for (uint32_t i = 0; i < n->nmembers; i++)
-    out->members[n->members[i]->state]++;
-  out->health_score = n->health;
+    st.members[n->members[i]->state]++;
+  st.health_score = n->health;
+  return dmq__sized_out(dst, size, &st, sizeof(st), NODE_STATS_MIN_SIZE);
 }

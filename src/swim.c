@@ -35,8 +35,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "delivery.h"
 #include "internal.h"
+#include "members.h"
 #include "swim.h"
 
 /* A relay that got no ack sends its nack at this share of the timeout, so
@@ -78,7 +78,7 @@ static uint32_t swim_retransmit_limit(const dmq_node_t *n) {
   return l >= DMQ__MAX_BUCKETS ? DMQ__MAX_BUCKETS - 1 : l;
 }
 
-void dmq__bc_remove(dmq_node_t *n, dmq__member_t *m) {
+static void swim_bc_remove(dmq_node_t *n, dmq__member_t *m) {
   if (m->bc_bucket < 0)
     return;
   int b = m->bc_bucket;
@@ -120,7 +120,7 @@ static void swim_bc_push(dmq_node_t *n, dmq__member_t *m, int b, int head) {
 
 /* Queue the member's current state for dissemination, as fresh news. */
 static void swim_bc_queue(dmq_node_t *n, dmq__member_t *m) {
-  dmq__bc_remove(n, m);
+  swim_bc_remove(n, m);
   swim_bc_push(n, m, 0, 1);
 }
 
@@ -132,7 +132,7 @@ static void swim_bc_announce(dmq_node_t *n, dmq__member_t *m) {
     swim_bc_queue(n, m);
     return;
   }
-  dmq__bc_remove(n, m);
+  swim_bc_remove(n, m);
   uint32_t limit = swim_retransmit_limit(n);
   swim_bc_push(n, m, (int)(limit / 2), 0);
 }
@@ -183,14 +183,14 @@ done:
   for (uint32_t i = 0; i < np; i++) {
     dmq__member_t *m = pick[i];
     int b = m->bc_bucket + 1;
-    dmq__bc_remove(n, m);
+    swim_bc_remove(n, m);
     if ((uint32_t)b < limit)
       swim_bc_push(n, m, b, 0);
   }
   /* drop updates stranded above a limit that shrank with N */
   for (uint32_t b = limit; b < DMQ__MAX_BUCKETS; b++)
     while (n->bc_head[b] != NULL)
-      dmq__bc_remove(n, n->bc_head[b]);
+      swim_bc_remove(n, n->bc_head[b]);
   n->stats.gossip_updates_sent += np;
   return np;
 }
@@ -361,7 +361,7 @@ static void swim_set_state(dmq_node_t *n, dmq__member_t *m, uint8_t st) {
   m->state = st;
 }
 
-void dmq__suspicion_clear(dmq_node_t *n, dmq__member_t *m) {
+static void swim_suspicion_clear(dmq_node_t *n, dmq__member_t *m) {
   if (m->susp == NULL)
     return;
   int32_t i = m->susp_idx;
@@ -500,7 +500,7 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     swim_set_state(n, m, DMQ_MEMBER_ALIVE);
     m->state_since = n->now;
     if (dmq__member_set_meta(n, m, meta.p, meta.n) < 0 ||
-        dmq__delivery_set_chans(n, m, chans) != 0) {
+        dmq__member_set_chans(n, m, chans) < 0) {
       swim_set_state(n, m, DMQ_MEMBER_DEAD); /* keeps n_live exact */
       dmq__member_remove(n, m);
       return;
@@ -519,8 +519,8 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     return; /* stale or equal */
   uint8_t old = m->state;
   int meta_changed = 0;
-  if (dmq__delivery_set_chans(n, m, chans) != 0 ||
-      dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
+  int chans_changed = dmq__member_set_chans(n, m, chans);
+  if (chans_changed < 0 || dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
     return;
   int mc = dmq__member_set_meta(n, m, meta.p, meta.n);
   if (mc < 0)
@@ -528,12 +528,12 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   meta_changed = mc;
   m->inc = inc;
   m->gen = gen;
-  dmq__suspicion_clear(n, m);
+  swim_suspicion_clear(n, m);
   swim_set_state(n, m, DMQ_MEMBER_ALIVE);
   if (new_gen) {
     m->state_since = n->now;
     /* a restart: whatever was queued for its previous life fails */
-    dmq__delivery_member_changed(n, m, DMQ_OUTCOME_DEAD);
+    dmq__members_notify(n, m, DMQ__MEMBER_RESTARTED);
     dmq__emit(n, DMQ_EVENT_JOINED, m);
   } else if (old != DMQ_MEMBER_ALIVE) {
     dmq__emit(n, DMQ_EVENT_ALIVE_AGAIN, m);
@@ -542,21 +542,32 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   } else if (meta_changed) {
     dmq__emit(n, DMQ_EVENT_META_UPDATED, m);
   }
+  if (!new_gen && chans_changed)
+    dmq__emit(n, DMQ_EVENT_CHANNELS_UPDATED, m);
   swim_bc_queue(n, m);
+}
+
+/* The member a SUSPECT or DEAD/LEFT message accuses, if the accusation is
+ * about its current generation and not older than what we know; an
+ * accusation of ourselves is refuted here (and NULL returned). */
+static dmq__member_t *swim_accused(dmq_node_t *n, dmq__slice_t name,
+                                   uint64_t inc, uint64_t gen) {
+  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
+  if (m == NULL || gen != m->gen)
+    return NULL;
+  if (m->is_self) {
+    swim_self_accused(n, inc);
+    return NULL;
+  }
+  return inc < m->inc ? NULL : m;
 }
 
 /* sync = the suspicion comes from a push/pull table (a remote DEAD or
  * SUSPECT record), not from somebody's failed probe. */
 static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
                             uint64_t gen, dmq__slice_t from, int sync) {
-  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
-  if (m == NULL || gen != m->gen)
-    return;
-  if (m->is_self) {
-    swim_self_accused(n, inc);
-    return;
-  }
-  if (inc < m->inc)
+  dmq__member_t *m = swim_accused(n, name, inc, gen);
+  if (m == NULL)
     return;
   if (m->state == DMQ_MEMBER_ALIVE) {
     if (swim_suspicion_start(n, m, from.p, from.n) != 0)
@@ -593,26 +604,20 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
 static void swim_declare(dmq_node_t *n, dmq__member_t *m, uint8_t st,
                          uint64_t inc) {
   m->inc = inc;
-  dmq__suspicion_clear(n, m);
+  swim_suspicion_clear(n, m);
   swim_set_state(n, m, st);
   if (st == DMQ_MEMBER_DEAD)
     n->stats.deaths_declared++;
-  dmq__delivery_member_changed(
-      n, m, st == DMQ_MEMBER_DEAD ? DMQ_OUTCOME_DEAD : DMQ_OUTCOME_LEFT);
+  dmq__members_notify(
+      n, m, st == DMQ_MEMBER_DEAD ? DMQ__MEMBER_DEAD : DMQ__MEMBER_LEFT);
   dmq__emit(n, st == DMQ_MEMBER_DEAD ? DMQ_EVENT_DEAD : DMQ_EVENT_LEFT, m);
   swim_bc_queue(n, m);
 }
 
 static void swim_on_dead(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
                          uint64_t gen, int left) {
-  dmq__member_t *m = dmq__member_find(n, name.p, name.n);
-  if (m == NULL || gen != m->gen)
-    return;
-  if (m->is_self) {
-    swim_self_accused(n, inc);
-    return;
-  }
-  if (inc < m->inc)
+  dmq__member_t *m = swim_accused(n, name, inc, gen);
+  if (m == NULL)
     return;
   if (m->state == DMQ_MEMBER_LEFT)
     return;
@@ -890,94 +895,42 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
                           !stream || !dmq__has_stream(n, to));
 }
 
-int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
-                  const void *buf, size_t len, uint64_t now) {
-  if (n == NULL || (buf == NULL && len > 0))
-    return DMQ_EINVAL;
-  if (n->in_callback)
-    return DMQ_EBUSY;
-  /* arrived on a stream-only transport (TCP): answer pings there too */
-  int stream =
-      t != NULL && t->ops != NULL && !(t->ops->caps & DMQ_TRANSPORT_DATAGRAM);
-  if (now > n->now)
-    n->now = now;
-  n->stats.pkts_in++;
-  n->stats.bytes_in += len;
-  if (len > n->cfg.max_packet) {
-    n->stats.drops[DMQ_DROP_OVERSIZE]++;
-    return 0;
+void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
+                    const char *from_addr, int stream) {
+  switch (msg->type) {
+  case DMQ__MSG_PING:
+    swim_on_ping(n, msg, sender, from_addr, stream);
+    break;
+  case DMQ__MSG_PING_REQ:
+    swim_on_ping_req(n, msg, sender, from_addr);
+    break;
+  case DMQ__MSG_ACK:
+    swim_on_ack(n, msg);
+    break;
+  case DMQ__MSG_NACK:
+    swim_on_nack(n, msg);
+    break;
+  case DMQ__MSG_ALIVE:
+    swim_on_alive(n, msg->name, msg->addr, msg->incarnation, msg->generation,
+                  msg->meta, &msg->chans, 0);
+    break;
+  case DMQ__MSG_SUSPECT:
+    swim_on_suspect(n, msg->name, msg->incarnation, msg->generation, msg->from,
+                    0);
+    break;
+  case DMQ__MSG_DEAD:
+    swim_on_dead(n, msg->name, msg->incarnation, msg->generation, 0);
+    break;
+  case DMQ__MSG_LEFT:
+    swim_on_dead(n, msg->name, msg->incarnation, msg->generation, 1);
+    break;
+  case DMQ__MSG_PUSHPULL:
+    swim_on_pushpull(n, msg, sender, from_addr, stream);
+    break;
+  default:
+    n->stats.drops[DMQ_DROP_UNKNOWN_TYPE]++;
+    break;
   }
-  dmq__envelope_t env;
-  int drop = dmq__wire_open(buf, len, &env);
-  if (drop != 0) {
-    n->stats.drops[drop - 1]++;
-    return 0;
-  }
-  if (env.sender.n == strlen(n->name) &&
-      memcmp(env.sender.p, n->name, env.sender.n) == 0) {
-    n->stats.drops[DMQ_DROP_SELF]++;
-    return 0;
-  }
-  dmq__msg_iter_t it;
-  dmq__msg_t msg;
-  dmq__wire_msgs(&env, &it);
-  int rc;
-  while ((rc = dmq__wire_next(&it, &msg)) != 0) {
-    if (rc < 0) {
-      n->stats.drops[DMQ_DROP_MALFORMED]++;
-      break;
-    }
-    if (rc == 2) {
-      n->stats
-          .drops[msg.type == 0 ? DMQ_DROP_UNKNOWN_TYPE : DMQ_DROP_MALFORMED]++;
-      continue;
-    }
-    n->stats.msgs_in++;
-    switch (msg.type) {
-    case DMQ__MSG_PING:
-      swim_on_ping(n, &msg, env.sender, from_addr, stream);
-      break;
-    case DMQ__MSG_PING_REQ:
-      swim_on_ping_req(n, &msg, env.sender, from_addr);
-      break;
-    case DMQ__MSG_ACK:
-      swim_on_ack(n, &msg);
-      break;
-    case DMQ__MSG_NACK:
-      swim_on_nack(n, &msg);
-      break;
-    case DMQ__MSG_ALIVE:
-      swim_on_alive(n, msg.name, msg.addr, msg.incarnation, msg.generation,
-                    msg.meta, &msg.chans, 0);
-      break;
-    case DMQ__MSG_SUSPECT:
-      swim_on_suspect(n, msg.name, msg.incarnation, msg.generation, msg.from,
-                      0);
-      break;
-    case DMQ__MSG_DEAD:
-      swim_on_dead(n, msg.name, msg.incarnation, msg.generation, 0);
-      break;
-    case DMQ__MSG_LEFT:
-      swim_on_dead(n, msg.name, msg.incarnation, msg.generation, 1);
-      break;
-    case DMQ__MSG_PUSHPULL:
-      swim_on_pushpull(n, &msg, env.sender, from_addr, stream);
-      break;
-    case DMQ__MSG_DATA:
-      dmq__delivery_on_data(n, &msg.data, env.sender);
-      break;
-    case DMQ__MSG_DACK:
-      dmq__delivery_on_dack(n, &msg.dack, env.sender);
-      break;
-    default:
-      n->stats.drops[DMQ_DROP_UNKNOWN_TYPE]++;
-      break;
-    }
-  }
-  dmq__flush_events(n);
-  /* payloads still borrowed from buf are copied now (or dropped) */
-  dmq__delivery_recv_done(n);
-  return 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1097,6 +1050,8 @@ static void swim_reap(dmq_node_t *n) {
 int dmq_node_start(dmq_node_t *n, uint64_t now) {
   if (n == NULL)
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   if (n->started)
     return DMQ_ESTATE;
   n->started = 1;
@@ -1122,8 +1077,10 @@ int dmq_node_start(dmq_node_t *n, uint64_t now) {
 }
 
 static int swim_copy_seeds(dmq_node_t *n, const char *const *seeds, size_t ns) {
-  if ((seeds == NULL && ns > 0) || ns > DMQ__MAX_SEEDS)
+  if (seeds == NULL && ns > 0)
     return DMQ_EINVAL;
+  if (ns > DMQ__MAX_SEEDS)
+    return DMQ_ELIMIT;
   for (size_t i = 0; i < ns; i++) {
     if (seeds[i] == NULL || seeds[i][0] == '\0' ||
         strlen(seeds[i]) > DMQ_MAX_ADDR)
@@ -1151,6 +1108,8 @@ static int swim_copy_seeds(dmq_node_t *n, const char *const *seeds, size_t ns) {
 int dmq_node_set_seeds(dmq_node_t *n, const char *const *seeds, size_t ns) {
   if (n == NULL)
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   return swim_copy_seeds(n, seeds, ns);
 }
 
@@ -1162,10 +1121,10 @@ int dmq_node_join(dmq_node_t *n, const char *const *seeds, size_t ns,
                   uint64_t now) {
   if (n == NULL)
     return DMQ_EINVAL;
+  if (n->in_callback || dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   if (!n->started || n->leaving)
     return DMQ_ESTATE;
-  if (n->in_callback)
-    return DMQ_EBUSY;
   int rc = swim_copy_seeds(n, seeds, ns);
   if (rc != 0)
     return rc;
@@ -1186,6 +1145,8 @@ int dmq_node_join(dmq_node_t *n, const char *const *seeds, size_t ns,
 int dmq_node_leave(dmq_node_t *n, uint64_t now) {
   if (n == NULL)
     return DMQ_EINVAL;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   if (n->leaving)
     return DMQ_ESTATE;
   if (now > n->now)
@@ -1217,6 +1178,8 @@ int dmq_node_set_meta(dmq_node_t *n, const void *meta, size_t len,
     return DMQ_EINVAL;
   if (len > DMQ_MAX_META)
     return DMQ_ETOOBIG;
+  if (dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
   if (n->leaving)
     return DMQ_ESTATE;
   int rc = dmq__member_set_meta(n, n->self, meta, len);
@@ -1231,16 +1194,8 @@ int dmq_node_set_meta(dmq_node_t *n, const void *meta, size_t len,
   return 0;
 }
 
-int dmq_node_tick(dmq_node_t *n, uint64_t now) {
-  if (n == NULL)
-    return DMQ_EINVAL;
-  if (n->in_callback)
-    return DMQ_EBUSY;
-  if (!n->started)
-    return DMQ_ESTATE;
-  if (now > n->now)
-    n->now = now;
-  now = n->now;
+void dmq__swim_tick(dmq_node_t *n) {
+  uint64_t now = n->now;
   if (n->joining && now >= n->next_join)
     swim_join_attempt(n);
   if (n->probe.active) {
@@ -1317,24 +1272,13 @@ int dmq_node_tick(dmq_node_t *n, uint64_t now) {
     }
     n->next_reap = now + SWIM_REAP_EVERY_MS;
   }
-  dmq__delivery_tick(n);
-  dmq__flush_events(n);
-  return 0;
 }
 
 static uint64_t swim_min(uint64_t a, uint64_t b) {
   return a < b ? a : b;
 }
 
-uint64_t dmq_node_next_deadline(const dmq_node_t *n) {
-  uint64_t delivery;
-  return dmq__next_deadlines(n, &delivery);
-}
-
-uint64_t dmq__next_deadlines(const dmq_node_t *n, uint64_t *delivery) {
-  *delivery = DMQ_NEVER;
-  if (n == NULL || !n->started)
-    return DMQ_NEVER;
+uint64_t dmq__swim_deadline(const dmq_node_t *n) {
   /* next_reap is not a deadline of its own: reaping and buffer trimming
    * ride on the next tick after it (at least one per probe period), which
    * saves a wake-up per node per second. */
@@ -1364,6 +1308,10 @@ uint64_t dmq__next_deadlines(const dmq_node_t *n, uint64_t *delivery) {
   d = swim_min(d, n->next_reconnect);
   if (n->boost_left > 0)
     d = swim_min(d, n->next_boost);
-  *delivery = dmq__delivery_deadline(n);
-  return swim_min(d, *delivery);
+  return d;
+}
+
+void dmq__swim_member_removed(dmq_node_t *n, dmq__member_t *m) {
+  swim_bc_remove(n, m);
+  swim_suspicion_clear(n, m);
 }

@@ -1,39 +1,25 @@
-/* libdmq - internal interface between node.c and swim.c. */
+/* libdmq - membership (swim.c): what the node (node.c) drives. swim.c knows
+ * the member table (members.h) and the node's services (internal.h), not
+ * delivery. */
 #ifndef DMQ_SWIM_H
 #define DMQ_SWIM_H
 
 #include "internal.h"
+#include "wire.h"
 
-uint64_t dmq__hash(const char *p, size_t n);
-dmq__member_t *dmq__member_find(const dmq_node_t *n, const char *name,
-                                size_t len);
-dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
-                               const char *addr, size_t alen);
-void dmq__member_remove(dmq_node_t *n, dmq__member_t *m);
-int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
-                         size_t len);
-/* Returns 1 if changed, 0 if equal, DMQ_ENOMEM. */
-int dmq__member_set_meta(dmq_node_t *n, dmq__member_t *m, const void *meta,
-                         size_t len);
-void dmq__members_shuffle(dmq_node_t *n);
+/* One membership message of a received packet (any type but DATA and
+ * DACK, which the node hands to delivery). stream: it arrived on a
+ * stream-only transport. */
+void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
+                    const char *from_addr, int stream);
+/* Membership timers due at n->now. */
+void dmq__swim_tick(dmq_node_t *n);
+/* Earliest membership deadline (started node), DMQ_NEVER if none. */
+uint64_t dmq__swim_deadline(const dmq_node_t *n);
 
-void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m);
-void dmq__flush_events(dmq_node_t *n);
-
-int dmq__send(dmq_node_t *n, const char *addr, const uint8_t *buf, size_t len,
-              int reliable, uint32_t nmsgs);
-
-/* 1 if reliable sends to addr would use another transport than datagram
- * sends (a real stream fallback exists). */
-int dmq__has_separate_stream(dmq_node_t *n, const char *addr);
-/* Whether the reliable class reaches addr through a RELIABLE transport. */
-int dmq__has_stream(dmq_node_t *n, const char *addr);
-/* mtu of the transport that carries datagrams to addr (0: none). */
-size_t dmq__datagram_mtu(dmq_node_t *n, const char *addr);
-
-/* swim.c */
-void dmq__bc_remove(dmq_node_t *n, dmq__member_t *m);
-void dmq__suspicion_clear(dmq_node_t *n, dmq__member_t *m);
+/* m is about to leave the table: out of the dissemination queue and the
+ * suspects. */
+void dmq__swim_member_removed(dmq_node_t *n, dmq__member_t *m);
 /* Our own gossiped state changed (channels): raise the incarnation and queue
  * it for dissemination, like dmq_node_set_meta(). No-op while leaving. */
 void dmq__self_changed(dmq_node_t *n);

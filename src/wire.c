@@ -1,25 +1,39 @@
-/* libdmq - wire codec: the packet envelope, a msgpack encoder that appends
- * whole messages to a fixed caller buffer, and a bounded, zero-copy,
- * non-allocating msgpack decoder for the messages of wire.h.
+/* libdmq - wire codec: the packet envelope, an encoder that appends whole
+ * messages to a fixed caller buffer through msgpack-c's packer, and a
+ * bounded, zero-copy, non-allocating msgpack decoder for the messages of
+ * wire.h.
  *
- * The encoder computes the exact size of a message first, so an append is
- * all or nothing. The decoder first skips a message generically (every
- * msgpack type, nesting bounded by WIRE_SKIP_DEPTH) to find where it ends,
- * then reads its fields from inside those bounds only: a malformed or unknown
- * message never desynchronises the iterator, and nothing is read past the end
- * of the packet.
+ * The encoder writes each message's field list once (wire_pk_*), runs it
+ * with a counting writer for the exact size first, so an append is all or
+ * nothing, then with a writer into the buffer. msgpack-c's pack functions are
+ * static inline: the library uses its headers and links nothing of it. The
+ * decoder first skips a message generically (every msgpack type, nesting
+ * bounded by WIRE_SKIP_DEPTH) to find where it ends, then reads its fields
+ * from inside those bounds only: a malformed or unknown message never
+ * desynchronises the iterator, and nothing is read past the end of the
+ * packet. tests/fuzz/fuzz_wire_msgpack.c checks the decoder's primitives
+ * against msgpack-c's unpacker.
  */
 #include "wire.h"
 
 #include <string.h>
 
+#include <msgpack/pack.h>
+
 #include "dmq/delivery.h" /* DMQ_MAX_CHANNEL(S) */
 #include "dmq/error.h"
 #include "dmq/node.h"
 
-/* Deepest container nesting the generic skip accepts (the message array is
- * depth 0). */
+/* Containers nest at most WIRE_SKIP_DEPTH deep, counted from the packet
+ * body (depth 0), and a container at depth WIRE_SKIP_DEPTH is refused, as
+ * msgpack-c's unpacker refuses it (MSGPACK_EMBED_STACK_SIZE = 32) when it is
+ * given the whole body: so no packet we accept is one msgpack-c refuses. A
+ * message array sits at depth WIRE_MSG_DEPTH (body array, messages array),
+ * the fields of a push/pull record three levels below it (fields array,
+ * records array, record array). */
 #define WIRE_SKIP_DEPTH 32
+#define WIRE_MSG_DEPTH 2
+#define WIRE_RECORD_FIELD_DEPTH (WIRE_MSG_DEPTH + 3)
 
 /* Fields after the type, per known message type. */
 static const uint8_t wire_nfields[DMQ__MSG_TYPE_MAX_KNOWN + 1] = {
@@ -318,6 +332,11 @@ static int wire_skip(wire_cur_t *c, int depth) {
   t = *c->p++;
   if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3)
     return 0; /* fixint, nil, bool */
+  /* A container (array or map, even an empty one) at WIRE_SKIP_DEPTH or
+   * deeper is refused, as msgpack-c does (an empty one used to pass here,
+   * one level deeper than msgpack-c: see tests/fuzz/fuzz_wire_msgpack.c). */
+  if (depth >= WIRE_SKIP_DEPTH && ((t >= 0x80 && t <= 0x9f) || t >= 0xdc))
+    return -1;
   if (t <= 0x8f) {
     items = 2u * (t & 0x0f); /* fixmap */
   } else if (t <= 0x9f) {
@@ -497,7 +516,7 @@ static int wire_rd_record(wire_cur_t *c, dmq__record_t *r) {
     known = WIRE_RECORD_CHANS_ELEM;
   }
   for (n -= known; n > 0; n--)
-    if (wire_skip(c, 1))
+    if (wire_skip(c, WIRE_RECORD_FIELD_DEPTH))
       return -1;
   return 0;
 }
@@ -611,7 +630,7 @@ int dmq__wire_next(dmq__msg_iter_t *it, dmq__msg_t *m) {
     return -1;
   c.p = it->p;
   c.end = it->end;
-  if (wire_skip(&c, 0)) {
+  if (wire_skip(&c, WIRE_MSG_DEPTH)) {
     it->p = NULL; /* sticky: every later call returns -1 */
     return -1;
   }
@@ -659,95 +678,92 @@ int dmq__wire_next_record(dmq__rec_iter_t *it, dmq__record_t *r) {
 
 /* ======================================================================
  * Encoding
+ *
+ * Every field list is written once, as a wire_pk_* function over a
+ * msgpack_packer. msgpack-c's pack functions are static inline (pack.h,
+ * pack_template.h), so this needs its headers only: nothing of libmsgpackc is
+ * linked. A message is run through its wire_pk_* twice: with a counting
+ * writer, for its exact size (the dmq__enc_size_* helpers, and the room check
+ * that keeps an append all or nothing: a message that does not fit writes no
+ * byte), then with a writer that copies into the buffer.
  * ====================================================================== */
 
-static size_t wire_sz_uint(uint64_t v) {
-  if (v <= 0x7f)
-    return 1;
-  if (v <= 0xff)
-    return 2;
-  if (v <= 0xffff)
-    return 3;
-  return v <= 0xffffffff ? 5 : 9;
+/* The field lists and the two writers are inlined into each call site so
+ * that the compiler sees which writer a packer holds: the callback becomes a
+ * direct call, inlined too, and its memcpy a fixed-size store. */
+#if defined(__GNUC__) || defined(__clang__)
+#define WIRE_INLINE static inline __attribute__((always_inline))
+#else
+#define WIRE_INLINE static inline
+#endif
+
+typedef struct wire_out {
+  uint8_t *p; /* where the message starts (writer only) */
+  size_t n;   /* bytes counted or written */
+} wire_out_t;
+
+WIRE_INLINE int wire_count_cb(void *data, const char *b, size_t len) {
+  (void)b;
+  ((wire_out_t *)data)->n += len;
+  return 0;
 }
 
-static size_t wire_sz_str(size_t n) {
-  return n + (n < 32 ? 1 : n <= 0xff ? 2 : n <= 0xffff ? 3 : 5);
+/* The room was checked by counting first: no bound to check here. */
+WIRE_INLINE int wire_write_cb(void *data, const char *b, size_t len) {
+  wire_out_t *o = data;
+  if (len > 0)
+    memcpy(o->p + o->n, b, len);
+  o->n += len;
+  return 0;
 }
 
-static size_t wire_sz_bin(size_t n) {
-  return n + (n <= 0xff ? 2 : n <= 0xffff ? 3 : 5);
+static msgpack_packer *wire_counter(msgpack_packer *pk, wire_out_t *o) {
+  o->p = NULL;
+  o->n = 0;
+  msgpack_packer_init(pk, o, wire_count_cb);
+  return pk;
 }
 
-static uint8_t *wire_w_be(uint8_t *p, uint64_t v, size_t n) {
-  for (size_t i = n; i > 0; i--) {
-    p[i - 1] = (uint8_t)v;
-    v >>= 8;
+/* dmq__enc_size_<name>(): the exact size of what wire_pk_<name> writes,
+ * through the counting writer (the same field list as the append). */
+#define WIRE_SIZE_FN(name, type)                                               \
+  size_t dmq__enc_size_##name(const type *x) {                                 \
+    msgpack_packer pk;                                                         \
+    wire_out_t o;                                                              \
+    wire_pk_##name(wire_counter(&pk, &o), x);                                  \
+    return o.n;                                                                \
   }
-  return p + n;
+
+static msgpack_packer *wire_writer(msgpack_packer *pk, wire_out_t *o,
+                                   uint8_t *p) {
+  o->p = p;
+  o->n = 0;
+  msgpack_packer_init(pk, o, wire_write_cb);
+  return pk;
 }
 
-static uint8_t *wire_w_uint(uint8_t *p, uint64_t v) {
-  if (v <= 0x7f) {
-    *p++ = (uint8_t)v;
-    return p;
-  }
-  if (v <= 0xff) {
-    *p++ = 0xcc;
-    return wire_w_be(p, v, 1);
-  }
-  if (v <= 0xffff) {
-    *p++ = 0xcd;
-    return wire_w_be(p, v, 2);
-  }
-  if (v <= 0xffffffff) {
-    *p++ = 0xce;
-    return wire_w_be(p, v, 4);
-  }
-  *p++ = 0xcf;
-  return wire_w_be(p, v, 8);
+/* Bytes as they are (the binary envelope), outside msgpack. */
+WIRE_INLINE void wire_pk_raw(msgpack_packer *pk, const void *b, size_t n) {
+  pk->callback(pk->data, (const char *)b, n);
 }
 
-/* uint64 in its fixed 9-byte form (ALIVE, so that its size is exact). */
-static uint8_t *wire_w_u64(uint8_t *p, uint64_t v) {
-  *p++ = 0xcf;
-  return wire_w_be(p, v, 8);
+/* array32 header whatever n is (patched later, or a fixed-size reserve). */
+WIRE_INLINE void wire_pk_array32(msgpack_packer *pk, uint32_t n) {
+  uint8_t h[5] = {0xdd, (uint8_t)(n >> 24), (uint8_t)(n >> 16),
+                  (uint8_t)(n >> 8), (uint8_t)n};
+  wire_pk_raw(pk, h, sizeof h);
 }
 
-static uint8_t *wire_w_bytes(uint8_t *p, const char *s, size_t n) {
-  if (n > 0)
-    memcpy(p, s, n);
-  return p + n;
+WIRE_INLINE void wire_pk_str(msgpack_packer *pk, dmq__slice_t s) {
+  msgpack_pack_str(pk, s.n);
+  if (s.n > 0)
+    msgpack_pack_str_body(pk, s.p, s.n);
 }
 
-static uint8_t *wire_w_str(uint8_t *p, dmq__slice_t s) {
-  if (s.n < 32) {
-    *p++ = (uint8_t)(0xa0 | s.n);
-  } else if (s.n <= 0xff) {
-    *p++ = 0xd9;
-    p = wire_w_be(p, s.n, 1);
-  } else if (s.n <= 0xffff) {
-    *p++ = 0xda;
-    p = wire_w_be(p, s.n, 2);
-  } else {
-    *p++ = 0xdb;
-    p = wire_w_be(p, s.n, 4);
-  }
-  return wire_w_bytes(p, s.p, s.n);
-}
-
-static uint8_t *wire_w_bin(uint8_t *p, dmq__slice_t s) {
-  if (s.n <= 0xff) {
-    *p++ = 0xc4;
-    p = wire_w_be(p, s.n, 1);
-  } else if (s.n <= 0xffff) {
-    *p++ = 0xc5;
-    p = wire_w_be(p, s.n, 2);
-  } else {
-    *p++ = 0xc6;
-    p = wire_w_be(p, s.n, 4);
-  }
-  return wire_w_bytes(p, s.p, s.n);
+WIRE_INLINE void wire_pk_bin(msgpack_packer *pk, dmq__slice_t s) {
+  msgpack_pack_bin(pk, s.n);
+  if (s.n > 0)
+    msgpack_pack_bin_body(pk, s.p, s.n);
 }
 
 /* A name or address the decoder will accept: 1..max bytes, no NUL. */
@@ -771,74 +787,79 @@ static int wire_ok_chans(const dmq__chans_t *c) {
   return 1;
 }
 
-static size_t wire_sz_array(size_t n) {
-  return n <= 15 ? 1 : n <= 0xffff ? 3 : 5;
-}
-
-static uint8_t *wire_w_array(uint8_t *p, size_t n) {
-  if (n <= 15) {
-    *p++ = (uint8_t)(0x90 | n);
-    return p;
-  }
-  if (n <= 0xffff) {
-    *p++ = 0xdc;
-    return wire_w_be(p, n, 2);
-  }
-  *p++ = 0xdd;
-  return wire_w_be(p, n, 4);
-}
-
-size_t dmq__enc_size_chans(const dmq__chans_t *c) {
-  size_t size;
+/* The channels field; nothing when there is no channel. */
+WIRE_INLINE void wire_pk_chans(msgpack_packer *pk, const dmq__chans_t *c) {
   if (c == NULL || c->n == 0)
-    return 0;
-  size = wire_sz_array(c->n);
+    return;
+  msgpack_pack_array(pk, c->n);
   for (uint32_t i = 0; i < c->n; i++)
-    size += wire_sz_str(c->v[i].n);
-  return size;
+    wire_pk_str(pk, c->v[i]);
 }
 
-static uint8_t *wire_w_chans(uint8_t *p, const dmq__chans_t *c) {
-  p = wire_w_array(p, c->n);
-  for (uint32_t i = 0; i < c->n; i++)
-    p = wire_w_str(p, c->v[i]);
-  return p;
+WIRE_SIZE_FN(chans, dmq__chans_t)
+
+/* Envelope and body header: magic, version, flags(, label) | [sender,
+ * messages] with the message count as an array32 patched by dmq__enc_end. */
+WIRE_INLINE void wire_pk_head(msgpack_packer *pk, dmq__slice_t label,
+                              dmq__slice_t sender) {
+  uint8_t h[5] = {DMQ__WIRE_MAGIC0, DMQ__WIRE_MAGIC1, DMQ__WIRE_VERSION,
+                  label.n > 0 ? DMQ__WIRE_FLAG_LABEL : 0, (uint8_t)label.n};
+  wire_pk_raw(pk, h, label.n > 0 ? 5 : 4);
+  if (label.n > 0)
+    wire_pk_raw(pk, label.p, label.n);
+  msgpack_pack_array(pk, 2);
+  wire_pk_str(pk, sender);
+  wire_pk_array32(pk, 0);
 }
 
 size_t dmq__enc_size_envelope(size_t sender_len) {
-  /* magic, version, flags | [sender, messages] | sender | array32 header */
-  return 4 + 1 + wire_sz_str(sender_len) + 5;
+  dmq__slice_t none = {NULL, 0}, sender = {NULL, sender_len};
+  msgpack_packer pk;
+  wire_out_t o;
+  wire_pk_head(wire_counter(&pk, &o), none, sender);
+  return o.n;
 }
 
-/* Room for a message of size bytes: returns where to write it, or NULL with
- * *err set. msg = 0 for a push/pull record (not counted as a message). */
-static uint8_t *wire_room(dmq__enc_t *e, size_t size, int msg, int *err) {
-  *err = DMQ_EINVAL;
+/* Room for a message of size bytes (counted by its wire_pk_*): 0, or why
+ * not. msg = 0 for a push/pull record (not counted as a message). */
+static int wire_room(const dmq__enc_t *e, size_t size, int msg) {
   if (e->buf == NULL || e->count_pos == 0 || e->len > e->cap)
-    return NULL; /* not begun */
-  *err = DMQ_ETOOBIG;
+    return DMQ_EINVAL; /* not begun */
   if (msg && e->count >= DMQ__WIRE_MAX_MSGS)
-    return NULL;
+    return DMQ_ETOOBIG;
   if (e->cap - e->len < size)
-    return NULL;
-  *err = 0;
-  return e->buf + e->len;
+    return DMQ_ETOOBIG;
+  return 0;
 }
 
-/* Account for what was written up to q. */
-static int wire_commit(dmq__enc_t *e, const uint8_t *q, int msg) {
-  e->len = (size_t)(q - e->buf);
+/* Account for what the writer o appended. */
+static int wire_commit(dmq__enc_t *e, const wire_out_t *o, int msg) {
+  e->len += o->n;
   if (msg)
     e->count++;
   return 0;
 }
 
+/* One message: count fields(pk, ...), check the room, then write it.
+ * Expands inside a function returning an int error. */
+#define WIRE_APPEND(e, msg, fields, ...)                                       \
+  do {                                                                         \
+    msgpack_packer pk_;                                                        \
+    wire_out_t o_;                                                             \
+    int err_;                                                                  \
+    fields(wire_counter(&pk_, &o_), __VA_ARGS__);                              \
+    if ((err_ = wire_room((e), o_.n, (msg))) != 0)                             \
+      return err_;                                                             \
+    fields(wire_writer(&pk_, &o_, (e)->buf + (e)->len), __VA_ARGS__);          \
+    return wire_commit((e), &o_, (msg));                                       \
+  } while (0)
+
 int dmq__enc_begin(dmq__enc_t *e, uint8_t *buf, size_t cap, const char *label,
                    size_t label_len, const char *sender, size_t sender_len) {
   dmq__slice_t s = {sender, sender_len};
   dmq__slice_t l = {label, label_len};
-  uint8_t *p = buf;
-  size_t size;
+  msgpack_packer pk;
+  wire_out_t o;
   e->buf = buf;
   e->cap = cap;
   e->len = 0;
@@ -848,53 +869,39 @@ int dmq__enc_begin(dmq__enc_t *e, uint8_t *buf, size_t cap, const char *label,
     l.n = 0;
   if (!wire_ok_str(s, DMQ_MAX_NAME) || l.n > DMQ_MAX_LABEL)
     return DMQ_EINVAL;
-  size = 4 + (l.n > 0 ? 1 + l.n : 0) + 1 + wire_sz_str(s.n) + 5;
-  if (buf == NULL || cap < size)
+  wire_pk_head(wire_counter(&pk, &o), l, s);
+  if (buf == NULL || cap < o.n)
     return DMQ_ETOOBIG;
-  *p++ = DMQ__WIRE_MAGIC0;
-  *p++ = DMQ__WIRE_MAGIC1;
-  *p++ = DMQ__WIRE_VERSION;
-  *p++ = l.n > 0 ? DMQ__WIRE_FLAG_LABEL : 0;
-  if (l.n > 0) {
-    *p++ = (uint8_t)l.n;
-    p = wire_w_bytes(p, l.p, l.n);
-  }
-  *p++ = 0x92; /* [sender, messages] */
-  p = wire_w_str(p, s);
-  e->count_pos = (size_t)(p - buf);
-  *p++ = 0xdd; /* array32, patched by dmq__enc_end */
-  p = wire_w_be(p, 0, 4);
-  e->len = (size_t)(p - buf);
+  wire_pk_head(wire_writer(&pk, &o, buf), l, s);
+  e->count_pos = o.n - 5;
+  e->len = o.n;
   return 0;
 }
 
 size_t dmq__enc_end(dmq__enc_t *e) {
+  msgpack_packer pk;
+  wire_out_t o;
   if (e->buf == NULL || e->count_pos == 0)
     return 0;
-  e->buf[e->count_pos] = 0xdd;
-  wire_w_be(e->buf + e->count_pos + 1, e->count, 4);
+  wire_pk_array32(wire_writer(&pk, &o, e->buf + e->count_pos), e->count);
   return e->len;
 }
 
 /* PING, ACK and NACK share [type, seq(, target)]. */
+WIRE_INLINE void wire_pk_seq(msgpack_packer *pk, uint8_t type, uint32_t seq,
+                             const dmq__slice_t *target) {
+  msgpack_pack_array(pk, target != NULL ? 3 : 2);
+  msgpack_pack_uint8(pk, type);
+  msgpack_pack_uint32(pk, seq);
+  if (target != NULL)
+    wire_pk_str(pk, *target);
+}
+
 static int wire_enc_seq(dmq__enc_t *e, uint8_t type, uint32_t seq,
                         const dmq__slice_t *target) {
-  size_t size = 2 + wire_sz_uint(seq);
-  uint8_t *p;
-  int err;
-  if (target != NULL) {
-    if (!wire_ok_str(*target, DMQ_MAX_NAME))
-      return DMQ_EINVAL;
-    size += wire_sz_str(target->n);
-  }
-  if ((p = wire_room(e, size, 1, &err)) == NULL)
-    return err;
-  *p++ = target != NULL ? 0x93 : 0x92;
-  *p++ = type;
-  p = wire_w_uint(p, seq);
-  if (target != NULL)
-    p = wire_w_str(p, *target);
-  return wire_commit(e, p, 1);
+  if (target != NULL && !wire_ok_str(*target, DMQ_MAX_NAME))
+    return DMQ_EINVAL;
+  WIRE_APPEND(e, 1, wire_pk_seq, type, seq, target);
 }
 
 int dmq__enc_ping(dmq__enc_t *e, uint32_t seq, dmq__slice_t target) {
@@ -909,80 +916,82 @@ int dmq__enc_nack(dmq__enc_t *e, uint32_t seq) {
   return wire_enc_seq(e, DMQ__MSG_NACK, seq, NULL);
 }
 
+WIRE_INLINE void wire_pk_ping_req(msgpack_packer *pk, uint32_t seq,
+                                  dmq__slice_t target, dmq__slice_t target_addr,
+                                  int want_nack) {
+  msgpack_pack_array(pk, 5);
+  msgpack_pack_uint8(pk, DMQ__MSG_PING_REQ);
+  msgpack_pack_uint32(pk, seq);
+  wire_pk_str(pk, target);
+  wire_pk_str(pk, target_addr);
+  if (want_nack)
+    msgpack_pack_true(pk);
+  else
+    msgpack_pack_false(pk);
+}
+
 int dmq__enc_ping_req(dmq__enc_t *e, uint32_t seq, dmq__slice_t target,
                       dmq__slice_t target_addr, int want_nack) {
-  size_t size;
-  uint8_t *p;
-  int err;
   if (!wire_ok_str(target, DMQ_MAX_NAME) ||
       !wire_ok_str(target_addr, DMQ_MAX_ADDR))
     return DMQ_EINVAL;
-  size = 2 + wire_sz_uint(seq) + wire_sz_str(target.n) +
-         wire_sz_str(target_addr.n) + 1;
-  if ((p = wire_room(e, size, 1, &err)) == NULL)
-    return err;
-  *p++ = 0x95;
-  *p++ = DMQ__MSG_PING_REQ;
-  p = wire_w_uint(p, seq);
-  p = wire_w_str(p, target);
-  p = wire_w_str(p, target_addr);
-  *p++ = want_nack ? 0xc3 : 0xc2;
-  return wire_commit(e, p, 1);
+  WIRE_APPEND(e, 1, wire_pk_ping_req, seq, target, target_addr, want_nack);
+}
+
+/* ALIVE writes incarnation and generation as fixed 9-byte uint64s, so that
+ * its size depends on the lengths only (dmq__enc_size_alive). */
+WIRE_INLINE void wire_pk_alive(msgpack_packer *pk, dmq__slice_t name,
+                               dmq__slice_t addr, uint64_t inc, uint64_t gen,
+                               dmq__slice_t meta, const dmq__chans_t *chans) {
+  msgpack_pack_array(pk, chans != NULL && chans->n > 0 ? 7 : 6);
+  msgpack_pack_uint8(pk, DMQ__MSG_ALIVE);
+  wire_pk_str(pk, name);
+  wire_pk_str(pk, addr);
+  msgpack_pack_fix_uint64(pk, inc);
+  msgpack_pack_fix_uint64(pk, gen);
+  wire_pk_bin(pk, meta);
+  wire_pk_chans(pk, chans);
 }
 
 size_t dmq__enc_size_alive(size_t name, size_t addr, size_t meta,
                            const dmq__chans_t *chans) {
-  /* array, type, name, addr, inc and gen as fixed uint64, meta, channels */
-  return 2 + wire_sz_str(name) + wire_sz_str(addr) + 9 + 9 + wire_sz_bin(meta) +
-         dmq__enc_size_chans(chans);
+  /* the counting writer reads lengths only, never the bytes */
+  dmq__slice_t n = {NULL, name}, a = {NULL, addr}, m = {NULL, meta};
+  msgpack_packer pk;
+  wire_out_t o;
+  wire_pk_alive(wire_counter(&pk, &o), n, a, 0, 0, m, chans);
+  return o.n;
 }
 
 int dmq__enc_alive(dmq__enc_t *e, dmq__slice_t name, dmq__slice_t addr,
                    uint64_t inc, uint64_t gen, dmq__slice_t meta,
                    const dmq__chans_t *chans) {
-  uint8_t *p;
-  int err;
-  int with = chans != NULL && chans->n > 0;
   if (!wire_ok_str(name, DMQ_MAX_NAME) || !wire_ok_str(addr, DMQ_MAX_ADDR) ||
       !wire_ok_meta(meta) || !wire_ok_chans(chans))
     return DMQ_EINVAL;
-  p = wire_room(e, dmq__enc_size_alive(name.n, addr.n, meta.n, chans), 1, &err);
-  if (p == NULL)
-    return err;
-  *p++ = with ? 0x97 : 0x96;
-  *p++ = DMQ__MSG_ALIVE;
-  p = wire_w_str(p, name);
-  p = wire_w_str(p, addr);
-  p = wire_w_u64(p, inc);
-  p = wire_w_u64(p, gen);
-  p = wire_w_bin(p, meta);
-  if (with)
-    p = wire_w_chans(p, chans);
-  return wire_commit(e, p, 1);
+  WIRE_APPEND(e, 1, wire_pk_alive, name, addr, inc, gen, meta, chans);
 }
 
 /* SUSPECT, DEAD and LEFT share [type, name, inc, gen(, from)]. */
+WIRE_INLINE void wire_pk_state(msgpack_packer *pk, uint8_t type,
+                               dmq__slice_t name, uint64_t inc, uint64_t gen,
+                               const dmq__slice_t *from) {
+  msgpack_pack_array(pk, from != NULL ? 5 : 4);
+  msgpack_pack_uint8(pk, type);
+  wire_pk_str(pk, name);
+  msgpack_pack_uint64(pk, inc);
+  msgpack_pack_uint64(pk, gen);
+  if (from != NULL)
+    wire_pk_str(pk, *from);
+}
+
 static int wire_enc_state(dmq__enc_t *e, uint8_t type, dmq__slice_t name,
                           uint64_t inc, uint64_t gen,
                           const dmq__slice_t *from) {
-  size_t size;
-  uint8_t *p;
-  int err;
   if (!wire_ok_str(name, DMQ_MAX_NAME) ||
       (from != NULL && !wire_ok_str(*from, DMQ_MAX_NAME)))
     return DMQ_EINVAL;
-  size = 2 + wire_sz_str(name.n) + wire_sz_uint(inc) + wire_sz_uint(gen) +
-         (from != NULL ? wire_sz_str(from->n) : 0);
-  if ((p = wire_room(e, size, 1, &err)) == NULL)
-    return err;
-  *p++ = from != NULL ? 0x95 : 0x94;
-  *p++ = type;
-  p = wire_w_str(p, name);
-  p = wire_w_uint(p, inc);
-  p = wire_w_uint(p, gen);
-  if (from != NULL)
-    p = wire_w_str(p, *from);
-  return wire_commit(e, p, 1);
+  WIRE_APPEND(e, 1, wire_pk_state, type, name, inc, gen, from);
 }
 
 int dmq__enc_suspect(dmq__enc_t *e, dmq__slice_t name, uint64_t inc,
@@ -1000,118 +1009,91 @@ int dmq__enc_left(dmq__enc_t *e, dmq__slice_t name, uint64_t inc,
   return wire_enc_state(e, DMQ__MSG_LEFT, name, inc, gen, NULL);
 }
 
+/* [9, flags, records] with the records' array header as a fixed array32. */
+WIRE_INLINE void wire_pk_pushpull(msgpack_packer *pk, uint8_t flags,
+                                  uint32_t nrec) {
+  msgpack_pack_array(pk, 3);
+  msgpack_pack_uint8(pk, DMQ__MSG_PUSHPULL);
+  msgpack_pack_uint8(pk, flags);
+  wire_pk_array32(pk, nrec);
+}
+
 int dmq__enc_pushpull_begin(dmq__enc_t *e, uint8_t flags, uint32_t nrec) {
-  uint8_t *p;
-  int err;
   if (nrec > DMQ__WIRE_MAX_RECORDS)
     return DMQ_EINVAL;
-  if ((p = wire_room(e, 2 + wire_sz_uint(flags) + 5, 1, &err)) == NULL)
-    return err;
-  *p++ = 0x93;
-  *p++ = DMQ__MSG_PUSHPULL;
-  p = wire_w_uint(p, flags);
-  *p++ = 0xdd;
-  p = wire_w_be(p, nrec, 4);
-  return wire_commit(e, p, 1);
+  WIRE_APPEND(e, 1, wire_pk_pushpull, flags, nrec);
+}
+
+WIRE_INLINE void wire_pk_record(msgpack_packer *pk, const dmq__record_t *r) {
+  msgpack_pack_array(pk, r->chans.n > 0 ? 7 : 6);
+  wire_pk_str(pk, r->name);
+  wire_pk_str(pk, r->addr);
+  msgpack_pack_uint64(pk, r->incarnation);
+  msgpack_pack_uint64(pk, r->generation);
+  msgpack_pack_uint8(pk, r->state);
+  wire_pk_bin(pk, r->meta);
+  wire_pk_chans(pk, &r->chans);
 }
 
 int dmq__enc_record(dmq__enc_t *e, const dmq__record_t *r) {
-  size_t size;
-  uint8_t *p;
-  int err;
-  int with = r->chans.n > 0;
   if (!wire_ok_str(r->name, DMQ_MAX_NAME) ||
       !wire_ok_str(r->addr, DMQ_MAX_ADDR) || !wire_ok_meta(r->meta) ||
       r->state >= DMQ_MEMBER_STATE_COUNT || !wire_ok_chans(&r->chans))
     return DMQ_EINVAL;
-  size = 1 + wire_sz_str(r->name.n) + wire_sz_str(r->addr.n) +
-         wire_sz_uint(r->incarnation) + wire_sz_uint(r->generation) + 1 +
-         wire_sz_bin(r->meta.n) + dmq__enc_size_chans(&r->chans);
-  if ((p = wire_room(e, size, 0, &err)) == NULL)
-    return err;
-  *p++ = with ? 0x97 : 0x96;
-  p = wire_w_str(p, r->name);
-  p = wire_w_str(p, r->addr);
-  p = wire_w_uint(p, r->incarnation);
-  p = wire_w_uint(p, r->generation);
-  *p++ = r->state;
-  p = wire_w_bin(p, r->meta);
-  if (with)
-    p = wire_w_chans(p, &r->chans);
-  return wire_commit(e, p, 0);
+  WIRE_APPEND(e, 0, wire_pk_record, r);
 }
 
-size_t dmq__enc_size_data(const dmq__data_t *d) {
-  /* array(10), type, flags, channel, 4 x u64, ttl, req_id, payload */
-  return 2 + wire_sz_uint(d->flags) + wire_sz_str(d->channel.n) +
-         wire_sz_uint(d->src_gen) + wire_sz_uint(d->dst_gen) +
-         wire_sz_uint(d->seq) + wire_sz_uint(d->base) +
-         wire_sz_uint(d->ttl_ms) + wire_sz_uint(d->req_id) +
-         wire_sz_bin(d->payload.n);
+WIRE_INLINE void wire_pk_data(msgpack_packer *pk, const dmq__data_t *d) {
+  msgpack_pack_array(pk, 10);
+  msgpack_pack_uint8(pk, DMQ__MSG_DATA);
+  msgpack_pack_uint8(pk, d->flags);
+  wire_pk_str(pk, d->channel);
+  msgpack_pack_uint64(pk, d->src_gen);
+  msgpack_pack_uint64(pk, d->dst_gen);
+  msgpack_pack_uint64(pk, d->seq);
+  msgpack_pack_uint64(pk, d->base);
+  msgpack_pack_uint32(pk, d->ttl_ms);
+  msgpack_pack_uint64(pk, d->req_id);
+  wire_pk_bin(pk, d->payload);
 }
+
+WIRE_SIZE_FN(data, dmq__data_t)
 
 int dmq__enc_data(dmq__enc_t *e, const dmq__data_t *d) {
-  uint8_t *p;
-  int err;
   if (!wire_ok_str(d->channel, DMQ_MAX_CHANNEL) ||
       (d->flags & ~DMQ__DATA_KNOWN) != 0 ||
       (d->payload.p == NULL && d->payload.n > 0) ||
       (uint64_t)d->payload.n > UINT32_MAX)
     return DMQ_EINVAL;
-  if ((p = wire_room(e, dmq__enc_size_data(d), 1, &err)) == NULL)
-    return err;
-  *p++ = 0x9a;
-  *p++ = DMQ__MSG_DATA;
-  p = wire_w_uint(p, d->flags);
-  p = wire_w_str(p, d->channel);
-  p = wire_w_uint(p, d->src_gen);
-  p = wire_w_uint(p, d->dst_gen);
-  p = wire_w_uint(p, d->seq);
-  p = wire_w_uint(p, d->base);
-  p = wire_w_uint(p, d->ttl_ms);
-  p = wire_w_uint(p, d->req_id);
-  p = wire_w_bin(p, d->payload);
-  return wire_commit(e, p, 1);
+  WIRE_APPEND(e, 1, wire_pk_data, d);
 }
 
-size_t dmq__enc_size_dack(const dmq__dack_t *a) {
-  size_t size = 2 + wire_sz_uint(a->src_gen) + wire_sz_uint(a->dst_gen) +
-                wire_sz_uint(a->cum) + wire_sz_uint(a->sack) +
-                wire_sz_uint(a->rwnd);
-  if (a->nrej > 0 || a->delay_ms > 0) {
-    size += wire_sz_array(2 * (size_t)a->nrej);
-    for (uint32_t i = 0; i < a->nrej; i++)
-      size += wire_sz_uint(a->rej_seq[i]) + wire_sz_uint(a->rej_reason[i]);
-  }
-  if (a->delay_ms > 0)
-    size += wire_sz_uint(a->delay_ms);
-  return size;
-}
-
-int dmq__enc_dack(dmq__enc_t *e, const dmq__dack_t *a) {
-  uint8_t *p;
-  int err;
-  if (a->nrej > DMQ__WIRE_MAX_REJ ||
-      (a->nrej > 0 && (a->rej_seq == NULL || a->rej_reason == NULL)))
-    return DMQ_EINVAL;
-  if ((p = wire_room(e, dmq__enc_size_dack(a), 1, &err)) == NULL)
-    return err;
-  /* rejected is written when there is a pair or a delay after it */
-  *p++ = a->delay_ms > 0 ? 0x98 : a->nrej > 0 ? 0x97 : 0x96;
-  *p++ = DMQ__MSG_DACK;
-  p = wire_w_uint(p, a->src_gen);
-  p = wire_w_uint(p, a->dst_gen);
-  p = wire_w_uint(p, a->cum);
-  p = wire_w_uint(p, a->sack);
-  p = wire_w_uint(p, a->rwnd);
-  if (a->nrej > 0 || a->delay_ms > 0) {
-    p = wire_w_array(p, 2 * (size_t)a->nrej);
+/* rejected is written when there is a pair or a delay after it. */
+WIRE_INLINE void wire_pk_dack(msgpack_packer *pk, const dmq__dack_t *a) {
+  int rej = a->nrej > 0 || a->delay_ms > 0;
+  msgpack_pack_array(pk, a->delay_ms > 0 ? 8 : rej ? 7 : 6);
+  msgpack_pack_uint8(pk, DMQ__MSG_DACK);
+  msgpack_pack_uint64(pk, a->src_gen);
+  msgpack_pack_uint64(pk, a->dst_gen);
+  msgpack_pack_uint64(pk, a->cum);
+  msgpack_pack_uint64(pk, a->sack);
+  msgpack_pack_uint32(pk, a->rwnd);
+  if (rej) {
+    msgpack_pack_array(pk, 2 * (size_t)a->nrej);
     for (uint32_t i = 0; i < a->nrej; i++) {
-      p = wire_w_uint(p, a->rej_seq[i]);
-      p = wire_w_uint(p, a->rej_reason[i]);
+      msgpack_pack_uint64(pk, a->rej_seq[i]);
+      msgpack_pack_uint8(pk, a->rej_reason[i]);
     }
   }
   if (a->delay_ms > 0)
-    p = wire_w_uint(p, a->delay_ms);
-  return wire_commit(e, p, 1);
+    msgpack_pack_uint32(pk, a->delay_ms);
+}
+
+WIRE_SIZE_FN(dack, dmq__dack_t)
+
+int dmq__enc_dack(dmq__enc_t *e, const dmq__dack_t *a) {
+  if (a->nrej > DMQ__WIRE_MAX_REJ ||
+      (a->nrej > 0 && (a->rej_seq == NULL || a->rej_reason == NULL)))
+    return DMQ_EINVAL;
+  WIRE_APPEND(e, 1, wire_pk_dack, a);
 }

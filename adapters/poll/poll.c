@@ -5,9 +5,10 @@
  * internal async wakeup used by the thread pool for DNS); uv_backend_timeout()
  * is how long uv_run() would block, 0 when something is pending (closing
  * handles, pending callbacks), the next timer otherwise; uv_run(UV_RUN_NOWAIT)
- * runs one iteration without blocking. The runtime's prepare handle re-arms
- * the node's timer on each iteration, and dmq_poll_timeout_ms() kicks it so
- * that changes the host made to the node since the last run count.
+ * runs one iteration without blocking. The runtime re-arms the node's timer
+ * when the node's wake hook fires (dmq/node.h), and dmq_poll_timeout_ms()
+ * kicks it too, so that changes the host made to the node since the last
+ * run count.
  *
  * Closing: dmq_uv_close() leaves, flushes and frees the runtime, then calls
  * back; after that the private loop has no handle left and can be closed.
@@ -20,6 +21,7 @@
 
 #include "dmq/poll.h"
 #include "dmq/uv.h"
+#include "sized.h"
 
 #define POLL_DEFAULT_FLUSH_MS 1000
 
@@ -29,7 +31,7 @@ typedef enum poll_state {
   POLL_CLOSED   /* runtime freed; the loop has no handle of ours */
 } poll_state_t;
 
-struct dmq_poll {
+struct dmq__poll {
   uv_loop_t loop;
   dmq_uv_t *rt; /* NULL once closed */
   poll_state_t state;
@@ -46,12 +48,48 @@ static void poll_loop_finish(uv_loop_t *loop) {
   }
 }
 
-int dmq_poll_new(dmq_poll_t **out, const dmq_config_t *cfg,
-                 const dmq_poll_options_t *opts) {
+/* The 0.3.0 layout ends at member_ud (src/sized.h). The embedded uv options
+ * are read by dmq_uv_new() according to uv.size; when dmq_uv_options_t
+ * grows after 0.3.0, the fields after `uv` move: keep the older layouts
+ * here and convert by size. */
+#define POLL_OPTIONS_MIN_SIZE DMQ__SIZE_UPTO(dmq_poll_options_t, member_ud)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_poll_options_t, POLL_OPTIONS_MIN_SIZE),
+               "dmq_poll_options_t grew: move POLL_OPTIONS_MIN_SIZE to its "
+               "last field until 0.3.0 is released (src/sized.h)");
+
+static void poll_options_defaults(dmq_poll_options_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->size = sizeof(*o);
+  dmq_uv_options_init(&o->uv);
+  o->flush_timeout_ms = POLL_DEFAULT_FLUSH_MS;
+}
+
+int dmq_poll_options_init_sized(dmq_poll_options_t *o, size_t size) {
+  dmq_poll_options_t d;
+  poll_options_defaults(&d);
+  return dmq__sized_init(o, size, &d, sizeof(d), POLL_OPTIONS_MIN_SIZE);
+}
+
+static int poll_options_load(dmq_poll_options_t *dst,
+                             const dmq_poll_options_t *src) {
+  poll_options_defaults(dst);
+  if (src == NULL)
+    return DMQ_EINVAL;
+  int rc =
+      dmq__sized_in(dst, sizeof(*dst), src, src->size, POLL_OPTIONS_MIN_SIZE);
+  dst->size = sizeof(*dst);
+  return rc;
+}
+
+int dmq_poll_new(const dmq_config_t *cfg, const dmq_poll_options_t *caller_opts,
+                 dmq_poll_t **out) {
   if (out == NULL)
     return DMQ_EINVAL;
   *out = NULL;
-  if (cfg == NULL || opts == NULL || opts->bind == NULL || cfg->name == NULL)
+  dmq_poll_options_t o;
+  const dmq_poll_options_t *opts = &o;
+  if (cfg == NULL || poll_options_load(&o, caller_opts) != 0 ||
+      (o.uv.bind == NULL && !o.uv.use_fds))
     return DMQ_EINVAL;
   dmq_poll_t *p = calloc(1, sizeof(*p));
   if (p == NULL)
@@ -62,13 +100,7 @@ int dmq_poll_new(dmq_poll_t **out, const dmq_config_t *cfg,
     free(p);
     return DMQ_ETRANSPORT;
   }
-  dmq_uv_options_t uo;
-  memset(&uo, 0, sizeof(uo));
-  uo.bind = opts->bind;
-  uo.advertise = opts->advertise;
-  uo.no_tcp = opts->no_tcp;
-  uo.dns_refresh_ms = opts->dns_refresh_ms;
-  int rc = dmq_uv_new(&p->rt, &p->loop, cfg, &uo);
+  int rc = dmq_uv_new(&p->loop, cfg, &opts->uv, &p->rt);
   if (rc != 0) {
     /* transports dmq_uv_new() gave up on close asynchronously */
     poll_loop_finish(&p->loop);

@@ -43,6 +43,7 @@
 
 #include "dmq/thread.h"
 #include "dmq/uv.h"
+#include "sized.h"
 
 #define TH_DEFAULT_FLUSH_MS 1000
 #define TH_DEFAULT_MAX_EVENTS 1024
@@ -63,6 +64,7 @@ struct th_cmd {
   const void *meta;
   size_t len;
   dmq_stats_t *stats;
+  size_t stats_size;            /* the caller's sizeof(dmq_stats_t) */
   dmq_thread_member_t *members; /* snapshot: allocated here, freed by caller */
   size_t nmembers;
   void (*fn)(dmq_node_t *node, void *ud);
@@ -74,7 +76,7 @@ typedef struct th_event {
   dmq_thread_event_t ev;
 } th_event_t;
 
-struct dmq_thread {
+struct dmq__thread {
   uv_loop_t loop;
   uv_async_t async;
   dmq_uv_t *rt; /* library thread only (creator before the thread starts) */
@@ -250,7 +252,7 @@ static void th_run_meta(dmq_thread_t *th, th_cmd_t *c) {
 }
 
 static void th_run_stats(dmq_thread_t *th, th_cmd_t *c) {
-  dmq_node_stats(dmq_uv_node(th->rt), c->stats);
+  c->rc = dmq_node_stats_sized(dmq_uv_node(th->rt), c->stats, c->stats_size);
   c->rc = 0;
 }
 
@@ -399,10 +401,10 @@ int dmq_thread_members(dmq_thread_t *th,
   return (int)c.nmembers;
 }
 
-int dmq_thread_stats(dmq_thread_t *th, dmq_stats_t *out) {
+int dmq_thread_stats_sized(dmq_thread_t *th, dmq_stats_t *out, size_t size) {
   if (th == NULL || out == NULL)
     return DMQ_EINVAL;
-  th_cmd_t c = {.run = th_run_stats, .stats = out};
+  th_cmd_t c = {.run = th_run_stats, .stats = out, .stats_size = size};
   return th_exec(th, &c);
 }
 
@@ -451,8 +453,15 @@ int dmq_thread_event_fd(const dmq_thread_t *th) {
   return th != NULL && th->event_queue ? th->efd_r : -1;
 }
 
-int dmq_thread_next_event(dmq_thread_t *th, dmq_thread_event_t *ev) {
-  if (th == NULL || ev == NULL)
+/* The 0.3.0 layout of dmq_thread_event_t ends at lost (src/sized.h). */
+#define TH_EVENT_MIN_SIZE DMQ__SIZE_UPTO(dmq_thread_event_t, lost)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_thread_event_t, TH_EVENT_MIN_SIZE),
+               "dmq_thread_event_t grew: move TH_EVENT_MIN_SIZE to its last "
+               "field until 0.3.0 is released (src/sized.h)");
+
+int dmq_thread_next_event_sized(dmq_thread_t *th, dmq_thread_event_t *ev,
+                                size_t size) {
+  if (th == NULL || ev == NULL || size < TH_EVENT_MIN_SIZE)
     return DMQ_EINVAL;
   if (!th->event_queue)
     return DMQ_ESTATE;
@@ -469,7 +478,7 @@ int dmq_thread_next_event(dmq_thread_t *th, dmq_thread_event_t *ev) {
   pthread_mutex_unlock(&th->mu);
   if (e == NULL)
     return 0;
-  memcpy(ev, &e->ev, sizeof(*ev));
+  dmq__sized_out(ev, size, &e->ev, sizeof(e->ev), TH_EVENT_MIN_SIZE);
   free(e);
   return 1;
 }
@@ -500,12 +509,50 @@ static void th_loop_finish(dmq_thread_t *th) {
   }
 }
 
-int dmq_thread_new(dmq_thread_t **out, const dmq_config_t *cfg,
-                   const dmq_thread_options_t *opts) {
+/* The 0.3.0 layout ends at max_events (src/sized.h). The embedded uv options
+ * are read by dmq_uv_new() according to uv.size; when dmq_uv_options_t
+ * grows after 0.3.0, the fields after `uv` move: keep the older layouts
+ * here and convert by size. */
+#define TH_OPTIONS_MIN_SIZE DMQ__SIZE_UPTO(dmq_thread_options_t, max_events)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_thread_options_t, TH_OPTIONS_MIN_SIZE),
+               "dmq_thread_options_t grew: move TH_OPTIONS_MIN_SIZE to its "
+               "last field until 0.3.0 is released (src/sized.h)");
+
+static void th_options_defaults(dmq_thread_options_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->size = sizeof(*o);
+  dmq_uv_options_init(&o->uv);
+  o->flush_timeout_ms = TH_DEFAULT_FLUSH_MS;
+  o->max_events = TH_DEFAULT_MAX_EVENTS;
+}
+
+int dmq_thread_options_init_sized(dmq_thread_options_t *o, size_t size) {
+  dmq_thread_options_t d;
+  th_options_defaults(&d);
+  return dmq__sized_init(o, size, &d, sizeof(d), TH_OPTIONS_MIN_SIZE);
+}
+
+static int th_options_load(dmq_thread_options_t *dst,
+                           const dmq_thread_options_t *src) {
+  th_options_defaults(dst);
+  if (src == NULL)
+    return DMQ_EINVAL;
+  int rc =
+      dmq__sized_in(dst, sizeof(*dst), src, src->size, TH_OPTIONS_MIN_SIZE);
+  dst->size = sizeof(*dst);
+  return rc;
+}
+
+int dmq_thread_new(const dmq_config_t *cfg,
+                   const dmq_thread_options_t *caller_opts,
+                   dmq_thread_t **out) {
   if (out == NULL)
     return DMQ_EINVAL;
   *out = NULL;
-  if (cfg == NULL || opts == NULL || opts->bind == NULL || cfg->name == NULL)
+  dmq_thread_options_t o;
+  const dmq_thread_options_t *opts = &o;
+  if (cfg == NULL || th_options_load(&o, caller_opts) != 0 ||
+      (o.uv.bind == NULL && !o.uv.use_fds))
     return DMQ_EINVAL;
   dmq_thread_t *th = calloc(1, sizeof(*th));
   if (th == NULL)
@@ -542,13 +589,7 @@ int dmq_thread_new(dmq_thread_t **out, const dmq_config_t *cfg,
     return DMQ_ETRANSPORT;
   }
   th->async.data = th;
-  dmq_uv_options_t uo;
-  memset(&uo, 0, sizeof(uo));
-  uo.bind = opts->bind;
-  uo.advertise = opts->advertise;
-  uo.no_tcp = opts->no_tcp;
-  uo.dns_refresh_ms = opts->dns_refresh_ms;
-  rc = dmq_uv_new(&th->rt, &th->loop, cfg, &uo);
+  rc = dmq_uv_new(&th->loop, cfg, &opts->uv, &th->rt);
   if (rc != 0) {
     /* transports dmq_uv_new() gave up on close asynchronously */
     uv_close((uv_handle_t *)&th->async, NULL);

@@ -32,7 +32,11 @@ typedef enum dmq_profile {
   DMQ_PROFILE_FAST     /* aggressive: probe 200 ms, timeout 100 ms */
 } dmq_profile_t;
 
-typedef struct dmq_config {
+typedef struct dmq__config {
+  /* sizeof(dmq_config_t) in the caller's headers, set by dmq_config_init():
+   * the library reads no further, and fields the caller's headers lack
+   * take their defaults (dmq/dmq.h, "Growable structs"). Do not change. */
+  uint32_t size;
   /* Identity. name is required (1..DMQ_MAX_NAME bytes, printable). */
   const char *name;
   /* Address other members use to reach this node, e.g. "udp://10.0.0.1:7946".
@@ -88,9 +92,19 @@ typedef struct dmq_config {
   uint32_t max_packet; /* largest stream packet accepted (push/pull) */
 } dmq_config_t;
 
-/* Fill cfg with the defaults of profile. name/advertise_addr/meta are set to
- * NULL, generation and rng_seed to 0. Returns DMQ_EINVAL for a bad profile. */
-DMQ_EXTERN int dmq_config_init(dmq_config_t *cfg, dmq_profile_t profile);
+/* Use dmq_config_init(): it passes the caller's sizeof. size is at least
+ * the 0.3.0 layout's, else DMQ_EINVAL; at most size bytes of cfg are
+ * written. */
+DMQ_EXTERN int dmq_config_init_sized(dmq_config_t *cfg, size_t size,
+                                     dmq_profile_t profile);
+/* Fill cfg with the defaults of profile and set cfg->size. Required: every
+ * dmq_config_t passed to libdmq must have been initialised by it (a struct
+ * with size 0 is refused with DMQ_EINVAL). name/advertise_addr/meta are set
+ * to NULL, generation and rng_seed to 0. Returns DMQ_EINVAL for NULL or a
+ * bad profile. Copying an initialised struct (with its size) is fine. */
+static inline int dmq_config_init(dmq_config_t *cfg, dmq_profile_t profile) {
+  return dmq_config_init_sized(cfg, sizeof *cfg, profile);
+}
 /* Profile by name: "lan", "wan", "local", "fast". DMQ_ENOENT if unknown. */
 DMQ_EXTERN int dmq_profile_from_name(const char *name, dmq_profile_t *out);
 DMQ_EXTERN const char *dmq_profile_name(dmq_profile_t profile);

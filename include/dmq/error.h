@@ -4,6 +4,12 @@
  * below. A function that returns an error never calls the callback it was
  * given. The list is an X-macro so that the enum, dmq_strerror() and
  * dmq_err_name() can never drift apart.
+ *
+ * Limits: DMQ_ELIMIT is returned when a fixed or configured count limit is
+ * reached (transports per node, channels per node, seeds); DMQ_ETOOBIG when
+ * one message or field is larger than allowed; DMQ_EAGAIN only for a full
+ * queue whose room is reported later (writable callback); DMQ_ENOMEM only
+ * when memory allocation failed.
  */
 #ifndef DMQ_ERROR_H
 #define DMQ_ERROR_H
@@ -33,7 +39,8 @@ extern "C" {
   X(ECANCELED, -14, "operation cancelled")                                     \
   X(ETIMEDOUT, -15, "timed out")                                               \
   X(EBUSY, -16, "not allowed from inside a callback")                          \
-  X(ERESOLVE, -17, "name resolution failed")
+  X(ERESOLVE, -17, "name resolution failed")                                   \
+  X(ELIMIT, -18, "a configured limit was reached")
 
 typedef enum dmq_err {
 #define DMQ__ERR_ENUM(name, val, desc) DMQ_##name = (val),

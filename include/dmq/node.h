@@ -13,16 +13,40 @@
  *
  * Threading: a node is not thread safe; call it from one thread at a time.
  *
- * Callbacks (member events, log) run after the node has finished processing
- * the input that caused them, from inside the call that fed that input
- * (dmq_node_recv(), dmq_node_tick(), dmq_node_join(), ...); a push/pull
- * table (a join learns the whole cluster from one) is processed record by
- * record, and its member events may be delivered between records, with the
- * member table consistent, in order, before the call returns. Inside a callback
- * you may call the query functions (dmq_node_member*, dmq_node_stats, ...)
- * and dmq_node_set_meta(); dmq_node_delete(), dmq_node_recv() and
- * dmq_node_tick() return DMQ_EBUSY (delete is refused silently and must be
- * retried after the callback returns).
+ * Callbacks run on the caller's thread, from inside the libdmq call that
+ * caused them. There are two kinds:
+ *
+ *   Event callbacks: member events (dmq_node_set_member_cb()) and the
+ *   delivery callbacks (receive, outcome, writable: dmq/delivery.h). They
+ *   run after the node has finished processing the input that caused them,
+ *   before the call that fed that input (dmq_node_recv(), dmq_node_tick(),
+ *   dmq_node_join(), dmq_send(), dmq_delivery_cancel(), dmq_node_delete()
+ *   for SHUTDOWN outcomes, ...) returns. One exception: a push/pull table
+ *   (a join learns the whole cluster from one) is processed record by
+ *   record, and its member events may be delivered between records, with
+ *   the member table consistent and the events in order. Inside an event
+ *   callback you may call the query functions (dmq_node_member*,
+ *   dmq_node_stats, dmq_node_next_deadline, ...), dmq_node_set_meta(),
+ *   dmq_node_set_seeds(), dmq_node_leave(), the setters (set_member_cb,
+ *   set_log_cb, set_wake_cb, set_user_data) and the sending functions of
+ *   dmq/delivery.h; dmq_node_recv(), dmq_node_tick(), dmq_node_join() and
+ *   dmq_node_delete() return DMQ_EBUSY and do nothing.
+ *
+ *   Synchronous callbacks: the log callback (dmq_node_set_log_cb()) and
+ *   the wake callback (dmq_node_set_wake_cb()). They run AT ONCE, where the
+ *   message is logged or the deadline moved: possibly inside
+ *   dmq_node_tick() or dmq_node_recv() with the node in the middle of an
+ *   update (the member table, queues and timers need not be consistent).
+ *   Inside them only read-only queries are allowed, and their results may
+ *   reflect a half-done update: every call that changes the node
+ *   (dmq_node_recv, tick, start, join, set_seeds, leave, set_meta,
+ *   add_transport, delete; dmq_send, broadcast, request, reply,
+ *   dmq_delivery_cancel, dmq_delivery_configure, dmq_channel_open, close
+ *   and pause) returns DMQ_EBUSY and does nothing. Keep them short: copy
+ *   the message or set a flag.
+ *
+ * Misuse from inside a callback is reported, never ignored: a refused call
+ * returns DMQ_EBUSY ("not allowed from inside a callback").
  */
 #ifndef DMQ_NODE_H
 #define DMQ_NODE_H
@@ -39,19 +63,32 @@
 extern "C" {
 #endif
 
-typedef struct dmq_node dmq_node_t;
+typedef struct dmq__node dmq_node_t;
 
 #define DMQ_NEVER UINT64_MAX
 
-/* Allocator hooks, per node. All three must be set, or pass NULL to use the C
- * library. ud is passed through. Memory returned by one hook is freed by the
- * same node's free hook. */
-typedef struct dmq_alloc {
+/* Allocator hooks, per node. Initialise with dmq_alloc_init(), then set all
+ * three hooks; or pass NULL to dmq_node_new() to use the C library. ud is
+ * passed through. Memory returned by one hook is freed by the same node's
+ * free hook. */
+typedef struct dmq__alloc {
+  /* sizeof(dmq_alloc_t) in the caller's headers, set by dmq_alloc_init():
+   * the library reads no further (dmq/dmq.h, "Growable structs"). */
+  uint32_t size;
   void *(*malloc_fn)(size_t size, void *ud);
   void *(*realloc_fn)(void *ptr, size_t size, void *ud);
   void (*free_fn)(void *ptr, void *ud);
   void *ud;
 } dmq_alloc_t;
+
+/* Use dmq_alloc_init(): it passes the caller's sizeof. DMQ_EINVAL for NULL
+ * or a size below the 0.3.0 layout; at most size bytes written. */
+DMQ_EXTERN int dmq_alloc_init_sized(dmq_alloc_t *a, size_t size);
+/* Set a->size, the hooks and ud to NULL. Required before setting the hooks:
+ * dmq_node_new() refuses hooks with size 0 (DMQ_EINVAL). */
+static inline int dmq_alloc_init(dmq_alloc_t *a) {
+  return dmq_alloc_init_sized(a, sizeof *a);
+}
 
 typedef enum dmq_member_state {
   DMQ_MEMBER_ALIVE = 0,
@@ -64,8 +101,12 @@ typedef enum dmq_member_state {
 DMQ_EXTERN const char *dmq_member_state_name(dmq_member_state_t s);
 
 /* A snapshot of one member. Pointers are borrowed: valid until the next call
- * that feeds the node input (recv, tick, join, leave, set_meta, delete). */
-typedef struct dmq_member_info {
+ * that feeds the node input (recv, tick, join, leave, set_meta, delete).
+ * Handed to member callbacks (borrowed for the call) and written by
+ * dmq_node_member(). May grow at the end in later releases: read the
+ * fields, do not copy the struct by value into storage another version of
+ * libdmq reads. */
+typedef struct dmq__member_info {
   const char *name;
   const char *addr;
   dmq_member_state_t state;
@@ -84,7 +125,13 @@ typedef enum dmq_member_event {
   DMQ_EVENT_DEAD,         /* declared dead */
   DMQ_EVENT_LEFT,         /* left gracefully */
   DMQ_EVENT_META_UPDATED, /* metadata changed */
-  DMQ_EVENT_REAPED        /* dead/left member forgotten after retention */
+  DMQ_EVENT_REAPED,       /* dead/left member forgotten after retention */
+  /* The set of delivery channels the member serves changed (it opened or
+   * closed one: dmq_channel_open() on its side). Not raised for a member
+   * first seen or restarted (JOINED carries it). Read the new set with
+   * dmq_member_channels() (dmq/delivery.h); when two changes arrive in one
+   * input, the callback sees the newest set at each of the two events. */
+  DMQ_EVENT_CHANNELS_UPDATED
 } dmq_member_event_t;
 
 DMQ_EXTERN const char *dmq_member_event_name(dmq_member_event_t e);
@@ -99,7 +146,9 @@ typedef enum dmq_log_level {
   DMQ_LOG_DEBUG
 } dmq_log_level_t;
 
-/* msg is borrowed for the call. */
+/* Log callback: runs synchronously, where the message is logged, possibly
+ * in the middle of an update (see "Synchronous callbacks" above: queries
+ * only, every other call returns DMQ_EBUSY). msg is borrowed for the call. */
 typedef void (*dmq_log_cb)(dmq_node_t *node, dmq_log_level_t level,
                            const char *msg, void *user_data);
 
@@ -127,29 +176,56 @@ typedef enum dmq_drop_reason {
 } dmq_drop_reason_t;
 /* clang-format on */
 
+/* Capacity of dmq_stats_t.drops: fixed, so that a new drop reason takes a
+ * free slot (slots >= DMQ_DROP_COUNT read 0) instead of moving the fields
+ * after it. */
+#define DMQ_DROP_SLOTS 32
+#ifdef __cplusplus
+static_assert(DMQ_DROP_COUNT <= DMQ_DROP_SLOTS,
+              "more drop reasons than dmq_stats_t.drops slots");
+#else
+_Static_assert(DMQ_DROP_COUNT <= DMQ_DROP_SLOTS,
+               "more drop reasons than dmq_stats_t.drops slots");
+#endif
+
 DMQ_EXTERN const char *dmq_drop_reason_name(dmq_drop_reason_t r);
 
-typedef struct dmq_stats {
+/* Written by dmq_node_stats(). May grow at the end in later releases (the
+ * library writes no more than the caller's sizeof): new fields are
+ * appended after the last one, new drop reasons take free drops slots. */
+typedef struct dmq__stats {
   uint64_t pkts_in, pkts_out;
   uint64_t bytes_in, bytes_out;
   uint64_t msgs_in, msgs_out; /* protocol messages inside packets */
-  uint64_t drops[DMQ_DROP_COUNT];
+  /* by dmq_drop_reason_t; DMQ_DROP_SLOTS, of which DMQ_DROP_COUNT used */
+  uint64_t drops[DMQ_DROP_SLOTS];
   uint64_t probes, probe_direct_ok, probe_indirect_ok, probe_failed;
   uint64_t suspicions_raised, refutations, deaths_declared;
   uint64_t pushpull_sent, pushpull_received;
   uint64_t gossip_updates_sent;
   uint32_t members[DMQ_MEMBER_STATE_COUNT]; /* by state, self included */
   uint32_t health_score;                    /* Lifeguard local health */
+  /* Member events dropped because the event log could not grow (the
+   * allocator failed); each is logged at DMQ_LOG_ERROR too. The member
+   * table itself is right: query it to resynchronise. */
+  uint64_t events_lost;
 } dmq_stats_t;
 
-/* Create a node. cfg is copied. alloc may be NULL. On success *out is set and
- * 0 returned; otherwise DMQ_EINVAL (bad config: missing name or address, zero
- * generation, out-of-range timers) or DMQ_ENOMEM. */
-DMQ_EXTERN int dmq_node_new(dmq_node_t **out, const dmq_config_t *cfg,
-                            const dmq_alloc_t *alloc);
-/* Free the node. Transports are not closed or freed (the caller owns them).
- * Leave first for a graceful exit. Not allowed inside a callback. */
-DMQ_EXTERN void dmq_node_delete(dmq_node_t *node);
+/* Create a node. cfg (initialised by dmq_config_init()) and alloc
+ * (initialised by dmq_alloc_init(), all three hooks set) are copied; alloc
+ * may be NULL. On success *out is set and 0 returned;
+ * otherwise *out is NULL and the error is DMQ_EINVAL (NULL out or cfg, cfg
+ * not initialised by dmq_config_init(), bad config: missing name or
+ * address, zero generation, out-of-range timers) or DMQ_ENOMEM. */
+DMQ_EXTERN int dmq_node_new(const dmq_config_t *cfg, const dmq_alloc_t *alloc,
+                            dmq_node_t **out);
+/* Free the node: pending reliable sends and requests end with
+ * DMQ_OUTCOME_SHUTDOWN (their outcome callbacks run from inside this
+ * call), then everything is freed. Transports are not closed or freed (the
+ * caller owns them). Leave first for a graceful exit. Returns 0 (also for
+ * NULL); DMQ_EBUSY, freeing nothing, when called from inside any libdmq
+ * callback of this node (delete it after the callback has returned). */
+DMQ_EXTERN int dmq_node_delete(dmq_node_t *node);
 
 DMQ_EXTERN void dmq_node_set_member_cb(dmq_node_t *node, dmq_member_cb cb,
                                        void *user_data);
@@ -158,12 +234,17 @@ DMQ_EXTERN void dmq_node_set_log_cb(dmq_node_t *node, dmq_log_cb cb,
 DMQ_EXTERN void *dmq_node_user_data(const dmq_node_t *node);
 DMQ_EXTERN void dmq_node_set_user_data(dmq_node_t *node, void *user_data);
 
-/* Register a transport (not owned). At most 8 transports; one per scheme.
- * DMQ_EEXIST for a second transport with the same scheme. */
+/* Register a transport (not owned). At most 8 transports (DMQ_ELIMIT
+ * beyond); one per scheme: DMQ_EEXIST for a second transport with the same
+ * scheme. */
 DMQ_EXTERN int dmq_node_add_transport(dmq_node_t *node, dmq_transport_t *t);
 
 /* Start the protocol clock: schedules probes, gossip and push/pull. */
 DMQ_EXTERN int dmq_node_start(dmq_node_t *node, uint64_t now);
+
+/* Most seed addresses dmq_node_join() and dmq_node_set_seeds() take
+ * (DMQ_ELIMIT beyond). */
+#define DMQ_MAX_SEEDS 32
 
 /* Join the cluster through seed addresses (copied). The node retries with
  * exponential back-off and jitter until one seed answers, and re-joins
@@ -197,15 +278,38 @@ DMQ_EXTERN int dmq_node_set_meta(dmq_node_t *node, const void *meta, size_t len,
 DMQ_EXTERN int dmq_node_recv(dmq_node_t *node, dmq_transport_t *t,
                              const char *from_addr, const void *buf, size_t len,
                              uint64_t now);
-/* Run everything due at `now`. */
+/* Run everything due at `now`. DMQ_ESTATE before dmq_node_start(),
+ * DMQ_EBUSY inside a callback. */
 DMQ_EXTERN int dmq_node_tick(dmq_node_t *node, uint64_t now);
 /* Earliest time at which dmq_node_tick() has work; DMQ_NEVER if none. */
 DMQ_EXTERN uint64_t dmq_node_next_deadline(const dmq_node_t *node);
 
+/* Deadline wake-up, for drivers that re-read dmq_node_next_deadline() only
+ * after their own calls into the node. cb(user_data) is called when a call
+ * other than dmq_node_tick() and dmq_node_recv() may have made the next
+ * deadline earlier (dmq_node_start(), dmq_node_join(), dmq_send(),
+ * dmq_node_set_meta(), ... or a callback of the node doing so): it runs
+ * synchronously, from inside that call, on the caller's thread, at most once
+ * until the driver next calls dmq_node_next_deadline(). Inside cb only note
+ * that the deadline must be re-read (set a flag, start a loop handle): it is
+ * a synchronous callback (see above), every call that changes the node
+ * returns DMQ_EBUSY. cb NULL removes the hook. */
+typedef void (*dmq_wake_cb)(void *user_data);
+DMQ_EXTERN void dmq_node_set_wake_cb(dmq_node_t *node, dmq_wake_cb cb,
+                                     void *user_data);
+
 /* Queries. */
 DMQ_EXTERN const char *dmq_node_name(const dmq_node_t *node);
-DMQ_EXTERN int dmq_node_member(const dmq_node_t *node, const char *name,
-                               dmq_member_info_t *out);
+/* Use dmq_node_member(): it passes the caller's sizeof. Writes at most size
+ * bytes; DMQ_EINVAL for a size below the 0.3.0 layout. */
+DMQ_EXTERN int dmq_node_member_sized(const dmq_node_t *node, const char *name,
+                                     dmq_member_info_t *out, size_t size);
+/* The member called name into *out: 0, DMQ_ENOENT if unknown, DMQ_EINVAL
+ * for NULL or a bad name. */
+static inline int dmq_node_member(const dmq_node_t *node, const char *name,
+                                  dmq_member_info_t *out) {
+  return dmq_node_member_sized(node, name, out, sizeof *out);
+}
 /* Number of members (self included) whose state bit (1u << state) is in
  * state_mask. */
 DMQ_EXTERN size_t dmq_node_member_count(const dmq_node_t *node,
@@ -218,7 +322,15 @@ DMQ_EXTERN int dmq_node_members_foreach(const dmq_node_t *node,
                                         int (*cb)(const dmq_member_info_t *m,
                                                   void *ud),
                                         void *ud);
-DMQ_EXTERN void dmq_node_stats(const dmq_node_t *node, dmq_stats_t *out);
+/* Use dmq_node_stats(): it passes the caller's sizeof. Writes at most size
+ * bytes (bytes past the library's struct are zeroed). 0, or DMQ_EINVAL for
+ * NULL or a size below the 0.3.0 layout. */
+DMQ_EXTERN int dmq_node_stats_sized(const dmq_node_t *node, dmq_stats_t *out,
+                                    size_t size);
+/* Counters of node into *out. */
+static inline int dmq_node_stats(const dmq_node_t *node, dmq_stats_t *out) {
+  return dmq_node_stats_sized(node, out, sizeof *out);
+}
 
 #ifdef __cplusplus
 }

@@ -34,19 +34,24 @@
 #include <stdint.h>
 
 #include "dmq/dmq.h"
+#include "dmq/uv_options.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef struct dmq_poll dmq_poll_t;
+typedef struct dmq__poll dmq_poll_t;
 
-typedef struct dmq_poll_options {
-  /* Sockets, as in dmq_uv_options_t (dmq/uv.h). bind is required. */
-  const char *bind;      /* "127.0.0.1:7946", "[::1]:0", "0.0.0.0:7946" */
-  const char *advertise; /* host:port others should use; default: bind */
-  int no_tcp;            /* UDP only */
-  uint32_t dns_refresh_ms;
+typedef struct dmq__poll_options {
+  /* sizeof(dmq_poll_options_t) in the caller's headers, set by
+   * dmq_poll_options_init(): the library reads no further (dmq/dmq.h,
+   * "Growable structs"). */
+  uint32_t size;
+  /* Sockets (dmq/uv_options.h), initialised by dmq_poll_options_init():
+   * uv.bind is required, or host-opened sockets with uv.use_fds, uv.udp_fd
+   * and uv.tcp_fd (duplicated: the caller keeps its descriptors; DMQ_EINVAL
+   * for a bad one). */
+  dmq_uv_options_t uv;
   /* dmq_poll_leave()/dmq_poll_close(): at most this long to gossip the
    * leave; 0: 1000. */
   uint32_t flush_timeout_ms;
@@ -58,12 +63,23 @@ typedef struct dmq_poll_options {
   void *member_ud;
 } dmq_poll_options_t;
 
+/* Use dmq_poll_options_init(): it passes the caller's sizeof. DMQ_EINVAL
+ * for NULL or a size below the 0.3.0 layout; at most size bytes written. */
+DMQ_EXTERN int dmq_poll_options_init_sized(dmq_poll_options_t *o, size_t size);
+/* Fill o with the defaults (uv as dmq_uv_options_init(), flush_timeout_ms
+ * 1000, no member_cb) and set the sizes. Required before filling in the
+ * fields: options with size 0 are refused with DMQ_EINVAL. */
+static inline int dmq_poll_options_init(dmq_poll_options_t *o) {
+  return dmq_poll_options_init_sized(o, sizeof *o);
+}
+
 /* Create the node (cfg as for dmq_uv_new(): name required, the rest filled
- * in) on a private loop, with its sockets bound: DMQ_EINVAL (bad arguments
+ * in; opts initialised by dmq_poll_options_init(), opts->uv.bind set) on a
+ * private loop, with its sockets bound: DMQ_EINVAL (bad arguments
  * or addresses), DMQ_ETRANSPORT (address in use, descriptors short, ...),
  * DMQ_ENOMEM. On error nothing is left behind and *out is NULL. */
-DMQ_EXTERN int dmq_poll_new(dmq_poll_t **out, const dmq_config_t *cfg,
-                            const dmq_poll_options_t *opts);
+DMQ_EXTERN int dmq_poll_new(const dmq_config_t *cfg,
+                            const dmq_poll_options_t *opts, dmq_poll_t **out);
 
 /* The descriptor to wait on for readability; the same for p's whole life.
  * Do not read, write or close it. -1 for NULL. */

@@ -42,15 +42,19 @@
 #include <stdint.h>
 
 #include "dmq/dmq.h"
+#include "dmq/uv_options.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef struct dmq_thread dmq_thread_t;
+typedef struct dmq__thread dmq_thread_t;
 
-/* A member, copied: owns all its bytes (no borrowed pointer). */
-typedef struct dmq_thread_member {
+/* A member, copied: owns all its bytes (no borrowed pointer). Handed to the
+ * dmq_thread_members() callback and part of dmq_thread_event_t. May grow
+ * at the end in later releases: do not copy it by value into storage
+ * another version of libdmq reads. */
+typedef struct dmq__thread_member {
   char name[DMQ_MAX_NAME + 1]; /* NUL-terminated */
   char addr[DMQ_MAX_ADDR + 1]; /* NUL-terminated, e.g. "udp://10.0.0.1:7946" */
   dmq_member_state_t state;
@@ -62,8 +66,9 @@ typedef struct dmq_thread_member {
   unsigned char meta[DMQ_MAX_META];
 } dmq_thread_member_t;
 
-/* A member event, copied (event queue). */
-typedef struct dmq_thread_event {
+/* A member event, copied (event queue), written by dmq_thread_next_event()
+ * (at most the caller's sizeof). May grow at the end in later releases. */
+typedef struct dmq__thread_event {
   dmq_member_event_t kind;
   dmq_thread_member_t member; /* the member as of the event */
   /* Events dropped just before this one because the queue was full
@@ -72,12 +77,16 @@ typedef struct dmq_thread_event {
   uint64_t lost;
 } dmq_thread_event_t;
 
-typedef struct dmq_thread_options {
-  /* Sockets, as in dmq_uv_options_t (dmq/uv.h). bind is required. */
-  const char *bind;      /* "127.0.0.1:7946", "[::1]:0", "0.0.0.0:7946" */
-  const char *advertise; /* host:port others should use; default: bind */
-  int no_tcp;            /* UDP only */
-  uint32_t dns_refresh_ms;
+typedef struct dmq__thread_options {
+  /* sizeof(dmq_thread_options_t) in the caller's headers, set by
+   * dmq_thread_options_init(): the library reads no further (dmq/dmq.h,
+   * "Growable structs"). */
+  uint32_t size;
+  /* Sockets (dmq/uv_options.h), initialised by dmq_thread_options_init():
+   * uv.bind is required, or host-opened sockets with uv.use_fds, uv.udp_fd
+   * and uv.tcp_fd (duplicated: the caller keeps its descriptors; DMQ_EINVAL
+   * for a bad one). */
+  dmq_uv_options_t uv;
   /* dmq_thread_close(): at most this long to gossip the leave; 0: 1000. */
   uint32_t flush_timeout_ms;
   /* Member events on the library thread (may be NULL). */
@@ -90,15 +99,29 @@ typedef struct dmq_thread_options {
   size_t max_events;
 } dmq_thread_options_t;
 
+/* Use dmq_thread_options_init(): it passes the caller's sizeof. DMQ_EINVAL
+ * for NULL or a size below the 0.3.0 layout; at most size bytes written. */
+DMQ_EXTERN int dmq_thread_options_init_sized(dmq_thread_options_t *o,
+                                             size_t size);
+/* Fill o with the defaults (uv as dmq_uv_options_init(), flush_timeout_ms
+ * 1000, no member_cb, no event queue, max_events 1024) and set the sizes.
+ * Required before filling in the fields: options with size 0 are refused
+ * with DMQ_EINVAL. */
+static inline int dmq_thread_options_init(dmq_thread_options_t *o) {
+  return dmq_thread_options_init_sized(o, sizeof *o);
+}
+
 /* Create the node (cfg as for dmq_uv_new(): name required, the rest filled
- * in) with its sockets bound, then start the library thread. Binding
+ * in; opts initialised by dmq_thread_options_init(), opts->uv.bind set)
+ * with its sockets bound, then start the library thread. Binding
  * happens before this returns, so bind errors are reported here: DMQ_EINVAL
  * (bad arguments, bad bind/advertise address), DMQ_ETRANSPORT (address in
  * use, ...), DMQ_ENOMEM (memory, thread or descriptors short). On error
  * nothing is left behind and *out is NULL. Signals are blocked in the
  * library thread. Any thread. */
-DMQ_EXTERN int dmq_thread_new(dmq_thread_t **out, const dmq_config_t *cfg,
-                              const dmq_thread_options_t *opts);
+DMQ_EXTERN int dmq_thread_new(const dmq_config_t *cfg,
+                              const dmq_thread_options_t *opts,
+                              dmq_thread_t **out);
 
 /* Advertised address ("udp://127.0.0.1:7946"): fixed at creation, valid
  * until close. Any thread, never blocks. */
@@ -123,8 +146,14 @@ DMQ_EXTERN int
 dmq_thread_members(dmq_thread_t *th,
                    int (*cb)(const dmq_thread_member_t *m, void *ud), void *ud);
 
+/* Use dmq_thread_stats(): it passes the caller's sizeof (as
+ * dmq_node_stats_sized()). */
+DMQ_EXTERN int dmq_thread_stats_sized(dmq_thread_t *th, dmq_stats_t *out,
+                                      size_t size);
 /* dmq_node_stats() on the library thread, copied into *out. Synchronous. */
-DMQ_EXTERN int dmq_thread_stats(dmq_thread_t *th, dmq_stats_t *out);
+static inline int dmq_thread_stats(dmq_thread_t *th, dmq_stats_t *out) {
+  return dmq_thread_stats_sized(th, out, sizeof *out);
+}
 
 /* Run fn(node, ud) on the library thread. fn may use the node freely
  * (dmq/node.h; no dmq_node_delete, no dmq_node_set_member_cb: the adapter
@@ -152,11 +181,18 @@ DMQ_EXTERN uint64_t dmq_thread_now(dmq_thread_t *th);
  * it yourself). -1 if the queue is not enabled. Fixed at creation, valid
  * until close. Any thread, never blocks. */
 DMQ_EXTERN int dmq_thread_event_fd(const dmq_thread_t *th);
-/* Pop the oldest queued event into *ev: 1 if one was popped, 0 if the
- * queue is empty, DMQ_ESTATE if the queue is not enabled. Any thread (one
- * consumer at a time is the sensible use), never waits for the library
+/* Pop the oldest queued event into *ev (dmq_thread_next_event() passes the
+ * caller's sizeof to dmq_thread_next_event_sized(): at most that many bytes
+ * are written; DMQ_EINVAL below the 0.3.0 layout): 1 if one was popped, 0
+ * if the queue is empty, DMQ_ESTATE if the queue is not enabled. Any thread
+ * (one consumer at a time is the sensible use), never waits for the library
  * thread. Events still queued at close are discarded. */
-DMQ_EXTERN int dmq_thread_next_event(dmq_thread_t *th, dmq_thread_event_t *ev);
+DMQ_EXTERN int dmq_thread_next_event_sized(dmq_thread_t *th,
+                                           dmq_thread_event_t *ev, size_t size);
+static inline int dmq_thread_next_event(dmq_thread_t *th,
+                                        dmq_thread_event_t *ev) {
+  return dmq_thread_next_event_sized(th, ev, sizeof *ev);
+}
 
 /* Graceful shutdown: leave the cluster, keep running until the leave has
  * been gossiped (at most options.flush_timeout_ms), close every handle, stop

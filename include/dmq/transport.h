@@ -35,15 +35,27 @@
 extern "C" {
 #endif
 
-struct dmq_node;
-typedef struct dmq_transport dmq_transport_t;
+struct dmq__node;
+typedef struct dmq__transport dmq_transport_t;
 
 enum dmq_transport_caps {
   DMQ_TRANSPORT_DATAGRAM = 1u << 0, /* unreliable, bounded by mtu */
   DMQ_TRANSPORT_RELIABLE = 1u << 1  /* ordered, reliable, large payloads */
 };
 
-typedef struct dmq_transport_ops {
+/* The operations of a transport: a table the implementation fills, usually
+ * a static const one:
+ *
+ *   static const dmq_transport_ops_t my_ops = {
+ *       .size = sizeof(dmq_transport_ops_t),  // required
+ *       .scheme = "my", .caps = DMQ_TRANSPORT_DATAGRAM, .send = my_send};
+ *
+ * size is sizeof(dmq_transport_ops_t) in the implementation's headers: the
+ * library never reads an operation past it (operations added by later
+ * releases are then taken as NULL), and dmq_node_add_transport() refuses a
+ * table smaller than the 0.3.0 layout (size 0 included) with DMQ_EINVAL. */
+typedef struct dmq__transport_ops {
+  uint32_t size;      /* sizeof(dmq_transport_ops_t), see above */
   const char *scheme; /* "udp", "tcp", "sim", "host" */
   uint32_t caps;      /* dmq_transport_caps */
   /* Send len bytes to addr. buf is borrowed for the duration of the call: the
@@ -70,13 +82,21 @@ typedef struct dmq_transport_ops {
   /* The bound address with the real port, e.g. "udp://127.0.0.1:40123".
    * DMQ_ESTATE before bind, DMQ_ETOOBIG if buf is too small. May be NULL. */
   int (*local_addr)(dmq_transport_t *t, char *buf, size_t len);
+  /* Hand what the transport batched to the network now. A driver calls it
+   * after dmq_node_tick() (the burst of sends of one tick is over); a
+   * transport that batches must still send on its own later if nobody
+   * calls it. Not called after close(). May be NULL (nothing batched). */
+  void (*flush)(dmq_transport_t *t);
 } dmq_transport_ops_t;
 
-struct dmq_transport {
+/* A transport instance, embedded or allocated by the implementation. Its
+ * layout is fixed for a soname (implementations embed it): it never grows
+ * without a new soname. */
+struct dmq__transport {
   const dmq_transport_ops_t *ops;
-  void *impl;            /* implementation's private state */
-  struct dmq_node *node; /* set by dmq_node_add_transport() */
-  size_t mtu;            /* largest payload send() accepts */
+  void *impl;             /* implementation's private state */
+  struct dmq__node *node; /* set by dmq_node_add_transport() */
+  size_t mtu;             /* largest payload send() accepts */
   /* Owner hooks, set by whoever drives the node (the libuv runtime, a test).
    * The transport calls them through dmq_transport_recv() and
    * dmq_transport_send_done(). from and buf are borrowed for the call. */

@@ -3,7 +3,7 @@
 #define DMQ_VERSION_H
 
 #define DMQ_VERSION_MAJOR 0
-#define DMQ_VERSION_MINOR 2
+#define DMQ_VERSION_MINOR 3
 #define DMQ_VERSION_PATCH 0
 #define DMQ_VERSION_HEX                                                        \
   ((DMQ_VERSION_MAJOR << 16) | (DMQ_VERSION_MINOR << 8) | DMQ_VERSION_PATCH)

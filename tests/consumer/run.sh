@@ -33,6 +33,14 @@ fi
 expected=$(sed -n 's/^#define DMQ_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' \
   "$prefix/include/dmq/version.h" | paste -sd.)
 
+# Soname: libdmq.so.0.MINOR while the major version is 0 (docs/abi.md).
+want_soname=libdmq.so.${expected%.*}
+[[ $expected == 0.* ]] || want_soname=libdmq.so.${expected%%.*}
+soname=$(readelf -d "$libdir/libdmq.so" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
+echo "consumer: soname $soname"
+[[ $soname == "$want_soname" ]] ||
+  { echo "consumer: soname $soname, want $want_soname" >&2; exit 1; }
+
 check_output() { # name binary
   local out
   out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$2")

@@ -23,7 +23,7 @@
 #include <dmq/uv.h>
 
 #include "internal.h" /* the node's seed list, to check it followed DNS */
-#include "resolve.h"
+#include "runtime/runtime_test.h"
 
 /* Hard bound on the program. */
 #define PEER_ALARM_S 75
@@ -184,10 +184,10 @@ static void start(int i) {
   char bind[64];
   snprintf(bind, sizeof(bind), "%s:%u", peers[i].ip, port);
   dmq_uv_options_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_uv_options_init(&o);
   o.bind = bind;
   o.dns_refresh_ms = PEER_DNS_REFRESH_MS;
-  int rc = dmq_uv_new(&peers[i].rt, &loop, &cfg, &o);
+  int rc = dmq_uv_new(&loop, &cfg, &o, &peers[i].rt);
   if (rc != 0)
     die("dmq_uv_new(%s): %s", bind, dmq_strerror(rc));
   snprintf(addr_of[i], sizeof(addr_of[i]), "udp://%s:%u", peers[i].ip, port);

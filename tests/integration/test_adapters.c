@@ -133,8 +133,8 @@ static dmq_thread_t *th_make(const char *name, const char *bind,
   dmq_config_t cfg;
   cfg_local(&cfg, name);
   dmq_thread_options_t o;
-  memset(&o, 0, sizeof(o));
-  o.bind = bind;
+  dmq_thread_options_init(&o);
+  o.uv.bind = bind;
   o.flush_timeout_ms = AD_FLUSH_MS;
   o.event_queue = event_queue;
   o.max_events = max_events;
@@ -143,7 +143,7 @@ static dmq_thread_t *th_make(const char *name, const char *bind,
     o.member_ud = rec;
   }
   dmq_thread_t *th = NULL;
-  int rc = dmq_thread_new(&th, &cfg, &o);
+  int rc = dmq_thread_new(&cfg, &o, &th);
   if (rc != 0)
     fail_msg("dmq_thread_new(%s): %s", name, dmq_strerror(rc));
   assert_non_null(th);
@@ -470,25 +470,25 @@ static void test_thread_errors(void **state) {
   dmq_config_t cfg;
   cfg_local(&cfg, "x");
   dmq_thread_options_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_thread_options_init(&o);
   dmq_thread_t *th = (dmq_thread_t *)&o;
-  assert_int_equal(dmq_thread_new(NULL, &cfg, &o), DMQ_EINVAL);
-  assert_int_equal(dmq_thread_new(&th, &cfg, &o), DMQ_EINVAL); /* no bind */
+  assert_int_equal(dmq_thread_new(&cfg, &o, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_thread_new(&cfg, &o, &th), DMQ_EINVAL); /* no bind */
   assert_null(th);
-  o.bind = "not an address";
-  assert_int_equal(dmq_thread_new(&th, &cfg, &o), DMQ_EINVAL);
+  o.uv.bind = "not an address";
+  assert_int_equal(dmq_thread_new(&cfg, &o, &th), DMQ_EINVAL);
   assert_null(th);
-  o.bind = "127.0.0.1:0";
-  assert_int_equal(dmq_thread_new(&th, NULL, &o), DMQ_EINVAL);
+  o.uv.bind = "127.0.0.1:0";
+  assert_int_equal(dmq_thread_new(NULL, &o, &th), DMQ_EINVAL);
   cfg.name = NULL;
-  assert_int_equal(dmq_thread_new(&th, &cfg, &o), DMQ_EINVAL);
+  assert_int_equal(dmq_thread_new(&cfg, &o, &th), DMQ_EINVAL);
   cfg.name = "x";
   /* the port in use: reported by dmq_thread_new() itself */
   dmq_thread_t *a = th_make("a", "127.0.0.1:0", 1, NULL, 0);
   const char *addr = dmq_thread_addr(a) + strlen("udp://");
-  o.bind = addr;
+  o.uv.bind = addr;
   o.event_queue = 1;
-  int rc = dmq_thread_new(&th, &cfg, &o);
+  int rc = dmq_thread_new(&cfg, &o, &th);
   assert_true(rc < 0);
   assert_null(th);
   assert_int_equal(dmq_thread_join(NULL, NULL, 0), DMQ_EINVAL);
@@ -703,12 +703,12 @@ static void pnode_make(pnode_t *n, const char *name) {
   dmq_config_t cfg;
   cfg_local(&cfg, name);
   dmq_poll_options_t o;
-  memset(&o, 0, sizeof(o));
-  o.bind = "127.0.0.1:0";
+  dmq_poll_options_init(&o);
+  o.uv.bind = "127.0.0.1:0";
   o.flush_timeout_ms = AD_FLUSH_MS;
   o.member_cb = pnode_on_member;
   o.member_ud = n;
-  int rc = dmq_poll_new(&n->p, &cfg, &o);
+  int rc = dmq_poll_new(&cfg, &o, &n->p);
   if (rc != 0)
     fail_msg("dmq_poll_new(%s): %s", name, dmq_strerror(rc));
   assert_true(dmq_poll_fd(n->p) >= 0);
@@ -823,20 +823,20 @@ static void test_poll_errors(void **state) {
   dmq_config_t cfg;
   cfg_local(&cfg, "x");
   dmq_poll_options_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_poll_options_init(&o);
   dmq_poll_t *p = (dmq_poll_t *)&o;
-  assert_int_equal(dmq_poll_new(NULL, &cfg, &o), DMQ_EINVAL);
-  assert_int_equal(dmq_poll_new(&p, &cfg, &o), DMQ_EINVAL);
+  assert_int_equal(dmq_poll_new(&cfg, &o, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_poll_new(&cfg, &o, &p), DMQ_EINVAL);
   assert_null(p);
-  o.bind = "bogus";
-  assert_int_equal(dmq_poll_new(&p, &cfg, &o), DMQ_EINVAL);
+  o.uv.bind = "bogus";
+  assert_int_equal(dmq_poll_new(&cfg, &o, &p), DMQ_EINVAL);
   assert_null(p);
-  o.bind = "127.0.0.1:0";
-  assert_int_equal(dmq_poll_new(&p, &cfg, &o), 0);
+  o.uv.bind = "127.0.0.1:0";
+  assert_int_equal(dmq_poll_new(&cfg, &o, &p), 0);
   /* the port in use */
   dmq_poll_t *q = NULL;
-  o.bind = dmq_poll_addr(p) + strlen("udp://");
-  assert_true(dmq_poll_new(&q, &cfg, &o) < 0);
+  o.uv.bind = dmq_poll_addr(p) + strlen("udp://");
+  assert_true(dmq_poll_new(&cfg, &o, &q) < 0);
   assert_null(q);
   assert_int_equal(dmq_poll_fd(NULL), -1);
   assert_int_equal(dmq_poll_timeout_ms(NULL), -1);

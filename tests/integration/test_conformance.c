@@ -23,10 +23,8 @@
  * on_closed ran once, that nothing was received after it, and that the loop
  * is left without a single handle (uv_loop_close succeeds).
  *
- * A transport that does not meet part of the contract yet carries a Q_*
- * "known gap" flag in its row: the flag relaxes exactly that check for that
- * row, and the test prints "[ KNOWN GAP ]" when it observes the gap. Remove
- * the flag once the transport is fixed.
+ * Every row meets the whole core: no check is relaxed for any transport. A
+ * transport that breaks part of the contract fails the suite.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -91,30 +89,12 @@ enum {
   F_CLOSE_SYNC = 1u << 2,
 };
 
-/* Known gaps (see the top of the file). */
-enum {
-  /* Sends accepted before close() complete after on_closed, from the
-   * world's event queue (status 0). Contract: pending sends complete
-   * (DMQ_ECLOSED if not gone out), then on_closed runs. */
-  Q_DONE_AFTER_CLOSED = 1u << 0,
-  /* close() is not idempotent: calling it again (here: from inside
-   * on_closed) runs on_closed again. */
-  Q_CLOSE_REPEATS_HOOK = 1u << 1,
-  /* t->mtu is not the largest send() accepts: the simulator's mixed "sim"
-   * transport has t->mtu 1400 (its datagram size) but takes up to 16 MiB
-   * as a stream message. Contract: mtu is the largest payload send()
-   * accepts. The row's max_send says what it really accepts. */
-  Q_MTU_NOT_SEND_LIMIT = 1u << 2,
-};
-
 typedef struct factory {
   const char *name;
   const char *scheme;
   uint32_t caps;
-  size_t mtu;      /* t->mtu of a new transport */
-  size_t max_send; /* largest send() accepted, when not mtu (0: mtu) */
-  unsigned flags;  /* F_* */
-  unsigned quirks; /* Q_* */
+  size_t mtu;     /* t->mtu of a new transport */
+  unsigned flags; /* F_* */
   /* Make e->t (on e->c's loop, or in its rig). */
   int (*create)(ep_t *e);
   /* Rows without F_PORTS: fill e->addr with the endpoint's address; an
@@ -174,8 +154,7 @@ struct ctx {
   uv_timer_t watchdog;
   int timed_out;
   const factory_t *f;
-  void *rig;           /* the row's carrier or simulated world */
-  unsigned gaps_noted; /* Q_* already reported by this test */
+  void *rig; /* the row's carrier or simulated world */
   ep_t ep[MAX_EPS];
 };
 
@@ -187,25 +166,6 @@ static void *cookie_of(size_t i) {
 
 static size_t ep_index(const ep_t *e) {
   return (size_t)(e - e->c->ep);
-}
-
-static int has_quirk(const ctx_t *c, unsigned q) {
-  return (c->f->quirks & q) != 0;
-}
-
-/* on_closed ran once (twice where a second close() from inside on_closed
- * runs it again: a known gap, reported by teardown). */
-static int closed_once(const ctx_t *c, const ep_t *e) {
-  return e->closed == 1 || (e->closed == 2 && e->check_reuse &&
-                            (c->f->quirks & Q_CLOSE_REPEATS_HOOK) != 0);
-}
-
-/* Report (once per test) that a known gap of this row was observed. */
-static void known_gap(ctx_t *c, unsigned q, const char *what) {
-  if (c->gaps_noted & q)
-    return;
-  c->gaps_noted |= q;
-  print_message("[ KNOWN GAP] %s: %s\n", c->f->name, what);
 }
 
 static void put32(uint8_t *p, uint32_t v) {
@@ -718,7 +678,7 @@ static const char *const simtcp_bad[] = {
 /* Add a transport to the generic suite by adding a row: its constructor
  * (made on the test's loop, or in a rig that carries its bytes from a loop
  * handle), its scheme, capabilities and default mtu, the F_* parts of the
- * contract beyond the core that it has, and the Q_* gaps it still has. */
+ * contract beyond the core that it has. */
 static const factory_t factories[] = {
     {.name = "udp",
      .scheme = "udp",
@@ -754,9 +714,7 @@ static const factory_t factories[] = {
      .scheme = "sim",
      .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
      .mtu = SIM_STREAM_MAX,
-     .max_send = SIM_STREAM_MAX,
      .flags = F_CLOSE_SYNC,
-     .quirks = 0,
      .create = sim_create,
      .assign = sim_assign,
      .nowhere = "sim://99",
@@ -769,7 +727,6 @@ static const factory_t factories[] = {
      .caps = DMQ_TRANSPORT_DATAGRAM,
      .mtu = 1400,
      .flags = F_CLOSE_SYNC,
-     .quirks = 0,
      .create = sim_create,
      .assign = sim_assign,
      .nowhere = "sim://99",
@@ -782,7 +739,6 @@ static const factory_t factories[] = {
      .caps = DMQ_TRANSPORT_RELIABLE,
      .mtu = SIM_STREAM_MAX,
      .flags = F_CLOSE_SYNC,
-     .quirks = 0,
      .create = sim_create,
      .assign = sim_assign,
      .nowhere = "simtcp://99",
@@ -916,22 +872,14 @@ static int teardown(void **state) {
     ep_t *e = &c->ep[i];
     if (!e->used)
       continue;
-    if (e->closed > 1 && closed_once(c, e)) {
-      known_gap(c, Q_CLOSE_REPEATS_HOOK,
-                "a second close() ran on_closed again");
-    } else if (e->closed != 1) {
+    if (e->closed != 1) {
       print_error("teardown: ep %zu: on_closed ran %d times\n", i, e->closed);
       ok = 0;
     }
     if (e->done_after_closed != 0 || e->ndone_at_closed != e->ndone) {
-      if (has_quirk(c, Q_DONE_AFTER_CLOSED)) {
-        known_gap(c, Q_DONE_AFTER_CLOSED,
-                  "sends accepted before close() completed after on_closed");
-      } else {
-        print_error("teardown: ep %zu: %zu completions after on_closed\n", i,
-                    e->ndone - e->ndone_at_closed);
-        ok = 0;
-      }
+      print_error("teardown: ep %zu: %zu completions after on_closed\n", i,
+                  e->ndone - e->ndone_at_closed);
+      ok = 0;
     }
     if (e->ndone != e->naccepted || e->unknown_cookie != 0 ||
         e->recv_after_closed != 0 || e->reuse_bad != 0) {
@@ -1087,13 +1035,8 @@ static void test_mtu(void **state) {
   ep_t *a = ep_bound(c, "127.0.0.1");
   ep_t *b = ep_bound(c, "127.0.0.1");
   size_t mtu = a->t->mtu;
-  size_t limit = c->f->max_send != 0 ? c->f->max_send : mtu;
-  if (limit != mtu) {
-    assert_true(has_quirk(c, Q_MTU_NOT_SEND_LIMIT));
-    known_gap(c, Q_MTU_NOT_SEND_LIMIT,
-              "send() accepts more than t->mtu (checked at the row's "
-              "max_send)");
-  }
+  /* the contract: mtu is the largest payload send() accepts */
+  size_t limit = mtu;
 
   uint8_t *big = malloc(limit + 1);
   assert_non_null(big);
@@ -1205,12 +1148,8 @@ static void test_close_with_pending(void **state) {
   if (c->f->flags & F_CLOSE_SYNC) {
     /* no loop of its own: on_closed ran inside close(), the pending sends
      * completed just before it */
-    assert_true(closed_once(c, a));
-    if (a->ndone != accepted && has_quirk(c, Q_DONE_AFTER_CLOSED))
-      known_gap(c, Q_DONE_AFTER_CLOSED,
-                "sends accepted before close() completed after on_closed");
-    else
-      assert_int_equal(a->ndone, accepted);
+    assert_int_equal(a->closed, 1);
+    assert_int_equal(a->ndone, accepted);
   } else {
     /* nothing may complete inside send() or close() */
     assert_int_equal(a->ndone, 0);
@@ -1219,10 +1158,9 @@ static void test_close_with_pending(void **state) {
   assert_true(run_until(c, pred_closed, a));
   WAIT_DONE(c, a, accepted);
 
-  assert_true(closed_once(c, a));
+  assert_int_equal(a->closed, 1);
   assert_int_equal(a->ndone, accepted);
-  if (!has_quirk(c, Q_DONE_AFTER_CLOSED))
-    assert_int_equal(a->ndone_at_closed, accepted);
+  assert_int_equal(a->ndone_at_closed, accepted);
   for (size_t i = 0; i < n; i++) {
     assert_true(a->done_count[i] <= 1);
     if (a->done_count[i])
@@ -1252,7 +1190,7 @@ static void test_send_after_close(void **state) {
     assert_true(c->f->flags & F_CLOSE_SYNC);
   }
   assert_true(run_until(c, pred_closed, a));
-  assert_true(closed_once(c, a));
+  assert_int_equal(a->closed, 1);
   assert_int_equal(a->ndone, 0);
   assert_true(a->reuse_tries > 0);
   assert_int_equal(a->reuse_bad, 0);
@@ -1283,7 +1221,7 @@ static void test_close_in_callbacks(void **state) {
   assert_true(run_until(c, pred_all_closed, NULL));
   WAIT_DONE(c, a, n);
   assert_int_equal(a->ndone, n);
-  assert_true(closed_once(c, b));
+  assert_int_equal(b->closed, 1);
   assert_true(b->nrecv >= 1 && b->nrecv <= n);
   assert_true(a->reuse_tries > 0);
   assert_true(b->reuse_tries > 0);

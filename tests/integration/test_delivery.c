@@ -35,7 +35,7 @@
 #include <dmq/delivery.h>
 #include <dmq/uv.h>
 
-#include "resolve.h" /* dmq__uv_abort */
+#include "runtime/runtime_test.h" /* dmq__uv_abort */
 
 /* Hard bound on the whole program (a hung loop must not hang ctest; generous
  * for valgrind). */
@@ -319,10 +319,10 @@ static void add_node(ctx_t *c, dmq_profile_t prof, int no_tcp) {
   assert_int_equal(dmq_config_init(&cfg, prof), 0);
   cfg.name = c->name[i];
   dmq_uv_options_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_uv_options_init(&o);
   o.bind = "127.0.0.1:0";
   o.no_tcp = no_tcp;
-  int rc = dmq_uv_new(&c->rt[i], &c->loop, &cfg, &o);
+  int rc = dmq_uv_new(&c->loop, &cfg, &o, &c->rt[i]);
   if (rc != 0)
     fail_msg("dmq_uv_new: %s", dmq_strerror(rc));
   c->nn++;
@@ -413,8 +413,11 @@ static int send_num(ctx_t *c, int src, int dst, int k, uint32_t seq,
   memcpy(buf, &hd, sizeof hd);
   for (size_t i = sizeof hd; i < sizeof hd + extra; i++)
     buf[i] = pattern(seq, i);
-  dmq_send_opts_t o = {reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT, 0,
-                       on_outcome, c};
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT;
+  o.cb = on_outcome;
+  o.user_data = c;
   dmq_msg_id_t id = 0;
   int rc = dmq_send(node(c, src), c->name[dst], chan_name(k), buf,
                     sizeof hd + extra, &o, now_ms(c), &id);
@@ -434,8 +437,11 @@ static int send_bcast(ctx_t *c, int src, int k, uint32_t seq, int reliable,
   memcpy(buf, &hd, sizeof hd);
   for (size_t i = sizeof hd; i < sizeof buf; i++)
     buf[i] = pattern(seq, i);
-  dmq_send_opts_t o = {reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT, 0,
-                       on_outcome, c};
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT;
+  o.cb = on_outcome;
+  o.user_data = c;
   dmq_msg_id_t id = 0;
   int rc = dmq_broadcast(node(c, src), chan_name(k), buf, sizeof buf, &o,
                          now_ms(c), &id);
@@ -743,7 +749,11 @@ static void test_broadcast(void **state) {
   assert_int_equal(c->rx_by[4], 1);
 
   /* nobody (else) serves it: DELIVERED, 0 / 0, no message sent */
-  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c};
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = DMQ_SEND_RELIABLE;
+  o.cb = on_outcome;
+  o.user_data = c;
   assert_int_equal(
       dmq_broadcast(node(c, 0), "nobody", "x", 1, &o, now_ms(c), &id), 0);
   c->accepted[0][id] = 1;
@@ -891,7 +901,11 @@ static void one_mib(int no_tcp) {
     big[i] = (uint8_t)((i * 2654435761u) >> 13);
   c->big_sum = fnv(big, DT_BIG);
   assert_int_equal(send_num(c, 0, 1, 0, 0, 10, 1), 0);
-  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c};
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = DMQ_SEND_RELIABLE;
+  o.cb = on_outcome;
+  o.user_data = c;
   dmq_msg_id_t id;
   assert_int_equal(
       dmq_send(node(c, 0), "n1", "usrloc", big, DT_BIG, &o, now_ms(c), &id), 0);
@@ -1034,7 +1048,8 @@ static void test_best_effort_counted(void **state) {
   /* paused channel, channel not served: dropped at the receiver, counted */
   uint64_t rx0 = c->rx_total;
   dmq_channel_pause(c->ch[1][0], 1);
-  dmq_send_opts_t o = {DMQ_SEND_BEST_EFFORT, 0, NULL, NULL};
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
   for (int i = 0; i < 10; i++) {
     assert_int_equal(send_num(c, 0, 1, 0, 9000, 10, 0), 0);
     assert_int_equal(

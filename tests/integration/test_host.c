@@ -102,7 +102,7 @@ static void net_add(net_t *net, const char *name) {
   cfg.advertise_addr = ep->addr;
   cfg.generation = 1;
   cfg.rng_seed = 42 + (uint64_t)ep->idx;
-  assert_int_equal(dmq_node_new(&ep->node, &cfg, NULL), 0);
+  assert_int_equal(dmq_node_new(&cfg, NULL, &ep->node), 0);
   dmq_node_set_member_cb(ep->node, net_member_cb, ep);
   assert_int_equal(dmq_host_transport_new(net_send, ep, &ep->t), 0);
   assert_string_equal(ep->t->ops->scheme, "host");

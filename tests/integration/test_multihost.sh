@@ -46,11 +46,12 @@
 # 200 ms, suspicion >= 3 s, reconnect 5 s; a veth LAN has sub-millisecond
 # round trips, so the margins stay realistic) or lan (probe 1 s / timeout
 # 500 ms, suspicion >= 4 s, reconnect 10 s; slower). Whole test bounded by
-# TEST_BUDGET_S; the EXIT trap kills the peers by PID and deletes every
-# namespace it created, also on failure.
+# TEST_BUDGET_S; the EXIT trap (scripts/lib/dmq-test.sh) kills the peers by
+# PID and deletes every namespace it created, also on failure.
 set -uo pipefail
+# shellcheck source=scripts/lib/dmq-test.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/dmq-test.sh"
 
-SKIP=77
 name=test_multihost
 N=5
 PORT=7946
@@ -61,7 +62,7 @@ GRACE_MS=2000 # after SIGCONT / heal: in-flight suspicions may still expire
 # timeout of the profile (see there)
 MSG_TTL_MS=120000  # reliable messages: outlive any partition + heal here
 MSG_S=30           # bound for the messages of one step to get their outcomes
-POLL=0.2
+dt_poll=0.2
 case $PROFILE in
   local)
     CONVERGE_S=30 DEAD_S=45 PART_S=60 HEAL_S=60 SHORT_PART_MS=2000 ;;
@@ -72,481 +73,61 @@ case $PROFILE in
   *) echo "$name: unsupported profile '$PROFILE' (local, fast, lan)" >&2; exit 1 ;;
 esac
 
-skip() {
-  echo "$name: SKIP: $*"
-  exit $SKIP
-}
-
-[[ $(id -u) -eq 0 ]] || skip "not root"
-command -v ip >/dev/null || skip "ip (iproute2) not installed"
-command -v iptables >/dev/null || skip "iptables not installed"
-command -v python3 >/dev/null || skip "python3 not found"
-build=${DMQ_BUILD_DIR:-}
-[[ -n $build ]] || { echo "$name: DMQ_BUILD_DIR not set" >&2; exit 1; }
-peer=$build/tools/dmq-peer
-[[ -x $peer ]] || { echo "$name: $peer not built" >&2; exit 1; }
-# resolved once: a version-manager shim (pyenv) costs ~0.5 s a call
-py=$(python3 -c 'import sys; print(sys.executable)') || exit 1
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/dmq-multihost.XXXXXX") || exit 1
+dt_name=$name
+dt_need_root_tools ip iptables
+dt_python || dt_skip "python3 not found"
+peer=$(dt_build_file tools/dmq-peer) || exit 1
+dt_init "$name" dmq-multihost
+dt_log_globs=('h*.log*' 'h*.err')
+dt_log_tail=15
+tmp=$dt_tmp
 br=dmqbr$$
 hns() { echo "dmqh$$_$1"; }
-hip() { echo "192.0.2.1$1"; }
-namespaces=() # created, deleted on exit
-declare -a pid=() fd=()
+hip() { dt_host_ip "$1"; }
 t_begin=$SECONDS
-deadline=$((SECONDS + TEST_BUDGET_S))
+dt_budget "$TEST_BUDGET_S"
 
-# SIGKILL and reap, quietly: bash reports jobs killed by a signal ("Killed")
-# at its next chance; let that happen here, into /dev/null.
-kill9() { { kill -KILL "$1"; wait "$1"; sleep 0.01; } 2>/dev/null; }
-
-cleanup() {
-  local rc=$? p ns
-  trap - EXIT INT TERM
-  for p in "${pid[@]}"; do
-    kill -CONT "$p" 2>/dev/null # a SIGSTOPped peer cannot handle SIGTERM
-    kill9 "$p"
-  done
-  for p in "${fd[@]}"; do exec {p}>&-; done
-  for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null; done
-  if [[ $rc != 0 ]]; then
-    echo "$name: FAILED (exit $rc); logs:" >&2
-    for p in "$tmp"/h*.log* "$tmp"/h*.err; do
-      [[ -s $p ]] || continue
-      echo "--- $p" >&2
-      tail -n 15 "$p" >&2
-    done
-  fi
-  if [[ $rc != 0 && ${DMQ_TEST_KEEP:-0} == 1 ]]; then
-    echo "$name: logs kept in $tmp (DMQ_TEST_KEEP=1)" >&2
-  else
-    rm -rf "$tmp"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-fail() {
-  echo "$name: FAIL: $*" >&2
-  exit 1
-}
+fail() { dt_fail "$@"; }
 say() { echo "$name: [$((SECONDS - t_begin))s] $*"; }
-now_ms() { date +%s%3N; }
-secs() {
-  local d=$(($2 - $1))
-  ((d < 0)) && d=0
-  printf '%d.%02d' $((d / 1000)) $((d % 1000 / 10))
-}
+dt_progress() { say "  ... $*"; }
+now_ms() { dt_now_ms; }
+secs() { dt_secs "$@"; }
 msecs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); } # ms -> s
 
 # ---------------------------------------------------------------------------
 # network
 # ---------------------------------------------------------------------------
-ip netns add "$br" 2>"$tmp/netns.err" || skip "cannot create a network namespace: $(cat "$tmp/netns.err")"
-namespaces+=("$br")
-ip -n "$br" link set lo up || fail "lo up in $br"
-ip -n "$br" link add br0 type bridge || fail "bridge"
-ip -n "$br" link set br0 up || fail "bridge up"
-for ((i = 1; i <= N; i++)); do
-  ns=$(hns "$i")
-  ip netns add "$ns" || fail "netns add $ns"
-  namespaces+=("$ns")
-  ip -n "$ns" link set lo up || fail "lo up in $ns"
-  # created in the host namespace directly: no clash with the root's names
-  ip -n "$ns" link add eth0 type veth peer name "h$i" netns "$br" || fail "veth $i"
-  ip -n "$br" link set "h$i" master br0 up || fail "veth $i into br0"
-  ip -n "$ns" addr add "$(hip "$i")/24" dev eth0 || fail "address $i"
-  ip -n "$ns" link set eth0 up || fail "eth0 up in $ns"
-done
+dt_lan_up "$br" "$(hns "")" "$N"
 ip netns exec "$(hns 1)" iptables -L INPUT -n >/dev/null 2>"$tmp/ipt.err" ||
-  skip "iptables does not work in a network namespace: $(head -c 200 "$tmp/ipt.err")"
+  dt_skip "iptables does not work in a network namespace: $(head -c 200 "$tmp/ipt.err")"
 say "network: bridge in $br, hosts $(hns 1)..$N at 192.0.2.11..15/24, profile $PROFILE"
 
 # ---------------------------------------------------------------------------
 # peers
 # ---------------------------------------------------------------------------
 start() { # i
-  local i=$1 f
-  if [[ -e $tmp/h$i.log ]]; then
-    mv "$tmp/h$i.log" "$tmp/h$i.log.$(now_ms)"
-  fi
-  if [[ -z ${fd[i]:-} ]]; then
-    mkfifo "$tmp/h$i.in" || fail "mkfifo"
-    exec {f}<>"$tmp/h$i.in"
-    fd[i]=$f
-  fi
-  ip netns exec "$(hns "$i")" "$peer" --name "h$i" --bind "$(hip "$i"):$PORT" \
-    --seed "$(hip 1):$PORT" --seed "$(hip 2):$PORT" --profile "$PROFILE" \
-    --channel kv --ttl-ms "$MSG_TTL_MS" <"$tmp/h$i.in" >"$tmp/h$i.log" 2>>"$tmp/h$i.err" &
-  pid[i]=$! # ip netns exec execs: this is dmq-peer's pid
-  local limit=$((SECONDS + 10))
-  until grep -q '"event":"ready"' "$tmp/h$i.log" 2>/dev/null; do
-    kill -0 "${pid[i]}" 2>/dev/null || fail "h$i exited at start: $(cat "$tmp/h$i.err")"
-    ((SECONDS < limit)) || fail "h$i: no ready event within 10s"
-    sleep 0.05
-  done
+  local i=$1
+  # ip netns exec execs: the pid is dmq-peer's
+  dt_spawn "h$i" -- ip netns exec "$(hns "$i")" "$peer" --name "h$i" \
+    --bind "$(hip "$i"):$PORT" --seed "$(hip 1):$PORT" --seed "$(hip 2):$PORT" \
+    --profile "$PROFILE" --channel kv --ttl-ms "$MSG_TTL_MS"
+  dt_wait_event "h$i" 10 ready
 }
-
-send() { printf '%s\n' "$2" >&"${fd[$1]}"; }
+pid() { echo "${dt_pid[h$1]}"; }
+send() { dt_send "h$1" "$2"; }
 
 timeline() { echo "$1 $2 $(now_ms)" >>"$tmp/timeline"; }
 
-cat >"$tmp/mh.py" <<'EOF'
-"""Views and audit over the dmq-peer logs of test_multihost.sh.
+mh() { dt_cluster h "$N" "$@"; }
 
-mh.py DIR N converged                 every host sees all N alive
-mh.py DIR N dead TARGET               every other host sees TARGET dead
-mh.py DIR N split A,B C,D,E           each side sees the other side dead
-mh.py DIR N audit                     dead events vs. DIR/timeline
-mh.py DIR N deaths T                  dead events since wall ms T (exit 1)
-mh.py DIR N listing                   last `members` listing of every host
-mh.py DIR N delivery [final] [PHASE..] messages in DIR/sends: delivered as
-                                      they must be (exit 0), outcomes still
-                                      missing (3), a rule broken (2)
-Conditions print "hN=<wall ms>" (when each observer got there) and exit 0,
-or print progress and exit 1.
-"""
-import glob
-import json
-import os
-import sys
+# wait_for WHAT LIMIT mh-args...: poll; leaves per-observer times in
+# $dt_since
+dt_view_prefix=h
+dt_view_n=$N
+wait_for() { dt_wait_view "$@"; }
 
-d, n, cmd, args = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
-hosts = ["h%d" % i for i in range(1, n + 1)]
-
-
-def read(path):
-    evs, base = [], None
-    with open(path, errors="replace") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if e.get("event") == "ready":
-                base = e.get("wall_ms", 0)
-            if base is not None:
-                e["wall"] = base + e.get("t_ms", 0)
-                evs.append(e)
-    return evs
-
-
-def view(h):
-    """{member: [state, since]} of the running peer of host h, or None."""
-    path = os.path.join(d, h + ".log")
-    if not os.path.exists(path):
-        return None
-    v, ready = {}, False
-    for e in read(path):
-        k = e["event"]
-        if k == "ready":
-            ready = True
-        elif k == "closed":
-            return None
-        elif k == "member" and not e.get("self"):
-            if e.get("change") == "reaped":
-                v.pop(e["name"], None)
-            elif e["name"] not in v or v[e["name"]][0] != e["state"]:
-                v[e["name"]] = [e["state"], e["wall"]]
-    return v if ready else None
-
-
-def sees(observers, targets, state):
-    ok, since, prog = True, {}, []
-    for o in observers:
-        v = view(o) or {}
-        got = [v[t][1] for t in targets if t != o and t in v and v[t][0] == state]
-        want = len([t for t in targets if t != o])
-        prog.append("%s:%d/%d" % (o, len(got), want))
-        if len(got) < want:
-            ok = False
-        else:
-            since[o] = max(got) if got else 0
-    if ok:
-        print(" ".join("%s=%d" % kv for kv in sorted(since.items())))
-        sys.exit(0)
-    print("%s: " % state + " ".join(prog))
-    sys.exit(1)
-
-
-if cmd == "converged":
-    sees(hosts, hosts, "alive")
-if cmd == "dead":
-    sees([h for h in hosts if h != args[0]], [args[0]], "dead")
-if cmd == "split":
-    a, b = args[0].split(","), args[1].split(",")
-    ok = True
-    for side, other in ((a, b), (b, a)):
-        for o in side:
-            v = view(o) or {}
-            if not all(t in v and v[t][0] == "dead" for t in other):
-                ok = False
-    if ok:
-        times = {}
-        for side, other in ((a, b), (b, a)):
-            for o in side:
-                v = view(o)
-                times[o] = max(v[t][1] for t in other)
-        print(" ".join("%s=%d" % kv for kv in sorted(times.items())))
-        sys.exit(0)
-    prog = []
-    for side, other in ((a, b), (b, a)):
-        for o in side:
-            v = view(o) or {}
-            prog.append("%s:%d/%d" % (o, sum(1 for t in other if t in v and v[t][0] == "dead"), len(other)))
-    print("dead across: " + " ".join(prog))
-    sys.exit(1)
-
-if cmd == "listing":
-    bad = 0
-    for h in hosts:
-        evs = read(os.path.join(d, h + ".log"))
-        ends = [i for i, e in enumerate(evs) if e["event"] == "members_end"]
-        if not ends:
-            print("%s: no listing" % h)
-            bad += 1
-            continue
-        rows, i = [], ends[-1] - 1
-        while i >= 0 and evs[i]["event"] == "member" and "change" not in evs[i]:
-            rows.append(evs[i])
-            i -= 1
-        states = sorted("%s:%s" % (r["name"], r["state"]) for r in rows)
-        print("%s sees %s" % (h, " ".join(states)))
-        if len(rows) != n or any(r["state"] != "alive" for r in rows):
-            bad += 1
-    sys.exit(1 if bad else 0)
-
-if cmd == "audit":
-    tl = {}
-    with open(os.path.join(d, "timeline")) as f:
-        for line in f:
-            what, who, t = line.split()
-            tl[(what, who)] = int(t)
-    inf = 1 << 62
-    grace = int(args[0]) if args else 2000
-    part_a = set(os.environ.get("MH_SIDE_A", "").split(","))
-    # generations of each host's incarnations, from the ready events
-    gens = {}
-    for path in glob.glob(os.path.join(d, "h*.log*")):
-        for e in read(path):
-            if e["event"] == "ready":
-                gens.setdefault(e["name"], []).append((e["wall"], e.get("generation")))
-    for h in gens:
-        gens[h].sort()
-
-    def gen_killed(h):
-        """generation of h's incarnation that was SIGKILLed."""
-        t = tl.get(("kill", h))
-        if t is None:
-            return None
-        before = [g for (w, g) in gens.get(h, []) if w <= t]
-        return before[-1] if before else None
-
-    bad, seen = 0, 0
-    for path in sorted(glob.glob(os.path.join(d, "h*.log*"))):
-        for e in read(path):
-            if e["event"] != "member" or e.get("change") != "dead":
-                continue
-            seen += 1
-            obs, subj, t, g = os.path.basename(path).split(".")[0], e["name"], e["wall"], e.get("generation")
-            why = None
-            tk = tl.get(("kill", subj))
-            if tk is not None and t >= tk and g == gen_killed(subj):
-                why = "killed"
-            ts, tc = tl.get(("stop", subj)), tl.get(("cont", subj))
-            if why is None and ts is not None and ts <= t <= (tc if tc else inf) + grace:
-                why = "stopped"
-            for tag in ("long",):  # not "short": nobody may die there
-                tp, th = tl.get(("partition", tag)), tl.get(("heal", tag))
-                if (why is None and tp is not None and tp <= t <= (th if th else inf) + grace
-                        and ((obs in part_a) != (subj in part_a))):
-                    why = "partitioned (%s)" % tag
-            if why is None:
-                bad += 1
-                print("UNEXPECTED: %s reported %s (generation %s) dead at %d (%s)"
-                      % (obs, subj, g, t, path))
-    print("audit: %d dead events, %d unexplained" % (seen, bad))
-    sys.exit(1 if bad else 0)
-
-if cmd == "deaths":  # dead events at or after wall ms T (exit 1 if any)
-    t0, found = int(args[0]), 0
-    for path in sorted(glob.glob(os.path.join(d, "h*.log*"))):
-        for e in read(path):
-            if e["event"] == "member" and e.get("change") == "dead" and e["wall"] >= t0:
-                found += 1
-                print("%s saw %s dead at +%d ms" % (os.path.basename(path), e["name"], e["wall"] - t0))
-    sys.exit(1 if found else 0)
-
-if cmd == "delivery":
-    # DIR/sends: "PHASE SENDER DEST TEXT" per send command, in the order the
-    # commands were written (DEST "*": a broadcast). The k-th record of a
-    # sender is its k-th "sent" event (each send command prints exactly one
-    # "sent" or one "error"). Rules, per message:
-    #   every phase: at most one outcome per id; never printed twice; never
-    #     printed by a host that is not a destination;
-    #   strict phases (short, inside, after): outcome delivered, printed
-    #     exactly once by its destination (every other host for a
-    #     broadcast), FIFO per (sender, destination);
-    #   across (the long partition): outcome delivered or dead; delivered
-    #     implies printed once.
-    # Exit 0: all good and every outcome in; 3: outcomes missing (a
-    # condition to wait for); 2: a rule broken (prints why). "final" as the
-    # first argument: missing outcomes are a broken rule too.
-    final = bool(args) and args[0] == "final"
-    phases = set(a for a in args if a != "final")
-    strict = {"short", "inside", "after"}
-    recs = []
-    with open(os.path.join(d, "sends")) as f:
-        for line in f:
-            ph, snd, dst, text = line.rstrip("\n").split(" ", 3)
-            recs.append((ph, snd, dst, text))
-    # senders first: a receiver prints a message before it acknowledges it,
-    # so a "delivered" read here has its "message" in the receiver's log
-    sent, outs, errs, deaths = {}, {}, {}, {}
-    for snd in sorted(set(r[1] for r in recs)):
-        evs = read(os.path.join(d, snd + ".log"))
-        sent[snd] = [e for e in evs if e["event"] == "sent"]
-        errs[snd] = [e.get("message") for e in evs if e["event"] == "error"]
-        outs[snd] = {}
-        deaths[snd] = {}
-        for e in evs:
-            if e["event"] == "outcome":
-                outs[snd].setdefault(e["id"], []).append(e)
-            elif e["event"] == "member" and e.get("change") == "dead":
-                deaths[snd].setdefault(e["name"], []).append(e["wall"])
-    got = {}  # text -> [(host, file, line index, wall, from)]
-    for path in sorted(glob.glob(os.path.join(d, "h*.log*"))):
-        host = os.path.basename(path).split(".")[0]
-        for i, e in enumerate(read(path)):
-            if e["event"] == "message":
-                got.setdefault(e.get("text"), []).append(
-                    (host, path, i, e["wall"], e.get("from")))
-    bad, pending, nth = [], 0, {}
-    # phase -> [n, {outcome: count}, last rx, printed, last outcome,
-    #           slowest sent -> outcome (ms)]
-    summary = {}
-    order = {}  # (phase, sender, dest) -> [rx (file, index)]
-    for ph, snd, dst, text in recs:
-        k = nth.get(snd, 0)
-        nth[snd] = k + 1
-        if phases and ph not in phases:
-            continue
-        sm = summary.setdefault(ph, [0, {}, 0, 0, 0, 0])
-        sm[0] += 1
-        if k >= len(sent[snd]):
-            bad.append("%s: %r: no sent event (errors: %s)" % (snd, text, errs[snd][-3:]))
-            continue
-        se = sent[snd][k]
-        want_dest = None if dst == "*" else dst
-        if se.get("dest") != want_dest:
-            bad.append("%s: sent event %d is to %s, expected %s (%r)"
-                       % (snd, k, se.get("dest"), want_dest, text))
-            continue
-        o = outs[snd].get(se["id"], [])
-        rx = got.get(text, [])
-        dests = [h for h in hosts if h != snd] if dst == "*" else [dst]
-        where = "%s->%s %r (id %d)" % (snd, dst, text, se["id"])
-        for h in set(r[0] for r in rx):
-            c = sum(1 for r in rx if r[0] == h)
-            if h not in dests:
-                bad.append("%s: printed by %s, not a destination" % (where, h))
-            elif c > 1:
-                bad.append("%s: printed %d times by %s" % (where, c, h))
-        if any(r[4] != snd for r in rx):
-            bad.append("%s: printed with the wrong sender %s" % (where, [r[4] for r in rx]))
-        sm[3] += len(rx)
-        if rx:
-            sm[2] = max(sm[2], max(r[3] for r in rx))
-        if len(o) > 1:
-            bad.append("%s: %d outcomes: %s" % (where, len(o), [x["outcome"] for x in o]))
-            continue
-        if not o:
-            pending += 1
-            if final:
-                bad.append("%s: no outcome" % where)
-            continue
-        oc = o[0]["outcome"]
-        sm[1][oc] = sm[1].get(oc, 0) + 1
-        sm[4] = max(sm[4], o[0]["wall"])
-        sm[5] = max(sm[5], o[0]["wall"] - se["wall"])
-        printed = set(r[0] for r in rx)
-        if ph in strict:
-            if oc != "delivered":
-                why = ""
-                for h in dests:
-                    if deaths[snd].get(h):
-                        why += " (%s saw %s dead at %s)" % (snd, h, deaths[snd][h])
-                bad.append("%s: outcome %s, want delivered%s" % (where, oc, why))
-            elif printed != set(dests):
-                bad.append("%s: delivered, but printed by %s (want %s)"
-                           % (where, sorted(printed), dests))
-            elif dst == "*" and (o[0].get("delivered") != len(dests) or o[0].get("failed") != 0):
-                bad.append("%s: broadcast outcome %s" % (where, o[0]))
-            for r in rx:
-                order.setdefault((ph, snd, r[0]), []).append((r[1], r[2], text))
-        elif ph == "across":
-            if oc not in ("delivered", "dead"):
-                bad.append("%s: outcome %s, want delivered or dead" % (where, oc))
-            elif oc == "delivered" and printed != set(dests):
-                bad.append("%s: delivered, but printed by %s" % (where, sorted(printed)))
-            elif oc == "dead" and printed:
-                print("note: %s: reported dead, printed by %s" % (where, sorted(printed)))
-    # FIFO per (sender, destination): records are in send order
-    for key, seen in order.items():
-        want = [t for (ph, snd, dst, t) in recs
-                if (ph, snd) == key[:2] and (dst == key[2] or dst == "*")]
-        got_order = [t for (_, _, t) in sorted(seen)]
-        if got_order != [t for t in want if t in got_order]:
-            bad.append("%s->%s (%s): out of order: %s" % (key[1], key[2], key[0], got_order))
-    for ph in sorted(summary):
-        n_, ocs, last, printed, last_out, slow = summary[ph]
-        print("phase=%s sent=%d outcomes=%s printed=%d last_rx=%d last_outcome=%d "
-              "max_latency_ms=%d"
-              % (ph, n_, ",".join("%s:%d" % kv for kv in sorted(ocs.items())) or "-",
-                 printed, last, last_out, slow))
-    for b in bad:
-        print("BROKEN: " + b)
-    if bad:
-        sys.exit(2)
-    sys.exit(3 if pending else 0)
-
-sys.exit("mh.py: unknown command " + cmd)
-EOF
-mh() { "$py" "$tmp/mh.py" "$tmp" "$N" "$@"; }
-
-# wait_for WHAT LIMIT mh-args...: poll; leaves per-observer times in $since
-since=
-wait_for() {
-  local what=$1 limit=$2 end out last=''
-  shift 2
-  end=$((SECONDS + limit))
-  while :; do
-    if out=$(mh "$@"); then
-      since=$out
-      return 0
-    fi
-    [[ $out != "$last" ]] && say "  ... $out"
-    last=$out
-    ((SECONDS < end)) || fail "$what: not within ${limit}s ($out)"
-    ((SECONDS < deadline)) || fail "$what: test budget of ${TEST_BUDGET_S}s spent ($out)"
-    sleep "$POLL"
-  done
-}
-
-# seconds from t0 to the latest time in $since
-latest() {
-  local worst=0 kv v
-  for kv in $since; do
-    v=${kv#*=}
-    ((v > worst)) && worst=$v
-  done
-  secs "$1" "$worst"
-}
+# seconds from t0 to the latest time in $dt_since
+latest() { dt_last_after "$1" "$dt_since"; }
 
 declare -a summary=()
 record() { summary+=("$(printf '%-52s %8s' "$1" "$2")"); say "$1: $2 s"; }
@@ -556,7 +137,7 @@ record() { summary+=("$(printf '%-52s %8s' "$1" "$2")"); say "$1: $2 s"; }
 # ---------------------------------------------------------------------------
 t0=$(now_ms)
 for ((i = 1; i <= N; i++)); do start "$i"; done
-say "started h1..h$N (pids ${pid[*]})"
+say "started h1..h$N (pids ${dt_pid[*]})"
 wait_for "full view" "$CONVERGE_S" converged
 record "start -> full view (5 x 5 alive)" "$(latest "$t0")"
 
@@ -565,7 +146,7 @@ record "start -> full view (5 x 5 alive)" "$(latest "$t0")"
 # ---------------------------------------------------------------------------
 timeline kill h5
 t0=$(now_ms)
-kill9 "${pid[5]}"
+dt_kill9 "$(pid 5)"
 say "SIGKILL h5"
 wait_for "h5 dead everywhere" "$DEAD_S" dead h5
 record "SIGKILL h5 -> all others see it dead" "$(latest "$t0")"
@@ -576,7 +157,7 @@ record "SIGKILL h5 -> all others see it dead" "$(latest "$t0")"
 timeline restart h5
 t0=$(now_ms)
 start 5
-say "restarted h5 (pid ${pid[5]})"
+say "restarted h5 (pid $(pid 5))"
 wait_for "full view after restart" "$CONVERGE_S" converged
 record "restart h5 -> full view" "$(latest "$t0")"
 
@@ -585,13 +166,13 @@ record "restart h5 -> full view" "$(latest "$t0")"
 # ---------------------------------------------------------------------------
 timeline stop h4
 t0=$(now_ms)
-kill -STOP "${pid[4]}"
+kill -STOP "$(pid 4)"
 say "SIGSTOP h4"
 wait_for "h4 dead everywhere" "$DEAD_S" dead h4
 record "SIGSTOP h4 -> all others see it dead" "$(latest "$t0")"
 timeline cont h4
 t0=$(now_ms)
-kill -CONT "${pid[4]}"
+kill -CONT "$(pid 4)"
 say "SIGCONT h4"
 wait_for "full view after SIGCONT" "$CONVERGE_S" converged
 record "SIGCONT h4 -> full view (refuted / rejoined)" "$(latest "$t0")"
@@ -648,31 +229,36 @@ msg() {
   echo "$1 h$2 $([[ $3 == "*" ]] && echo "*" || echo "h$3") $4" >>"$tmp/sends"
 }
 
+# msgs ROUNDS "PHASE FROM TO"...: for k in 1..ROUNDS, each of these
+# messages in turn, with the text "PHASE hFROM-hTO #k"
+msgs() {
+  local rounds=$1 k m ph a b
+  shift
+  for ((k = 1; k <= rounds; k++)); do
+    for m in "$@"; do
+      read -r ph a b <<<"$m"
+      msg "$ph" "$a" "$b" "$ph h$a-h$b #$k"
+    done
+  done
+}
+
 # wait_delivery WHAT LIMIT [final] PHASE...: until every message of these
 # phases has its outcome and all the rules hold; mh's summary in $dsum
 dsum=
+mh_delivery() { # mh delivery, its exit 3 (outcomes missing) as "not yet"
+  local rc
+  mh delivery "$@"
+  rc=$?
+  ((rc == 3)) && return 1
+  ((rc == 0)) && return 0
+  return 2
+}
 wait_delivery() {
-  local what=$1 limit=$2 end out rc last=''
+  local what=$1 limit=$2
   shift 2
-  end=$((SECONDS + limit))
-  while :; do
-    out=$(mh delivery "$@")
-    rc=$?
-    if [[ $rc == 0 ]]; then
-      dsum=$out
-      printf "%s\n" "$out" | sed "s/^/$name:   /"
-      return 0
-    fi
-    if [[ $rc != 3 ]]; then
-      printf "%s\n" "$out" | sed "s/^/$name:   /" >&2
-      fail "$what: delivery rules broken (mh.py exit $rc)"
-    fi
-    [[ $out != "$last" ]] && say "  ... $(tr '\n' ' ' <<<"$out")"
-    last=$out
-    ((SECONDS < end)) || fail "$what: outcomes missing after ${limit}s ($out)"
-    ((SECONDS < deadline)) || fail "$what: test budget of ${TEST_BUDGET_S}s spent ($out)"
-    sleep "$POLL"
-  done
+  dt_wait_cond "$what: delivery rules" "$limit" mh_delivery "$@"
+  dsum=$dt_out
+  printf "%s\n" "$dsum" | sed "s/^/$name:   /"
 }
 # dfield PHASE KEY: a number from the summary line of PHASE in $dsum
 dfield() { sed -n "s/^phase=$1 .*$2=\([0-9]*\).*/\1/p" <<<"$dsum"; }
@@ -681,12 +267,7 @@ susp0=$(cat "$tmp"/h*.log* | grep -c '"change":"suspect"')
 timeline partition short
 t0=$(now_ms)
 partition_on
-for k in 1 2 3; do
-  msg short 1 4 "short h1-h4 #$k"
-  msg short 3 2 "short h3-h2 #$k"
-  msg short 5 1 "short h5-h1 #$k"
-  msg short 2 3 "short h2-h3 #$k"
-done
+msgs 3 "short 1 4" "short 3 2" "short 5 1" "short 2 3"
 say "partition {h1,h2} | {h3,h4,h5} for ${SHORT_PART_MS} ms; 12 reliable messages sent across"
 left=$((t0 + SHORT_PART_MS - $(now_ms)))
 ((left > 0)) && sleep "$(printf '%d.%03d' $((left / 1000)) $((left % 1000)))"
@@ -711,17 +292,8 @@ say "short partition: $(($(cat "$tmp"/h*.log* | grep -c '"change":"suspect"') - 
 timeline partition long
 t0=$(now_ms)
 partition_on
-for k in 1 2 3; do
-  msg across 1 4 "across h1-h4 #$k"
-  msg across 3 2 "across h3-h2 #$k"
-done
-for k in 1 2; do
-  msg across 2 5 "across h2-h5 #$k"
-  msg across 4 1 "across h4-h1 #$k"
-  msg inside 1 2 "inside h1-h2 #$k"
-  msg inside 4 3 "inside h4-h3 #$k"
-  msg inside 5 3 "inside h5-h3 #$k"
-done
+msgs 3 "across 1 4" "across 3 2"
+msgs 2 "across 2 5" "across 4 1" "inside 1 2" "inside 4 3" "inside 5 3"
 say "partition {h1,h2} | {h3,h4,h5}; 10 reliable messages across, 6 inside the sides"
 wait_delivery "messages inside the sides" "$MSG_S" inside
 record "partition: 6 msgs inside the sides, slowest" "$(msecs "$(dfield inside max_latency_ms)")"
@@ -735,12 +307,7 @@ partition_off
 say "healed (iptables -F INPUT everywhere)"
 wait_for "full view after heal" "$HEAL_S" converged
 record "heal -> full view (no operator action)" "$(latest "$t0")"
-for k in 1 2; do
-  msg after 1 4 "after h1-h4 #$k"
-  msg after 4 1 "after h4-h1 #$k"
-  msg after 3 2 "after h3-h2 #$k"
-  msg after 2 5 "after h2-h5 #$k"
-done
+msgs 2 "after 1 4" "after 4 1" "after 3 2" "after 2 5"
 msg after 1 "*" "after bcast from h1"
 msg after 4 "*" "after bcast from h4"
 wait_delivery "messages after the heal" "$MSG_S" after
@@ -753,7 +320,7 @@ for ((i = 1; i <= N; i++)); do send "$i" members; done
 end=$((SECONDS + 10))
 until mh listing >/dev/null 2>&1; do
   ((SECONDS < end)) || { mh listing; fail "members listings do not show 5 alive everywhere"; }
-  sleep "$POLL"
+  sleep "$dt_poll"
 done
 mh listing | sed "s/^/$name:   /"
 say "members: every host lists 5 alive"
@@ -763,17 +330,11 @@ mh audit "$GRACE_MS" | sed "s/^/$name:   /"
 wait_delivery "every message (final)" 5 final
 
 t0=$(now_ms)
-for ((i = 1; i <= N; i++)); do kill -TERM "${pid[i]}"; done
+for ((i = 1; i <= N; i++)); do kill -TERM "$(pid "$i")"; done
 for ((i = 1; i <= N; i++)); do
-  end=$((SECONDS + 5))
-  while kill -0 "${pid[i]}" 2>/dev/null; do
-    ((SECONDS < end)) || fail "h$i still running 5s after SIGTERM"
-    sleep 0.1
-  done
-  wait "${pid[i]}"
-  rc=$?
-  [[ $rc == 0 ]] || fail "h$i exited $rc after SIGTERM"
-  unset "pid[$i]"
+  dt_wait_exit "$(pid "$i")" 5 || fail "h$i still running 5s after SIGTERM"
+  [[ $dt_status == 0 ]] || fail "h$i exited $dt_status after SIGTERM"
+  dt_forget "h$i"
 done
 record "SIGTERM all -> all exited 0" "$(secs "$t0" "$(now_ms)")"
 if grep -l -E "AddressSanitizer|LeakSanitizer|runtime error:" "$tmp"/h*.err; then

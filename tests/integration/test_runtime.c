@@ -22,7 +22,8 @@
 
 #include <dmq/uv.h>
 
-#include "resolve.h"
+#include "runtime/resolve.h"
+#include "runtime/runtime_test.h"
 
 /* Hard bound on the whole program (a hung loop must not hang ctest). */
 #define RT_TEST_ALARM_S 120
@@ -91,11 +92,11 @@ static dmq_uv_t *rt_make(uv_loop_t *loop, const char *name, const char *bind,
   dmq_config_t cfg;
   cfg_local(&cfg, name);
   dmq_uv_options_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_uv_options_init(&o);
   o.bind = bind;
   o.no_tcp = no_tcp;
   dmq_uv_t *rt = NULL;
-  int rc = dmq_uv_new(&rt, loop, &cfg, &o);
+  int rc = dmq_uv_new(loop, &cfg, &o, &rt);
   if (rc != 0)
     fail_msg("dmq_uv_new(%s): %s", bind, dmq_strerror(rc));
   assert_non_null(rt);
@@ -226,14 +227,14 @@ static void test_bad_options(void **state) {
   dmq_config_t cfg;
   cfg_local(&cfg, "x");
   dmq_uv_options_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_uv_options_init(&o);
   o.bind = "127.0.0.1:0";
   dmq_uv_t *rt = NULL;
 
-  assert_int_equal(dmq_uv_new(NULL, &loop, &cfg, &o), DMQ_EINVAL);
-  assert_int_equal(dmq_uv_new(&rt, NULL, &cfg, &o), DMQ_EINVAL);
-  assert_int_equal(dmq_uv_new(&rt, &loop, NULL, &o), DMQ_EINVAL);
-  assert_int_equal(dmq_uv_new(&rt, &loop, &cfg, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_new(&loop, &cfg, &o, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_new(NULL, &cfg, &o, &rt), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_new(&loop, NULL, &o, &rt), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_new(&loop, &cfg, NULL, &rt), DMQ_EINVAL);
   static const char *const bad_binds[] = {NULL,
                                           "",
                                           "nonsense",
@@ -244,30 +245,30 @@ static void test_bad_options(void **state) {
                                           "tcp://127.0.0.1:0"};
   for (size_t i = 0; i < sizeof(bad_binds) / sizeof(bad_binds[0]); i++) {
     o.bind = bad_binds[i];
-    assert_int_equal(dmq_uv_new(&rt, &loop, &cfg, &o), DMQ_EINVAL);
+    assert_int_equal(dmq_uv_new(&loop, &cfg, &o, &rt), DMQ_EINVAL);
     assert_null(rt);
   }
   /* unspecified bind address without an advertise address */
   o.bind = "0.0.0.0:0";
-  assert_int_equal(dmq_uv_new(&rt, &loop, &cfg, &o), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_new(&loop, &cfg, &o, &rt), DMQ_EINVAL);
   o.advertise = "bogus";
-  assert_int_equal(dmq_uv_new(&rt, &loop, &cfg, &o), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_new(&loop, &cfg, &o, &rt), DMQ_EINVAL);
   o.advertise = "127.0.0.1:0";
-  assert_int_equal(dmq_uv_new(&rt, &loop, &cfg, &o), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_new(&loop, &cfg, &o, &rt), DMQ_EINVAL);
   o.advertise = NULL;
   /* missing name; bad config caught by the node after the sockets exist
    * (they are closed and free themselves on the loop) */
   o.bind = "127.0.0.1:0";
   cfg.name = NULL;
-  assert_int_equal(dmq_uv_new(&rt, &loop, &cfg, &o), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_new(&loop, &cfg, &o, &rt), DMQ_EINVAL);
   cfg_local(&cfg, "x");
   cfg.probe_interval_ms = 0;
-  assert_int_equal(dmq_uv_new(&rt, &loop, &cfg, &o), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_new(&loop, &cfg, &o, &rt), DMQ_EINVAL);
   assert_null(rt);
 
   /* join validation */
   cfg_local(&cfg, "x");
-  assert_int_equal(dmq_uv_new(&rt, &loop, &cfg, &o), 0);
+  assert_int_equal(dmq_uv_new(&loop, &cfg, &o, &rt), 0);
   assert_int_equal(dmq_uv_join(NULL, NULL, 0), DMQ_EINVAL);
   assert_int_equal(dmq_uv_join(rt, NULL, 1), DMQ_EINVAL);
   static const char *const bad_seeds[] = {
@@ -289,7 +290,7 @@ static void test_bad_options(void **state) {
 
   /* an advertise address overrides the bound one */
   o.advertise = "10.1.2.3:7000";
-  assert_int_equal(dmq_uv_new(&rt, &loop, &cfg, &o), 0);
+  assert_int_equal(dmq_uv_new(&loop, &cfg, &o, &rt), 0);
   assert_string_equal(dmq_uv_addr(rt), "udp://10.1.2.3:7000");
   c.calls = 0;
   dmq_uv_close(rt, 0, on_closed, &c);
@@ -415,10 +416,10 @@ static void test_udp_only_and_ports(void **state) {
   dmq_config_t cfg;
   cfg_local(&cfg, "t1");
   dmq_uv_options_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_uv_options_init(&o);
   o.bind = bind_addr;
   dmq_uv_t *bad = NULL;
-  int rc = dmq_uv_new(&bad, &loop, &cfg, &o);
+  int rc = dmq_uv_new(&loop, &cfg, &o, &bad);
   assert_int_not_equal(rc, 0);
   assert_null(bad);
   close(fd);

@@ -99,7 +99,7 @@ static void on_tick(uv_timer_t *h) {
   }
   uint64_t t0 = uv_hrtime();
   dmq_send_opts_t o;
-  memset(&o, 0, sizeof(o));
+  dmq_send_opts_init(&o);
   o.mode = w->sent % 2 ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT;
   o.cb = on_outcome;
   o.user_data = w;
@@ -121,9 +121,9 @@ static void test_calls_between_iterations(void **state) {
     assert_int_equal(dmq_config_init(&cfg, DMQ_PROFILE_LAN), 0);
     cfg.name = names[i];
     dmq_uv_options_t uo;
-    memset(&uo, 0, sizeof(uo));
+    dmq_uv_options_init(&uo);
     uo.bind = "127.0.0.1:0";
-    assert_int_equal(dmq_uv_new(rts[i], &w.loop, &cfg, &uo), 0);
+    assert_int_equal(dmq_uv_new(&w.loop, &cfg, &uo, rts[i]), 0);
   }
   const char *seed = dmq_uv_addr(w.b);
   assert_int_equal(dmq_uv_join(w.a, &seed, 1), 0);

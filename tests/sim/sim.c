@@ -28,6 +28,8 @@
  */
 #include "sim.h"
 
+#include "internal.h" /* dmq__rng_t */
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +90,7 @@ typedef struct sim_map { /* open addressing, key 0 = empty */
 
 struct dmq_sim {
   uint64_t seed;
-  uint64_t rng[4];
+  dmq__rng_t rng;
   uint64_t now, seq;
   size_t mtu, bufsz;
   int quiet;
@@ -126,30 +128,10 @@ struct dmq_sim {
   uint64_t live_epoch; /* bumped when a host is added, killed, paused... */
 };
 
-/* ---- PRNG: xoshiro256** seeded through splitmix64 ---- */
-
-static uint64_t sim_splitmix(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-static uint64_t sim_rotl(uint64_t x, int k) {
-  return (x << k) | (x >> (64 - k));
-}
+/* ---- PRNG: the core's own generator (src/rng.c), a separate instance ---- */
 
 static uint64_t sim_rand(dmq_sim_t *w) {
-  uint64_t *s = w->rng;
-  uint64_t r = sim_rotl(s[1] * 5, 7) * 9;
-  uint64_t t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = sim_rotl(s[3], 45);
-  return r;
+  return dmq__rng_next(&w->rng);
 }
 
 static double sim_randf(dmq_sim_t *w) {
@@ -568,6 +550,7 @@ static void sim_tr_close(dmq_transport_t *t) {
 }
 
 static const dmq_transport_ops_t sim_tr_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "sim",
     .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
     .send = sim_tr_send,
@@ -575,6 +558,7 @@ static const dmq_transport_ops_t sim_tr_ops = {
 };
 
 static const dmq_transport_ops_t sim_tr_dgram_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "sim",
     .caps = DMQ_TRANSPORT_DATAGRAM,
     .send = sim_tr_send,
@@ -582,6 +566,7 @@ static const dmq_transport_ops_t sim_tr_dgram_ops = {
 };
 
 static const dmq_transport_ops_t sim_tr_stream_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "simtcp",
     .caps = DMQ_TRANSPORT_RELIABLE,
     .send = sim_tr_send,
@@ -709,9 +694,7 @@ dmq_sim_t *dmq_sim_new(const dmq_sim_opts_t *o) {
   if (w == NULL)
     return NULL;
   w->seed = o->seed ? o->seed : sim_env_seed();
-  uint64_t x = w->seed;
-  for (int i = 0; i < 4; i++)
-    w->rng[i] = sim_splitmix(&x);
+  dmq__rng_seed(&w->rng, w->seed);
   w->mtu = o->mtu ? o->mtu : 1400;
   w->bufsz = w->mtu < sizeof(void *) ? sizeof(void *) : w->mtu;
   w->quiet = o->quiet;
@@ -770,7 +753,7 @@ static int sim_boot(dmq_sim_t *w, sim_host_t *h, uint64_t rng_seed) {
   h->cfg.generation = h->gen;
   h->cfg.rng_seed = rng_seed ? rng_seed : 1;
   dmq_node_t *n = NULL;
-  int rc = dmq_node_new(&n, &h->cfg, NULL);
+  int rc = dmq_node_new(&h->cfg, NULL, &n);
   if (rc != 0)
     return rc;
   dmq_node_set_member_cb(n, sim_member_cb, h);

@@ -40,6 +40,7 @@ typedef struct ctx {
   uint8_t accepted[HMAX][MAXID];
   uint64_t oat[HMAX][MAXID];
   uint32_t odelivered[HMAX][MAXID], ofailed[HMAX][MAXID];
+  uint32_t orefused[HMAX][MAXID];
   uint64_t noutcomes;
   /* receive side, per (src, dst, chan) */
   uint32_t next[HMAX][HMAX][2];
@@ -85,6 +86,7 @@ static void on_outcome(dmq_node_t *node, const dmq_outcome_info_t *o,
   c->oat[h][o->id] = dmq_sim_now(c->w);
   c->odelivered[h][o->id] = o->delivered;
   c->ofailed[h][o->id] = o->failed;
+  c->orefused[h][o->id] = o->refused;
   c->noutcomes++;
 }
 
@@ -140,7 +142,7 @@ static void on_rx(dmq_node_t *node, dmq_channel_t *ch, const dmq_message_t *m,
 static void on_writable(dmq_node_t *node, const char *dest, void *ud) {
   ctx_t *c = ud;
   (void)node;
-  assert_non_null(dest);
+  assert_non_null(dest); /* no node-wide limit reached in these tests */
   c->writable++;
   c->writable_at = dmq_sim_now(c->w);
 }
@@ -252,8 +254,12 @@ static int send_msg(ctx_t *c, int src, int dst, int k, uint32_t seq,
   memcpy(buf, &hd, sizeof hd);
   memset(buf + sizeof hd, (int)(seq & 0xff), extra);
   snprintf(name, sizeof name, "n%d", dst);
-  dmq_send_opts_t o = {reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT,
-                       ttl_ms, on_outcome, c};
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = reliable ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT;
+  o.ttl_ms = ttl_ms;
+  o.cb = on_outcome;
+  o.user_data = c;
   dmq_msg_id_t id = 0;
   int rc = dmq_send(dmq_sim_node(c->w, src), name, chan_name(k), buf,
                     sizeof hd + extra, &o, dmq_sim_now(c->w), &id);
@@ -583,7 +589,11 @@ static void big_send(ctx_t *c, size_t len) {
     big[i] = (uint8_t)(i * 2654435761u >> 13);
   c->big_len = len;
   c->big_sum = sum_bytes(big, len);
-  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c};
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = DMQ_SEND_RELIABLE;
+  o.cb = on_outcome;
+  o.user_data = c;
   dmq_msg_id_t id;
   assert_int_equal(dmq_send(dmq_sim_node(c->w, 0), "n1", "usrloc", big, len, &o,
                             dmq_sim_now(c->w), &id),
@@ -686,7 +696,11 @@ static void test_broadcast(void **state) {
   for (int h = 1; h <= 3; h++)
     wait_served(c, h, 0);
   dmq_node_t *n0 = dmq_sim_node(c->w, 0);
-  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, c};
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = DMQ_SEND_RELIABLE;
+  o.cb = on_outcome;
+  o.user_data = c;
   dmq_msg_id_t id;
   uint64_t got0[HMAX];
   assert_int_equal(
@@ -815,7 +829,8 @@ static void be_send(ctx_t *c, int src, int dst, uint32_t q, size_t len) {
   assert_true(len >= sizeof hd && len <= sizeof buf);
   memset(buf, (int)(q & 0xff), len);
   memcpy(buf, &hd, sizeof hd);
-  dmq_send_opts_t o = {DMQ_SEND_BEST_EFFORT, 0, NULL, NULL};
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
   dmq_node_t *n = dmq_sim_node(c->w, src);
   uint64_t now = dmq_sim_now(c->w);
   if (dst < 0) {
@@ -1022,6 +1037,148 @@ static void test_held_past_ttl_never_delivered(void **state) {
   world_free(c);
 }
 
+/* A paused member no longer blocks broadcasts (through 10 % loss and
+ * jitter): broadcasts keep being accepted, the paused member's copies
+ * stop at its queue bound and the others are reported refused
+ * (QUEUE_FULL, counted in failed and refused); every accepted broadcast
+ * has exactly one outcome, and the counts add up: what the outcomes call
+ * delivered is what the receivers' callbacks got, what they call failed
+ * is what was refused. */
+static void test_partial_broadcast_paused_member(void **state) {
+  (void)state;
+  ctx_t *c = world(4, 1, 0);
+  dmq_delivery_config_t dc;
+  dmq_delivery_config_init(&dc);
+  dc.queue_msgs = 50;
+  assert_int_equal(dmq_delivery_configure(dmq_sim_node(c->w, 0), &dc), 0);
+  for (int h = 1; h <= 3; h++)
+    serve(c, h, 0);
+  for (int h = 1; h <= 3; h++)
+    wait_served(c, h, 0);
+  dmq_sim_link_t l = {0.10, 1, 2, 0.0, 0};
+  dmq_sim_set_default_link(c->w, &l);
+  dmq_channel_pause(c->ch[3][0], 1);
+  dmq_node_t *n0 = dmq_sim_node(c->w, 0);
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = DMQ_SEND_RELIABLE;
+  o.cb = on_outcome;
+  o.user_data = c;
+  uint32_t accepted = 0, again = 0;
+  for (int step = 0; step < 60; step++) {
+    for (int b = 0; b < 10; b++) {
+      dmq_msg_id_t id;
+      int rc = dmq_broadcast(n0, "usrloc", "bc", 2, &o, dmq_sim_now(c->w), &id);
+      if (rc == DMQ_EAGAIN) { /* hosts 1 and 2 stalled by a loss too */
+        again++;
+        break;
+      }
+      assert_int_equal(rc, 0);
+      assert_true(id < MAXID);
+      c->accepted[0][id] = 1;
+      accepted++;
+    }
+    dmq_sim_poke(c->w, 0);
+    dmq_sim_run_for(c->w, 10);
+  }
+  assert_true(accepted >= 500);
+  assert_true(again < 20);
+  dmq_sim_run_for(c->w, 2000);
+  assert_int_equal(stats(c, 3).delivered_app, 0);
+  dmq_channel_pause(c->ch[3][0], 0);
+  dmq_sim_poke(c->w, 3);
+  dmq_sim_set_default_link(c->w, &(dmq_sim_link_t){0.0, 1, 0, 0.0, 0});
+  dmq_sim_run_for(c->w, 10000);
+  /* host 3 got exactly what fitted its queue while paused */
+  assert_int_equal(stats(c, 3).delivered_app, dc.queue_msgs);
+  uint64_t delivered = 0, failed = 0, refused = 0, partial = 0;
+  for (uint32_t id = 0; id < MAXID; id++) {
+    if (!c->accepted[0][id])
+      continue;
+    assert_int_equal(c->odelivered[0][id] + c->ofailed[0][id], 3);
+    assert_int_equal(c->ofailed[0][id], c->orefused[0][id]);
+    assert_int_equal(c->ocode[0][id], c->orefused[0][id]
+                                          ? DMQ_OUTCOME_QUEUE_FULL
+                                          : DMQ_OUTCOME_DELIVERED);
+    delivered += c->odelivered[0][id];
+    failed += c->ofailed[0][id];
+    refused += c->orefused[0][id];
+    partial += c->orefused[0][id] > 0;
+  }
+  outcomes(c, 0, DMQ_OUTCOME_DELIVERED); /* exactly one each */
+  assert_true(partial >= accepted - dc.queue_msgs);
+  assert_int_equal(delivered, stats(c, 1).delivered_app +
+                                  stats(c, 2).delivered_app +
+                                  stats(c, 3).delivered_app);
+  assert_int_equal(failed, refused);
+  assert_int_equal(stats(c, 0).bcast_refused, refused);
+  assert_int_equal(stats(c, 0).queued_msgs, 0);
+  assert_true(c->writable >= 1); /* host 3 is told it has room again */
+  world_free(c);
+}
+
+/* A member that opens and then closes a channel is seen doing so by every
+ * other member (gossip, through 5 % loss): one CHANNELS_UPDATED per change
+ * at least, and dmq_member_channels() gives the new set. */
+static int seen_chans_event(ctx_t *c, int obs, int subj, size_t from) {
+  const dmq_sim_event_t *e = dmq_sim_events(c->w);
+  size_t n = dmq_sim_event_count(c->w);
+  for (size_t i = from; i < n; i++)
+    if (e[i].observer == obs && e[i].subject == subj &&
+        e[i].ev == DMQ_EVENT_CHANNELS_UPDATED)
+      return 1;
+  return 0;
+}
+
+static void wait_chans_event(ctx_t *c, int subj, size_t from) {
+  for (int t = 0; t < 1000; t++) {
+    int all = 1;
+    for (int i = 0; i < c->nh; i++)
+      if (i != subj && !seen_chans_event(c, i, subj, from))
+        all = 0;
+    if (all)
+      return;
+    dmq_sim_run_for(c->w, 10);
+  }
+  fail_msg("seed=0x%llx: CHANNELS_UPDATED of n%d not seen by all",
+           (unsigned long long)dmq_sim_seed(c->w), subj);
+}
+
+static void test_channels_updated_gossiped(void **state) {
+  (void)state;
+  ctx_t *c = world(6, 0, 0);
+  dmq_sim_link_t l = {0.05, 1, 1, 0.0, 0};
+  dmq_sim_set_default_link(c->w, &l);
+  size_t from = dmq_sim_event_count(c->w);
+  serve(c, 2, 1);
+  wait_chans_event(c, 2, from);
+  for (int i = 0; i < c->nh; i++) {
+    const char *v[4];
+    size_t k = 0;
+    assert_int_equal(dmq_member_channels(dmq_sim_node(c->w, i), "n2", v, 4, &k),
+                     0);
+    assert_int_equal(k, 1);
+    assert_string_equal(v[0], "htable");
+  }
+  from = dmq_sim_event_count(c->w);
+  assert_int_equal(dmq_channel_close(c->ch[2][1]), 0);
+  c->ch[2][1] = NULL;
+  dmq_sim_poke(c->w, 2);
+  wait_chans_event(c, 2, from);
+  for (int i = 0; i < c->nh; i++) {
+    size_t k = 9;
+    assert_int_equal(
+        dmq_member_channels(dmq_sim_node(c->w, i), "n2", NULL, 0, &k), 0);
+    assert_int_equal(k, 0);
+  }
+  /* nobody else changed */
+  const dmq_sim_event_t *e = dmq_sim_events(c->w);
+  for (size_t i = 0; i < dmq_sim_event_count(c->w); i++)
+    if (e[i].ev == DMQ_EVENT_CHANNELS_UPDATED)
+      assert_int_equal(e[i].subject, 2);
+  world_free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lossy_exactly_once_in_order),
@@ -1040,6 +1197,8 @@ int main(void) {
       cmocka_unit_test(test_reaped_and_back_keeps_sequence),
       cmocka_unit_test(test_best_effort_reaped_and_back),
       cmocka_unit_test(test_held_past_ttl_never_delivered),
+      cmocka_unit_test(test_partial_broadcast_paused_member),
+      cmocka_unit_test(test_channels_updated_gossiped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

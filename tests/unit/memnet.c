@@ -37,6 +37,7 @@ static int memnet_send(dmq_transport_t *t, const char *addr, const void *buf,
 }
 
 const dmq_transport_ops_t memnet_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "mem",
     .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
     .send = memnet_send,
@@ -79,7 +80,7 @@ int memnet_node_new(memnet_t *net, memnet_tp_t *tp, int idx,
   cfg.advertise_addr = tp->addr;
   cfg.generation = 1;
   cfg.rng_seed = (uint64_t)idx + 1;
-  int rc = dmq_node_new(node, &cfg, alloc);
+  int rc = dmq_node_new(&cfg, alloc, node);
   if (rc != 0)
     return rc;
   return dmq_node_add_transport(*node, &tp->t);

@@ -90,7 +90,11 @@ static void on_outcome(dmq_node_t *node, const dmq_outcome_info_t *o,
   /* queries are fine inside; feeding input is not */
   assert_int_equal(dmq_node_tick(node, p->now), DMQ_EBUSY);
   if (o->outcome == DMQ_OUTCOME_SHUTDOWN) {
-    dmq_send_opts_t so = {DMQ_SEND_RELIABLE, 0, on_outcome, p};
+    dmq_send_opts_t so;
+    dmq_send_opts_init(&so);
+    so.mode = DMQ_SEND_RELIABLE;
+    so.cb = on_outcome;
+    so.user_data = p;
     p->send_in_cb_rc = dmq_send(node, "n1", "ch", "x", 1, &so, p->now, NULL);
   }
 }
@@ -190,7 +194,11 @@ static int pair_up(pair_t *p, const dmq_alloc_t *alloc) {
 }
 
 static dmq_send_opts_t rel(pair_t *p) {
-  dmq_send_opts_t o = {DMQ_SEND_RELIABLE, 0, on_outcome, p};
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = DMQ_SEND_RELIABLE;
+  o.cb = on_outcome;
+  o.user_data = p;
   return o;
 }
 
@@ -307,7 +315,7 @@ static void test_config_and_names(void **state) {
     snprintf(nm, sizeof nm, "chan-%d", i);
     assert_int_equal(dmq_channel_open(n, nm, on_rx, p, NULL), 0);
   }
-  assert_int_equal(dmq_channel_open(n, "one-more", on_rx, p, NULL), DMQ_ENOMEM);
+  assert_int_equal(dmq_channel_open(n, "one-more", on_rx, p, NULL), DMQ_ELIMIT);
   assert_true(dmq_member_serves(n, "n0", "chan-7"));
   assert_false(dmq_member_serves(n, "n0", "one-more"));
   assert_false(dmq_member_serves(n, "nobody", "chan-7"));
@@ -316,8 +324,14 @@ static void test_config_and_names(void **state) {
 
   /* sending: argument errors before anything is queued */
   dmq_send_opts_t o = rel(p);
-  dmq_send_opts_t nocb = {DMQ_SEND_RELIABLE, 0, NULL, NULL};
-  dmq_send_opts_t badmode = {(dmq_send_mode_t)7, 0, on_outcome, p};
+  dmq_send_opts_t nocb;
+  dmq_send_opts_init(&nocb);
+  nocb.mode = DMQ_SEND_RELIABLE;
+  dmq_send_opts_t badmode;
+  dmq_send_opts_init(&badmode);
+  badmode.mode = (dmq_send_mode_t)7;
+  badmode.cb = on_outcome;
+  badmode.user_data = p;
   assert_int_equal(dmq_send(n, "n1", "ch", "x", 1, &o, 0, NULL), DMQ_ENOENT);
   assert_int_equal(dmq_send(n, "n0", "ch", "x", 1, &o, 0, NULL), DMQ_ENOENT);
   assert_int_equal(dmq_send(n, "", "ch", "x", 1, &o, 0, NULL), DMQ_EINVAL);
@@ -348,7 +362,7 @@ static void test_config_and_names(void **state) {
   cfg.name = "cold";
   cfg.advertise_addr = "mem://9";
   cfg.generation = 1;
-  assert_int_equal(dmq_node_new(&cold, &cfg, NULL), 0);
+  assert_int_equal(dmq_node_new(&cfg, NULL, &cold), 0);
   assert_int_equal(dmq_broadcast(cold, "ch", "x", 1, &o, 0, NULL), DMQ_ESTATE);
   dmq_node_delete(cold);
   pair_free(p);
@@ -857,7 +871,12 @@ static void test_alloc_failures(void **state) {
   long total;
   {
     counting_t c = {0, 0, 0};
-    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    dmq_alloc_t a;
+    dmq_alloc_init(&a);
+    a.malloc_fn = c_malloc;
+    a.realloc_fn = c_realloc;
+    a.free_fn = c_free;
+    a.ud = &c;
     alloc_scenario(p, &a);
     /* 10 sends (one best effort), the big one, the request, the broadcast */
     assert_int_equal(p->rx_n[1], 13);
@@ -869,7 +888,12 @@ static void test_alloc_failures(void **state) {
   assert_true(total > 20);
   for (long k = 1; k <= total + 5; k++) {
     counting_t c = {0, 0, k};
-    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    dmq_alloc_t a;
+    dmq_alloc_init(&a);
+    a.malloc_fn = c_malloc;
+    a.realloc_fn = c_realloc;
+    a.free_fn = c_free;
+    a.ud = &c;
     alloc_scenario(p, &a);
     pair_free(p);                          /* pending ones get SHUTDOWN */
     outcomes(p, 0, DMQ_OUTCOME_DELIVERED); /* exactly once, every path */

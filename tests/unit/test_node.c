@@ -93,7 +93,7 @@ static void test_errors(void **state) {
   assert_string_equal(dmq_err_name(-9999), "DMQ_UNKNOWN");
   assert_string_equal(dmq_strerror(12345), "unknown error");
   /* every code in the list has distinct name and description */
-  for (int e = 0; e >= -17; e--) {
+  for (int e = 0; e >= DMQ_ELIMIT; e--) {
     assert_string_not_equal(dmq_err_name(e), "DMQ_UNKNOWN");
     assert_string_not_equal(dmq_strerror(e), "unknown error");
   }
@@ -133,26 +133,29 @@ static void test_config_validation(void **state) {
   dmq_node_t *n = NULL;
   dmq_config_t c;
   dmq_config_init(&c, DMQ_PROFILE_LAN);
-  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL); /* no name */
+  assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL); /* no name */
   c.name = "a";
-  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL); /* no addr */
+  assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL); /* no addr */
   c.advertise_addr = "mem://0";
-  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL); /* gen 0 */
+  assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL); /* gen 0 */
   c.generation = 7;
   c.name = "has space";
-  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL);
   c.name = "a";
   c.meta_len = DMQ_MAX_META + 1;
   c.meta = "x";
-  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL);
   c.meta_len = 0;
   c.probe_timeout_ms = c.probe_interval_ms + 1;
-  assert_int_equal(dmq_node_new(&n, &c, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL);
   c.probe_timeout_ms = 500;
-  dmq_alloc_t bad = {c_malloc, NULL, c_free, NULL};
-  assert_int_equal(dmq_node_new(&n, &c, &bad), DMQ_EINVAL);
+  dmq_alloc_t bad;
+  dmq_alloc_init(&bad);
+  bad.malloc_fn = c_malloc;
+  bad.free_fn = c_free;
+  assert_int_equal(dmq_node_new(&c, &bad, &n), DMQ_EINVAL);
   assert_null(n);
-  assert_int_equal(dmq_node_new(&n, &c, NULL), 0);
+  assert_int_equal(dmq_node_new(&c, NULL, &n), 0);
   assert_non_null(n);
   assert_string_equal(dmq_node_name(n), "a");
   assert_int_equal(dmq_node_tick(n, 0), DMQ_ESTATE); /* not started */
@@ -191,6 +194,28 @@ static void test_transport_registry(void **state) {
   extra.t.ops = &noscheme;
   assert_int_equal(dmq_node_add_transport(p.node[0], &extra.t), DMQ_EINVAL);
   assert_int_equal(dmq_node_add_transport(NULL, &extra.t), DMQ_EINVAL);
+  /* at most 8 transports: the 9th is a configured limit, not memory */
+  static const char *const schemes[] = {"s1", "s2", "s3", "s4",
+                                        "s5", "s6", "s7", "s8"};
+  dmq_transport_ops_t ops[8];
+  memnet_tp_t more[8];
+  for (int i = 0; i < 8; i++) {
+    ops[i] = memnet_ops;
+    ops[i].scheme = schemes[i];
+    more[i] = p.tp[0];
+    more[i].t.ops = &ops[i];
+    assert_int_equal(dmq_node_add_transport(p.node[0], &more[i].t),
+                     i < 7 ? 0 : DMQ_ELIMIT);
+  }
+  /* at most DMQ_MAX_SEEDS seeds */
+  const char *seeds[DMQ_MAX_SEEDS + 1];
+  for (int i = 0; i <= DMQ_MAX_SEEDS; i++)
+    seeds[i] = "mem://0";
+  assert_int_equal(dmq_node_set_seeds(p.node[1], seeds, DMQ_MAX_SEEDS + 1),
+                   DMQ_ELIMIT);
+  assert_int_equal(dmq_node_join(p.node[1], seeds, DMQ_MAX_SEEDS + 1, 0),
+                   DMQ_ELIMIT);
+  assert_int_equal(dmq_node_set_seeds(p.node[1], seeds, DMQ_MAX_SEEDS), 0);
   pair_free(&p);
 }
 
@@ -325,7 +350,12 @@ static void test_alloc_failures(void **state) {
   long total = 0;
   {
     counting_t c = {0, 0, 0};
-    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    dmq_alloc_t a;
+    dmq_alloc_init(&a);
+    a.malloc_fn = c_malloc;
+    a.realloc_fn = c_realloc;
+    a.free_fn = c_free;
+    a.ud = &c;
     pair_t p;
     assert_int_equal(pair_init(&p, &a), 0);
     const char *seed = "mem://0";
@@ -339,7 +369,12 @@ static void test_alloc_failures(void **state) {
   assert_true(total > 5);
   for (long k = 1; k <= total; k++) {
     counting_t c = {0, 0, k};
-    dmq_alloc_t a = {c_malloc, c_realloc, c_free, &c};
+    dmq_alloc_t a;
+    dmq_alloc_init(&a);
+    a.malloc_fn = c_malloc;
+    a.realloc_fn = c_realloc;
+    a.free_fn = c_free;
+    a.ud = &c;
     pair_t p;
     if (pair_init(&p, &a) == 0) {
       const char *seed = "mem://0";

@@ -757,12 +757,44 @@ static void test_nesting_depth(void **state) {
     msgpack_pack_uint8(&c.pk, DMQ__MSG_ACK);
     msgpack_pack_uint8(&c.pk, 1);
     open_ok(craft_buf(&c), c.sb.size, &env, &it);
-    /* depth counts the nested arrays below the message array */
-    if (depth <= 32) {
+    /* depth counts the nested arrays below the message array, which is
+     * itself at depth 2 of the body: the deepest container is at depth
+     * depth + 1 and must stay below msgpack-c's 32 */
+    if (depth <= 30) {
       assert_int_equal(dmq__wire_next(&it, &m), 2);
       next_ok(&it, &m, DMQ__MSG_ACK);
     } else {
       assert_int_equal(dmq__wire_next(&it, &m), -1);
+      assert_int_equal(dmq__wire_next(&it, &m), -1);
+    }
+    craft_end(&c);
+  }
+}
+
+/* Regression (tests/fuzz/fuzz_wire_msgpack.c): a container at depth 32 of
+ * the body (30 below the message array) is refused even when empty, as
+ * msgpack-c's unpacker refuses it; at depth 31 it is skipped. */
+static void test_nesting_depth_empty(void **state) {
+  (void)state;
+  for (int depth = 29; depth <= 30; depth++) {
+    craft_t c;
+    dmq__envelope_t env;
+    dmq__msg_iter_t it;
+    dmq__msg_t m;
+    craft_begin(&c, 2);
+    msgpack_pack_array(&c.pk, 2);
+    msgpack_pack_uint8(&c.pk, 99);
+    for (int i = 1; i < depth; i++)
+      msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, 0); /* at depth `depth` + 2 of the body */
+    msgpack_pack_array(&c.pk, 2);
+    msgpack_pack_uint8(&c.pk, DMQ__MSG_ACK);
+    msgpack_pack_uint8(&c.pk, 1);
+    open_ok(craft_buf(&c), c.sb.size, &env, &it);
+    if (depth < 30) {
+      assert_int_equal(dmq__wire_next(&it, &m), 2);
+      next_ok(&it, &m, DMQ__MSG_ACK);
+    } else {
       assert_int_equal(dmq__wire_next(&it, &m), -1);
     }
     craft_end(&c);
@@ -1877,6 +1909,7 @@ int main(void) {
       cmocka_unit_test(test_truncated_prefixes),
       cmocka_unit_test(test_unknown_type_skipped),
       cmocka_unit_test(test_nesting_depth),
+      cmocka_unit_test(test_nesting_depth_empty),
       cmocka_unit_test(test_alive_bounds),
       cmocka_unit_test(test_int_widths_and_fields),
       cmocka_unit_test(test_pushpull_crafted),

@@ -43,6 +43,7 @@ static int host_send(dmq_transport_t *t, const char *addr, const void *buf,
 static void host_close(dmq_transport_t *t);
 
 static const dmq_transport_ops_t host_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = HOST_SCHEME,
     .caps = DMQ_TRANSPORT_DATAGRAM | DMQ_TRANSPORT_RELIABLE,
     .send = host_send,

@@ -35,10 +35,13 @@
  * outstanding connects and writes (DMQ_ECLOSED), queued messages complete
  * with DMQ_ECLOSED, then on_closed runs and the transport frees itself.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/addr.h"
+#include "common/fdcheck.h"
 #include "common/rxbuf.h"
 #include "dmq/uv.h"
 #include "tcp/tcp.h"
@@ -791,11 +794,26 @@ static void tcp_accept_cb(uv_stream_t *server, int status) {
   tcp_msgs_done(tcp, tcp_dest_attach(d, s, s->last_active), DMQ_ETRANSPORT);
 }
 
+/* The handle h (bound, or opened on a bound socket) listens and learns
+ * its local address. On failure h is closed and DMQ_ETRANSPORT returned. */
+static int tcp_start(tcp_t *tcp, uv_tcp_t *h) {
+  struct sockaddr_storage name;
+  int namelen = (int)sizeof(name);
+  if (uv_listen((uv_stream_t *)h, TCP_LISTEN_BACKLOG, tcp_accept_cb) != 0 ||
+      uv_tcp_getsockname(h, (struct sockaddr *)&name, &namelen) != 0 ||
+      dmq__addr_format((struct sockaddr *)&name, "tcp", tcp->local,
+                       sizeof(tcp->local)) < 0) {
+    tcp->local[0] = '\0';
+    uv_close((uv_handle_t *)h, tcp_listener_closed);
+    return DMQ_ETRANSPORT;
+  }
+  tcp->listener = h;
+  return 0;
+}
+
 static int tcp_bind(dmq_transport_t *t, const char *addr) {
   tcp_t *tcp = t->impl;
   struct sockaddr_storage ss;
-  struct sockaddr_storage name;
-  int namelen = (int)sizeof(name);
   if (tcp->closing)
     return DMQ_ECLOSED;
   if (tcp->listener != NULL)
@@ -813,17 +831,11 @@ static int tcp_bind(dmq_transport_t *t, const char *addr) {
   tcp->nhandles++;
   /* libuv sets SO_REUSEADDR, so a restarted node can bind its port again
    * while old connections linger in TIME_WAIT */
-  if (uv_tcp_bind(h, (struct sockaddr *)&ss, 0) != 0 ||
-      uv_listen((uv_stream_t *)h, TCP_LISTEN_BACKLOG, tcp_accept_cb) != 0 ||
-      uv_tcp_getsockname(h, (struct sockaddr *)&name, &namelen) != 0 ||
-      dmq__addr_format((struct sockaddr *)&name, "tcp", tcp->local,
-                       sizeof(tcp->local)) < 0) {
-    tcp->local[0] = '\0';
+  if (uv_tcp_bind(h, (struct sockaddr *)&ss, 0) != 0) {
     uv_close((uv_handle_t *)h, tcp_listener_closed);
     return DMQ_ETRANSPORT;
   }
-  tcp->listener = h;
-  return 0;
+  return tcp_start(tcp, h);
 }
 
 static int tcp_local_addr(dmq_transport_t *t, char *buf, size_t len) {
@@ -850,6 +862,7 @@ static void tcp_close(dmq_transport_t *t) {
 }
 
 static const dmq_transport_ops_t tcp_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "tcp",
     .caps = DMQ_TRANSPORT_RELIABLE,
     .send = tcp_send,
@@ -899,4 +912,39 @@ void dmq__tcp_set_connect_timeout(dmq_transport_t *t, uint64_t ms) {
   if (t == NULL || t->ops != &tcp_ops || ms == 0)
     return;
   ((tcp_t *)t->impl)->connect_timeout_ms = ms;
+}
+
+int dmq_tcp_transport_open(dmq_transport_t *t, int fd) {
+  if (t == NULL || t->ops != &tcp_ops)
+    return DMQ_EINVAL;
+  tcp_t *tcp = t->impl;
+  if (tcp->closing)
+    return DMQ_ECLOSED;
+  if (tcp->listener != NULL)
+    return DMQ_ESTATE;
+  struct sockaddr_storage ss;
+  if (dmq__fd_check(fd, SOCK_STREAM, 1, &ss, NULL, 0) != 0)
+    return DMQ_EINVAL;
+  /* our own descriptor of the socket: the caller keeps fd */
+  int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dfd < 0)
+    return DMQ_ETRANSPORT;
+  uv_tcp_t *h = malloc(sizeof(*h));
+  if (h == NULL) {
+    close(dfd);
+    return DMQ_ENOMEM;
+  }
+  if (uv_tcp_init_ex(tcp->loop, h, AF_UNSPEC) != 0) {
+    free(h);
+    close(dfd);
+    return DMQ_ETRANSPORT;
+  }
+  h->data = tcp;
+  tcp->nhandles++;
+  if (uv_tcp_open(h, (uv_os_sock_t)dfd) != 0) {
+    close(dfd); /* not the handle's */
+    uv_close((uv_handle_t *)h, tcp_listener_closed);
+    return DMQ_ETRANSPORT;
+  }
+  return tcp_start(tcp, h);
 }

@@ -12,8 +12,9 @@
  * connecting, plus accepted inbound ones); 0 if t is not a TCP transport. */
 size_t dmq__tcp_connection_count(dmq_transport_t *t);
 
-/* Override the idle timeout (default 60 s) after which a connection with no
- * traffic is closed; inbound connections use twice the value. */
+/* Override the idle timeout (default TCP_IDLE_MS, 15 s) after which a
+ * connection with no traffic is closed; inbound connections use twice the
+ * value. */
 void dmq__tcp_set_idle_timeout(dmq_transport_t *t, uint64_t ms);
 
 /* Override the connect timeout (default 5 s). */

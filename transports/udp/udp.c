@@ -48,6 +48,7 @@
 #endif
 
 #include "common/addr.h"
+#include "common/fdcheck.h"
 #include "common/rxbuf.h"
 #include "dmq/uv.h"
 #include "udp/udp.h"
@@ -85,9 +86,9 @@
 /* Most datagrams per sendmmsg(2) call; the batch holds this many mtu-sized
  * copies (~22 KiB at the default mtu). 16 already spreads the syscall over
  * enough datagrams to stop being the sender's cost; larger batches hold the
- * first datagram of a burst back longer (in one back-to-back
- * bench/delivery_bench run, 64 had ~4x the loaded p50 latency of 16 for
- * about the same throughput). */
+ * first datagram of a burst back longer and raise the latency under load
+ * for no more throughput (docs/bench.md, "Measurements behind design
+ * decisions"). */
 #define UDP_SEND_BATCH 16
 
 #if UDP_HAVE_SENDMMSG
@@ -96,7 +97,7 @@
  * batch gets its first entry and given back when a flush empties it. A
  * node sends in short bursts (one timer tick, one received recvmmsg batch),
  * and the burst is flushed as soon as it ends: by the runtime right after
- * dmq_node_tick() (dmq__udp_flush) and by the receive path at the end of
+ * dmq_node_tick() (ops->flush) and by the receive path at the end of
  * each recvmmsg batch, with the idle handle as the fallback for sends made
  * anywhere else. So batches rarely outlive a callback, and the many
  * transports of one process share a few blocks instead of each holding
@@ -590,8 +591,10 @@ static void udp_flush_now(udp_t *u) {
     uv_idle_stop(&u->idle);
 }
 
-void dmq__udp_flush(dmq_transport_t *t) {
-  if (t != NULL && t->ops == &udp_ops && !((udp_t *)t->impl)->closing)
+/* ops->flush: send what is batched now (the driver calls it after a tick,
+ * when the node's burst of sends is over). */
+static void udp_flush(dmq_transport_t *t) {
+  if (!((udp_t *)t->impl)->closing)
     udp_flush_now(t->impl);
 }
 
@@ -692,11 +695,43 @@ static int udp_recv_begin(udp_t *u, uv_udp_t *h) {
   return uv_udp_recv_start(h, udp_alloc_cb, udp_recv_cb);
 }
 
+/* The handle h (bound, or opened on a bound socket) starts receiving: its
+ * local address, the receive path, socket buffers (raised, never
+ * lowered), batching. On failure h is closed and DMQ_ETRANSPORT returned. */
+static int udp_start(udp_t *u, uv_udp_t *h, int family) {
+  struct sockaddr_storage name;
+  int namelen = (int)sizeof(name);
+  if (uv_udp_getsockname(h, (struct sockaddr *)&name, &namelen) != 0 ||
+      dmq__addr_format((struct sockaddr *)&name, "udp", u->local,
+                       sizeof(u->local)) < 0 ||
+      udp_recv_begin(u, h) != 0) {
+    u->local[0] = '\0';
+    uv_close((uv_handle_t *)h, udp_handle_closed);
+    return DMQ_ETRANSPORT;
+  }
+  int size = 0;
+  if (uv_recv_buffer_size((uv_handle_t *)h, &size) != 0 ||
+      size < UDP_SOCKBUF_SIZE) {
+    size = UDP_SOCKBUF_SIZE;
+    (void)uv_recv_buffer_size((uv_handle_t *)h, &size);
+  }
+  size = 0;
+  if (uv_send_buffer_size((uv_handle_t *)h, &size) != 0 ||
+      size < UDP_SOCKBUF_SIZE) {
+    size = UDP_SOCKBUF_SIZE;
+    (void)uv_send_buffer_size((uv_handle_t *)h, &size);
+  }
+  u->sock = h;
+  u->family = family;
+#if UDP_HAVE_SENDMMSG
+  udp_batch_init(u);
+#endif
+  return 0;
+}
+
 static int udp_bind(dmq_transport_t *t, const char *addr) {
   udp_t *u = t->impl;
   struct sockaddr_storage ss;
-  struct sockaddr_storage name;
-  int namelen = (int)sizeof(name);
   if (u->closing)
     return DMQ_ECLOSED;
   if (u->sock != NULL)
@@ -715,25 +750,11 @@ static int udp_bind(dmq_transport_t *t, const char *addr) {
   }
   h->data = u;
   u->nhandles++;
-  if (uv_udp_bind(h, (struct sockaddr *)&ss, 0) != 0 ||
-      uv_udp_getsockname(h, (struct sockaddr *)&name, &namelen) != 0 ||
-      dmq__addr_format((struct sockaddr *)&name, "udp", u->local,
-                       sizeof(u->local)) < 0 ||
-      udp_recv_begin(u, h) != 0) {
-    u->local[0] = '\0';
+  if (uv_udp_bind(h, (struct sockaddr *)&ss, 0) != 0) {
     uv_close((uv_handle_t *)h, udp_handle_closed);
     return DMQ_ETRANSPORT;
   }
-  int size = UDP_SOCKBUF_SIZE;
-  (void)uv_recv_buffer_size((uv_handle_t *)h, &size);
-  size = UDP_SOCKBUF_SIZE;
-  (void)uv_send_buffer_size((uv_handle_t *)h, &size);
-  u->sock = h;
-  u->family = ss.ss_family;
-#if UDP_HAVE_SENDMMSG
-  udp_batch_init(u);
-#endif
-  return 0;
+  return udp_start(u, h, ss.ss_family);
 }
 
 static int udp_local_addr(dmq_transport_t *t, char *buf, size_t len) {
@@ -767,12 +788,14 @@ static void udp_close(dmq_transport_t *t) {
 }
 
 static const dmq_transport_ops_t udp_ops = {
+    .size = sizeof(dmq_transport_ops_t),
     .scheme = "udp",
     .caps = DMQ_TRANSPORT_DATAGRAM,
     .send = udp_send,
     .close = udp_close,
     .bind = udp_bind,
     .local_addr = udp_local_addr,
+    .flush = udp_flush,
 };
 
 int dmq_udp_transport_new(uv_loop_t *loop, dmq_transport_t **out) {
@@ -794,6 +817,41 @@ int dmq_udp_transport_new(uv_loop_t *loop, dmq_transport_t **out) {
   dmq__rxbuf_attach();
   *out = &u->pub;
   return 0;
+}
+
+int dmq_udp_transport_open(dmq_transport_t *t, int fd) {
+  if (t == NULL || t->ops != &udp_ops)
+    return DMQ_EINVAL;
+  udp_t *u = t->impl;
+  if (u->closing)
+    return DMQ_ECLOSED;
+  if (u->sock != NULL)
+    return DMQ_ESTATE;
+  struct sockaddr_storage ss;
+  if (dmq__fd_check(fd, SOCK_DGRAM, 0, &ss, NULL, 0) != 0)
+    return DMQ_EINVAL;
+  /* our own descriptor of the socket: the caller keeps fd */
+  int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dfd < 0)
+    return DMQ_ETRANSPORT;
+  uv_udp_t *h = malloc(sizeof(*h));
+  if (h == NULL) {
+    close(dfd);
+    return DMQ_ENOMEM;
+  }
+  if (uv_udp_init_ex(u->loop, h, AF_UNSPEC | UV_UDP_RECVMMSG) != 0) {
+    free(h);
+    close(dfd);
+    return DMQ_ETRANSPORT;
+  }
+  h->data = u;
+  u->nhandles++;
+  if (uv_udp_open(h, (uv_os_sock_t)dfd) != 0) {
+    close(dfd); /* not the handle's */
+    uv_close((uv_handle_t *)h, udp_handle_closed);
+    return DMQ_ETRANSPORT;
+  }
+  return udp_start(u, h, ss.ss_family);
 }
 
 int dmq__udp_using_recvmmsg(dmq_transport_t *t) {

@@ -14,8 +14,4 @@ int dmq__udp_using_recvmmsg(dmq_transport_t *t);
  * full, which loopback tests cannot provoke reliably). */
 void dmq__udp_set_queued_only(dmq_transport_t *t, int on);
 
-/* Send what is batched now (the libuv runtime calls it after each tick,
- * when the node's burst of sends is over). No-op for other transports. */
-void dmq__udp_flush(dmq_transport_t *t);
-
 #endif

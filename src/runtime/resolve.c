@@ -532,7 +532,7 @@ int dmq__resolver_set(dmq__resolver_t *r, const char *const *seeds, size_t n) {
   if (r == NULL || r->closing || (seeds == NULL && n > 0))
     return DMQ_EINVAL;
   if (n > RESOLVE_MAX_ADDRS)
-    return DMQ_EINVAL;
+    return DMQ_ELIMIT;
   resolve_spec_t *specs = NULL;
   if (n > 0) {
     specs = calloc(n, sizeof(*specs));

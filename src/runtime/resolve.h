@@ -84,13 +84,4 @@ uint64_t dmq__resolver_rounds(const dmq__resolver_t *r);
  * The resolve callback is never called after this. */
 void dmq__resolver_close(dmq__resolver_t *r, void (*done)(void *ud), void *ud);
 
-/* ---- runtime debug hooks (runtime_uv.c), for tests; not exported ---- */
-struct dmq_uv;
-/* Resolution rounds completed by the runtime's resolver (0 if none). */
-uint64_t dmq__uv_resolve_rounds(struct dmq_uv *rt);
-/* Simulated crash: close everything and delete the node without leaving (no
- * LEFT gossip); cb(ud) runs once all is closed and rt freed. Not from inside
- * a libdmq callback. */
-void dmq__uv_abort(struct dmq_uv *rt, void (*cb)(void *ud), void *ud);
-
 #endif

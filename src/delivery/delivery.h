@@ -1,7 +1,8 @@
-/* libdmq - queued delivery (internal): the hooks through which node.c and
- * swim.c drive src/delivery.c. The public API is include/dmq/delivery.h. */
-#ifndef DMQ_DELIVERY_INTERNAL_H
-#define DMQ_DELIVERY_INTERNAL_H
+/* libdmq - queued delivery (internal): the hooks through which the node
+ * (node.c, the composition root) drives src/delivery. The public API is
+ * include/dmq/delivery.h. */
+#ifndef DMQ_DELIVERY_DELIVERY_H
+#define DMQ_DELIVERY_DELIVERY_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -18,19 +19,10 @@ int dmq__delivery_init(dmq_node_t *n);
 void dmq__delivery_shutdown(dmq_node_t *n);
 void dmq__delivery_free(dmq_node_t *n);
 
-/* Channels a member serves, from its ALIVE or push/pull record (c may be
- * NULL = none). All or nothing: 0 or DMQ_ENOMEM (member unchanged). */
-int dmq__delivery_set_chans(dmq_node_t *n, dmq__member_t *m,
-                            const dmq__chans_t *c);
-/* The member's channel names as slices (out holds DMQ_MAX_CHANNELS);
- * returns how many. */
-uint32_t dmq__member_chans(const dmq__member_t *m, dmq__slice_t *out);
-/* Exact encoded size of the member's channels field. */
-size_t dmq__member_chans_size(const dmq__member_t *m);
-
-/* Membership hooks. changed: m became DEAD or LEFT, or came back with a new
- * generation (why = DMQ_OUTCOME_DEAD or DMQ_OUTCOME_LEFT): everything
- * queued for it fails with `why`. removed: m is about to be freed. */
+/* Member changes, relayed by node.c from the member listener. changed: m became
+ * DEAD or LEFT, or came back with a new generation (why = DMQ_OUTCOME_DEAD or
+ * DMQ_OUTCOME_LEFT): everything queued for it fails with `why`. removed: m is
+ * about to be freed. */
 void dmq__delivery_member_changed(dmq_node_t *n, dmq__member_t *m,
                                   dmq_outcome_t why);
 void dmq__delivery_member_removed(dmq_node_t *n, dmq__member_t *m);

@@ -14,9 +14,9 @@
  *     iterations (dmq_send, set_meta, join, ...) can make the deadline
  *     earlier; the core then calls the node's wake hook, which starts a
  *     uv_prepare_t that re-arms the timer once before the loop next polls.
- *     (Recomputing the deadline on every iteration instead cost each node
- *     a deadline computation per wake-up of any node: with 100 nodes on
- *     one loop, about a quarter of the process's steady-state CPU.)
+ *     Recomputing the deadline on every iteration instead would cost every
+ *     node a deadline computation per wake-up of any node on the loop
+ *     (docs/bench.md has what that cost at 100 nodes).
  *
  * UDP and TCP bind the same port so that the advertised "udp://h:p" also
  * names the stream endpoint "tcp://h:p" the core uses for push/pull and the
@@ -26,6 +26,8 @@
  * and call the user's callback, so that uv_run() can return and
  * uv_loop_close() succeed.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,11 +35,12 @@
 #include <uv.h>
 
 #include "common/addr.h"
-#include "delivery.h"
+#include "common/fdcheck.h"
 #include "dmq/uv.h"
 #include "internal.h"
-#include "resolve.h"
-#include "udp/udp.h"
+#include "runtime/resolve.h"
+#include "runtime/runtime_test.h"
+#include "sized.h"
 
 #define RT_DEFAULT_DNS_REFRESH_MS 30000
 /* With port 0, how many UDP ports to try before giving up on finding one
@@ -59,13 +62,14 @@ typedef enum rt_state {
   RT_CLOSING  /* handles and transports closing */
 } rt_state_t;
 
-struct dmq_uv {
+struct dmq__uv {
   uv_loop_t *loop;
   dmq_node_t *node;
   dmq_transport_t *udp, *tcp;
   uv_timer_t timer;     /* armed for dmq_node_next_deadline() */
   uv_idle_t now;        /* instead of the timer when the deadline is due */
   uv_prepare_t prepare; /* re-arms the timer after the core's wake hook */
+  int wake_pending;     /* the prepare handle is started by rt_wake */
   uv_timer_t flush;     /* while leaving: polls dmq_node_left_flushed() */
   uint64_t armed;       /* (rounded) deadline the timer is armed for */
   char addr[DMQ_MAX_ADDR + 1];
@@ -88,8 +92,8 @@ static void rt_on_now(uv_idle_t *h);
 static void rt_arm(dmq_uv_t *rt) {
   if (rt->state == RT_CLOSING)
     return;
-  if (rt->node->wake_pending) {
-    rt->node->wake_pending = 0;
+  if (rt->wake_pending) {
+    rt->wake_pending = 0;
     uv_prepare_stop(&rt->prepare);
   }
   uint64_t delivery;
@@ -134,7 +138,9 @@ static void rt_arm(dmq_uv_t *rt) {
 static void rt_tick(dmq_uv_t *rt) {
   rt->armed = DMQ_NEVER;
   dmq_node_tick(rt->node, uv_now(rt->loop));
-  dmq__udp_flush(rt->udp); /* the tick's burst of datagrams, in one go */
+  /* the tick's burst of datagrams, in one go */
+  if (rt->udp->ops->flush != NULL)
+    rt->udp->ops->flush(rt->udp);
   rt_arm(rt);
 }
 
@@ -154,8 +160,10 @@ static void rt_on_prepare(uv_prepare_t *h) {
 /* The node's wake hook: re-arm before the loop polls next. */
 static void rt_wake(void *ud) {
   dmq_uv_t *rt = ud;
-  if (rt->state != RT_CLOSING)
+  if (rt->state != RT_CLOSING) {
+    rt->wake_pending = 1;
     uv_prepare_start(&rt->prepare, rt_on_prepare);
+  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -266,6 +274,81 @@ static int rt_bind_transports(dmq_uv_t *rt,
   return rc;
 }
 
+/* Why dmq_uv_new() failed, to opts->log_cb (node NULL). */
+static void rt_setup_log(const dmq_uv_options_t *opts, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void rt_setup_log(const dmq_uv_options_t *opts, const char *fmt, ...) {
+  if (opts->log_cb == NULL)
+    return;
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  opts->log_cb(NULL, DMQ_LOG_ERROR, buf, opts->log_ud);
+}
+
+/* use_fds: the host's sockets instead of binding (opts->udp_fd, and
+ * opts->tcp_fd unless no_tcp or -1). *bound: the UDP socket's address. */
+static int rt_open_fds(dmq_uv_t *rt, const dmq_uv_options_t *opts,
+                       struct sockaddr_storage *bound) {
+  char why[128];
+  struct sockaddr_storage tss;
+  if (dmq__fd_check(opts->udp_fd, SOCK_DGRAM, 0, bound, why, sizeof(why)) !=
+      0) {
+    rt_setup_log(opts, "dmq_uv_new: udp_fd: %s", why);
+    return DMQ_EINVAL;
+  }
+  int want_tcp = !opts->no_tcp && opts->tcp_fd != -1;
+  if (want_tcp) {
+    if (dmq__fd_check(opts->tcp_fd, SOCK_STREAM, 1, &tss, why, sizeof(why)) !=
+        0) {
+      rt_setup_log(opts, "dmq_uv_new: tcp_fd: %s", why);
+      return DMQ_EINVAL;
+    }
+    uint16_t up = dmq__addr_port((const struct sockaddr *)bound);
+    uint16_t tp = dmq__addr_port((const struct sockaddr *)&tss);
+    if (up != tp) {
+      rt_setup_log(opts,
+                   "dmq_uv_new: tcp_fd is on port %u, udp_fd on port %u: "
+                   "they must share the port",
+                   (unsigned)tp, (unsigned)up);
+      return DMQ_EINVAL;
+    }
+  }
+  dmq_transport_t *udp = NULL, *tcp = NULL;
+  int rc = dmq_udp_transport_new(rt->loop, &udp);
+  if (rc != 0)
+    return rc;
+  rt_hook(rt, udp);
+  if ((rc = dmq_udp_transport_open(udp, opts->udp_fd)) != 0) {
+    rt_setup_log(opts, "dmq_uv_new: udp_fd %d: %s", opts->udp_fd,
+                 dmq_strerror(rc));
+    rt_discard(udp);
+    return rc;
+  }
+  if (want_tcp) {
+    if ((rc = dmq_tcp_transport_new(rt->loop, &tcp)) != 0) {
+      rt_discard(udp);
+      return rc;
+    }
+    rt_hook(rt, tcp);
+    if ((rc = dmq_tcp_transport_open(tcp, opts->tcp_fd)) != 0) {
+      rt_setup_log(opts, "dmq_uv_new: tcp_fd %d: %s", opts->tcp_fd,
+                   dmq_strerror(rc));
+      rt_discard(tcp);
+      rt_discard(udp);
+      return rc;
+    }
+  }
+  rt->udp = udp;
+  rt->tcp = tcp;
+  return 0;
+}
+
 static int rt_unspecified(const struct sockaddr_storage *ss) {
   if (ss->ss_family == AF_INET)
     return ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
@@ -321,7 +404,7 @@ int dmq_uv_join(dmq_uv_t *rt, const char *const *seeds, size_t n) {
   return rc;
 }
 
-uint64_t dmq__uv_resolve_rounds(struct dmq_uv *rt) {
+uint64_t dmq__uv_resolve_rounds(struct dmq__uv *rt) {
   return rt != NULL ? dmq__resolver_rounds(rt->resolver) : 0;
 }
 
@@ -353,16 +436,49 @@ static int rt_advertise(const dmq_config_t *cfg, const dmq_uv_options_t *opts,
   return rt_unspecified(bind_ss) ? DMQ_EINVAL : 0;
 }
 
-int dmq_uv_new(dmq_uv_t **out, uv_loop_t *loop, const dmq_config_t *cfg,
-               const dmq_uv_options_t *opts) {
+/* The 0.3.0 layout ends at log_ud (src/sized.h). */
+#define RT_OPTIONS_MIN_SIZE DMQ__SIZE_UPTO(dmq_uv_options_t, log_ud)
+_Static_assert(DMQ__SIZE_IS_WHOLE(dmq_uv_options_t, RT_OPTIONS_MIN_SIZE),
+               "dmq_uv_options_t grew: move RT_OPTIONS_MIN_SIZE to its last "
+               "field until 0.3.0 is released (src/sized.h)");
+
+static void rt_options_defaults(dmq_uv_options_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->size = sizeof(*o);
+  o->dns_refresh_ms = RT_DEFAULT_DNS_REFRESH_MS;
+  o->udp_fd = o->tcp_fd = -1;
+}
+
+int dmq_uv_options_init_sized(dmq_uv_options_t *o, size_t size) {
+  dmq_uv_options_t d;
+  rt_options_defaults(&d);
+  return dmq__sized_init(o, size, &d, sizeof(d), RT_OPTIONS_MIN_SIZE);
+}
+
+int dmq__uv_options_load(dmq_uv_options_t *dst, const dmq_uv_options_t *src) {
+  rt_options_defaults(dst);
+  if (src == NULL)
+    return DMQ_EINVAL;
+  int rc =
+      dmq__sized_in(dst, sizeof(*dst), src, src->size, RT_OPTIONS_MIN_SIZE);
+  dst->size = sizeof(*dst);
+  return rc;
+}
+
+int dmq_uv_new(uv_loop_t *loop, const dmq_config_t *cfg,
+               const dmq_uv_options_t *opts, dmq_uv_t **out) {
   if (out == NULL)
     return DMQ_EINVAL;
   *out = NULL;
-  if (loop == NULL || cfg == NULL || opts == NULL || opts->bind == NULL ||
-      cfg->name == NULL)
+  dmq_config_t c;
+  dmq_uv_options_t o;
+  if (loop == NULL || dmq__config_load(&c, cfg) != 0 || c.name == NULL ||
+      dmq__uv_options_load(&o, opts) != 0 || (o.bind == NULL && !o.use_fds))
     return DMQ_EINVAL;
+  cfg = &c;
+  opts = &o;
   struct sockaddr_storage bind_ss;
-  if (dmq__addr_parse(opts->bind, "udp", &bind_ss) != 0)
+  if (!opts->use_fds && dmq__addr_parse(opts->bind, "udp", &bind_ss) != 0)
     return DMQ_EINVAL;
   dmq_uv_t *rt = calloc(1, sizeof(*rt));
   if (rt == NULL)
@@ -371,18 +487,31 @@ int dmq_uv_new(dmq_uv_t **out, uv_loop_t *loop, const dmq_config_t *cfg,
   rt->armed = DMQ_NEVER;
   rt->dns_refresh_ms =
       opts->dns_refresh_ms ? opts->dns_refresh_ms : RT_DEFAULT_DNS_REFRESH_MS;
-  int rc = rt_advertise(cfg, opts, &bind_ss, rt->addr, sizeof(rt->addr));
-  if (rc != 0)
-    goto fail;
-  rc = rt_bind_transports(rt, &bind_ss, opts->no_tcp);
-  if (rc != 0)
-    goto fail;
+  int rc;
+  if (opts->use_fds) {
+    /* the host's sockets: the address to advertise comes from them */
+    if ((rc = rt_open_fds(rt, opts, &bind_ss)) != 0)
+      goto fail;
+    rc = rt_advertise(cfg, opts, &bind_ss, rt->addr, sizeof(rt->addr));
+    if (rc != 0) {
+      rt_setup_log(opts, "dmq_uv_new: no address to advertise: udp_fd is "
+                         "bound to an unspecified address (set advertise) "
+                         "or advertise is invalid");
+      goto fail;
+    }
+  } else {
+    rc = rt_advertise(cfg, opts, &bind_ss, rt->addr, sizeof(rt->addr));
+    if (rc != 0)
+      goto fail;
+    rc = rt_bind_transports(rt, &bind_ss, opts->no_tcp);
+    if (rc != 0)
+      goto fail;
+  }
   if (rt->addr[0] == '\0') {
     rc = rt->udp->ops->local_addr(rt->udp, rt->addr, sizeof(rt->addr));
     if (rc != 0)
       goto fail;
   }
-  dmq_config_t c = *cfg;
   c.advertise_addr = rt->addr;
   if (c.generation == 0) {
     uv_timeval64_t tv;
@@ -394,7 +523,7 @@ int dmq_uv_new(dmq_uv_t **out, uv_loop_t *loop, const dmq_config_t *cfg,
   }
   if (c.rng_seed == 0)
     c.rng_seed = uv_hrtime() ^ (uint64_t)uv_os_getpid();
-  rc = dmq_node_new(&rt->node, &c, NULL);
+  rc = dmq_node_new(&c, NULL, &rt->node);
   if (rc != 0)
     goto fail;
   /* the datagram budget is the node's: gossip and delivery pack up to
@@ -411,8 +540,7 @@ int dmq_uv_new(dmq_uv_t **out, uv_loop_t *loop, const dmq_config_t *cfg,
   uv_timer_init(loop, &rt->flush);
   uv_prepare_init(loop, &rt->prepare);
   rt->timer.data = rt->now.data = rt->flush.data = rt->prepare.data = rt;
-  rt->node->wake_cb = rt_wake;
-  rt->node->wake_ud = rt;
+  dmq_node_set_wake_cb(rt->node, rt_wake, rt);
   uv_update_time(loop);
   dmq_node_start(rt->node, uv_now(loop));
   rt_arm(rt);

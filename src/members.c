@@ -1,0 +1,302 @@
+/* libdmq - the member table and the gossiped state of each member.
+ *
+ * The table is an array in probe order (members are inserted at a random
+ * position) plus an open-addressing index by name. Each member carries
+ * what the cluster gossips about it: address, metadata, incarnation,
+ * generation, state and the set of delivery channels it serves.
+ *
+ * Membership (swim.c) changes the table; whoever keeps state per member
+ * (delivery) hears about it through one hook, the member listener that the
+ * node (node.c, the composition root) installs: this module knows neither
+ * swim nor delivery.
+ */
+#include <string.h>
+
+#include "members.h"
+#include "util/oamap.h"
+
+static dmq__slice_t members_sl(const char *p, size_t n) {
+  dmq__slice_t s = {p, n};
+  return s;
+}
+
+/* ---- listener ---- */
+
+void dmq__members_notify(dmq_node_t *n, dmq__member_t *m,
+                         dmq__member_change_t what) {
+  if (n->member_listener != NULL)
+    n->member_listener(n, m, what);
+}
+
+/* ---- member index ---- */
+
+uint64_t dmq__hash(const char *p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+  for (size_t i = 0; i < n; i++) {
+    h ^= (uint8_t)p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+static int members_index_grow(dmq_node_t *n) {
+  uint32_t ncap = n->index_cap ? n->index_cap * 2 : 16;
+  dmq__member_t **ni = dmq__malloc(n, ncap * sizeof(*ni));
+  if (ni == NULL)
+    return DMQ_ENOMEM;
+  memset(ni, 0, ncap * sizeof(*ni));
+  for (uint32_t i = 0; i < n->index_cap; i++) {
+    dmq__member_t *m = n->index[i];
+    if (m == NULL)
+      continue;
+    uint32_t j = (uint32_t)dmq__hash(m->name, m->name_len) & (ncap - 1);
+    while (ni[j] != NULL)
+      j = (j + 1) & (ncap - 1);
+    ni[j] = m;
+  }
+  dmq__free(n, n->index);
+  n->index = ni;
+  n->index_cap = ncap;
+  return 0;
+}
+
+dmq__member_t *dmq__member_find(const dmq_node_t *n, const char *name,
+                                size_t len) {
+  if (n->index_cap == 0)
+    return NULL;
+  uint32_t mask = n->index_cap - 1;
+  uint32_t j = (uint32_t)dmq__hash(name, len) & mask;
+  for (;;) {
+    dmq__member_t *m = n->index[j];
+    if (m == NULL)
+      return NULL;
+    if (m->name_len == len && memcmp(m->name, name, len) == 0)
+      return m;
+    j = (j + 1) & mask;
+  }
+}
+
+static void members_index_remove(dmq_node_t *n, dmq__member_t *m) {
+  uint32_t mask = n->index_cap - 1;
+  uint32_t j = (uint32_t)dmq__hash(m->name, m->name_len) & mask;
+  while (n->index[j] != m)
+    j = (j + 1) & mask;
+  DMQ__OA_REMOVE(dmq__member_t *, n->index, mask, j,
+                 (uint32_t)dmq__hash(c->name, c->name_len) & mask);
+}
+
+int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
+                         size_t len) {
+  if (m->addr != NULL && m->addr_len == len && memcmp(m->addr, addr, len) == 0)
+    return 0;
+  char *inl = m->name + m->name_len + 1; /* room kept at member_add */
+  char *a = len < m->addr_cap ? inl : dmq__malloc(n, len + 1);
+  if (a == NULL)
+    return DMQ_ENOMEM;
+  memmove(a, addr, len);
+  a[len] = '\0';
+  if (m->addr != inl && m->addr != a)
+    dmq__free(n, m->addr);
+  m->addr = a;
+  m->addr_len = (uint8_t)len;
+  return 0;
+}
+
+int dmq__member_set_meta(dmq_node_t *n, dmq__member_t *m, const void *meta,
+                         size_t len) {
+  if (m->meta_len == len && (len == 0 || memcmp(m->meta, meta, len) == 0))
+    return 0;
+  uint8_t *p = NULL;
+  if (len > 0) {
+    p = dmq__malloc(n, len);
+    if (p == NULL)
+      return DMQ_ENOMEM;
+    memcpy(p, meta, len);
+  }
+  dmq__free(n, m->meta);
+  m->meta = p;
+  m->meta_len = (uint16_t)len;
+  return 1; /* changed */
+}
+
+dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
+                               const char *addr, size_t alen) {
+  if (n->nmembers == n->cap_members) {
+    uint32_t nc = n->cap_members ? n->cap_members * 2 : 8;
+    dmq__member_t **na = dmq__realloc(n, n->members, nc * sizeof(*na));
+    if (na == NULL)
+      return NULL;
+    n->members = na;
+    n->cap_members = nc;
+  }
+  if ((n->nmembers + 1) * 2 > n->index_cap && members_index_grow(n) != 0)
+    return NULL;
+  /* name and address live in the member's own allocation (an address
+   * that later grows beyond this room gets one of its own) */
+  dmq__member_t *m = dmq__malloc(n, sizeof(*m) + nlen + 1 + alen + 1);
+  if (m == NULL)
+    return NULL;
+  memset(m, 0, sizeof(*m));
+  m->name = (char *)(m + 1);
+  memcpy(m->name, name, nlen);
+  m->name[nlen] = '\0';
+  m->name_len = (uint8_t)nlen;
+  m->addr_cap = (uint8_t)(alen + 1);
+  if (dmq__member_set_addr(n, m, addr, alen) != 0) {
+    dmq__free(n, m);
+    return NULL;
+  }
+  m->bc_bucket = -1;
+  m->susp_idx = -1;
+  /* insert at a random position so the probe order stays random */
+  uint32_t pos = n->nmembers;
+  n->members[pos] = m;
+  m->idx = pos;
+  n->nmembers++;
+  uint32_t j = (uint32_t)dmq__rng_below(&n->rng, n->nmembers);
+  if (j != pos) {
+    dmq__member_t *o = n->members[j];
+    n->members[j] = m;
+    m->idx = j;
+    n->members[pos] = o;
+    o->idx = pos;
+  }
+  uint32_t mask = n->index_cap - 1;
+  uint32_t h = (uint32_t)dmq__hash(name, nlen) & mask;
+  while (n->index[h] != NULL)
+    h = (h + 1) & mask;
+  n->index[h] = m;
+  return m;
+}
+
+void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
+  dmq__members_notify(n, m, DMQ__MEMBER_REMOVED);
+  dmq__free(n, m->chans);
+  m->chans = NULL;
+  members_index_remove(n, m);
+  uint32_t last = n->nmembers - 1;
+  if (m->idx != last) {
+    dmq__member_t *o = n->members[last];
+    n->members[m->idx] = o;
+    o->idx = m->idx;
+  }
+  n->nmembers--;
+  if (m->addr != m->name + m->name_len + 1)
+    dmq__free(n, m->addr);
+  dmq__free(n, m->meta);
+  dmq__free(n, m);
+}
+
+void dmq__members_shuffle(dmq_node_t *n) {
+  for (uint32_t i = n->nmembers; i > 1; i--) {
+    uint32_t j = (uint32_t)dmq__rng_below(&n->rng, i);
+    dmq__member_t *t = n->members[i - 1];
+    n->members[i - 1] = n->members[j];
+    n->members[j] = t;
+    n->members[i - 1]->idx = i - 1;
+    n->members[j]->idx = j;
+  }
+}
+
+/* ---- channels a member serves ---- */
+
+/* Channels a member serves, sorted by hash. */
+typedef struct members_cent {
+  uint64_t h;
+  uint8_t len;
+  char name[DMQ_MAX_CHANNEL + 1];
+} members_cent_t;
+
+struct dmq__chanset {
+  uint32_t n;
+  members_cent_t e[];
+};
+
+static int members_cent_cmp(const members_cent_t *a, const members_cent_t *b) {
+  if (a->h != b->h)
+    return a->h < b->h ? -1 : 1;
+  if (a->len != b->len)
+    return a->len < b->len ? -1 : 1;
+  return memcmp(a->name, b->name, a->len);
+}
+
+int dmq__member_set_chans(dmq_node_t *n, dmq__member_t *m,
+                          const dmq__chans_t *c) {
+  dmq__slice_t v[DMQ_MAX_CHANNELS];
+  members_cent_t e[DMQ_MAX_CHANNELS];
+  size_t k = dmq__wire_chans(c, v, DMQ_MAX_CHANNELS), ne = 0;
+  for (size_t i = 0; i < k; i++) {
+    members_cent_t x;
+    x.h = dmq__hash(v[i].p, v[i].n);
+    x.len = (uint8_t)v[i].n;
+    memcpy(x.name, v[i].p, v[i].n);
+    x.name[v[i].n] = '\0';
+    /* insertion sort, dropping duplicates */
+    size_t j = ne;
+    int dup = 0;
+    while (j > 0) {
+      int r = members_cent_cmp(&e[j - 1], &x);
+      if (r == 0)
+        dup = 1;
+      if (r <= 0)
+        break;
+      j--;
+    }
+    if (dup)
+      continue;
+    memmove(&e[j + 1], &e[j], (ne - j) * sizeof(e[0]));
+    e[j] = x;
+    ne++;
+  }
+  struct dmq__chanset *old = m->chans;
+  if (old != NULL && old->n == ne) {
+    size_t i = 0;
+    while (i < ne && members_cent_cmp(&old->e[i], &e[i]) == 0)
+      i++;
+    if (i == ne)
+      return 0;
+  }
+  if (ne == 0 && old == NULL)
+    return 0;
+  struct dmq__chanset *cs = NULL;
+  if (ne > 0) {
+    cs = dmq__malloc(n, sizeof(*cs) + ne * sizeof(members_cent_t));
+    if (cs == NULL)
+      return DMQ_ENOMEM;
+    cs->n = (uint32_t)ne;
+    memcpy(cs->e, e, ne * sizeof(members_cent_t));
+  }
+  dmq__free(n, old);
+  m->chans = cs;
+  return 1; /* changed */
+}
+
+uint32_t dmq__member_chans(const dmq__member_t *m, dmq__slice_t *out) {
+  const struct dmq__chanset *cs = m->chans;
+  if (cs == NULL)
+    return 0;
+  for (uint32_t i = 0; i < cs->n; i++)
+    out[i] = members_sl(cs->e[i].name, cs->e[i].len);
+  return cs->n;
+}
+
+size_t dmq__member_chans_size(const dmq__member_t *m) {
+  dmq__slice_t v[DMQ_MAX_CHANNELS];
+  dmq__chans_t c = {dmq__member_chans(m, v), v, NULL, 0};
+  return dmq__enc_size_chans(&c);
+}
+
+int dmq__member_serves(const dmq__member_t *m, uint64_t h, const char *name,
+                       size_t len) {
+  const struct dmq__chanset *cs = m->chans;
+  if (cs == NULL)
+    return 0;
+  for (uint32_t i = 0; i < cs->n; i++) {
+    if (cs->e[i].h > h)
+      return 0;
+    if (cs->e[i].h == h && cs->e[i].len == len &&
+        memcmp(cs->e[i].name, name, len) == 0)
+      return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,86 @@
+/* libdmq - the member table and each member's gossiped state (members.c):
+ * used by membership (swim.c), delivery and the node. */
+#ifndef DMQ_MEMBERS_H
+#define DMQ_MEMBERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "wire.h"
+
+/* A member and what the cluster gossips about it. */
+typedef struct dmq__suspicion {
+  uint64_t start;    /* when the suspicion began */
+  uint64_t deadline; /* when it turns into death */
+  uint64_t min_ms, max_ms;
+  uint32_t k;                      /* confirmations expected */
+  uint32_t nconf;                  /* independent confirmations received */
+  uint64_t conf[DMQ__MAX_CONFIRM]; /* name hashes of confirmers */
+  char from[DMQ_MAX_NAME + 1];     /* who raised it (gossiped along) */
+} dmq__suspicion_t;
+
+struct dmq__member {
+  /* (ordered to avoid padding: members are the one O(N) structure) */
+  char *name; /* points into the same allocation, NUL-terminated */
+  char *addr; /* the same allocation too, unless it outgrew addr_cap */
+  uint8_t *meta;
+  dmq__suspicion_t *susp;
+  /* dissemination queue links (bucket = transmits so far) */
+  dmq__member_t *bc_prev, *bc_next;
+  struct dmq__chanset *chans; /* channels it serves (members.c); NULL none */
+  /* queued delivery (src/delivery) */
+  struct dmq__peer *peer; /* delivery state to and from it; NULL = none */
+  uint64_t inc, gen;
+  uint64_t state_since;
+  uint32_t idx;     /* position in node->members */
+  int32_t susp_idx; /* position in node->suspects, -1 if none */
+  uint16_t meta_len;
+  uint8_t name_len, addr_len;
+  uint8_t addr_cap; /* bytes for addr inside the allocation (after name) */
+  uint8_t state;    /* dmq_member_state_t */
+  uint8_t is_self;
+  int8_t bc_bucket; /* -1 = not queued; < DMQ__MAX_BUCKETS */
+};
+
+/* FNV-1a over n bytes (member names, channel names). */
+uint64_t dmq__hash(const char *p, size_t n);
+
+/* ---- the table ---- */
+dmq__member_t *dmq__member_find(const dmq_node_t *n, const char *name,
+                                size_t len);
+/* A new member at a random position of the probe order; NULL when out of
+ * memory. */
+dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
+                               const char *addr, size_t alen);
+/* Tell the listener (DMQ__MEMBER_REMOVED), then free m. */
+void dmq__member_remove(dmq_node_t *n, dmq__member_t *m);
+int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
+                         size_t len);
+/* Returns 1 if changed, 0 if equal, DMQ_ENOMEM. */
+int dmq__member_set_meta(dmq_node_t *n, dmq__member_t *m, const void *meta,
+                         size_t len);
+void dmq__members_shuffle(dmq_node_t *n);
+
+/* ---- channels a member serves ---- */
+/* From its ALIVE or push/pull record (c may be NULL = none). All or
+ * nothing: 1 changed, 0 the same set, or DMQ_ENOMEM (member unchanged). */
+int dmq__member_set_chans(dmq_node_t *n, dmq__member_t *m,
+                          const dmq__chans_t *c);
+/* The member's channel names as slices (out holds DMQ_MAX_CHANNELS);
+ * returns how many. */
+uint32_t dmq__member_chans(const dmq__member_t *m, dmq__slice_t *out);
+/* Exact encoded size of the member's channels field. */
+size_t dmq__member_chans_size(const dmq__member_t *m);
+/* Does m serve the channel (name, len) whose dmq__hash is h? */
+int dmq__member_serves(const dmq__member_t *m, uint64_t h, const char *name,
+                       size_t len);
+
+/* ---- the listener ---- */
+/* Call the node's member listener (n->member_listener; the change kinds
+ * are in internal.h). Membership calls it when a member is declared dead,
+ * leaves, comes back with a new generation, or is about to be freed. */
+void dmq__members_notify(dmq_node_t *n, dmq__member_t *m,
+                         dmq__member_change_t what);
+
+#endif

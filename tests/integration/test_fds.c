@@ -1,0 +1,434 @@
+/* Sockets opened by the host (dmq_uv_options_t.use_fds, and the transports'
+ * dmq_udp_transport_open() / dmq_tcp_transport_open()) on loopback: the
+ * test binds a UDP and a listening TCP socket per node, hands them over,
+ * the two nodes join and a reliable message goes through (one large enough
+ * to take the TCP stream, one small); the advertised address is the UDP
+ * socket's; the caller's descriptors stay open and usable. Bad descriptors
+ * (closed, not a socket, wrong type, unbound, not listening, TCP on
+ * another port) fail with DMQ_EINVAL and a log line saying why, and leave
+ * the loop empty. Nothing sleeps: the loop runs under a watchdog. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <dmq/delivery.h>
+#include <dmq/poll.h>
+#include <dmq/thread.h>
+#include <dmq/uv.h>
+
+#define FD_TEST_TIMEOUT_MS 15000
+#define FD_TEST_POLL_MS 10
+#define BIG_LEN 20000
+
+/* ---- loop helpers ---- */
+
+typedef int (*pred_fn)(void *ud);
+
+typedef struct runner {
+  uv_timer_t watchdog, poll;
+  pred_fn pred;
+  void *ud;
+} runner_t;
+
+static void runner_on_watchdog(uv_timer_t *h) {
+  uv_stop(h->loop);
+}
+
+static void runner_on_poll(uv_timer_t *h) {
+  runner_t *r = h->data;
+  if (r->pred(r->ud))
+    uv_stop(h->loop);
+}
+
+static void runner_closed(uv_handle_t *h) {
+  (void)h;
+}
+
+static int run_until(uv_loop_t *loop, pred_fn pred, void *ud) {
+  runner_t r;
+  memset(&r, 0, sizeof(r));
+  r.pred = pred;
+  r.ud = ud;
+  uv_timer_init(loop, &r.watchdog);
+  uv_timer_init(loop, &r.poll);
+  r.watchdog.data = r.poll.data = &r;
+  uv_timer_start(&r.watchdog, runner_on_watchdog, FD_TEST_TIMEOUT_MS, 0);
+  uv_timer_start(&r.poll, runner_on_poll, 0, FD_TEST_POLL_MS);
+  if (!pred(ud))
+    uv_run(loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&r.watchdog, runner_closed);
+  uv_close((uv_handle_t *)&r.poll, runner_closed);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return pred(ud);
+}
+
+/* ---- sockets the "host" opens ---- */
+
+static uint16_t fd_port(int fd) {
+  struct sockaddr_in a;
+  socklen_t l = sizeof a;
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+  return ntohs(a.sin_port);
+}
+
+/* A socket of type on 127.0.0.1:port (0: any), bound when bind_it. */
+static int sock_on(int type, uint16_t port, int bind_it) {
+  int fd = socket(AF_INET, type, 0);
+  assert_true(fd >= 0);
+  int one = 1;
+  assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)),
+                   0);
+  if (bind_it) {
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+      close(fd);
+      return -1;
+    }
+  }
+  return fd;
+}
+
+/* A bound UDP socket and a listening TCP socket on the same port. */
+static void host_pair(int *udp, int *tcp) {
+  for (int attempt = 0; attempt < 16; attempt++) {
+    *udp = sock_on(SOCK_DGRAM, 0, 1);
+    assert_true(*udp >= 0);
+    *tcp = sock_on(SOCK_STREAM, fd_port(*udp), 1);
+    if (*tcp >= 0) {
+      assert_int_equal(listen(*tcp, 16), 0);
+      return;
+    }
+    close(*udp);
+  }
+  fail_msg("no port free for both UDP and TCP");
+}
+
+/* ---- nodes ---- */
+
+typedef struct logbuf {
+  int lines;
+  char last[256];
+} logbuf_t;
+
+static void on_setup_log(dmq_node_t *node, dmq_log_level_t level,
+                         const char *msg, void *ud) {
+  logbuf_t *l = ud;
+  assert_null(node);
+  assert_int_equal(level, DMQ_LOG_ERROR);
+  l->lines++;
+  snprintf(l->last, sizeof l->last, "%s", msg);
+}
+
+static int rt_new_fds(uv_loop_t *loop, const char *name, int udp, int tcp,
+                      logbuf_t *log, dmq_uv_t **out) {
+  dmq_config_t cfg;
+  assert_int_equal(dmq_config_init(&cfg, DMQ_PROFILE_LOCAL), 0);
+  cfg.name = name;
+  dmq_uv_options_t o;
+  dmq_uv_options_init(&o);
+  o.use_fds = 1;
+  o.udp_fd = udp;
+  o.tcp_fd = tcp;
+  o.log_cb = on_setup_log;
+  o.log_ud = log;
+  return dmq_uv_new(loop, &cfg, &o, out);
+}
+
+typedef struct xfer {
+  dmq_uv_t *a, *b;
+  int rx, rx_big, outcomes, delivered;
+} xfer_t;
+
+static void on_rx(dmq_node_t *node, dmq_channel_t *ch, const dmq_message_t *m,
+                  void *ud) {
+  (void)node;
+  (void)ch;
+  xfer_t *x = ud;
+  x->rx++;
+  if (m->len == BIG_LEN)
+    x->rx_big++;
+  assert_string_equal(m->from, "a");
+  assert_string_equal(m->sender_addr, dmq_uv_addr(x->a));
+}
+
+static void on_outcome(dmq_node_t *node, const dmq_outcome_info_t *o,
+                       void *ud) {
+  (void)node;
+  xfer_t *x = ud;
+  x->outcomes++;
+  if (o->outcome == DMQ_OUTCOME_DELIVERED)
+    x->delivered++;
+}
+
+static int joined(void *ud) {
+  xfer_t *x = ud;
+  return dmq_member_serves(dmq_uv_node(x->a), "b", "ch") &&
+         dmq_node_member_count(dmq_uv_node(x->b), DMQ_MASK_LIVE) == 2;
+}
+
+static int done(void *ud) {
+  xfer_t *x = ud;
+  return x->outcomes == 2;
+}
+
+typedef struct closed {
+  int n;
+} closed_t;
+
+static void on_closed(void *ud) {
+  ((closed_t *)ud)->n++;
+}
+
+static int all_closed(void *ud) {
+  return ((closed_t *)ud)->n == 2;
+}
+
+static void test_fds_join_and_deliver(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  int ua, ta, ub, tb;
+  host_pair(&ua, &ta);
+  host_pair(&ub, &tb);
+  logbuf_t log = {0, ""};
+  xfer_t x;
+  memset(&x, 0, sizeof x);
+  assert_int_equal(rt_new_fds(&loop, "a", ua, ta, &log, &x.a), 0);
+  assert_int_equal(rt_new_fds(&loop, "b", ub, tb, &log, &x.b), 0);
+  assert_int_equal(log.lines, 0);
+  /* the advertised address is the UDP socket's */
+  char want[64];
+  snprintf(want, sizeof want, "udp://127.0.0.1:%u", (unsigned)fd_port(ua));
+  assert_string_equal(dmq_uv_addr(x.a), want);
+  /* the caller's descriptors are still its own */
+  assert_true(fcntl(ua, F_GETFD) >= 0 && fcntl(ta, F_GETFD) >= 0);
+  close(ua);
+  close(ta);
+  close(ub);
+  close(tb);
+  dmq_channel_t *ch;
+  assert_int_equal(dmq_channel_open(dmq_uv_node(x.b), "ch", on_rx, &x, &ch), 0);
+  dmq_uv_kick(x.b);
+  const char *seed = dmq_uv_addr(x.a);
+  assert_int_equal(dmq_uv_join(x.b, &seed, 1), 0);
+  assert_true(run_until(&loop, joined, &x));
+  /* a small message (datagram) and a large one (the TCP stream) */
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = DMQ_SEND_RELIABLE;
+  o.cb = on_outcome;
+  o.user_data = &x;
+  static uint8_t big[BIG_LEN];
+  dmq_node_t *na = dmq_uv_node(x.a);
+  assert_int_equal(dmq_send(na, "b", "ch", "hi", 2, &o, uv_now(&loop), NULL),
+                   0);
+  assert_int_equal(
+      dmq_send(na, "b", "ch", big, sizeof big, &o, uv_now(&loop), NULL), 0);
+  dmq_uv_kick(x.a);
+  assert_true(run_until(&loop, done, &x));
+  assert_int_equal(x.delivered, 2);
+  assert_int_equal(x.rx, 2);
+  assert_int_equal(x.rx_big, 1);
+  closed_t c = {0};
+  dmq_uv_close(x.b, 500, on_closed, &c);
+  dmq_uv_close(x.a, 500, on_closed, &c);
+  assert_true(run_until(&loop, all_closed, &c));
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* UDP only: tcp_fd -1. */
+static void test_fds_udp_only(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  int u = sock_on(SOCK_DGRAM, 0, 1);
+  logbuf_t log = {0, ""};
+  dmq_uv_t *rt = NULL;
+  assert_int_equal(rt_new_fds(&loop, "u", u, -1, &log, &rt), 0);
+  close(u);
+  closed_t c = {0};
+  dmq_uv_close(rt, 0, on_closed, &c);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(c.n, 1);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void expect_bad(uv_loop_t *loop, int udp, int tcp, const char *why) {
+  logbuf_t log = {0, ""};
+  dmq_uv_t *rt = (dmq_uv_t *)&log; /* must be reset to NULL */
+  assert_int_equal(rt_new_fds(loop, "bad", udp, tcp, &log, &rt), DMQ_EINVAL);
+  assert_null(rt);
+  assert_int_equal(log.lines, 1);
+  if (strstr(log.last, why) == NULL)
+    fail_msg("log line \"%s\" does not say \"%s\"", log.last, why);
+}
+
+static void test_fds_bad(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  int u, t;
+  host_pair(&u, &t);
+  int pipefd[2];
+  assert_int_equal(pipe(pipefd), 0);
+  int unbound_udp = sock_on(SOCK_DGRAM, 0, 0);
+  int tcp_not_listening = sock_on(SOCK_STREAM, 0, 1);
+  int other_port_tcp = sock_on(SOCK_STREAM, 0, 1);
+  assert_int_equal(listen(other_port_tcp, 4), 0);
+  int closed_fd = dup(u); /* closed last: its number is not reused */
+  close(closed_fd);
+
+  expect_bad(&loop, closed_fd, t, "udp_fd: fd");
+  expect_bad(&loop, closed_fd, t, "not an open file descriptor");
+  expect_bad(&loop, -1, t, "not an open file descriptor");
+  expect_bad(&loop, pipefd[0], t, "not a socket");
+  expect_bad(&loop, t, t, "not a datagram (UDP) socket");
+  expect_bad(&loop, unbound_udp, t, "not bound");
+  expect_bad(&loop, u, u, "tcp_fd: fd");
+  expect_bad(&loop, u, u, "not a stream (TCP) socket");
+  expect_bad(&loop, u, tcp_not_listening, "not listening");
+  expect_bad(&loop, u, other_port_tcp, "must share the port");
+  expect_bad(&loop, u, pipefd[1], "not a socket");
+  /* bound to 0.0.0.0: the address to advertise must be given */
+  int any = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_ANY);
+  assert_int_equal(bind(any, (struct sockaddr *)&sa, sizeof sa), 0);
+  expect_bad(&loop, any, -1, "unspecified address");
+  {
+    dmq_config_t ac;
+    assert_int_equal(dmq_config_init(&ac, DMQ_PROFILE_LOCAL), 0);
+    ac.name = "any";
+    dmq_uv_options_t ao;
+    dmq_uv_options_init(&ao);
+    ao.use_fds = 1;
+    ao.udp_fd = any;
+    ao.tcp_fd = -1;
+    char adv[32];
+    snprintf(adv, sizeof adv, "127.0.0.1:%u", (unsigned)fd_port(any));
+    ao.advertise = adv;
+    dmq_uv_t *art = NULL;
+    assert_int_equal(dmq_uv_new(&loop, &ac, &ao, &art), 0);
+    char want[48];
+    snprintf(want, sizeof want, "udp://%s", adv);
+    assert_string_equal(dmq_uv_addr(art), want);
+    closed_t ac_closed = {0};
+    dmq_uv_close(art, 0, on_closed, &ac_closed);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(ac_closed.n, 1);
+  }
+  close(any);
+  /* use_fds off: fds are ignored, bind is required */
+  dmq_config_t cfg;
+  assert_int_equal(dmq_config_init(&cfg, DMQ_PROFILE_LOCAL), 0);
+  cfg.name = "x";
+  dmq_uv_options_t o;
+  dmq_uv_options_init(&o);
+  o.udp_fd = u;
+  dmq_uv_t *rt = NULL;
+  assert_int_equal(dmq_uv_new(&loop, &cfg, &o, &rt), DMQ_EINVAL);
+
+  /* the transports' own entry points */
+  dmq_transport_t *ut = NULL, *tt = NULL;
+  assert_int_equal(dmq_udp_transport_new(&loop, &ut), 0);
+  assert_int_equal(dmq_tcp_transport_new(&loop, &tt), 0);
+  assert_int_equal(dmq_udp_transport_open(tt, u), DMQ_EINVAL); /* tcp's */
+  assert_int_equal(dmq_tcp_transport_open(ut, t), DMQ_EINVAL);
+  assert_int_equal(dmq_udp_transport_open(NULL, u), DMQ_EINVAL);
+  assert_int_equal(dmq_udp_transport_open(ut, pipefd[0]), DMQ_EINVAL);
+  assert_int_equal(dmq_tcp_transport_open(tt, tcp_not_listening), DMQ_EINVAL);
+  assert_int_equal(dmq_udp_transport_open(ut, u), 0);
+  assert_int_equal(dmq_udp_transport_open(ut, u), DMQ_ESTATE);
+  assert_int_equal(dmq_tcp_transport_open(tt, t), 0);
+  char a[64], b[64];
+  assert_int_equal(ut->ops->local_addr(ut, a, sizeof a), 0);
+  assert_int_equal(tt->ops->local_addr(tt, b, sizeof b), 0);
+  assert_string_equal(a + 3, b + 3); /* "udp://h:p" and "tcp://h:p" */
+  assert_int_equal(tt->ops->bind(tt, "tcp://127.0.0.1:0"), DMQ_ESTATE);
+  ut->ops->close(ut);
+  tt->ops->close(tt);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  /* the test's descriptors were never closed by libdmq */
+  assert_true(fcntl(u, F_GETFD) >= 0 && fcntl(t, F_GETFD) >= 0);
+  close(u);
+  close(t);
+  close(pipefd[0]);
+  close(pipefd[1]);
+  close(unbound_udp);
+  close(tcp_not_listening);
+  close(other_port_tcp);
+}
+
+/* The poll and thread adapters forward the fds to the runtime. */
+static void test_fds_adapters(void **state) {
+  (void)state;
+  dmq_config_t cfg;
+  assert_int_equal(dmq_config_init(&cfg, DMQ_PROFILE_LOCAL), 0);
+  char want[64];
+  int u, t;
+  host_pair(&u, &t);
+  dmq_poll_options_t po;
+  dmq_poll_options_init(&po);
+  po.uv.use_fds = 1;
+  po.uv.udp_fd = u;
+  po.uv.tcp_fd = t;
+  cfg.name = "p";
+  dmq_poll_t *p = NULL;
+  assert_int_equal(dmq_poll_new(&cfg, &po, &p), 0);
+  snprintf(want, sizeof want, "udp://127.0.0.1:%u", (unsigned)fd_port(u));
+  assert_string_equal(dmq_poll_addr(p), want);
+  assert_int_equal(dmq_poll_close(p), 0);
+  po.uv.tcp_fd = u; /* wrong type */
+  p = NULL;
+  assert_int_equal(dmq_poll_new(&cfg, &po, &p), DMQ_EINVAL);
+  close(u);
+  close(t);
+
+  host_pair(&u, &t);
+  dmq_thread_options_t to;
+  dmq_thread_options_init(&to);
+  to.uv.use_fds = 1;
+  to.uv.udp_fd = u;
+  to.uv.tcp_fd = t;
+  cfg.name = "t";
+  dmq_thread_t *th = NULL;
+  assert_int_equal(dmq_thread_new(&cfg, &to, &th), 0);
+  snprintf(want, sizeof want, "udp://127.0.0.1:%u", (unsigned)fd_port(u));
+  assert_string_equal(dmq_thread_addr(th), want);
+  assert_int_equal(dmq_thread_close(th), 0);
+  to.uv.udp_fd = t; /* wrong type */
+  th = NULL;
+  assert_int_equal(dmq_thread_new(&cfg, &to, &th), DMQ_EINVAL);
+  close(u);
+  close(t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_fds_join_and_deliver),
+      cmocka_unit_test(test_fds_udp_only),
+      cmocka_unit_test(test_fds_bad),
+      cmocka_unit_test(test_fds_adapters),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
