@@ -264,8 +264,13 @@ static int child_init(int rank)
 	int pid, i;
 	char desc[32];
 
-	if(rank != PROC_MAIN)
+	if(rank != PROC_MAIN) {
+		/* libdmq's sockets belong to the io process (forked from main at
+		 * PROC_MAIN, after this runs in the SIP receivers) */
+		if(rank != PROC_INIT)
+			dql_io_close_fds();
 		return 0;
+	}
 	pid = fork_process(PROC_NOCHLDINIT, "libdmq io", 0);
 	if(pid < 0) {
 		LM_ERR("dmqlib: cannot fork the io process\n");

@@ -273,9 +273,11 @@ int dql_worker_for(const char *name);
 /* -------------------------------------------------------------------------
  * Provided by the libdmq side (dmqlib_io.c).
  */
-/* mod_init: check the bind address (and, once libdmq can take over fds,
- * bind the sockets for real); -1 with an error logged on failure */
+/* mod_init: bind libdmq's UDP and TCP sockets (before the fork, a bad or
+ * busy address stops start-up); -1 with an error logged on failure */
 int dql_io_sockets_prepare(void);
+/* in every child but the io process: close those sockets (hygiene) */
+void dql_io_close_fds(void);
 /* in mod_init: the profile name is one libdmq knows */
 int dql_io_check_profile(const char *name);
 /* the body of the io process; never returns */

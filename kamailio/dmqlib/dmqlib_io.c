@@ -151,9 +151,10 @@ static int dql_parse_hostport(const char *s, struct sockaddr_storage *ss)
 	return -1;
 }
 
-static int dql_try_bind(const struct sockaddr_storage *ss, int type)
+/* bind (and for TCP listen on) a socket of type on ss: the fd, or -errno */
+static int dql_bind_socket(const struct sockaddr_storage *ss, int type)
 {
-	int fd, one = 1, rc;
+	int fd, one = 1;
 	socklen_t sl = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 											  : sizeof(struct sockaddr_in);
 	fd = socket(ss->ss_family, type | SOCK_CLOEXEC, 0);
@@ -161,25 +162,29 @@ static int dql_try_bind(const struct sockaddr_storage *ss, int type)
 		return -errno;
 	if(type == SOCK_STREAM)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	rc = bind(fd, (const struct sockaddr *)ss, sl);
-	rc = rc < 0 ? -errno : 0;
-	close(fd);
-	return rc;
+	if(bind(fd, (const struct sockaddr *)ss, sl) < 0
+			|| (type == SOCK_STREAM && listen(fd, 128) < 0)) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
 }
 
-/* The one place that deals with the sockets before the fork.
- *
- * Wanted: bind libdmq's UDP and TCP sockets here (root, before the fork,
- * a bad address stops start-up) and hand the fds to the io process.
- * libdmq 0.2 cannot take over fds yet (NOTES.md, "waiting on libdmq"), so
- * for now: bind test sockets on the same address, close them, and let the
- * io process bind for real. A clash between this check and the real bind
- * (someone takes the port in between) kills the instance at start (io exits,
- * main stops on SIGCHLD) with the error in the log. */
+/* The fds bound in mod_init, handed to libdmq in the io process (libdmq
+ * 0.3: dmq_uv_options_t.use_fds / udp_fd / tcp_fd); -1 when none. */
+static int dql_udp_fd = -1;
+static int dql_tcp_fd = -1;
+
+/* The one place that deals with the sockets before the fork: bind libdmq's
+ * UDP and TCP sockets here (still root, before the fork), so that a bad or
+ * busy address stops start-up with a clear error; the io process hands them
+ * to libdmq (dql_io_main), the other children close them
+ * (dql_io_close_fds). */
 int dql_io_sockets_prepare(void)
 {
 	struct sockaddr_storage ss;
-	int rc;
+	int fd;
 	if(dql_parse_hostport(dql_p.bind, &ss) < 0) {
 		LM_ERR("dmqlib: bind '%s' is not an IP address with a port "
 			   "(\"10.0.0.1:7946\", \"[::1]:7946\")\n",
@@ -190,20 +195,33 @@ int dql_io_sockets_prepare(void)
 		LM_ERR("dmqlib: bind '%s': a fixed port is required\n", dql_p.bind);
 		return -1;
 	}
-	rc = dql_try_bind(&ss, SOCK_DGRAM);
-	if(rc < 0) {
-		LM_ERR("dmqlib: cannot bind UDP %s: %s\n", dql_p.bind, strerror(-rc));
+	fd = dql_bind_socket(&ss, SOCK_DGRAM);
+	if(fd < 0) {
+		LM_ERR("dmqlib: cannot bind UDP %s: %s\n", dql_p.bind, strerror(-fd));
 		return -1;
 	}
+	dql_udp_fd = fd;
 	if(!dql_p.no_tcp) {
-		rc = dql_try_bind(&ss, SOCK_STREAM);
-		if(rc < 0) {
+		fd = dql_bind_socket(&ss, SOCK_STREAM);
+		if(fd < 0) {
 			LM_ERR("dmqlib: cannot bind TCP %s: %s\n", dql_p.bind,
-					strerror(-rc));
+					strerror(-fd));
+			close(dql_udp_fd);
+			dql_udp_fd = -1;
 			return -1;
 		}
+		dql_tcp_fd = fd;
 	}
 	return 0;
+}
+
+void dql_io_close_fds(void)
+{
+	if(dql_udp_fd >= 0)
+		close(dql_udp_fd);
+	if(dql_tcp_fd >= 0)
+		close(dql_tcp_fd);
+	dql_udp_fd = dql_tcp_fd = -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -339,6 +357,7 @@ static int dql_code_of(dmq_outcome_t o)
 			return 513;
 		case DMQ_OUTCOME_CANCELLED:
 		case DMQ_OUTCOME_SHUTDOWN:
+		case DMQ_OUTCOME_QUEUE_FULL:
 			return 503;
 	}
 	return 500;
@@ -552,7 +571,7 @@ static void dql_send_one(dql_out_t *o, dql_lm_t *dest)
 	p->peer = o->peer;
 	p->slot = dest->slot;
 	p->gen = dest->gen;
-	memset(&so, 0, sizeof(so));
+	dmq_send_opts_init(&so);
 	so.mode = DMQ_SEND_RELIABLE;
 	so.ttl_ms = dql_p.ttl_ms > 0 ? (uint32_t)dql_p.ttl_ms : 0;
 	so.cb = dql_on_outcome;
@@ -1126,12 +1145,18 @@ void dql_io_main(void)
 		snprintf(dql_host_addr, sizeof(dql_host_addr), "host:%s", hp);
 		cfg.advertise_addr = dql_host_addr;
 	}
-	memset(&opts, 0, sizeof(opts));
+	dmq_uv_options_init(&opts);
 	opts.bind = dql_p.bind;
 	opts.advertise = dql_p.advertise && dql_p.advertise[0] ? dql_p.advertise
 														   : NULL;
 	opts.no_tcp = dql_p.no_tcp;
-	rc = dmq_uv_new(&dql_rt, &dql_loop, &cfg, &opts);
+	/* the sockets bound in mod_init (dql_io_sockets_prepare) */
+	opts.use_fds = 1;
+	opts.udp_fd = dql_udp_fd;
+	opts.tcp_fd = dql_p.no_tcp ? -1 : dql_tcp_fd;
+	opts.log_cb = dql_on_log;
+	rc = dmq_uv_new(&dql_loop, &cfg, &opts, &dql_rt);
+	dql_io_close_fds(); /* libdmq works on its own duplicates */
 	if(rc != 0) {
 		/* exiting stops the whole instance (main: SIGCHLD) */
 		LM_CRIT("dmqlib: cannot start libdmq on %s: %s\n", dql_p.bind,
