@@ -16,7 +16,8 @@
 #   shm        the writer's peak shared memory in use above idle, per key
 #   detect     SIGKILL of the last node's whole process group -> node 1
 #              lists it as not active (stock: disabled; dmqlib: dead)
-# Environment: MODES ("stock dmqlib"; "dmqlib-sip" = dmqlib in SIP mode),
+# Environment: MODES ("stock dmqlib"; "dmqlib-sip" = dmqlib in SIP mode,
+# "dmqlib-bcast" = dmqlib with bcast_mode "broadcast"),
 # KEYS (10000), SHM_MB (256, both modules), PROFILE (fast),
 # STOCK_DETECT_MAX_S (90), OUT (a file the markdown table is appended to).
 set -o pipefail
@@ -59,10 +60,15 @@ run_one() { # MODE N   (MODE: stock | dmqlib | dmqlib-sip)
   local net=60
   KT_TRANSPORT=native
   [[ $mode == dmqlib ]] && net=80
+  KT_DMQLIB_BCAST=""
   if [[ $mode == dmqlib-sip ]]; then
     net=40
     mode=dmqlib
     KT_TRANSPORT=sip
+  elif [[ $mode == dmqlib-bcast ]]; then
+    net=100
+    mode=dmqlib
+    KT_DMQLIB_BCAST=broadcast
   fi
   [[ $n -gt 3 ]] && net=$(( net + 100 ))   # 127.0.0.(160|180|200)+i
   KT_PID=()
@@ -141,6 +147,7 @@ run_one() { # MODE N   (MODE: stock | dmqlib | dmqlib-sip)
   kt_log "$mode n=$n: ${el} ms, keys/s $kps, lost $lost (writer has $wgot), CPU/key writer ${cpu_w_us} us receivers ${cpu_r_us} us, shm/key ${shm_per_key} B, detect $det"
   local label=$mode
   [[ $KT_TRANSPORT == sip ]] && label="dmqlib (SIP mode)"
+  [[ -n $KT_DMQLIB_BCAST ]] && label="dmqlib (bcast_mode broadcast)"
   rows+=("| $n | $label | $kps | $el | $lost | $cpu_w_us | $cpu_r_us | $shm_per_key | $det |")
   echo "${rows[-1]}" >>"$KT_DIR/rows"
   for i in $(seq 1 "$n"); do

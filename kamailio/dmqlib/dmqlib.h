@@ -240,6 +240,8 @@ typedef struct dql_params {
 	int reap_grace_ms;
 	char *transport; /* "native" (libdmq's UDP/TCP) or "sip" (KDMQ) */
 	int sip_mode;    /* transport == "sip" */
+	char *bcast_mode; /* "unicast" (default) or "broadcast" */
+	int bcast_broadcast;
 } dql_params_t;
 
 extern dql_params_t dql_p;

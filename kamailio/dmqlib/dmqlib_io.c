@@ -599,6 +599,66 @@ static void dql_send_one(dql_out_t *o, dql_lm_t *dest)
 	}
 }
 
+static void dql_on_bcast_outcome(
+		dmq_node_t *node, const dmq_outcome_info_t *o, void *ud)
+{
+	dql_pending_t *p = ud;
+	(void)node;
+	/* a broadcast to nobody: no callback (stock calls none either) */
+	if(o->delivered + o->failed > 0)
+		dql_report(&p->cb, p->peer, -1, 0, NULL,
+				o->outcome == DMQ_OUTCOME_DELIVERED ? 200
+													: dql_code_of(o->outcome));
+	free(p);
+}
+
+static void dql_bcast_one(dql_out_t *o, const char *chan)
+{
+	dmq_send_opts_t so;
+	dql_pending_t *p;
+	dql_lm_t *ex = NULL;
+	const char *exn[1];
+	size_t len = 1 + o->ct_len + o->body_len;
+	char stackbuf[2048];
+	char *buf;
+	int rc;
+
+	p = malloc(sizeof(*p));
+	buf = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
+	if(p == NULL || buf == NULL) {
+		free(p);
+		if(buf != stackbuf)
+			free(buf);
+		dql_report(&o->cb, o->peer, -1, 0, NULL, 503);
+		return;
+	}
+	p->cb = o->cb;
+	p->peer = o->peer;
+	p->slot = -1;
+	p->gen = 0;
+	dmq_send_opts_init(&so);
+	so.mode = DMQ_SEND_RELIABLE;
+	so.ttl_ms = dql_p.ttl_ms > 0 ? (uint32_t)dql_p.ttl_ms : 0;
+	so.cb = dql_on_bcast_outcome;
+	so.user_data = p;
+	if(o->slot >= 0)
+		ex = dql_lm_by_slot(o->slot, o->slot_gen);
+	if(ex) {
+		exn[0] = ex->name;
+		so.exclude = exn;
+		so.n_exclude = 1;
+	}
+	buf[0] = (char)o->ct_len;
+	memcpy(buf + 1, o->data, o->ct_len + o->body_len);
+	rc = dmq_broadcast(dql_node, chan, buf, len, &so, dql_now(), NULL);
+	if(buf != stackbuf)
+		free(buf);
+	if(rc != 0) {
+		free(p);
+		dql_report(&o->cb, o->peer, -1, 0, NULL, dql_code_of_err(rc));
+	}
+}
+
 static void dql_handle_out(dql_out_t *o)
 {
 	int i;
@@ -617,6 +677,14 @@ static void dql_handle_out(dql_out_t *o)
 			return;
 		}
 		dql_send_one(o, d);
+		return;
+	}
+	/* bcast_mode "broadcast": one libdmq broadcast (partial: destinations
+	 * without room are skipped and counted), `except` as its exclude list,
+	 * and ONE response callback for the whole broadcast (node NULL) instead
+	 * of one per destination. Not for the initial sync request (one member). */
+	if(dql_p.bcast_broadcast && o->only_slot < 0 && chan != NULL) {
+		dql_bcast_one(o, chan);
 		return;
 	}
 	/* DQL_K_BCAST: every live member serving the channel, but `except`;

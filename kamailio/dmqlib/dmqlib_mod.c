@@ -62,6 +62,8 @@ dql_params_t dql_p = {
 		.reap_grace_ms = 60000,
 		.transport = "native",
 		.sip_mode = 0,
+		.bcast_mode = "unicast",
+		.bcast_broadcast = 0,
 };
 
 static int mod_init(void);
@@ -125,6 +127,7 @@ static param_export_t params[] = {
 	{"no_tcp", INT_PARAM, &dql_p.no_tcp},
 	{"reap_grace", INT_PARAM, &dql_p.reap_grace_ms},
 	{"transport", PARAM_STRING, &dql_p.transport},
+	{"bcast_mode", PARAM_STRING, &dql_p.bcast_mode},
 	{0, 0, 0}
 };
 
@@ -211,6 +214,12 @@ static int mod_init(void)
 		dql_p.sip_mode = 1;
 	} else if(dql_p.transport && strcmp(dql_p.transport, "native") != 0) {
 		LM_ERR("dmqlib: transport must be \"native\" or \"sip\"\n");
+		return -1;
+	}
+	if(dql_p.bcast_mode && strcmp(dql_p.bcast_mode, "broadcast") == 0) {
+		dql_p.bcast_broadcast = 1;
+	} else if(dql_p.bcast_mode && strcmp(dql_p.bcast_mode, "unicast") != 0) {
+		LM_ERR("dmqlib: bcast_mode must be \"unicast\" or \"broadcast\"\n");
 		return -1;
 	}
 	if(dql_p.flush_ms < 0 || dql_p.flush_ms > 30000) {

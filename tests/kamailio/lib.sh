@@ -120,6 +120,8 @@ kt_cfg() {
       fi
       echo "modparam(\"dmqlib\", \"profile\", \"$profile\")"
       echo "modparam(\"dmqlib\", \"workers\", ${KT_WORKERS:-1})"
+      # KT_DMQLIB_BCAST=broadcast: one libdmq broadcast per bcast_message
+      [[ -n ${KT_DMQLIB_BCAST:-} ]] && echo "modparam(\"dmqlib\", \"bcast_mode\", \"$KT_DMQLIB_BCAST\")"
     fi
     echo 'loadmodule "htable.so"'
     echo 'modparam("htable", "enable_dmq", 1)'
