@@ -881,6 +881,8 @@ static int dql_remote_live(void)
 	return n;
 }
 
+static void dql_check_init(void);
+
 static void dql_on_member(dmq_node_t *node, dmq_member_event_t ev,
 		const dmq_member_info_t *m, void *ud)
 {
@@ -952,6 +954,11 @@ static void dql_on_member(dmq_node_t *node, dmq_member_event_t ev,
 	 * again (stock re-arms them the same way) */
 	if(dql_remote_live() == 0)
 		memset(dql_init_done, 0, sizeof(dql_init_done));
+	/* a member appeared or changed the channels it serves: maybe a channel
+	 * can run its init callback now (the housekeeping tick also checks) */
+	if(ev == DMQ_EVENT_JOINED || ev == DMQ_EVENT_ALIVE_AGAIN
+			|| ev == DMQ_EVENT_CHANNELS_UPDATED)
+		dql_check_init();
 }
 
 /* Init callbacks: once joined, for each channel with an init callback, when
