@@ -241,6 +241,7 @@ typedef struct dql_params {
 	char *transport; /* "native" (libdmq's UDP/TCP) or "sip" (KDMQ) */
 	int sip_mode;    /* transport == "sip" */
 	char *bcast_mode; /* "unicast" (default) or "broadcast" */
+	int queued_bytes_max; /* libdmq node-wide queue limit; 0: its default */
 	int bcast_broadcast;
 } dql_params_t;
 

@@ -1239,6 +1239,17 @@ void dql_io_main(void)
 		_exit(1);
 	}
 	dql_node = dmq_uv_node(dql_rt);
+	if(dql_p.queued_bytes_max > 0) {
+		/* libdmq's node-wide bound on what is queued for all destinations
+		 * (before the first send, as dmq_delivery_configure requires) */
+		dmq_delivery_config_t dc;
+		dmq_delivery_config_init(&dc);
+		dc.max_queued_bytes = (size_t)dql_p.queued_bytes_max;
+		rc = dmq_delivery_configure(dql_node, &dc);
+		if(rc != 0)
+			LM_ERR("dmqlib: queued_bytes_max %d refused by libdmq: %s\n",
+					dql_p.queued_bytes_max, dmq_strerror(rc));
+	}
 	if(dql_p.sip_mode) {
 		rc = dmq_host_transport_new(dql_host_send, NULL, &dql_host_t);
 		if(rc == 0) {

@@ -128,6 +128,7 @@ static param_export_t params[] = {
 	{"reap_grace", INT_PARAM, &dql_p.reap_grace_ms},
 	{"transport", PARAM_STRING, &dql_p.transport},
 	{"bcast_mode", PARAM_STRING, &dql_p.bcast_mode},
+	{"queued_bytes_max", INT_PARAM, &dql_p.queued_bytes_max},
 	{0, 0, 0}
 };
 
