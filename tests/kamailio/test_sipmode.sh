@@ -3,8 +3,9 @@
 # requests between the instances' SIP sockets (libdmq's host transport; the
 # cfg hands received KDMQ to dmq_handle_message()). Three instances with stock
 # htable: members advertise host:<SIP address>, a value set on one is read on
-# the others, a 1000-key burst arrives whole, SIGKILL is detected, and the
-# packets were counted as SIP (dmqlib.stats sip_out / sip_in).
+# the others, a 1000-key burst arrives whole, SIGKILL is detected, SIGTERM
+# is a leave, and the packets were counted as SIP (dmqlib.stats sip_out /
+# sip_in).
 # Exit 0 pass, 1 fail, 77 skipped.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -45,6 +46,14 @@ for k in k1 k2; do
     kt_fail "$k: k3 is $(kt_member_state "$k" 127.0.0.18:7946)"
 done
 kt_log "SIGKILL of k3 seen dead by k1 and k2 within $(( $(kt_now_ms) - t0 )) ms"
+
+# a graceful stop is a leave, over SIP too
+t0=$(kt_now_ms)
+kt_term k2
+kt_wait 1000 "k1 sees k2 left" kt_state_is k1 127.0.0.17:7946 left ||
+  kt_fail "k1: k2 is $(kt_member_state k1 127.0.0.17:7946) after SIGTERM"
+kt_log "SIGTERM of k2 seen as a leave by k1 after $(( $(kt_now_ms) - t0 )) ms"
+kt_reap k2 5000
 
 if [[ $KT_FAILED -ne 0 ]]; then exit 1; fi
 kt_log "PASS"
