@@ -99,7 +99,6 @@ enum {
 	/* any process -> io */
 	DQL_K_SEND = 1,   /* unicast to a member slot */
 	DQL_K_BCAST,      /* to every live member serving the channel */
-	DQL_K_POKE,       /* nothing: wake io (new peer registered, unpause) */
 	DQL_K_SIPIN,      /* SIP mode: libdmq bytes received in a KDMQ request */
 	/* io -> worker */
 	DQL_K_MSG,        /* a message for a consumer's peer callback */
