@@ -210,6 +210,7 @@ typedef struct dql_shared {
 	volatile uint64_t pauses;         /* channel pauses (inbound pressure) */
 	volatile uint64_t init_runs;      /* init callbacks run */
 	volatile uint64_t io_loops;       /* io heartbeat */
+	volatile uint64_t io_stalls;      /* watchdog: io loop not turning */
 	volatile uint64_t sip_out, sip_in, sip_out_failed; /* SIP mode packets */
 	volatile int io_ready;            /* node created, channels open */
 	volatile int joined;

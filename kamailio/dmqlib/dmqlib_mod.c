@@ -34,6 +34,7 @@
 #include "../../core/rpc.h"
 #include "../../core/rpc_lookup.h"
 #include "../../core/sr_module.h"
+#include "../../core/timer.h"
 #include "../../core/dset.h"
 #include "../../core/ut.h"
 #include "../../modules/tm/tm_load.h"
@@ -178,6 +179,30 @@ int dql_worker_for(const char *name)
 	return n > 0 ? (int)(h % (uint32_t)n) : 0;
 }
 
+/* The io loop turns at least every housekeeping tick (50 ms) and bumps
+ * io_loops each time; a count that does not move for DQL_WATCHDOG_S seconds
+ * means the loop is stuck (membership, delivery and failure detection with
+ * it). Runs in the core's slow timer process; logs, and counts in
+ * dmqlib.stats (io_stalls). */
+#define DQL_WATCHDOG_S 5
+static void dql_watchdog(unsigned int ticks, void *param)
+{
+	static uint64_t last = 0;
+	uint64_t now;
+	(void)ticks;
+	(void)param;
+	if(dql_sh == NULL || !dql_sh->io_ready)
+		return;
+	now = dql_sh->io_loops;
+	if(now == last) {
+		dql_sh->io_stalls++;
+		LM_ERR("dmqlib: the libdmq io process has not turned its loop for "
+			   "%d s (stuck?)\n",
+				DQL_WATCHDOG_S);
+	}
+	last = now;
+}
+
 /* ------------------------------------------------------------------------ */
 /* init                                                                      */
 
@@ -255,6 +280,10 @@ static int mod_init(void)
 			dql_ev_route[i] = rt;
 	}
 
+	if(register_timer(dql_watchdog, NULL, DQL_WATCHDOG_S) < 0) {
+		LM_ERR("dmqlib: cannot register the io watchdog timer\n");
+		return -1;
+	}
 	if(rpc_register_array(dql_rpc) != 0) {
 		LM_ERR("dmqlib: failed to register the RPC commands\n");
 		return -1;
@@ -1001,6 +1030,7 @@ static void dql_rpc_stats(rpc_t *rpc, void *c)
 			(unsigned long long)dql_sh->init_runs, "channel_pauses",
 			(unsigned long long)dql_sh->pauses, "io_loops",
 			(unsigned long long)dql_sh->io_loops);
+	rpc->struct_add(h, "j", "io_stalls", (unsigned long long)dql_sh->io_stalls);
 	rpc->struct_add(h, "sjjj", "transport", dql_p.sip_mode ? "sip" : "native",
 			"sip_out", (unsigned long long)dql_sh->sip_out, "sip_in",
 			(unsigned long long)dql_sh->sip_in, "sip_out_failed",
