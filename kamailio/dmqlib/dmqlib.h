@@ -239,7 +239,8 @@ typedef struct dql_params {
 	int no_tcp;
 	int reap_grace_ms;
 	char *transport; /* "native" (libdmq's UDP/TCP) or "sip" (KDMQ) */
-	int sip_mode;    /* transport == "sip" */
+	int sip_mode;    /* transport == "sip" or "sip-tcp" */
+	int sip_tcp;     /* transport == "sip-tcp" */
 	char *bcast_mode; /* "unicast" (default) or "broadcast" */
 	int queued_bytes_max; /* libdmq node-wide queue limit; 0: its default */
 	int bcast_broadcast;

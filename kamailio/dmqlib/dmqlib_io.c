@@ -486,8 +486,10 @@ static int dql_host_send(void *ud, const char *dst, const void *buf, size_t len)
 		dql_sh->sip_out_failed++;
 		return DMQ_EADDR;
 	}
-	si = udp_listen; /* the first UDP SIP socket (its address is advertised) */
-	if(si == NULL || si->proto != PROTO_UDP) {
+	/* the first SIP socket of the protocol (UDP: its address is the one
+	 * advertised; TCP: connections go through tcp_main) */
+	si = dql_p.sip_tcp ? tcp_listen : udp_listen;
+	if(si == NULL) {
 		dql_sh->sip_out_failed++;
 		return DMQ_ETRANSPORT;
 	}
@@ -507,7 +509,7 @@ static int dql_host_send(void *ud, const char *dst, const void *buf, size_t len)
 	dql_sip_seq++;
 	hl = snprintf(out, cap,
 			"KDMQ sip:dmqlib@%s SIP/2.0\r\n"
-			"Via: SIP/2.0/UDP %s;branch=z9hG4bKdql%x.%u\r\n"
+			"Via: SIP/2.0/%s %s;branch=z9hG4bKdql%x.%u\r\n"
 			"From: <sip:dmqlib@%s>;tag=dql%x\r\n"
 			"To: <sip:dmqlib@%s>\r\n"
 			"Call-ID: dql-%x-%u@%s\r\n"
@@ -515,17 +517,20 @@ static int dql_host_send(void *ud, const char *dst, const void *buf, size_t len)
 			"Max-Forwards: 1\r\n"
 			"Content-Type: application/x-dmqlib\r\n"
 			"Content-Length: %zu\r\n\r\n",
-			dhp, dql_sip_hostport, (unsigned)getpid(), dql_sip_seq,
+			dhp, dql_p.sip_tcp ? "TCP" : "UDP", dql_sip_hostport,
+			(unsigned)getpid(), dql_sip_seq,
 			dql_sip_hostport, (unsigned)getpid(), dhp, (unsigned)getpid(),
 			dql_sip_seq, dql_sip_hostport, len);
 	if(hl < 0 || (size_t)hl + len > cap)
 		return DMQ_ETOOBIG;
 	memcpy(out + hl, buf, len);
 	init_dest_info(&di);
-	di.proto = PROTO_UDP;
+	di.proto = dql_p.sip_tcp ? PROTO_TCP : PROTO_UDP;
 	di.send_sock = si;
 	init_su(&di.to, &ip, port);
-	if(udp_send(&di, out, (unsigned)(hl + len)) < 0) {
+	if((dql_p.sip_tcp ? msg_send(&di, out, hl + (int)len)
+					  : udp_send(&di, out, (unsigned)(hl + len)))
+			< 0) {
 		dql_sh->sip_out_failed++;
 		return DMQ_ETRANSPORT;
 	}

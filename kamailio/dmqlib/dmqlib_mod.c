@@ -238,8 +238,12 @@ static int mod_init(void)
 	}
 	if(dql_p.transport && strcmp(dql_p.transport, "sip") == 0) {
 		dql_p.sip_mode = 1;
+	} else if(dql_p.transport && strcmp(dql_p.transport, "sip-tcp") == 0) {
+		dql_p.sip_mode = 1;
+		dql_p.sip_tcp = 1;
 	} else if(dql_p.transport && strcmp(dql_p.transport, "native") != 0) {
-		LM_ERR("dmqlib: transport must be \"native\" or \"sip\"\n");
+		LM_ERR("dmqlib: transport must be \"native\", \"sip\" or "
+			   "\"sip-tcp\"\n");
 		return -1;
 	}
 	if(dql_p.bcast_mode && strcmp(dql_p.bcast_mode, "broadcast") == 0) {
@@ -310,7 +314,9 @@ static int child_init(int rank)
 			dql_io_close_fds();
 		return 0;
 	}
-	pid = fork_process(PROC_NOCHLDINIT, "libdmq io", 0);
+	/* SIP mode over TCP sends through tcp_main: the io process needs its
+	 * unix socket to it (make_sock) */
+	pid = fork_process(PROC_NOCHLDINIT, "libdmq io", dql_p.sip_tcp ? 1 : 0);
 	if(pid < 0) {
 		LM_ERR("dmqlib: cannot fork the io process\n");
 		return -1;
@@ -706,11 +712,21 @@ static int w_dmq_handle_message(struct sip_msg *msg, char *p1, char *p2)
 	memset(it, 0, sizeof(*it));
 	it->h.size = sz;
 	it->h.kind = DQL_K_SIPIN;
-	memset(ip, 0, sizeof(ip));
-	ip_addr2sbuf(&msg->rcv.src_ip, ip, IP6_MAX_STR_SIZE);
-	snprintf(it->from, sizeof(it->from),
-			msg->rcv.src_ip.af == AF_INET6 ? "host:[%s]:%u" : "host:%s:%u", ip,
-			(unsigned)msg->rcv.src_port);
+	/* the sender as it advertises itself: the Via sent-by it wrote (over
+	 * TCP the source port is an ephemeral one); the source address when
+	 * there is no Via */
+	if(msg->via1 && msg->via1->host.len > 0
+			&& msg->via1->host.len < (int)sizeof(it->from) - 16) {
+		snprintf(it->from, sizeof(it->from), "host:%.*s:%u",
+				msg->via1->host.len, msg->via1->host.s,
+				(unsigned)(msg->via1->port ? msg->via1->port : SIP_PORT));
+	} else {
+		memset(ip, 0, sizeof(ip));
+		ip_addr2sbuf(&msg->rcv.src_ip, ip, IP6_MAX_STR_SIZE);
+		snprintf(it->from, sizeof(it->from),
+				msg->rcv.src_ip.af == AF_INET6 ? "host:[%s]:%u" : "host:%s:%u",
+				ip, (unsigned)msg->rcv.src_port);
+	}
 	it->len = blen;
 	memcpy(it->data, body, blen);
 	if(dql_queue_push(&dql_sh->out, &it->h) < 0) {

@@ -96,6 +96,7 @@ kt_cfg() {
     echo 'auto_aliases=no'
     echo 'max_while_loops=100000'
     echo "listen=udp:$ip:5060"
+    [[ ${KT_TRANSPORT:-native} == sip-tcp ]] && echo "listen=tcp:$ip:5060"
     echo "mpath=\"$KAM_MODDIR/\""
     echo 'loadmodule "ctl.so"'
     echo "modparam(\"ctl\", \"binrpc\", \"unixs:$d/ctl.sock\")"
@@ -112,8 +113,8 @@ kt_cfg() {
     else
       echo "loadmodule \"$DMQLIB_SO\""
       echo "modparam(\"dmqlib\", \"bind\", \"$ip:7946\")"
-      if [[ ${KT_TRANSPORT:-native} == sip ]]; then
-        echo 'modparam("dmqlib", "transport", "sip")'
+      if [[ ${KT_TRANSPORT:-native} == sip* ]]; then
+        echo "modparam(\"dmqlib\", \"transport\", \"$KT_TRANSPORT\")"
         [[ -n $seed ]] && echo "modparam(\"dmqlib\", \"seeds\", \"$seed:5060\")"
       else
         [[ -n $seed ]] && echo "modparam(\"dmqlib\", \"seeds\", \"$seed:7946\")"
@@ -133,7 +134,7 @@ kt_cfg() {
     # request_route would take precedence)
     if [[ ${KT_KEMI:-0} == 1 ]]; then return 0; fi
     echo 'request_route {'
-    if [[ $mode == stock || ${KT_TRANSPORT:-native} == sip ]]; then
+    if [[ $mode == stock || ${KT_TRANSPORT:-native} == sip* ]]; then
       echo '  if (method == "KDMQ") { dmq_handle_message(); exit; }'
     fi
     # MESSAGE sip:fill@ with X-N: N and X-P: prefix -> $sht(t=>PREFIXi) = i

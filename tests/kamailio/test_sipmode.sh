@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# SIP mode (modparam transport "sip"): libdmq's packets travel as KDMQ
+# SIP mode (modparam transport "sip", or "sip-tcp" when run by
+# test_sipmode_tcp.sh): libdmq's packets travel as KDMQ
 # requests between the instances' SIP sockets (libdmq's host transport; the
 # cfg hands received KDMQ to dmq_handle_message()). Three instances with stock
 # htable: members advertise host:<SIP address>, a value set on one is read on
@@ -9,8 +10,8 @@
 # Exit 0 pass, 1 fail, 77 skipped.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
-kt_setup sipmode
-KT_TRANSPORT=sip
+KT_TRANSPORT=${KT_TRANSPORT:-sip}   # test_sipmode_tcp.sh: sip-tcp
+kt_setup "$KT_TRANSPORT"
 
 stat() { kt_rpc "$1" dmqlib.stats | awk -v k="$2:" '$1==k {print $2; exit}'; }
 
@@ -37,6 +38,12 @@ for k in k1 k2; do
   kt_log "$k: sip_out=$o sip_in=$i sip_out_failed=$(stat "$k" sip_out_failed)"
   [[ ${o:-0} -gt 0 && ${i:-0} -gt 0 ]] || kt_fail "$k: no SIP traffic counted"
 done
+
+if [[ $KT_TRANSPORT == sip-tcp ]]; then
+  c=$(kt_rpc k1 core.tcp_info | awk '/opened_connections:/ {print $2}')
+  kt_log "k1: TCP connections open: ${c:-?}"
+  [[ ${c:-0} -ge 1 ]] || kt_fail "no TCP connection on k1 in sip-tcp mode"
+fi
 
 t0=$(kt_now_ms)
 kt_kill k3 KILL
