@@ -55,10 +55,24 @@ syncs=$(grep -c "channel 'usrloc': initial sync from" "$KT_DIR/k3/log")
 [[ $syncs == 1 ]] || kt_fail "k3 asked $syncs members for the usrloc sync (expected 1)"
 [[ $KT_FAILED -eq 0 ]] && kt_log "k3 joined and has both contacts (one sync request)"
 
+# a burst of 300 REGISTERs on k1 (dmq_usrloc sends under usrloc's locks):
+# all on k2 and k3; a fourth instance joining gets all 302 in its sync
+contacts() { kt_rpc "$1" ul.dump brief | grep -c "AoR: "; } # AoRs, one contact each
+contacts_is() { [[ $(contacts "$1") -eq $2 ]]; }
+n=$(python3 "$KT_ROOT/tests/kamailio/sipburst.py" 127.0.0.41 5060 300 burst --timeout 30)
+[[ $n == 300 ]] || kt_fail "burst: $n of 300 REGISTERs answered 2xx"
+for k in k2 k3; do
+  kt_wait 10000 "$k has 302 contacts" contacts_is "$k" 302 || kt_fail "$k has $(contacts "$k") contacts"
+done
+kt_start k4 127.0.0.44 dmqlib 127.0.0.41
+kt_wait_up k4
+kt_wait 10000 "k4 has 302 contacts" contacts_is k4 302 || kt_fail "k4 has $(contacts k4) contacts after its sync"
+[[ $KT_FAILED -eq 0 ]] && kt_log "300-REGISTER burst on k1 on k2 and k3; k4 synced all 302"
+
 # unREGISTER alice on k1: gone everywhere
 code=$(reg 127.0.0.41 alice 5099 0)
 [[ $code == 200 ]] || kt_fail "unREGISTER answered $code"
-for k in k1 k2 k3; do
+for k in k1 k2 k3 k4; do
   kt_wait 3000 "$k lost alice" no_contact "$k" alice@127.0.0.41 127.0.0.99:5099 || kt_fail "alice still on $k"
 done
 
