@@ -3,7 +3,8 @@
 # statefully to every live member's SIP URI (as stock does), the receiving
 # member recognises it with dmq_is_from_node() and only saves it (no
 # dmq_usrloc here); dmq_bcast_message() from the cfg reaches the other
-# instance (its channel is registered on first use).
+# instance (its channel is registered on first use); dmq_send_message()
+# reaches the member named by its SIP URI.
 # Exit 0 pass, 1 fail, 77 skipped.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -21,6 +22,11 @@ KT_ROUTE='  if (method == "REGISTER") {
       dmq_t_replicate();
     }
     if (!save("location")) sl_reply_error();
+    exit;
+  }
+  if (method == "MESSAGE" && $rU == "send") {
+    dmq_send_message("cfgchan", "$hdr(X-To)", "$rb", "text/plain");
+    sl_send_reply("200", "Sent");
     exit;
   }
   if (method == "MESSAGE" && $rU == "bcast") {
@@ -68,6 +74,15 @@ while (( $(kt_now_ms) < deadline )); do
 done
 [[ $ok == 1 ]] || kt_fail "dmq_bcast_message from k1 never reached k2"
 [[ $ok == 1 ]] && kt_log "dmq_bcast_message: k1 -> k2 on a cfg channel: ok"
+
+# dmq_send_message: unicast to the member whose SIP URI is given
+# (find_dmq_node_uri on the mirror)
+before=$(stat k2 callbacks_run)
+python3 "$KT_ROOT/tests/kamailio/sipsend.py" 127.0.0.26 5060 MESSAGE "sip:send@127.0.0.26" \
+  -H "X-To: sip:127.0.0.27:5060" --body "hello-unicast" --timeout 5 >/dev/null || kt_fail "send MESSAGE"
+kt_wait 3000 "k2 ran the unicast's callback" bash -c "$(declare -f kt_rpc stat); KT_DIR=$KT_DIR KAMCMD=$KAMCMD; [[ \$(stat k2 callbacks_run) -gt $before ]]" ||
+  kt_fail "dmq_send_message to sip:127.0.0.27:5060 never reached k2"
+[[ $KT_FAILED -eq 0 ]] && kt_log "dmq_send_message: k1 -> k2 by SIP URI: ok"
 
 if [[ $KT_FAILED -ne 0 ]]; then exit 1; fi
 kt_log "PASS"
