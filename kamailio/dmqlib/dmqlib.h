@@ -54,6 +54,11 @@ typedef struct dql_queue {
 	uint32_t low_mark;  /* below: pressure released */
 	int pressure;
 	int efd;
+	/* consumer asleep (only for a consumer that maintains it, see
+	 * dql_queue_sleeping): producers skip the eventfd write while it is
+	 * awake and will look at the queue again anyway */
+	int track_sleep;
+	volatile int sleeping;
 	/* counters (under the lock) */
 	uint64_t pushed, popped, dropped, dropped_bytes;
 	uint32_t peak_count;
@@ -76,6 +81,10 @@ void dql_queue_wake(dql_queue_t *q);
 /* drain the eventfd counter (non-blocking fd: returns at once; blocking fd:
  * waits until something was pushed) */
 void dql_queue_wait(dql_queue_t *q);
+/* the consumer is about to block on the eventfd (sleeping = 1; a push seen
+ * in between wakes it) or has woken up (0). With track_sleep set, a push
+ * writes the eventfd only when the consumer sleeps. */
+void dql_queue_sleeping(dql_queue_t *q, int sleeping);
 /* current count (racy read, for decisions that tolerate it) */
 uint32_t dql_queue_count(dql_queue_t *q);
 

@@ -740,7 +740,8 @@ static void dql_on_out_readable(uv_poll_t *h, int status, int events)
 	(void)h;
 	(void)status;
 	(void)events;
-	dql_queue_wait(&dql_sh->out); /* non-blocking: clears the counter */
+	dql_queue_sleeping(&dql_sh->out, 0); /* awake: pushes need no wake-up */
+	dql_queue_wait(&dql_sh->out);        /* non-blocking: clears the counter */
 	dql_drain_out();
 	dql_check_pause();
 }
@@ -1085,6 +1086,8 @@ static void dql_on_prepare(uv_prepare_t *h)
 	(void)h;
 	dql_flush_all(); /* what timers and idle work produced, before polling */
 	cfg_update();
+	/* about to poll: producers must write the eventfd from now on */
+	dql_queue_sleeping(&dql_sh->out, 1);
 	dql_sh->io_loops++;
 }
 

@@ -270,6 +270,7 @@ static int mod_init(void)
 	dql_sh->nworkers = dql_p.workers;
 	if(dql_queue_init(&dql_sh->out, dql_p.out_max, dql_p.out_bytes, 1) < 0)
 		return -1;
+	dql_sh->out.track_sleep = 1; /* the io loop reports when it sleeps */
 	for(i = 0; i < dql_p.workers; i++)
 		if(dql_queue_init(&dql_sh->in[i], dql_p.in_max, dql_p.in_bytes, 0) < 0)
 			return -1;

@@ -77,9 +77,28 @@ int dql_queue_push(dql_queue_t *q, dql_item_t *it)
 	if(q->count >= q->high_mark || q->bytes >= q->max_bytes - q->max_bytes / 4)
 		q->pressure = 1;
 	lock_release(&q->lock);
-	if(was_empty)
-		dql_queue_wake(q);
+	if(was_empty) {
+		if(!q->track_sleep) {
+			dql_queue_wake(q);
+		} else {
+			/* pairs with the fence in dql_queue_sleeping(): either the
+			 * consumer sees our item before it blocks, or we see it asleep */
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			if(q->sleeping)
+				dql_queue_wake(q);
+		}
+	}
 	return 0;
+}
+
+void dql_queue_sleeping(dql_queue_t *q, int sleeping)
+{
+	q->sleeping = sleeping;
+	if(sleeping) {
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if(dql_queue_count(q) > 0)
+			dql_queue_wake(q); /* pushed while we were awake: do not block */
+	}
 }
 
 dql_item_t *dql_queue_push_list(dql_queue_t *q, dql_item_t *head)
