@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Format the C sources with clang-format (.clang-format at the repo root).
+# adapters/kamailio/dmqlib is a Kamailio module and keeps Kamailio's own
+# code style (tabs, its .clang-format), so it is left out.
 #   scripts/check-format.sh           reformat files in place
 #   scripts/check-format.sh --check   fail if any file needs reformatting
 # CLANG_FORMAT overrides the clang-format binary.
@@ -24,6 +26,7 @@ done
 
 mapfile -d '' files < <(find "${dirs[@]}" \
   \( -type d \( -name 'build*' -o -name '.*' -o -name CMakeFiles \) -prune \) -o \
+  \( -path adapters/kamailio/dmqlib -prune \) -o \
   -type f \( -name '*.c' -o -name '*.h' \) -print0 | sort -z)
 [[ ${#files[@]} -gt 0 ]] || { echo "check-format: no files"; exit 0; }
 

@@ -27,10 +27,23 @@
 # Needs bash, coreutils and python3 (JSON parsing). Every wait is bounded.
 # The logs are removed on success (DMQ_DEMO_KEEP=1 keeps them) and kept on
 # failure.
+#
+#   scripts/demo.sh kamailio   the Kamailio mode instead: three Kamailio
+#                              instances share an htable through the dmqlib
+#                              module, one is killed and seen down
+#                              (scripts/demo-kamailio.sh)
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
+case ${1:-} in
+  "") ;;
+  kamailio) exec bash "$root/scripts/demo-kamailio.sh" ;;
+  *)
+    echo "usage: $0 [kamailio]" >&2
+    exit 2
+    ;;
+esac
 # shellcheck source=scripts/lib/dmq-test.sh
 . "$root/scripts/lib/dmq-test.sh"
 

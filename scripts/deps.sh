@@ -7,9 +7,12 @@ set -euo pipefail
 # libclang-rt-14-dev: clang's sanitizer and libFuzzer runtimes (only a
 # Recommends of clang, so --no-install-recommends would skip it).
 # abigail-tools: abidw and abidiff for the ABI check (scripts/abi-check.sh).
+# kamailio, kamailio-presence-modules, dpkg-dev: the Kamailio module's build
+# (scripts/kamailio-module.sh fetches Debian's kamailio source) and tests.
 DMQ_DEB_PACKAGES="build-essential cmake pkg-config clang clang-format \
 libclang-rt-14-dev libuv1-dev libmsgpack-dev libcmocka-dev libsodium-dev \
-valgrind dnsmasq-base iproute2 iptables procps abigail-tools"
+valgrind dnsmasq-base iproute2 iptables procps abigail-tools \
+kamailio kamailio-presence-modules dpkg-dev"
 
 packages=$DMQ_DEB_PACKAGES
 if ! command -v python3 >/dev/null 2>&1; then

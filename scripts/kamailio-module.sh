@@ -112,7 +112,7 @@ cp "$build/libdmq/libdmq.pc" "$stage/lib/pkgconfig/"
 mdir=$srcdir/src/modules/dmqlib
 mkdir -p "$mdir"
 # copy (not symlink) so that build products stay out of the repository
-cp -p "$root"/kamailio/dmqlib/* "$mdir"/
+cp -p "$root"/adapters/kamailio/dmqlib/* "$mdir"/
 log "building the module"
 rm -f "$mdir"/*.o "$mdir"/*.d "$mdir/dmqlib.so" # always a full rebuild (seconds)
 PKG_CONFIG_PATH=$stage/lib/pkgconfig \

@@ -3,8 +3,9 @@
 # CI runs (.ci/run).
 #
 #   scripts/test.sh              release (build/) + sanitizers (build-asan/)
+#                                + the Kamailio module and its tests (build-kam/)
 #   CI=true scripts/test.sh      ... + clang (build-clang/, libFuzzer fuzzers)
-#   scripts/test.sh asan clang   only the named suites (release|asan|clang)
+#   scripts/test.sh asan clang   only the named suites (release|asan|clang|kamailio)
 #
 # Environment: JOBS (default: number of CPUs), DMQ_SKIP_DEPS=1 to skip
 # scripts/deps.sh, CTEST_ARGS extra ctest arguments (e.g. "-L unit").
@@ -22,7 +23,7 @@ fi
 if [[ $# -gt 0 ]]; then
   suites=("$@")
 else
-  suites=(release asan)
+  suites=(release asan kamailio)
   if [[ ${CI:-} == true ]]; then
     suites+=(clang)
   fi
@@ -66,8 +67,20 @@ for s in "${suites[@]}"; do
       run_suite clang build-clang \
         -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DDMQ_WERROR=ON -DDMQ_SANITIZE=OFF -DDMQ_FUZZ=ON ;;
+    kamailio)
+      # The Kamailio module (adapters/kamailio) built against Debian's
+      # Kamailio source, and its tests with real Kamailio instances.
+      echo
+      echo "=== test.sh: suite kamailio (tests/kamailio/run.sh) ==="
+      t0=$SECONDS
+      if bash tests/kamailio/run.sh; then
+        passed+=(kamailio)
+        echo "=== test.sh: suite kamailio passed in $((SECONDS - t0))s ==="
+      else
+        failed+=("kamailio(tests)")
+      fi ;;
     *)
-      echo "test.sh: unknown suite '$s' (release|asan|clang)" >&2
+      echo "test.sh: unknown suite '$s' (release|asan|clang|kamailio)" >&2
       failed+=("$s(unknown)") ;;
   esac
 done
