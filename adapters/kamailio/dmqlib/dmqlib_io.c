@@ -711,6 +711,11 @@ static void dql_handle_out(dql_out_t *o)
 
 static void dql_check_pause(void);
 
+/* sends that reached the out queue after SIGTERM: the instance is stopping
+ * (its workers too), so they get no response callback; counted and logged
+ * when the io process exits, never dropped silently */
+static uint64_t dql_dropped_at_exit;
+
 static void dql_drain_out(void)
 {
 	dql_item_t *l, *next;
@@ -722,6 +727,8 @@ static void dql_drain_out(void)
 					&& (l->kind == DQL_K_SEND || l->kind == DQL_K_BCAST)) {
 				dql_handle_out((dql_out_t *)l);
 				n++;
+			} else if(l->kind == DQL_K_SEND || l->kind == DQL_K_BCAST) {
+				dql_dropped_at_exit++;
 			} else if(!dql_closing && l->kind == DQL_K_SIPIN && dql_host_t) {
 				dql_sipin_t *si = (dql_sipin_t *)l;
 				si->from[sizeof(si->from) - 1] = '\0';
@@ -733,6 +740,16 @@ static void dql_drain_out(void)
 	}
 	if(n && !dql_closing)
 		dmq_uv_kick(dql_rt);
+}
+
+/* last look at the out queue before the io process exits */
+static void dql_exit_report(void)
+{
+	dql_drain_out();
+	if(dql_dropped_at_exit)
+		LM_WARN("dmqlib: %llu sends queued after SIGTERM were dropped"
+				" without a response callback (the instance is stopping)\n",
+				(unsigned long long)dql_dropped_at_exit);
 }
 
 static void dql_on_out_readable(uv_poll_t *h, int status, int events)
@@ -1111,6 +1128,7 @@ static void dql_on_housekeep(uv_timer_t *h)
 static void dql_on_closed(void *ud)
 {
 	(void)ud;
+	dql_exit_report();
 	LM_INFO("dmqlib: left the cluster, io process exits\n");
 	_exit(0);
 }
@@ -1118,6 +1136,7 @@ static void dql_on_closed(void *ud)
 static void dql_on_exit_timer(uv_timer_t *h)
 {
 	(void)h;
+	dql_exit_report();
 	LM_WARN("dmqlib: leave not finished in time, io process exits\n");
 	_exit(0);
 }
@@ -1128,6 +1147,9 @@ static void dql_on_sigterm(uv_signal_t *h, int sig)
 	(void)sig;
 	if(dql_closing)
 		return;
+	/* what was queued before the signal is still handed to libdmq: it may
+	 * be delivered while the leave is flushed */
+	dql_drain_out();
 	dql_closing = 1;
 	LM_INFO("dmqlib: SIGTERM: leaving (flush at most %d ms)\n",
 			dql_p.flush_ms);
