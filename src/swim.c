@@ -1175,6 +1175,24 @@ int dmq_node_leave(dmq_node_t *n, uint64_t now) {
   return 0;
 }
 
+int dmq_node_forget(dmq_node_t *n, const char *name) {
+  if (n == NULL || name == NULL)
+    return DMQ_EINVAL;
+  if (n->in_callback || dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
+  size_t len = strnlen(name, DMQ_MAX_NAME + 1);
+  dmq__member_t *m =
+      len <= DMQ_MAX_NAME ? dmq__member_find(n, name, len) : NULL;
+  if (m == NULL)
+    return DMQ_ENOENT;
+  if (m->is_self || m->state < DMQ_MEMBER_DEAD)
+    return DMQ_ESTATE;
+  dmq__emit(n, DMQ_EVENT_REAPED, m);
+  dmq__member_remove(n, m);
+  dmq__flush_events(n);
+  return 0;
+}
+
 int dmq_node_left_flushed(const dmq_node_t *n) {
   return n != NULL && n->leaving && n->self->bc_bucket < 0;
 }

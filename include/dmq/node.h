@@ -241,6 +241,17 @@ DMQ_EXTERN int dmq_node_is_joined(const dmq_node_t *node);
 DMQ_EXTERN int dmq_node_leave(dmq_node_t *node, uint64_t now);
 DMQ_EXTERN int dmq_node_left_flushed(const dmq_node_t *node);
 
+/* Forget a DEAD or LEFT member now instead of after dead_retention_ms (an
+ * operator's "remove this node"): the member gets its REAPED event and
+ * leaves the table, and what delivery kept for it is freed. Only this
+ * node's view changes; gossip about a member we do not know as DEAD or LEFT
+ * is ignored, so it does not come back unless it is alive somewhere (then
+ * it is learned again, as a member that joins). Errors: DMQ_EINVAL (NULL
+ * arguments), DMQ_ENOENT (no such member), DMQ_ESTATE (alive, suspect, or
+ * ourselves: failure detection removes members, not the operator),
+ * DMQ_EBUSY inside a callback. */
+DMQ_EXTERN int dmq_node_forget(dmq_node_t *node, const char *name);
+
 /* Replace this node's metadata (copied, <= DMQ_MAX_META bytes); bumps the
  * incarnation and gossips it. */
 DMQ_EXTERN int dmq_node_set_meta(dmq_node_t *node, const void *meta, size_t len,

@@ -97,6 +97,20 @@ kt_wait 2000 "k1 route member-left for k4" grep -q "EV left 127.0.0.14:7946" "$K
 grep -q "EV up 127.0.0.12:7946 sip:127.0.0.12:5060" "$KT_DIR/k1/log" ||
   kt_fail "no event_route[dmqlib:member-up] for k2 on k1"
 
+# dmq.remove: an alive member is refused; a dead one leaves k1's view at
+# once (k2 keeps it until its own retention)
+out=$(kt_rpc k1 dmq.remove 127.0.0.12:7946)
+[[ $out == *409* ]] || kt_fail "dmq.remove of the alive k2 was not refused: $out"
+out=$(kt_rpc k1 dmq.remove 127.0.0.99:7946)
+[[ $out == *404* ]] || kt_fail "dmq.remove of an unknown member: $out"
+out=$(kt_rpc k1 dmq.remove 127.0.0.13:7946)
+[[ $out == *Removing* ]] || kt_fail "dmq.remove of the dead k3: $out"
+kt_wait 2000 "k1 forgot k3" kt_state_is k1 127.0.0.13:7946 absent ||
+  kt_fail "k1: k3 is $(kt_member_state k1 127.0.0.13:7946) after dmq.remove"
+[[ $(kt_member_state k2 127.0.0.13:7946) == dead ]] ||
+  kt_fail "k2: k3 is $(kt_member_state k2 127.0.0.13:7946), not dead"
+kt_log "dmq.remove: k1 forgot the dead k3; the alive k2 and an unknown name were refused"
+
 # the survivors still replicate
 kt_rpc k2 htable.seti t after 7 >/dev/null
 kt_wait 3000 "k1 reads after=7" kt_ht_is k1 after 7 || kt_fail "no replication after the failures"

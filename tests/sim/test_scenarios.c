@@ -266,6 +266,38 @@ static void test_leave_is_left_not_dead(void **state) {
   dmq_sim_delete(w);
 }
 
+/* dmq_node_forget(): an operator removes a dead member from one node's view
+ * before the retention; only dead or left members, and gossip from the
+ * others (who still hold it dead) does not bring it back. */
+static void test_forget_dead_member(void **state) {
+  (void)state;
+  dmq_sim_t *w = world(6, DMQ_PROFILE_LAN, 0, NULL);
+  join_all(w);
+  assert_true(dmq_sim_expect_converged(w, 3000));
+  dmq_node_t *n0 = dmq_sim_node(w, 0);
+  char victim[DMQ_MAX_NAME + 1], alive[DMQ_MAX_NAME + 1];
+  snprintf(victim, sizeof victim, "%s", dmq_node_name(dmq_sim_node(w, 3)));
+  snprintf(alive, sizeof alive, "%s", dmq_node_name(dmq_sim_node(w, 4)));
+  assert_int_equal(dmq_node_forget(n0, alive), DMQ_ESTATE);
+  assert_int_equal(dmq_node_forget(n0, dmq_node_name(n0)), DMQ_ESTATE);
+  assert_int_equal(dmq_node_forget(n0, "nobody"), DMQ_ENOENT);
+  assert_int_equal(dmq_node_forget(n0, NULL), DMQ_EINVAL);
+  dmq_sim_kill(w, 3);
+  assert_true(dmq_sim_expect_seen_by_all(w, 3, DMQ_MEMBER_DEAD, 30000));
+  assert_int_equal(count_seen(w, 0, 3, DMQ_EVENT_REAPED), 0);
+  assert_int_equal(dmq_node_forget(n0, victim), 0);
+  assert_int_equal(count_seen(w, 0, 3, DMQ_EVENT_REAPED), 1);
+  assert_int_equal(dmq_sim_state(w, 0, 3), -1);
+  assert_int_equal(dmq_node_forget(n0, victim), DMQ_ENOENT);
+  /* the others still hold it DEAD and gossip or push it: host 0 ignores
+   * that, and everyone else keeps it until its own retention */
+  dmq_sim_run_for(w, 5000);
+  assert_int_equal(dmq_sim_state(w, 0, 3), -1);
+  assert_int_equal(dmq_sim_state(w, 1, 3), DMQ_MEMBER_DEAD);
+  assert_int_equal(dmq_sim_false_deaths(w), 0);
+  dmq_sim_delete(w);
+}
+
 static void test_restart_with_new_generation(void **state) {
   (void)state;
   dmq_sim_t *w = world(10, DMQ_PROFILE_LAN, 0, NULL);
@@ -501,6 +533,7 @@ int main(void) {
       cmocka_unit_test(test_failure_detection_bounds),
       cmocka_unit_test(test_refutation_of_false_suspicion),
       cmocka_unit_test(test_leave_is_left_not_dead),
+      cmocka_unit_test(test_forget_dead_member),
       cmocka_unit_test(test_restart_with_new_generation),
       cmocka_unit_test(test_metadata_update_everywhere),
       cmocka_unit_test(test_loss_5),

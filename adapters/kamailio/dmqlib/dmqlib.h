@@ -109,6 +109,7 @@ enum {
 	DQL_K_SEND = 1,   /* unicast to a member slot */
 	DQL_K_BCAST,      /* to every live member serving the channel */
 	DQL_K_SIPIN,      /* SIP mode: libdmq bytes received in a KDMQ request */
+	DQL_K_FORGET,     /* dmq.remove: forget a dead or left member now */
 	/* io -> worker */
 	DQL_K_MSG,        /* a message for a consumer's peer callback */
 	DQL_K_OUTCOME,    /* the outcome of one destination of a send */
@@ -145,6 +146,12 @@ typedef struct dql_sipin {
 	uint32_t len;
 	char data[];
 } dql_sipin_t;
+
+/* DQL_K_FORGET */
+typedef struct dql_forget {
+	dql_item_t h;
+	char name[DQL_MAX_NAME + 1];
+} dql_forget_t;
 
 /* DQL_K_MSG */
 typedef struct dql_msg {

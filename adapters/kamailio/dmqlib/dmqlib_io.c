@@ -729,6 +729,16 @@ static void dql_drain_out(void)
 				n++;
 			} else if(l->kind == DQL_K_SEND || l->kind == DQL_K_BCAST) {
 				dql_dropped_at_exit++;
+			} else if(!dql_closing && l->kind == DQL_K_FORGET) {
+				dql_forget_t *f = (dql_forget_t *)l;
+				int rc;
+				f->name[sizeof(f->name) - 1] = '\0';
+				rc = dmq_node_forget(dql_node, f->name);
+				if(rc == 0)
+					LM_INFO("dmqlib: dmq.remove: %s forgotten\n", f->name);
+				else
+					LM_WARN("dmqlib: dmq.remove: %s: %s\n", f->name,
+							dmq_strerror(rc));
 			} else if(!dql_closing && l->kind == DQL_K_SIPIN && dql_host_t) {
 				dql_sipin_t *si = (dql_sipin_t *)l;
 				si->from[sizeof(si->from) - 1] = '\0';

@@ -1012,15 +1012,61 @@ static const char *dql_rpc_list_nodes_doc[2] = {
 
 static void dql_rpc_remove(rpc_t *rpc, void *c)
 {
-	/* libdmq has no "forget this member" call: a member that stopped is
-	 * detected (dead) or has left, and is reaped after dead_retention. */
-	rpc->fault(c, 501,
-			"Not supported by dmqlib: membership is managed by libdmq "
-			"(failed members are detected and reaped)");
+	str name = STR_NULL;
+	dql_forget_t *it;
+	int i, state = -1;
+	if(rpc->scan(c, "S", &name) < 1 || name.len <= 0
+			|| name.len > DQL_MAX_NAME) {
+		rpc->fault(c, 400, "Member name required (as in dmq.list_nodes)");
+		return;
+	}
+	if(dql_mirror == NULL || dql_sh == NULL) {
+		rpc->fault(c, 500, "Not initialised");
+		return;
+	}
+	lock_get(&dql_mirror->lock);
+	for(i = 0; i < DQL_MIRROR_MAX; i++) {
+		dql_mentry_t *e = &dql_mirror->m[i];
+		if(e->used == 1 && (int)strlen(e->name) == name.len
+				&& memcmp(e->name, name.s, name.len) == 0) {
+			state = e->is_self ? 0 : e->state;
+			break;
+		}
+	}
+	lock_release(&dql_mirror->lock);
+	if(state < 0) {
+		rpc->fault(c, 404, "No such member");
+		return;
+	}
+	/* libdmq removes members that fail or leave by itself; by hand only a
+	 * dead or left one, before its retention ends */
+	if(state == 0 || state == 1) {
+		rpc->fault(c, 409, "Member is alive or suspect (or this node):"
+						   " failed members are detected and removed by libdmq");
+		return;
+	}
+	it = shm_malloc(sizeof(*it));
+	if(it == NULL) {
+		SHM_MEM_ERROR;
+		rpc->fault(c, 500, "No shared memory");
+		return;
+	}
+	memset(it, 0, sizeof(*it));
+	it->h.size = sizeof(*it);
+	it->h.kind = DQL_K_FORGET;
+	memcpy(it->name, name.s, name.len);
+	if(dql_queue_push(&dql_sh->out, &it->h) < 0) {
+		shm_free(it);
+		rpc->fault(c, 503, "Queue to the io process full");
+		return;
+	}
+	rpc->rpl_printf(c, "Removing %.*s from this node's view", name.len,
+			name.s);
 }
 
 static const char *dql_rpc_remove_doc[2] = {
-		"Not supported: stock removes a node by hand; libdmq detects failures",
+		"Forget a dead or left member now (this node's view only; an alive "
+		"one is refused: libdmq detects failures)",
 		0};
 
 static void dql_rpc_stats(rpc_t *rpc, void *c)
