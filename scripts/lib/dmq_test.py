@@ -195,9 +195,11 @@ class Cluster:
         """Every incarnation's log, current and rotated."""
         return sorted(glob.glob(os.path.join(self.d, self.prefix + "*.log*")))
 
-    def view(self, name):
+    def view(self, name, keep_dead=False):
         """{member: [state, wall since]} of the running peer `name`, or None
-        (no log, not ready, or closed)."""
+        (no log, not ready, or closed). keep_dead: a member reaped while
+        dead stays in the view as dead (the peer declared it dead and then
+        forgot it after its retention)."""
         path = self.log(name)
         if not os.path.exists(path):
             return None
@@ -210,7 +212,8 @@ class Cluster:
                 return None
             elif k == "member" and not e.get("self"):
                 if e.get("change") == "reaped":
-                    v.pop(e["name"], None)
+                    if not (keep_dead and v.get(e["name"], [None])[0] == "dead"):
+                        v.pop(e["name"], None)
                 elif e["name"] not in v or v[e["name"]][0] != e["state"]:
                     v[e["name"]] = [e["state"], e["wall"]]
         return v if ready else None
@@ -337,24 +340,27 @@ def cmd_cluster(c, cmd, args):
 
 
 def split(c, a, b):
+    # A member declared dead and then reaped (its retention ended while the
+    # other side was still declaring the rest) counts as dead: the sides
+    # need not hold every death at the same instant.
     ok = True
     for side, other in ((a, b), (b, a)):
         for o in side:
-            v = c.view(o) or {}
+            v = c.view(o, keep_dead=True) or {}
             if not all(t in v and v[t][0] == "dead" for t in other):
                 ok = False
     if ok:
         times = {}
         for side, other in ((a, b), (b, a)):
             for o in side:
-                v = c.view(o)
+                v = c.view(o, keep_dead=True)
                 times[o] = max(v[t][1] for t in other)
         print(" ".join("%s=%d" % kv for kv in sorted(times.items())))
         return 0
     prog = []
     for side, other in ((a, b), (b, a)):
         for o in side:
-            v = c.view(o) or {}
+            v = c.view(o, keep_dead=True) or {}
             prog.append("%s:%d/%d" % (o, sum(1 for t in other if t in v and v[t][0] == "dead"), len(other)))
     print("dead across: " + " ".join(prog))
     return 1
