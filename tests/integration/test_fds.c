@@ -28,50 +28,18 @@
 #include <dmq/thread.h>
 #include <dmq/uv.h>
 
+#include "uv_until.h"
+
 #define FD_TEST_TIMEOUT_MS 15000
 #define FD_TEST_POLL_MS 10
 #define BIG_LEN 20000
 
 /* ---- loop helpers ---- */
 
-typedef int (*pred_fn)(void *ud);
-
-typedef struct runner {
-  uv_timer_t watchdog, poll;
-  pred_fn pred;
-  void *ud;
-} runner_t;
-
-static void runner_on_watchdog(uv_timer_t *h) {
-  uv_stop(h->loop);
-}
-
-static void runner_on_poll(uv_timer_t *h) {
-  runner_t *r = h->data;
-  if (r->pred(r->ud))
-    uv_stop(h->loop);
-}
-
-static void runner_closed(uv_handle_t *h) {
-  (void)h;
-}
+typedef uv_until_pred_fn pred_fn;
 
 static int run_until(uv_loop_t *loop, pred_fn pred, void *ud) {
-  runner_t r;
-  memset(&r, 0, sizeof(r));
-  r.pred = pred;
-  r.ud = ud;
-  uv_timer_init(loop, &r.watchdog);
-  uv_timer_init(loop, &r.poll);
-  r.watchdog.data = r.poll.data = &r;
-  uv_timer_start(&r.watchdog, runner_on_watchdog, FD_TEST_TIMEOUT_MS, 0);
-  uv_timer_start(&r.poll, runner_on_poll, 0, FD_TEST_POLL_MS);
-  if (!pred(ud))
-    uv_run(loop, UV_RUN_DEFAULT);
-  uv_close((uv_handle_t *)&r.watchdog, runner_closed);
-  uv_close((uv_handle_t *)&r.poll, runner_closed);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return pred(ud);
+  return uv_run_until(loop, pred, ud, FD_TEST_TIMEOUT_MS, FD_TEST_POLL_MS);
 }
 
 /* ---- sockets the "host" opens ---- */

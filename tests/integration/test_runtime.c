@@ -24,6 +24,7 @@
 
 #include "runtime/resolve.h"
 #include "runtime/runtime_test.h"
+#include "uv_until.h"
 
 /* Hard bound on the whole program (a hung loop must not hang ctest). */
 #define RT_TEST_ALARM_S 120
@@ -36,50 +37,12 @@
 /* ---------------------------------------------------------------------- */
 /* helpers                                                                 */
 
-typedef int (*pred_fn)(void *ud);
-
-typedef struct runner {
-  uv_timer_t watchdog, poll;
-  pred_fn pred;
-  void *ud;
-  int timed_out;
-} runner_t;
-
-static void runner_on_watchdog(uv_timer_t *h) {
-  runner_t *r = h->data;
-  r->timed_out = 1;
-  uv_stop(h->loop);
-}
-
-static void runner_on_poll(uv_timer_t *h) {
-  runner_t *r = h->data;
-  if (r->pred(r->ud))
-    uv_stop(h->loop);
-}
-
-static void runner_closed(uv_handle_t *h) {
-  (void)h;
-}
+typedef uv_until_pred_fn pred_fn;
 
 /* Run the loop until pred holds or timeout_ms pass; returns pred. */
 static int run_until(uv_loop_t *loop, pred_fn pred, void *ud,
                      uint64_t timeout_ms) {
-  runner_t r;
-  memset(&r, 0, sizeof(r));
-  r.pred = pred;
-  r.ud = ud;
-  uv_timer_init(loop, &r.watchdog);
-  uv_timer_init(loop, &r.poll);
-  r.watchdog.data = r.poll.data = &r;
-  uv_timer_start(&r.watchdog, runner_on_watchdog, timeout_ms, 0);
-  uv_timer_start(&r.poll, runner_on_poll, 0, RT_TEST_POLL_MS);
-  if (!pred(ud))
-    uv_run(loop, UV_RUN_DEFAULT);
-  uv_close((uv_handle_t *)&r.watchdog, runner_closed);
-  uv_close((uv_handle_t *)&r.poll, runner_closed);
-  /* let the two close callbacks run (nothing else is waited for) */
-  uv_run(loop, UV_RUN_NOWAIT);
-  return pred(ud);
+  return uv_run_until(loop, pred, ud, timeout_ms, RT_TEST_POLL_MS);
 }
 
 static void cfg_local(dmq_config_t *cfg, const char *name) {
