@@ -1046,6 +1046,13 @@ static void swim_reconnect(dmq_node_t *n) {
     swim_send_pushpull(n, d->addr, 0);
 }
 
+/* A dead or left member leaves the table: its REAPED event, then the
+ * removal (the member listener frees what delivery kept for it). */
+static void swim_forget(dmq_node_t *n, dmq__member_t *m) {
+  dmq__emit(n, DMQ_EVENT_REAPED, m);
+  dmq__member_remove(n, m);
+}
+
 static void swim_reap(dmq_node_t *n) {
   if (n->n_live == n->nmembers)
     return; /* nobody dead or left: no O(N) scan every second */
@@ -1053,8 +1060,7 @@ static void swim_reap(dmq_node_t *n) {
     dmq__member_t *m = n->members[i];
     if (!m->is_self && m->state >= DMQ_MEMBER_DEAD &&
         n->now - m->state_since >= n->cfg.dead_retention_ms) {
-      dmq__emit(n, DMQ_EVENT_REAPED, m);
-      dmq__member_remove(n, m);
+      swim_forget(n, m);
       continue; /* the last member moved into slot i */
     }
     i++;
@@ -1187,8 +1193,7 @@ int dmq_node_forget(dmq_node_t *n, const char *name) {
     return DMQ_ENOENT;
   if (m->is_self || m->state < DMQ_MEMBER_DEAD)
     return DMQ_ESTATE;
-  dmq__emit(n, DMQ_EVENT_REAPED, m);
-  dmq__member_remove(n, m);
+  swim_forget(n, m);
   dmq__flush_events(n);
   return 0;
 }
