@@ -11,7 +11,12 @@
  *     what the receiver delivered).
  * docs/hostile.md describes every case, its assertion and its bound.
  *
- *   hostile [--keyed] [--peer PATH] [--list] [CASE...]
+ *   hostile [--keyed] [--peer PATH] [--list] [--expect-fail CASES] [CASE...]
+ *
+ * --expect-fail (or DMQ_HOSTILE_EXPECT_FAIL): comma- or blank-separated
+ * cases whose failure is known and accepted (an attack no defence covers
+ * yet in this variant); they print XFAIL (or XPASS) with their figures and
+ * do not fail the run. Nothing is expected to fail by default.
  *
  * --keyed runs the peers with --key-file and --label (the attacker has no
  * key; it may copy the clear-text label and captured packets). If dmq-peer
@@ -704,6 +709,10 @@ static int tcp_connect(const peer_t *to) {
     return -1;
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(to->port)};
   inet_pton(AF_INET, g_ip, &a.sin_addr);
+  /* every blocking call on it bounded in time */
+  struct timeval tv = {.tv_sec = 2};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
     close(fd);
     return -1;
@@ -1215,8 +1224,10 @@ static void case_amp_pings(sink_t *atk) {
   hw_free(&w);
   pump(1500);
   uint64_t out1 = stat_of(B, "pkts_out");
-  info("one datagram of %d PINGs; b's pkts_out grew by %" PRIu64, n,
-       out1 - out0);
+  info("one datagram of %d PINGs", n);
+  check(out1 - out0 <= (uint64_t)g_amp_k + 20,
+        "b's pkts_out in 1.5 s: %" PRIu64 " (bound K + 20 of background)",
+        out1 - out0);
   check(atk->pkts <= (uint64_t)g_amp_k,
         "datagrams back at the sender: %" PRIu64 " (bound K=%d)", atk->pkts,
         g_amp_k);
@@ -1463,8 +1474,6 @@ static void case_tcp_partial(sink_t *atk) {
     fds[i] = tcp_connect(B);
     if (fds[i] < 0)
       continue;
-    struct timeval tv = {.tv_sec = 2};
-    setsockopt(fds[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     unsigned char h[4] = {0x00, 0xff, 0xff, 0xf0}; /* ~16 MiB announced */
     if (write_all(fds[i], h, 4) != 0)
       continue;
@@ -1593,6 +1602,22 @@ static const hcase_t g_cases[] = {
 };
 #define N_CASES (sizeof(g_cases) / sizeof(g_cases[0]))
 
+static const char *g_expect_fail; /* --expect-fail */
+
+static int expected_failure(const char *name) {
+  const char *s = g_expect_fail;
+  size_t n = strlen(name);
+  while (s != NULL && *s != '\0') {
+    while (*s == ',' || *s == ' ')
+      s++;
+    size_t l = strcspn(s, ", ");
+    if (l == n && strncmp(s, name, n) == 0)
+      return 1;
+    s += l;
+  }
+  return 0;
+}
+
 static int run_case(const hcase_t *c) {
   uint64_t t0 = now_ms();
   relay_t relay;
@@ -1607,7 +1632,7 @@ static int run_case(const hcase_t *c) {
   if (started != 0) {
     if (c->flags & F_RELAY)
       relay_close(&relay);
-    printf("FAIL %-22s cluster did not start\n", c->name);
+    printf("FAIL  %-22s cluster did not start\n", c->name);
     return 1;
   }
   memset(&g_r, 0, sizeof(g_r));
@@ -1696,13 +1721,16 @@ static int run_case(const hcase_t *c) {
   }
   (void)pk0;
   sink_close(&atk);
-  printf("%s %-22s %s (%.1f s)%s\n", g_r.failed ? "FAIL" : "PASS", c->name,
-         c->what, (double)(now_ms() - t0) / 1000.0, g_r.detail);
+  int xf = expected_failure(c->name);
+  const char *verdict =
+      g_r.failed ? (xf ? "XFAIL" : "FAIL") : (xf ? "XPASS" : "PASS");
+  printf("%-5s %-22s %s (%.1f s)%s\n", verdict, c->name, c->what,
+         (double)(now_ms() - t0) / 1000.0, g_r.detail);
   fflush(stdout);
   stop_cluster();
   if (c->flags & F_RELAY)
     relay_close(&relay);
-  return g_r.failed;
+  return g_r.failed && !xf;
 }
 
 static void cleanup(void) {
@@ -1735,7 +1763,7 @@ static int peer_has_keys(void) {
 }
 
 int main(int argc, char **argv) {
-  int list = 0, keep = 0;
+  int list = 0;
   const char *only[64];
   int n_only = 0;
   for (int i = 1; i < argc; i++) {
@@ -1745,12 +1773,11 @@ int main(int argc, char **argv) {
       g_peer_bin = argv[++i];
     else if (strcmp(argv[i], "--list") == 0)
       list = 1;
-    else if (strcmp(argv[i], "--keep-going") == 0)
-      keep = 1;
+    else if (strcmp(argv[i], "--expect-fail") == 0 && i + 1 < argc)
+      g_expect_fail = argv[++i];
     else if (n_only < 64)
       only[n_only++] = argv[i];
   }
-  (void)keep;
   if (list) {
     for (size_t i = 0; i < N_CASES; i++)
       printf("%-22s %s\n", g_cases[i].name, g_cases[i].what);
@@ -1769,6 +1796,8 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < MAX_PEERS; i++)
     g_p[i].in_fd = g_p[i].out_fd = -1;
+  if (g_expect_fail == NULL)
+    g_expect_fail = getenv("DMQ_HOSTILE_EXPECT_FAIL");
   g_amp_k = (int)env_long("DMQ_HOSTILE_K", DEF_AMP_K);
   g_mem_mib = env_long("DMQ_HOSTILE_MEM_MIB", DEF_MEM_MIB);
   g_max_members = env_long("DMQ_HOSTILE_MAX_MEMBERS", DEF_MAX_MEMBERS);
