@@ -879,6 +879,18 @@ static void check_truth(peer_t *s, peer_t *d, const char *const *texts,
         undelivered, n);
 }
 
+/* -- no attack: the checks hold on a healthy cluster (the harness's own
+ * control: a check that fails here is broken, not a finding) ------------- */
+static void case_baseline(sink_t *atk) {
+  (void)atk;
+  const char *texts[3] = {"hello-1", "hello-2", "hello-3"};
+  uint64_t ids[3];
+  for (int i = 0; i < 3; i++)
+    ids[i] = rsend(A, B, texts[i]);
+  check_truth(A, B, texts, ids, 3, PEER_TTL_MS + 1500);
+  pump(500);
+}
+
 /* -- forged DATA with a real member's name: substitution ------------------- */
 static void case_data_substitute(sink_t *atk) {
   /* A has never sent to B: its first reliable message will be seq 1 of
@@ -1559,6 +1571,7 @@ typedef struct hcase {
 } hcase_t;
 
 static const hcase_t g_cases[] = {
+    {"baseline", case_baseline, "no attack: three sends from a to b", 0},
     {"data_substitute", case_data_substitute,
      "forged DATA in a's name, seq 1, before a's real first message to b", 0},
     {"data_future_gen", case_data_future_gen,
