@@ -1686,6 +1686,18 @@ static int run_case(const hcase_t *c) {
         waitpid(g_p[i].pid, NULL, WNOHANG) != 0) {
       gone++;
       g_p[i].pid = 0;
+      /* what it said on stderr (e.g. a sanitizer report), first lines */
+      char path[400], head[400];
+      snprintf(path, sizeof(path), "%s/%.31s.err", g_dir, g_p[i].name);
+      FILE *f = fopen(path, "r");
+      size_t hn = f ? fread(head, 1, sizeof(head) - 1, f) : 0;
+      if (f != NULL)
+        fclose(f);
+      head[hn] = '\0';
+      for (size_t k = 0; k < hn; k++)
+        if (head[k] == '\n')
+          head[k] = '|';
+      info("%s exited; its stderr: %s", g_p[i].name, hn ? head : "(empty)");
     }
   check(gone == 0, "peers that exited: %d (bound 0)", gone);
   /* view */
