@@ -1422,7 +1422,7 @@ static void case_pushpull_outsider(sink_t *atk) {
   int names = 0, gens = 0;
   for (int i = 0; i < g_np; i++) {
     char pat[48];
-    size_t nl = strnlen(g_p[i].name, sizeof(pat) - 2);
+    size_t nl = strnlen(g_p[i].name, sizeof(g_p[i].name));
     pat[0] = (char)(0xa0 | nl); /* fixstr header */
     memcpy(pat + 1, g_p[i].name, nl);
     if (got > 0 && memmem(rb, got, pat, nl + 1) != NULL)
