@@ -956,6 +956,24 @@ static void case_dack_false_delivered(sink_t *atk) {
   check_truth(A, B, texts, ids, 1, PEER_TTL_MS + 1500);
 }
 
+/* -- forged DACK with a generation b never had ---------------------------- */
+static void case_dack_future_gen(sink_t *atk) {
+  for (int k = 0; k < 3; k++) {
+    hw_t w;
+    hw_begin(&w, atk_label(), B->name);
+    hw_dack(&w, A->gen, B->gen + 1000000, 1000, 0, 16384);
+    hw_dack(&w, A->gen + 1000000, B->gen, 1000, 0, 16384);
+    send_hw(atk, A, &w);
+    hw_free(&w);
+  }
+  pump(300);
+  const char *texts[2] = {"after-dack-gen-1", "after-dack-gen-2"};
+  uint64_t ids[2];
+  ids[0] = rsend(A, B, texts[0]);
+  ids[1] = rsend(A, B, texts[1]);
+  check_truth(A, B, texts, ids, 2, PEER_TTL_MS + 1500);
+}
+
 /* Suspicion with several accusers (so confirmations bring the timeout to
  * its minimum: 3 s with the local profile). */
 static void accuse_all(sink_t *atk, int dead, uint64_t inc) {
@@ -1578,6 +1596,8 @@ static const hcase_t g_cases[] = {
      "forged DATA in a's name with a future src generation", 0},
     {"dack_false_delivered", case_dack_false_delivered,
      "forged DACK in b's name while b is stopped", 0},
+    {"dack_future_gen", case_dack_future_gen,
+     "forged DACKs in b's name with generations nobody announced", 0},
     {"suspect_wrap", case_suspect_wrap,
      "forged SUSPECT of b at incarnation 2^64-1, five accusers", 0},
     {"dead_wrap", case_dead_wrap, "forged DEAD of b at incarnation 2^64-1", 0},
