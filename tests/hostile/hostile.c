@@ -1013,7 +1013,7 @@ static void case_suspect_wrap(sink_t *atk) {
 
 static void case_dead_wrap(sink_t *atk) {
   accuse_all(atk, 1, UINT64_MAX);
-  pump(2500);
+  pump(1500); /* a DEAD is believed at once */
   check_incarnation();
 }
 
@@ -1046,7 +1046,7 @@ static void case_left_forged(sink_t *atk) {
     send_hw(atk, &g_p[i], &w);
     hw_free(&w);
   }
-  pump(2000);
+  pump(1500);
 }
 
 /* -- ALIVE for B with a new generation at the attacker's address ---------- */
@@ -1060,7 +1060,7 @@ static void case_generation_takeover(sink_t *atk) {
     send_hw(atk, &g_p[i], &w);
     hw_free(&w);
   }
-  pump(2000);
+  pump(1500);
   char buf[96] = "";
   for (int i = 0; i < g_np; i++) {
     size_t from = g_p[i].nlines;
