@@ -59,6 +59,8 @@
 #define DEF_MAX_MEMBERS 8192
 /* A real crash detected within this many seconds despite a member flood. */
 #define DEF_CRASH_S 12
+/* A new node joins a flooded cluster within this many seconds. */
+#define DEF_JOIN_S 6
 /* Node-wide budget of partially received stream frames, MiB. */
 #define DEF_PARTIAL_MIB 64
 #define N_REAL 3
@@ -74,6 +76,7 @@ static long g_mem_mib = DEF_MEM_MIB;
 static long g_max_members = DEF_MAX_MEMBERS;
 static long g_partial_mib = DEF_PARTIAL_MIB;
 static long g_crash_s = DEF_CRASH_S;
+static long g_join_s = DEF_JOIN_S;
 static int g_keyed;
 static const char *g_peer_bin;
 static char g_ip[32];       /* this run's loopback address */
@@ -1221,9 +1224,9 @@ static void case_pushpull_flood(sink_t *atk) {
   }
   g_r.since[3] = 0;
   uint64_t t0 = now_ms();
-  int joined = converge(6000) == 0;
-  check(joined, "new node d joined through a: %s in %.1f s (bound 6 s)",
-        joined ? "yes" : "no", (double)(now_ms() - t0) / 1000.0);
+  int joined = converge((int)g_join_s * 1000) == 0;
+  check(joined, "new node d joined through a: %s in %.1f s (bound %ld s)",
+        joined ? "yes" : "no", (double)(now_ms() - t0) / 1000.0, g_join_s);
 }
 
 /* -- forged senders each opening receive state ---------------------------- */
@@ -1900,6 +1903,7 @@ int main(int argc, char **argv) {
   g_max_members = env_long("DMQ_HOSTILE_MAX_MEMBERS", DEF_MAX_MEMBERS);
   g_partial_mib = env_long("DMQ_HOSTILE_PARTIAL_MIB", DEF_PARTIAL_MIB);
   g_crash_s = env_long("DMQ_HOSTILE_CRASH_S", DEF_CRASH_S);
+  g_join_s = env_long("DMQ_HOSTILE_JOIN_S", DEF_JOIN_S);
   if (g_keyed && !peer_has_keys()) {
     const char *ci = getenv("CI");
     if (ci != NULL && strcmp(ci, "true") == 0) {
