@@ -1732,9 +1732,6 @@ static int run_case(const hcase_t *c) {
     m0[i].rss = proc_kb(g_p[i].pid, "VmRSS");
     m0[i].data = proc_kb(g_p[i].pid, "VmData");
   }
-  uint64_t pk0[MAX_PEERS];
-  for (int i = 0; i < g_np; i++)
-    pk0[i] = stat_of(&g_p[i], "pkts_in");
   sink_t atk;
   sink_open(&atk);
   c->fn(&atk);
@@ -1821,7 +1818,6 @@ static int run_case(const hcase_t *c) {
         pl += stat_of(&g_p[i], "plaintext");
     info("plaintext drops: %" PRIu64, pl);
   }
-  (void)pk0;
   sink_close(&atk);
   int xf = expected_failure(c->name);
   const char *verdict =
