@@ -164,6 +164,11 @@ void zmq_parent(const db_opts_t *o, size_t payload, int in, int out,
   if (ctx == NULL)
     zdie("zmq_ctx_new");
   void *s = zsock(ctx, ZMQ_PUSH);
+  /* a send blocked at the high-water mark gives up (an error) if the
+   * receiver stops reading for this long (it died) */
+  int sndtimeo = DB_ANSWER_MS;
+  if (zmq_setsockopt(s, ZMQ_SNDTIMEO, &sndtimeo, sizeof(sndtimeo)) != 0)
+    zdie("ZMQ_SNDTIMEO");
   if (zmq_connect(s, ep) != 0)
     zdie("zmq_connect");
   char *buf = calloc(1, payload);

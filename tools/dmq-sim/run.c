@@ -57,7 +57,9 @@ void ds_run(const ds_opts_t *o, size_t n, double loss, dmq_profile_t p,
   so.link.loss = loss;
   /* one-way delay and jitter of the profile's kind of network */
   so.link.delay_ms = p == DMQ_PROFILE_WAN ? 40 : p == DMQ_PROFILE_LOCAL ? 0 : 1;
-  so.link.jitter_ms = so.link.delay_ms / 2;
+  so.link.jitter_ms = p == DMQ_PROFILE_WAN     ? 20
+                      : p == DMQ_PROFILE_LOCAL ? 0
+                                               : 1;
   so.stream_transport = 1; /* UDP + TCP, like the runtime */
   so.event_mask = 1u << DMQ_EVENT_DEAD;
   dmq_sim_t *w = dmq_sim_new(&so);
