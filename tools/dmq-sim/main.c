@@ -48,7 +48,8 @@ static const char dmq_sim_help[] =
     "    about 160 bytes per member pair, 1000 members take seconds.\n"
     "\n"
     "OPTIONS\n"
-    "    --nodes N,...     cluster sizes, 1..100000 (default 10,50,100,200)\n"
+    "    --nodes N,...     cluster sizes, 1..100000, run in ascending order\n"
+    "                      (default 10,50,100,200)\n"
     "    --loss P,...      datagram loss, 0..1 (default 0,0.05)\n"
     "    --profile NAME,...\n"
     "                      timer profiles: lan, wan, local, fast\n"
@@ -68,7 +69,7 @@ static const char dmq_sim_help[] =
     "\n"
     "OUTPUT\n"
     "    PREFIX.csv: a header line, then one line per grid point (profile,\n"
-    "    then loss, then N varying fastest):\n"
+    "    then loss, then N ascending, varying fastest):\n"
     "      profile,loss,nodes,seed,join_s,suspect_s,detect_s,detect_floor_s,\n"
     "      false_deaths,bytes_per_member_s,pkts_per_member_s,sim_s,wall_s\n"
     "    a field is empty when its phase did not finish within --max-sim-s.\n"
@@ -138,6 +139,21 @@ static int ds_loss_item(const char *t, size_t k, ds_opts_t *o) {
 
 static int ds_profile_item(const char *t, size_t k, ds_opts_t *o) {
   return dmq_profile_from_name(t, &o->profile[k]) != 0 ? -1 : 0;
+}
+
+static int ds_cmp_size(const void *a, const void *b) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The sizes ascending, each once: the chart's lines run left to right. */
+static void ds_sort_nodes(ds_opts_t *o) {
+  qsort(o->nodes, o->n_nodes, sizeof(o->nodes[0]), ds_cmp_size);
+  size_t k = 0;
+  for (size_t i = 0; i < o->n_nodes; i++)
+    if (k == 0 || o->nodes[i] != o->nodes[k - 1])
+      o->nodes[k++] = o->nodes[i];
+  o->n_nodes = k;
 }
 
 static int ds_parse(int argc, char **argv, ds_opts_t *o) {
@@ -211,6 +227,7 @@ static int ds_parse(int argc, char **argv, ds_opts_t *o) {
       return -1;
     }
   }
+  ds_sort_nodes(o);
   return 0;
 }
 

@@ -20,7 +20,7 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-grid=(--nodes 4,12 --loss 0,0.2 --profile fast,lan --seed 7 --steady-s 2
+grid=(--nodes 12,4,12 --loss 0,0.2 --profile fast,lan --seed 7 --steady-s 2
       --settle-s 1 --max-sim-s 60 --quiet)
 timeout 120 "$bin" "${grid[@]}" --out "$dir/a" || fail "exit status $?"
 timeout 120 "$bin" "${grid[@]}" --out "$dir/b" --html || fail "html run"
@@ -30,7 +30,7 @@ header='profile,loss,nodes,seed,join_s,suspect_s,detect_s,detect_floor_s,false_d
 [[ $(head -1 "$dir/a.csv") == "$header" ]] || fail "header"
 [[ $(wc -l <"$dir/a.csv") -eq 9 ]] || fail "expected 8 rows"
 
-# grid order: profile, then loss, then N fastest
+# grid order: profile, then loss, then N fastest (ascending, each once)
 expect="fast,0,4 fast,0,12 fast,0.2,4 fast,0.2,12 lan,0,4 lan,0,12 lan,0.2,4 lan,0.2,12"
 got=$(tail -n +2 "$dir/a.csv" | cut -d, -f1-3 | tr '\n' ' ' | sed 's/ $//')
 [[ $got == "$expect" ]] || fail "grid order: $got"
