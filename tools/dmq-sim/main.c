@@ -40,6 +40,8 @@ static const char dmq_sim_help[] =
     "      detect_floor_s   the shortest detection the timers allow\n"
     "                       (suspicion_mult x max(1, log10(N-1)) x\n"
     "                       probe_interval): detect_s is never below it\n"
+    "                       when no member died falsely in the run (it\n"
+    "                       takes N-1 live members at the declaring one)\n"
     "      false_deaths     members declared dead that were never killed,\n"
     "                       over the whole run\n"
     "    The run is deterministic: the same options and seed give the same\n"

@@ -70,8 +70,10 @@ void ds_run(const ds_opts_t *o, size_t n, double loss, dmq_profile_t p,
   r->seed = dmq_sim_seed(w);
   dmq_config_t cfg;
   dmq_config_init(&cfg, p);
-  /* Lifeguard's shortest suspicion (swim.c): nobody can declare the victim
-   * dead sooner after its death than this */
+  /* Lifeguard's shortest suspicion (swim.c: scale log10 of the live
+   * members the suspecting node counts, itself and the suspect included):
+   * while no other member is dead, nobody can declare the victim dead
+   * sooner after its death than this */
   double lg = n > 11 ? log10((double)(n - 1)) : 1.0;
   r->detect_floor_s =
       (double)cfg.suspicion_mult * lg * (double)cfg.probe_interval_ms / 1000.0;

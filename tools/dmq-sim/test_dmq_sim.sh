@@ -8,8 +8,8 @@
 #   - the figures respond to the input: each line carries its own N, loss
 #     and profile; with no loss nothing is declared dead falsely (no probe
 #     is ever missed); the killed member is seen dead by all, never sooner
-#     than Lifeguard's shortest suspicion (detect_floor_s, which grows with
-#     the profile's timers and log10 N);
+#     than Lifeguard's shortest suspicion when no member died falsely
+#     (detect_floor_s, which grows with the profile's timers and log10 N);
 #   - the chart: well-formed SVG / HTML, a polyline per series, no script
 #     and no reference to the network;
 #   - bad options: exit status 2.
@@ -41,7 +41,9 @@ awk -F, 'NR > 1 {
   for (i = 5; i <= 13; i++)
     if ($i !~ /^[0-9]+(\.[0-9]+)?$/) { print "field " i " line " NR ": " $i; bad = 1 }
   if ($5 <= 0) { print "join_s " NR; bad = 1 }
-  if ($7 + 0 < $8 + 0) { print "detected before the floor " NR; bad = 1 }
+  # the floor holds when no other member was dead meanwhile (it assumes
+  # N - 1 live members at the member that declares the death)
+  if ($9 == 0 && $7 + 0 < $8 + 0) { print "detected before the floor " NR; bad = 1 }
   if ($7 + 0 < $6 + 0) { print "dead before suspect " NR; bad = 1 }
   if ($2 == 0 && $9 != 0) { print "false deaths without loss " NR; bad = 1 }
   if ($10 <= 0 || $11 <= 0) { print "no traffic " NR; bad = 1 }
