@@ -24,7 +24,8 @@ static const char *const ch_colors[] = {"#1f77b4", "#d62728", "#2ca02c",
 
 static const char *ch_header =
     "profile,loss,nodes,seed,join_s,suspect_s,detect_s,detect_floor_s,"
-    "false_deaths,bytes_per_member_s,pkts_per_member_s,sim_s,wall_s";
+    "false_deaths,bytes_per_member_s,pkts_per_member_s,sim_s,wall_s,"
+    "transport";
 
 static void ch_opt(FILE *f, int ok, double v, int prec) {
   if (ok)
@@ -33,7 +34,11 @@ static void ch_opt(FILE *f, int ok, double v, int prec) {
     fputc(',', f);
 }
 
-static void ch_csv_row(FILE *f, const ds_result_t *x) {
+static const char *ch_transport(const ds_opts_t *o) {
+  return o->udp_only ? "udp" : "udp+tcp";
+}
+
+static void ch_csv_row(FILE *f, const ds_opts_t *o, const ds_result_t *x) {
   fprintf(f, "%s,%g,%zu,%llu", dmq_profile_name(x->profile), x->loss, x->nodes,
           (unsigned long long)x->seed);
   ch_opt(f, x->join_ok, x->join_s, 3);
@@ -43,10 +48,11 @@ static void ch_csv_row(FILE *f, const ds_result_t *x) {
           (unsigned long long)x->false_deaths);
   ch_opt(f, x->join_ok, x->bytes_per_member_s, 1);
   ch_opt(f, x->join_ok, x->pkts_per_member_s, 2);
-  fprintf(f, ",%.3f,%.3f\n", x->sim_s, x->wall_s);
+  fprintf(f, ",%.3f,%.3f,%s\n", x->sim_s, x->wall_s, ch_transport(o));
 }
 
-int ds_write_csv(const char *path, const ds_result_t *r, size_t nr) {
+int ds_write_csv(const char *path, const ds_opts_t *o, const ds_result_t *r,
+                 size_t nr) {
   FILE *f = fopen(path, "w");
   if (f == NULL) {
     fprintf(stderr, "dmq-sim: cannot write %s\n", path);
@@ -54,7 +60,7 @@ int ds_write_csv(const char *path, const ds_result_t *r, size_t nr) {
   }
   fprintf(f, "%s\n", ch_header);
   for (size_t i = 0; i < nr; i++)
-    ch_csv_row(f, &r[i]);
+    ch_csv_row(f, o, &r[i]);
   if (fclose(f) != 0) {
     fprintf(stderr, "dmq-sim: cannot write %s\n", path);
     return -1;
@@ -214,8 +220,8 @@ static void ch_svg(FILE *f, const ds_opts_t *o, const ds_result_t *r,
           "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
           "<text x=\"%d\" y=\"24\" text-anchor=\"middle\" font-size=\"16\" "
           "font-weight=\"bold\">dmq-sim: libdmq membership in the simulator "
-          "(seed %llu)</text>\n",
-          CH_W, h, CH_W, h, CH_W / 2,
+          "(%s, seed %llu)</text>\n",
+          CH_W, h, CH_W, h, CH_W / 2, o->udp_only ? "UDP only" : "UDP + TCP",
           (unsigned long long)(nr > 0 ? r[0].seed : 0));
   for (int i = 0; i < 4; i++)
     ch_panel(f, o, r, nr, &ax, i);
@@ -265,7 +271,7 @@ int ds_write_chart(const char *path, const ds_opts_t *o, const ds_result_t *r,
       FILE *m = fmemopen(row, sizeof(row), "w");
       if (m == NULL)
         break;
-      ch_csv_row(m, &r[i]);
+      ch_csv_row(m, o, &r[i]);
       fclose(m);
       row[sizeof(row) - 1] = '\0';
       fprintf(f, "<tr><td>");

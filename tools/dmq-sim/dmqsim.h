@@ -27,6 +27,7 @@ typedef struct ds_opts {
   double steady_s;
   const char *out; /* prefix: <out>.csv and <out>.svg / <out>.html */
   int html;
+  int udp_only; /* no stream transport: datagrams only */
   int quiet;
 } ds_opts_t;
 
@@ -49,7 +50,8 @@ void ds_run(const ds_opts_t *o, size_t n, double loss, dmq_profile_t p,
             ds_result_t *r);
 
 /* chart.c: 0, or -1 with a message on stderr */
-int ds_write_csv(const char *path, const ds_result_t *r, size_t nr);
+int ds_write_csv(const char *path, const ds_opts_t *o, const ds_result_t *r,
+                 size_t nr);
 int ds_write_chart(const char *path, const ds_opts_t *o, const ds_result_t *r,
                    size_t nr);
 

@@ -17,17 +17,17 @@ static const char dmq_sim_help[] =
     "SYNOPSIS\n"
     "    dmq-sim [--nodes N,...] [--loss P,...] [--profile NAME,...]\n"
     "            [--out PREFIX] [--html] [--seed S] [--max-sim-s S]\n"
-    "            [--settle-s S] [--steady-s S] [--quiet]\n"
+    "            [--settle-s S] [--steady-s S] [--udp-only] [--quiet]\n"
     "\n"
     "DESCRIPTION\n"
     "    For every combination of N, loss and profile, dmq-sim builds a\n"
     "    simulated cluster of N members that run libdmq's membership code\n"
     "    (SWIM with Lifeguard, gossip, push/pull) with simulated time, over a\n"
     "    simulated network: datagrams lost with probability P each, a\n"
-    "    reliable stream beside them (as UDP and TCP in the runtime), one-way\n"
+    "    reliable stream beside them (as UDP and TCP in the runtime; never\n"
+    "    lost: probes that fail over datagrams fall back to it), one-way\n"
     "    delay 1 ms plus 0-1 ms of jitter (wan: 40 plus 0-20 ms, local: 0).\n"
-    "    Members 1..N-1\n"
-    "    join through member 0 at once; then it measures:\n"
+    "    Members 1..N-1 join through member 0 at once; then it measures:\n"
     "      join_s           simulated seconds until every member sees all N\n"
     "                       alive (checked every 50 ms)\n"
     "      bytes_per_member_s, pkts_per_member_s\n"
@@ -66,6 +66,10 @@ static const char dmq_sim_help[] =
     "    --settle-s S      simulated seconds between join and the steady\n"
     "                      window (default 10 probe intervals)\n"
     "    --steady-s S      the steady window (default 10)\n"
+    "    --udp-only        members without a stream transport (as dmq-peer\n"
+    "                      --udp-only): no TCP beside the datagrams, so no\n"
+    "                      lossless push/pull and no stream fallback probe;\n"
+    "                      --loss then hits everything\n"
     "    --quiet           no progress lines on stderr\n"
     "    -h, --help        this text\n"
     "\n"
@@ -73,7 +77,8 @@ static const char dmq_sim_help[] =
     "    PREFIX.csv: a header line, then one line per grid point (profile,\n"
     "    then loss, then N ascending, varying fastest):\n"
     "      profile,loss,nodes,seed,join_s,suspect_s,detect_s,detect_floor_s,\n"
-    "      false_deaths,bytes_per_member_s,pkts_per_member_s,sim_s,wall_s\n"
+    "      false_deaths,bytes_per_member_s,pkts_per_member_s,sim_s,wall_s,\n"
+    "      transport (udp+tcp, or udp with --udp-only)\n"
     "    a field is empty when its phase did not finish within --max-sim-s.\n"
     "    PREFIX.svg: four panels against N (log scale when the sizes span a\n"
     "    factor of 4 or more), one line per profile and loss. Self-contained:\n"
@@ -93,7 +98,8 @@ static int ds_usage(void) {
                   "[--profile NAME,...] [--out PREFIX]\n"
                   "               [--html] [--seed S] [--max-sim-s S] "
                   "[--settle-s S] [--steady-s S]\n"
-                  "               [--quiet] (--help: the manual)\n");
+                  "               [--udp-only] [--quiet] (--help: the "
+                  "manual)\n");
   return 2;
 }
 
@@ -181,6 +187,10 @@ static int ds_parse(int argc, char **argv, ds_opts_t *o) {
       o->html = 1;
       continue;
     }
+    if (strcmp(a, "--udp-only") == 0) {
+      o->udp_only = 1;
+      continue;
+    }
     if (strcmp(a, "--quiet") == 0) {
       o->quiet = 1;
       continue;
@@ -265,7 +275,7 @@ int main(int argc, char **argv) {
                   r[k].bytes_per_member_s, r[k].wall_s);
       }
   int rc =
-      ds_write_csv(csv, r, nr) != 0 || ds_write_chart(chart, &o, r, nr) != 0
+      ds_write_csv(csv, &o, r, nr) != 0 || ds_write_chart(chart, &o, r, nr) != 0
           ? 2
           : failed;
   free(r);

@@ -60,7 +60,8 @@ void ds_run(const ds_opts_t *o, size_t n, double loss, dmq_profile_t p,
   so.link.jitter_ms = p == DMQ_PROFILE_WAN     ? 20
                       : p == DMQ_PROFILE_LOCAL ? 0
                                                : 1;
-  so.stream_transport = 1; /* UDP + TCP, like the runtime */
+  so.stream_transport = 1;    /* UDP + TCP, like the runtime */
+  so.no_stream = o->udp_only; /* or UDP alone (dmq-peer --udp-only) */
   so.event_mask = 1u << DMQ_EVENT_DEAD;
   dmq_sim_t *w = dmq_sim_new(&so);
   if (w == NULL) {

@@ -26,7 +26,7 @@ timeout 120 "$bin" "${grid[@]}" --out "$dir/a" || fail "exit status $?"
 timeout 120 "$bin" "${grid[@]}" --out "$dir/b" --html || fail "html run"
 [[ -s $dir/a.csv && -s $dir/a.svg && -s $dir/b.html ]] || fail "files missing"
 
-header='profile,loss,nodes,seed,join_s,suspect_s,detect_s,detect_floor_s,false_deaths,bytes_per_member_s,pkts_per_member_s,sim_s,wall_s'
+header='profile,loss,nodes,seed,join_s,suspect_s,detect_s,detect_floor_s,false_deaths,bytes_per_member_s,pkts_per_member_s,sim_s,wall_s,transport'
 [[ $(head -1 "$dir/a.csv") == "$header" ]] || fail "header"
 [[ $(wc -l <"$dir/a.csv") -eq 9 ]] || fail "expected 8 rows"
 
@@ -36,7 +36,8 @@ got=$(tail -n +2 "$dir/a.csv" | cut -d, -f1-3 | tr '\n' ' ' | sed 's/ $//')
 [[ $got == "$expect" ]] || fail "grid order: $got"
 
 awk -F, 'NR > 1 {
-  if (NF != 13) { print "fields " NR; bad = 1 }
+  if (NF != 14) { print "fields " NR; bad = 1 }
+  if ($14 != "udp+tcp") { print "transport " NR; bad = 1 }
   if ($4 != 7) { print "seed " NR; bad = 1 }
   for (i = 5; i <= 13; i++)
     if ($i !~ /^[0-9]+(\.[0-9]+)?$/) { print "field " i " line " NR ": " $i; bad = 1 }
@@ -54,8 +55,15 @@ awk -F, 'NR > 1 {
   exit bad
 }' "$dir/a.csv" || fail "figures"
 
+# --udp-only: the same grid point without the stream, and it says so
+timeout 60 "$bin" --nodes 4 --loss 0 --profile fast --seed 7 --steady-s 1 \
+  --settle-s 1 --udp-only --quiet --out "$dir/u" || fail "udp-only run"
+awk -F, 'NR == 2 && $14 == "udp" && $9 == 0 && $7 != "" { ok = 1 }
+  END { exit !ok }' "$dir/u.csv" || fail "udp-only figures"
+grep -q 'UDP only' "$dir/u.svg" || fail "udp-only chart title"
+
 # deterministic: all but wall_s equal
-diff <(cut -d, -f1-12 "$dir/a.csv") <(cut -d, -f1-12 "$dir/b.csv") ||
+diff <(cut -d, -f1-12,14 "$dir/a.csv") <(cut -d, -f1-12,14 "$dir/b.csv") ||
   fail "not deterministic"
 
 python3 - "$dir/a.svg" "$dir/b.html" <<'PY' || fail "chart"
