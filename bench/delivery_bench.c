@@ -12,6 +12,10 @@
  *   reliable           dmq_send(DMQ_SEND_RELIABLE) to one receiver
  *   bcast_best_effort  dmq_broadcast() to --receivers receivers (all in one
  *   bcast_reliable     child process, one loop)
+ *   zmq                ZeroMQ PUSH/PULL over TCP on 127.0.0.1, one ZeroMQ
+ *                      message per message (delivery/zmq.c; only in a build
+ *                      that found libzmq: the baseline a C user would pick
+ *                      instead of libdmq)
  *
  * Phase 1, throughput: the sender sends as fast as the API accepts for
  * --duration-s (an idle handle sends --batch messages per loop turn; on
@@ -66,10 +70,11 @@
  *
  * Output: one JSON object per line (after the raw line of a payload, every
  * line carries ratio_to_raw = msgs_per_s / raw msgs_per_s of the same
- * payload; null when raw_udp was not run).
+ * payload; null when raw_udp was not run; after the zmq line, every line
+ * also carries ratio_to_zmq, msgs_per_s / zmq msgs_per_s).
  *
  * Usage: delivery_bench [--duration-s S] [--latency-s S] [--payload 100,1024]
- *          [--modes raw_udp,reliable,best_effort,bcast_reliable,
+ *          [--modes raw_udp,zmq,reliable,best_effort,bcast_reliable,
  *                   bcast_best_effort(,raw_udp_mmsg)]
  *          [--receivers N] [--batch N] [--profile lan|wan|local|fast]
  *          [--queue-msgs N] [--window N] [--rx-work-ns NS] [--trace-ms MS]
@@ -79,7 +84,8 @@
  * stderr every MS ms of each library phase. --stall-ms MS stops the
  * receiver (or, --stall-side tx, the sender) once for MS ms halfway through
  * the latency phase. --hiccup 0 turns off the hiccup meter (db.h).
- * Defaults: 3 s, 1.5 s, 100,1024, the five modes above, 10 receivers,
+ * Defaults: 3 s, 1.5 s, 100,1024, the six modes above (zmq when built),
+ * 10 receivers,
  * batch 256, lan, the library's queue and window, pace 250 us. Exit
  * status 2 on a bad option or a setup failure (message on stderr).
  *
@@ -120,7 +126,7 @@
 
 /* One scenario: fork the receiver side, run the sender side, report. */
 static double run_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
-                           double raw_rate) {
+                           double raw_rate, double zmq_rate) {
   int nrecv = (mode == M_BCAST_REL || mode == M_BCAST_BE) ? o->receivers : 1;
   int p2c[2], c2p[2];
   if (pipe(p2c) != 0 || pipe(c2p) != 0)
@@ -137,6 +143,10 @@ static double run_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
     close(c2p[0]);
     if (mode == M_RAW || mode == M_RAW_MMSG)
       raw_child(o, p2c[0], c2p[1], mode == M_RAW_MMSG);
+#ifdef DB_HAVE_ZMQ
+    else if (mode == M_ZMQ)
+      zmq_child(o, p2c[0], c2p[1]);
+#endif
     else
       lib_child(o, nrecv, p2c[0], c2p[1]);
     _exit(0);
@@ -146,6 +156,10 @@ static double run_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
   db_phase_t ph, lat;
   if (mode == M_RAW || mode == M_RAW_MMSG)
     raw_parent(o, payload, mode == M_RAW_MMSG, c2p[0], p2c[1], &ph, &lat);
+#ifdef DB_HAVE_ZMQ
+  else if (mode == M_ZMQ)
+    zmq_parent(o, payload, c2p[0], p2c[1], &ph, &lat);
+#endif
   else
     lib_parent(o, mode, payload, nrecv, c2p[0], p2c[1], &ph, &lat);
   int st = 0;
@@ -155,7 +169,8 @@ static double run_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
   close(c2p[0]);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
     die("the receiver process failed");
-  return report_scenario(o, mode, payload, nrecv, raw_rate, &ph, &lat);
+  return report_scenario(o, mode, payload, nrecv, raw_rate, zmq_rate, &ph,
+                         &lat);
 }
 
 int main(int argc, char **argv) {
@@ -164,16 +179,18 @@ int main(int argc, char **argv) {
     return 2;
   signal(SIGPIPE, SIG_IGN);
   hic_calibrate();
-  static const db_mode_t order[] = {M_RAW,       M_RELIABLE, M_BE,
+  static const db_mode_t order[] = {M_RAW,       M_ZMQ,      M_RELIABLE, M_BE,
                                     M_BCAST_REL, M_BCAST_BE, M_RAW_MMSG};
   for (size_t p = 0; p < o.n_payload; p++) {
-    double raw = 0;
+    double raw = 0, zmq = 0;
     for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
       if (!o.modes[order[k]])
         continue;
-      double r = run_scenario(&o, order[k], o.payload[p], raw);
+      double r = run_scenario(&o, order[k], o.payload[p], raw, zmq);
       if (order[k] == M_RAW)
         raw = r;
+      else if (order[k] == M_ZMQ)
+        zmq = r;
     }
   }
   return 0;

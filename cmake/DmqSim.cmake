@@ -1,12 +1,13 @@
 # dmq_sim: static library of the simulator helpers, built from every
 # tests/sim/*.c whose name does NOT start with test_ (those are tests).
-# Created only when such files exist; tests and benchmarks link it when
+# Created only when such files exist (and not DMQ_CORE_ONLY); tests,
+# benchmarks and tools/dmq-sim link it when
 # `TARGET dmq_sim` is true.
 
 if(TARGET dmq_sim)
   return()
 endif()
-if(NOT DMQ_BUILD_TESTS AND NOT DMQ_BUILD_BENCH)
+if(DMQ_CORE_ONLY) # tools/dmq-sim needs it whenever the runtime is built
   return()
 endif()
 

@@ -9,10 +9,13 @@ set -euo pipefail
 # abigail-tools: abidw and abidiff for the ABI check (scripts/abi-check.sh).
 # kamailio, kamailio-presence-modules, dpkg-dev: the Kamailio module's build
 # (scripts/kamailio-module.sh fetches Debian's kamailio source) and tests.
+# libzmq3-dev: delivery_bench's zmq mode, a benchmark baseline (bench/
+# CMakeLists.txt builds the mode when libzmq is found; never a dependency of
+# the library).
 DMQ_DEB_PACKAGES="build-essential cmake pkg-config clang clang-format \
 libclang-rt-14-dev libuv1-dev libmsgpack-dev libcmocka-dev libsodium-dev \
 valgrind dnsmasq-base iproute2 iptables procps abigail-tools \
-kamailio kamailio-presence-modules dpkg-dev"
+kamailio kamailio-presence-modules dpkg-dev libzmq3-dev"
 
 packages=$DMQ_DEB_PACKAGES
 if ! command -v python3 >/dev/null 2>&1; then

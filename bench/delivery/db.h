@@ -6,6 +6,7 @@
  *   sender.c          library sender (parent process)
  *   receiver.c        library receiver(s) (child process)
  *   raw.c             raw UDP baseline, both sides
+ *   zmq.c             ZeroMQ PUSH/PULL baseline, both sides (DB_HAVE_ZMQ)
  *   runtime.c         a dmq_uv_t set up the way both library sides need it
  *   meter.c           latency histogram and hiccup meter
  *   pipe.c            the command pipes between the two processes
@@ -64,8 +65,18 @@ typedef enum db_mode {
   M_BCAST_REL,
   M_BCAST_BE,
   M_RAW_MMSG, /* opt-in: what send-side batching buys */
+  M_ZMQ,      /* ZeroMQ PUSH/PULL over TCP (only with DB_HAVE_ZMQ) */
   M_COUNT
 } db_mode_t;
+
+#ifdef DB_HAVE_ZMQ
+#define DB_ZMQ_BUILT 1
+#else
+#define DB_ZMQ_BUILT 0
+#endif
+
+/* A baseline without libdmq (raw UDP, ZeroMQ): no library counters. */
+#define DB_BASELINE(m) ((m) == M_RAW || (m) == M_RAW_MMSG || (m) == M_ZMQ)
 
 extern const char *const mode_names[M_COUNT]; /* options.c */
 
@@ -232,12 +243,17 @@ void lib_child(const db_opts_t *o, int nrecv, int in, int out);
 void lib_parent(const db_opts_t *o, db_mode_t mode, size_t payload, int nrecv,
                 int in, int out, db_phase_t *ph, db_phase_t *lat);
 
+/* zmq.c (only with DB_HAVE_ZMQ): the ZeroMQ baseline */
+void zmq_child(const db_opts_t *o, int in, int out);
+void zmq_parent(const db_opts_t *o, size_t payload, int in, int out,
+                db_phase_t *ph, db_phase_t *lat);
+
 /* options.c */
 int db_parse_args(int argc, char **argv, db_opts_t *o);
 
 /* report.c: the scenario's JSON line; returns its msgs_per_s */
 double report_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
-                       int nrecv, double raw_rate, const db_phase_t *ph,
-                       const db_phase_t *lat);
+                       int nrecv, double raw_rate, double zmq_rate,
+                       const db_phase_t *ph, const db_phase_t *lat);
 
 #endif

@@ -9,9 +9,9 @@
 #include "benchopt.h"
 #include "db.h"
 
-const char *const mode_names[M_COUNT] = {"raw_udp",           "reliable",
-                                         "best_effort",       "bcast_reliable",
-                                         "bcast_best_effort", "raw_udp_mmsg"};
+const char *const mode_names[M_COUNT] = {
+    "raw_udp",           "reliable",     "best_effort", "bcast_reliable",
+    "bcast_best_effort", "raw_udp_mmsg", "zmq"};
 
 static void usage(const char *argv0) {
   (void)argv0;
@@ -19,13 +19,16 @@ static void usage(const char *argv0) {
       stderr,
       "usage: delivery_bench [--duration-s S] [--latency-s S]\n"
       "         [--payload 100,1024] [--modes "
-      "raw_udp,reliable,best_effort,bcast_reliable,bcast_best_effort\n"
-      "                  (,raw_udp_mmsg)]\n"
+      "raw_udp,zmq,reliable,best_effort,bcast_reliable,\n"
+      "                  bcast_best_effort(,raw_udp_mmsg)]\n"
+      "         (zmq: ZeroMQ PUSH/PULL over TCP, only when built with libzmq;\n"
+      "         this build: %s)\n"
       "         [--receivers N] [--batch N] [--profile lan|wan|local|fast]\n"
       "         [--queue-msgs N] [--window N] [--rx-work-ns NS]\n"
       "         [--trace-ms MS] [--lat-load F] [--pace-us US]\n"
       "         [--lat-trace-us US] [--pin 0|1]\n"
-      "         [--stall-ms MS] [--stall-side rx|tx] [--hiccup 0|1]\n");
+      "         [--stall-ms MS] [--stall-side rx|tx] [--hiccup 0|1]\n",
+      DB_ZMQ_BUILT ? "with libzmq" : "without libzmq");
 }
 
 static int mode_item(const char *tok, size_t k, void *ctx) {
@@ -33,6 +36,10 @@ static int mode_item(const char *tok, size_t k, void *ctx) {
   (void)k;
   for (int m = 0; m < M_COUNT; m++)
     if (strcmp(tok, mode_names[m]) == 0) {
+      if (m == M_ZMQ && !DB_ZMQ_BUILT) {
+        fprintf(stderr, "delivery_bench: built without libzmq: no zmq mode\n");
+        return -1;
+      }
       o->modes[m] = 1;
       return 0;
     }
@@ -149,7 +156,8 @@ int db_parse_args(int argc, char **argv, db_opts_t *o) {
                 [M_RELIABLE] = 1,
                 [M_BE] = 1,
                 [M_BCAST_REL] = 1,
-                [M_BCAST_BE] = 1}, /* not M_RAW_MMSG: opt-in */
+                [M_BCAST_BE] = 1,
+                [M_ZMQ] = DB_ZMQ_BUILT}, /* not M_RAW_MMSG: opt-in */
       .receivers = 10,
       .batch = 256,
       .profile = DMQ_PROFILE_LAN,

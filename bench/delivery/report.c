@@ -13,8 +13,8 @@ static void print_num(const char *key, double v, int prec) {
 }
 
 double report_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
-                       int nrecv, double raw_rate, const db_phase_t *ph,
-                       const db_phase_t *lat) {
+                       int nrecv, double raw_rate, double zmq_rate,
+                       const db_phase_t *ph, const db_phase_t *lat) {
   const db_rx_report_t *rx = &ph->rx;
   double win = (double)(rx->last_ns > ph->t0 ? rx->last_ns - ph->t0 : 1) /
                (double)DB_NS_PER_S;
@@ -37,9 +37,11 @@ double report_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
             : raw_rate > 0 ? rate / raw_rate
                            : 0.0 / 0.0,
             3);
+  if (zmq_rate > 0 && mode != M_ZMQ)
+    print_num("ratio_to_zmq", rate / zmq_rate, 3);
   printf(",\"receivers\":%d,\"pace_us\":%d,\"pinned\":%s", nrecv, o->pace_us,
          o->pin ? "true" : "false");
-  if (o->stall_ms > 0 && mode != M_RAW && mode != M_RAW_MMSG)
+  if (o->stall_ms > 0 && !DB_BASELINE(mode))
     printf(",\"stall_ms\":%" PRIu32 ",\"stall_side\":\"%s\"", o->stall_ms,
            o->stall_rx ? "rx" : "tx");
   print_num("duration_s", win, 3);
@@ -54,7 +56,7 @@ double report_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
     printf(",\"outcome_delivered\":%" PRIu64 ",\"outcome_failed\":%" PRIu64
            ",\"retransmits\":%" PRIu64 ",\"disorder\":%" PRIu64,
            ph->delivered_out, ph->failed_out, ph->retransmits, rx->disorder);
-  if (mode != M_RAW && mode != M_RAW_MMSG) {
+  if (!DB_BASELINE(mode)) {
     uint64_t net_lost =
         ph->sent_be > rx->received ? ph->sent_be - rx->received : 0;
     if (mode == M_BE || mode == M_BCAST_BE) {
@@ -91,7 +93,7 @@ double report_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
   /* datagrams the kernel dropped (a reliable sender retransmits them) */
   printf(",\"kernel_drops\":%" PRIu64 ",\"softnet_drops\":%" PRIu64, rx->kdrops,
          ph->softnet);
-  if (mode != M_RAW && mode != M_RAW_MMSG)
+  if (!DB_BASELINE(mode))
     printf(",\"sender_kernel_drops\":%" PRIu64, ph->tx_kdrops);
   double lwin = (double)(lat->t1 - lat->t0) / (double)DB_NS_PER_S;
   print_num("lat_rate",
@@ -102,7 +104,7 @@ double report_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
             (double)lat->cpu / (double)DB_NS_PER_S / lwin * 100, 1);
   print_num("lat_cpu_receiver_pct",
             (double)lat->rx.cpu_ns / (double)DB_NS_PER_S / lwin * 100, 1);
-  if (mode != M_RAW && mode != M_RAW_MMSG)
+  if (!DB_BASELINE(mode))
     printf(",\"lat_retransmits\":%" PRIu64, lat->retransmits);
   if (o->hiccup) {
     print_num("hiccup_max_us_sender", (double)lat->hic_max_ns / 1e3, 0);

@@ -117,6 +117,8 @@ struct dmq_sim {
   dmq_sim_event_t *events;
   size_t nevents, cap_events;
   size_t false_deaths;
+  size_t events_total; /* logged or not */
+  unsigned event_mask; /* opts.event_mask: 0 = log every event */
   dmq_sim_net_stats_t net;
 
   void (*tap)(void *ud, int from, int to, const void *buf, size_t len,
@@ -373,6 +375,17 @@ static void sim_after_call(dmq_sim_t *w, sim_host_t *h) {
 
 static void sim_record(dmq_sim_t *w, int obs, int subj, dmq_member_event_t ev,
                        uint64_t inc, uint64_t gen) {
+  sim_host_t *s = sim_host(w, subj);
+  w->events_total++;
+  if (s != NULL) {
+    if ((unsigned)ev < 8)
+      s->ev_about[ev]++;
+    if (ev == DMQ_EVENT_DEAD && w->now < s->first_fault)
+      w->false_deaths++;
+  }
+  if (w->event_mask != 0 &&
+      ((unsigned)ev >= 32 || !(w->event_mask & (1u << (unsigned)ev))))
+    return;
   if (w->nevents == w->cap_events) {
     w->cap_events = w->cap_events ? w->cap_events * 2 : 4096;
     w->events =
@@ -385,13 +398,6 @@ static void sim_record(dmq_sim_t *w, int obs, int subj, dmq_member_event_t ev,
   e->ev = ev;
   e->incarnation = inc;
   e->generation = gen;
-  sim_host_t *s = sim_host(w, subj);
-  if (s != NULL) {
-    if ((unsigned)ev < 8)
-      s->ev_about[ev]++;
-    if (ev == DMQ_EVENT_DEAD && w->now < s->first_fault)
-      w->false_deaths++;
-  }
 }
 
 static void sim_member_cb(dmq_node_t *node, dmq_member_event_t ev,
@@ -698,6 +704,7 @@ dmq_sim_t *dmq_sim_new(const dmq_sim_opts_t *o) {
   w->mtu = o->mtu ? o->mtu : 1400;
   w->bufsz = w->mtu < sizeof(void *) ? sizeof(void *) : w->mtu;
   w->quiet = o->quiet;
+  w->event_mask = o->event_mask;
   w->dgram_only = o->no_stream;
   w->split = o->no_stream ? 0 : o->stream_transport;
   w->deflink = o->link;
@@ -1147,6 +1154,10 @@ size_t dmq_sim_event_count(const dmq_sim_t *w) {
 const dmq_sim_event_t *dmq_sim_events(const dmq_sim_t *w) {
   return w->events;
 }
+size_t dmq_sim_event_total(const dmq_sim_t *w) {
+  return w->events_total;
+}
+
 size_t dmq_sim_false_deaths(const dmq_sim_t *w) {
   return w->false_deaths;
 }
@@ -1265,12 +1276,13 @@ typedef struct sim_conv_arg {
  * O(N) (or worse) work. */
 static int sim_pred_converged(dmq_sim_t *w, void *ud) {
   sim_conv_arg_t *a = ud;
-  if (a->valid && a->nevents == w->nevents && a->live_epoch == w->live_epoch)
+  if (a->valid && a->nevents == w->events_total &&
+      a->live_epoch == w->live_epoch)
     return 0;
   if (dmq_sim_converged(w))
     return 1;
   a->valid = 1;
-  a->nevents = w->nevents;
+  a->nevents = w->events_total;
   a->live_epoch = w->live_epoch;
   return 0;
 }
