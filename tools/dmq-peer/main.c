@@ -159,6 +159,7 @@ int main(int argc, char **argv) {
   cfg.name = p->name;
   cfg.meta = meta;
   cfg.meta_len = (size_t)meta_len;
+  cfg.label = p->label;
   dmq_uv_options_t opts;
   dmq_uv_options_init(&opts);
   opts.bind = p->bind;
@@ -177,6 +178,29 @@ int main(int argc, char **argv) {
   }
   dmq_node_t *node = dmq_uv_node(p->rt);
   peer_install_callbacks(p);
+
+  /* keys before the first packet (docs/security.md) */
+  if (p->key_file != NULL) {
+    char why[256];
+    rc = dmq_node_load_keys(node, p->key_file, why, sizeof why);
+    if (rc != 0) {
+      fprintf(stderr, "dmq-peer: --key-file: %s\n", why);
+      return PEER_EXIT_USAGE;
+    }
+    uint32_t primary;
+    size_t nk = dmq_node_keys(node, NULL, 0, &primary);
+    fprintf(stderr,
+            "dmq-peer: %zu key%s loaded, primary key id %08x, seal mode "
+            "%s\n",
+            nk, nk == 1 ? "" : "s", (unsigned)primary,
+            dmq_seal_mode_name(p->seal_mode));
+  }
+  rc = dmq_node_set_seal_mode(node, p->seal_mode);
+  if (rc != 0) {
+    fprintf(stderr, "dmq-peer: --seal-mode: %s (%s)\n", dmq_strerror(rc),
+            dmq_err_name(rc));
+    return PEER_EXIT_USAGE;
+  }
 
   /* before joining: the first state gossiped lists the channels */
   dmq_delivery_config_t dc;
