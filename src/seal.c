@@ -50,8 +50,9 @@ int dmq__seal_init(dmq__seal_t *s, const dmq_alloc_t *alloc, uint64_t gen) {
 }
 
 void dmq__seal_free(dmq__seal_t *s) {
-  if (s->keys != NULL)
-    sodium_free(s->keys); /* zeroes the block */
+  if (s->vault != NULL)
+    sodium_free(s->vault); /* zeroes the block */
+  s->vault = NULL;
   s->keys = NULL;
   s->nkeys = 0;
   s->primary = -1;
@@ -109,11 +110,12 @@ int dmq__seal_key_add(dmq__seal_t *s, const uint8_t key[DMQ_KEY_SIZE],
     return DMQ_EEXIST;
   if (s->nkeys == DMQ_MAX_KEYS)
     return DMQ_ELIMIT;
-  if (s->keys == NULL) {
-    s->keys = sodium_malloc(DMQ_MAX_KEYS * sizeof *s->keys);
-    if (s->keys == NULL)
+  if (s->vault == NULL) {
+    s->vault = sodium_malloc(sizeof *s->vault);
+    if (s->vault == NULL)
       return DMQ_ENOMEM;
-    sodium_memzero(s->keys, DMQ_MAX_KEYS * sizeof *s->keys);
+    sodium_memzero(s->vault, sizeof *s->vault);
+    s->keys = s->vault->keys;
   }
   dmq__seal_key_t *k = &s->keys[s->nkeys];
   k->id = id;
@@ -141,6 +143,9 @@ int dmq__seal_key_remove(dmq__seal_t *s, uint32_t id) {
     return DMQ_ENOENT;
   if (i == s->primary && s->nkeys > 1)
     return DMQ_ESTATE;
+  for (int c = 0; c < DMQ__SEAL_SUBKEYS; c++)
+    if (s->vault->sub[c].used && s->vault->sub[c].id == id)
+      sodium_memzero(&s->vault->sub[c], sizeof s->vault->sub[c]);
   uint32_t last = s->nkeys - 1;
   if ((uint32_t)i != last) {
     s->keys[i] = s->keys[last];
@@ -207,8 +212,8 @@ int dmq__seal_close(dmq__seal_t *s, uint8_t *pkt, size_t len, size_t off,
   return 0;
 }
 
-int dmq__seal_open(const dmq__seal_t *s, const uint8_t *pkt, size_t len,
-                   size_t off, uint8_t *out, dmq__seal_info_t *info) {
+int dmq__seal_open(dmq__seal_t *s, const uint8_t *pkt, size_t len, size_t off,
+                   uint8_t *out, dmq__seal_info_t *info) {
   memset(info, 0, sizeof *info);
   if (off > len || len - off < DMQ__SEAL_HDR + DMQ__SEAL_TAG)
     return DMQ_DROP_SHORT + 1;
@@ -246,7 +251,7 @@ int dmq__seal_open(const dmq__seal_t *s, const uint8_t *pkt, size_t len,
   return rc == 0 ? 0 : DMQ_DROP_AUTH + 1;
 }
 
-int dmq__seal_open_packet(const dmq__seal_t *s, const uint8_t *buf, size_t len,
+int dmq__seal_open_packet(dmq__seal_t *s, const uint8_t *buf, size_t len,
                           uint8_t *out, size_t out_cap, dmq__envelope_t *env,
                           dmq__seal_info_t *info) {
   size_t off;

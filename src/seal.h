@@ -57,6 +57,22 @@ typedef struct dmq__seal_key {
   uint8_t gcm[DMQ_KEY_SIZE]; /* AES-256-GCM subkey of our session */
 } dmq__seal_key_t;
 
+/* Received AES-256-GCM subkeys, by (key id, sender session): deriving one
+ * costs a BLAKE2b per packet otherwise. Direct-mapped on the session. */
+#define DMQ__SEAL_SUBKEYS 32
+typedef struct dmq__seal_subkey {
+  uint32_t id;
+  uint8_t used;
+  uint8_t session[DMQ__SEAL_SESSION];
+  uint8_t key[DMQ_KEY_SIZE];
+} dmq__seal_subkey_t;
+
+/* Key material, in one sodium_malloc'd block. */
+typedef struct dmq__seal_vault {
+  dmq__seal_key_t keys[DMQ_MAX_KEYS];
+  dmq__seal_subkey_t sub[DMQ__SEAL_SUBKEYS];
+} dmq__seal_vault_t;
+
 typedef struct dmq__replay_ent {
   uint64_t gen;
   uint64_t top[2]; /* highest packet number seen, per path */
@@ -66,11 +82,12 @@ typedef struct dmq__replay_ent {
 } dmq__replay_ent_t;
 
 typedef struct dmq__seal {
-  dmq_alloc_t alloc;     /* the node's, for the replay table */
-  dmq__seal_key_t *keys; /* DMQ_MAX_KEYS slots, sodium_malloc'd */
-  uint32_t nkeys;        /* keys[0..nkeys) */
-  int32_t primary;       /* index of the sending key, -1 if none */
-  uint8_t alg;           /* what we send with */
+  dmq_alloc_t alloc;        /* the node's, for the replay table */
+  dmq__seal_vault_t *vault; /* sodium_malloc'd (NULL until a key) */
+  dmq__seal_key_t *keys;    /* vault->keys */
+  uint32_t nkeys;           /* keys[0..nkeys) */
+  int32_t primary;          /* index of the sending key, -1 if none */
+  uint8_t alg;              /* what we send with */
   uint8_t session[DMQ__SEAL_SESSION];
   uint64_t gen;           /* our generation */
   uint64_t pn[2];         /* last packet number sent, per path */
@@ -132,8 +149,8 @@ int dmq__seal_close(dmq__seal_t *s, uint8_t *pkt, size_t len, size_t off,
  * short), KEY_UNKNOWN (key id not in the ring), UNSUPPORTED (AES-256-GCM on
  * a CPU without it), AUTH (the tag does not verify: wrong key, forged or
  * corrupted). The replay window is not consulted (dmq__seal_replay). */
-int dmq__seal_open(const dmq__seal_t *s, const uint8_t *pkt, size_t len,
-                   size_t off, uint8_t *out, dmq__seal_info_t *info);
+int dmq__seal_open(dmq__seal_t *s, const uint8_t *pkt, size_t len, size_t off,
+                   uint8_t *out, dmq__seal_info_t *info);
 
 /* A whole received packet, plain or sealed, as the node reads it: the
  * envelope (dmq__wire_head), then for a sealed packet dmq__seal_open into
@@ -141,7 +158,7 @@ int dmq__seal_open(const dmq__seal_t *s, const uint8_t *pkt, size_t len,
  * env, whose slices point into buf (plain) or out (sealed). info->sealed
  * tells which. No label, mode or replay check: 0 or a drop reason + 1.
  * This is the entry point for fuzzing the sealed path. */
-int dmq__seal_open_packet(const dmq__seal_t *s, const uint8_t *buf, size_t len,
+int dmq__seal_open_packet(dmq__seal_t *s, const uint8_t *buf, size_t len,
                           uint8_t *out, size_t out_cap, dmq__envelope_t *env,
                           dmq__seal_info_t *info);
 
