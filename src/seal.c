@@ -56,6 +56,9 @@ void dmq__seal_free(dmq__seal_t *s) {
   s->keys = NULL;
   s->nkeys = 0;
   s->primary = -1;
+  for (uint32_t i = 0; i < s->cap; i++)
+    if (s->tab[i] != NULL)
+      s->alloc.free_fn(s->tab[i], s->alloc.ud);
   if (s->tab != NULL)
     s->alloc.free_fn(s->tab, s->alloc.ud);
   s->tab = NULL;
@@ -278,54 +281,48 @@ static uint32_t seal_hash(const char *p, size_t n) {
   return h;
 }
 
-static dmq__replay_ent_t *seal_slot(dmq__seal_t *s, const char *name,
-                                    size_t len, int *found) {
+/* The slot of name: where it is, or the empty slot where it would go. */
+static dmq__replay_ent_t **seal_slot(dmq__seal_t *s, const char *name,
+                                     size_t len) {
   uint32_t mask = s->cap - 1;
   for (uint32_t i = seal_hash(name, len) & mask;; i = (i + 1) & mask) {
-    dmq__replay_ent_t *e = &s->tab[i];
-    if (!e->used) {
-      *found = 0;
-      return e;
-    }
-    if (e->name_len == len && memcmp(e->name, name, len) == 0) {
-      *found = 1;
-      return e;
-    }
+    dmq__replay_ent_t *e = s->tab[i];
+    if (e == NULL || (e->name_len == len && memcmp(e->name, name, len) == 0))
+      return &s->tab[i];
   }
 }
 
 static int seal_grow(dmq__seal_t *s, uint32_t ncap) {
-  dmq__replay_ent_t *old = s->tab;
+  dmq__replay_ent_t **old = s->tab;
   uint32_t ocap = s->cap;
-  dmq__replay_ent_t *t = s->alloc.malloc_fn(ncap * sizeof *t, s->alloc.ud);
+  dmq__replay_ent_t **t = s->alloc.malloc_fn(ncap * sizeof *t, s->alloc.ud);
   if (t == NULL)
     return -1;
   memset(t, 0, ncap * sizeof *t);
   s->tab = t;
   s->cap = ncap;
-  for (uint32_t i = 0; i < ocap; i++) {
-    if (!old[i].used)
-      continue;
-    int found;
-    *seal_slot(s, old[i].name, old[i].name_len, &found) = old[i];
-  }
+  for (uint32_t i = 0; i < ocap; i++)
+    if (old[i] != NULL)
+      *seal_slot(s, old[i]->name, old[i]->name_len) = old[i];
   if (old != NULL)
     s->alloc.free_fn(old, s->alloc.ud);
   return 0;
 }
 
-/* Remove slot i (linear probing: move later entries of the run back). */
+/* Remove and free slot i (linear probing: move later entries of the run
+ * back). */
 static void seal_erase(dmq__seal_t *s, uint32_t i) {
   uint32_t mask = s->cap - 1;
-  s->tab[i].used = 0;
+  s->alloc.free_fn(s->tab[i], s->alloc.ud);
+  s->tab[i] = NULL;
   s->count--;
-  for (uint32_t j = (i + 1) & mask; s->tab[j].used; j = (j + 1) & mask) {
-    uint32_t home = seal_hash(s->tab[j].name, s->tab[j].name_len) & mask;
+  for (uint32_t j = (i + 1) & mask; s->tab[j] != NULL; j = (j + 1) & mask) {
+    uint32_t home = seal_hash(s->tab[j]->name, s->tab[j]->name_len) & mask;
     /* can the entry at j move to the hole at i? (home not in (i, j]) */
     if ((j > i && (home <= i || home > j)) ||
         (j < i && (home <= i && home > j))) {
       s->tab[i] = s->tab[j];
-      s->tab[j].used = 0;
+      s->tab[j] = NULL;
       i = j;
     }
   }
@@ -363,9 +360,9 @@ int dmq__seal_replay(dmq__seal_t *s, const char *name, size_t name_len,
     return DMQ_DROP_MALFORMED + 1;
   if (limit < DMQ__SEAL_REPLAY_MIN)
     limit = DMQ__SEAL_REPLAY_MIN;
-  int found = 0;
-  dmq__replay_ent_t *e = s->cap ? seal_slot(s, name, name_len, &found) : NULL;
-  if (!found) {
+  dmq__replay_ent_t **slot = s->cap ? seal_slot(s, name, name_len) : NULL;
+  dmq__replay_ent_t *e = slot != NULL ? *slot : NULL;
+  if (e == NULL) {
     if (s->count >= limit) {
       /* full: evict one entry the node does not need (not a live member's
        * current generation), scanning on from where the last search
@@ -373,8 +370,8 @@ int dmq__seal_replay(dmq__seal_t *s, const char *name, size_t name_len,
       uint32_t i, scanned;
       for (i = s->evict_pos, scanned = 0; scanned < s->cap;
            scanned++, i = (i + 1) & (s->cap - 1)) {
-        dmq__replay_ent_t *c = &s->tab[i];
-        if (c->used &&
+        dmq__replay_ent_t *c = s->tab[i];
+        if (c != NULL &&
             (keep == NULL || !keep(ud, c->name, c->name_len, c->gen)))
           break;
       }
@@ -388,12 +385,14 @@ int dmq__seal_replay(dmq__seal_t *s, const char *name, size_t name_len,
       if (seal_grow(s, ncap) != 0)
         return DMQ_DROP_BUDGET + 1;
     }
-    e = seal_slot(s, name, name_len, &found);
+    e = s->alloc.malloc_fn(sizeof *e, s->alloc.ud);
+    if (e == NULL)
+      return DMQ_DROP_BUDGET + 1;
     memset(e, 0, sizeof *e);
-    e->used = 1;
     e->name_len = (uint8_t)name_len;
     memcpy(e->name, name, name_len);
     e->gen = gen;
+    *seal_slot(s, name, name_len) = e;
     s->count++;
   }
   if (gen < e->gen)

@@ -46,7 +46,7 @@
 #define DMQ__SEAL_ALG_AESGCM 2
 #define DMQ__SEAL_PN_STREAM (UINT64_C(1) << 63)
 /* Replay window per sender and path, in packets (a multiple of 64). */
-#define DMQ__SEAL_WINDOW 1024
+#define DMQ__SEAL_WINDOW 512
 /* Replay state kept for at least this many senders (more when the member
  * table is larger: see dmq__seal_replay). */
 #define DMQ__SEAL_REPLAY_MIN 256
@@ -77,7 +77,7 @@ typedef struct dmq__replay_ent {
   uint64_t gen;
   uint64_t top[2]; /* highest packet number seen, per path */
   uint64_t bits[2][DMQ__SEAL_WINDOW / 64];
-  uint8_t used, name_len;
+  uint8_t name_len;
   char name[DMQ_MAX_NAME];
 } dmq__replay_ent_t;
 
@@ -89,10 +89,10 @@ typedef struct dmq__seal {
   int32_t primary;          /* index of the sending key, -1 if none */
   uint8_t alg;              /* what we send with */
   uint8_t session[DMQ__SEAL_SESSION];
-  uint64_t gen;           /* our generation */
-  uint64_t pn[2];         /* last packet number sent, per path */
-  dmq__replay_ent_t *tab; /* replay state: open addressing by name */
-  uint32_t cap, count;    /* cap a power of two (0: not allocated) */
+  uint64_t gen;            /* our generation */
+  uint64_t pn[2];          /* last packet number sent, per path */
+  dmq__replay_ent_t **tab; /* replay state: open addressing by name */
+  uint32_t cap, count;     /* cap a power of two (0: not allocated) */
   uint32_t evict_pos;
 } dmq__seal_t;
 
