@@ -344,6 +344,10 @@ intruder_sees=$(grep -o '"event":"members_end","t_ms":[0-9]*,"count":[0-9]*' "$t
 [[ $intruder_sees == 1 ]] || die "the intruder sees ${intruder_sees:-?} members, want only itself"
 grep -q '"name":"intruder"' "$tmp/peer1.log" && die "peer1 heard of the intruder"
 say "the intruder sees only itself; no peer heard of it"
+deadline=$((SECONDS + 7))
+until grep -q "not joined" "$tmp/intruder.err" 2>/dev/null || ((SECONDS >= deadline)); do sleep 0.2; done
+intruder_line=$(grep -m1 "not joined" "$tmp/intruder.err" 2>/dev/null)
+[[ -n $intruder_line ]] && say "the intruder logged: ${intruder_line#dmq-peer\[intruder\]: }"
 kill -TERM "${dt_pid[intruder]}" 2>/dev/null
 dt_wait_exit "${dt_pid[intruder]}" "$STOP_TIMEOUT" || true
 dt_forget intruder

@@ -17,7 +17,7 @@ set -uo pipefail
 
 WATCHDOG_S=150
 WAIT_S=10
-NOJOIN_S=4 # how long an outsider is given to (not) join
+NOJOIN_S=6 # how long an outsider is given to (not) join (it warns at 5 s)
 
 name=test_seal_peer
 dt_name=$name
@@ -139,6 +139,7 @@ done
 grep -q "not in our keyring (wrong key?)" "$tmp/p1.err" || fail "p1: no wrong-key log line"
 grep -q "cluster label mismatch" "$tmp/p1.err" || fail "p1: no label log line"
 grep -q "encryption is required" "$tmp/p1.err" || fail "p1: no plaintext log line"
+grep -q "not joined 5 s after start" "$tmp/wkey.err" || fail "wkey: no 'not joined' line"
 for n in wkey wlab nokey; do
   kill -TERM "${dt_pid[$n]}"
   dt_wait_exit "${dt_pid[$n]}" 5 || fail "$n: did not exit"

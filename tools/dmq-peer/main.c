@@ -99,6 +99,23 @@ static void on_rt_closed(void *ud) {
     uv_close((uv_handle_t *)&p->sigterm, peer_on_handle_closed);
   if (!uv_is_closing((uv_handle_t *)&p->sigint))
     uv_close((uv_handle_t *)&p->sigint, peer_on_handle_closed);
+  if (!uv_is_closing((uv_handle_t *)&p->join_check))
+    uv_close((uv_handle_t *)&p->join_check, peer_on_handle_closed);
+}
+
+/* With seeds: say so on stderr when no seed has answered after
+ * PEER_JOIN_WARN_MS (a seed down, or one with another key or label: its
+ * packets and ours are dropped on both sides). */
+#define PEER_JOIN_WARN_MS 5000
+static void on_join_check(uv_timer_t *t) {
+  peer_t *p = t->data;
+  if (p->rt == NULL || p->quitting || dmq_node_is_joined(dmq_uv_node(p->rt)))
+    return;
+  fprintf(stderr,
+          "dmq-peer[%s]: not joined %d s after start: no seed answered (are "
+          "the seeds up, and do they use the same key%s and label?)\n",
+          p->name, PEER_JOIN_WARN_MS / 1000,
+          p->key_file != NULL ? " file" : "");
 }
 
 /* Graceful: leave, let the leave spread (at most PEER_FLUSH_MS), close. */
@@ -233,6 +250,12 @@ int main(int argc, char **argv) {
     }
   }
 
+  uv_timer_init(p->loop, &p->join_check);
+  p->join_check.data = p;
+  if (p->n_seeds > 0) {
+    uv_timer_start(&p->join_check, on_join_check, PEER_JOIN_WARN_MS, 0);
+    uv_unref((uv_handle_t *)&p->join_check);
+  }
   uv_signal_init(p->loop, &p->sigterm);
   uv_signal_init(p->loop, &p->sigint);
   p->sigterm.data = p->sigint.data = p;

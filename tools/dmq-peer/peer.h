@@ -99,6 +99,7 @@ typedef struct peer {
   int line_nul; /* the line holds a NUL byte */
 
   uv_signal_t sigterm, sigint;
+  uv_timer_t join_check; /* "not joined" warning, once, with seeds */
   int quitting;
   const char *quit_reason;
 } peer_t;
