@@ -94,6 +94,8 @@ typedef struct bench_opts {
   double max_s;
   uint32_t flush_ms;
   int fork;
+  int keyed; /* --key-hex: every node seals (mode required) */
+  uint8_t key[DMQ_KEY_SIZE];
 } bench_opts_t;
 
 typedef enum bench_phase {
@@ -154,7 +156,7 @@ static void bench_usage(const char *prog) {
           "usage: %s [--nodes N[,N...]] [--profile lan|wan|local|fast]\n"
           "          [--burst | --stagger MS] [--seed-count K] [--settle-s S]\n"
           "          [--steady-s S] [--max-s S] [--flush-ms MS] [--seed X]\n"
-          "          [--no-fork]\n",
+          "          [--no-fork] [--key-hex 64HEX]\n",
           prog);
 }
 
@@ -195,6 +197,10 @@ static int bench_opt_value(const char *a, const char *v, void *ctx) {
   } else if (strcmp(a, "--max-s") == 0) {
     if (benchopt_parse_double(v, &o->max_s) != 0 || o->max_s <= 0)
       return -1;
+  } else if (strcmp(a, "--key-hex") == 0) {
+    if (dmq_key_from_hex(v, strlen(v), o->key) != 0)
+      return -1;
+    o->keyed = 1;
   } else if (strcmp(a, "--flush-ms") == 0) {
     if (benchopt_parse_u64(v, &u) != 0 || u > 600000)
       return -1;
@@ -504,6 +510,13 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
       fprintf(stderr, "cluster_bench: node %zu: %s\n", i, dmq_strerror(rc));
       exit(2);
     }
+    if (o->keyed &&
+        (dmq_node_key_add(dmq_uv_node(bn->rt), o->key, sizeof o->key, 1,
+                          NULL) != 0 ||
+         dmq_node_set_seal_mode(dmq_uv_node(bn->rt), DMQ_SEAL_REQUIRED) != 0)) {
+      fprintf(stderr, "cluster_bench: node %zu: key refused\n", i);
+      exit(2);
+    }
     snprintf(bn->addr, sizeof(bn->addr), "%s", dmq_uv_addr(bn->rt));
     dmq_node_set_member_cb(dmq_uv_node(bn->rt), bench_on_member, bn);
   }
@@ -633,7 +646,8 @@ static void bench_kib(const char *key, long v) {
 static void bench_print(const bench_opts_t *o, size_t n,
                         const bench_result_t *r) {
   int steady = r->joined;
-  printf("{\"nodes\":%zu,\"profile\":\"%s\"", n, o->c.profile_name);
+  printf("{\"nodes\":%zu,\"profile\":\"%s\",\"sealed\":%s", n,
+         o->c.profile_name, o->keyed ? "true" : "false");
   bench_num("join_all_s", r->joined, r->join_all_s, 3);
   bench_num("fail_detect_all_s", r->detected, r->fail_all_s, 3);
   bench_num("suspect_all_s", r->suspected, r->suspect_all_s, 3);

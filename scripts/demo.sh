@@ -8,7 +8,9 @@
 #      dmq-peer (skip with DMQ_SKIP_BUILD=1; DMQ_BUILD_DIR picks another
 #      build directory, e.g. an ASan one, kept as configured);
 #   3. starts 5 dmq-peer processes on 127.0.0.1 (profile `local`, all
-#      serving channel kv), each in its own process group, logging JSON
+#      serving channel kv, every packet sealed with one cluster key from a
+#      key file and labelled "demo": docs/security.md), each in its own
+#      process group, logging JSON
 #      events to a temp directory; peer1 is the seed. When running as root with `ip netns` and dnsmasq,
 #      the peers run in a throw-away network namespace whose resolver is a
 #      private dnsmasq, and peer5 joins through a DNS name; otherwise every
@@ -18,9 +20,11 @@
 #      its outcome; SIGSTOPs peer4, peer2 sends it a reliable message (it
 #      waits: peer4 is at most suspect), SIGCONTs peer4 before the suspicion
 #      timeout and waits until peer4 printed it and peer2 got "delivered";
-#      SIGKILLs peer3 and waits until the others declare it dead, restarts
-#      it and waits until it is back everywhere, timing each step from the
-#      peers' own event logs;
+#      SIGKILLs peer3 and, while the others declare it dead, starts an
+#      intruder with the wrong key: it never joins, and peer1 logs why
+#      ("... sealed with key id ..., not in our keyring (wrong key?)");
+#      restarts peer3 and waits until it is back everywhere, timing each
+#      step from the peers' own event logs;
 #   5. stops everything it started (SIGTERM, then SIGKILL) on exit, also on
 #      failure or Ctrl-C.
 #
@@ -129,7 +133,8 @@ dns_name=seed.dmq-demo.test
 
 peer_args() { # i -> args for peer i
   local i=$1
-  args=(--name "peer$i" --bind "127.0.0.1:$((BASE_PORT + i - 1))" --profile "$PROFILE" --channel kv)
+  args=(--name "peer$i" --bind "127.0.0.1:$((BASE_PORT + i - 1))" --profile "$PROFILE" --channel kv
+    --key-file "$tmp/cluster.key" --label demo)
   if ((i == 1)); then
     return
   fi
@@ -229,7 +234,17 @@ else
 fi
 say "$seed_mode"
 
+# keys: 32 random bytes as 64 hex characters, one per line (the first is
+# the primary key); the intruder gets another one
+hexkey() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+(
+  umask 077
+  printf '# libdmq demo cluster key\n%s\n' "$(hexkey)" >"$tmp/cluster.key"
+  printf '%s\n' "$(hexkey)" >"$tmp/wrong.key"
+)
+
 step "Start $N peers on 127.0.0.1:$BASE_PORT..$((BASE_PORT + N - 1)) (logs: $tmp)"
+say "sealed: --key-file $tmp/cluster.key (mode required), --label demo"
 t_start=$(now_ms)
 for ((i = 1; i <= N; i++)); do
   start_peer "$i"
@@ -308,11 +323,34 @@ step "Crash: SIGKILL peer$VICTIM (pid $(pid_of "$VICTIM"))"
 t_kill=$(now_ms)
 dt_kill9 "$(pid_of "$VICTIM")"
 say "waiting for the others to declare it dead (suspicion, then dead)"
+# meanwhile, an intruder: right label, wrong key, joining through peer1
+dt_spawn intruder -- "${run[@]}" "$peer_bin" --name intruder --bind 127.0.0.1:0 \
+  --profile "$PROFILE" --label demo --key-file "$tmp/wrong.key" --seed "127.0.0.1:$BASE_PORT"
+say "meanwhile: 'intruder' (pid ${dt_pid[intruder]}) tries to join through peer1 with the wrong key"
 wait_for "death detection" "$DEAD_TIMEOUT" state "peer$VICTIM" dead
 t_dead_first=$(first_after "$t_kill" "$dt_since")
 t_dead_all=$(last_after "$t_kill" "$dt_since")
 for kv in $dt_since; do say "${kv%%=*} saw peer$VICTIM dead after $(secs "$t_kill" "${kv#*=}") s"; done
 say "first: ${t_dead_first} s, all $((N - 1)): ${t_dead_all} s"
+
+step "Intruder: the peer with the wrong key"
+wrong_line=$(grep -m1 "wrong key" "$tmp/peer1.err" 2>/dev/null)
+[[ -n $wrong_line ]] || die "peer1 did not log the intruder's packets"
+say "peer1 logged: ${wrong_line#*warn: }"
+dt_send intruder members
+deadline=$((SECONDS + 5))
+until grep -q '"event":"members_end"' "$tmp/intruder.log" || ((SECONDS >= deadline)); do sleep 0.1; done
+intruder_sees=$(grep -o '"event":"members_end","t_ms":[0-9]*,"count":[0-9]*' "$tmp/intruder.log" | tail -n 1 | sed 's/.*"count"://')
+[[ $intruder_sees == 1 ]] || die "the intruder sees ${intruder_sees:-?} members, want only itself"
+grep -q '"name":"intruder"' "$tmp/peer1.log" && die "peer1 heard of the intruder"
+say "the intruder sees only itself; no peer heard of it"
+deadline=$((SECONDS + 7))
+until grep -q "not joined" "$tmp/intruder.err" 2>/dev/null || ((SECONDS >= deadline)); do sleep 0.2; done
+intruder_line=$(grep -m1 "not joined" "$tmp/intruder.err" 2>/dev/null)
+[[ -n $intruder_line ]] && say "the intruder logged: ${intruder_line#dmq-peer\[intruder\]: }"
+kill -TERM "${dt_pid[intruder]}" 2>/dev/null
+dt_wait_exit "${dt_pid[intruder]}" "$STOP_TIMEOUT" || true
+dt_forget intruder
 
 step "Restart peer$VICTIM"
 t_restart=$(now_ms)
@@ -334,6 +372,9 @@ s = json.loads(sys.stdin.read())
 print("    packets in/out %d/%d, bytes in/out %d/%d, drops %d, probes %d (%d failed),"
       % (s["pkts_in"], s["pkts_out"], s["bytes_in"], s["bytes_out"], s["drops_total"],
          s["probes"], s["probe_failed"]))
+dr = s["drops"]
+print("    sealing: dropped %d with an unknown key, %d failing authentication, %d plain, %d replayed"
+      % (dr.get("key_unknown", 0), dr.get("auth", 0), dr.get("plaintext", 0), dr.get("replay", 0)))
 m = s["members"]
 print("    members: %d alive, %d suspect, %d dead, %d left; health score %d"
       % (m["alive"], m["suspect"], m["dead"], m["left"], s["health_score"]))
@@ -366,6 +407,7 @@ printf '    %-46s %8s\n' "SIGCONT peer$FROZEN -> outcome delivered at peer2" "$t
 printf '    %-46s %8s\n' "SIGKILL peer$VICTIM -> first peer sees it dead" "$t_dead_first"
 printf '    %-46s %8s\n' "SIGKILL peer$VICTIM -> all $((N - 1)) peers see it dead" "$t_dead_all"
 printf '    %-46s %8s\n' "restart peer$VICTIM -> $N peers see $N alive" "$t_rejoin"
+printf '    %-46s %8s\n' "intruder with the wrong key joined" "never"
 printf '    %-46s %8s\n' "graceful stop of $N peers" "$t_stop"
 printf '    %-46s %8s\n' "whole demo (incl. deps and build)" "$((SECONDS - t_demo))"
 echo

@@ -33,7 +33,7 @@ sudo=()
 [[ $(id -u) -eq 0 ]] || sudo=(sudo)
 
 # --- 0. dependencies ------------------------------------------------------
-need=(kamailio build-essential cmake pkg-config libuv1-dev libmsgpack-dev dpkg-dev)
+need=(kamailio build-essential cmake pkg-config libuv1-dev libmsgpack-dev libsodium-dev dpkg-dev)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

@@ -12,9 +12,12 @@
 #include "dmq/error.h"
 #include "sized.h"
 
-/* The 0.3.0 layout ends at max_packet (src/sized.h). */
+/* The 0.3.0 layout ends at max_packet (src/sized.h): the minimum size.
+ * Fields appended since (0.3.1: label, seal_mode) take their defaults when
+ * the caller's size does not cover them. The check names the current last
+ * field, so that a field appended later moves it. */
 #define CONFIG_MIN_SIZE DMQ__SIZE_UPTO(dmq_config_t, max_packet)
-DMQ__SIZE_CHECK(dmq_config_t, CONFIG_MIN_SIZE);
+DMQ__SIZE_CHECK(dmq_config_t, DMQ__SIZE_UPTO(dmq_config_t, seal_mode));
 
 static const char *const config_profile_names[] = {"lan", "wan", "local",
                                                    "fast"};

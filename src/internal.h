@@ -143,6 +143,18 @@ struct dmq__node {
 
   struct dmq__dlv *dlv; /* queued delivery (delivery.c) */
 
+  /* Sealing (src/seal.h, node.c): keyring, session, replay state; the
+   * label; the buffer a sealed packet is opened into; the rate limit of
+   * the drop log lines (label, plaintext, key unknown, auth). */
+  struct dmq__seal *seal;
+  char label[DMQ_MAX_LABEL + 1];
+  uint8_t label_len;
+  uint8_t seal_mode; /* dmq_seal_mode_t */
+  uint8_t *rxbuf;
+  size_t rxcap;
+  uint64_t seal_log_at[4];
+  uint32_t seal_log_n[4];
+
   /* Deadline wake-up (dmq_node_set_wake_cb): wake_cb runs once, then not
    * again until the driver re-reads the deadline (dmq__next_deadlines
    * clears wake_pending). */
@@ -185,8 +197,19 @@ void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m);
  * running already. */
 void dmq__flush_events(dmq_node_t *n);
 
-int dmq__send(dmq_node_t *n, const char *addr, const uint8_t *buf, size_t len,
+/* Send a packet built with dmq__node_enc_begin. A packet with the SEALED
+ * flag is sealed in place first (its tag written past len: the encoder
+ * kept the room), so buf holds ciphertext afterwards: build a new packet
+ * for the next destination. */
+int dmq__send(dmq_node_t *n, const char *addr, uint8_t *buf, size_t len,
               int reliable, uint32_t nmsgs);
+/* Begin a packet from this node into buf (cap bytes): our label, and the
+ * sealed header and tag room when we send sealed (dmq__enc_begin_sealed).
+ * Every packet the core sends starts here. */
+int dmq__node_enc_begin(dmq_node_t *n, dmq__enc_t *e, uint8_t *buf, size_t cap);
+/* Bytes the label and sealing add to each packet now (beyond
+ * dmq__enc_size_envelope). */
+size_t dmq__node_overhead(const dmq_node_t *n);
 /* 1 if reliable sends to addr would use another transport than datagram
  * sends (a real stream fallback exists). */
 int dmq__has_separate_stream(dmq_node_t *n, const char *addr);

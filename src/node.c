@@ -24,6 +24,7 @@
 #include "delivery/delivery.h"
 #include "internal.h"
 #include "members.h"
+#include "seal.h"
 #include "sized.h"
 #include "swim.h"
 
@@ -238,7 +239,21 @@ int dmq__has_separate_stream(dmq_node_t *n, const char *addr) {
   return d != NULL && r != NULL && d != r;
 }
 
-int dmq__send(dmq_node_t *n, const char *addr, const uint8_t *buf, size_t len,
+static int node_sealing(const dmq_node_t *n) {
+  return n->seal_mode != DMQ_SEAL_OFF && dmq__seal_can_send(n->seal);
+}
+
+int dmq__node_enc_begin(dmq_node_t *n, dmq__enc_t *e, uint8_t *buf,
+                        size_t cap) {
+  return dmq__enc_begin_sealed(e, buf, cap, n->label, n->label_len, n->name,
+                               strlen(n->name), node_sealing(n));
+}
+
+size_t dmq__node_overhead(const dmq_node_t *n) {
+  return dmq__wire_overhead(n->label_len, node_sealing(n));
+}
+
+int dmq__send(dmq_node_t *n, const char *addr, uint8_t *buf, size_t len,
               int reliable, uint32_t nmsgs) {
   const char *rest = NULL;
   dmq_transport_t *t = node_transport_for(n, addr, reliable, &rest);
@@ -256,6 +271,16 @@ int dmq__send(dmq_node_t *n, const char *addr, const uint8_t *buf, size_t len,
       return DMQ_EADDR;
     }
     dst = tmp;
+  }
+  if (len >= 4 && (buf[3] & DMQ__WIRE_FLAG_SEALED)) {
+    /* sealed once, here, in place; a stream transport counts its packets
+     * apart from datagrams (seal.h: the two paths may reorder) */
+    size_t off = 4 + ((buf[3] & DMQ__WIRE_FLAG_LABEL) ? 1 + (size_t)buf[4] : 0);
+    int stream = !(t->ops->caps & DMQ_TRANSPORT_DATAGRAM);
+    if (dmq__seal_close(n->seal, buf, len, off, stream, &len) != 0) {
+      n->stats.drops[DMQ_DROP_TX_FAILED]++;
+      return DMQ_ESTATE;
+    }
   }
   int rc = t->ops->send(t, dst, buf, len, NULL);
   if (rc != 0) {
@@ -335,6 +360,161 @@ void dmq__node_self_changed(dmq_node_t *n) {
   dmq__self_changed(n);
 }
 
+/* ---- receiving: label, mode, opening sealed packets ---- */
+
+/* Index of a logged drop reason in seal_log_*, -1 if not logged. */
+static int node_seal_log_slot(int reason) {
+  switch (reason) {
+  case DMQ_DROP_LABEL:
+    return 0;
+  case DMQ_DROP_PLAINTEXT:
+    return 1;
+  case DMQ_DROP_KEY_UNKNOWN:
+    return 2;
+  case DMQ_DROP_AUTH:
+    return 3;
+  default:
+    return -1;
+  }
+}
+
+#define NODE_SEAL_LOG_MS 10000
+
+/* A rate-limited warning for packets dropped by label or seal: the first
+ * at once, then at most one line per reason every NODE_SEAL_LOG_MS with
+ * the count since the last one. Never prints key material (the key id at
+ * most) nor the foreign label. */
+static void node_seal_log(dmq_node_t *n, int reason, const char *from,
+                          const dmq__seal_info_t *si) {
+  int i = node_seal_log_slot(reason);
+  if (i < 0)
+    return;
+  n->seal_log_n[i]++;
+  if (n->seal_log_at[i] != 0 && n->now < n->seal_log_at[i])
+    return;
+  n->seal_log_at[i] = n->now + NODE_SEAL_LOG_MS;
+  if (n->seal_log_at[i] == 0)
+    n->seal_log_at[i] = 1;
+  uint32_t cnt = n->seal_log_n[i];
+  n->seal_log_n[i] = 0;
+  if (from == NULL)
+    from = "an unknown address";
+  switch (reason) {
+  case DMQ_DROP_LABEL:
+    dmq__log(n, DMQ_LOG_WARN,
+             "dropped %u packets from %s: cluster label mismatch (another "
+             "cluster?)",
+             cnt, from);
+    break;
+  case DMQ_DROP_PLAINTEXT:
+    dmq__log(n, DMQ_LOG_WARN,
+             "dropped %u packets from %s: not sealed, and encryption is "
+             "required (peer without a key?)",
+             cnt, from);
+    break;
+  case DMQ_DROP_KEY_UNKNOWN:
+    dmq__log(n, DMQ_LOG_WARN,
+             "dropped %u packets from %s: sealed with key id %08x, not in "
+             "our keyring (wrong key?)",
+             cnt, from, (unsigned)si->key_id);
+    break;
+  default:
+    dmq__log(n, DMQ_LOG_WARN,
+             "dropped %u packets from %s: authentication failed (wrong key "
+             "or forged packet)",
+             cnt, from);
+    break;
+  }
+}
+
+/* Envelope, label, mode and seal of a received packet: 0 with env (and si)
+ * filled, or a drop reason + 1. */
+static int node_open(dmq_node_t *n, const char *from, const uint8_t *buf,
+                     size_t len, dmq__envelope_t *env, dmq__seal_info_t *si) {
+  size_t off;
+  memset(si, 0, sizeof *si);
+  int drop = dmq__wire_head(buf, len, env, &off);
+  if (drop != 0)
+    return drop;
+  if (env->label.n != n->label_len ||
+      (n->label_len > 0 && memcmp(env->label.p, n->label, n->label_len) != 0)) {
+    node_seal_log(n, DMQ_DROP_LABEL, from, si);
+    return DMQ_DROP_LABEL + 1;
+  }
+  if (!(env->flags & DMQ__WIRE_FLAG_SEALED)) {
+    if (n->seal_mode == DMQ_SEAL_REQUIRED && n->seal->nkeys > 0) {
+      node_seal_log(n, DMQ_DROP_PLAINTEXT, from, si);
+      return DMQ_DROP_PLAINTEXT + 1;
+    }
+    return dmq__wire_body(buf + off, len - off, env);
+  }
+  if (n->rxcap < len) {
+    dmq__free(n, n->rxbuf);
+    n->rxcap = 0;
+    n->rxbuf = dmq__malloc(n, len);
+    if (n->rxbuf == NULL)
+      return DMQ_DROP_BUDGET + 1;
+    n->rxcap = len;
+  }
+  drop = dmq__seal_open(n->seal, buf, len, off, n->rxbuf, si);
+  if (drop != 0) {
+    node_seal_log(n, drop - 1, from, si);
+    return drop;
+  }
+  return dmq__wire_body(n->rxbuf, len - off - DMQ__SEAL_HDR - DMQ__SEAL_TAG,
+                        env);
+}
+
+/* After a packet: a large opening buffer (a big push/pull) is not kept. */
+static void node_rx_done(dmq_node_t *n) {
+  if (n->rxcap > 65536) {
+    dmq__free(n, n->rxbuf);
+    n->rxbuf = NULL;
+    n->rxcap = 0;
+  }
+}
+
+/* Replay state worth keeping: a live member's current generation. */
+static int node_keep_replay(void *ud, const char *name, size_t len,
+                            uint64_t gen) {
+  dmq_node_t *n = ud;
+  const dmq__member_t *m = dmq__member_find(n, name, len);
+  return m != NULL && m->gen == gen &&
+         (m->state == DMQ_MEMBER_ALIVE || m->state == DMQ_MEMBER_SUSPECT);
+}
+
+/* In a sealed packet, what the body says of the sender's own generation
+ * must be the generation sealed in its header: its DATA's src_gen, its
+ * DACK's dst_gen, membership messages and push/pull records about itself.
+ * 0: the message lies (dropped). */
+static int node_gen_bound(const dmq__msg_t *m, dmq__slice_t sender,
+                          uint64_t gen) {
+  switch (m->type) {
+  case DMQ__MSG_DATA:
+    return m->data.src_gen == gen;
+  case DMQ__MSG_DACK:
+    return m->dack.dst_gen == gen;
+  case DMQ__MSG_ALIVE:
+  case DMQ__MSG_SUSPECT:
+  case DMQ__MSG_DEAD:
+  case DMQ__MSG_LEFT:
+    return m->name.n != sender.n ||
+           memcmp(m->name.p, sender.p, sender.n) != 0 || m->generation == gen;
+  case DMQ__MSG_PUSHPULL: {
+    dmq__rec_iter_t it;
+    dmq__record_t r;
+    dmq__wire_records(m, &it);
+    while (dmq__wire_next_record(&it, &r) == 1)
+      if (r.name.n == sender.n && memcmp(r.name.p, sender.p, sender.n) == 0 &&
+          r.generation != gen)
+        return 0;
+    return 1;
+  }
+  default:
+    return 1;
+  }
+}
+
 int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
                   const void *buf, size_t len, uint64_t now) {
   if (n == NULL || (buf == NULL && len > 0))
@@ -353,15 +533,29 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
     return 0;
   }
   dmq__envelope_t env;
-  int drop = dmq__wire_open(buf, len, &env);
+  dmq__seal_info_t si;
+  int drop = node_open(n, from_addr, buf, len, &env, &si);
   if (drop != 0) {
     n->stats.drops[drop - 1]++;
+    node_rx_done(n);
     return 0;
   }
   if (env.sender.n == strlen(n->name) &&
       memcmp(env.sender.p, n->name, env.sender.n) == 0) {
     n->stats.drops[DMQ_DROP_SELF]++;
+    node_rx_done(n);
     return 0;
+  }
+  if (si.sealed) {
+    /* authenticated: now the replay window (state only for senders whose
+     * packet verified, bounded by the member table's size) */
+    drop = dmq__seal_replay(n->seal, env.sender.p, env.sender.n, si.gen, si.pn,
+                            2 * n->nmembers + 64, node_keep_replay, n);
+    if (drop != 0) {
+      n->stats.drops[drop - 1]++;
+      node_rx_done(n);
+      return 0;
+    }
   }
   dmq__msg_iter_t it;
   dmq__msg_t msg;
@@ -378,6 +572,10 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
       continue;
     }
     n->stats.msgs_in++;
+    if (si.sealed && !node_gen_bound(&msg, env.sender, si.gen)) {
+      n->stats.drops[DMQ_DROP_AUTH]++;
+      continue;
+    }
     switch (msg.type) {
     case DMQ__MSG_DATA:
       dmq__delivery_on_data(n, &msg.data, env.sender);
@@ -393,6 +591,7 @@ int dmq_node_recv(dmq_node_t *n, dmq_transport_t *t, const char *from_addr,
   dmq__flush_events(n);
   /* payloads still borrowed from buf are copied now (or dropped) */
   dmq__delivery_recv_done(n);
+  node_rx_done(n);
   return 0;
 }
 
@@ -465,6 +664,11 @@ static int node_valid_config(const dmq_config_t *c) {
     return 0;
   if (c->join_retry_ms == 0 || c->join_retry_max_ms < c->join_retry_ms)
     return 0;
+  if (c->label != NULL && c->label[0] != '\0' &&
+      !node_valid_name(c->label, DMQ_MAX_LABEL))
+    return 0;
+  if ((unsigned)c->seal_mode > DMQ_SEAL_REQUIRED)
+    return 0;
   return 1;
 }
 
@@ -511,6 +715,20 @@ int dmq_node_new(const dmq_config_t *caller_cfg, const dmq_alloc_t *alloc,
   n->cfg.advertise_addr = n->addr;
   n->cfg.meta = NULL;
   n->cfg.meta_len = 0;
+  if (cfg->label != NULL) {
+    n->label_len = (uint8_t)strlen(cfg->label);
+    memcpy(n->label, cfg->label, n->label_len);
+  }
+  n->cfg.label = n->label_len > 0 ? n->label : NULL;
+  n->seal_mode = (uint8_t)cfg->seal_mode;
+  n->seal = dmq__malloc(n, sizeof(*n->seal));
+  if (n->seal == NULL)
+    goto nomem;
+  if (dmq__seal_init(n->seal, &n->alloc, cfg->generation) != 0) {
+    dmq__free(n, n->seal);
+    n->seal = NULL;
+    goto nomem;
+  }
   dmq__rng_seed(&n->rng, cfg->rng_seed ^ dmq__hash(n->name, strlen(n->name)));
   n->txbuf = dmq__malloc(n, cfg->mtu);
   if (n->txbuf == NULL)
@@ -556,6 +774,11 @@ int dmq_node_delete(dmq_node_t *n) {
   dmq__free(n, n->suspects);
   dmq__free(n, n->txbuf);
   dmq__free(n, n->relays);
+  dmq__free(n, n->rxbuf);
+  if (n->seal != NULL) {
+    dmq__seal_free(n->seal); /* wipes the keys */
+    dmq__free(n, n->seal);
+  }
   dmq__delivery_free(n);
   dmq_alloc_t a = n->alloc;
   a.free_fn(n, a.ud);
@@ -666,4 +889,126 @@ int dmq_node_stats_sized(const dmq_node_t *n, dmq_stats_t *dst, size_t size) {
     st.members[n->members[i]->state]++;
   st.health_score = n->health;
   return dmq__sized_out(dst, size, &st, sizeof(st), NODE_STATS_MIN_SIZE);
+}
+
+/* ---- sealing API ---- */
+
+int dmq_node_key_add(dmq_node_t *n, const void *key, size_t len, int primary,
+                     uint32_t *key_id) {
+  if (n == NULL || key == NULL || len != DMQ_KEY_SIZE)
+    return DMQ_EINVAL;
+  if (n->in_callback || dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
+  uint32_t id;
+  int rc = dmq__seal_key_add(n->seal, key, primary, &id);
+  if (rc != 0)
+    return rc;
+  if (key_id != NULL)
+    *key_id = id;
+  dmq__log(n, DMQ_LOG_INFO, "key %08x added%s", (unsigned)id,
+           n->seal->keys[n->seal->primary].id == id ? " (primary)" : "");
+  return 0;
+}
+
+int dmq_node_key_use(dmq_node_t *n, uint32_t key_id) {
+  if (n == NULL)
+    return DMQ_EINVAL;
+  if (n->in_callback || dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
+  int rc = dmq__seal_key_use(n->seal, key_id);
+  if (rc == 0)
+    dmq__log(n, DMQ_LOG_INFO, "key %08x is primary", (unsigned)key_id);
+  return rc;
+}
+
+int dmq_node_key_remove(dmq_node_t *n, uint32_t key_id) {
+  if (n == NULL)
+    return DMQ_EINVAL;
+  if (n->in_callback || dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
+  if (n->seal->nkeys == 1 && n->seal_mode != DMQ_SEAL_OFF &&
+      n->seal->keys[0].id == key_id)
+    return DMQ_ESTATE;
+  int rc = dmq__seal_key_remove(n->seal, key_id);
+  if (rc == 0)
+    dmq__log(n, DMQ_LOG_INFO, "key %08x removed", (unsigned)key_id);
+  return rc;
+}
+
+size_t dmq_node_keys(const dmq_node_t *n, uint32_t *ids, size_t max,
+                     uint32_t *primary) {
+  if (n == NULL) {
+    if (primary != NULL)
+      *primary = 0;
+    return 0;
+  }
+  return dmq__seal_keys(n->seal, ids, ids != NULL ? max : 0, primary);
+}
+
+uint32_t dmq_key_id(const void *key, size_t len) {
+  if (key == NULL || len != DMQ_KEY_SIZE)
+    return 0;
+  return dmq__seal_key_id(key);
+}
+
+static int node_hex(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+int dmq_key_from_hex(const char *hex, size_t len, uint8_t key[DMQ_KEY_SIZE]) {
+  if (hex == NULL || key == NULL || len != 2 * DMQ_KEY_SIZE)
+    return DMQ_EINVAL;
+  uint8_t k[DMQ_KEY_SIZE];
+  for (size_t i = 0; i < DMQ_KEY_SIZE; i++) {
+    int hi = node_hex(hex[2 * i]), lo = node_hex(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      dmq__wipe(k, sizeof k);
+      return DMQ_EINVAL;
+    }
+    k[i] = (uint8_t)(hi << 4 | lo);
+  }
+  memcpy(key, k, sizeof k);
+  dmq__wipe(k, sizeof k);
+  return 0;
+}
+
+int dmq_node_set_seal_mode(dmq_node_t *n, dmq_seal_mode_t mode) {
+  if (n == NULL || (unsigned)mode > DMQ_SEAL_REQUIRED)
+    return DMQ_EINVAL;
+  if (n->in_callback || dmq__in_sync_cb(n))
+    return DMQ_EBUSY;
+  if (mode != DMQ_SEAL_OFF && n->seal->nkeys == 0)
+    return DMQ_ESTATE;
+  if (n->seal_mode != (uint8_t)mode)
+    dmq__log(n, DMQ_LOG_INFO, "seal mode %s", dmq_seal_mode_name(mode));
+  n->seal_mode = (uint8_t)mode;
+  return 0;
+}
+
+dmq_seal_mode_t dmq_node_seal_mode(const dmq_node_t *n) {
+  return n != NULL ? (dmq_seal_mode_t)n->seal_mode : DMQ_SEAL_OFF;
+}
+
+static const char *const node_seal_modes[] = {"off", "transition", "required"};
+
+const char *dmq_seal_mode_name(dmq_seal_mode_t m) {
+  return (unsigned)m <= DMQ_SEAL_REQUIRED ? node_seal_modes[m] : "unknown";
+}
+
+int dmq_seal_mode_from_name(const char *name, dmq_seal_mode_t *out) {
+  if (name == NULL || out == NULL)
+    return DMQ_EINVAL;
+  for (unsigned i = 0; i <= DMQ_SEAL_REQUIRED; i++) {
+    if (strcmp(name, node_seal_modes[i]) == 0) {
+      *out = (dmq_seal_mode_t)i;
+      return 0;
+    }
+  }
+  return DMQ_ENOENT;
 }

@@ -199,7 +199,7 @@ done:
 /* packets                                                                 */
 
 static void swim_begin(dmq_node_t *n, dmq__enc_t *e) {
-  dmq__enc_begin(e, n->txbuf, n->cfg.mtu, NULL, 0, n->name, strlen(n->name));
+  dmq__node_enc_begin(n, e, n->txbuf, n->cfg.mtu);
 }
 
 /* Finish a datagram (piggybacking gossip) and send it. */
@@ -273,7 +273,7 @@ static size_t swim_enc_table(dmq_node_t *n, uint8_t *buf, size_t cap,
                              uint8_t flags, uint32_t first, uint32_t count,
                              uint32_t *sizes) {
   dmq__enc_t e;
-  dmq__enc_begin(&e, buf, cap, NULL, 0, n->name, strlen(n->name));
+  dmq__node_enc_begin(n, &e, buf, cap);
   int rc = dmq__enc_pushpull_begin(&e, flags, count);
   int partial = count < n->nmembers;
   if (partial && rc == 0)
@@ -300,7 +300,7 @@ static size_t swim_enc_table(dmq_node_t *n, uint8_t *buf, size_t cap,
  * learns everyone. */
 static void swim_send_pushpull_ex(dmq_node_t *n, const char *addr,
                                   uint8_t flags, int datagram) {
-  size_t need = 64 + strlen(n->name);
+  size_t need = 64 + strlen(n->name) + dmq__node_overhead(n);
   for (uint32_t i = 0; i < n->nmembers; i++)
     need += swim_record_size(n->members[i]);
   /* A scratch buffer for this one table: the transport copies what it
@@ -315,6 +315,8 @@ static void swim_send_pushpull_ex(dmq_node_t *n, const char *addr,
                    ? swim_enc_table(n, buf, need, flags, 0, n->nmembers, sizes)
                    : 0;
   size_t mtu = datagram ? dmq__datagram_mtu(n, addr) : 0;
+  if (len > 0 && (buf[3] & DMQ__WIRE_FLAG_SEALED) && mtu > DMQ__WIRE_SEAL_TAG)
+    mtu -= DMQ__WIRE_SEAL_TAG; /* sealing appends it (dmq__send) */
   if (len > mtu && sizes != NULL) {
     size_t used = len; /* envelope and header, then ourselves */
     for (uint32_t i = 0; i < n->nmembers; i++)

@@ -409,11 +409,11 @@ static int wire_skip(wire_cur_t *c, int depth) {
   return 0;
 }
 
-int dmq__wire_open(const uint8_t *buf, size_t len, dmq__envelope_t *env) {
-  wire_cur_t c;
-  uint32_t n;
+int dmq__wire_head(const uint8_t *buf, size_t len, dmq__envelope_t *env,
+                   size_t *body_off) {
   size_t off = 4;
   memset(env, 0, sizeof *env);
+  *body_off = 0;
   if (buf == NULL || len < 4)
     return DMQ_DROP_SHORT + 1;
   if (buf[0] != DMQ__WIRE_MAGIC0 || buf[1] != DMQ__WIRE_MAGIC1)
@@ -424,8 +424,6 @@ int dmq__wire_open(const uint8_t *buf, size_t len, dmq__envelope_t *env) {
     return DMQ_DROP_VERSION + 1;
   if (buf[3] & ~DMQ__WIRE_FLAGS_KNOWN)
     return DMQ_DROP_MALFORMED + 1;
-  if (buf[3] & DMQ__WIRE_FLAG_SEALED)
-    return DMQ_DROP_UNSUPPORTED + 1;
   if (buf[3] & DMQ__WIRE_FLAG_LABEL) {
     if (len < 5)
       return DMQ_DROP_SHORT + 1;
@@ -437,9 +435,16 @@ int dmq__wire_open(const uint8_t *buf, size_t len, dmq__envelope_t *env) {
     env->label.n = buf[4];
     off = 5 + (size_t)buf[4];
   }
-  c.p = buf + off;
-  c.end = buf + len;
-  if (wire_rd_array(&c, &n) || n < 2 ||
+  *body_off = off;
+  return 0;
+}
+
+int dmq__wire_body(const uint8_t *p, size_t len, dmq__envelope_t *env) {
+  wire_cur_t c;
+  uint32_t n;
+  c.p = p;
+  c.end = p + len;
+  if (p == NULL || wire_rd_array(&c, &n) || n < 2 ||
       wire_rd_str(&c, 1, DMQ_MAX_NAME, &env->sender) || wire_rd_array(&c, &n))
     return DMQ_DROP_MALFORMED + 1;
   if (n > DMQ__WIRE_MAX_MSGS)
@@ -450,6 +455,16 @@ int dmq__wire_open(const uint8_t *buf, size_t len, dmq__envelope_t *env) {
   env->msgs_len = wire_left(&c);
   env->msg_count = n;
   return 0;
+}
+
+int dmq__wire_open(const uint8_t *buf, size_t len, dmq__envelope_t *env) {
+  size_t off;
+  int rc = dmq__wire_head(buf, len, env, &off);
+  if (rc != 0)
+    return rc;
+  if (buf[3] & DMQ__WIRE_FLAG_SEALED)
+    return DMQ_DROP_UNSUPPORTED + 1;
+  return dmq__wire_body(buf + off, len - off, env);
 }
 
 void dmq__wire_msgs(const dmq__envelope_t *env, dmq__msg_iter_t *it) {
@@ -772,15 +787,22 @@ WIRE_INLINE void wire_pk_chans(msgpack_packer *pk, const dmq__chans_t *c) {
 
 WIRE_SIZE_FN(chans, dmq__chans_t)
 
-/* Envelope and body header: magic, version, flags(, label) | [sender,
- * messages] with the message count as an array32 patched by dmq__enc_end. */
+/* Envelope and body header: magic, version, flags(, label)(, sealed header
+ * room) | [sender, messages] with the message count as an array32 patched
+ * by dmq__enc_end. The sealed header room is left as zeros: the node's
+ * sealing (src/seal.c) writes it and encrypts the body in place. */
 WIRE_INLINE void wire_pk_head(msgpack_packer *pk, dmq__slice_t label,
-                              dmq__slice_t sender) {
+                              dmq__slice_t sender, int sealed) {
+  static const uint8_t room[DMQ__WIRE_SEAL_HDR];
   uint8_t h[5] = {DMQ__WIRE_MAGIC0, DMQ__WIRE_MAGIC1, DMQ__WIRE_VERSION,
-                  label.n > 0 ? DMQ__WIRE_FLAG_LABEL : 0, (uint8_t)label.n};
+                  (uint8_t)((label.n > 0 ? DMQ__WIRE_FLAG_LABEL : 0) |
+                            (sealed ? DMQ__WIRE_FLAG_SEALED : 0)),
+                  (uint8_t)label.n};
   wire_pk_raw(pk, h, label.n > 0 ? 5 : 4);
   if (label.n > 0)
     wire_pk_raw(pk, label.p, label.n);
+  if (sealed)
+    wire_pk_raw(pk, room, sizeof room);
   msgpack_pack_array(pk, 2);
   wire_pk_str(pk, sender);
   wire_pk_array32(pk, 0);
@@ -790,8 +812,13 @@ size_t dmq__enc_size_envelope(size_t sender_len) {
   dmq__slice_t none = {NULL, 0}, sender = {NULL, sender_len};
   msgpack_packer pk;
   wire_out_t o;
-  wire_pk_head(wire_counter(&pk, &o), none, sender);
+  wire_pk_head(wire_counter(&pk, &o), none, sender, 0);
   return o.n;
+}
+
+size_t dmq__wire_overhead(size_t label_len, int sealed) {
+  return (label_len > 0 ? 1 + label_len : 0) +
+         (sealed ? DMQ__WIRE_SEAL_HDR + DMQ__WIRE_SEAL_TAG : 0);
 }
 
 /* Room for a message of size bytes (counted by its wire_pk_*): 0, or why
@@ -828,8 +855,9 @@ static int wire_commit(dmq__enc_t *e, const wire_out_t *o, int msg) {
     return wire_commit((e), &o_, (msg));                                       \
   } while (0)
 
-int dmq__enc_begin(dmq__enc_t *e, uint8_t *buf, size_t cap, const char *label,
-                   size_t label_len, const char *sender, size_t sender_len) {
+int dmq__enc_begin_sealed(dmq__enc_t *e, uint8_t *buf, size_t cap,
+                          const char *label, size_t label_len,
+                          const char *sender, size_t sender_len, int sealed) {
   dmq__slice_t s = {sender, sender_len};
   dmq__slice_t l = {label, label_len};
   msgpack_packer pk;
@@ -843,13 +871,25 @@ int dmq__enc_begin(dmq__enc_t *e, uint8_t *buf, size_t cap, const char *label,
     l.n = 0;
   if (!wire_ok_str(s, DMQ_MAX_NAME) || l.n > DMQ_MAX_LABEL)
     return DMQ_EINVAL;
-  wire_pk_head(wire_counter(&pk, &o), l, s);
+  /* the tag goes after the body: keep its room free */
+  if (sealed) {
+    if (cap < DMQ__WIRE_SEAL_TAG)
+      return DMQ_ETOOBIG;
+    e->cap = cap -= DMQ__WIRE_SEAL_TAG;
+  }
+  wire_pk_head(wire_counter(&pk, &o), l, s, sealed);
   if (buf == NULL || cap < o.n)
     return DMQ_ETOOBIG;
-  wire_pk_head(wire_writer(&pk, &o, buf), l, s);
+  wire_pk_head(wire_writer(&pk, &o, buf), l, s, sealed);
   e->count_pos = o.n - 5;
   e->len = o.n;
   return 0;
+}
+
+int dmq__enc_begin(dmq__enc_t *e, uint8_t *buf, size_t cap, const char *label,
+                   size_t label_len, const char *sender, size_t sender_len) {
+  return dmq__enc_begin_sealed(e, buf, cap, label, label_len, sender,
+                               sender_len, 0);
 }
 
 size_t dmq__enc_end(dmq__enc_t *e) {

@@ -8,8 +8,11 @@
  *   +-------+-------+-------+-------+
  *   | [lablen | label ...]          |   present when flags & LABEL
  *   +-------------------------------+
- *   | body                          |   msgpack; when flags & SEALED:
- *   |                               |   nonce | ciphertext | tag (reserved)
+ *   | [sealed header, 37 bytes]     |   present when flags & SEALED
+ *   +-------------------------------+   (src/seal.h, docs/wire.md)
+ *   | body                          |   msgpack; encrypted when SEALED,
+ *   +-------------------------------+
+ *   | [tag, 16 bytes]               |   then followed by the AEAD tag
  *   +-------------------------------+
  *
  *   body = array(2) [ sender_name: str, messages: array(n) ]
@@ -40,6 +43,10 @@
 #define DMQ__WIRE_FLAG_LABEL 0x01
 #define DMQ__WIRE_FLAG_SEALED 0x02
 #define DMQ__WIRE_FLAGS_KNOWN 0x03
+/* Sealed packets (src/seal.h): the header after the envelope (and label)
+ * and the AEAD tag after the encrypted body. */
+#define DMQ__WIRE_SEAL_HDR 37
+#define DMQ__WIRE_SEAL_TAG 16
 /* Largest number of messages in one packet and records in one push/pull. */
 #define DMQ__WIRE_MAX_MSGS 4096
 #define DMQ__WIRE_MAX_RECORDS 65536
@@ -167,9 +174,19 @@ typedef struct dmq__envelope {
   uint32_t msg_count;
 } dmq__envelope_t;
 
-/* Decode the envelope and body header. Returns 0 or a dmq_drop_reason_t + 1
- * (i.e. >0) naming why the packet is dropped. */
+/* Decode the envelope and body header of a plain packet. Returns 0 or a
+ * dmq_drop_reason_t + 1 (i.e. >0) naming why the packet is dropped; a
+ * sealed packet is DMQ_DROP_UNSUPPORTED (the node opens those with
+ * dmq__wire_head, src/seal.h and dmq__wire_body). */
 int dmq__wire_open(const uint8_t *buf, size_t len, dmq__envelope_t *env);
+/* The envelope alone: version, flags and label into env (sender and
+ * messages left empty) and in *body_off where the body (or, when
+ * env->flags & SEALED, the sealed header) starts. 0 or drop reason + 1. */
+int dmq__wire_head(const uint8_t *buf, size_t len, dmq__envelope_t *env,
+                   size_t *body_off);
+/* The (plain) body p[0..len): sender and messages into env. 0 or drop
+ * reason + 1. */
+int dmq__wire_body(const uint8_t *p, size_t len, dmq__envelope_t *env);
 
 /* Message iterator over env->msgs_p. */
 typedef struct dmq__msg_iter {
@@ -210,6 +227,14 @@ typedef struct dmq__enc {
 /* Start a packet: envelope + body header with sender. label may be NULL. */
 int dmq__enc_begin(dmq__enc_t *e, uint8_t *buf, size_t cap, const char *label,
                    size_t label_len, const char *sender, size_t sender_len);
+/* The same; with `sealed`, the SEALED flag is set, DMQ__WIRE_SEAL_HDR zero
+ * bytes are reserved after the label and DMQ__WIRE_SEAL_TAG bytes at the
+ * end of buf are kept free (the encoder's capacity is cap minus the tag),
+ * so that dmq__send() can seal the packet in place. Use dmq__node_enc_begin
+ * (internal.h), which picks label and sealing from the node. */
+int dmq__enc_begin_sealed(dmq__enc_t *e, uint8_t *buf, size_t cap,
+                          const char *label, size_t label_len,
+                          const char *sender, size_t sender_len, int sealed);
 /* Finish: patches the message count. Returns the packet length. */
 size_t dmq__enc_end(dmq__enc_t *e);
 
@@ -250,5 +275,8 @@ size_t dmq__enc_size_dack(const dmq__dack_t *a);
 /* Packet overhead before the first message (envelope, no label, body and
  * message-array headers) for a sender name of sender_len bytes. */
 size_t dmq__enc_size_envelope(size_t sender_len);
+/* What a label of label_len bytes (0: none) and sealing add to a packet
+ * (label length byte and label; sealed header and tag). */
+size_t dmq__wire_overhead(size_t label_len, int sealed);
 
 #endif

@@ -99,6 +99,8 @@ typedef struct db_opts {
   int hiccup;            /* latency phase: hiccup meter in both processes */
   uint32_t stall_ms;     /* latency phase: one injected stall this long */
   int stall_rx;          /* ... of the receiver (1) or the sender (0) */
+  int keyed;             /* --key-hex: both sides seal (mode required) */
+  uint8_t key[DMQ_KEY_SIZE];
 } db_opts_t;
 
 /* Every message starts with this (payload >= sizeof). */

@@ -27,7 +27,8 @@ static void usage(const char *argv0) {
       "         [--queue-msgs N] [--window N] [--rx-work-ns NS]\n"
       "         [--trace-ms MS] [--lat-load F] [--pace-us US]\n"
       "         [--lat-trace-us US] [--pin 0|1]\n"
-      "         [--stall-ms MS] [--stall-side rx|tx] [--hiccup 0|1]\n",
+      "         [--stall-ms MS] [--stall-side rx|tx] [--hiccup 0|1]\n"
+      "         [--key-hex 64HEX]  (seal every packet with this key)\n",
       DB_ZMQ_BUILT ? "with libzmq" : "without libzmq");
 }
 
@@ -135,6 +136,12 @@ static int opt_value(const char *a, const char *v, void *ctx) {
     if (dmq_profile_from_name(v, &o->profile) != 0)
       return -1;
     o->profile_name = v;
+    return 0;
+  }
+  if (strcmp(a, "--key-hex") == 0) {
+    if (dmq_key_from_hex(v, strlen(v), o->key) != 0)
+      return -1;
+    o->keyed = 1;
     return 0;
   }
   if (strcmp(a, "--stall-side") == 0) {

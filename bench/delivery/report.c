@@ -26,7 +26,8 @@ double report_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
                 (double)ph->sent
           : 0;
   double cpu = (double)(ph->cpu + rx->cpu_ns) / (double)DB_NS_PER_S / wall;
-  printf("{\"mode\":\"%s\",\"payload\":%zu", mode_names[mode], payload);
+  printf("{\"mode\":\"%s\",\"payload\":%zu,\"sealed\":%s", mode_names[mode],
+         payload, o->keyed ? "true" : "false");
   print_num("msgs_per_s", rate, 0);
   print_num("loss", loss, 6);
   print_num("p50_us", (double)lat->rx.p50_ns / (double)DB_NS_PER_US, 1);

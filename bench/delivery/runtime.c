@@ -16,6 +16,10 @@ dmq_uv_t *db_runtime_new(const db_opts_t *o, uv_loop_t *loop,
   dmq_uv_t *rt = NULL;
   if (dmq_uv_new(loop, &cfg, &uo, &rt) != 0)
     die("dmq_uv_new");
+  if (o->keyed &&
+      (dmq_node_key_add(dmq_uv_node(rt), o->key, sizeof o->key, 1, NULL) != 0 ||
+       dmq_node_set_seal_mode(dmq_uv_node(rt), DMQ_SEAL_REQUIRED) != 0))
+    die("key");
   dmq_delivery_config_t dc;
   dmq_delivery_config_init(&dc);
   if (o->queue_msgs)

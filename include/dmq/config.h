@@ -23,7 +23,22 @@ extern "C" {
 #define DMQ_MAX_NAME 64  /* member name: 1..64 bytes, no NUL */
 #define DMQ_MAX_ADDR 128 /* transport address string */
 #define DMQ_MAX_META 512 /* member metadata */
-#define DMQ_MAX_LABEL 64 /* cluster label (reserved in the envelope) */
+#define DMQ_MAX_LABEL 64 /* cluster label: 1..64 printable bytes */
+
+/* Sealing: what a node does with its keyring (dmq_node_key_add(),
+ * docs/security.md). With an empty keyring every mode behaves as OFF. */
+typedef enum dmq_seal_mode {
+  /* Send plain packets. Sealed packets are still opened when their key is
+   * in the keyring (the first step of turning encryption on). */
+  DMQ_SEAL_OFF = 0,
+  /* Send sealed packets (primary key), accept sealed and plain ones: the
+   * mode a live cluster passes through while encryption is turned on (or
+   * off), node by node. */
+  DMQ_SEAL_TRANSITION = 1,
+  /* Send sealed packets and accept only sealed ones: a plain packet is
+   * dropped and counted (DMQ_DROP_PLAINTEXT). */
+  DMQ_SEAL_REQUIRED = 2
+} dmq_seal_mode_t;
 
 typedef enum dmq_profile {
   DMQ_PROFILE_LAN = 0, /* one data centre: probe 1 s, timeout 500 ms */
@@ -90,6 +105,20 @@ typedef struct dmq__config {
   /* Packets. */
   uint32_t mtu;        /* datagram payload budget in bytes */
   uint32_t max_packet; /* largest stream packet accepted (push/pull) */
+
+  /* Security (0.3.1; docs/security.md). */
+  /* Cluster label (copied): NULL or "" for none, else 1..DMQ_MAX_LABEL
+   * printable bytes. Carried in clear in every packet and compared, also
+   * without a key (and covered by the seal when there is one): a packet
+   * whose label differs from ours, or that has one when we have none and
+   * vice versa, is dropped (DMQ_DROP_LABEL), so two clusters sharing a
+   * network never merge. Default NULL. */
+  const char *label;
+  /* Initial sealing mode (default DMQ_SEAL_OFF); dmq_node_set_seal_mode()
+   * changes it at run time. Keys are added with dmq_node_key_add() (or
+   * dmq_node_load_keys(), dmq/keyfile.h) after dmq_node_new() and before
+   * the first join; while the keyring is empty every mode acts as OFF. */
+  dmq_seal_mode_t seal_mode;
 } dmq_config_t;
 
 /* Use dmq_config_init(): it passes the caller's sizeof. size is at least

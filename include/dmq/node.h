@@ -327,6 +327,64 @@ static inline int dmq_node_stats(const dmq_node_t *node, dmq_stats_t *out) {
   return dmq_node_stats_sized(node, out, sizeof *out);
 }
 
+/* ---- Sealing: keyring and mode (docs/security.md) ----
+ *
+ * When the node has a primary key and its mode is not DMQ_SEAL_OFF, every
+ * packet it sends is sealed with libsodium AEAD (XChaCha20-Poly1305, or
+ * AES-256-GCM where the CPU has it, chosen at run time; a receiver opens
+ * either). Received sealed packets are opened with whichever keyring key
+ * their key id names, so keys rotate across a running cluster without
+ * downtime: add the new key everywhere, make it primary everywhere, then
+ * remove the old one. A key id is a 32-bit value derived from the key
+ * (the same on every node); it is what the library logs, never the key.
+ *
+ * Key bytes are copied into memory allocated with libsodium's
+ * sodium_malloc (guard pages, locked where the system allows; not through
+ * the node's dmq_alloc_t hooks) and wiped when the key is removed or the
+ * node deleted. These calls change the node: DMQ_EBUSY from inside any
+ * callback of the node, like every other mutator. Call them after
+ * dmq_node_new() and before the first dmq_node_join(); later calls take
+ * effect for the next packet sent or received. */
+#define DMQ_KEY_SIZE 32 /* bytes of a key */
+#define DMQ_MAX_KEYS 16 /* keys in a keyring */
+
+/* Add a DMQ_KEY_SIZE-byte key (len must be DMQ_KEY_SIZE). The first key
+ * added becomes the primary (sending) key, and so does one added with
+ * primary != 0. *key_id (may be NULL) gets its id. Errors: DMQ_EINVAL
+ * (NULL, wrong len), DMQ_EEXIST (already in the keyring), DMQ_ELIMIT
+ * (DMQ_MAX_KEYS keys), DMQ_ENOMEM, DMQ_ENOTSUP (libsodium failed to
+ * initialise), DMQ_EBUSY. */
+DMQ_EXTERN int dmq_node_key_add(dmq_node_t *node, const void *key, size_t len,
+                                int primary, uint32_t *key_id);
+/* Make the key key_id the primary (sending) key. DMQ_ENOENT if it is not
+ * in the keyring, DMQ_EBUSY. */
+DMQ_EXTERN int dmq_node_key_use(dmq_node_t *node, uint32_t key_id);
+/* Remove the key key_id (wiped). DMQ_ENOENT if unknown; DMQ_ESTATE for
+ * the primary key while other keys remain (make another one primary
+ * first), or for the last key while the mode is not DMQ_SEAL_OFF;
+ * DMQ_EBUSY. */
+DMQ_EXTERN int dmq_node_key_remove(dmq_node_t *node, uint32_t key_id);
+/* The ids of the keyring's keys into ids (at most max; ids may be NULL
+ * with max 0) and the primary key's id into *primary (may be NULL; 0 when
+ * the keyring is empty). Returns the number of keys. A query: allowed
+ * everywhere. */
+DMQ_EXTERN size_t dmq_node_keys(const dmq_node_t *node, uint32_t *ids,
+                                size_t max, uint32_t *primary);
+/* The id a key would have (the same on every node). 0 for NULL. */
+DMQ_EXTERN uint32_t dmq_key_id(const void *key, size_t len);
+/* Parse 2*DMQ_KEY_SIZE hex characters (either case) into key. DMQ_EINVAL
+ * for any other input. */
+DMQ_EXTERN int dmq_key_from_hex(const char *hex, size_t len,
+                                uint8_t key[DMQ_KEY_SIZE]);
+/* Change the sealing mode. DMQ_EINVAL for an unknown mode, DMQ_ESTATE for
+ * TRANSITION or REQUIRED with an empty keyring, DMQ_EBUSY. */
+DMQ_EXTERN int dmq_node_set_seal_mode(dmq_node_t *node, dmq_seal_mode_t mode);
+/* The configured mode (what dmq_node_set_seal_mode set, or the config's). */
+DMQ_EXTERN dmq_seal_mode_t dmq_node_seal_mode(const dmq_node_t *node);
+DMQ_EXTERN const char *dmq_seal_mode_name(dmq_seal_mode_t mode);
+/* "off", "transition", "required". DMQ_ENOENT if unknown. */
+DMQ_EXTERN int dmq_seal_mode_from_name(const char *name, dmq_seal_mode_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,7 +5,8 @@
 
 /* Largest payload of a DATA that fits an otherwise empty datagram. */
 size_t dmq__dlv_frag_max(const dmq_node_t *n, size_t chan_len) {
-  size_t room = n->dlv->frag_room;
+  size_t over_pkt = dmq__node_overhead(n); /* label, seal */
+  size_t room = n->dlv->frag_room > over_pkt ? n->dlv->frag_room - over_pkt : 0;
   size_t over = DLV_DATA_FIXED + chan_len;
   return room > over ? room - over : 1;
 }
@@ -29,8 +30,7 @@ static void dlv_pkt_send(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k) {
 }
 
 static void dlv_pkt_begin(dmq_node_t *n, dlv_pkt_t *k) {
-  dmq__enc_begin(&k->e, n->dlv->tx, n->cfg.mtu, NULL, 0, n->name,
-                 strlen(n->name));
+  dmq__node_enc_begin(n, &k->e, n->dlv->tx, n->cfg.mtu);
   k->open = 1;
   k->nbe = 0;
 }
@@ -86,8 +86,8 @@ static int dlv_send_stream(dmq_node_t *n, dlv_peer_t *p, const dlv_msg_t *m) {
   dlv_t *d = n->dlv;
   dmq__data_t dd;
   dlv_fill_data(n, p, m, &dd);
-  size_t need =
-      dmq__enc_size_envelope(strlen(n->name)) + dmq__enc_size_data(&dd);
+  size_t need = dmq__enc_size_envelope(strlen(n->name)) +
+                dmq__node_overhead(n) + dmq__enc_size_data(&dd);
   if (need > d->big_cap) {
     uint8_t *b = dmq__realloc(n, d->big, need);
     if (b == NULL)
@@ -96,7 +96,7 @@ static int dlv_send_stream(dmq_node_t *n, dlv_peer_t *p, const dlv_msg_t *m) {
     d->big_cap = need;
   }
   dmq__enc_t e;
-  dmq__enc_begin(&e, d->big, d->big_cap, NULL, 0, n->name, strlen(n->name));
+  dmq__node_enc_begin(n, &e, d->big, d->big_cap);
   if (dmq__enc_data(&e, &dd) != 0)
     return DMQ_ETOOBIG;
   size_t len = dmq__enc_end(&e);

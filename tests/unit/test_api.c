@@ -344,7 +344,8 @@ static void test_sized_inputs(void **state) {
   c.size = 0;
   assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL);
   assert_null(n);
-  c.size = sizeof(c) - 8;
+  /* one byte short of the 0.3.0 layout (which ends at max_packet) */
+  c.size = offsetof(dmq_config_t, max_packet) + sizeof(c.max_packet) - 1;
   assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL);
   c.size = sizeof(c);
   assert_int_equal(dmq_node_new(&c, NULL, &n), 0);

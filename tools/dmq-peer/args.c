@@ -46,10 +46,21 @@ static void usage(FILE *f) {
           "  --log-level LEVEL    libdmq log lines to stderr: none, error, "
           "warn (default),\n"
           "                       info, debug\n"
+          "  --key-file PATH      seal every packet: one key per line, 64 hex "
+          "characters,\n"
+          "                       the first one primary (docs/security.md); "
+          "`keys reload`\n"
+          "                       re-reads it\n"
+          "  --seal-mode MODE     off, transition or required (default "
+          "required with\n"
+          "                       --key-file)\n"
+          "  --label NAME         cluster label (1..%d printable bytes): "
+          "packets of other\n"
+          "                       labels are dropped\n"
           "  --help               this text\n"
           "\n"
           "commands (stdin; TEXT: the rest of the line):\n",
-          PEER_MAX_SEEDS, DMQ_MAX_CHANNEL, PEER_DEFAULT_TTL_MS);
+          PEER_MAX_SEEDS, DMQ_MAX_CHANNEL, PEER_DEFAULT_TTL_MS, DMQ_MAX_LABEL);
   peer_commands_usage(f);
   fprintf(f, "\n"
              "SIGTERM/SIGINT: graceful leave, exit 0. Exit status 2: bad "
@@ -80,7 +91,10 @@ enum opt_id {
   OPT_TTL_MS,
   OPT_REQUEST_TIMEOUT_MS,
   OPT_EXIT_ON_EOF,
-  OPT_LOG_LEVEL
+  OPT_LOG_LEVEL,
+  OPT_KEY_FILE,
+  OPT_SEAL_MODE,
+  OPT_LABEL
 };
 
 static const struct option g_opts[] = {
@@ -97,6 +111,9 @@ static const struct option g_opts[] = {
     {"channel", required_argument, NULL, OPT_CHANNEL},
     {"ttl-ms", required_argument, NULL, OPT_TTL_MS},
     {"request-timeout-ms", required_argument, NULL, OPT_REQUEST_TIMEOUT_MS},
+    {"key-file", required_argument, NULL, OPT_KEY_FILE},
+    {"seal-mode", required_argument, NULL, OPT_SEAL_MODE},
+    {"label", required_argument, NULL, OPT_LABEL},
     {NULL, 0, NULL, 0},
 };
 
@@ -194,6 +211,27 @@ static void apply_opt(peer_t *p, int c, char **argv) {
                      optarg);
     break;
   }
+  case OPT_KEY_FILE:
+    if (optarg[0] == '\0')
+      peer_die_usage("--key-file needs a path");
+    p->key_file = optarg;
+    break;
+  case OPT_SEAL_MODE:
+    if (dmq_seal_mode_from_name(optarg, &p->seal_mode) != 0)
+      peer_die_usage("unknown seal mode '%s' (off, transition or required)",
+                     optarg);
+    p->seal_mode_set = 1;
+    break;
+  case OPT_LABEL: {
+    size_t l = strlen(optarg);
+    if (l == 0 || l > DMQ_MAX_LABEL)
+      peer_die_usage("--label must be 1..%d bytes", DMQ_MAX_LABEL);
+    for (size_t j = 0; j < l; j++)
+      if ((unsigned char)optarg[j] <= ' ' || optarg[j] == 0x7F)
+        peer_die_usage("--label '%s': no blanks or control characters", optarg);
+    p->label = optarg;
+    break;
+  }
   case OPT_HELP:
     usage(stdout);
     exit(0);
@@ -220,4 +258,9 @@ void peer_parse_args(peer_t *p, int argc, char **argv) {
     peer_die_usage("--name is required");
   if (p->bind == NULL)
     peer_die_usage("--bind is required");
+  if (p->seal_mode_set && p->seal_mode != DMQ_SEAL_OFF && p->key_file == NULL)
+    peer_die_usage("--seal-mode %s needs --key-file",
+                   dmq_seal_mode_name(p->seal_mode));
+  if (!p->seal_mode_set)
+    p->seal_mode = p->key_file != NULL ? DMQ_SEAL_REQUIRED : DMQ_SEAL_OFF;
 }

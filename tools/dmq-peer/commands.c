@@ -388,6 +388,67 @@ static void cmd_unchannel(peer_t *p, char *args) {
   emit_ok_channel("unchannel", name);
 }
 
+/* `keys`: the keyring (ids only) and mode; `keys reload`: re-read
+ * --key-file (a rotation step); `keys mode MODE`: set the seal mode. */
+static void cmd_keys(peer_t *p, char *args) {
+  dmq_node_t *node = dmq_uv_node(p->rt);
+  char *verb = next_word(&args);
+  if (verb != NULL && strcmp(verb, "reload") == 0 && *args == '\0') {
+    char why[256];
+    if (p->key_file == NULL) {
+      emit_error("keys reload: no --key-file");
+      return;
+    }
+    int rc = dmq_node_load_keys(node, p->key_file, why, sizeof why);
+    if (rc != 0) {
+      emit_error("keys reload: %s", why);
+      return;
+    }
+    dmq_uv_kick(p->rt);
+    emit_ok("keys");
+    return;
+  }
+  if (verb != NULL && strcmp(verb, "mode") == 0) {
+    char *m = next_word(&args);
+    dmq_seal_mode_t mode;
+    if (m == NULL || *args != '\0' || dmq_seal_mode_from_name(m, &mode) != 0) {
+      emit_error("usage: keys mode off|transition|required");
+      return;
+    }
+    int rc = dmq_node_set_seal_mode(node, mode);
+    if (rc != 0) {
+      emit_error("keys mode: %s", dmq_strerror(rc));
+      return;
+    }
+    p->seal_mode = mode;
+    dmq_uv_kick(p->rt);
+    emit_ok("keys");
+    return;
+  }
+  if (verb != NULL) {
+    emit_error("usage: keys [reload | mode off|transition|required]");
+    return;
+  }
+  uint32_t ids[DMQ_MAX_KEYS], primary;
+  size_t n = dmq_node_keys(node, ids, DMQ_MAX_KEYS, &primary);
+  char hex[16];
+  jbuf_t b = {0};
+  jb_begin(&b, "keys");
+  jb_kstr(&b, "mode", dmq_seal_mode_name(dmq_node_seal_mode(node)));
+  snprintf(hex, sizeof hex, "%08x", (unsigned)primary);
+  jb_kstr(&b, "primary", n > 0 ? hex : NULL);
+  jb_kopen(&b, "ids", '[');
+  for (size_t i = 0; i < n && i < DMQ_MAX_KEYS; i++) {
+    if (i > 0)
+      jb_raw(&b, ",", 1);
+    snprintf(hex, sizeof hex, "%08x", (unsigned)ids[i]);
+    jb_str(&b, hex);
+  }
+  jb_raw(&b, "]", 1);
+  jb_emit(&b);
+  jb_free(&b);
+}
+
 static void cmd_quit(peer_t *p, char *args) {
   (void)args;
   peer_quit(p, "quit");
@@ -417,6 +478,8 @@ static const command_t g_commands[] = {
     {"unchannel", "NAME", "stop serving channel NAME", cmd_unchannel},
     {"leave", "", "leave the cluster gracefully, keep running", cmd_leave},
     {"quit", "", "leave gracefully, close and exit 0", cmd_quit},
+    {"keys", "[reload | mode MODE]",
+     "key ids and seal mode; re-read --key-file; set the seal mode", cmd_keys},
     {"help", "", "list the commands", cmd_help},
 };
 #define N_COMMANDS (sizeof(g_commands) / sizeof(g_commands[0]))

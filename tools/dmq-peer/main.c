@@ -99,6 +99,23 @@ static void on_rt_closed(void *ud) {
     uv_close((uv_handle_t *)&p->sigterm, peer_on_handle_closed);
   if (!uv_is_closing((uv_handle_t *)&p->sigint))
     uv_close((uv_handle_t *)&p->sigint, peer_on_handle_closed);
+  if (!uv_is_closing((uv_handle_t *)&p->join_check))
+    uv_close((uv_handle_t *)&p->join_check, peer_on_handle_closed);
+}
+
+/* With seeds: say so on stderr when no seed has answered after
+ * PEER_JOIN_WARN_MS (a seed down, or one with another key or label: its
+ * packets and ours are dropped on both sides). */
+#define PEER_JOIN_WARN_MS 5000
+static void on_join_check(uv_timer_t *t) {
+  peer_t *p = t->data;
+  if (p->rt == NULL || p->quitting || dmq_node_is_joined(dmq_uv_node(p->rt)))
+    return;
+  fprintf(stderr,
+          "dmq-peer[%s]: not joined %d s after start: no seed answered (are "
+          "the seeds up, and do they use the same key%s and label?)\n",
+          p->name, PEER_JOIN_WARN_MS / 1000,
+          p->key_file != NULL ? " file" : "");
 }
 
 /* Graceful: leave, let the leave spread (at most PEER_FLUSH_MS), close. */
@@ -159,6 +176,7 @@ int main(int argc, char **argv) {
   cfg.name = p->name;
   cfg.meta = meta;
   cfg.meta_len = (size_t)meta_len;
+  cfg.label = p->label;
   dmq_uv_options_t opts;
   dmq_uv_options_init(&opts);
   opts.bind = p->bind;
@@ -177,6 +195,29 @@ int main(int argc, char **argv) {
   }
   dmq_node_t *node = dmq_uv_node(p->rt);
   peer_install_callbacks(p);
+
+  /* keys before the first packet (docs/security.md) */
+  if (p->key_file != NULL) {
+    char why[256];
+    rc = dmq_node_load_keys(node, p->key_file, why, sizeof why);
+    if (rc != 0) {
+      fprintf(stderr, "dmq-peer: --key-file: %s\n", why);
+      return PEER_EXIT_USAGE;
+    }
+    uint32_t primary;
+    size_t nk = dmq_node_keys(node, NULL, 0, &primary);
+    fprintf(stderr,
+            "dmq-peer: %zu key%s loaded, primary key id %08x, seal mode "
+            "%s\n",
+            nk, nk == 1 ? "" : "s", (unsigned)primary,
+            dmq_seal_mode_name(p->seal_mode));
+  }
+  rc = dmq_node_set_seal_mode(node, p->seal_mode);
+  if (rc != 0) {
+    fprintf(stderr, "dmq-peer: --seal-mode: %s (%s)\n", dmq_strerror(rc),
+            dmq_err_name(rc));
+    return PEER_EXIT_USAGE;
+  }
 
   /* before joining: the first state gossiped lists the channels */
   dmq_delivery_config_t dc;
@@ -209,6 +250,12 @@ int main(int argc, char **argv) {
     }
   }
 
+  uv_timer_init(p->loop, &p->join_check);
+  p->join_check.data = p;
+  if (p->n_seeds > 0) {
+    uv_timer_start(&p->join_check, on_join_check, PEER_JOIN_WARN_MS, 0);
+    uv_unref((uv_handle_t *)&p->join_check);
+  }
   uv_signal_init(p->loop, &p->sigterm);
   uv_signal_init(p->loop, &p->sigint);
   p->sigterm.data = p->sigint.data = p;

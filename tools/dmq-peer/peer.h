@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include <dmq/dmq.h>
+#include <dmq/keyfile.h>
 #include <dmq/uv.h>
 
 #define PEER_EXIT_USAGE 2
@@ -65,6 +66,10 @@ typedef struct peer {
   size_t n_init_chans;
   uint32_t ttl_ms;             /* --ttl-ms */
   uint32_t request_timeout_ms; /* --request-timeout-ms; 0: libdmq's default */
+  const char *key_file;        /* --key-file */
+  const char *label;           /* --label */
+  dmq_seal_mode_t seal_mode;   /* --seal-mode (default: required with keys) */
+  int seal_mode_set;
 
   /* channels served, in opening order */
   served_t chans[DMQ_MAX_CHANNELS];
@@ -94,6 +99,7 @@ typedef struct peer {
   int line_nul; /* the line holds a NUL byte */
 
   uv_signal_t sigterm, sigint;
+  uv_timer_t join_check; /* "not joined" warning, once, with seeds */
   int quitting;
   const char *quit_reason;
 } peer_t;

@@ -279,6 +279,10 @@ typedef struct dql_params {
 	char *bcast_mode; /* "unicast" (default) or "broadcast" */
 	int queued_bytes_max; /* libdmq node-wide queue limit; 0: its default */
 	int bcast_broadcast;
+	char *key_file;  /* libdmq key file (docs/security.md); NULL: none */
+	char *label;     /* cluster label; NULL: none */
+	char *seal_mode; /* off, transition, required (default with a key) */
+	int seal_mode_v; /* dmq_seal_mode_t, resolved in mod_init */
 } dql_params_t;
 
 extern dql_params_t dql_p;
@@ -319,6 +323,9 @@ int dql_io_sockets_prepare(void);
 void dql_io_close_fds(void);
 /* in mod_init: the profile name is one libdmq knows */
 int dql_io_check_profile(const char *name);
+/* in mod_init: key_file, label and seal_mode are usable (the key file is
+ * read and parsed, nothing kept); 0, or -1 after logging why */
+int dql_io_check_seal(void);
 /* the body of the io process; never returns */
 void dql_io_main(void) __attribute__((noreturn));
 

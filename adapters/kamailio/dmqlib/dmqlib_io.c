@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include <dmq/host.h>
+#include <dmq/keyfile.h>
 #include <dmq/uv.h>
 
 #ifdef _DMQNODE_H_
@@ -101,6 +102,68 @@ int dql_io_check_profile(const char *name)
 {
 	dmq_profile_t p;
 	return (name && dmq_profile_from_name(name, &p) == 0) ? 0 : -1;
+}
+
+int dql_io_check_seal(void)
+{
+	dmq_seal_mode_t m = DMQ_SEAL_OFF;
+	size_t i, l;
+
+	if(dql_p.key_file && dql_p.key_file[0] == '\0')
+		dql_p.key_file = NULL;
+	if(dql_p.label && dql_p.label[0] == '\0')
+		dql_p.label = NULL;
+	if(dql_p.seal_mode && dql_p.seal_mode[0]) {
+		if(dmq_seal_mode_from_name(dql_p.seal_mode, &m) != 0) {
+			LM_ERR("dmqlib: seal_mode must be off, transition or required, "
+				   "not '%s'\n",
+					dql_p.seal_mode);
+			return -1;
+		}
+	} else if(dql_p.key_file) {
+		m = DMQ_SEAL_REQUIRED;
+	}
+	if(m != DMQ_SEAL_OFF && dql_p.key_file == NULL) {
+		LM_ERR("dmqlib: seal_mode %s needs key_file\n", dmq_seal_mode_name(m));
+		return -1;
+	}
+	dql_p.seal_mode_v = (int)m;
+	if(dql_p.label) {
+		l = strlen(dql_p.label);
+		for(i = 0; i < l; i++)
+			if((unsigned char)dql_p.label[i] <= ' '
+					|| dql_p.label[i] == 0x7f)
+				break;
+		if(l > DMQ_MAX_LABEL || i < l) {
+			LM_ERR("dmqlib: label must be 1..%d bytes without blanks or "
+				   "control characters\n",
+					DMQ_MAX_LABEL);
+			return -1;
+		}
+	}
+	if(dql_p.key_file) {
+		/* read and check it now, on a scratch node, so that a bad file
+		 * stops the start-up with its file:line */
+		dmq_config_t cfg;
+		dmq_node_t *n = NULL;
+		char why[256];
+		int rc;
+		dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+		cfg.name = "dmqlib-keycheck";
+		cfg.advertise_addr = "udp://127.0.0.1:1";
+		cfg.generation = 1;
+		if(dmq_node_new(&cfg, NULL, &n) != 0) {
+			LM_ERR("dmqlib: cannot check key_file (out of memory)\n");
+			return -1;
+		}
+		rc = dmq_node_load_keys(n, dql_p.key_file, why, sizeof(why));
+		dmq_node_delete(n);
+		if(rc != 0) {
+			LM_ERR("dmqlib: key_file: %s\n", why);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* "h:p" or "[v6]:p" -> sockaddr */
@@ -1260,6 +1323,7 @@ void dql_io_main(void)
 		snprintf(dql_host_addr, sizeof(dql_host_addr), "host:%s", hp);
 		cfg.advertise_addr = dql_host_addr;
 	}
+	cfg.label = dql_p.label;
 	dmq_uv_options_init(&opts);
 	opts.bind = dql_p.bind;
 	opts.advertise = dql_p.advertise && dql_p.advertise[0] ? dql_p.advertise
@@ -1279,6 +1343,25 @@ void dql_io_main(void)
 		_exit(1);
 	}
 	dql_node = dmq_uv_node(dql_rt);
+	if(dql_p.key_file) {
+		/* keys before the first packet (docs/security.md); key ids only
+		 * are ever logged */
+		char why[256];
+		uint32_t primary = 0;
+		rc = dmq_node_load_keys(dql_node, dql_p.key_file, why, sizeof(why));
+		if(rc == 0)
+			rc = dmq_node_set_seal_mode(
+					dql_node, (dmq_seal_mode_t)dql_p.seal_mode_v);
+		if(rc != 0) {
+			LM_CRIT("dmqlib: key_file: %s\n", why[0] ? why : dmq_strerror(rc));
+			_exit(1);
+		}
+		dmq_node_keys(dql_node, NULL, 0, &primary);
+		LM_INFO("dmqlib: sealing with key id %08x, seal mode %s%s%s\n",
+				(unsigned)primary,
+				dmq_seal_mode_name((dmq_seal_mode_t)dql_p.seal_mode_v),
+				dql_p.label ? ", label " : "", dql_p.label ? dql_p.label : "");
+	}
 	if(dql_p.queued_bytes_max > 0) {
 		/* libdmq's node-wide bound on what is queued for all destinations
 		 * (before the first send, as dmq_delivery_configure requires) */

@@ -132,6 +132,9 @@ static param_export_t params[] = {
 	{"transport", PARAM_STRING, &dql_p.transport},
 	{"bcast_mode", PARAM_STRING, &dql_p.bcast_mode},
 	{"queued_bytes_max", INT_PARAM, &dql_p.queued_bytes_max},
+	{"key_file", PARAM_STRING, &dql_p.key_file},
+	{"label", PARAM_STRING, &dql_p.label},
+	{"seal_mode", PARAM_STRING, &dql_p.seal_mode},
 	{0, 0, 0}
 };
 
@@ -228,6 +231,8 @@ static int mod_init(void)
 				dql_p.profile);
 		return -1;
 	}
+	if(dql_io_check_seal() < 0)
+		return -1;
 	if(dql_p.workers < 1 || dql_p.workers > DQL_MAX_WORKERS) {
 		LM_ERR("dmqlib: workers must be 1..%d\n", DQL_MAX_WORKERS);
 		return -1;
