@@ -128,6 +128,7 @@ enum {
 	DQL_K_BCAST,      /* to every live member serving the channel */
 	DQL_K_SIPIN,      /* SIP mode: libdmq bytes received in a KDMQ request */
 	DQL_K_FORGET,     /* dmq.remove: forget a dead or left member now */
+	DQL_K_KEYS,       /* dmqlib.keys_reload: read key_file again */
 	/* io -> worker */
 	DQL_K_MSG,        /* a message for a consumer's peer callback */
 	DQL_K_OUTCOME,    /* the outcome of one destination of a send */
@@ -254,6 +255,13 @@ typedef struct dql_shared {
 	gen_lock_t stats_lock;
 	int nlib;
 	dql_stat_kv_t lib[DQL_MAX_LIB_STATS];
+	/* the keyring as io last loaded it (ids only, never key material),
+	 * under stats_lock */
+	uint32_t key_ids[16];
+	int n_keys;
+	uint32_t key_primary;
+	uint64_t key_loads, key_load_failed;
+	char key_error[160]; /* the last failed reload's reason, or "" */
 } dql_shared_t;
 
 extern dql_shared_t *dql_sh;
@@ -326,6 +334,9 @@ int dql_io_check_profile(const char *name);
 /* in mod_init: key_file, label and seal_mode are usable (the key file is
  * read and parsed, nothing kept); 0, or -1 after logging why */
 int dql_io_check_seal(void);
+/* read key_file on a scratch node (any process): 0, or -1 with the reason
+ * (file:line, never key material) in why */
+int dql_io_check_keyfile(char *why, size_t cap);
 /* the body of the io process; never returns */
 void dql_io_main(void) __attribute__((noreturn));
 

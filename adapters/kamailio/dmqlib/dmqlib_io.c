@@ -142,28 +142,82 @@ int dql_io_check_seal(void)
 		}
 	}
 	if(dql_p.key_file) {
-		/* read and check it now, on a scratch node, so that a bad file
-		 * stops the start-up with its file:line */
-		dmq_config_t cfg;
-		dmq_node_t *n = NULL;
+		/* read and check it now, so that a bad file stops the start-up
+		 * with its file:line */
 		char why[256];
-		int rc;
-		dmq_config_init(&cfg, DMQ_PROFILE_LAN);
-		cfg.name = "dmqlib-keycheck";
-		cfg.advertise_addr = "udp://127.0.0.1:1";
-		cfg.generation = 1;
-		if(dmq_node_new(&cfg, NULL, &n) != 0) {
-			LM_ERR("dmqlib: cannot check key_file (out of memory)\n");
-			return -1;
-		}
-		rc = dmq_node_load_keys(n, dql_p.key_file, why, sizeof(why));
-		dmq_node_delete(n);
-		if(rc != 0) {
+		if(dql_io_check_keyfile(why, sizeof(why)) < 0) {
 			LM_ERR("dmqlib: key_file: %s\n", why);
 			return -1;
 		}
 	}
 	return 0;
+}
+
+int dql_io_check_keyfile(char *why, size_t cap)
+{
+	dmq_config_t cfg;
+	dmq_node_t *n = NULL;
+	int rc;
+	if(cap)
+		why[0] = '\0';
+	if(dql_p.key_file == NULL) {
+		snprintf(why, cap, "no key_file configured");
+		return -1;
+	}
+	dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+	cfg.name = "dmqlib-keycheck";
+	cfg.advertise_addr = "udp://127.0.0.1:1";
+	cfg.generation = 1;
+	if(dmq_node_new(&cfg, NULL, &n) != 0) {
+		snprintf(why, cap, "cannot check it (out of memory)");
+		return -1;
+	}
+	rc = dmq_node_load_keys(n, dql_p.key_file, why, cap);
+	dmq_node_delete(n);
+	if(rc != 0 && cap && why[0] == '\0')
+		snprintf(why, cap, "%s", dmq_strerror(rc));
+	return rc == 0 ? 0 : -1;
+}
+
+/* publish the keyring's ids for dmqlib.keys (io only) */
+static void dql_publish_keys(int ok, const char *why)
+{
+	uint32_t ids[16], primary = 0;
+	size_t n = dmq_node_keys(dql_node, ids, 16, &primary), i;
+	lock_get(&dql_sh->stats_lock);
+	dql_sh->n_keys = (int)(n < 16 ? n : 16);
+	for(i = 0; i < (size_t)dql_sh->n_keys; i++)
+		dql_sh->key_ids[i] = ids[i];
+	dql_sh->key_primary = primary;
+	if(ok) {
+		dql_sh->key_loads++;
+		dql_sh->key_error[0] = '\0';
+	} else {
+		dql_sh->key_load_failed++;
+		snprintf(dql_sh->key_error, sizeof(dql_sh->key_error), "%s", why);
+	}
+	lock_release(&dql_sh->stats_lock);
+}
+
+/* dmqlib.keys_reload: the keyring becomes the file's (first line primary);
+ * a bad file changes nothing (dmq_node_load_keys) */
+static void dql_reload_keys(void)
+{
+	char why[160];
+	uint32_t primary = 0;
+	int rc;
+	why[0] = '\0';
+	rc = dmq_node_load_keys(dql_node, dql_p.key_file, why, sizeof(why));
+	if(rc != 0) {
+		LM_ERR("dmqlib: keys_reload: %s (keyring unchanged)\n",
+				why[0] ? why : dmq_strerror(rc));
+		dql_publish_keys(0, why[0] ? why : dmq_strerror(rc));
+		return;
+	}
+	dql_publish_keys(1, "");
+	dmq_node_keys(dql_node, NULL, 0, &primary);
+	LM_INFO("dmqlib: keys_reload: %d key(s), sealing with key id %08x\n",
+			dql_sh->n_keys, (unsigned)primary);
 }
 
 /* "h:p" or "[v6]:p" -> sockaddr */
@@ -802,6 +856,8 @@ static void dql_drain_out(void)
 				else
 					LM_WARN("dmqlib: dmq.remove: %s: %s\n", f->name,
 							dmq_strerror(rc));
+			} else if(!dql_closing && l->kind == DQL_K_KEYS && dql_p.key_file) {
+				dql_reload_keys();
 			} else if(!dql_closing && l->kind == DQL_K_SIPIN && dql_host_t) {
 				dql_sipin_t *si = (dql_sipin_t *)l;
 				si->from[sizeof(si->from) - 1] = '\0';
@@ -1356,6 +1412,7 @@ void dql_io_main(void)
 			LM_CRIT("dmqlib: key_file: %s\n", why[0] ? why : dmq_strerror(rc));
 			_exit(1);
 		}
+		dql_publish_keys(1, "");
 		dmq_node_keys(dql_node, NULL, 0, &primary);
 		LM_INFO("dmqlib: sealing with key id %08x, seal mode %s%s%s\n",
 				(unsigned)primary,

@@ -1082,6 +1082,80 @@ static void dql_rpc_remove(rpc_t *rpc, void *c)
 			name.s);
 }
 
+/* dmqlib.keys_reload: read key_file again in the io process (rotation
+ * without a restart: add the new key everywhere, make it first everywhere,
+ * remove the old one, reloading every instance after each step). The file
+ * is checked here first, so a bad one is reported to the caller. */
+static void dql_rpc_keys_reload(rpc_t *rpc, void *c)
+{
+	char why[256];
+	dql_item_t *it;
+	if(dql_sh == NULL) {
+		rpc->fault(c, 500, "Not initialised");
+		return;
+	}
+	if(dql_p.key_file == NULL) {
+		rpc->fault(c, 400, "No key_file configured");
+		return;
+	}
+	if(dql_io_check_keyfile(why, sizeof(why)) < 0) {
+		rpc->fault(c, 400, "key_file: %s (keyring unchanged)", why);
+		return;
+	}
+	it = dql_item_alloc(sizeof(*it));
+	if(it == NULL) {
+		rpc->fault(c, 500, "No shared memory");
+		return;
+	}
+	memset(it, 0, sizeof(*it));
+	it->size = sizeof(*it);
+	it->kind = DQL_K_KEYS;
+	if(dql_queue_push(&dql_sh->out, it) < 0) {
+		dql_item_free(it);
+		rpc->fault(c, 503, "Queue to the io process full");
+		return;
+	}
+	rpc->rpl_printf(c, "Reloading %s (dmqlib.keys shows the result)",
+			dql_p.key_file);
+}
+
+static const char *dql_rpc_keys_reload_doc[2] = {
+		"Read key_file again: the keyring becomes the file's, first line "
+		"the primary (sending) key",
+		0};
+
+/* dmqlib.keys: the key ids in use (never key material) */
+static void dql_rpc_keys(rpc_t *rpc, void *c)
+{
+	void *h, *ha;
+	int i;
+	char id[12];
+	if(dql_sh == NULL) {
+		rpc->fault(c, 500, "Not initialised");
+		return;
+	}
+	if(rpc->add(c, "{", &h) < 0)
+		return;
+	lock_get(&dql_sh->stats_lock);
+	snprintf(id, sizeof(id), "%08x", (unsigned)dql_sh->key_primary);
+	rpc->struct_add(h, "ss", "key_file", dql_p.key_file ? dql_p.key_file : "",
+			"primary", dql_sh->n_keys ? id : "");
+	if(rpc->struct_add(h, "[", "ids", &ha) >= 0)
+		for(i = 0; i < dql_sh->n_keys; i++) {
+			snprintf(id, sizeof(id), "%08x", (unsigned)dql_sh->key_ids[i]);
+			rpc->array_add(ha, "s", id);
+		}
+	rpc->struct_add(h, "jjs", "loads", (unsigned long long)dql_sh->key_loads,
+			"load_failed", (unsigned long long)dql_sh->key_load_failed,
+			"last_error", dql_sh->key_error);
+	lock_release(&dql_sh->stats_lock);
+}
+
+static const char *dql_rpc_keys_doc[2] = {
+		"Key ids of the keyring and the primary one, reloads and the last "
+		"reload error",
+		0};
+
 static const char *dql_rpc_remove_doc[2] = {
 		"Forget a dead or left member now (this node's view only; an alive "
 		"one is refused: libdmq detects failures)",
@@ -1178,6 +1252,8 @@ static rpc_export_t dql_rpc[] = {
 		{"dmq.list_nodes", dql_rpc_list_nodes, dql_rpc_list_nodes_doc,
 				RET_ARRAY},
 		{"dmq.remove", dql_rpc_remove, dql_rpc_remove_doc, 0},
+		{"dmqlib.keys_reload", dql_rpc_keys_reload, dql_rpc_keys_reload_doc, 0},
+		{"dmqlib.keys", dql_rpc_keys, dql_rpc_keys_doc, 0},
 		{"dmqlib.stats", dql_rpc_stats, dql_rpc_stats_doc, 0},
 		{"dmqlib.peers", dql_rpc_peers, dql_rpc_peers_doc, RET_ARRAY},
 		{0, 0, 0, 0}};
