@@ -126,6 +126,15 @@ struct dmq__node {
 
   int leaving;
 
+  /* digest anti-entropy (antientropy.c): the exchange waiting for the
+   * peer's DIGEST reply; without one by ae_deadline, a full push/pull
+   * follows (a peer of before, or a lost datagram) */
+  int ae_pending;
+  uint8_t ae_off; /* 1: full push/pull only, DIGEST/DIFF unknown (tests) */
+  uint64_t ae_deadline;
+  char ae_peer[DMQ_MAX_NAME + 1];
+  char ae_addr[DMQ_MAX_ADDR + 1];
+
   /* events delivered after processing */
   uint8_t *events;        /* dmq__event_t records */
   size_t ev_used, ev_cap; /* bytes */
