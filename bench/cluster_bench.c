@@ -94,6 +94,7 @@ typedef struct bench_opts {
   double max_s;
   uint32_t flush_ms;
   int fork;
+  int trace; /* --trace: join progress on stderr every 500 ms */
 } bench_opts_t;
 
 typedef enum bench_phase {
@@ -142,7 +143,7 @@ typedef struct bench {
   long victim;
   int killed, timed_out;
   size_t false_dead;
-  uv_timer_t deadline, stagger;
+  uv_timer_t deadline, stagger, trace;
   bench_result_t *r;
 } bench_t;
 
@@ -173,6 +174,8 @@ static int bench_opt_flag(const char *a, void *ctx) {
     return 1;
   if (strcmp(a, "--no-fork") == 0)
     o->fork = 0;
+  else if (strcmp(a, "--trace") == 0)
+    o->trace = 1;
   else
     return 0;
   return 1;
@@ -429,6 +432,33 @@ static void bench_on_stagger(uv_timer_t *h) {
     uv_timer_stop(h);
 }
 
+/* --trace: how far the join got (nodes that see everyone alive, the
+ * fewest members alive any node sees, drops and push/pulls so far). */
+static void bench_on_trace(uv_timer_t *h) {
+  bench_t *b = h->data;
+  size_t least = b->n;
+  uint64_t drops = 0, pp = 0, joined = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    if (b->nodes[i].rt == NULL)
+      continue;
+    dmq_node_t *node = dmq_uv_node(b->nodes[i].rt);
+    size_t c = dmq_node_member_count(node, 1u << DMQ_MEMBER_ALIVE);
+    if (c < least)
+      least = c;
+    joined += dmq_node_is_joined(node) != 0;
+    dmq_stats_t st;
+    dmq_node_stats(node, &st);
+    for (int d = 0; d < DMQ_DROP_COUNT; d++)
+      drops += st.drops[d];
+    pp += st.pushpull_sent;
+  }
+  fprintf(stderr,
+          "cluster_bench: t=%.1fs full=%zu joined=%" PRIu64
+          " least_alive=%zu drops=%" PRIu64 " pushpull_sent=%" PRIu64 "\n",
+          (double)(uv_hrtime() - b->join_t0) / 1e9, b->n_full, joined, least,
+          drops, pp);
+}
+
 static void bench_on_rt_closed(void *ud) {
   bench_t *b = ud;
   b->closing--;
@@ -478,7 +508,8 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
   }
   uv_timer_init(&b.loop, &b.deadline);
   uv_timer_init(&b.loop, &b.stagger);
-  b.deadline.data = b.stagger.data = &b;
+  uv_timer_init(&b.loop, &b.trace);
+  b.deadline.data = b.stagger.data = b.trace.data = &b;
   b.nodes = calloc(n, sizeof(*b.nodes));
   if (b.nodes == NULL) {
     fprintf(stderr, "cluster_bench: out of memory\n");
@@ -519,6 +550,8 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
   } else if (n > 1) {
     uv_timer_start(&b.stagger, bench_on_stagger, 0, BENCH_STAGGER_TICK_MS);
   }
+  if (o->trace)
+    uv_timer_start(&b.trace, bench_on_trace, 500, 500);
   if (n == 1) {
     b.join_t1 = b.join_t0;
     b.phase = PH_STEADY;
@@ -526,6 +559,7 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
     bench_run_for(&b, o->max_s);
   }
   uv_timer_stop(&b.stagger);
+  uv_timer_stop(&b.trace);
   if (b.phase != PH_STEADY)
     goto close;
   r->joined = 1;
@@ -604,6 +638,7 @@ close:
   }
   uv_close((uv_handle_t *)&b.deadline, bench_on_handle_closed);
   uv_close((uv_handle_t *)&b.stagger, bench_on_handle_closed);
+  uv_close((uv_handle_t *)&b.trace, bench_on_handle_closed);
   int left = uv_run(&b.loop, UV_RUN_DEFAULT);
   r->loop_ok = left == 0 && b.closing == 0 && uv_loop_close(&b.loop) == 0;
   if (!r->loop_ok)
