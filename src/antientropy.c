@@ -19,16 +19,19 @@
  * sides compute them in one pass over the table: O(N) per exchange, with no
  * per-member state kept for it.
  *
- * Bounds: every inbound DIGEST or DIFF causes at most one reply. B answers
- * only members it knows alive or suspect (others: DMQ_DROP_UNKNOWN_SENDER,
- * and A falls back to a full push/pull, which is what teaches B about A);
+ * Bounds: every inbound DIGEST or DIFF causes at most one reply. B compares
+ * tables only with members it knows alive or suspect; to anyone else it
+ * answers a DIGEST with NOT_MEMBER (a datagram of the request's size), and A
+ * sends a full push/pull, which is what teaches B about A. A DIFF from a
+ * non-member is dropped (DMQ_DROP_UNKNOWN_SENDER);
  * A sends a DIFF only for the DIGEST reply it is waiting for, once. A
  * DIGEST's k is at most DMQ__AE_MAX_K (the work per message is one pass
  * over the table plus 2^k sums).
  *
  * Compatibility: a peer of before skips DIGEST (an unknown type) and never
- * answers; when no reply has come within a probe interval, A sends a full
- * push/pull to the same peer. Joins and partition healing (reconnect) stay
+ * answers; when no reply has come within a quarter of the anti-entropy
+ * interval (at least a probe interval), A sends a full push/pull to the
+ * same peer. Joins and partition healing (reconnect) stay
  * full push/pulls: the other side may know nothing of us.
  */
 #include <string.h>
@@ -202,7 +205,14 @@ void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer) {
   uint32_t count = dmq__ae_sums(n, 0, &root);
   ae_send_digest(n, peer->addr, 0, 0, 0, count, &root);
   n->ae_pending = 1;
-  n->ae_deadline = n->now + n->cfg.probe_interval_ms;
+  /* A quarter of the anti-entropy interval (at least a probe interval):
+   * long enough that an overloaded peer's late answer is not taken for
+   * silence (each fallback is a full table), short enough to repair before
+   * the next round. */
+  uint64_t wait = n->cfg.pushpull_interval_ms / 4;
+  if (wait < n->cfg.probe_interval_ms)
+    wait = n->cfg.probe_interval_ms;
+  n->ae_deadline = n->now + wait;
   memcpy(n->ae_peer, peer->name, (size_t)peer->name_len + 1);
   memcpy(n->ae_addr, peer->addr, (size_t)peer->addr_len + 1);
 }
@@ -284,13 +294,23 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
     return;
   }
   dmq__member_t *peer = ae_peer(n, sender);
+  int reply = (msg->flag & DMQ__AE_REPLY) != 0;
+  if (peer == NULL && msg->type == DMQ__MSG_DIGEST && !reply &&
+      from_addr != NULL) {
+    /* we cannot compare tables with a stranger: tell it at once (one
+     * datagram of the request's size, to where it came from), so it sends
+     * a full push/pull now rather than at its fallback deadline */
+    uint64_t zero = 0;
+    ae_send_digest(n, from_addr, stream, DMQ__AE_REPLY | DMQ__AE_NOT_MEMBER, 0,
+                   0, &zero);
+    return;
+  }
   if (peer == NULL) {
     n->stats.drops[DMQ_DROP_UNKNOWN_SENDER]++;
     return;
   }
   /* On a stream, answer over the connection the message came in on. */
   const char *to = stream && from_addr != NULL ? from_addr : peer->addr;
-  int reply = (msg->flag & DMQ__AE_REPLY) != 0;
   if (msg->type == DMQ__MSG_DIGEST) {
     if (!reply) {
       ae_on_digest(n, msg, peer, to, stream);
@@ -302,6 +322,11 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
         memcmp(n->ae_peer, sender.p, sender.n) != 0)
       return;
     n->ae_pending = 0;
+    if (msg->flag & DMQ__AE_NOT_MEMBER) {
+      if (!n->leaving)
+        dmq__swim_send_pushpull(n, n->ae_addr);
+      return;
+    }
     ae_on_digest_reply(n, msg, to, stream);
     return;
   }

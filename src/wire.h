@@ -75,6 +75,9 @@ enum dmq__msg_type {
 
 /* DIGEST and DIFF flags (other bits are ignored). */
 #define DMQ__AE_REPLY 0x01
+/* DIGEST REPLY: the requester is not a live member of the replier's table
+ * (unknown, dead or left): it should send a full push/pull instead. */
+#define DMQ__AE_NOT_MEMBER 0x02
 /* Largest k (2^k buckets of the name-hash space) of a DIGEST or DIFF: a
  * DIGEST's hashes are 8 << k bytes, a DIFF's mask (2^k + 7) / 8 bytes. */
 #define DMQ__AE_MAX_K 10

@@ -144,14 +144,33 @@ static void test_malformed(void **state) {
       fail_msg("%s: not counted as malformed", bad[i].what);
     assert_int_equal(st.pkts_out, out);
   }
-  /* a well-formed DIGEST from a non-member: counted, not answered */
+  /* a well-formed DIGEST from a non-member: one reply, NOT_MEMBER, of the
+   * request's size; a DIFF from a non-member: counted, not answered */
   const uint8_t ok[] = {0x95, 0x0c, 0, 0, 1, 0xc4, 8, 1, 2, 3, 4, 5, 6, 7, 8};
   dmq_node_stats(node, &st);
   uint64_t out = st.pkts_out;
+  memnet_free(&net);
+  memnet_init(&net, Q_MAX);
   dmq_node_recv(node, &tp.t, "mem://5", pkt, raw_packet(ok, sizeof ok), 0);
   dmq_node_stats(node, &st);
+  assert_int_equal(st.pkts_out, out + 1);
+  assert_int_equal(net.tail - net.head, 1);
+  memnet_pkt_t *q = &net.q[net.head];
+  assert_int_equal(q->to, 5);
+  dmq__envelope_t env;
+  dmq__msg_iter_t it;
+  dmq__msg_t m;
+  assert_int_equal(dmq__wire_open(q->buf, q->len, &env), 0);
+  dmq__wire_msgs(&env, &it);
+  assert_int_equal(dmq__wire_next(&it, &m), 1);
+  assert_int_equal(m.type, DMQ__MSG_DIGEST);
+  assert_int_equal(m.flag, DMQ__AE_REPLY | DMQ__AE_NOT_MEMBER);
+  assert_true(q->len <= raw_packet(ok, sizeof ok) + 8);
+  const uint8_t diff[] = {0x95, 0x0d, 0, 3, 0xc4, 1, 1, 0x90};
+  dmq_node_recv(node, &tp.t, "mem://5", pkt, raw_packet(diff, sizeof diff), 0);
+  dmq_node_stats(node, &st);
   assert_int_equal(st.drops[DMQ_DROP_UNKNOWN_SENDER], 1);
-  assert_int_equal(st.pkts_out, out);
+  assert_int_equal(st.pkts_out, out + 1);
   dmq_node_delete(node);
   memnet_free(&net);
 }
@@ -356,6 +375,22 @@ static void test_mixed_falls_back(void **state) {
   two_free(&t);
 }
 
+/* n1 has forgotten n0: n0's DIGEST is answered NOT_MEMBER and n0 sends
+ * its full table at once, which teaches n1 about n0. */
+static void test_stranger_gets_pushpull(void **state) {
+  (void)state;
+  two_t t;
+  two_init(&t, 30);
+  dmq__member_t *m0 = dmq__member_find(t.node[1], "n0", 2);
+  assert_non_null(m0);
+  dmq__member_remove(t.node[1], m0);
+  exchange(&t);
+  assert_int_equal(t.node[0]->ae_pending, 0);
+  assert_int_equal(t.node[0]->stats.pushpull_sent, 1);
+  assert_non_null(dmq__member_find(t.node[1], "n0", 2));
+  two_free(&t);
+}
+
 /* A DIGEST reply nobody asked for, or a second copy, makes us send
  * nothing. */
 static void test_unsolicited_reply_ignored(void **state) {
@@ -389,6 +424,7 @@ int main(void) {
       cmocka_unit_test(test_in_sync_is_small_whatever_n),
       cmocka_unit_test(test_divergence_repaired),
       cmocka_unit_test(test_mixed_falls_back),
+      cmocka_unit_test(test_stranger_gets_pushpull),
       cmocka_unit_test(test_unsolicited_reply_ignored),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
