@@ -196,20 +196,26 @@ static void ae_send_diff(dmq_node_t *n, const char *to, int stream_only,
   dmq__free(n, buf);
 }
 
-void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer) {
+void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer, int boost) {
   if (n->ae_off || dmq__datagram_mtu(n, peer->addr) == 0) {
     dmq__swim_send_pushpull(n, peer->addr);
     return;
   }
   uint64_t root;
   uint32_t count = dmq__ae_sums(n, 0, &root);
-  ae_send_digest(n, peer->addr, 0, 0, 0, count, &root);
+  /* A join's boost exchanges go on the reliable class, like the push/pulls
+   * they replace: the views merge in the first seconds after a join, and a
+   * lost datagram there costs seconds of convergence (sim, fast profile,
+   * 300 members, 5 % loss: 3.3 s instead of 0.85 s). The periodic ones go
+   * as datagrams: a loss only delays a repair to the fallback. */
+  ae_send_digest(n, peer->addr, boost, 0, 0, count, &root);
   n->ae_pending = 1;
-  /* A quarter of the anti-entropy interval (at least a probe interval):
-   * long enough that an overloaded peer's late answer is not taken for
-   * silence (each fallback is a full table), short enough to repair before
-   * the next round. */
-  uint64_t wait = n->cfg.pushpull_interval_ms / 4;
+  /* No answer by then: a full push/pull. Periodic: a quarter of the
+   * anti-entropy interval (at least a probe interval), long enough that an
+   * overloaded peer's late answer is not taken for silence (each fallback
+   * is a full table), short enough to repair before the next round. Boost:
+   * a probe interval (nothing was lost: the peer is of before). */
+  uint64_t wait = boost ? 0 : n->cfg.pushpull_interval_ms / 4;
   if (wait < n->cfg.probe_interval_ms)
     wait = n->cfg.probe_interval_ms;
   n->ae_deadline = n->now + wait;

@@ -9,8 +9,9 @@
 
 /* Start one exchange with peer (alive, not ourselves): a DIGEST of our
  * table, or a full push/pull when we cannot send it a datagram or
- * n->ae_off is set. */
-void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer);
+ * n->ae_off is set. boost: one of the exchanges right after our join (on
+ * the reliable class; periodic ones go as datagrams). */
+void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer, int boost);
 /* A received DIGEST or DIFF (stream: it came on a stream-only transport,
  * from_addr is the connection's address). */
 void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,

@@ -1305,7 +1305,7 @@ static void swim_tick_spread(dmq_node_t *n, uint64_t now) {
   if (now >= n->next_pushpull) {
     dmq__member_t *m = n->leaving ? NULL : swim_random_member(n, 0);
     if (m != NULL)
-      dmq__ae_round(n, m);
+      dmq__ae_round(n, m, 0);
     n->next_pushpull = now + n->cfg.pushpull_interval_ms;
   }
   if (n->boost_left > 0 && now >= n->next_boost) {
@@ -1317,7 +1317,7 @@ static void swim_tick_spread(dmq_node_t *n, uint64_t now) {
     if (n->leaving)
       m = NULL;
     if (m != NULL)
-      dmq__ae_round(n, m);
+      dmq__ae_round(n, m, 1);
     n->boost_left--;
     n->next_boost = now + (((uint64_t)n->cfg.probe_interval_ms / 4)
                            << (SWIM_JOIN_BOOST_ROUNDS - n->boost_left));

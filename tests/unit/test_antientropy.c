@@ -250,7 +250,7 @@ static uint64_t exchange(two_t *t) {
   uint64_t b = bytes_out(t->node[0]) + bytes_out(t->node[1]);
   dmq__member_t *peer = dmq__member_find(t->node[0], "n1", 2);
   assert_non_null(peer);
-  dmq__ae_round(t->node[0], peer);
+  dmq__ae_round(t->node[0], peer, 0);
   memnet_deliver(&t->net, t->node, t->tp, 2, t->now);
   return bytes_out(t->node[0]) + bytes_out(t->node[1]) - b;
 }
@@ -368,7 +368,7 @@ static void test_mixed_falls_back(void **state) {
   assert_non_null(fake(t.node[1], 50));
   assert_int_equal(t.node[1]->stats.pushpull_sent, 1); /* its reply */
   /* and n1's own rounds are full push/pulls, which n0 answers */
-  dmq__ae_round(t.node[1], dmq__member_find(t.node[1], "n0", 2));
+  dmq__ae_round(t.node[1], dmq__member_find(t.node[1], "n0", 2), 0);
   assert_int_equal(t.node[1]->stats.pushpull_sent, 2);
   memnet_deliver(&t.net, t.node, t.tp, 2, t.now);
   assert_int_equal(t.node[0]->stats.pushpull_sent, 2);
