@@ -209,7 +209,6 @@ void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer, int boost) {
    * 300 members, 5 % loss: 3.3 s instead of 0.85 s). The periodic ones go
    * as datagrams: a loss only delays a repair to the fallback. */
   ae_send_digest(n, peer->addr, boost, 0, 0, count, &root);
-  n->ae_pending = 1;
   /* No answer by then: a full push/pull. Periodic: a quarter of the
    * anti-entropy interval (at least a probe interval), long enough that an
    * overloaded peer's late answer is not taken for silence (each fallback
@@ -218,21 +217,60 @@ void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer, int boost) {
   uint64_t wait = boost ? 0 : n->cfg.pushpull_interval_ms / 4;
   if (wait < n->cfg.probe_interval_ms)
     wait = n->cfg.probe_interval_ms;
-  n->ae_deadline = n->now + wait;
-  memcpy(n->ae_peer, peer->name, (size_t)peer->name_len + 1);
-  memcpy(n->ae_addr, peer->addr, (size_t)peer->addr_len + 1);
+  /* the peer's slot, else a free one, else the one due first */
+  int slot = -1, free_slot = -1, first = 0;
+  for (int i = 0; i < DMQ__AE_SLOTS; i++) {
+    if (n->ae_wait[i].deadline == 0) {
+      if (free_slot < 0)
+        free_slot = i;
+    } else if (strcmp(n->ae_wait[i].peer, peer->name) == 0) {
+      slot = i;
+    } else if (n->ae_wait[i].deadline < n->ae_wait[first].deadline ||
+               n->ae_wait[first].deadline == 0) {
+      first = i;
+    }
+  }
+  if (slot < 0)
+    slot = free_slot >= 0 ? free_slot : first;
+  if (n->ae_wait[slot].deadline == 0)
+    n->ae_pending++;
+  n->ae_wait[slot].deadline = n->now + wait;
+  memcpy(n->ae_wait[slot].peer, peer->name, (size_t)peer->name_len + 1);
 }
 
 void dmq__ae_tick(dmq_node_t *n) {
-  if (!n->ae_pending || n->now < n->ae_deadline)
-    return;
-  n->ae_pending = 0;
-  if (!n->leaving)
-    dmq__swim_send_pushpull(n, n->ae_addr);
+  for (int i = 0; n->ae_pending > 0 && i < DMQ__AE_SLOTS; i++) {
+    if (n->ae_wait[i].deadline == 0 || n->now < n->ae_wait[i].deadline)
+      continue;
+    n->ae_wait[i].deadline = 0;
+    n->ae_pending--;
+    const char *name = n->ae_wait[i].peer;
+    dmq__member_t *m = dmq__member_find(n, name, strlen(name));
+    if (!n->leaving && m != NULL && !m->is_self &&
+        m->state <= DMQ_MEMBER_SUSPECT)
+      dmq__swim_send_pushpull(n, m->addr);
+  }
 }
 
 uint64_t dmq__ae_deadline(const dmq_node_t *n) {
-  return n->ae_pending ? n->ae_deadline : DMQ_NEVER;
+  uint64_t d = DMQ_NEVER;
+  for (int i = 0; n->ae_pending > 0 && i < DMQ__AE_SLOTS; i++)
+    if (n->ae_wait[i].deadline != 0 && n->ae_wait[i].deadline < d)
+      d = n->ae_wait[i].deadline;
+  return d;
+}
+
+/* The slot waiting for sender's DIGEST reply, freed; -1 if none. */
+static int ae_take_wait(dmq_node_t *n, dmq__slice_t sender) {
+  for (int i = 0; n->ae_pending > 0 && i < DMQ__AE_SLOTS; i++) {
+    if (n->ae_wait[i].deadline != 0 && strlen(n->ae_wait[i].peer) == sender.n &&
+        memcmp(n->ae_wait[i].peer, sender.p, sender.n) == 0) {
+      n->ae_wait[i].deadline = 0;
+      n->ae_pending--;
+      return i;
+    }
+  }
+  return -1;
 }
 
 /* The 2^k sums of the message's bin. */
@@ -324,13 +362,11 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
     }
     /* only the answer we wait for, once: a replayed or unsolicited reply
      * makes us send nothing */
-    if (!n->ae_pending || strlen(n->ae_peer) != sender.n ||
-        memcmp(n->ae_peer, sender.p, sender.n) != 0)
+    if (ae_take_wait(n, sender) < 0)
       return;
-    n->ae_pending = 0;
     if (msg->flag & DMQ__AE_NOT_MEMBER) {
       if (!n->leaving)
-        dmq__swim_send_pushpull(n, n->ae_addr);
+        dmq__swim_send_pushpull(n, peer->addr);
       return;
     }
     ae_on_digest_reply(n, msg, to, stream);

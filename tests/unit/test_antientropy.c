@@ -360,7 +360,7 @@ static void test_mixed_falls_back(void **state) {
   assert_int_equal(st.drops[DMQ_DROP_UNKNOWN_TYPE], 1);
   assert_int_equal(t.node[0]->ae_pending, 1);
   assert_null(fake(t.node[1], 50));
-  t.now = t.node[0]->ae_deadline;
+  t.now = dmq__ae_deadline(t.node[0]);
   assert_int_equal(dmq_node_tick(t.node[0], t.now), 0);
   assert_int_equal(t.node[0]->ae_pending, 0);
   assert_int_equal(t.node[0]->stats.pushpull_sent, 1);
