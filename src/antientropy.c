@@ -282,15 +282,14 @@ static uint64_t ae_their_root(const dmq__msg_t *msg) {
 }
 
 /* B: a DIGEST asking for an exchange. */
-static void ae_on_digest(dmq_node_t *n, const dmq__msg_t *msg,
-                         dmq__member_t *peer, const char *to, int stream) {
+static void ae_on_digest(dmq_node_t *n, const dmq__msg_t *msg, const char *to,
+                         int stream) {
   uint64_t root;
   uint32_t count = dmq__ae_sums(n, 0, &root);
   if (root == ae_their_root(msg)) {
     ae_send_digest(n, to, stream, DMQ__AE_REPLY, 0, count, &root);
     return;
   }
-  (void)peer;
   uint32_t most = count > msg->ae_count ? count : msg->ae_count;
   size_t mtu = stream ? n->cfg.mtu : dmq__datagram_mtu(n, to);
   uint8_t k = ae_pick_k(n, most, mtu);
@@ -357,7 +356,7 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
   const char *to = stream && from_addr != NULL ? from_addr : peer->addr;
   if (msg->type == DMQ__MSG_DIGEST) {
     if (!reply) {
-      ae_on_digest(n, msg, peer, to, stream);
+      ae_on_digest(n, msg, to, stream);
       return;
     }
     /* only the answer we wait for, once: a replayed or unsolicited reply
