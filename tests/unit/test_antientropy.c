@@ -391,6 +391,30 @@ static void test_stranger_gets_pushpull(void **state) {
   two_free(&t);
 }
 
+/* Exchanges overlap (a join's boost rounds on a slow loop): the reply to
+ * an earlier round is still taken after a later round started, and the
+ * round nobody answers falls back alone. */
+static void test_overlapping_rounds(void **state) {
+  (void)state;
+  two_t t;
+  two_init(&t, 30);
+  tell(&t, 0, DMQ__MSG_ALIVE, 30, 1); /* so that an answer needs a DIFF */
+  memnet_free(&t.net);
+  memnet_init(&t.net, Q_MAX);
+  t.net.max_len = BIG;
+  dmq__ae_round(t.node[0], dmq__member_find(t.node[0], "n1", 2), 0);
+  dmq__ae_round(t.node[0], fake(t.node[0], 0), 0); /* never answers */
+  assert_int_equal(t.node[0]->ae_pending, 2);
+  memnet_deliver(&t.net, t.node, t.tp, 2, t.now);
+  assert_int_equal(t.node[0]->ae_pending, 1);
+  assert_non_null(fake(t.node[1], 30)); /* n1's reply led to the DIFF */
+  t.now = dmq__ae_deadline(t.node[0]);
+  assert_int_equal(dmq_node_tick(t.node[0], t.now), 0);
+  assert_int_equal(t.node[0]->ae_pending, 0);
+  assert_int_equal(t.node[0]->stats.pushpull_sent, 1); /* to the fake */
+  two_free(&t);
+}
+
 /* A DIGEST reply nobody asked for, or a second copy, makes us send
  * nothing. */
 static void test_unsolicited_reply_ignored(void **state) {
@@ -425,6 +449,7 @@ int main(void) {
       cmocka_unit_test(test_divergence_repaired),
       cmocka_unit_test(test_mixed_falls_back),
       cmocka_unit_test(test_stranger_gets_pushpull),
+      cmocka_unit_test(test_overlapping_rounds),
       cmocka_unit_test(test_unsolicited_reply_ignored),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
