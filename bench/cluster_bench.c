@@ -85,6 +85,8 @@
 #define BENCH_MS_PER_S 1000.0
 /* Stagger mode: how often the join timer issues the joins now due. */
 #define BENCH_STAGGER_TICK_MS 1
+/* bench_t.state of a member a node does not hold */
+#define BENCH_ST_NONE 0xff
 
 typedef struct bench_opts {
   size_t nodes[BENCH_MAX_LIST];
@@ -96,6 +98,7 @@ typedef struct bench_opts {
   int fork;
   int keyed; /* --key-hex: every node seals (mode required) */
   uint8_t key[DMQ_KEY_SIZE];
+  int trace; /* --trace: join progress on stderr every 500 ms */
 } bench_opts_t;
 
 typedef enum bench_phase {
@@ -112,6 +115,7 @@ typedef struct bench_node {
   size_t idx;
   dmq_uv_t *rt;     /* NULL once aborted or closing */
   int full;         /* join phase: sees every node alive */
+  size_t alive;     /* members it sees alive (itself included) */
   int joined_call;  /* dmq_uv_join() issued */
   uint64_t susp_ns; /* first SUSPECT or DEAD event about the victim */
   uint64_t dead_ns; /* first DEAD event about the victim */
@@ -138,13 +142,18 @@ typedef struct bench {
   uv_loop_t loop;
   size_t n;
   bench_node_t *nodes;
+  /* state[o * n + s]: the state node o last reported for node s
+   * (BENCH_ST_NONE: not in its table), so that the alive count moves by
+   * one per event instead of a scan of the table per event, which made the
+   * bench itself O(N^3) over a burst join (1000 nodes: 10^9 steps) */
+  uint8_t *state;
   bench_phase_t phase;
   size_t n_full, n_susp, n_dead, n_join_calls, closing;
   uint64_t join_t0, join_t1, kill_t0, first_dead_t;
   long victim;
   int killed, timed_out;
   size_t false_dead;
-  uv_timer_t deadline, stagger;
+  uv_timer_t deadline, stagger, trace;
   bench_result_t *r;
 } bench_t;
 
@@ -175,6 +184,8 @@ static int bench_opt_flag(const char *a, void *ctx) {
     return 1;
   if (strcmp(a, "--no-fork") == 0)
     o->fork = 0;
+  else if (strcmp(a, "--trace") == 0)
+    o->trace = 1;
   else
     return 0;
   return 1;
@@ -351,8 +362,19 @@ static void bench_on_member(dmq_node_t *node, dmq_member_event_t ev,
   bench_t *b = bn->b;
   if (b->phase == PH_CLOSE)
     return;
+  long subj = bench_index(m->name);
+  if (subj >= 0 && (size_t)subj < b->n) {
+    uint8_t *st = &b->state[bn->idx * b->n + (size_t)subj];
+    uint8_t now_st = ev == DMQ_EVENT_REAPED ? BENCH_ST_NONE : (uint8_t)m->state;
+    if (*st == DMQ_MEMBER_ALIVE && now_st != DMQ_MEMBER_ALIVE)
+      bn->alive--;
+    else if (*st != DMQ_MEMBER_ALIVE && now_st == DMQ_MEMBER_ALIVE)
+      bn->alive++;
+    *st = now_st;
+  }
+  (void)node;
   if (b->phase == PH_JOIN) {
-    int full = dmq_node_member_count(node, 1u << DMQ_MEMBER_ALIVE) == b->n;
+    int full = bn->alive == b->n;
     if (full != bn->full) {
       bn->full = full;
       if (full)
@@ -368,7 +390,6 @@ static void bench_on_member(dmq_node_t *node, dmq_member_event_t ev,
   }
   if (ev != DMQ_EVENT_SUSPECT && ev != DMQ_EVENT_DEAD)
     return;
-  long subj = bench_index(m->name);
   if (b->killed && subj == b->victim) {
     uint64_t now = uv_hrtime();
     if (bn->susp_ns == 0) {
@@ -435,6 +456,33 @@ static void bench_on_stagger(uv_timer_t *h) {
     uv_timer_stop(h);
 }
 
+/* --trace: how far the join got (nodes that see everyone alive, the
+ * fewest members alive any node sees, drops and push/pulls so far). */
+static void bench_on_trace(uv_timer_t *h) {
+  bench_t *b = h->data;
+  size_t least = b->n;
+  uint64_t drops = 0, pp = 0, joined = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    if (b->nodes[i].rt == NULL)
+      continue;
+    dmq_node_t *node = dmq_uv_node(b->nodes[i].rt);
+    size_t c = dmq_node_member_count(node, 1u << DMQ_MEMBER_ALIVE);
+    if (c < least)
+      least = c;
+    joined += dmq_node_is_joined(node) != 0;
+    dmq_stats_t st;
+    dmq_node_stats(node, &st);
+    for (int d = 0; d < DMQ_DROP_COUNT; d++)
+      drops += st.drops[d];
+    pp += st.pushpull_sent;
+  }
+  fprintf(stderr,
+          "cluster_bench: t=%.1fs full=%zu joined=%" PRIu64
+          " least_alive=%zu drops=%" PRIu64 " pushpull_sent=%" PRIu64 "\n",
+          (double)(uv_hrtime() - b->join_t0) / 1e9, b->n_full, joined, least,
+          drops, pp);
+}
+
 static void bench_on_rt_closed(void *ud) {
   bench_t *b = ud;
   b->closing--;
@@ -484,9 +532,18 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
   }
   uv_timer_init(&b.loop, &b.deadline);
   uv_timer_init(&b.loop, &b.stagger);
-  b.deadline.data = b.stagger.data = &b;
+  uv_timer_init(&b.loop, &b.trace);
+  b.deadline.data = b.stagger.data = b.trace.data = &b;
   b.nodes = calloc(n, sizeof(*b.nodes));
-  if (b.nodes == NULL) {
+  /* touched now, so that it is part of the baseline RSS */
+  b.state = malloc(n * n);
+  if (b.state != NULL)
+    memset(b.state, BENCH_ST_NONE, n * n);
+  for (size_t i = 0; b.state != NULL && b.nodes != NULL && i < n; i++) {
+    b.state[i * n + i] = DMQ_MEMBER_ALIVE;
+    b.nodes[i].alive = 1;
+  }
+  if (b.nodes == NULL || b.state == NULL) {
     fprintf(stderr, "cluster_bench: out of memory\n");
     exit(2);
   }
@@ -532,6 +589,8 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
   } else if (n > 1) {
     uv_timer_start(&b.stagger, bench_on_stagger, 0, BENCH_STAGGER_TICK_MS);
   }
+  if (o->trace)
+    uv_timer_start(&b.trace, bench_on_trace, 500, 500);
   if (n == 1) {
     b.join_t1 = b.join_t0;
     b.phase = PH_STEADY;
@@ -539,8 +598,19 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
     bench_run_for(&b, o->max_s);
   }
   uv_timer_stop(&b.stagger);
+  uv_timer_stop(&b.trace);
   if (b.phase != PH_STEADY)
     goto close;
+  /* the counts kept from the events agree with the tables */
+  for (size_t i = 0; i < n; i++) {
+    size_t c = dmq_node_member_count(dmq_uv_node(b.nodes[i].rt),
+                                     1u << DMQ_MEMBER_ALIVE);
+    if (c != b.nodes[i].alive) {
+      fprintf(stderr, "cluster_bench: node %zu: %zu alive, events say %zu\n", i,
+              c, b.nodes[i].alive);
+      exit(2);
+    }
+  }
   r->joined = 1;
   r->join_all_s = bench_since(b.join_t0, b.join_t1);
   if (r->join_all_s > 0)
@@ -617,12 +687,14 @@ close:
   }
   uv_close((uv_handle_t *)&b.deadline, bench_on_handle_closed);
   uv_close((uv_handle_t *)&b.stagger, bench_on_handle_closed);
+  uv_close((uv_handle_t *)&b.trace, bench_on_handle_closed);
   int left = uv_run(&b.loop, UV_RUN_DEFAULT);
   r->loop_ok = left == 0 && b.closing == 0 && uv_loop_close(&b.loop) == 0;
   if (!r->loop_ok)
     fprintf(stderr, "cluster_bench: loop not empty after close (%zu open)\n",
             b.closing);
   free(b.nodes);
+  free(b.state);
   r->wall_s = bench_since(wall0, uv_hrtime());
 }
 

@@ -16,6 +16,8 @@
 #define DMQ__MAX_RELAYS 16
 /* Dissemination buckets: transmit counts above this are never needed. */
 #define DMQ__MAX_BUCKETS 32
+/* Digest exchanges a node waits for at once (antientropy.c). */
+#define DMQ__AE_SLOTS 4
 /* Member-event log capacity (bytes) kept between bursts. */
 #define DMQ__EVENTS_KEEP 2048
 
@@ -125,6 +127,17 @@ struct dmq__node {
   uint64_t next_join;
 
   int leaving;
+
+  /* digest anti-entropy (antientropy.c): the exchanges waiting for the
+   * peer's DIGEST reply (deadline 0: free slot; a join's boost rounds can
+   * overlap); without a reply by its deadline, a full push/pull follows (a
+   * peer of before, or a lost datagram) */
+  struct {
+    uint64_t deadline;
+    char peer[DMQ_MAX_NAME + 1];
+  } ae_wait[DMQ__AE_SLOTS];
+  uint32_t ae_pending; /* slots in use */
+  uint8_t ae_off;      /* 1: full push/pull only, DIGEST/DIFF unknown (tests) */
 
   /* events delivered after processing */
   uint8_t *events;        /* dmq__event_t records */

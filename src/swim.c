@@ -35,6 +35,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "antientropy.h"
 #include "internal.h"
 #include "members.h"
 #include "swim.h"
@@ -346,6 +347,10 @@ static void swim_send_pushpull_ex(dmq_node_t *n, const char *addr,
 
 static void swim_send_pushpull(dmq_node_t *n, const char *addr, uint8_t flags) {
   swim_send_pushpull_ex(n, addr, flags, !dmq__has_stream(n, addr));
+}
+
+void dmq__swim_send_pushpull(dmq_node_t *n, const char *addr) {
+  swim_send_pushpull(n, addr, 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -853,10 +858,10 @@ static void swim_on_nack(dmq_node_t *n, const dmq__msg_t *msg) {
     n->probe.nacks_got++;
 }
 
-static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
-                             dmq__slice_t sender, const char *from_addr,
-                             int stream) {
-  n->stats.pushpull_received++;
+/* The records of a push/pull or a DIFF (antientropy.c), merged into the
+ * table. */
+void dmq__swim_apply_records(dmq_node_t *n, const dmq__msg_t *msg,
+                             dmq__slice_t sender, int join) {
   dmq__rec_iter_t it;
   dmq__record_t r;
   dmq__wire_records(msg, &it);
@@ -864,9 +869,8 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
   while ((rc = dmq__wire_next_record(&it, &r)) == 1) {
     switch (r.state) {
     case DMQ_MEMBER_ALIVE:
-      swim_on_alive(
-          n, r.name, r.addr, r.incarnation, r.generation, r.meta, &r.chans,
-          (msg->flag & DMQ__PP_JOIN) ? SWIM_FROM_JOIN : SWIM_FROM_SYNC);
+      swim_on_alive(n, r.name, r.addr, r.incarnation, r.generation, r.meta,
+                    &r.chans, join ? SWIM_FROM_JOIN : SWIM_FROM_SYNC);
       break;
     case DMQ_MEMBER_SUSPECT:
     case DMQ_MEMBER_DEAD: /* a remote death is only a suspicion here */
@@ -880,6 +884,13 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
   }
   if (rc < 0)
     n->stats.drops[DMQ_DROP_MALFORMED]++;
+}
+
+static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
+                             dmq__slice_t sender, const char *from_addr,
+                             int stream) {
+  n->stats.pushpull_received++;
+  dmq__swim_apply_records(n, msg, sender, (msg->flag & DMQ__PP_JOIN) != 0);
   if (msg->flag & DMQ__PP_REPLY) {
     if (n->joining) {
       n->joining = 0;
@@ -942,6 +953,10 @@ void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
     break;
   case DMQ__MSG_PUSHPULL:
     swim_on_pushpull(n, msg, sender, from_addr, stream);
+    break;
+  case DMQ__MSG_DIGEST:
+  case DMQ__MSG_DIFF:
+    dmq__ae_recv(n, msg, sender, from_addr, stream);
     break;
   default:
     n->stats.drops[DMQ_DROP_UNKNOWN_TYPE]++;
@@ -1292,7 +1307,7 @@ static void swim_tick_spread(dmq_node_t *n, uint64_t now) {
   if (now >= n->next_pushpull) {
     dmq__member_t *m = n->leaving ? NULL : swim_random_member(n, 0);
     if (m != NULL)
-      swim_send_pushpull(n, m->addr, 0);
+      dmq__ae_round(n, m, 0);
     n->next_pushpull = now + n->cfg.pushpull_interval_ms;
   }
   if (n->boost_left > 0 && now >= n->next_boost) {
@@ -1304,7 +1319,7 @@ static void swim_tick_spread(dmq_node_t *n, uint64_t now) {
     if (n->leaving)
       m = NULL;
     if (m != NULL)
-      swim_send_pushpull(n, m->addr, 0);
+      dmq__ae_round(n, m, 1);
     n->boost_left--;
     n->next_boost = now + (((uint64_t)n->cfg.probe_interval_ms / 4)
                            << (SWIM_JOIN_BOOST_ROUNDS - n->boost_left));
@@ -1337,6 +1352,7 @@ void dmq__swim_tick(dmq_node_t *n) {
   swim_tick_suspects(n, now);
   swim_tick_relays(n, now);
   swim_tick_spread(n, now);
+  dmq__ae_tick(n);
   swim_tick_upkeep(n, now);
 }
 
@@ -1374,7 +1390,7 @@ uint64_t dmq__swim_deadline(const dmq_node_t *n) {
   d = swim_min(d, n->next_reconnect);
   if (n->boost_left > 0)
     d = swim_min(d, n->next_boost);
-  return d;
+  return swim_min(d, dmq__ae_deadline(n));
 }
 
 void dmq__swim_member_removed(dmq_node_t *n, dmq__member_t *m) {

@@ -24,4 +24,11 @@ void dmq__swim_member_removed(dmq_node_t *n, dmq__member_t *m);
  * it for dissemination, like dmq_node_set_meta(). No-op while leaving. */
 void dmq__self_changed(dmq_node_t *n);
 
+/* Records of a push/pull or DIFF message merged into the table (join: a
+ * joiner's own table, whose newcomers are announced). */
+void dmq__swim_apply_records(dmq_node_t *n, const dmq__msg_t *msg,
+                             dmq__slice_t sender, int join);
+/* A full push/pull (periodic kind) to addr: the fallback of antientropy.c. */
+void dmq__swim_send_pushpull(dmq_node_t *n, const char *addr);
+
 #endif

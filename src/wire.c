@@ -40,7 +40,8 @@ static const uint8_t wire_nfields[DMQ__MSG_TYPE_MAX_KNOWN + 1] = {
     [DMQ__MSG_PING] = 2, [DMQ__MSG_PING_REQ] = 4, [DMQ__MSG_ACK] = 1,
     [DMQ__MSG_NACK] = 1, [DMQ__MSG_ALIVE] = 5,    [DMQ__MSG_SUSPECT] = 4,
     [DMQ__MSG_DEAD] = 4, [DMQ__MSG_LEFT] = 3,     [DMQ__MSG_PUSHPULL] = 2,
-    [DMQ__MSG_DATA] = 9, [DMQ__MSG_DACK] = 5,
+    [DMQ__MSG_DATA] = 9, [DMQ__MSG_DACK] = 5,     [DMQ__MSG_DIGEST] = 4,
+    [DMQ__MSG_DIFF] = 4,
 };
 /* Optional trailing fields read when present: ALIVE channels (6th field),
  * record channels (7th element), DACK rejected pairs (6th field) and ack
@@ -500,14 +501,11 @@ static int wire_rd_record(wire_cur_t *c, dmq__record_t *r) {
 /* A push/pull's fields: its flag and its records, each validated now so
  * that it is accepted or rejected as a whole before the caller applies any
  * of it. */
-static int wire_rd_pushpull(wire_cur_t *c, dmq__msg_t *m) {
-  uint64_t v;
+static int wire_rd_pushpull_records(wire_cur_t *c, dmq__msg_t *m) {
   uint32_t n;
   dmq__record_t r;
-  if (wire_rd_uint(c, UINT8_MAX, &v) || wire_rd_array(c, &n) ||
-      n > DMQ__WIRE_MAX_RECORDS)
+  if (wire_rd_array(c, &n) || n > DMQ__WIRE_MAX_RECORDS)
     return -1;
-  m->flag = (uint8_t)v;
   m->rec_p = c->p;
   m->rec_count = n;
   for (uint32_t i = 0; i < n; i++)
@@ -515,6 +513,38 @@ static int wire_rd_pushpull(wire_cur_t *c, dmq__msg_t *m) {
       return -1;
   m->rec_len = (size_t)(c->p - m->rec_p);
   return 0;
+}
+
+static int wire_rd_pushpull(wire_cur_t *c, dmq__msg_t *m) {
+  uint64_t v;
+  if (wire_rd_uint(c, UINT8_MAX, &v))
+    return -1;
+  m->flag = (uint8_t)v;
+  return wire_rd_pushpull_records(c, m);
+}
+
+/* DIGEST [flags, k, count, hashes] and DIFF [flags, k, mask, records]: the
+ * bin must have exactly the length k gives; a mask's bits past 2^k must be
+ * 0; records are validated whole, as in a push/pull. */
+static int wire_rd_ae(wire_cur_t *c, dmq__msg_t *m) {
+  uint64_t f, k, cnt = 0;
+  if (wire_rd_uint(c, UINT8_MAX, &f) || wire_rd_uint(c, DMQ__AE_MAX_K, &k))
+    return -1;
+  m->flag = (uint8_t)f;
+  m->ae_k = (uint8_t)k;
+  if (m->type == DMQ__MSG_DIGEST) {
+    if (wire_rd_uint(c, UINT32_MAX, &cnt) || wire_rd_bin(c, &m->ae_bin) ||
+        m->ae_bin.n != (size_t)8 << k)
+      return -1;
+    m->ae_count = (uint32_t)cnt;
+    return 0;
+  }
+  size_t nb = (size_t)1 << k;
+  if (k == 0 || wire_rd_bin(c, &m->ae_bin) || m->ae_bin.n != (nb + 7) / 8)
+    return -1;
+  if (nb % 8 != 0 && ((uint8_t)m->ae_bin.p[m->ae_bin.n - 1] >> (nb % 8)) != 0)
+    return -1;
+  return wire_rd_pushpull_records(c, m);
 }
 
 static int wire_rd_data(wire_cur_t *c, dmq__data_t *d) {
@@ -602,6 +632,9 @@ static int wire_rd_fields(wire_cur_t *c, dmq__msg_t *m, uint32_t nf) {
     return wire_rd_data(c, &m->data);
   case DMQ__MSG_DACK:
     return wire_rd_dack(c, &m->dack, nf);
+  case DMQ__MSG_DIGEST:
+  case DMQ__MSG_DIFF:
+    return wire_rd_ae(c, m);
   default:
     return -1;
   }
@@ -1110,4 +1143,69 @@ int dmq__enc_dack(dmq__enc_t *e, const dmq__dack_t *a) {
       (a->nrej > 0 && (a->rej_seq == NULL || a->rej_reason == NULL)))
     return DMQ_EINVAL;
   WIRE_APPEND(e, 1, wire_pk_dack, a);
+}
+
+/* [12, flags, k, count, hashes] */
+WIRE_INLINE void wire_pk_digest(msgpack_packer *pk, uint8_t flags, uint8_t k,
+                                uint32_t count, const uint8_t *hashes) {
+  dmq__slice_t h = {(const char *)hashes, (size_t)8 << k};
+  msgpack_pack_array(pk, 5);
+  msgpack_pack_uint8(pk, DMQ__MSG_DIGEST);
+  msgpack_pack_uint8(pk, flags);
+  msgpack_pack_uint8(pk, k);
+  msgpack_pack_uint32(pk, count);
+  wire_pk_bin(pk, h);
+}
+
+size_t dmq__enc_size_digest(uint8_t k, uint32_t count) {
+  msgpack_packer pk;
+  wire_out_t o;
+  if (k > DMQ__AE_MAX_K)
+    return 0;
+  wire_pk_digest(wire_counter(&pk, &o), 0, k, count, NULL);
+  return o.n;
+}
+
+int dmq__enc_digest(dmq__enc_t *e, uint8_t flags, uint8_t k, uint32_t count,
+                    const uint8_t *hashes) {
+  if (k > DMQ__AE_MAX_K || hashes == NULL)
+    return DMQ_EINVAL;
+  WIRE_APPEND(e, 1, wire_pk_digest, flags, k, count, hashes);
+}
+
+/* [13, flags, k, mask, records] with the records' header an array32. */
+WIRE_INLINE void wire_pk_diff(msgpack_packer *pk, uint8_t flags, uint8_t k,
+                              const uint8_t *mask) {
+  dmq__slice_t m = {(const char *)mask, (((size_t)1 << k) + 7) / 8};
+  msgpack_pack_array(pk, 5);
+  msgpack_pack_uint8(pk, DMQ__MSG_DIFF);
+  msgpack_pack_uint8(pk, flags);
+  msgpack_pack_uint8(pk, k);
+  wire_pk_bin(pk, m);
+  wire_pk_array32(pk, 0);
+}
+
+static int wire_enc_diff(dmq__enc_t *e, uint8_t flags, uint8_t k,
+                         const uint8_t *mask) {
+  WIRE_APPEND(e, 1, wire_pk_diff, flags, k, mask);
+}
+
+int dmq__enc_diff_begin(dmq__enc_t *e, uint8_t flags, uint8_t k,
+                        const uint8_t *mask, size_t *rec_pos) {
+  size_t nb = (size_t)1 << k;
+  if (k == 0 || k > DMQ__AE_MAX_K || mask == NULL || rec_pos == NULL ||
+      (nb % 8 != 0 && (mask[(nb + 7) / 8 - 1] >> (nb % 8)) != 0))
+    return DMQ_EINVAL;
+  int rc = wire_enc_diff(e, flags, k, mask);
+  if (rc == 0)
+    *rec_pos = e->len - 5;
+  return rc;
+}
+
+void dmq__enc_diff_end(dmq__enc_t *e, size_t rec_pos, uint32_t nrec) {
+  msgpack_packer pk;
+  wire_out_t o;
+  if (e->buf == NULL || rec_pos + 5 > e->len)
+    return;
+  wire_pk_array32(wire_writer(&pk, &o, e->buf + rec_pos), nrec);
 }

@@ -73,8 +73,21 @@ enum dmq__msg_type {
   DMQ__MSG_DATA = 10,
   /* [11, src_gen, dst_gen, cum, sack, rwnd(, rejected)] */
   DMQ__MSG_DACK = 11,
-  DMQ__MSG_TYPE_MAX_KNOWN = 11
+  /* [12, flags, k, count, hashes]: digest anti-entropy (antientropy.c) */
+  DMQ__MSG_DIGEST = 12,
+  /* [13, flags, k, mask, [record...]]: the records of the buckets in mask */
+  DMQ__MSG_DIFF = 13,
+  DMQ__MSG_TYPE_MAX_KNOWN = 13
 };
+
+/* DIGEST and DIFF flags (other bits are ignored). */
+#define DMQ__AE_REPLY 0x01
+/* DIGEST REPLY: the requester is not a live member of the replier's table
+ * (unknown, dead or left): it should send a full push/pull instead. */
+#define DMQ__AE_NOT_MEMBER 0x02
+/* Largest k (2^k buckets of the name-hash space) of a DIGEST or DIFF: a
+ * DIGEST's hashes are 8 << k bytes, a DIFF's mask (2^k + 7) / 8 bytes. */
+#define DMQ__AE_MAX_K 10
 
 /* DATA flags. */
 #define DMQ__DATA_RELIABLE 0x01
@@ -159,7 +172,15 @@ typedef struct dmq__msg {
   dmq__chans_t chans;   /* ALIVE */
   dmq__data_t data;     /* DATA */
   dmq__dack_t dack;     /* DACK */
-  /* PUSHPULL: records are decoded one at a time with dmq__wire_next_record */
+  /* DIGEST, DIFF: bucket bits (2^ae_k buckets); DIGEST: the sender's live
+   * members and its hashes (8 << ae_k bytes, big-endian uint64s); DIFF: the
+   * bucket mask ((2^ae_k + 7) / 8 bytes, bucket i = bit i % 8 of byte
+   * i / 8; bits past 2^ae_k are 0). flag holds the DMQ__AE_* flags. */
+  uint8_t ae_k;
+  uint32_t ae_count;
+  dmq__slice_t ae_bin;
+  /* PUSHPULL, DIFF: records are decoded one at a time with
+   * dmq__wire_next_record */
   const uint8_t *rec_p;
   size_t rec_len;
   uint32_t rec_count;
@@ -256,6 +277,18 @@ int dmq__enc_left(dmq__enc_t *e, dmq__slice_t name, uint64_t inc, uint64_t gen);
  * exactly that many. The encoder reserves a 5-byte array header. */
 int dmq__enc_pushpull_begin(dmq__enc_t *e, uint8_t flags, uint32_t nrec);
 int dmq__enc_record(dmq__enc_t *e, const dmq__record_t *r);
+/* DIGEST: hashes holds 8 << k bytes (k <= DMQ__AE_MAX_K). */
+int dmq__enc_digest(dmq__enc_t *e, uint8_t flags, uint8_t k, uint32_t count,
+                    const uint8_t *hashes);
+/* DIFF: begin with the mask ((2^k + 7) / 8 bytes, 1 <= k <= DMQ__AE_MAX_K);
+ * the records' array header is an array32 at *rec_pos, patched by
+ * dmq__enc_diff_end with the number of dmq__enc_record() calls that
+ * succeeded (a record that does not fit may simply be left out). */
+int dmq__enc_diff_begin(dmq__enc_t *e, uint8_t flags, uint8_t k,
+                        const uint8_t *mask, size_t *rec_pos);
+void dmq__enc_diff_end(dmq__enc_t *e, size_t rec_pos, uint32_t nrec);
+/* Exact encoded size of a DIGEST with 2^k buckets. */
+size_t dmq__enc_size_digest(uint8_t k, uint32_t count);
 /* Queued delivery. Refused with DMQ_EINVAL: channel not 1..DMQ_MAX_CHANNEL
  * bytes or holding a NUL, unknown flag bits, more than DMQ__WIRE_MAX_REJ
  * rejected pairs. */

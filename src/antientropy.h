@@ -1,0 +1,32 @@
+/* libdmq - digest anti-entropy (antientropy.c): the periodic state exchange
+ * between two members, which sends the member table only where the two
+ * differ. Used by membership (swim.c). */
+#ifndef DMQ_ANTIENTROPY_H
+#define DMQ_ANTIENTROPY_H
+
+#include "internal.h"
+#include "wire.h"
+
+/* Start one exchange with peer (alive, not ourselves): a DIGEST of our
+ * table, or a full push/pull when we cannot send it a datagram or
+ * n->ae_off is set. boost: one of the exchanges right after our join (on
+ * the reliable class; periodic ones go as datagrams). */
+void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer, int boost);
+/* A received DIGEST or DIFF (stream: it came on a stream-only transport,
+ * from_addr is the connection's address). */
+void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
+                  const char *from_addr, int stream);
+/* The fallback when the peer did not answer in time: a full push/pull. */
+void dmq__ae_tick(dmq_node_t *n);
+/* When dmq__ae_tick has something to do (DMQ_NEVER: nothing). */
+uint64_t dmq__ae_deadline(const dmq_node_t *n);
+
+/* The table's digest over 2^k buckets of the name-hash space: sums[b] is
+ * the sum (mod 2^64) of the hashes of the live members (alive or suspect)
+ * whose name falls in bucket b. sums holds 2^k entries (k <=
+ * DMQ__AE_MAX_K). Returns the number of live members. */
+uint32_t dmq__ae_sums(const dmq_node_t *n, uint8_t k, uint64_t *sums);
+/* The bucket of a name among 2^k. */
+uint32_t dmq__ae_bucket(const char *name, size_t len, uint8_t k);
+
+#endif

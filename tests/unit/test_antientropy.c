@@ -1,0 +1,456 @@
+/* Digest anti-entropy (src/antientropy.c): DIGEST and DIFF bytes, the
+ * decoder's bounds, and exchanges between two nodes on the in-memory
+ * transport with hand-made tables (no deadline fires unless a test ticks,
+ * so the tables stay as built).
+ *
+ * A table of `fakes` members is given to both nodes by a push/pull from a
+ * third name ("z", at an address nobody listens on), then made to differ
+ * with single messages to one side. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "antientropy.h"
+#include "internal.h"
+#include "members.h"
+#include "memnet.h"
+#include "wire.h"
+
+#define Q_MAX 4096
+#define BIG 262144
+
+static uint8_t pkt[BIG];
+
+static dmq__slice_t sl(const char *s) {
+  dmq__slice_t x = {s, strlen(s)};
+  return x;
+}
+
+static void hexeq(const uint8_t *got, size_t len, const char *hex) {
+  char s[1024];
+  assert_true(len * 2 < sizeof s);
+  for (size_t i = 0; i < len; i++)
+    snprintf(s + 2 * i, 3, "%02x", got[i]);
+  assert_string_equal(s, hex);
+}
+
+/* ---- golden bytes (worked out by hand from docs/wire.md) ---- */
+
+static void test_golden(void **state) {
+  (void)state;
+  dmq__enc_t e;
+  const uint8_t h[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  assert_int_equal(dmq__enc_begin(&e, pkt, sizeof pkt, NULL, 0, "a", 1), 0);
+  assert_int_equal(dmq__enc_digest(&e, 0, 0, 3, h), 0);
+  size_t len = dmq__enc_end(&e);
+  /* D Q 1 0 | [ "a", array32(1) [ [12, 0, 0, 3, bin8] ] ] */
+  hexeq(pkt, len,
+        "445101009"
+        "2a161dd00000001"
+        "950c000003c4080102030405060708");
+  assert_int_equal(len - dmq__enc_size_envelope(1), dmq__enc_size_digest(0, 3));
+
+  /* DIFF, k = 3, buckets 0 and 2, one record */
+  const uint8_t mask[1] = {0x05};
+  dmq__record_t r = {sl("m"), sl("mem://7"),     {NULL, 0}, 2, 1,
+                     0,       {0, NULL, NULL, 0}};
+  size_t pos;
+  assert_int_equal(dmq__enc_begin(&e, pkt, sizeof pkt, NULL, 0, "a", 1), 0);
+  assert_int_equal(dmq__enc_diff_begin(&e, DMQ__AE_REPLY, 3, mask, &pos), 0);
+  assert_int_equal(dmq__enc_record(&e, &r), 0);
+  dmq__enc_diff_end(&e, pos, 1);
+  len = dmq__enc_end(&e);
+  hexeq(pkt, len,
+        "445101009"
+        "2a161dd00000001"
+        "950d0103c40105dd00000001"
+        "96a16da76d656d3a2f2f37020100c400");
+
+  /* and they decode to what was encoded */
+  dmq__envelope_t env;
+  dmq__msg_iter_t it;
+  dmq__msg_t m;
+  assert_int_equal(dmq__wire_open(pkt, len, &env), 0);
+  dmq__wire_msgs(&env, &it);
+  assert_int_equal(dmq__wire_next(&it, &m), 1);
+  assert_int_equal(m.type, DMQ__MSG_DIFF);
+  assert_int_equal(m.flag, DMQ__AE_REPLY);
+  assert_int_equal(m.ae_k, 3);
+  assert_int_equal(m.ae_bin.n, 1);
+  assert_int_equal(m.rec_count, 1);
+
+  /* the encoder refuses what the decoder would */
+  const uint8_t stray[1] = {0x10}; /* bit 4 of 4 buckets */
+  assert_int_equal(dmq__enc_begin(&e, pkt, sizeof pkt, NULL, 0, "a", 1), 0);
+  assert_int_equal(dmq__enc_diff_begin(&e, 0, 2, stray, &pos), DMQ_EINVAL);
+  assert_int_equal(dmq__enc_diff_begin(&e, 0, 0, mask, &pos), DMQ_EINVAL);
+  assert_int_equal(dmq__enc_digest(&e, 0, DMQ__AE_MAX_K + 1, 0, h), DMQ_EINVAL);
+}
+
+/* ---- malformed input: counted drops, nothing sent ---- */
+
+/* A packet from "a" holding one raw message (msgpack bytes). */
+static size_t raw_packet(const uint8_t *msg, size_t n) {
+  const uint8_t head[] = {0x44, 0x51, 1, 0, 0x92, 0xa1, 'a', 0xdd, 0, 0, 0, 1};
+  memcpy(pkt, head, sizeof head);
+  memcpy(pkt + sizeof head, msg, n);
+  return sizeof head + n;
+}
+
+static void test_malformed(void **state) {
+  (void)state;
+  memnet_t net;
+  memnet_tp_t tp;
+  dmq_node_t *node;
+  memnet_init(&net, Q_MAX);
+  assert_int_equal(memnet_node_new(&net, &tp, 0, NULL, &node), 0);
+  assert_int_equal(dmq_node_start(node, 0), 0);
+  static const struct {
+    const char *what;
+    uint8_t b[32];
+    size_t n;
+  } bad[] = {
+      {"digest bin too short", {0x95, 0x0c, 0, 0, 1, 0xc4, 4, 1, 2, 3, 4}, 11},
+      {"digest k=1 with 8 bytes",
+       {0x95, 0x0c, 0, 1, 1, 0xc4, 8, 1, 2, 3, 4, 5, 6, 7, 8},
+       15},
+      {"digest k over the bound", {0x95, 0x0c, 0, 11, 1, 0xc4, 0}, 7},
+      {"digest count negative",
+       {0x95, 0x0c, 0, 0, 0xff, 0xc4, 8, 1, 2, 3, 4, 5, 6, 7, 8},
+       15},
+      {"digest missing the hashes", {0x94, 0x0c, 0, 0, 1}, 5},
+      {"diff k=0", {0x95, 0x0d, 0, 0, 0xc4, 1, 1, 0x90}, 8},
+      {"diff stray mask bit", {0x95, 0x0d, 0, 2, 0xc4, 1, 0x10, 0x90}, 8},
+      {"diff mask too long", {0x95, 0x0d, 0, 3, 0xc4, 2, 1, 0, 0x90}, 9},
+      {"diff records not an array", {0x95, 0x0d, 0, 3, 0xc4, 1, 1, 0x01}, 8},
+      {"diff bad record", {0x95, 0x0d, 0, 3, 0xc4, 1, 1, 0x91, 0x92, 1, 2}, 11},
+      {"diff record count over the bytes",
+       {0x95, 0x0d, 0, 3, 0xc4, 1, 1, 0xdd, 0, 1, 0, 0},
+       12},
+  };
+  dmq_stats_t st;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    dmq_node_stats(node, &st);
+    uint64_t before = st.drops[DMQ_DROP_MALFORMED], out = st.pkts_out;
+    size_t len = raw_packet(bad[i].b, bad[i].n);
+    dmq_node_recv(node, &tp.t, "mem://5", pkt, len, 0);
+    dmq_node_stats(node, &st);
+    if (st.drops[DMQ_DROP_MALFORMED] != before + 1)
+      fail_msg("%s: not counted as malformed", bad[i].what);
+    assert_int_equal(st.pkts_out, out);
+  }
+  /* a well-formed DIGEST from a non-member: one reply, NOT_MEMBER, of the
+   * request's size; a DIFF from a non-member: counted, not answered */
+  const uint8_t ok[] = {0x95, 0x0c, 0, 0, 1, 0xc4, 8, 1, 2, 3, 4, 5, 6, 7, 8};
+  dmq_node_stats(node, &st);
+  uint64_t out = st.pkts_out;
+  memnet_free(&net);
+  memnet_init(&net, Q_MAX);
+  dmq_node_recv(node, &tp.t, "mem://5", pkt, raw_packet(ok, sizeof ok), 0);
+  dmq_node_stats(node, &st);
+  assert_int_equal(st.pkts_out, out + 1);
+  assert_int_equal(net.tail - net.head, 1);
+  memnet_pkt_t *q = &net.q[net.head];
+  assert_int_equal(q->to, 5);
+  dmq__envelope_t env;
+  dmq__msg_iter_t it;
+  dmq__msg_t m;
+  assert_int_equal(dmq__wire_open(q->buf, q->len, &env), 0);
+  dmq__wire_msgs(&env, &it);
+  assert_int_equal(dmq__wire_next(&it, &m), 1);
+  assert_int_equal(m.type, DMQ__MSG_DIGEST);
+  assert_int_equal(m.flag, DMQ__AE_REPLY | DMQ__AE_NOT_MEMBER);
+  assert_true(q->len <= raw_packet(ok, sizeof ok) + 8);
+  const uint8_t diff[] = {0x95, 0x0d, 0, 3, 0xc4, 1, 1, 0x90};
+  dmq_node_recv(node, &tp.t, "mem://5", pkt, raw_packet(diff, sizeof diff), 0);
+  dmq_node_stats(node, &st);
+  assert_int_equal(st.drops[DMQ_DROP_UNKNOWN_SENDER], 1);
+  assert_int_equal(st.pkts_out, out + 1);
+  dmq_node_delete(node);
+  memnet_free(&net);
+}
+
+/* ---- exchanges ---- */
+
+typedef struct two {
+  memnet_t net;
+  memnet_tp_t tp[2];
+  dmq_node_t *node[2];
+  uint64_t now;
+} two_t;
+
+static void fake_name(char *b, size_t cap, int i) {
+  snprintf(b, cap, "fake-member-%04d", i);
+}
+
+/* Both nodes started, each knowing the other and `fakes` members. */
+static void two_init(two_t *t, int fakes) {
+  memset(t, 0, sizeof *t);
+  memnet_init(&t->net, Q_MAX);
+  t->net.max_len = BIG;
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(memnet_node_new(&t->net, &t->tp[i], i, NULL, &t->node[i]),
+                     0);
+    assert_int_equal(dmq_node_start(t->node[i], 0), 0);
+  }
+  dmq__enc_t e;
+  assert_int_equal(dmq__enc_begin(&e, pkt, sizeof pkt, NULL, 0, "z", 1), 0);
+  assert_int_equal(dmq__enc_pushpull_begin(&e, 0, (uint32_t)fakes + 2), 0);
+  for (int i = 0; i < 2; i++) {
+    char name[8], addr[16];
+    snprintf(name, sizeof name, "n%d", i);
+    snprintf(addr, sizeof addr, "mem://%d", i);
+    dmq__record_t r = {sl(name), sl(addr), {NULL, 0},         0,
+                       1,        0,        {0, NULL, NULL, 0}};
+    assert_int_equal(dmq__enc_record(&e, &r), 0);
+  }
+  for (int i = 0; i < fakes; i++) {
+    char name[32];
+    fake_name(name, sizeof name, i);
+    dmq__record_t r = {sl(name), sl("mem://99"),    {NULL, 0}, 3, 7,
+                       0,        {0, NULL, NULL, 0}};
+    assert_int_equal(dmq__enc_record(&e, &r), 0);
+  }
+  size_t len = dmq__enc_end(&e);
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(
+        dmq_node_recv(t->node[i], &t->tp[i].t, "mem://9", pkt, len, 0), 0);
+  memnet_free(&t->net); /* the answers to "z" */
+  memnet_init(&t->net, Q_MAX);
+  t->net.max_len = BIG;
+  for (int i = 0; i < 2; i++) /* count from here */
+    memset(&t->node[i]->stats, 0, sizeof t->node[i]->stats);
+}
+
+static void two_free(two_t *t) {
+  for (int i = 0; i < 2; i++)
+    dmq_node_delete(t->node[i]);
+  memnet_free(&t->net);
+}
+
+static uint64_t bytes_out(dmq_node_t *n) {
+  dmq_stats_t st;
+  dmq_node_stats(n, &st);
+  return st.bytes_out;
+}
+
+static uint64_t pkts_out(dmq_node_t *n) {
+  dmq_stats_t st;
+  dmq_node_stats(n, &st);
+  return st.pkts_out;
+}
+
+/* One digest exchange started by node 0; returns the bytes both sent. */
+static uint64_t exchange(two_t *t) {
+  uint64_t b = bytes_out(t->node[0]) + bytes_out(t->node[1]);
+  dmq__member_t *peer = dmq__member_find(t->node[0], "n1", 2);
+  assert_non_null(peer);
+  dmq__ae_round(t->node[0], peer, 0);
+  memnet_deliver(&t->net, t->node, t->tp, 2, t->now);
+  return bytes_out(t->node[0]) + bytes_out(t->node[1]) - b;
+}
+
+static uint64_t root(dmq_node_t *n) {
+  uint64_t r;
+  dmq__ae_sums(n, 0, &r);
+  return r;
+}
+
+static void test_in_sync_is_small_whatever_n(void **state) {
+  (void)state;
+  const int sizes[] = {0, 20, 1000};
+  for (size_t s = 0; s < 3; s++) {
+    two_t t;
+    two_init(&t, sizes[s]);
+    assert_int_equal(t.node[0]->nmembers, (uint32_t)sizes[s] + 2);
+    assert_true(root(t.node[0]) == root(t.node[1]));
+    uint64_t p = pkts_out(t.node[0]) + pkts_out(t.node[1]);
+    uint64_t b = exchange(&t);
+    /* two datagrams: DIGEST and its in-sync reply, 27 + 2 bytes each here
+     * (sender "n0"/"n1", count up to 65535 in 3 bytes) */
+    assert_int_equal(pkts_out(t.node[0]) + pkts_out(t.node[1]) - p, 2);
+    assert_true(b <= 64);
+    assert_int_equal(t.node[0]->ae_pending, 0);
+    assert_int_equal(t.node[0]->stats.pushpull_sent, 0);
+    two_free(&t);
+  }
+}
+
+static dmq__member_t *fake(dmq_node_t *n, int i) {
+  char name[32];
+  fake_name(name, sizeof name, i);
+  return dmq__member_find(n, name, strlen(name));
+}
+
+/* Send node `to` one raw gossip message, from the fake "z". */
+static void tell(two_t *t, int to, int kind, int i, uint64_t inc) {
+  char name[32];
+  fake_name(name, sizeof name, i);
+  dmq__enc_t e;
+  assert_int_equal(dmq__enc_begin(&e, pkt, sizeof pkt, NULL, 0, "z", 1), 0);
+  if (kind == DMQ__MSG_ALIVE)
+    assert_int_equal(dmq__enc_alive(&e, sl(name), sl("mem://98"), inc, 7,
+                                    (dmq__slice_t){NULL, 0}, NULL),
+                     0);
+  else
+    assert_int_equal(dmq__enc_dead(&e, sl(name), inc, 7, sl("z")), 0);
+  size_t len = dmq__enc_end(&e);
+  assert_int_equal(
+      dmq_node_recv(t->node[to], &t->tp[to].t, "mem://9", pkt, len, t->now), 0);
+}
+
+/* Divergent both ways, repaired by one exchange over the digest path. */
+static void divergence(int fakes) {
+  two_t t;
+  two_init(&t, fakes);
+  tell(&t, 0, DMQ__MSG_ALIVE, 1, 9);         /* newer at n0 */
+  tell(&t, 0, DMQ__MSG_ALIVE, fakes, 1);     /* only n0 knows it */
+  tell(&t, 0, DMQ__MSG_DEAD, 2, 3);          /* dead at n0 */
+  tell(&t, 1, DMQ__MSG_ALIVE, fakes + 1, 1); /* only n1 knows it */
+  tell(&t, 1, DMQ__MSG_ALIVE, 3, 5);         /* newer at n1 */
+  memnet_free(&t.net); /* gossip piggybacked on anything: not the test */
+  memnet_init(&t.net, Q_MAX);
+  t.net.max_len = BIG;
+  assert_true(root(t.node[0]) != root(t.node[1]));
+  uint64_t b = exchange(&t);
+  assert_int_equal(t.node[0]->stats.pushpull_sent, 0);
+  assert_int_equal(t.node[1]->stats.pushpull_sent, 0);
+  for (int i = 0; i < 2; i++) {
+    dmq_node_t *n = t.node[i];
+    assert_non_null(fake(n, 1));
+    assert_int_equal(fake(n, 1)->inc, 9);
+    assert_non_null(fake(n, fakes));
+    assert_non_null(fake(n, fakes + 1));
+    assert_int_equal(fake(n, 3)->inc, 5);
+  }
+  /* a remote death is a suspicion, as in a push/pull */
+  assert_int_equal(fake(t.node[0], 2)->state, DMQ_MEMBER_DEAD);
+  assert_int_equal(fake(t.node[1], 2)->state, DMQ_MEMBER_SUSPECT);
+  /* only the differing buckets travelled: far less than the tables */
+  if (fakes >= 500)
+    assert_true(b < (uint64_t)fakes * 10);
+  two_free(&t);
+}
+
+static void test_divergence_repaired(void **state) {
+  (void)state;
+  divergence(10);
+  divergence(1000); /* the DIFF goes over the stream class */
+}
+
+/* n1 is a node of before: it skips DIGEST; n0 falls back to a full
+ * push/pull after a probe interval, which repairs the difference. */
+static void test_mixed_falls_back(void **state) {
+  (void)state;
+  two_t t;
+  two_init(&t, 50);
+  t.node[1]->ae_off = 1;
+  tell(&t, 0, DMQ__MSG_ALIVE, 50, 1);
+  memnet_free(&t.net);
+  memnet_init(&t.net, Q_MAX);
+  t.net.max_len = BIG;
+  exchange(&t);
+  dmq_stats_t st;
+  dmq_node_stats(t.node[1], &st);
+  assert_int_equal(st.drops[DMQ_DROP_UNKNOWN_TYPE], 1);
+  assert_int_equal(t.node[0]->ae_pending, 1);
+  assert_null(fake(t.node[1], 50));
+  t.now = dmq__ae_deadline(t.node[0]);
+  assert_int_equal(dmq_node_tick(t.node[0], t.now), 0);
+  assert_int_equal(t.node[0]->ae_pending, 0);
+  assert_int_equal(t.node[0]->stats.pushpull_sent, 1);
+  memnet_deliver(&t.net, t.node, t.tp, 2, t.now);
+  assert_non_null(fake(t.node[1], 50));
+  assert_int_equal(t.node[1]->stats.pushpull_sent, 1); /* its reply */
+  /* and n1's own rounds are full push/pulls, which n0 answers */
+  dmq__ae_round(t.node[1], dmq__member_find(t.node[1], "n0", 2), 0);
+  assert_int_equal(t.node[1]->stats.pushpull_sent, 2);
+  memnet_deliver(&t.net, t.node, t.tp, 2, t.now);
+  assert_int_equal(t.node[0]->stats.pushpull_sent, 2);
+  two_free(&t);
+}
+
+/* n1 has forgotten n0: n0's DIGEST is answered NOT_MEMBER and n0 sends
+ * its full table at once, which teaches n1 about n0. */
+static void test_stranger_gets_pushpull(void **state) {
+  (void)state;
+  two_t t;
+  two_init(&t, 30);
+  dmq__member_t *m0 = dmq__member_find(t.node[1], "n0", 2);
+  assert_non_null(m0);
+  dmq__member_remove(t.node[1], m0);
+  exchange(&t);
+  assert_int_equal(t.node[0]->ae_pending, 0);
+  assert_int_equal(t.node[0]->stats.pushpull_sent, 1);
+  assert_non_null(dmq__member_find(t.node[1], "n0", 2));
+  two_free(&t);
+}
+
+/* Exchanges overlap (a join's boost rounds on a slow loop): the reply to
+ * an earlier round is still taken after a later round started, and the
+ * round nobody answers falls back alone. */
+static void test_overlapping_rounds(void **state) {
+  (void)state;
+  two_t t;
+  two_init(&t, 30);
+  tell(&t, 0, DMQ__MSG_ALIVE, 30, 1); /* so that an answer needs a DIFF */
+  memnet_free(&t.net);
+  memnet_init(&t.net, Q_MAX);
+  t.net.max_len = BIG;
+  dmq__ae_round(t.node[0], dmq__member_find(t.node[0], "n1", 2), 0);
+  dmq__ae_round(t.node[0], fake(t.node[0], 0), 0); /* never answers */
+  assert_int_equal(t.node[0]->ae_pending, 2);
+  memnet_deliver(&t.net, t.node, t.tp, 2, t.now);
+  assert_int_equal(t.node[0]->ae_pending, 1);
+  assert_non_null(fake(t.node[1], 30)); /* n1's reply led to the DIFF */
+  t.now = dmq__ae_deadline(t.node[0]);
+  assert_int_equal(dmq_node_tick(t.node[0], t.now), 0);
+  assert_int_equal(t.node[0]->ae_pending, 0);
+  assert_int_equal(t.node[0]->stats.pushpull_sent, 1); /* to the fake */
+  two_free(&t);
+}
+
+/* A DIGEST reply nobody asked for, or a second copy, makes us send
+ * nothing. */
+static void test_unsolicited_reply_ignored(void **state) {
+  (void)state;
+  two_t t;
+  two_init(&t, 100);
+  tell(&t, 0, DMQ__MSG_ALIVE, 100, 1); /* so that the roots differ */
+  memnet_free(&t.net);
+  memnet_init(&t.net, Q_MAX);
+  t.net.max_len = BIG;
+  uint64_t sums[2];
+  uint32_t count = dmq__ae_sums(t.node[1], 1, sums);
+  uint8_t h[16];
+  for (int b = 0; b < 2; b++)
+    for (int j = 0; j < 8; j++)
+      h[8 * b + j] = (uint8_t)(sums[b] >> (56 - 8 * j));
+  dmq__enc_t e;
+  assert_int_equal(dmq__enc_begin(&e, pkt, sizeof pkt, NULL, 0, "n1", 2), 0);
+  assert_int_equal(dmq__enc_digest(&e, DMQ__AE_REPLY, 1, count, h), 0);
+  size_t len = dmq__enc_end(&e);
+  uint64_t p = pkts_out(t.node[0]);
+  dmq_node_recv(t.node[0], &t.tp[0].t, "mem://1", pkt, len, 0);
+  assert_int_equal(pkts_out(t.node[0]), p);
+  two_free(&t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_golden),
+      cmocka_unit_test(test_malformed),
+      cmocka_unit_test(test_in_sync_is_small_whatever_n),
+      cmocka_unit_test(test_divergence_repaired),
+      cmocka_unit_test(test_mixed_falls_back),
+      cmocka_unit_test(test_stranger_gets_pushpull),
+      cmocka_unit_test(test_overlapping_rounds),
+      cmocka_unit_test(test_unsolicited_reply_ignored),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
