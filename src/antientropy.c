@@ -108,7 +108,7 @@ static uint8_t ae_pick_k(dmq_node_t *n, uint32_t members, size_t mtu) {
   uint8_t k = 1;
   while (k < DMQ__AE_MAX_K && ((uint64_t)AE_PER_BUCKET << k) < members)
     k++;
-  size_t head = dmq__enc_size_envelope(strlen(n->name));
+  size_t head = dmq__enc_size_envelope(strlen(n->name)) + dmq__node_overhead(n);
   while (k > 1 && head + dmq__enc_size_digest(k, members) > mtu)
     k--;
   return k;
@@ -125,7 +125,7 @@ static void ae_send_digest(dmq_node_t *n, const char *to, int reliable,
   for (size_t b = 0; b < ((size_t)1 << k); b++)
     ae_put64(h + 8 * b, sums[b]);
   dmq__enc_t e;
-  dmq__enc_begin(&e, n->txbuf, n->cfg.mtu, NULL, 0, n->name, strlen(n->name));
+  dmq__node_enc_begin(n, &e, n->txbuf, n->cfg.mtu);
   if (dmq__enc_digest(&e, flags, k, count, h) == 0) {
     size_t len = dmq__enc_end(&e);
     dmq__send(n, to, n->txbuf, len, reliable, 1);
@@ -141,8 +141,8 @@ static void ae_send_digest(dmq_node_t *n, const char *to, int reliable,
  * more), else over the reliable class. */
 static void ae_send_diff(dmq_node_t *n, const char *to, int stream_only,
                          uint8_t flags, uint8_t k, const uint8_t *mask) {
-  size_t need =
-      dmq__enc_size_envelope(strlen(n->name)) + 32 + (((size_t)1 << k) + 7) / 8;
+  size_t need = dmq__enc_size_envelope(strlen(n->name)) +
+                dmq__node_overhead(n) + 32 + (((size_t)1 << k) + 7) / 8;
   uint32_t nsel = 0;
   for (uint32_t i = 0; i < n->nmembers; i++) {
     const dmq__member_t *m = n->members[i];
@@ -161,8 +161,7 @@ static void ae_send_diff(dmq_node_t *n, const char *to, int stream_only,
   uint8_t *buf = cap > 0 ? dmq__malloc(n, cap) : NULL;
   dmq__enc_t e;
   size_t rec_pos = 0;
-  if (buf == NULL ||
-      dmq__enc_begin(&e, buf, cap, NULL, 0, n->name, strlen(n->name)) != 0 ||
+  if (buf == NULL || dmq__node_enc_begin(n, &e, buf, cap) != 0 ||
       dmq__enc_diff_begin(&e, flags, k, mask, &rec_pos) != 0) {
     n->stats.drops[DMQ_DROP_TX_FAILED]++;
     dmq__free(n, buf);

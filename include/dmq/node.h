@@ -148,7 +148,7 @@ typedef void (*dmq_log_cb)(dmq_node_t *node, dmq_log_level_t level,
   X(MEMBER_LIMIT, "member table at its configured maximum")                    \
   X(IMPLAUSIBLE, "incarnation or generation out of the plausible range")       \
   X(RATE_LIMITED, "reply or probe rate limit reached")                         \
-  X(UNKNOWN_SENDER, "delivery data from a sender that is not a member")        \
+  X(UNKNOWN_SENDER, "data or anti-entropy from a sender not a member")         \
   X(BUDGET, "node-wide receive state budget exhausted")
 
 /* clang-format off */
