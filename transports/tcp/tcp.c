@@ -47,6 +47,7 @@
 #include "common/addr.h"
 #include "common/fdcheck.h"
 #include "common/rxbuf.h"
+#include "common/spare.h"
 #include "dmq/uv.h"
 #include "sized.h"
 #include "tcp/tcp.h"
@@ -185,7 +186,6 @@ struct tcp {
   uv_loop_t *loop;
   uv_poll_t *listener; /* polls lfd; accept4() is ours (EMFILE handling) */
   int lfd;             /* listening socket, -1 */
-  int spare_fd;        /* reserve descriptor for EMFILE on accept, -1 */
   int accept_paused;   /* listener stopped until accept_resume_at */
   uint64_t accept_resume_at;
   uint32_t accept_pause_ms;
@@ -352,8 +352,7 @@ static void tcp_finish(tcp_t *tcp) {
       free(d);
     }
   }
-  if (tcp->spare_fd >= 0)
-    close(tcp->spare_fd);
+  dmq__spare_detach();
   if (tcp->pub.on_closed != NULL)
     tcp->pub.on_closed(&tcp->pub);
   free(tcp->buckets);
@@ -966,13 +965,6 @@ static void tcp_timer_cb(uv_timer_t *h) {
 
 /* ---- listener ---- */
 
-/* The spare descriptor, reopened after use; -1 when that failed (tried
- * again at the next exhaustion). */
-static void tcp_spare_open(tcp_t *tcp) {
-  if (tcp->spare_fd < 0)
-    tcp->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
 /* Stop accepting for a while (doubling), from the timer on. */
 static void tcp_accept_pause(tcp_t *tcp) {
   if (tcp->accept_paused || tcp->listener == NULL)
@@ -984,22 +976,6 @@ static void tcp_accept_pause(tcp_t *tcp) {
   tcp->accept_resume_at = uv_now(tcp->loop) + tcp->accept_pause_ms;
   uv_poll_stop(tcp->listener);
   tcp_arm(tcp, tcp->accept_resume_at, 1);
-}
-
-/* Out of descriptors and nothing idle to close: accept the oldest pending
- * connection on the spare descriptor and close it at once, so that its
- * peer learns at once instead of waiting in the backlog. */
-static void tcp_accept_refuse(tcp_t *tcp) {
-  if (tcp->spare_fd < 0)
-    return;
-  close(tcp->spare_fd);
-  tcp->spare_fd = -1;
-  int fd = accept4(tcp->lfd, NULL, NULL, SOCK_CLOEXEC);
-  if (fd >= 0) {
-    close(fd);
-    tcp->st.accept_refused++;
-  }
-  tcp_spare_open(tcp);
 }
 
 /* A connection accepted on fd from peer: becomes an inbound socket, within
@@ -1087,7 +1063,10 @@ static void tcp_accept_cb(uv_poll_t *h, int status, int events) {
         tcp->st.emfile_accept++;
         if (tcp_shed(tcp))
           continue; /* a descriptor is free again */
-        tcp_accept_refuse(tcp);
+        /* nothing idle: refuse the pending connection with the spare
+         * descriptor (common/spare.h), so that its peer learns at once */
+        if (dmq__spare_refuse(tcp->lfd))
+          tcp->st.accept_refused++;
       } else {
         tcp->st.accept_errors++;
       }
@@ -1134,7 +1113,6 @@ static int tcp_start(tcp_t *tcp, int fd) {
     uv_close((uv_handle_t *)h, tcp_listener_closed); /* closes fd */
     return DMQ_ETRANSPORT;
   }
-  tcp_spare_open(tcp);
   return 0;
 }
 
@@ -1212,7 +1190,7 @@ int dmq_tcp_transport_new(uv_loop_t *loop, dmq_transport_t **out) {
   tcp->max_inbound = TCP_MAX_INBOUND;
   tcp->max_outbound = TCP_MAX_OUTBOUND;
   tcp->partial_budget = TCP_PARTIAL_BUDGET;
-  tcp->lfd = tcp->spare_fd = -1;
+  tcp->lfd = -1;
   tcp->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)tcp;
   if (uv_timer_init(loop, &tcp->timer) != 0) {
     free(tcp);
@@ -1222,6 +1200,7 @@ int dmq_tcp_transport_new(uv_loop_t *loop, dmq_transport_t **out) {
   uv_unref((uv_handle_t *)&tcp->timer);
   tcp->nhandles = 1;
   dmq__rxbuf_attach();
+  dmq__spare_attach();
   *out = &tcp->pub;
   return 0;
 }
