@@ -619,6 +619,96 @@ static void test_emfile(void **state) {
   loop_done(&loop);
 }
 
+/* ---- 8. API misuse ---- */
+
+static void uv_closed_cb(void *ud) {
+  *(int *)ud = 1;
+}
+
+static int pred_flag(void *ud) {
+  return *(int *)ud;
+}
+
+static void test_api_errors(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  dmq_stream_limits_t l;
+  dmq_stream_stats_t st;
+  assert_int_equal(dmq_stream_limits_init(NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_stream_limits_init_sized(&l, 4), DMQ_EINVAL);
+  assert_int_equal(dmq_stream_limits_init(&l), 0);
+  assert_int_equal(l.size, sizeof(l));
+  assert_int_equal(l.frame_timeout_ms, 5000);
+  assert_int_equal(l.idle_timeout_ms, 15000);
+  assert_int_equal(l.max_inbound, 256);
+  assert_int_equal(l.max_outbound, 64);
+  assert_int_equal(l.partial_budget, 64ull * ST_MIB);
+
+  srv_t s;
+  srv_open(&s, &loop);
+  assert_int_equal(dmq_tcp_transport_set_limits(NULL, &l), DMQ_EINVAL);
+  assert_int_equal(dmq_tcp_transport_set_limits(s.t, NULL), DMQ_EINVAL);
+  dmq_stream_limits_t bad = l;
+  bad.size = 0; /* not initialised */
+  assert_int_equal(dmq_tcp_transport_set_limits(s.t, &bad), DMQ_EINVAL);
+  uint32_t *fields[] = {&bad.frame_timeout_ms, &bad.idle_timeout_ms,
+                        &bad.max_inbound, &bad.max_outbound};
+  for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+    bad = l;
+    *fields[i] = 0;
+    assert_int_equal(dmq_tcp_transport_set_limits(s.t, &bad), DMQ_EINVAL);
+  }
+  bad = l;
+  bad.partial_budget = 0;
+  assert_int_equal(dmq_tcp_transport_set_limits(s.t, &bad), DMQ_EINVAL);
+  assert_int_equal(dmq_tcp_transport_stats(NULL, &st), DMQ_EINVAL);
+  assert_int_equal(dmq_tcp_transport_stats(s.t, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_tcp_transport_stats_sized(s.t, &st, 8), DMQ_EINVAL);
+  assert_int_equal(dmq_tcp_transport_stats(s.t, &st), 0);
+  assert_int_equal(st.size, sizeof(st));
+
+  /* not a TCP transport */
+  dmq_transport_t *udp = NULL;
+  assert_int_equal(dmq_udp_transport_new(&loop, &udp), 0);
+  assert_int_equal(dmq_tcp_transport_set_limits(udp, &l), DMQ_EINVAL);
+  assert_int_equal(dmq_tcp_transport_stats(udp, &st), DMQ_EINVAL);
+  udp->ops->close(udp);
+
+  /* the runtime's: without TCP, DMQ_ESTATE */
+  assert_int_equal(dmq_uv_set_stream_limits(NULL, &l), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_stream_stats(NULL, &st), DMQ_EINVAL);
+  dmq_config_t cfg;
+  dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+  cfg.name = "solo";
+  dmq_uv_options_t uo;
+  dmq_uv_options_init(&uo);
+  uo.bind = "127.0.0.1:0";
+  uo.no_tcp = 1;
+  dmq_uv_t *rt = NULL;
+  assert_int_equal(dmq_uv_new(&loop, &cfg, &uo, &rt), 0);
+  assert_int_equal(dmq_uv_set_stream_limits(rt, &l), DMQ_ESTATE);
+  assert_int_equal(dmq_uv_stream_stats(rt, &st), DMQ_ESTATE);
+  int closed = 0;
+  dmq_uv_close(rt, 0, uv_closed_cb, &closed);
+  assert_true(
+      uv_run_until(&loop, pred_flag, &closed, ST_TIMEOUT_MS, ST_POLL_MS));
+  /* with TCP: applied to its transport */
+  uo.no_tcp = 0;
+  assert_int_equal(dmq_uv_new(&loop, &cfg, &uo, &rt), 0);
+  assert_int_equal(dmq_uv_set_stream_limits(rt, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_set_stream_limits(rt, &l), 0);
+  assert_int_equal(dmq_uv_stream_stats(rt, NULL), DMQ_EINVAL);
+  assert_int_equal(dmq_uv_stream_stats(rt, &st), 0);
+  closed = 0;
+  dmq_uv_close(rt, 0, uv_closed_cb, &closed);
+  assert_true(
+      uv_run_until(&loop, pred_flag, &closed, ST_TIMEOUT_MS, ST_POLL_MS));
+
+  srv_close(&s);
+  loop_done(&loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_trickle_deadline),
@@ -628,6 +718,7 @@ int main(void) {
       cmocka_unit_test(test_idle_close),
       cmocka_unit_test(test_outbound_pool),
       cmocka_unit_test(test_emfile),
+      cmocka_unit_test(test_api_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,27 @@
  * writes of a destination are bounded (TCP_MAX_QUEUE_*): beyond that send()
  * says DMQ_EAGAIN.
  *
+ * Outbound connections form a pool of at most max_outbound: a destination
+ * that needs a connection when the pool is full closes the least recently
+ * used idle one (no queued message, no unfinished write, no partial frame:
+ * closing it fails nothing). If none is idle, or socket() fails with
+ * EMFILE/ENFILE, the connect is postponed: the queue stays, the attempt is
+ * retried from the timer (TCP_STALL_*), and once the connect timeout has
+ * passed since the first postponement the queue fails with DMQ_ETRANSPORT
+ * like a failed connect. A message still completes exactly once: written
+ * (0, or the write's error) or failed with its queue, never both.
+ *
+ * Bounds on what a peer can make us hold (dmq_stream_limits_t): a frame
+ * must complete within frame_timeout_ms of its first byte; its buffer grows
+ * with the bytes received; all partial frames share partial_budget; at most
+ * max_inbound accepted connections (the least recently active idle one
+ * makes room, or the new one is closed at once). The listener is a
+ * uv_poll_t and accepts with accept4() itself, so that EMFILE/ENFILE is
+ * seen: an idle connection is closed to free a descriptor, or the pending
+ * connection is refused with the process's spare descriptor
+ * (common/spare.h) and accepting pauses with back-off. Every such event is
+ * counted in dmq_stream_stats_t.
+ *
  * Inbound: accepted connections are read and each frame is handed to
  * dmq_transport_recv() with from = "tcp://peer_ip:peer_port" (the peer's
  * ephemeral port). The connection is also registered as the destination
@@ -27,8 +48,9 @@
  * arriving on an outbound connection are delivered with from = the
  * destination's address. Either way `from` is an address one can answer.
  *
- * One timer drives connect timeouts, back-off retries, idle closes and the
- * forgetting of unused destinations; it is armed for the earliest deadline
+ * One timer drives connect timeouts, back-off and postponed retries, frame
+ * deadlines, idle closes, the accept pause and the forgetting of unused
+ * destinations; it is armed for the earliest deadline
  * and only keeps the loop alive while messages wait for a retry. Completions
  * always come from the loop (libuv callbacks or the timer), never from
  * inside send() or close(). close() closes every handle; libuv cancels the
@@ -671,6 +693,8 @@ static tcp_msg_t *tcp_dest_attach(tcp_dest_t *d, tcp_sock_t *s, uint64_t now) {
   d->backoff_ms = 0;
   d->retry_at = 0;
   d->fail_pending = 0;
+  d->stall_until = 0;
+  d->stall_ms = 0;
   d->last_active = now;
   tcp_msg_t *m = tcp_dest_take_queue(d);
   while (m != NULL) {
