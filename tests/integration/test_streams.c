@@ -709,6 +709,53 @@ static void test_api_errors(void **state) {
   loop_done(&loop);
 }
 
+/* ---- 9. a header alone in a read ---- */
+
+typedef struct polls {
+  int n;
+} polls_t;
+
+static int pred_polls(void *ud) {
+  return ++((polls_t *)ud)->n >= 10; /* ten loop wake-ups (50 ms) */
+}
+
+static void test_header_alone(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  srv_t s;
+  srv_open(&s, &loop);
+  dmq_stream_limits_t l;
+  dmq_stream_limits_init(&l);
+  l.frame_timeout_ms = 200;
+  srv_limits(&s, &l);
+
+  /* a header and nothing else: a partial frame too, closed at the
+   * deadline (no buffer was ever needed) */
+  int a = client_connect(s.port);
+  client_header(a, 10);
+  WAIT_STAT(&s, frame_timeouts, 1);
+  assert_int_equal(srv_stats(&s).partial_peak, 0);
+  gone_wait_t g = {a};
+  assert_true(uv_run_until(&loop, pred_gone, &g, ST_TIMEOUT_MS, ST_POLL_MS));
+  close(a);
+
+  /* a header read alone, its payload later: delivered */
+  int b = client_connect(s.port);
+  client_header(b, 10);
+  WAIT_STAT(&s, inbound, 1);
+  polls_t p = {0};
+  uv_run_until(&loop, pred_polls, &p, ST_TIMEOUT_MS, ST_POLL_MS);
+  client_write(b, "0123456789", 10);
+  for (int i = 0; i < 2000 && s.recvd < 1; i++)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(s.recvd, 1);
+  assert_int_equal(s.recvd_bytes, 10);
+  close(b);
+  srv_close(&s);
+  loop_done(&loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_trickle_deadline),
@@ -719,6 +766,7 @@ int main(void) {
       cmocka_unit_test(test_outbound_pool),
       cmocka_unit_test(test_emfile),
       cmocka_unit_test(test_api_errors),
+      cmocka_unit_test(test_header_alone),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -608,6 +608,10 @@ static void tcp_parse(tcp_sock_t *s, const uint8_t *p, size_t n) {
       s->in_frame = 1;
       s->flen = flen;
       s->fhave = 0;
+      /* a header that ended the read: no buffer yet (and no memcpy to a
+       * NULL one); the payload comes with the next read */
+      if (n == 0)
+        break;
     }
     size_t take = s->flen - s->fhave;
     if (take > n)
