@@ -46,6 +46,11 @@
 #define EJ_SEED_NOFILE 256
 #endif
 #define EJ_PARENT_NOFILE_MIN 4096
+/* wan: probes every 5 s and a long suspicion timeout, so that a loop slowed
+ * down by a loaded machine (500 nodes on one loop) cannot get a member
+ * declared dead; what is tested is the seed's descriptors, not failure
+ * detection. */
+#define EJ_PROFILE DMQ_PROFILE_WAN
 #define EJ_TIMEOUT_MS 45000
 #define EJ_POLL_MS 20
 #define EJ_SKIP 77
@@ -129,7 +134,7 @@ static int seed_main(int in, int out) {
   if (uv_loop_init(&s.loop) != 0)
     return seed_fail("uv_loop_init");
   dmq_config_t cfg;
-  dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+  dmq_config_init(&cfg, EJ_PROFILE);
   cfg.name = "seed";
   dmq_uv_options_t uo;
   dmq_uv_options_init(&uo);
@@ -250,7 +255,7 @@ int main(void) {
     EJ_FAIL("uv_loop_init");
   loop_ok = 1;
   dmq_config_t cfg;
-  dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+  dmq_config_init(&cfg, EJ_PROFILE);
   dmq_uv_options_t uo;
   dmq_uv_options_init(&uo);
   uo.bind = "127.0.0.1:0";
