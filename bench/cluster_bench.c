@@ -53,6 +53,9 @@
  *                      [--burst | --stagger MS] [--seed-count K]
  *                      [--settle-s S] [--steady-s S] [--max-s S]
  *                      [--flush-ms MS] [--seed X] [--no-fork]
+ *                      [--stream-pool N]
+ * --stream-pool N: each node's pool of outbound stream connections
+ * (dmq_stream_limits_t.max_outbound; default the library's, 64).
  * One JSON object per line and N. Exit status 1 if a run did not converge or
  * detect the failure within --max-s seconds (that phase's fields are null),
  * or if the loop did not close cleanly.
@@ -95,6 +98,7 @@ typedef struct bench_opts {
   size_t seed_count;
   double max_s;
   uint32_t flush_ms;
+  uint32_t stream_pool; /* 0: the library's default */
   int fork;
   int keyed; /* --key-hex: every node seals (mode required) */
   uint8_t key[DMQ_KEY_SIZE];
@@ -165,7 +169,7 @@ static void bench_usage(const char *prog) {
           "usage: %s [--nodes N[,N...]] [--profile lan|wan|local|fast]\n"
           "          [--burst | --stagger MS] [--seed-count K] [--settle-s S]\n"
           "          [--steady-s S] [--max-s S] [--flush-ms MS] [--seed X]\n"
-          "          [--no-fork] [--key-hex 64HEX]\n",
+          "          [--no-fork] [--key-hex 64HEX] [--stream-pool N]\n",
           prog);
 }
 
@@ -216,6 +220,10 @@ static int bench_opt_value(const char *a, const char *v, void *ctx) {
     if (benchopt_parse_u64(v, &u) != 0 || u > 600000)
       return -1;
     o->flush_ms = (uint32_t)u;
+  } else if (strcmp(a, "--stream-pool") == 0) {
+    if (benchopt_parse_u64(v, &u) != 0 || u < 1 || u > 65535)
+      return -1;
+    o->stream_pool = (uint32_t)u;
   } else {
     return -1;
   }
@@ -573,6 +581,12 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
          dmq_node_set_seal_mode(dmq_uv_node(bn->rt), DMQ_SEAL_REQUIRED) != 0)) {
       fprintf(stderr, "cluster_bench: node %zu: key refused\n", i);
       exit(2);
+    }
+    if (o->stream_pool != 0) {
+      dmq_stream_limits_t sl;
+      dmq_stream_limits_init(&sl);
+      sl.max_outbound = o->stream_pool;
+      dmq_uv_set_stream_limits(bn->rt, &sl);
     }
     snprintf(bn->addr, sizeof(bn->addr), "%s", dmq_uv_addr(bn->rt));
     dmq_node_set_member_cb(dmq_uv_node(bn->rt), bench_on_member, bn);

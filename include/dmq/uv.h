@@ -71,6 +71,100 @@ DMQ_EXTERN void dmq_uv_close(dmq_uv_t *rt, uint32_t flush_timeout_ms,
 DMQ_EXTERN int dmq_udp_transport_open(dmq_transport_t *t, int fd);
 DMQ_EXTERN int dmq_tcp_transport_open(dmq_transport_t *t, int fd);
 
+/* ---- stream (TCP) limits and counters (0.3.1) ----
+ *
+ * Everything a peer can make the TCP transport hold is bounded: a frame
+ * split over reads must complete within frame_timeout_ms of its first byte
+ * (else the connection is closed), its buffer grows with the bytes that
+ * actually arrived (never to the length the header announces) and all
+ * such buffers of a transport together stay within partial_budget bytes;
+ * a connection without traffic is closed after idle_timeout_ms (inbound
+ * ones after twice that, so that the connecting side normally closes
+ * first); at most max_inbound accepted connections are open (at the cap
+ * the least recently active idle one is closed to make room, or, when all
+ * are busy, the new one is closed at once); at most max_outbound
+ * connections are opened by this side (a pool: the least recently used
+ * idle one is closed when another destination needs a connection; when
+ * none is idle, messages wait for a free slot for up to the connect
+ * timeout, then fail with DMQ_ETRANSPORT). Running out of descriptors
+ * (EMFILE/ENFILE) on accept or on the socket of a connect is counted and
+ * survived: an idle connection is closed to free a descriptor, or a
+ * pending connection is accepted and closed at once with a spare
+ * descriptor (so its peer is not left hanging) and accepting pauses with
+ * back-off; a connect waits and retries like a full pool. Every send
+ * accepted with a cookie still completes exactly once.
+ * docs/transports.md has the defaults and what each counter means. */
+typedef struct dmq_stream_limits {
+  uint32_t size;             /* set by dmq_stream_limits_init() */
+  uint32_t frame_timeout_ms; /* default 5000 */
+  uint32_t idle_timeout_ms;  /* default 15000 (inbound: twice that) */
+  uint32_t max_inbound;      /* default 256 */
+  uint32_t max_outbound;     /* default 64 */
+  uint64_t partial_budget;   /* bytes, default 64 MiB */
+} dmq_stream_limits_t;
+
+/* Use dmq_stream_limits_init(): it passes the caller's sizeof. DMQ_EINVAL
+ * for NULL or a size below the 0.3.1 layout. */
+DMQ_EXTERN int dmq_stream_limits_init_sized(dmq_stream_limits_t *l,
+                                            size_t size);
+/* Fill l with the defaults above and set l->size. */
+static inline int dmq_stream_limits_init(dmq_stream_limits_t *l) {
+  return dmq_stream_limits_init_sized(l, sizeof *l);
+}
+
+/* Counters of a TCP transport. Written by dmq_tcp_transport_stats() and
+ * dmq_uv_stream_stats(); may grow at the end in later releases. Totals
+ * since the transport was created, except the gauges marked "now". */
+typedef struct dmq_stream_stats {
+  uint32_t size; /* ignored on input; the library's sizeof on output */
+  uint32_t reserved;
+  uint64_t frame_timeouts;   /* closed: a frame did not complete in time */
+  uint64_t idle_closes;      /* closed after idle_timeout_ms without traffic */
+  uint64_t oversize_frames;  /* closed: a header announced more than the mtu */
+  uint64_t budget_drops;     /* closed: partial_budget would be exceeded */
+  uint64_t inbound_rejected; /* accepted and closed at once at max_inbound */
+  uint64_t inbound_evicted;  /* idle inbound closed to make room */
+  uint64_t pool_evictions;   /* idle outbound closed for another destination */
+  uint64_t connect_deferred; /* connect attempts postponed (pool, EMFILE) */
+  uint64_t emfile_accept;    /* accept failed with EMFILE/ENFILE */
+  uint64_t emfile_connect;   /* socket() for a connect: EMFILE/ENFILE */
+  uint64_t emfile_shed;      /* idle connections closed to free a descriptor */
+  uint64_t accept_refused;   /* accepted and closed with the spare descriptor */
+  uint64_t accept_errors;    /* other accept failures */
+  uint64_t inbound;          /* now: open accepted connections */
+  uint64_t outbound;         /* now: open or connecting outbound ones */
+  uint64_t partial_bytes;    /* now: bytes held by partial frames */
+  uint64_t partial_peak;     /* highest partial_bytes seen */
+} dmq_stream_stats_t;
+
+/* Limits of a TCP transport t (from dmq_tcp_transport_new()); they apply
+ * to what happens next (open connections are not closed to meet a lower
+ * cap at once). l is copied. DMQ_EINVAL: t not a TCP transport, l NULL or
+ * not initialised, or a field 0. DMQ_ECLOSED after close. On the loop's
+ * thread, at any time (inside libdmq callbacks too). */
+DMQ_EXTERN int dmq_tcp_transport_set_limits(dmq_transport_t *t,
+                                            const dmq_stream_limits_t *l);
+/* Use dmq_tcp_transport_stats(). DMQ_EINVAL: t not a TCP transport, out
+ * NULL or size below the 0.3.1 layout; at most size bytes written. */
+DMQ_EXTERN int dmq_tcp_transport_stats_sized(dmq_transport_t *t,
+                                             dmq_stream_stats_t *out,
+                                             size_t size);
+static inline int dmq_tcp_transport_stats(dmq_transport_t *t,
+                                          dmq_stream_stats_t *out) {
+  return dmq_tcp_transport_stats_sized(t, out, sizeof *out);
+}
+
+/* The same for the runtime's TCP transport. DMQ_EINVAL (rt or l/out NULL,
+ * bad l), DMQ_ESTATE (no TCP transport: no_tcp), DMQ_ECLOSED (closing).
+ * On the loop's thread; allowed inside libdmq callbacks. */
+DMQ_EXTERN int dmq_uv_set_stream_limits(dmq_uv_t *rt,
+                                        const dmq_stream_limits_t *l);
+DMQ_EXTERN int dmq_uv_stream_stats_sized(dmq_uv_t *rt, dmq_stream_stats_t *out,
+                                         size_t size);
+static inline int dmq_uv_stream_stats(dmq_uv_t *rt, dmq_stream_stats_t *out) {
+  return dmq_uv_stream_stats_sized(rt, out, sizeof *out);
+}
+
 #ifdef __cplusplus
 }
 #endif

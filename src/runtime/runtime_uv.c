@@ -676,3 +676,27 @@ void dmq_uv_close(dmq_uv_t *rt, uint32_t flush_timeout_ms, void (*cb)(void *ud),
   /* never closes synchronously: the first check runs from the loop */
   uv_timer_start(&rt->flush, rt_on_flush, 0, RT_FLUSH_POLL_MS);
 }
+
+/* ---------------------------------------------------------------------- */
+/* stream limits                                                           */
+
+int dmq_uv_set_stream_limits(dmq_uv_t *rt, const dmq_stream_limits_t *l) {
+  if (rt == NULL || l == NULL)
+    return DMQ_EINVAL;
+  if (rt->state == RT_CLOSING)
+    return DMQ_ECLOSED;
+  if (rt->tcp == NULL)
+    return DMQ_ESTATE;
+  return dmq_tcp_transport_set_limits(rt->tcp, l);
+}
+
+int dmq_uv_stream_stats_sized(dmq_uv_t *rt, dmq_stream_stats_t *out,
+                              size_t size) {
+  if (rt == NULL || out == NULL)
+    return DMQ_EINVAL;
+  if (rt->state == RT_CLOSING)
+    return DMQ_ECLOSED;
+  if (rt->tcp == NULL)
+    return DMQ_ESTATE;
+  return dmq_tcp_transport_stats_sized(rt->tcp, out, size);
+}

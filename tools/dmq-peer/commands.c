@@ -92,6 +92,27 @@ static void cmd_members(peer_t *p, char *args) {
   U64(rx_lost_be)                                                              \
   U64(bcast_refused)
 
+/* The counters of dmq_stream_stats_t (the TCP transport), printed under
+ * "stream" (absent with --no-tcp). */
+#define PEER_STREAM_STATS(U64)                                                 \
+  U64(frame_timeouts)                                                          \
+  U64(idle_closes)                                                             \
+  U64(oversize_frames)                                                         \
+  U64(budget_drops)                                                            \
+  U64(inbound_rejected)                                                        \
+  U64(inbound_evicted)                                                         \
+  U64(pool_evictions)                                                          \
+  U64(connect_deferred)                                                        \
+  U64(emfile_accept)                                                           \
+  U64(emfile_connect)                                                          \
+  U64(emfile_shed)                                                             \
+  U64(accept_refused)                                                          \
+  U64(accept_errors)                                                           \
+  U64(inbound)                                                                 \
+  U64(outbound)                                                                \
+  U64(partial_bytes)                                                           \
+  U64(partial_peak)
+
 /* ,"drops_total":N,"drops":{"reason":N,...} */
 static void jb_drops(jbuf_t *b, const dmq_stats_t *st) {
   uint64_t total = 0;
@@ -144,6 +165,17 @@ static void cmd_stats(peer_t *p, char *args) {
   PEER_DELIVERY_STATS(DLV_U64)
 #undef DLV_U64
   jb_raw(b, "}", 1);
+  dmq_stream_stats_t ss;
+  if (dmq_uv_stream_stats(p->rt, &ss) == 0) {
+    first = 1;
+    jb_kopen(b, "stream", '{');
+#define STREAM_U64(f)                                                          \
+  jb_item_u64(b, first, #f, ss.f);                                             \
+  first = 0;
+    PEER_STREAM_STATS(STREAM_U64)
+#undef STREAM_U64
+    jb_raw(b, "}", 1);
+  }
   peer_jb_channels(b, p);
   jb_emit(b);
 }

@@ -9,7 +9,8 @@
  * It runs a dmq_uv_t (dmq/uv.h) on libuv's default loop. Commands, one per
  * line on stdin (see the command table below, or `help`):
  *   members        one "member" event per member, then "members_end"
- *   stats          one "stats" event (delivery counters under "delivery")
+ *   stats          one "stats" event (delivery counters under "delivery",
+ *                  TCP transport counters under "stream")
  *   meta K=V...    merge into this member's metadata ("k=v;k2=v2") and set it
  *                  (an empty value removes the key)
  *   send MEMBER CHANNEL TEXT     reliable unicast (dmq_send)

@@ -20,6 +20,27 @@
  * writes of a destination are bounded (TCP_MAX_QUEUE_*): beyond that send()
  * says DMQ_EAGAIN.
  *
+ * Outbound connections form a pool of at most max_outbound: a destination
+ * that needs a connection when the pool is full closes the least recently
+ * used idle one (no queued message, no unfinished write, no partial frame:
+ * closing it fails nothing). If none is idle, or socket() fails with
+ * EMFILE/ENFILE, the connect is postponed: the queue stays, the attempt is
+ * retried from the timer (TCP_STALL_*), and once the connect timeout has
+ * passed since the first postponement the queue fails with DMQ_ETRANSPORT
+ * like a failed connect. A message still completes exactly once: written
+ * (0, or the write's error) or failed with its queue, never both.
+ *
+ * Bounds on what a peer can make us hold (dmq_stream_limits_t): a frame
+ * must complete within frame_timeout_ms of its first byte; its buffer grows
+ * with the bytes received; all partial frames share partial_budget; at most
+ * max_inbound accepted connections (the least recently active idle one
+ * makes room, or the new one is closed at once). The listener is a
+ * uv_poll_t and accepts with accept4() itself, so that EMFILE/ENFILE is
+ * seen: an idle connection is closed to free a descriptor, or the pending
+ * connection is refused with the process's spare descriptor
+ * (common/spare.h) and accepting pauses with back-off. Every such event is
+ * counted in dmq_stream_stats_t.
+ *
  * Inbound: accepted connections are read and each frame is handed to
  * dmq_transport_recv() with from = "tcp://peer_ip:peer_port" (the peer's
  * ephemeral port). The connection is also registered as the destination
@@ -27,23 +48,30 @@
  * arriving on an outbound connection are delivered with from = the
  * destination's address. Either way `from` is an address one can answer.
  *
- * One timer drives connect timeouts, back-off retries, idle closes and the
- * forgetting of unused destinations; it is armed for the earliest deadline
+ * One timer drives connect timeouts, back-off and postponed retries, frame
+ * deadlines, idle closes, the accept pause and the forgetting of unused
+ * destinations; it is armed for the earliest deadline
  * and only keeps the loop alive while messages wait for a retry. Completions
  * always come from the loop (libuv callbacks or the timer), never from
  * inside send() or close(). close() closes every handle; libuv cancels the
  * outstanding connects and writes (DMQ_ECLOSED), queued messages complete
  * with DMQ_ECLOSED, then on_closed runs and the transport frees itself.
  */
+#define _GNU_SOURCE /* accept4 */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+
 #include "common/addr.h"
 #include "common/fdcheck.h"
 #include "common/rxbuf.h"
+#include "common/spare.h"
 #include "dmq/uv.h"
+#include "sized.h"
 #include "tcp/tcp.h"
 
 /* Largest message (the mtu): big enough for a push/pull of a large
@@ -68,6 +96,33 @@
 #define TCP_CONNECT_TIMEOUT_MS 5000u
 /* Connections without traffic for this long are closed. */
 #define TCP_IDLE_MS 15000u
+/* A frame (from its first header byte) must complete within this long:
+ * a peer trickling a frame cannot hold its buffer for longer. */
+#define TCP_FRAME_TIMEOUT_MS 5000u
+/* Accepted connections open at once: beyond, the least recently active
+ * idle one is closed, or the new one if none is idle. */
+#define TCP_MAX_INBOUND 256u
+/* Connections this side opens (the pool of cached outbound connections):
+ * beyond, the least recently used idle one is closed. */
+#define TCP_MAX_OUTBOUND 64u
+/* All partial-frame buffers of a transport together: four frames of the
+ * largest size. */
+#define TCP_PARTIAL_BUDGET (64ull * 1024u * 1024u)
+/* A connect that cannot start (pool full and busy, or no descriptor) is
+ * retried after this delay, doubled per attempt up to the cap, for at most
+ * the connect timeout; then the queue fails. */
+#define TCP_STALL_MIN_MS 10u
+#define TCP_STALL_MAX_MS 500u
+/* Accepting after EMFILE/ENFILE or another accept error pauses for this
+ * long, doubled per failure up to the cap, 0 after an accept. */
+#define TCP_ACCEPT_PAUSE_MIN_MS 10u
+#define TCP_ACCEPT_PAUSE_MAX_MS 1000u
+/* Connections accepted per readiness callback (fairness with the rest of
+ * the loop; the listener stays readable for the others). */
+#define TCP_ACCEPT_BATCH 64
+/* tcp_connect(): could not start now, try again later (not an error). */
+#define TCP_E_BUSY 1
+#define TCP_E_NOFD 2
 /* Inbound connections get this multiple of the idle timeout, so that the
  * connecting side, which knows when it has nothing more to send, normally
  * closes first and a message never races a close by the receiver. */
@@ -119,6 +174,8 @@ typedef struct tcp_sock {
   uint64_t connect_deadline;
   size_t wq_bytes, wq_msgs; /* handed to uv_write, not yet completed */
   int connected, closing, inbound;
+  int delivering;          /* fbuf is being handed to the node */
+  uint64_t frame_deadline; /* a partial frame must complete by then; 0 */
   /* frame reader */
   uint8_t hdr[TCP_FRAME_HDR];
   size_t hdr_have;
@@ -139,14 +196,21 @@ struct tcp_dest {
   uint32_t backoff_ms; /* 0 after a success */
   uint64_t retry_at;   /* no connect attempt before this */
   uint64_t last_active;
-  int fail_pending; /* a connect failed inside send(): fail the queue from
-                       the loop */
+  int fail_pending;     /* a connect failed inside send(): fail the queue from
+                           the loop */
+  uint64_t stall_until; /* connect postponed (pool, EMFILE) until: then the
+                           queue fails; 0 = not stalled */
+  uint32_t stall_ms;    /* current retry delay while stalled */
 };
 
 struct tcp {
   dmq_transport_t pub;
   uv_loop_t *loop;
-  uv_tcp_t *listener;
+  uv_poll_t *listener; /* polls lfd; accept4() is ours (EMFILE handling) */
+  int lfd;             /* listening socket, -1 */
+  int accept_paused;   /* listener stopped until accept_resume_at */
+  uint64_t accept_resume_at;
+  uint32_t accept_pause_ms;
   uv_timer_t timer;
   uint64_t timer_due; /* 0 = not armed */
   unsigned nhandles;  /* handles whose close callback has not run */
@@ -158,6 +222,11 @@ struct tcp {
   uint64_t rng;
   uint64_t idle_ms;
   uint64_t connect_timeout_ms;
+  uint64_t frame_timeout_ms;
+  size_t max_inbound, max_outbound;
+  uint64_t partial_budget;
+  size_t n_inbound, n_outbound; /* open, not closing */
+  dmq_stream_stats_t st;        /* partial_bytes: sum of fcap of sockets */
   char local[DMQ__ADDR_STRLEN];
 };
 
@@ -165,6 +234,7 @@ static const dmq_transport_ops_t tcp_ops;
 
 static void tcp_sock_close(tcp_sock_t *s);
 static void tcp_timer_cb(uv_timer_t *h);
+static void tcp_accept_cb(uv_poll_t *h, int status, int events);
 
 static uint64_t tcp_min(uint64_t a, uint64_t b) {
   return a < b ? a : b;
@@ -304,6 +374,7 @@ static void tcp_finish(tcp_t *tcp) {
       free(d);
     }
   }
+  dmq__spare_detach();
   if (tcp->pub.on_closed != NULL)
     tcp->pub.on_closed(&tcp->pub);
   free(tcp->buckets);
@@ -322,8 +393,12 @@ static void tcp_timer_closed(uv_handle_t *h) {
 
 static void tcp_listener_closed(uv_handle_t *h) {
   tcp_t *tcp = h->data;
-  if (tcp->listener == (uv_tcp_t *)h)
+  if (tcp->listener == (uv_poll_t *)h) {
     tcp->listener = NULL;
+    if (tcp->lfd >= 0)
+      close(tcp->lfd); /* the poll handle does not own it */
+    tcp->lfd = -1;
+  }
   free(h);
   tcp_handle_gone(tcp);
 }
@@ -339,19 +414,40 @@ static void tcp_sock_closed(uv_handle_t *h) {
     tcp->socks = s->next;
   if (s->next != NULL)
     s->next->prev = s->prev;
-  free(s->fbuf);
+  free(s->fbuf); /* NULL unless it was being delivered at close */
+  tcp->st.partial_bytes -= s->fcap;
   free(s);
   tcp_handle_gone(tcp);
 }
 
-static tcp_sock_t *tcp_sock_new(tcp_t *tcp, int family) {
+/* Release s's frame buffer (not while the node reads it). */
+static void tcp_frame_free(tcp_sock_t *s) {
+  if (s->delivering)
+    return;
+  free(s->fbuf);
+  s->tcp->st.partial_bytes -= s->fcap;
+  s->fbuf = NULL;
+  s->fcap = 0;
+}
+
+static int tcp_is_nofd(int uverr) {
+  return uverr == UV_EMFILE || uverr == UV_ENFILE;
+}
+
+/* A libuv socket handle in *out (for family: with its socket; AF_UNSPEC:
+ * none yet). 0, DMQ_ENOMEM, TCP_E_NOFD (out of descriptors) or
+ * DMQ_ETRANSPORT. */
+static int tcp_sock_new(tcp_t *tcp, int family, tcp_sock_t **out) {
+  *out = NULL;
   tcp_sock_t *s = calloc(1, sizeof(*s));
   if (s == NULL)
-    return NULL;
-  if (uv_tcp_init_ex(tcp->loop, &s->h, (unsigned)family) != 0) {
+    return DMQ_ENOMEM;
+  int r = uv_tcp_init_ex(tcp->loop, &s->h, (unsigned)family);
+  if (r != 0) {
     free(s);
-    return NULL;
+    return tcp_is_nofd(r) ? TCP_E_NOFD : DMQ_ETRANSPORT;
   }
+  *out = s;
   s->h.data = s;
   s->tcp = tcp;
   s->next = tcp->socks;
@@ -360,7 +456,7 @@ static tcp_sock_t *tcp_sock_new(tcp_t *tcp, int family) {
   tcp->socks = s;
   tcp->nhandles++;
   tcp->nopen++;
-  return s;
+  return 0;
 }
 
 /* Start closing s. Never runs callbacks: libuv cancels its connect and
@@ -371,11 +467,55 @@ static void tcp_sock_close(tcp_sock_t *s) {
     return;
   s->closing = 1;
   s->tcp->nopen--;
+  if (s->inbound)
+    s->tcp->n_inbound--;
+  else
+    s->tcp->n_outbound--;
   if (s->dest != NULL && s->connected) {
     s->dest->sock = NULL;
     s->dest = NULL;
   }
+  s->in_frame = 0;
+  s->hdr_have = 0;
+  s->frame_deadline = 0;
+  tcp_frame_free(s); /* the memory goes now, the handle from the loop */
+  /* libuv closes the descriptor here, at once: callers short of
+   * descriptors rely on it */
   uv_close((uv_handle_t *)&s->h, tcp_sock_closed);
+}
+
+/* Nothing in flight on s: no partial frame, no unfinished write, no queued
+ * message, not being delivered from. Closing it loses nothing. */
+static int tcp_sock_idle(const tcp_sock_t *s) {
+  return s->connected && !s->closing && !s->delivering && !s->in_frame &&
+         s->hdr_have == 0 && s->wq_msgs == 0 &&
+         (s->dest == NULL || s->dest->qhead == NULL);
+}
+
+/* The least recently active idle socket: inbound (1), outbound (0) or
+ * either (-1); NULL if none. */
+static tcp_sock_t *tcp_lru_idle(tcp_t *tcp, int inbound) {
+  tcp_sock_t *best = NULL;
+  for (tcp_sock_t *s = tcp->socks; s != NULL; s = s->next) {
+    if (!tcp_sock_idle(s) || (inbound >= 0 && s->inbound != inbound))
+      continue;
+    /* newest first: on a tie, the older socket wins */
+    if (best == NULL || s->last_active <= best->last_active)
+      best = s;
+  }
+  return best;
+}
+
+/* Out of descriptors: close the least recently active idle connection to
+ * give one back (uv_close() closes the descriptor at once). 1 if one was
+ * closed. */
+static int tcp_shed(tcp_t *tcp) {
+  tcp_sock_t *s = tcp_lru_idle(tcp, -1);
+  if (s == NULL)
+    return 0;
+  tcp->st.emfile_shed++;
+  tcp_sock_close(s);
+  return 1;
 }
 
 /* ---- receive ---- */
@@ -403,7 +543,11 @@ static void tcp_deliver(tcp_sock_t *s, const uint8_t *p, size_t len) {
     dmq_transport_recv(&s->tcp->pub, s->peer, p, len);
 }
 
+/* Room for need bytes of the frame: the buffer grows with the bytes that
+ * arrived (doubling), never beyond the frame, and the transport's partial
+ * frames together stay within the budget (DMQ_ELIMIT). */
 static int tcp_frame_reserve(tcp_sock_t *s, size_t need) {
+  tcp_t *tcp = s->tcp;
   if (need <= s->fcap)
     return 0;
   size_t cap = s->fcap ? s->fcap : TCP_FRAME_START;
@@ -411,9 +555,14 @@ static int tcp_frame_reserve(tcp_sock_t *s, size_t need) {
     cap *= 2;
   if (cap > s->flen)
     cap = s->flen;
+  if (tcp->st.partial_bytes + (cap - s->fcap) > tcp->partial_budget)
+    return DMQ_ELIMIT;
   uint8_t *b = realloc(s->fbuf, cap);
   if (b == NULL)
     return DMQ_ENOMEM;
+  tcp->st.partial_bytes += cap - s->fcap;
+  if (tcp->st.partial_bytes > tcp->st.partial_peak)
+    tcp->st.partial_peak = tcp->st.partial_bytes;
   s->fbuf = b;
   s->fcap = cap;
   return 0;
@@ -445,10 +594,12 @@ static void tcp_parse(tcp_sock_t *s, const uint8_t *p, size_t n) {
         flen = tcp_be32(s->hdr);
       }
       if (flen > mtu) {
+        s->tcp->st.oversize_frames++;
         tcp_sock_close(s); /* protocol violation or hostile peer */
         break;
       }
       if (n >= flen) {
+        s->frame_deadline = 0; /* whatever was partial is complete */
         tcp_deliver(s, p, flen);
         p += flen;
         n -= flen;
@@ -457,11 +608,18 @@ static void tcp_parse(tcp_sock_t *s, const uint8_t *p, size_t n) {
       s->in_frame = 1;
       s->flen = flen;
       s->fhave = 0;
+      /* a header that ended the read: no buffer yet (and no memcpy to a
+       * NULL one); the payload comes with the next read */
+      if (n == 0)
+        break;
     }
     size_t take = s->flen - s->fhave;
     if (take > n)
       take = n;
-    if (tcp_frame_reserve(s, s->fhave + take) != 0) {
+    int rc = tcp_frame_reserve(s, s->fhave + take);
+    if (rc != 0) {
+      if (rc == DMQ_ELIMIT)
+        s->tcp->st.budget_drops++;
       tcp_sock_close(s);
       break;
     }
@@ -471,13 +629,20 @@ static void tcp_parse(tcp_sock_t *s, const uint8_t *p, size_t n) {
     n -= take;
     if (s->fhave == s->flen) {
       s->in_frame = 0;
+      s->frame_deadline = 0;
+      s->delivering = 1; /* the node may close s meanwhile: keep fbuf */
       tcp_deliver(s, s->fbuf, s->flen);
-      if (s->fcap > TCP_FRAME_KEEP) {
-        free(s->fbuf);
-        s->fbuf = NULL;
-        s->fcap = 0;
-      }
+      s->delivering = 0;
+      if (s->closing || s->fcap > TCP_FRAME_KEEP)
+        tcp_frame_free(s);
     }
+  }
+  /* a frame begun (header bytes included) must complete in time */
+  if (!s->closing && (s->in_frame || s->hdr_have > 0) &&
+      s->frame_deadline == 0) {
+    tcp_t *tcp = s->tcp;
+    s->frame_deadline = uv_now(tcp->loop) + tcp->frame_timeout_ms;
+    tcp_arm(tcp, s->frame_deadline, 0);
   }
 }
 
@@ -532,6 +697,8 @@ static tcp_msg_t *tcp_dest_attach(tcp_dest_t *d, tcp_sock_t *s, uint64_t now) {
   d->backoff_ms = 0;
   d->retry_at = 0;
   d->fail_pending = 0;
+  d->stall_until = 0;
+  d->stall_ms = 0;
   d->last_active = now;
   tcp_msg_t *m = tcp_dest_take_queue(d);
   while (m != NULL) {
@@ -575,11 +742,28 @@ static void tcp_connect_cb(uv_connect_t *req, int status) {
   tcp_msgs_done(tcp, failed, tcp->closing ? DMQ_ECLOSED : DMQ_ETRANSPORT);
 }
 
-/* Start connecting to d. On failure nothing is left attached to d. */
+/* Start connecting to d. On failure nothing is left attached to d: 0,
+ * TCP_E_BUSY (the pool is full of busy connections) or TCP_E_NOFD (no
+ * descriptor) to try again later, or a DMQ_E* error. */
 static int tcp_connect(tcp_t *tcp, tcp_dest_t *d, uint64_t now) {
-  tcp_sock_t *s = tcp_sock_new(tcp, d->sa.ss_family);
-  if (s == NULL)
-    return DMQ_ENOMEM;
+  if (tcp->n_outbound >= tcp->max_outbound) {
+    tcp_sock_t *victim = tcp_lru_idle(tcp, 0);
+    if (victim == NULL)
+      return TCP_E_BUSY;
+    tcp->st.pool_evictions++;
+    tcp_sock_close(victim);
+  }
+  tcp_sock_t *s;
+  int rc = tcp_sock_new(tcp, d->sa.ss_family, &s);
+  if (rc == TCP_E_NOFD) {
+    tcp->st.emfile_connect++;
+    /* an idle connection gives its descriptor back: try once more */
+    if (tcp_shed(tcp))
+      rc = tcp_sock_new(tcp, d->sa.ss_family, &s);
+  }
+  if (rc != 0)
+    return rc;
+  tcp->n_outbound++;
   memcpy(s->peer, d->key, sizeof(s->peer));
   s->connect_deadline = now + tcp->connect_timeout_ms;
   (void)uv_tcp_nodelay(&s->h, 1);
@@ -592,6 +776,35 @@ static int tcp_connect(tcp_t *tcp, tcp_dest_t *d, uint64_t now) {
   d->sock = s;
   tcp_arm(tcp, s->connect_deadline, 0);
   return 0;
+}
+
+/* Connect for d's queue. 0: connecting, or postponed (pool full of busy
+ * connections, no descriptor) with a retry armed, for at most the connect
+ * timeout; otherwise an error and the caller fails the queue. */
+static int tcp_dest_connect(tcp_t *tcp, tcp_dest_t *d, uint64_t now) {
+  int rc = tcp_connect(tcp, d, now);
+  if (rc == 0) {
+    d->stall_until = 0;
+    d->stall_ms = 0;
+    return 0;
+  }
+  if (rc == TCP_E_BUSY || rc == TCP_E_NOFD) {
+    if (d->stall_until == 0)
+      d->stall_until = now + tcp->connect_timeout_ms;
+    if (now < d->stall_until) {
+      d->stall_ms = d->stall_ms == 0
+                        ? TCP_STALL_MIN_MS
+                        : (uint32_t)tcp_min(d->stall_ms * 2u, TCP_STALL_MAX_MS);
+      d->retry_at = now + d->stall_ms;
+      tcp->st.connect_deferred++;
+      tcp_arm(tcp, d->retry_at, 1);
+      return 0;
+    }
+    d->stall_until = 0;
+    d->stall_ms = 0;
+    return DMQ_ETRANSPORT;
+  }
+  return rc;
 }
 
 static int tcp_send(dmq_transport_t *t, const char *addr, const void *buf,
@@ -680,7 +893,7 @@ static int tcp_send(dmq_transport_t *t, const char *addr, const void *buf,
   if (d->sock == NULL) {
     if (d->fail_pending || now < d->retry_at) {
       tcp_arm(tcp, d->fail_pending ? now : d->retry_at, 1);
-    } else if (tcp_connect(tcp, d, now) != 0) {
+    } else if (tcp_dest_connect(tcp, d, now) != 0) {
       /* failed before any callback could report it: fail the queue from
        * the loop, not from inside send() */
       d->fail_pending = 1;
@@ -702,6 +915,17 @@ static void tcp_timer_cb(uv_timer_t *h) {
   tcp->timer_due = 0;
   uv_unref((uv_handle_t *)h);
 
+  if (tcp->accept_paused) {
+    if (now >= tcp->accept_resume_at) {
+      tcp->accept_paused = 0;
+      if (tcp->listener != NULL)
+        uv_poll_start(tcp->listener, UV_READABLE, tcp_accept_cb);
+    } else {
+      next = tcp_min(next, tcp->accept_resume_at);
+      hold = 1;
+    }
+  }
+
   for (tcp_sock_t *s = tcp->socks; s != NULL; s = s->next) {
     if (s->closing)
       continue;
@@ -712,11 +936,21 @@ static void tcp_timer_cb(uv_timer_t *h) {
         next = tcp_min(next, s->connect_deadline);
       continue;
     }
+    if (s->frame_deadline != 0) {
+      if (now >= s->frame_deadline) {
+        tcp->st.frame_timeouts++;
+        tcp_sock_close(s);
+        continue;
+      }
+      next = tcp_min(next, s->frame_deadline);
+    }
     uint64_t limit = tcp->idle_ms * (s->inbound ? TCP_INBOUND_IDLE_FACTOR : 1);
-    if (now - s->last_active >= limit)
+    if (now - s->last_active >= limit) {
+      tcp->st.idle_closes++;
       tcp_sock_close(s);
-    else
+    } else {
       next = tcp_min(next, s->last_active + limit);
+    }
   }
 
   for (size_t i = 0; i < tcp->nbuckets; i++) {
@@ -732,7 +966,7 @@ static void tcp_timer_cb(uv_timer_t *h) {
         if (now < d->retry_at) {
           next = tcp_min(next, d->retry_at);
           hold = 1;
-        } else if (tcp_connect(tcp, d, now) != 0) {
+        } else if (tcp_dest_connect(tcp, d, now) != 0) {
           failed_tail = tcp_list_append(failed_tail, tcp_dest_take_queue(d));
           tcp_backoff(tcp, d, now);
         }
@@ -759,21 +993,50 @@ static void tcp_timer_cb(uv_timer_t *h) {
 
 /* ---- listener ---- */
 
-static void tcp_accept_cb(uv_stream_t *server, int status) {
-  tcp_t *tcp = server->data;
-  struct sockaddr_storage peer;
-  int plen = (int)sizeof(peer);
-  if (status < 0 || tcp->closing)
+/* Stop accepting for a while (doubling), from the timer on. */
+static void tcp_accept_pause(tcp_t *tcp) {
+  if (tcp->accept_paused || tcp->listener == NULL)
     return;
-  tcp_sock_t *s = tcp_sock_new(tcp, AF_UNSPEC);
-  if (s == NULL)
-    return; /* out of memory: libuv retries on the next readable event */
+  uint32_t p = tcp->accept_pause_ms == 0 ? TCP_ACCEPT_PAUSE_MIN_MS
+                                         : tcp->accept_pause_ms * 2u;
+  tcp->accept_pause_ms = (uint32_t)tcp_min(p, TCP_ACCEPT_PAUSE_MAX_MS);
+  tcp->accept_paused = 1;
+  tcp->accept_resume_at = uv_now(tcp->loop) + tcp->accept_pause_ms;
+  uv_poll_stop(tcp->listener);
+  tcp_arm(tcp, tcp->accept_resume_at, 1);
+}
+
+/* A connection accepted on fd from peer: becomes an inbound socket, within
+ * the inbound cap. */
+static void tcp_accept_one(tcp_t *tcp, int fd,
+                           const struct sockaddr_storage *peer) {
+  if (tcp->n_inbound >= tcp->max_inbound) {
+    tcp_sock_t *victim = tcp_lru_idle(tcp, 1);
+    if (victim == NULL) {
+      tcp->st.inbound_rejected++;
+      close(fd);
+      return;
+    }
+    tcp->st.inbound_evicted++;
+    tcp_sock_close(victim);
+  }
+  tcp_sock_t *s;
+  if (tcp_sock_new(tcp, AF_UNSPEC, &s) != 0) {
+    tcp->st.accept_errors++;
+    close(fd);
+    return;
+  }
   s->inbound = 1;
   s->connected = 1;
+  tcp->n_inbound++;
   s->last_active = uv_now(tcp->loop);
-  if (uv_accept(server, (uv_stream_t *)&s->h) != 0 ||
-      uv_tcp_getpeername(&s->h, (struct sockaddr *)&peer, &plen) != 0 ||
-      dmq__addr_format((struct sockaddr *)&peer, "tcp", s->peer,
+  if (uv_tcp_open(&s->h, (uv_os_sock_t)fd) != 0) {
+    close(fd); /* not the handle's */
+    tcp->st.accept_errors++;
+    tcp_sock_close(s);
+    return;
+  }
+  if (dmq__addr_format((const struct sockaddr *)peer, "tcp", s->peer,
                        sizeof(s->peer)) < 0 ||
       uv_read_start((uv_stream_t *)&s->h, tcp_alloc_cb, tcp_read_cb) != 0) {
     tcp_sock_close(s);
@@ -794,20 +1057,90 @@ static void tcp_accept_cb(uv_stream_t *server, int status) {
   tcp_msgs_done(tcp, tcp_dest_attach(d, s, s->last_active), DMQ_ETRANSPORT);
 }
 
-/* The handle h (bound, or opened on a bound socket) listens and learns
- * its local address. On failure h is closed and DMQ_ETRANSPORT returned. */
-static int tcp_start(tcp_t *tcp, uv_tcp_t *h) {
+/* The listening socket is readable: accept what is pending (a batch).
+ * Out of descriptors: close an idle connection and retry, or refuse one
+ * pending connection with the spare descriptor and pause. */
+static void tcp_accept_cb(uv_poll_t *h, int status, int events) {
+  tcp_t *tcp = h->data;
+  (void)events;
+  if (tcp->closing || tcp->lfd < 0)
+    return;
+  if (status < 0) {
+    tcp->st.accept_errors++;
+    tcp_accept_pause(tcp);
+    return;
+  }
+  for (int i = 0; i < TCP_ACCEPT_BATCH && !tcp->closing; i++) {
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof(peer);
+    int fd = accept4(tcp->lfd, (struct sockaddr *)&peer, &plen,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int e = errno;
+      if (e == EINTR || e == ECONNABORTED)
+        continue;
+      if (e == EAGAIN || e == EWOULDBLOCK)
+        return;
+      if (e == EMFILE || e == ENFILE) {
+        /* accept4() wants a descriptor before it looks at the queue: after
+         * an accept this may just mean the queue is empty. The listener
+         * stays readable while connections wait: the next callback sees
+         * them first. */
+        if (i > 0)
+          return;
+        tcp->st.emfile_accept++;
+        if (tcp_shed(tcp))
+          continue; /* a descriptor is free again */
+        /* nothing idle: refuse the pending connection with the spare
+         * descriptor (common/spare.h), so that its peer learns at once */
+        if (dmq__spare_refuse(tcp->lfd))
+          tcp->st.accept_refused++;
+      } else {
+        tcp->st.accept_errors++;
+      }
+      tcp_accept_pause(tcp);
+      return;
+    }
+    tcp->accept_pause_ms = 0;
+    tcp_accept_one(tcp, fd, &peer);
+  }
+}
+
+/* Listen on fd (bound; listening already when opened from the host) with
+ * a poll handle, and learn the local address. On failure fd is closed and
+ * DMQ_ETRANSPORT (or DMQ_ENOMEM) returned. */
+static int tcp_start(tcp_t *tcp, int fd) {
   struct sockaddr_storage name;
-  int namelen = (int)sizeof(name);
-  if (uv_listen((uv_stream_t *)h, TCP_LISTEN_BACKLOG, tcp_accept_cb) != 0 ||
-      uv_tcp_getsockname(h, (struct sockaddr *)&name, &namelen) != 0 ||
+  socklen_t namelen = sizeof(name);
+  if (listen(fd, TCP_LISTEN_BACKLOG) != 0 ||
+      getsockname(fd, (struct sockaddr *)&name, &namelen) != 0 ||
       dmq__addr_format((struct sockaddr *)&name, "tcp", tcp->local,
                        sizeof(tcp->local)) < 0) {
     tcp->local[0] = '\0';
-    uv_close((uv_handle_t *)h, tcp_listener_closed);
+    close(fd);
     return DMQ_ETRANSPORT;
   }
+  uv_poll_t *h = malloc(sizeof(*h));
+  if (h == NULL) {
+    tcp->local[0] = '\0';
+    close(fd);
+    return DMQ_ENOMEM;
+  }
+  if (uv_poll_init_socket(tcp->loop, h, fd) != 0) {
+    free(h);
+    tcp->local[0] = '\0';
+    close(fd);
+    return DMQ_ETRANSPORT;
+  }
+  h->data = tcp;
+  tcp->nhandles++;
   tcp->listener = h;
+  tcp->lfd = fd;
+  if (uv_poll_start(h, UV_READABLE, tcp_accept_cb) != 0) {
+    tcp->local[0] = '\0';
+    uv_close((uv_handle_t *)h, tcp_listener_closed); /* closes fd */
+    return DMQ_ETRANSPORT;
+  }
   return 0;
 }
 
@@ -820,22 +1153,20 @@ static int tcp_bind(dmq_transport_t *t, const char *addr) {
     return DMQ_ESTATE;
   if (dmq__addr_parse(addr, "tcp", &ss) != 0)
     return DMQ_EADDR;
-  uv_tcp_t *h = malloc(sizeof(*h));
-  if (h == NULL)
-    return DMQ_ENOMEM;
-  if (uv_tcp_init_ex(tcp->loop, h, ss.ss_family) != 0) {
-    free(h);
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return DMQ_ETRANSPORT;
+  /* SO_REUSEADDR (as libuv's bind sets it), so that a restarted node can
+   * bind its port again while old connections linger in TIME_WAIT */
+  int one = 1;
+  socklen_t salen = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                             : sizeof(struct sockaddr_in);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      bind(fd, (struct sockaddr *)&ss, salen) != 0) {
+    close(fd);
     return DMQ_ETRANSPORT;
   }
-  h->data = tcp;
-  tcp->nhandles++;
-  /* libuv sets SO_REUSEADDR, so a restarted node can bind its port again
-   * while old connections linger in TIME_WAIT */
-  if (uv_tcp_bind(h, (struct sockaddr *)&ss, 0) != 0) {
-    uv_close((uv_handle_t *)h, tcp_listener_closed);
-    return DMQ_ETRANSPORT;
-  }
-  return tcp_start(tcp, h);
+  return tcp_start(tcp, fd);
 }
 
 static int tcp_local_addr(dmq_transport_t *t, char *buf, size_t len) {
@@ -883,6 +1214,11 @@ int dmq_tcp_transport_new(uv_loop_t *loop, dmq_transport_t **out) {
   tcp->loop = loop;
   tcp->idle_ms = TCP_IDLE_MS;
   tcp->connect_timeout_ms = TCP_CONNECT_TIMEOUT_MS;
+  tcp->frame_timeout_ms = TCP_FRAME_TIMEOUT_MS;
+  tcp->max_inbound = TCP_MAX_INBOUND;
+  tcp->max_outbound = TCP_MAX_OUTBOUND;
+  tcp->partial_budget = TCP_PARTIAL_BUDGET;
+  tcp->lfd = -1;
   tcp->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)tcp;
   if (uv_timer_init(loop, &tcp->timer) != 0) {
     free(tcp);
@@ -892,6 +1228,7 @@ int dmq_tcp_transport_new(uv_loop_t *loop, dmq_transport_t **out) {
   uv_unref((uv_handle_t *)&tcp->timer);
   tcp->nhandles = 1;
   dmq__rxbuf_attach();
+  dmq__spare_attach();
   *out = &tcp->pub;
   return 0;
 }
@@ -929,22 +1266,68 @@ int dmq_tcp_transport_open(dmq_transport_t *t, int fd) {
   int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (dfd < 0)
     return DMQ_ETRANSPORT;
-  uv_tcp_t *h = malloc(sizeof(*h));
-  if (h == NULL) {
-    close(dfd);
-    return DMQ_ENOMEM;
-  }
-  if (uv_tcp_init_ex(tcp->loop, h, AF_UNSPEC) != 0) {
-    free(h);
+  /* non-blocking (shared with the caller's descriptor, as documented) */
+  int fl = fcntl(dfd, F_GETFL);
+  if (fl < 0 || fcntl(dfd, F_SETFL, fl | O_NONBLOCK) != 0) {
     close(dfd);
     return DMQ_ETRANSPORT;
   }
-  h->data = tcp;
-  tcp->nhandles++;
-  if (uv_tcp_open(h, (uv_os_sock_t)dfd) != 0) {
-    close(dfd); /* not the handle's */
-    uv_close((uv_handle_t *)h, tcp_listener_closed);
-    return DMQ_ETRANSPORT;
-  }
-  return tcp_start(tcp, h);
+  return tcp_start(tcp, dfd);
+}
+
+/* ---- limits and counters ---- */
+
+/* The 0.3.1 layouts (new structs: their whole size). */
+#define TCP_LIMITS_MIN_SIZE DMQ__SIZE_UPTO(dmq_stream_limits_t, partial_budget)
+#define TCP_STATS_MIN_SIZE DMQ__SIZE_UPTO(dmq_stream_stats_t, partial_peak)
+
+static void tcp_limits_defaults(dmq_stream_limits_t *l) {
+  memset(l, 0, sizeof(*l));
+  l->size = sizeof(*l);
+  l->frame_timeout_ms = TCP_FRAME_TIMEOUT_MS;
+  l->idle_timeout_ms = TCP_IDLE_MS;
+  l->max_inbound = TCP_MAX_INBOUND;
+  l->max_outbound = TCP_MAX_OUTBOUND;
+  l->partial_budget = TCP_PARTIAL_BUDGET;
+}
+
+int dmq_stream_limits_init_sized(dmq_stream_limits_t *l, size_t size) {
+  dmq_stream_limits_t d;
+  tcp_limits_defaults(&d);
+  return dmq__sized_init(l, size, &d, sizeof(d), TCP_LIMITS_MIN_SIZE);
+}
+
+int dmq_tcp_transport_set_limits(dmq_transport_t *t,
+                                 const dmq_stream_limits_t *l) {
+  if (t == NULL || t->ops != &tcp_ops || l == NULL)
+    return DMQ_EINVAL;
+  dmq_stream_limits_t v;
+  tcp_limits_defaults(&v);
+  if (dmq__sized_in(&v, sizeof(v), l, l->size, TCP_LIMITS_MIN_SIZE) != 0 ||
+      v.frame_timeout_ms == 0 || v.idle_timeout_ms == 0 || v.max_inbound == 0 ||
+      v.max_outbound == 0 || v.partial_budget == 0)
+    return DMQ_EINVAL;
+  tcp_t *tcp = t->impl;
+  if (tcp->closing)
+    return DMQ_ECLOSED;
+  tcp->frame_timeout_ms = v.frame_timeout_ms;
+  tcp->idle_ms = v.idle_timeout_ms;
+  tcp->max_inbound = v.max_inbound;
+  tcp->max_outbound = v.max_outbound;
+  tcp->partial_budget = v.partial_budget;
+  /* shorter deadlines: let the timer look again now */
+  tcp_arm(tcp, uv_now(tcp->loop), 0);
+  return 0;
+}
+
+int dmq_tcp_transport_stats_sized(dmq_transport_t *t, dmq_stream_stats_t *out,
+                                  size_t size) {
+  if (t == NULL || t->ops != &tcp_ops)
+    return DMQ_EINVAL;
+  tcp_t *tcp = t->impl;
+  dmq_stream_stats_t st = tcp->st;
+  st.size = sizeof(st);
+  st.inbound = tcp->n_inbound;
+  st.outbound = tcp->n_outbound;
+  return dmq__sized_out(out, size, &st, sizeof(st), TCP_STATS_MIN_SIZE);
 }
