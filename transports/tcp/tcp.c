@@ -457,6 +457,8 @@ static void tcp_parse(tcp_sock_t *s, const uint8_t *p, size_t n) {
       s->in_frame = 1;
       s->flen = flen;
       s->fhave = 0;
+      if (n == 0)
+        break; /* a header alone: its payload comes with the next read */
     }
     size_t take = s->flen - s->fhave;
     if (take > n)
