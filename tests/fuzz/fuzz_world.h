@@ -75,8 +75,8 @@
 #define W_SENDERS 4 /* n0 (ourselves), n1, n2, x9 (not a member) */
 #define W_QUEUE 2048
 #define W_CAPTURE 8
-#define W_MAX_OPS 128
-#define W_MAX_TIME_MS 120000u /* fake time one program may use */
+#define W_MAX_OPS 64
+#define W_MAX_TIME_MS 30000u /* fake time one program may use */
 #define W_MAX_SENT 1024
 #define W_PKT_CAP 8192
 
@@ -411,7 +411,7 @@ static inline void fuzz_world_setup(world_t *w) {
   const char *seed = w_addr[0];
   CHECK(dmq_node_join(w->node[1], &seed, 1, 0) == 0);
   CHECK(dmq_node_join(w->node[2], &seed, 1, 0) == 0);
-  w_advance(w, 1500);
+  w_advance(w, 300);
   CHECK(dmq_node_member_count(w->node[0], DMQ_MASK_LIVE) == W_NODES);
   /* live streams both ways: small, fragmented (mtu 1400), a request and a
    * broadcast; the first packets go out, the rest is left to the program */
