@@ -140,16 +140,17 @@ typedef void (*dmq_log_cb)(dmq_node_t *node, dmq_log_level_t level,
   X(SELF, "sent by a member with our own name")                                \
   X(UNSUPPORTED, "feature not enabled (encryption)")                           \
   X(TX_FAILED, "outbound send refused or failed in the transport")             \
-  X(TX_NO_TRANSPORT, "no transport for the destination")                      \
-  X(AUTH, "sealed packet failed authentication (wrong key or forged)")        \
-  X(KEY_UNKNOWN, "sealed with a key id not in the keyring")                   \
-  X(PLAINTEXT, "unsealed packet while encryption is required")                \
-  X(REPLAY, "replayed or too old sealed packet")                              \
-  X(MEMBER_LIMIT, "member table at its configured maximum")                   \
-  X(IMPLAUSIBLE, "incarnation or generation out of the plausible range")      \
-  X(RATE_LIMITED, "reply or probe rate limit reached")                        \
-  X(UNKNOWN_SENDER, "delivery data from a sender that is not a member")       \
-  X(BUDGET, "node-wide receive state budget exhausted")
+  X(TX_NO_TRANSPORT, "no transport for the destination")                       \
+  X(AUTH, "sealed packet failed authentication (wrong key or forged)")         \
+  X(KEY_UNKNOWN, "sealed with a key id not in the keyring")                    \
+  X(PLAINTEXT, "unsealed packet while encryption is required")                 \
+  X(REPLAY, "replayed or too old sealed packet")                               \
+  X(MEMBER_LIMIT, "member table at its configured maximum")                    \
+  X(IMPLAUSIBLE, "incarnation or generation out of the plausible range")       \
+  X(RATE_LIMITED, "reply or probe rate limit reached")                         \
+  X(UNKNOWN_SENDER, "delivery data from a sender that is not a member")        \
+  X(BUDGET, "node-wide receive state budget exhausted")                        \
+  X(NOMEM, "an allocation failed: the work it was for was dropped")
 
 /* clang-format off */
 typedef enum dmq_drop_reason {
