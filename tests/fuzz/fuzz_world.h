@@ -328,7 +328,10 @@ static inline void w_check_node(dmq_node_t *n) {
   CHECK(self.is_self);
   dmq_delivery_stats_t ds;
   CHECK(dmq_delivery_stats(n, &ds) == 0);
-  CHECK(ds.inflight <= ds.queued_msgs + ds.inflight); /* no wrap-around */
+  /* the default limits (dmq_delivery_config_t): 64 MiB queued in all,
+   * 8 MiB of reassembly and reorder state per sender */
+  CHECK(ds.queued_bytes <= (uint64_t)64 << 20);
+  CHECK(ds.rx_buffered_bytes <= (uint64_t)W_SENDERS * (8u << 20));
 }
 
 static inline void w_check(world_t *w) {
