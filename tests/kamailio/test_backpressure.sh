@@ -2,7 +2,8 @@
 # Inbound backpressure: the receivers' worker queues are tiny (16 items), a
 # burst of 5000 htable keys arrives: the io process pauses the libdmq
 # channels (senders hold their messages) instead of dropping what libdmq
-# already delivered. Every key arrives, nothing is dropped, pauses counted.
+# already delivered. Every key arrives, nothing is dropped, pauses counted;
+# every item block goes back to the item pool.
 # Exit 0 pass, 1 fail, 77 skipped.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -26,6 +27,18 @@ kt_log "k2: $(kt_ht_items k2) items, channel_pauses=$p, in_dropped_queue_full=$d
 [[ ${p:-0} -gt 0 ]] || kt_fail "no pause: the test did not create pressure"
 [[ ${d:-1} -eq 0 ]] || kt_fail "$d inbound items dropped"
 [[ $(stat k1 outcome_200) -ge $N ]] || kt_fail "k1: outcome_200=$(stat k1 outcome_200), expected >= $N"
+
+# the item pool (modparam item_pool): every item of this burst fits a pool
+# class, and once the queues are empty every block is back on a free list
+# on both sides (a block lost between processes would stay "in use")
+pool_idle() { [[ $(stat "$1" item_pool_bytes) -gt 0 && $(stat "$1" item_pool_bytes) == "$(stat "$1" item_pool_free_bytes)" ]]; }
+for k in k1 k2; do
+  kt_wait 10000 "$k item pool idle" pool_idle "$k" ||
+    kt_fail "$k: item_pool_bytes=$(stat $k item_pool_bytes) item_pool_free_bytes=$(stat $k item_pool_free_bytes)"
+  o=$(stat "$k" items_outside_pool)
+  [[ ${o:-1} -eq 0 ]] || kt_fail "$k: $o items outside the pool"
+done
+kt_log "item pool: k1 $(stat k1 item_pool_bytes) B, k2 $(stat k2 item_pool_bytes) B, all free again"
 
 if [[ $KT_FAILED -ne 0 ]]; then exit 1; fi
 kt_log "PASS"

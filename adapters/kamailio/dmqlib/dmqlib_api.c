@@ -464,7 +464,7 @@ static dql_out_t *dql_out_new(int kind, int peer, str *body, str *ct,
 	if(body == NULL || body->len < 0 || (body->len > 0 && body->s == NULL))
 		return NULL;
 	sz = dql_item_size(sizeof(*o) + ct->len + body->len);
-	o = shm_malloc(sz);
+	o = dql_item_alloc(sz);
 	if(o == NULL) {
 		SHM_MEM_ERROR;
 		return NULL;
@@ -490,13 +490,13 @@ static dql_out_t *dql_out_new(int kind, int peer, str *body, str *ct,
 static int dql_out_push(dql_out_t *o)
 {
 	if(dql_sh == NULL) {
-		shm_free(o);
+		dql_item_free(&o->h);
 		return -1;
 	}
 	if(dql_queue_push(&dql_sh->out, &o->h) < 0) {
 		uint64_t n = __atomic_add_fetch(
 				&dql_sh->send_refused, 1, __ATOMIC_RELAXED);
-		shm_free(o);
+		dql_item_free(&o->h);
 		dql_ratelimited("dmqlib: outbound queue full, message dropped "
 						"(raise out_queue_max/out_queue_bytes?)",
 				n);

@@ -402,7 +402,7 @@ static void dql_report(const dql_cb_t *cb, int peer, int slot, uint32_t gen,
 	w = dql_worker_for(dest ? dest : "");
 	o = dql_open_oc[w];
 	if(o == NULL) {
-		o = shm_malloc(dql_item_size(sizeof(*o)));
+		o = dql_item_alloc(dql_item_size(sizeof(*o)));
 		if(o == NULL) {
 			dql_sh->in_dropped++;
 			dql_ratelimited("dmqlib: no shm for an outcome (dropped)",
@@ -745,7 +745,7 @@ static void dql_drain_out(void)
 				dmq_host_transport_input(dql_host_t, si->from, si->data, si->len);
 				n++;
 			}
-			shm_free(l);
+			dql_item_free(l);
 		}
 	}
 	if(n && !dql_closing)
@@ -823,7 +823,7 @@ static void dql_on_message(dmq_node_t *node, dmq_channel_t *ch,
 	if(body_len > 0 && memchr(p + 1 + ct_len, '\0', body_len) != NULL)
 		goto malformed; /* consumers read the body as a C string */
 
-	it = shm_malloc(dql_item_size(sizeof(*it) + ct_len + body_len + 1));
+	it = dql_item_alloc(dql_item_size(sizeof(*it) + ct_len + body_len + 1));
 	if(it == NULL) {
 		dql_sh->in_dropped++;
 		dql_ratelimited("dmqlib: no shm for an inbound message (dropped)",
@@ -970,7 +970,7 @@ static void dql_on_member(dmq_node_t *node, dmq_member_event_t ev,
 			dmq_member_event_name(ev));
 	e = dql_ev_of(ev);
 	if(e >= 0 && dql_member_route_exists(e)) {
-		dql_member_ev_t *it = shm_malloc(sizeof(*it));
+		dql_member_ev_t *it = dql_item_alloc(sizeof(*it));
 		if(it) {
 			memset(it, 0, sizeof(*it));
 			it->h.size = sizeof(*it);
@@ -1013,7 +1013,7 @@ static void dql_check_init(void)
 			if(d->is_self || d->state != 0
 					|| !dmq_member_serves(dql_node, d->name, chan))
 				continue;
-			it = shm_malloc(sizeof(*it));
+			it = dql_item_alloc(sizeof(*it));
 			if(it == NULL)
 				return;
 			memset(it, 0, sizeof(*it));
@@ -1025,7 +1025,7 @@ static void dql_check_init(void)
 			dql_flush_worker(dql_worker_for(d->name));
 			if(dql_queue_push(&dql_sh->in[dql_worker_for(d->name)], &it->h)
 					< 0) {
-				shm_free(it);
+				dql_item_free(&it->h);
 				return; /* retried at the next housekeeping tick */
 			}
 			LM_INFO("dmqlib: channel '%s': initial sync from %s\n", chan,

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../../core/dprint.h"
+#include "../../core/mem/shm_mem.h"
 
 #include "dmqlib.h"
 
@@ -162,4 +163,153 @@ void dql_queue_wait(dql_queue_t *q)
 uint32_t dql_queue_count(dql_queue_t *q)
 {
 	return *(volatile uint32_t *)&q->count;
+}
+
+/* ------------------------------------------------------------------------ */
+/* item pool (dmqlib.h): per size class, a free list in shm                  */
+
+/* every block starts with this prefix; the item follows it, so callers that
+ * memset their item do not erase which list the block goes back to */
+typedef struct dql_blk {
+	union {
+		struct dql_blk *next; /* on a free list */
+		uint64_t cls;		  /* in use: class index + 1, 0 = plain shm */
+	} u;
+	uint64_t pad; /* keeps the item 16-byte aligned, like shm_malloc */
+} dql_blk_t;
+
+typedef struct dql_pool_class {
+	gen_lock_t lock;
+	dql_blk_t *free;
+	uint64_t nfree;
+} dql_pool_class_t;
+
+typedef struct dql_pool {
+	dql_pool_class_t cls[DQL_POOL_CLASSES];
+	gen_lock_t grow_lock;
+	uint64_t pooled, max_bytes;
+	uint64_t plain; /* blocks allocated outside the pool (counter) */
+} dql_pool_t;
+
+static dql_pool_t *dql_pool;
+
+#define DQL_POOL_CHUNK 65536 /* carved per growth of a class */
+
+int dql_pool_init(uint64_t max_bytes)
+{
+	int i;
+	if(dql_pool)
+		return 0;
+	dql_pool = shm_malloc(sizeof(*dql_pool));
+	if(dql_pool == NULL) {
+		SHM_MEM_ERROR;
+		return -1;
+	}
+	memset(dql_pool, 0, sizeof(*dql_pool));
+	for(i = 0; i < DQL_POOL_CLASSES; i++)
+		if(lock_init(&dql_pool->cls[i].lock) == NULL)
+			return -1;
+	if(lock_init(&dql_pool->grow_lock) == NULL)
+		return -1;
+	dql_pool->max_bytes = max_bytes;
+	return 0;
+}
+
+static size_t dql_pool_class_size(int c)
+{
+	return (size_t)128 << c;
+}
+
+/* carve one chunk into blocks of class c; the caller holds cls[c].lock */
+static int dql_pool_grow(int c)
+{
+	size_t bsz = sizeof(dql_blk_t) + dql_pool_class_size(c);
+	size_t n = DQL_POOL_CHUNK / bsz, i;
+	char *chunk;
+	lock_get(&dql_pool->grow_lock);
+	if(dql_pool->pooled + n * bsz > dql_pool->max_bytes) {
+		lock_release(&dql_pool->grow_lock);
+		return -1;
+	}
+	dql_pool->pooled += n * bsz;
+	lock_release(&dql_pool->grow_lock);
+	chunk = shm_malloc(n * bsz);
+	if(chunk == NULL) {
+		lock_get(&dql_pool->grow_lock);
+		dql_pool->pooled -= n * bsz;
+		lock_release(&dql_pool->grow_lock);
+		return -1;
+	}
+	for(i = 0; i < n; i++) {
+		dql_blk_t *b = (dql_blk_t *)(chunk + i * bsz);
+		b->u.next = dql_pool->cls[c].free;
+		dql_pool->cls[c].free = b;
+	}
+	dql_pool->cls[c].nfree += n;
+	return 0;
+}
+
+void *dql_item_alloc(size_t sz)
+{
+	dql_blk_t *b = NULL;
+	int c;
+	if(dql_pool != NULL && sz <= DQL_POOL_MAX_ITEM) {
+		for(c = 0; dql_pool_class_size(c) < sz; c++)
+			;
+		lock_get(&dql_pool->cls[c].lock);
+		if(dql_pool->cls[c].free == NULL)
+			dql_pool_grow(c);
+		b = dql_pool->cls[c].free;
+		if(b) {
+			dql_pool->cls[c].free = b->u.next;
+			dql_pool->cls[c].nfree--;
+		}
+		lock_release(&dql_pool->cls[c].lock);
+		if(b) {
+			b->u.cls = (uint64_t)c + 1;
+			return b + 1;
+		}
+	}
+	b = shm_malloc(sizeof(*b) + sz);
+	if(b == NULL)
+		return NULL;
+	b->u.cls = 0;
+	if(dql_pool)
+		__atomic_add_fetch(&dql_pool->plain, 1, __ATOMIC_RELAXED);
+	return b + 1;
+}
+
+void dql_item_free(dql_item_t *it)
+{
+	dql_blk_t *b;
+	uint64_t c;
+	if(it == NULL)
+		return;
+	b = (dql_blk_t *)it - 1;
+	c = b->u.cls;
+	if(c == 0 || c > DQL_POOL_CLASSES || dql_pool == NULL) {
+		shm_free(b);
+		return;
+	}
+	c--;
+	lock_get(&dql_pool->cls[c].lock);
+	b->u.next = dql_pool->cls[c].free;
+	dql_pool->cls[c].free = b;
+	dql_pool->cls[c].nfree++;
+	lock_release(&dql_pool->cls[c].lock);
+}
+
+void dql_pool_stats(uint64_t *pooled, uint64_t *free_bytes, uint64_t *plain)
+{
+	int c;
+	uint64_t f = 0;
+	*pooled = *free_bytes = *plain = 0;
+	if(dql_pool == NULL)
+		return;
+	for(c = 0; c < DQL_POOL_CLASSES; c++)
+		f += dql_pool->cls[c].nfree
+			 * (sizeof(dql_blk_t) + dql_pool_class_size(c));
+	*pooled = dql_pool->pooled;
+	*free_bytes = f;
+	*plain = dql_pool->plain;
 }
