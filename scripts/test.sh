@@ -4,7 +4,8 @@
 #
 #   scripts/test.sh              release (build/) + sanitizers (build-asan/)
 #                                + the Kamailio module and its tests (build-kam/)
-#   CI=true scripts/test.sh      ... + clang (build-clang/, libFuzzer fuzzers)
+#   CI=true scripts/test.sh      ... + clang (build-clang/; libFuzzer fuzzers
+#                                with ASan + UBSan in build-fuzz/)
 #   scripts/test.sh asan clang   only the named suites (release|asan|clang|kamailio)
 #
 # Environment: JOBS (default: number of CPUs), DMQ_SKIP_DEPS=1 to skip
@@ -66,7 +67,18 @@ for s in "${suites[@]}"; do
     clang)
       run_suite clang build-clang \
         -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DDMQ_WERROR=ON -DDMQ_SANITIZE=OFF -DDMQ_FUZZ=ON ;;
+        -DDMQ_WERROR=ON -DDMQ_SANITIZE=OFF
+      # The libFuzzer targets with ASan + UBSan (build-fuzz/), each for a
+      # bounded time (scripts/fuzz.sh --ci: 15 s per target, about 3 min in
+      # all); any crash, leak or sanitizer report fails the suite.
+      echo
+      echo "=== test.sh: suite clang: fuzzing (scripts/fuzz.sh --ci) ==="
+      t0=$SECONDS
+      if JOBS=$jobs bash scripts/fuzz.sh --ci; then
+        echo "=== test.sh: fuzzing passed in $((SECONDS - t0))s ==="
+      else
+        failed+=("clang(fuzz)")
+      fi ;;
     kamailio)
       # The Kamailio module (adapters/kamailio) built against Debian's
       # Kamailio source, and its tests with real Kamailio instances.

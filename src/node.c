@@ -43,11 +43,21 @@ static void node_libc_free(void *p, void *ud) {
   free(p);
 }
 
+/* Every failed allocation is counted (DMQ_DROP_NOMEM), also where the
+ * caller goes on without it (a member not added, a push/pull not answered,
+ * a suspicion not started, a DATA not buffered): the operator sees that
+ * memory ran out even when no call returned DMQ_ENOMEM. */
 void *dmq__malloc(dmq_node_t *n, size_t size) {
-  return n->alloc.malloc_fn(size, n->alloc.ud);
+  void *p = n->alloc.malloc_fn(size, n->alloc.ud);
+  if (p == NULL)
+    n->stats.drops[DMQ_DROP_NOMEM]++;
+  return p;
 }
 void *dmq__realloc(dmq_node_t *n, void *p, size_t size) {
-  return n->alloc.realloc_fn(p, size, n->alloc.ud);
+  void *q = n->alloc.realloc_fn(p, size, n->alloc.ud);
+  if (q == NULL && size > 0)
+    n->stats.drops[DMQ_DROP_NOMEM]++;
+  return q;
 }
 void dmq__free(dmq_node_t *n, void *p) {
   if (p != NULL)

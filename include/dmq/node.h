@@ -149,7 +149,8 @@ typedef void (*dmq_log_cb)(dmq_node_t *node, dmq_log_level_t level,
   X(IMPLAUSIBLE, "incarnation or generation out of the plausible range")       \
   X(RATE_LIMITED, "reply or probe rate limit reached")                         \
   X(UNKNOWN_SENDER, "data or anti-entropy from a sender not a member")         \
-  X(BUDGET, "node-wide receive state budget exhausted")
+  X(BUDGET, "node-wide receive state budget exhausted")                        \
+  X(NOMEM, "an allocation failed: the work it was for was dropped")
 
 /* clang-format off */
 typedef enum dmq_drop_reason {

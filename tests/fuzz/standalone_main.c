@@ -11,8 +11,13 @@
  *
  *   size_t dmq_fuzz_seeds(const uint8_t *const **bufs, const size_t **lens);
  *
- * (returns the number of seeds), so that inputs get past magic bytes. The
- * optional libFuzzer hook LLVMFuzzerInitialize() is honoured as well.
+ * (returns the number of seeds), so that inputs get past magic bytes. A
+ * target whose inputs are expensive (a whole cluster per input) may define
+ *
+ *   unsigned dmq_fuzz_iterations(void);
+ *
+ * to generate fewer than DMQ_FUZZ_ITERATIONS. The optional libFuzzer hook
+ * LLVMFuzzerInitialize() is honoured as well.
  */
 #include <dirent.h>
 #include <stddef.h>
@@ -31,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
 size_t dmq_fuzz_seeds(const uint8_t *const **bufs, const size_t **lens)
     __attribute__((weak));
+unsigned dmq_fuzz_iterations(void) __attribute__((weak));
 
 static uint64_t rng_state = DMQ_FUZZ_SEED;
 
@@ -207,7 +213,9 @@ static void run_generated(void) {
     pool_len++;
   }
 
-  for (unsigned it = 0; it < DMQ_FUZZ_ITERATIONS; it++) {
+  unsigned iterations =
+      dmq_fuzz_iterations ? dmq_fuzz_iterations() : DMQ_FUZZ_ITERATIONS;
+  for (unsigned it = 0; it < iterations; it++) {
     size_t kind = rng_below(4);
     if (kind == 0 || pool_len == 0) { /* fresh random input, mostly short */
       size_t max = rng_below(4) == 0 ? FUZZ_MAX_INPUT : 64;
@@ -227,7 +235,7 @@ static void run_generated(void) {
       pool[keep + rng_below(FUZZ_POOL - keep)] = cur;
   }
   printf("standalone fuzz: %u generated inputs (+%zu seeds), seed %#llx: OK\n",
-         DMQ_FUZZ_ITERATIONS, n_seeds, (unsigned long long)DMQ_FUZZ_SEED);
+         iterations, n_seeds, (unsigned long long)DMQ_FUZZ_SEED);
 }
 
 int main(int argc, char **argv) {

@@ -1,0 +1,50 @@
+/* Allocation failure in membership (allocfail.h): node 0's k-th allocation
+ * fails, for every k, through node create, join by push/pull, probes
+ * (direct and indirect), suspicion and refutation (of a peer and of node 0
+ * itself), a death, a graceful leave and delete.
+ */
+#include "allocfail.h"
+
+static void membership(af_run_t *r, long fail_at) {
+  if (af_start(r, fail_at) != 0) {
+    af_run_until(r, 1000);
+    return;
+  }
+  af_run_until(r, 3000);
+  /* n3's packets are lost: direct and indirect probes of it fail, it is
+   * suspected; then it is heard again and refutes */
+  r->net.drop_from = 1u << 3;
+  af_run_until(r, 5500);
+  r->net.drop_from = 0;
+  af_run_until(r, 8000);
+  /* node 0's own packets are lost: the others suspect it, it refutes */
+  r->net.drop_from = 1u << 0;
+  af_run_until(r, 10000);
+  r->net.drop_from = 0;
+  af_run_until(r, 12000);
+  /* n2 is gone for good: suspected, declared dead */
+  r->net.drop_from = 1u << 2;
+  af_run_until(r, 30000);
+  af_note(r, 0, dmq_node_set_meta(r->node[0], "m", 1, r->now));
+  af_run_until(r, 31000);
+  af_note(r, 0, dmq_node_leave(r->node[0], r->now));
+  af_run_until(r, 33000);
+}
+
+static void test_membership(void **state) {
+  (void)state;
+  const af_run_t *ref = af_loop("membership", membership);
+  /* the reference run went through every step */
+  const dmq_stats_t *st = &ref->st0;
+  assert_true(st->pushpull_sent > 0 && st->pushpull_received > 0);
+  assert_true(st->probe_direct_ok > 0);
+  assert_true(st->suspicions_raised >= 2);        /* n3, then n2 */
+  assert_true(st->refutations >= 1);              /* node 0 itself */
+  assert_true(st->deaths_declared >= 1);          /* n2 */
+  assert_true(st->members[DMQ_MEMBER_LEFT] == 1); /* node 0 left */
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_membership)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
