@@ -55,10 +55,49 @@
 #define SWIM_FROM_SYNC 2
 /* Most updates packed into one packet (bounded by the MTU anyway). */
 #define SWIM_MAX_PICK 256
+/* Plausible incarnations (docs/limits.md): an update may raise a member's
+ * incarnation by at most SWIM_INC_SLACK over what we know (its owner
+ * raises it by one per change; we may have missed a few), and never past
+ * SWIM_INC_LIMIT. A forged update can therefore push a member's
+ * incarnation, and its refutation, up by at most the slack: 2^42 of them
+ * before the limit, which is far below the wrap. */
+#define SWIM_INC_SLACK ((uint64_t)1 << 20)
+#define SWIM_INC_LIMIT ((uint64_t)1 << 62)
+/* Amplification bound: packets one received packet may make us send at
+ * once (acks, relayed pings, push/pull replies, pings telling a member of
+ * a suspicion). The rest is dropped as DMQ_DROP_RATE_LIMITED. */
+#define SWIM_REPLIES_PER_PACKET 4
+/* A member we know only from hearsay (see dmq__member_t.heard) is probed
+ * at most once per this many probe periods: an outsider gossiping a third
+ * party's address cannot make us probe it at volume, nor crowd the
+ * probes of real members out. */
+#define SWIM_HEARSAY_EVERY 2
 
 static dmq__slice_t sl(const char *p, size_t n) {
   dmq__slice_t s = {p, n};
   return s;
+}
+
+/* May the packet being received cause one more outbound packet? */
+static int swim_reply_ok(dmq_node_t *n) {
+  if (n->reply_pkt != n->stats.pkts_in) {
+    n->reply_pkt = n->stats.pkts_in;
+    n->replies = 0;
+  }
+  if (n->replies >= SWIM_REPLIES_PER_PACKET) {
+    n->stats.drops[DMQ_DROP_RATE_LIMITED]++;
+    return 0;
+  }
+  n->replies++;
+  return 1;
+}
+
+/* An incarnation an update claims for a member we know at `known`. */
+static int swim_inc_plausible(dmq_node_t *n, uint64_t inc, uint64_t known) {
+  if (inc < SWIM_INC_LIMIT && (inc <= known || inc - known <= SWIM_INC_SLACK))
+    return 1;
+  n->stats.drops[DMQ_DROP_IMPLAUSIBLE]++;
+  return 0;
 }
 
 static uint64_t swim_scaled(const dmq_node_t *n, uint32_t ms) {
@@ -463,7 +502,7 @@ static void swim_refute(dmq_node_t *n, uint64_t inc) {
  * (nothing is queued twice), and the answer to its next probe, which
  * carries the rumor (buddy system), sets it right. Leaving: neither. */
 static void swim_self_accused(dmq_node_t *n, uint64_t inc) {
-  if (n->leaving)
+  if (n->leaving || !swim_inc_plausible(n, inc, n->self->inc))
     return;
   if (inc >= n->self->inc)
     swim_refute(n, inc);
@@ -482,16 +521,42 @@ static void swim_alive_self(dmq_node_t *n, dmq__member_t *m, dmq__slice_t addr,
              "another member claims our name %s (generation %llu)", n->name,
              (unsigned long long)gen);
   }
-  if (gen == m->gen && inc > m->inc && !n->leaving) {
+  if (gen == m->gen && inc > m->inc && !n->leaving &&
+      swim_inc_plausible(n, inc, m->inc)) {
     /* an echo of a previous life of ours inside this generation */
     swim_refute(n, inc);
   }
+}
+
+static void swim_forget(dmq_node_t *n, dmq__member_t *m);
+
+/* Room in the table for one more member: below max_members, or a dead or
+ * left member (the one in that state longest) reaped early. Live members
+ * are never evicted; without room the newcomer is dropped. */
+static int swim_make_room(dmq_node_t *n) {
+  if (n->nmembers < n->cfg.max_members)
+    return 1;
+  dmq__member_t *v = NULL;
+  for (uint32_t i = 0; n->n_live < n->nmembers && i < n->nmembers; i++) {
+    dmq__member_t *m = n->members[i];
+    if (!m->is_self && m->state >= DMQ_MEMBER_DEAD &&
+        (v == NULL || m->state_since < v->state_since))
+      v = m;
+  }
+  if (v == NULL) {
+    n->stats.drops[DMQ_DROP_MEMBER_LIMIT]++;
+    return 0;
+  }
+  swim_forget(n, v);
+  return 1;
 }
 
 /* An ALIVE about a member we do not know: add it. */
 static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
                            uint64_t inc, uint64_t gen, dmq__slice_t meta,
                            const dmq__chans_t *chans, int from_pushpull) {
+  if (!swim_inc_plausible(n, inc, 0) || !swim_make_room(n))
+    return;
   dmq__member_t *m = dmq__member_add(n, name.p, name.n, addr.p, addr.n);
   if (m == NULL)
     return;
@@ -531,6 +596,8 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   int new_gen = gen > m->gen;
   if (!new_gen && !(gen == m->gen && inc > m->inc))
     return; /* stale or equal */
+  if (!swim_inc_plausible(n, inc, new_gen ? 0 : m->inc))
+    return;
   uint8_t old = m->state;
   int meta_changed = 0;
   int chans_changed = dmq__member_set_chans(n, m, chans);
@@ -573,7 +640,9 @@ static dmq__member_t *swim_accused(dmq_node_t *n, dmq__slice_t name,
     swim_self_accused(n, inc);
     return NULL;
   }
-  return inc < m->inc ? NULL : m;
+  if (inc < m->inc || !swim_inc_plausible(n, inc, m->inc))
+    return NULL;
+  return m;
 }
 
 /* sync = the suspicion comes from a push/pull table (a remote DEAD or
@@ -590,11 +659,11 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
     swim_set_state(n, m, DMQ_MEMBER_SUSPECT);
     dmq__emit(n, DMQ_EVENT_SUSPECT, m);
     swim_bc_queue(n, m);
-    if (sync) {
+    if (sync && m->heard && swim_reply_ok(n)) {
       /* A table merged after a partition heals carries the other side's
        * stale verdicts. Tell the member at once (buddy system), so it can
        * refute within a round trip instead of waiting for gossip to find
-       * it. */
+       * it. (A few per table: the rest learn it through gossip.) */
       swim_send_ping(n, m, m->addr, ++n->seq);
     }
   } else if (m->state == DMQ_MEMBER_SUSPECT) {
@@ -647,17 +716,37 @@ static void swim_on_dead(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
 /* ---------------------------------------------------------------------- */
 /* probing                                                                 */
 
+/* The next live member known only from hearsay, round robin. */
+static dmq__member_t *swim_next_hearsay(dmq_node_t *n) {
+  for (uint32_t k = 0; k < n->nmembers; k++) {
+    if (n->hearsay_pos >= n->nmembers)
+      n->hearsay_pos = 0;
+    dmq__member_t *m = n->members[n->hearsay_pos++];
+    if (!m->heard && !m->is_self && m->state <= DMQ_MEMBER_SUSPECT)
+      return m;
+  }
+  return NULL;
+}
+
+/* The next probe target: members heard from themselves in a shuffled
+ * round robin, and every SWIM_HEARSAY_EVERY periods one known only from
+ * hearsay, if any. */
 static dmq__member_t *swim_next_target(dmq_node_t *n) {
+  if (++n->probe_rounds % SWIM_HEARSAY_EVERY == 0) {
+    dmq__member_t *h = swim_next_hearsay(n);
+    if (h != NULL)
+      return h;
+  }
   for (uint32_t tries = 0; tries <= n->nmembers; tries++) {
     if (n->probe_pos >= n->nmembers) {
       dmq__members_shuffle(n);
       n->probe_pos = 0;
     }
     dmq__member_t *m = n->members[n->probe_pos++];
-    if (!m->is_self && m->state <= DMQ_MEMBER_SUSPECT)
+    if (!m->is_self && m->heard && m->state <= DMQ_MEMBER_SUSPECT)
       return m;
   }
-  return NULL;
+  return swim_next_hearsay(n);
 }
 
 static void swim_probe_start(dmq_node_t *n) {
@@ -781,14 +870,14 @@ static void swim_on_ping(dmq_node_t *n, const dmq__msg_t *msg,
   /* On a stream, answer over the connection the ping came in on: sending
    * to the member's advertised address would open a second connection. */
   const char *to = stream ? from_addr : swim_reply_addr(n, sender, from_addr);
-  if (to != NULL)
+  if (to != NULL && swim_reply_ok(n))
     swim_send_ack(n, to, msg->seq, stream);
 }
 
 static void swim_on_ping_req(dmq_node_t *n, const dmq__msg_t *msg,
                              dmq__slice_t sender, const char *from_addr) {
   const char *origin = swim_reply_addr(n, sender, from_addr);
-  if (origin == NULL || strlen(origin) > DMQ_MAX_ADDR)
+  if (origin == NULL || strlen(origin) > DMQ_MAX_ADDR || !swim_reply_ok(n))
     return;
   if (n->relays == NULL) {
     n->relays = dmq__malloc(n, DMQ__MAX_RELAYS * sizeof(*n->relays));
@@ -826,6 +915,10 @@ static void swim_on_ping_req(dmq_node_t *n, const dmq__msg_t *msg,
 static void swim_on_ack(dmq_node_t *n, const dmq__msg_t *msg) {
   if (n->probe.active && msg->seq == n->probe.seq) {
     if (!n->probe.acked) {
+      dmq__member_t *t =
+          dmq__member_find(n, n->probe.target, strlen(n->probe.target));
+      if (t != NULL)
+        t->heard = 1; /* it answered at the address we probed */
       n->probe.acked = 1;
       if (n->probe.indirect_sent)
         n->stats.probe_indirect_ok++;
@@ -904,9 +997,17 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
   const char *to = stream && from_addr != NULL
                        ? from_addr
                        : swim_reply_addr(n, sender, from_addr);
-  if (to != NULL)
+  if (to != NULL && swim_reply_ok(n))
     swim_send_pushpull_ex(n, to, DMQ__PP_REPLY,
                           !stream || !dmq__has_stream(n, to));
+}
+
+/* A datagram from the sender's own address: it is heard from itself. */
+static void swim_heard(dmq_node_t *n, dmq__slice_t sender,
+                       const char *from_addr) {
+  dmq__member_t *m = dmq__member_find(n, sender.p, sender.n);
+  if (m != NULL && !m->heard && strcmp(m->addr, from_addr) == 0)
+    m->heard = 1;
 }
 
 void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
@@ -945,6 +1046,9 @@ void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
     n->stats.drops[DMQ_DROP_UNKNOWN_TYPE]++;
     break;
   }
+  /* after the message: it may have added the sender */
+  if (!stream && from_addr != NULL)
+    swim_heard(n, sender, from_addr);
 }
 
 /* ---------------------------------------------------------------------- */
