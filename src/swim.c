@@ -782,8 +782,8 @@ static void swim_probe_indirect(dmq_node_t *n) {
   for (uint32_t tries = 0; nc < k && tries < 4 * k + 8 && n->nmembers > 2;
        tries++) {
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
-    if (c->is_self || c == t || c->state != DMQ_MEMBER_ALIVE)
-      continue;
+    if (c->is_self || c == t || c->state != DMQ_MEMBER_ALIVE || !c->heard)
+      continue; /* relays: members heard from themselves */
     int dup = 0;
     for (uint32_t i = 0; i < nc; i++)
       dup |= chosen[i] == c;
@@ -1059,12 +1059,15 @@ static void swim_gossip_round(dmq_node_t *n) {
     return;
   uint32_t want = n->cfg.gossip_nodes;
   dmq__member_t *chosen[64];
-  uint32_t nc = 0;
+  uint32_t nc = 0, hearsay = 0;
   for (uint32_t tries = 0; nc < want && tries < 4 * want + 8; tries++) {
     if (n->nmembers < 2)
       break;
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
     if (c->is_self || c->state == DMQ_MEMBER_LEFT)
+      continue;
+    /* at most one address known only from hearsay per round */
+    if (!c->heard && hearsay > 0)
       continue;
     if (c->state == DMQ_MEMBER_DEAD &&
         n->now - c->state_since > n->cfg.gossip_to_dead_ms)
@@ -1072,8 +1075,10 @@ static void swim_gossip_round(dmq_node_t *n) {
     int dup = 0;
     for (uint32_t i = 0; i < nc; i++)
       dup |= chosen[i] == c;
-    if (!dup)
+    if (!dup) {
       chosen[nc++] = c;
+      hearsay += !c->heard;
+    }
   }
   for (uint32_t i = 0; i < nc && n->bc_count > 0; i++) {
     dmq__enc_t e;
@@ -1086,12 +1091,15 @@ static void swim_gossip_round(dmq_node_t *n) {
   }
 }
 
+/* A random dead member, or a random live one heard from itself (a whole
+ * table is not sent to an address known only from hearsay). */
 static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
   for (uint32_t tries = 0; tries < 16 && n->nmembers > 1; tries++) {
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
     if (c->is_self)
       continue;
-    if (dead ? c->state == DMQ_MEMBER_DEAD : c->state == DMQ_MEMBER_ALIVE)
+    if (dead ? c->state == DMQ_MEMBER_DEAD
+             : c->state == DMQ_MEMBER_ALIVE && c->heard)
       return c;
   }
   /* sparse: fall back to a scan from a random start */
@@ -1100,7 +1108,8 @@ static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
     dmq__member_t *c = n->members[(start + i) % n->nmembers];
     if (c->is_self)
       continue;
-    if (dead ? c->state == DMQ_MEMBER_DEAD : c->state == DMQ_MEMBER_ALIVE)
+    if (dead ? c->state == DMQ_MEMBER_DEAD
+             : c->state == DMQ_MEMBER_ALIVE && c->heard)
       return c;
   }
   return NULL;
