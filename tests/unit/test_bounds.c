@@ -87,7 +87,8 @@ typedef struct cl {
   int oc[DMQ_OUTCOME_QUEUE_FULL + 1]; /* outcomes seen */
 } cl_t;
 
-static cl_t *g_cl; /* the send hook finds its cluster here */
+static cl_t *g_cl;        /* the send hook finds its cluster here */
+static int g_stream_only; /* nodes made now: transport without DATAGRAM */
 
 static int count_send(dmq_transport_t *t, const char *addr, const void *buf,
                       size_t len, void *cookie) {
@@ -120,6 +121,8 @@ static void cl_node(cl_t *c, int i, uint32_t mm) {
   memnet_tp_init(&c->tp[i], &c->net, i);
   c->ops[i] = memnet_ops;
   c->ops[i].send = count_send;
+  if (g_stream_only) /* a stream transport: push/pull of whole tables */
+    c->ops[i].caps = DMQ_TRANSPORT_RELIABLE;
   c->tp[i].t.ops = &c->ops[i];
   cfg.name = name;
   cfg.advertise_addr = c->tp[i].addr;
@@ -550,6 +553,89 @@ static void test_hearsay_probe_rate(void **state) {
   cl_free(c);
 }
 
+/* ---- push/pull at the member limit ---- */
+
+/* Record k at its largest: 64-byte name, 128-byte address, 512 bytes of
+ * metadata, 32 channels of 32 bytes, incarnations and generations at the
+ * plausible maximum. */
+typedef struct bigrec {
+  char name[DMQ_MAX_NAME + 1], addr[DMQ_MAX_ADDR + 1];
+  char meta[DMQ_MAX_META];
+  char chn[DMQ_MAX_CHANNELS][DMQ_MAX_CHANNEL + 1];
+  dmq__slice_t cv[DMQ_MAX_CHANNELS];
+  dmq__chans_t ch;
+} bigrec_t;
+
+static void bigrec(bigrec_t *b, int k) {
+  snprintf(b->name, sizeof b->name, "%064d", k);
+  memset(b->addr, 'a', DMQ_MAX_ADDR);
+  snprintf(b->addr, sizeof b->addr, "mem://7/%0120d", k);
+  memset(b->meta, 'm', sizeof b->meta);
+  for (int i = 0; i < DMQ_MAX_CHANNELS; i++) {
+    snprintf(b->chn[i], sizeof b->chn[i], "%032d", i);
+    b->cv[i] = S(b->chn[i]);
+  }
+  b->ch.n = DMQ_MAX_CHANNELS;
+  b->ch.v = b->cv;
+  b->ch.raw = NULL;
+  b->ch.raw_len = 0;
+}
+
+/* DMQ_MAX_RECORD covers the largest record; a node at max_members (the
+ * default, 8192) whose every member has such a record still answers a
+ * join: the joiner learns the whole table in one push/pull. */
+static void test_pushpull_at_max_members(void **state) {
+  (void)state;
+  bigrec_t b;
+  bigrec(&b, 1);
+  uint8_t buf[4096];
+  dmq__enc_t e;
+  assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, "x", 1), 0);
+  size_t before = e.len;
+  dmq__record_t r = {S(b.name),
+                     S(b.addr),
+                     {b.meta, sizeof b.meta},
+                     ((uint64_t)1 << 62) - 1,
+                     UINT64_MAX,
+                     DMQ_MEMBER_SUSPECT,
+                     b.ch};
+  assert_int_equal(dmq__enc_record(&e, &r), 0);
+  printf("largest record: %zu bytes (DMQ_MAX_RECORD %d)\n", e.len - before,
+         DMQ_MAX_RECORD);
+  assert_true(e.len - before <= DMQ_MAX_RECORD);
+
+  g_stream_only = 1;
+  cl_t *c = cl_up(1, 0);
+  uint32_t max = 8192;
+  /* fill n0's table to the maximum, one forged ALIVE per packet */
+  for (int k = 0; k < (int)max - 2; k++) {
+    bigrec(&b, k);
+    forge_t f;
+    f_begin(&f, 4096, "evil");
+    assert_int_equal(dmq__enc_alive(&f.e, S(b.name), S(b.addr), 1, 1,
+                                    (dmq__slice_t){b.meta, sizeof b.meta},
+                                    &b.ch),
+                     0);
+    f_send(c, &f, 0, "mem://6");
+  }
+  assert_int_equal(dmq_node_member_count(c->node[0], DMQ_MASK_ALL), max - 1);
+  cl_node(c, 1, 0);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(c->node[1], &seed, 1, c->now), 0);
+  cl_run(c, c->now + 300);
+  assert_true(dmq_node_is_joined(c->node[1]));
+  assert_int_equal(dmq_node_member_count(c->node[1], DMQ_MASK_ALL), max);
+  assert_int_equal(dmq_node_member_count(c->node[0], DMQ_MASK_ALL), max);
+  assert_int_equal(st(c, 0).drops[DMQ_DROP_TX_FAILED], 0);
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_OVERSIZE], 0);
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_MEMBER_LIMIT], 0);
+  /* one more is over the limit everywhere */
+  forge_alive(c, 1, "one-too-many", "mem://7", 1);
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_MEMBER_LIMIT], 1);
+  g_stream_only = 0;
+  cl_free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_forged_high_incarnation),
@@ -560,6 +646,7 @@ int main(void) {
       cmocka_unit_test(test_member_flood),
       cmocka_unit_test(test_amplification),
       cmocka_unit_test(test_hearsay_probe_rate),
+      cmocka_unit_test(test_pushpull_at_max_members),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
