@@ -63,6 +63,11 @@
  * before the limit, which is far below the wrap. */
 #define SWIM_INC_SLACK ((uint64_t)1 << 20)
 #define SWIM_INC_LIMIT ((uint64_t)1 << 62)
+/* Plausible generations (the runtime uses wall-clock ms): a restart may
+ * raise a member's generation by at most 2^44 (557 years of ms) over what
+ * we know, never to 2^62 or above. */
+#define SWIM_GEN_SLACK ((uint64_t)1 << 44)
+#define SWIM_GEN_LIMIT ((uint64_t)1 << 62)
 /* Amplification bound: packets one received packet may make us send at
  * once (acks, relayed pings, push/pull replies, pings telling a member of
  * a suspicion). The rest is dropped as DMQ_DROP_RATE_LIMITED. */
@@ -95,6 +100,16 @@ static int swim_reply_ok(dmq_node_t *n) {
 /* An incarnation an update claims for a member we know at `known`. */
 static int swim_inc_plausible(dmq_node_t *n, uint64_t inc, uint64_t known) {
   if (inc < SWIM_INC_LIMIT && (inc <= known || inc - known <= SWIM_INC_SLACK))
+    return 1;
+  n->stats.drops[DMQ_DROP_IMPLAUSIBLE]++;
+  return 0;
+}
+
+/* A generation an update claims for a member we know at `known` (0: a
+ * member we do not know). */
+static int swim_gen_plausible(dmq_node_t *n, uint64_t gen, uint64_t known) {
+  if (gen < SWIM_GEN_LIMIT &&
+      (known == 0 || gen <= known || gen - known <= SWIM_GEN_SLACK))
     return 1;
   n->stats.drops[DMQ_DROP_IMPLAUSIBLE]++;
   return 0;
@@ -514,6 +529,22 @@ static void swim_self_accused(dmq_node_t *n, uint64_t inc) {
  * a previous life of ours to refute. */
 static void swim_alive_self(dmq_node_t *n, dmq__member_t *m, dmq__slice_t addr,
                             uint64_t inc, uint64_t gen) {
+  if (gen > m->gen && !n->leaving && swim_gen_plausible(n, gen, m->gen)) {
+    /* A newer life of ours that is not us: a forged ALIVE, or a second
+     * process under our name. Left alone it would replace us everywhere
+     * for good; we take the generation after it instead (like a restart
+     * of ours: delivery starts new streams) and announce it, so the
+     * damage lasts one round of gossip (docs/limits.md). */
+    dmq__log(n, DMQ_LOG_WARN,
+             "another member claims our name %s (generation %llu): taking "
+             "generation %llu",
+             n->name, (unsigned long long)gen, (unsigned long long)gen + 1);
+    m->gen = gen + 1;
+    m->inc = 1;
+    dmq__members_notify(n, m, DMQ__MEMBER_RESTARTED);
+    swim_bc_queue(n, m);
+    return;
+  }
   if (gen > m->gen ||
       (gen == m->gen && inc > m->inc &&
        (addr.n != m->addr_len || memcmp(addr.p, m->addr, addr.n) != 0))) {
@@ -555,7 +586,8 @@ static int swim_make_room(dmq_node_t *n) {
 static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
                            uint64_t inc, uint64_t gen, dmq__slice_t meta,
                            const dmq__chans_t *chans, int from_pushpull) {
-  if (!swim_inc_plausible(n, inc, 0) || !swim_make_room(n))
+  if (!swim_inc_plausible(n, inc, 0) || !swim_gen_plausible(n, gen, 0) ||
+      !swim_make_room(n))
     return;
   dmq__member_t *m = dmq__member_add(n, name.p, name.n, addr.p, addr.n);
   if (m == NULL)
@@ -596,9 +628,18 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   int new_gen = gen > m->gen;
   if (!new_gen && !(gen == m->gen && inc > m->inc))
     return; /* stale or equal */
-  if (!swim_inc_plausible(n, inc, new_gen ? 0 : m->inc))
+  if (!swim_inc_plausible(n, inc, new_gen ? 0 : m->inc) ||
+      (new_gen && !swim_gen_plausible(n, gen, m->gen)))
     return;
   uint8_t old = m->state;
+  /* a new life somewhere else while the old one is live: the old address
+   * is told below (one packet), so that a live member displaced by a
+   * forged ALIVE hears it and wins its place back (swim_alive_self) */
+  char old_addr[DMQ_MAX_ADDR + 1];
+  old_addr[0] = '\0';
+  if (new_gen && old <= DMQ_MEMBER_SUSPECT &&
+      (addr.n != m->addr_len || memcmp(addr.p, m->addr, addr.n) != 0))
+    memcpy(old_addr, m->addr, (size_t)m->addr_len + 1);
   int meta_changed = 0;
   int chans_changed = dmq__member_set_chans(n, m, chans);
   if (chans_changed < 0 || dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
@@ -626,6 +667,12 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   if (!new_gen && chans_changed)
     dmq__emit(n, DMQ_EVENT_CHANNELS_UPDATED, m);
   swim_bc_queue(n, m);
+  if (old_addr[0] != '\0' && swim_reply_ok(n)) {
+    dmq__enc_t e;
+    swim_begin(n, &e);
+    swim_enc_update(n, &e, m);
+    swim_finish(n, &e, old_addr);
+  }
 }
 
 /* The member a SUSPECT or DEAD/LEFT message accuses, if the accusation is

@@ -214,6 +214,17 @@ int dmq__delivery_flush(dmq_node_t *n) {
 
 void dmq__delivery_member_changed(dmq_node_t *n, dmq__member_t *m,
                                   dmq_outcome_t why) {
+  if (m->is_self) {
+    /* we took a new generation (another claimed our name): every stream,
+     * both ways, starts again as after a restart; what was queued ends
+     * with `why` */
+    for (dlv_peer_t *p = n->dlv->peers; p != NULL; p = p->all_next) {
+      dmq__dlv_fail_peer(n, p, why);
+      dmq__dlv_tx_reset(n, p);
+      dmq__dlv_rx_reset(n, p);
+    }
+    return;
+  }
   dlv_peer_t *p = m->peer;
   if (p == NULL)
     return;

@@ -201,6 +201,17 @@ static dmq_member_info_t member(cl_t *c, int i, const char *name) {
   return m;
 }
 
+static void send_rel(cl_t *c, int from, const char *to, int k) {
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = DMQ_SEND_RELIABLE;
+  o.cb = on_outcome;
+  o.user_data = c;
+  for (int i = 0; i < k; i++)
+    assert_int_equal(
+        dmq_send(c->node[from], to, "ch", "hello", 5, &o, c->now, NULL), 0);
+}
+
 /* ---- forged packets ---- */
 
 typedef struct forge {
@@ -305,6 +316,47 @@ static void test_incarnation_wrap_attempt(void **state) {
   cl_free(c);
 }
 
+/* A forged ALIVE of a live member with a newer generation (and a third
+ * party's address) is taken as a restart by whoever receives it; the real
+ * member hears it, takes the generation after it, and wins back its place
+ * everywhere; its streams start again and work. Generations far ahead are
+ * refused outright. */
+static void test_forged_generation_member(void **state) {
+  (void)state;
+  cl_t *c = cl_up(3, 0);
+  uint64_t impl = st(c, 1).drops[DMQ_DROP_IMPLAUSIBLE];
+  forge_t f;
+  f_begin(&f, 512, "evil");
+  assert_int_equal(dmq__enc_alive(&f.e, S("n0"), S("mem://7"), 1,
+                                  ((uint64_t)1 << 62), S(""), NULL),
+                   0);
+  assert_int_equal(dmq__enc_alive(&f.e, S("n0"), S("mem://7"), 1,
+                                  ((uint64_t)1 << 45), S(""), NULL),
+                   0);
+  f_send(c, &f, 1, "mem://7");
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_IMPLAUSIBLE], impl + 2);
+  assert_int_equal(member(c, 1, "n0").generation, 1);
+  f_begin(&f, 512, "evil");
+  assert_int_equal(
+      dmq__enc_alive(&f.e, S("n0"), S("mem://7"), 1, 5, S(""), NULL), 0);
+  f_send(c, &f, 1, "mem://7");
+  assert_int_equal(member(c, 1, "n0").generation, 5);
+  assert_string_equal(member(c, 1, "n0").addr, "mem://7");
+  cl_run(c, c->now + 10000);
+  for (int i = 0; i < 3; i++) {
+    dmq_member_info_t m = member(c, i, "n0");
+    assert_int_equal(m.generation, 6);
+    assert_string_equal(m.addr, "mem://0");
+    assert_int_equal(m.state, DMQ_MEMBER_ALIVE);
+  }
+  send_rel(c, 0, "n1", 5);
+  send_rel(c, 2, "n0", 5);
+  cl_run(c, c->now + 5000);
+  assert_int_equal(c->rx, 10);
+  assert_int_equal(c->oc[DMQ_OUTCOME_DELIVERED], 10);
+  cl_free(c);
+}
+
 /* ---- generations and streams ---- */
 
 static void forge_data(cl_t *c, int to, const char *from_name, uint64_t src_gen,
@@ -330,17 +382,6 @@ static void forge_dack(cl_t *c, int to, const char *from_name, uint64_t dst_gen,
   a.rwnd = 1000;
   assert_int_equal(dmq__enc_dack(&f.e, &a), 0);
   f_send(c, &f, to, "mem://7");
-}
-
-static void send_rel(cl_t *c, int from, const char *to, int k) {
-  dmq_send_opts_t o;
-  dmq_send_opts_init(&o);
-  o.mode = DMQ_SEND_RELIABLE;
-  o.cb = on_outcome;
-  o.user_data = c;
-  for (int i = 0; i < k; i++)
-    assert_int_equal(
-        dmq_send(c->node[from], to, "ch", "hello", 5, &o, c->now, NULL), 0);
 }
 
 /* DATA and DACK of a generation nobody announced, DATA that jumps its
@@ -640,6 +681,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_forged_high_incarnation),
       cmocka_unit_test(test_incarnation_wrap_attempt),
+      cmocka_unit_test(test_forged_generation_member),
       cmocka_unit_test(test_forged_generation_stream),
       cmocka_unit_test(test_unknown_sender),
       cmocka_unit_test(test_receive_state_small),
