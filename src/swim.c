@@ -1138,8 +1138,10 @@ static void swim_gossip_round(dmq_node_t *n) {
   }
 }
 
-/* A random dead member, or a random live one heard from itself (a whole
- * table is not sent to an address known only from hearsay). */
+/* A random dead member, or a random live one, heard from itself if there
+ * is one (a whole table is not sent to an address known only from hearsay
+ * while a member heard from itself exists: a joiner that has heard nobody
+ * yet still spreads its push/pulls). */
 static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
   for (uint32_t tries = 0; tries < 16 && n->nmembers > 1; tries++) {
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
@@ -1150,6 +1152,7 @@ static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
       return c;
   }
   /* sparse: fall back to a scan from a random start */
+  dmq__member_t *hearsay = NULL;
   uint32_t start = (uint32_t)dmq__rng_below(&n->rng, n->nmembers);
   for (uint32_t i = 0; i < n->nmembers; i++) {
     dmq__member_t *c = n->members[(start + i) % n->nmembers];
@@ -1158,8 +1161,10 @@ static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
     if (dead ? c->state == DMQ_MEMBER_DEAD
              : c->state == DMQ_MEMBER_ALIVE && c->heard)
       return c;
+    if (!dead && c->state == DMQ_MEMBER_ALIVE && hearsay == NULL)
+      hearsay = c;
   }
-  return NULL;
+  return hearsay;
 }
 
 static int swim_seed_is_alive(dmq_node_t *n, const char *seed) {
