@@ -209,10 +209,24 @@ void dmq__delivery_on_dack(dmq_node_t *n, const dmq__dack_t *a,
   int progress = dlv_ack_cum(n, p, cum, &s, &filled);
   if (filled)
     s.ok = 0;
+  if (cum == 0 && a->sack == 0 && p->peer_cum > 0) {
+    /* The receiver holds nothing of this stream (it lost its state, e.g.
+     * it forgot us while we kept it): the base we announce ramps up from
+     * its start again (DLV_SKIP_MAX), or it would refuse our base as an
+     * implausible jump for good. (A reordered early ack does no harm: the
+     * cap only matters to a receiver that is behind.) */
+    p->peer_cum = 0;
+  }
   if (cum < p->peer_cum) /* reordered: an older ack says nothing new */
     return;
   p->peer_cum = cum;
   p->peer_rwnd = a->rwnd;
+  if (p->head != NULL && dmq__dlv_base(p) > cum + 1 + DLV_SKIP_MAX) {
+    /* the receiver is catching up with a jump of our base: tell it the
+     * next step now rather than at the next retransmission timeout */
+    p->need_probe = 1;
+    dmq__dlv_want_flush(n->dlv, p);
+  }
   dlv_msg_t *win[DLV_SACK_BITS];
   uint32_t nsacked;
   uint32_t nw = dlv_ack_sack(p, a, cum, filled, &s, win, &nsacked);

@@ -344,8 +344,8 @@ static void dlv_on_reliable_data(dmq_node_t *n, dmq__member_t *m,
   uint64_t from = p->next_exp != 0 ? p->next_exp : 1;
   if (dd->base > from && dd->base - from > DLV_SKIP_MAX) {
     n->stats.drops[DMQ_DROP_IMPLAUSIBLE]++;
-    if (p->next_exp != 0)
-      dmq__dlv_ack(d, p, 1, 0); /* tell a real sender where we are */
+    dmq__dlv_ack(d, p, 1, 0); /* tell a real sender where we are (cum 0:
+                                 nothing; it ramps its base up from 1) */
     return;
   }
   if (dd->flags & DMQ__DATA_MORE)
