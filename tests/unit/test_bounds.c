@@ -471,18 +471,29 @@ static void test_unknown_sender(void **state) {
   forge_data(c, 1, "nobody", 1, 1, 1, 30000, "x");
   assert_int_equal(st(c, 1).drops[DMQ_DROP_UNKNOWN_SENDER], u + 1);
   assert_int_equal(c->rx, 0);
-  /* a joiner sends before the receiver knows it: retransmitted later */
+  /* a joiner sends before the receiver knows it (n1 was away while n2
+   * joined): dropped and counted, retransmitted, delivered once n1
+   * learns n2 */
   cl_node(c, 2, 0);
   assert_int_equal(dmq_channel_open(c->node[2], "ch", on_rx, c, &c->ch[2]), 0);
   const char *seed = "mem://0";
   assert_int_equal(dmq_node_join(c->node[2], &seed, 1, c->now), 0);
-  cl_run(c, c->now + 300); /* n2 knows n1 from n0's table, n1 not n2 yet */
-  if (dmq_node_member(c->node[2], "n1", NULL) == 0) {
-    send_rel(c, 2, "n1", 3);
-    cl_run(c, c->now + 20000);
-    assert_int_equal(c->rx, 3);
-    assert_int_equal(c->oc[DMQ_OUTCOME_DELIVERED], 3);
-  }
+  dmq_node_t *away = c->node[1];
+  c->node[1] = NULL;
+  cl_run(c, c->now + 1000);
+  c->node[1] = away;
+  member(c, 2, "n1");
+  dmq_member_info_t mi;
+  assert_int_equal(dmq_node_member(c->node[1], "n2", &mi), DMQ_ENOENT);
+  u = st(c, 1).drops[DMQ_DROP_UNKNOWN_SENDER];
+  send_rel(c, 2, "n1", 3);
+  assert_int_equal(dmq_node_tick(c->node[2], c->now), 0); /* DATA out */
+  memnet_deliver(&c->net, c->node, c->tp, NMAX, c->now);
+  assert_true(st(c, 1).drops[DMQ_DROP_UNKNOWN_SENDER] > u);
+  assert_int_equal(c->rx, 0);
+  cl_run(c, c->now + 20000);
+  assert_int_equal(c->rx, 3);
+  assert_int_equal(c->oc[DMQ_OUTCOME_DELIVERED], 3);
   cl_free(c);
 }
 
