@@ -995,6 +995,9 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
                              dmq__slice_t sender, const char *from_addr,
                              int stream) {
   n->stats.pushpull_received++;
+  /* the reply comes first in this packet's reply budget: the pings about
+   * suspicions in the table must not crowd it out */
+  int reply = !(msg->flag & DMQ__PP_REPLY) && swim_reply_ok(n);
   dmq__rec_iter_t it;
   dmq__record_t r;
   dmq__wire_records(msg, &it);
@@ -1044,7 +1047,7 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
   const char *to = stream && from_addr != NULL
                        ? from_addr
                        : swim_reply_addr(n, sender, from_addr);
-  if (to != NULL && swim_reply_ok(n))
+  if (to != NULL && reply)
     swim_send_pushpull_ex(n, to, DMQ__PP_REPLY,
                           !stream || !dmq__has_stream(n, to));
 }
