@@ -89,6 +89,10 @@
 /* Smallest reorder ring, in messages. */
 #define DLV_RING_MIN 16
 
+/* An empty reorder ring up to this size is kept between packets; a larger
+ * one is freed as soon as it is empty. */
+#define DLV_RING_KEEP 256
+
 /* First capacity of the growable tables (timer heap, id map, scratch). */
 #define DLV_INIT_CAP 64
 

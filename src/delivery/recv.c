@@ -567,8 +567,11 @@ void dmq__dlv_rx_deliver(dmq_node_t *n, dlv_peer_t *p) {
   while (!d->closing) {
     dlv_rent_t *e = dmq__dlv_ring_at(p, p->next_exp);
     if (e == NULL) {
-      if (p->nbuf == 0 && p->ring_cap > DLV_RING_MIN)
-        dlv_ring_trim(n, p); /* a burst of reordering is over */
+      /* a large ring whose burst is over goes at once; smaller ones are
+       * kept for the next packet (no allocation per packet) and trimmed by
+       * the periodic purge */
+      if (p->nbuf == 0 && p->ring_cap > DLV_RING_KEEP)
+        dlv_ring_trim(n, p);
       return;
     }
     int last = !(e->flags & DMQ__DATA_MORE);
