@@ -1109,15 +1109,12 @@ static void swim_gossip_round(dmq_node_t *n) {
     return;
   uint32_t want = n->cfg.gossip_nodes;
   dmq__member_t *chosen[64];
-  uint32_t nc = 0, hearsay = 0;
+  uint32_t nc = 0;
   for (uint32_t tries = 0; nc < want && tries < 4 * want + 8; tries++) {
     if (n->nmembers < 2)
       break;
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
     if (c->is_self || c->state == DMQ_MEMBER_LEFT)
-      continue;
-    /* at most one address known only from hearsay per round */
-    if (!c->heard && hearsay > 0)
       continue;
     if (c->state == DMQ_MEMBER_DEAD &&
         n->now - c->state_since > n->cfg.gossip_to_dead_ms)
@@ -1125,10 +1122,8 @@ static void swim_gossip_round(dmq_node_t *n) {
     int dup = 0;
     for (uint32_t i = 0; i < nc; i++)
       dup |= chosen[i] == c;
-    if (!dup) {
+    if (!dup)
       chosen[nc++] = c;
-      hearsay += !c->heard;
-    }
   }
   for (uint32_t i = 0; i < nc && n->bc_count > 0; i++) {
     dmq__enc_t e;
