@@ -116,6 +116,7 @@ struct dmq__node {
   uint32_t replies;
   uint32_t probe_rounds; /* probe periods started (hearsay probe pacing) */
   uint32_t hearsay_pos;  /* where the next hearsay probe target is sought */
+  uint32_t n_hearsay;    /* members known only from hearsay */
   dmq__relay_t *relays;  /* DMQ__MAX_RELAYS, allocated on first use */
   uint32_t nrelays;      /* relays in use */
   uint64_t next_gossip, next_pushpull, next_reconnect, next_reap;

@@ -592,6 +592,7 @@ static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   dmq__member_t *m = dmq__member_add(n, name.p, name.n, addr.p, addr.n);
   if (m == NULL)
     return;
+  n->n_hearsay++; /* until heard from itself */
   m->inc = inc;
   m->gen = gen;
   m->state = DMQ_MEMBER_DEAD; /* so set_state counts it live */
@@ -964,8 +965,10 @@ static void swim_on_ack(dmq_node_t *n, const dmq__msg_t *msg) {
     if (!n->probe.acked) {
       dmq__member_t *t =
           dmq__member_find(n, n->probe.target, strlen(n->probe.target));
-      if (t != NULL)
+      if (t != NULL && !t->heard && !t->is_self) {
         t->heard = 1; /* it answered at the address we probed */
+        n->n_hearsay--;
+      }
       n->probe.acked = 1;
       if (n->probe.indirect_sent)
         n->stats.probe_indirect_ok++;
@@ -1056,8 +1059,11 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
 static void swim_heard(dmq_node_t *n, dmq__slice_t sender,
                        const char *from_addr) {
   dmq__member_t *m = dmq__member_find(n, sender.p, sender.n);
-  if (m != NULL && !m->heard && strcmp(m->addr, from_addr) == 0)
+  if (m != NULL && !m->heard && !m->is_self &&
+      strcmp(m->addr, from_addr) == 0) {
     m->heard = 1;
+    n->n_hearsay--;
+  }
 }
 
 void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
@@ -1109,12 +1115,18 @@ static void swim_gossip_round(dmq_node_t *n) {
     return;
   uint32_t want = n->cfg.gossip_nodes;
   dmq__member_t *chosen[64];
-  uint32_t nc = 0;
+  uint32_t nc = 0, hearsay = 0;
+  /* a table mostly of members known only from hearsay (a flood of forged
+   * ones): at most one of them per round, so that news (suspicions and
+   * their confirmations) keeps reaching real members */
+  int flooded = n->n_hearsay > 2 * (n->nmembers - n->n_hearsay) + 8;
   for (uint32_t tries = 0; nc < want && tries < 4 * want + 8; tries++) {
     if (n->nmembers < 2)
       break;
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
     if (c->is_self || c->state == DMQ_MEMBER_LEFT)
+      continue;
+    if (flooded && !c->heard && hearsay > 0)
       continue;
     if (c->state == DMQ_MEMBER_DEAD &&
         n->now - c->state_since > n->cfg.gossip_to_dead_ms)
@@ -1122,8 +1134,10 @@ static void swim_gossip_round(dmq_node_t *n) {
     int dup = 0;
     for (uint32_t i = 0; i < nc; i++)
       dup |= chosen[i] == c;
-    if (!dup)
+    if (!dup) {
       chosen[nc++] = c;
+      hearsay += !c->heard;
+    }
   }
   for (uint32_t i = 0; i < nc && n->bc_count > 0; i++) {
     dmq__enc_t e;
@@ -1539,6 +1553,8 @@ uint64_t dmq__swim_deadline(const dmq_node_t *n) {
 }
 
 void dmq__swim_member_removed(dmq_node_t *n, dmq__member_t *m) {
+  if (!m->heard && !m->is_self)
+    n->n_hearsay--;
   swim_bc_remove(n, m);
   swim_suspicion_clear(n, m);
 }
