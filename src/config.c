@@ -17,7 +17,8 @@
  * the caller's size does not cover them. The check names the current last
  * field, so that a field appended later moves it. */
 #define CONFIG_MIN_SIZE DMQ__SIZE_UPTO(dmq_config_t, max_packet)
-DMQ__SIZE_CHECK(dmq_config_t, DMQ__SIZE_UPTO(dmq_config_t, seal_mode));
+/* The current layout ends at max_members (0.3.1). */
+DMQ__SIZE_CHECK(dmq_config_t, DMQ__SIZE_UPTO(dmq_config_t, max_members));
 
 static const char *const config_profile_names[] = {"lan", "wan", "local",
                                                    "fast"};
@@ -99,6 +100,7 @@ static int config_defaults(dmq_config_t *cfg, dmq_profile_t profile) {
   cfg->mtu = 1400; /* fits a 1500-byte Ethernet frame with IP/UDP headers */
   cfg->max_packet = 16u << 20;
   cfg->announce_budget = 16;
+  cfg->max_members = 8192; /* 8x the 1000-member goal; fits max_packet */
   /* The profile's. */
   cfg->probe_interval_ms = p->probe_interval_ms;
   cfg->probe_timeout_ms = p->probe_timeout_ms;
@@ -131,7 +133,16 @@ int dmq__config_load(dmq_config_t *dst, const dmq_config_t *src) {
     return DMQ_EINVAL;
   int rc = dmq__sized_in(dst, sizeof(*dst), src, src->size, CONFIG_MIN_SIZE);
   dst->size = sizeof(*dst);
-  return rc;
+  if (rc != 0)
+    return rc;
+  if (dst->max_members == 0)
+    dst->max_members = 8192;
+  /* a full table's push/pull must fit one stream packet and the decoder's
+   * record limit (65536) */
+  if (dst->max_members > 65536 ||
+      (uint64_t)dst->max_members * DMQ_MAX_RECORD + 4096 > dst->max_packet)
+    return DMQ_EINVAL;
+  return 0;
 }
 
 int dmq_profile_from_name(const char *name, dmq_profile_t *out) {

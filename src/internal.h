@@ -111,9 +111,16 @@ struct dmq__node {
     uint64_t timeout_at, end_at;
     char target[DMQ_MAX_NAME + 1];
   } probe;
-  uint32_t health;      /* Lifeguard local health multiplier - 1 */
-  dmq__relay_t *relays; /* DMQ__MAX_RELAYS, allocated on first use */
-  uint32_t nrelays;     /* relays in use */
+  uint32_t health; /* Lifeguard local health multiplier - 1 */
+  /* amplification bound (swim.c): replies caused by the packet being
+   * received (pkts_in identifies it) */
+  uint64_t reply_pkt;
+  uint32_t replies;
+  uint32_t probe_rounds; /* probe periods started (hearsay probe pacing) */
+  uint32_t hearsay_pos;  /* where the next hearsay probe target is sought */
+  uint32_t n_hearsay;    /* members known only from hearsay */
+  dmq__relay_t *relays;  /* DMQ__MAX_RELAYS, allocated on first use */
+  uint32_t nrelays;      /* relays in use */
   uint64_t next_gossip, next_pushpull, next_reconnect, next_reap;
 
   /* joining */

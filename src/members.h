@@ -41,6 +41,10 @@ struct dmq__member {
   uint8_t state;    /* dmq_member_state_t */
   uint8_t is_self;
   int8_t bc_bucket; /* -1 = not queued; < DMQ__MAX_BUCKETS */
+  /* heard from itself: a datagram from its own address carrying its name,
+   * or an ack of our probe of it. Until then its address is only hearsay
+   * (gossip, tables), and probes to it are rate-limited (swim.c). */
+  uint8_t heard;
 };
 
 /* FNV-1a over n bytes (member names, channel names). */

@@ -56,10 +56,64 @@
 #define SWIM_FROM_SYNC 2
 /* Most updates packed into one packet (bounded by the MTU anyway). */
 #define SWIM_MAX_PICK 256
+/* Plausible incarnations (docs/limits.md): an update may raise a member's
+ * incarnation by at most SWIM_INC_SLACK over what we know (its owner
+ * raises it by one per change; we may have missed a few), and never past
+ * SWIM_INC_LIMIT. A forged update can therefore push a member's
+ * incarnation, and its refutation, up by at most the slack: 2^42 of them
+ * before the limit, which is far below the wrap. */
+#define SWIM_INC_SLACK ((uint64_t)1 << 20)
+#define SWIM_INC_LIMIT ((uint64_t)1 << 62)
+/* Plausible generations (the runtime uses wall-clock ms): a restart may
+ * raise a member's generation by at most 2^44 (557 years of ms) over what
+ * we know, never to 2^62 or above. */
+#define SWIM_GEN_SLACK ((uint64_t)1 << 44)
+#define SWIM_GEN_LIMIT ((uint64_t)1 << 62)
+/* Amplification bound: packets one received packet may make us send at
+ * once (acks, relayed pings, push/pull replies, pings telling a member of
+ * a suspicion). The rest is dropped as DMQ_DROP_RATE_LIMITED. */
+#define SWIM_REPLIES_PER_PACKET 4
+/* A member we know only from hearsay (see dmq__member_t.heard) is probed
+ * at most once per this many probe periods: an outsider gossiping a third
+ * party's address cannot make us probe it at volume, nor crowd the
+ * probes of real members out. */
+#define SWIM_HEARSAY_EVERY 2
 
 static dmq__slice_t sl(const char *p, size_t n) {
   dmq__slice_t s = {p, n};
   return s;
+}
+
+/* May the packet being received cause one more outbound packet? */
+static int swim_reply_ok(dmq_node_t *n) {
+  if (n->reply_pkt != n->stats.pkts_in) {
+    n->reply_pkt = n->stats.pkts_in;
+    n->replies = 0;
+  }
+  if (n->replies >= SWIM_REPLIES_PER_PACKET) {
+    n->stats.drops[DMQ_DROP_RATE_LIMITED]++;
+    return 0;
+  }
+  n->replies++;
+  return 1;
+}
+
+/* An incarnation an update claims for a member we know at `known`. */
+static int swim_inc_plausible(dmq_node_t *n, uint64_t inc, uint64_t known) {
+  if (inc < SWIM_INC_LIMIT && (inc <= known || inc - known <= SWIM_INC_SLACK))
+    return 1;
+  n->stats.drops[DMQ_DROP_IMPLAUSIBLE]++;
+  return 0;
+}
+
+/* A generation an update claims for a member we know at `known` (0: a
+ * member we do not know). */
+static int swim_gen_plausible(dmq_node_t *n, uint64_t gen, uint64_t known) {
+  if (gen < SWIM_GEN_LIMIT &&
+      (known == 0 || gen <= known || gen - known <= SWIM_GEN_SLACK))
+    return 1;
+  n->stats.drops[DMQ_DROP_IMPLAUSIBLE]++;
+  return 0;
 }
 
 static uint64_t swim_scaled(const dmq_node_t *n, uint32_t ms) {
@@ -470,7 +524,7 @@ static void swim_refute(dmq_node_t *n, uint64_t inc) {
  * (nothing is queued twice), and the answer to its next probe, which
  * carries the rumor (buddy system), sets it right. Leaving: neither. */
 static void swim_self_accused(dmq_node_t *n, uint64_t inc) {
-  if (n->leaving)
+  if (n->leaving || !swim_inc_plausible(n, inc, n->self->inc))
     return;
   if (inc >= n->self->inc)
     swim_refute(n, inc);
@@ -482,6 +536,22 @@ static void swim_self_accused(dmq_node_t *n, uint64_t inc) {
  * a previous life of ours to refute. */
 static void swim_alive_self(dmq_node_t *n, dmq__member_t *m, dmq__slice_t addr,
                             uint64_t inc, uint64_t gen) {
+  if (gen > m->gen && !n->leaving && swim_gen_plausible(n, gen, m->gen)) {
+    /* A newer life of ours that is not us: a forged ALIVE, or a second
+     * process under our name. Left alone it would replace us everywhere
+     * for good; we take the generation after it instead (like a restart
+     * of ours: delivery starts new streams) and announce it, so the
+     * damage lasts one round of gossip (docs/limits.md). */
+    dmq__log(n, DMQ_LOG_WARN,
+             "another member claims our name %s (generation %llu): taking "
+             "generation %llu",
+             n->name, (unsigned long long)gen, (unsigned long long)gen + 1);
+    m->gen = gen + 1;
+    m->inc = 1;
+    dmq__members_notify(n, m, DMQ__MEMBER_RESTARTED);
+    swim_bc_queue(n, m);
+    return;
+  }
   if (gen > m->gen ||
       (gen == m->gen && inc > m->inc &&
        (addr.n != m->addr_len || memcmp(addr.p, m->addr, addr.n) != 0))) {
@@ -489,19 +559,47 @@ static void swim_alive_self(dmq_node_t *n, dmq__member_t *m, dmq__slice_t addr,
              "another member claims our name %s (generation %llu)", n->name,
              (unsigned long long)gen);
   }
-  if (gen == m->gen && inc > m->inc && !n->leaving) {
+  if (gen == m->gen && inc > m->inc && !n->leaving &&
+      swim_inc_plausible(n, inc, m->inc)) {
     /* an echo of a previous life of ours inside this generation */
     swim_refute(n, inc);
   }
+}
+
+static void swim_forget(dmq_node_t *n, dmq__member_t *m);
+
+/* Room in the table for one more member: below max_members, or a dead or
+ * left member (the one in that state longest) reaped early. Live members
+ * are never evicted; without room the newcomer is dropped. */
+static int swim_make_room(dmq_node_t *n) {
+  if (n->nmembers < n->cfg.max_members)
+    return 1;
+  dmq__member_t *v = NULL;
+  for (uint32_t i = 0; n->n_live < n->nmembers && i < n->nmembers; i++) {
+    dmq__member_t *m = n->members[i];
+    if (!m->is_self && m->state >= DMQ_MEMBER_DEAD &&
+        (v == NULL || m->state_since < v->state_since))
+      v = m;
+  }
+  if (v == NULL) {
+    n->stats.drops[DMQ_DROP_MEMBER_LIMIT]++;
+    return 0;
+  }
+  swim_forget(n, v);
+  return 1;
 }
 
 /* An ALIVE about a member we do not know: add it. */
 static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
                            uint64_t inc, uint64_t gen, dmq__slice_t meta,
                            const dmq__chans_t *chans, int from_pushpull) {
+  if (!swim_inc_plausible(n, inc, 0) || !swim_gen_plausible(n, gen, 0) ||
+      !swim_make_room(n))
+    return;
   dmq__member_t *m = dmq__member_add(n, name.p, name.n, addr.p, addr.n);
   if (m == NULL)
     return;
+  n->n_hearsay++; /* until heard from itself */
   m->inc = inc;
   m->gen = gen;
   m->state = DMQ_MEMBER_DEAD; /* so set_state counts it live */
@@ -538,7 +636,18 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   int new_gen = gen > m->gen;
   if (!new_gen && !(gen == m->gen && inc > m->inc))
     return; /* stale or equal */
+  if (!swim_inc_plausible(n, inc, new_gen ? 0 : m->inc) ||
+      (new_gen && !swim_gen_plausible(n, gen, m->gen)))
+    return;
   uint8_t old = m->state;
+  /* a new life somewhere else while the old one is live: the old address
+   * is told below (one packet), so that a live member displaced by a
+   * forged ALIVE hears it and wins its place back (swim_alive_self) */
+  char old_addr[DMQ_MAX_ADDR + 1];
+  old_addr[0] = '\0';
+  if (new_gen && old <= DMQ_MEMBER_SUSPECT &&
+      (addr.n != m->addr_len || memcmp(addr.p, m->addr, addr.n) != 0))
+    memcpy(old_addr, m->addr, (size_t)m->addr_len + 1);
   int meta_changed = 0;
   int chans_changed = dmq__member_set_chans(n, m, chans);
   if (chans_changed < 0 || dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
@@ -566,6 +675,12 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   if (!new_gen && chans_changed)
     dmq__emit(n, DMQ_EVENT_CHANNELS_UPDATED, m);
   swim_bc_queue(n, m);
+  if (old_addr[0] != '\0' && swim_reply_ok(n)) {
+    dmq__enc_t e;
+    swim_begin(n, &e);
+    swim_enc_update(n, &e, m);
+    swim_finish(n, &e, old_addr);
+  }
 }
 
 /* The member a SUSPECT or DEAD/LEFT message accuses, if the accusation is
@@ -580,7 +695,9 @@ static dmq__member_t *swim_accused(dmq_node_t *n, dmq__slice_t name,
     swim_self_accused(n, inc);
     return NULL;
   }
-  return inc < m->inc ? NULL : m;
+  if (inc < m->inc || !swim_inc_plausible(n, inc, m->inc))
+    return NULL;
+  return m;
 }
 
 /* sync = the suspicion comes from a push/pull table (a remote DEAD or
@@ -597,11 +714,11 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
     swim_set_state(n, m, DMQ_MEMBER_SUSPECT);
     dmq__emit(n, DMQ_EVENT_SUSPECT, m);
     swim_bc_queue(n, m);
-    if (sync) {
+    if (sync && m->heard && swim_reply_ok(n)) {
       /* A table merged after a partition heals carries the other side's
        * stale verdicts. Tell the member at once (buddy system), so it can
        * refute within a round trip instead of waiting for gossip to find
-       * it. */
+       * it. (A few per table: the rest learn it through gossip.) */
       swim_send_ping(n, m, m->addr, ++n->seq);
     }
   } else if (m->state == DMQ_MEMBER_SUSPECT) {
@@ -654,17 +771,37 @@ static void swim_on_dead(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
 /* ---------------------------------------------------------------------- */
 /* probing                                                                 */
 
+/* The next live member known only from hearsay, round robin. */
+static dmq__member_t *swim_next_hearsay(dmq_node_t *n) {
+  for (uint32_t k = 0; k < n->nmembers; k++) {
+    if (n->hearsay_pos >= n->nmembers)
+      n->hearsay_pos = 0;
+    dmq__member_t *m = n->members[n->hearsay_pos++];
+    if (!m->heard && !m->is_self && m->state <= DMQ_MEMBER_SUSPECT)
+      return m;
+  }
+  return NULL;
+}
+
+/* The next probe target: members heard from themselves in a shuffled
+ * round robin, and every SWIM_HEARSAY_EVERY periods one known only from
+ * hearsay, if any. */
 static dmq__member_t *swim_next_target(dmq_node_t *n) {
+  if (++n->probe_rounds % SWIM_HEARSAY_EVERY == 0) {
+    dmq__member_t *h = swim_next_hearsay(n);
+    if (h != NULL)
+      return h;
+  }
   for (uint32_t tries = 0; tries <= n->nmembers; tries++) {
     if (n->probe_pos >= n->nmembers) {
       dmq__members_shuffle(n);
       n->probe_pos = 0;
     }
     dmq__member_t *m = n->members[n->probe_pos++];
-    if (!m->is_self && m->state <= DMQ_MEMBER_SUSPECT)
+    if (!m->is_self && m->heard && m->state <= DMQ_MEMBER_SUSPECT)
       return m;
   }
-  return NULL;
+  return swim_next_hearsay(n);
 }
 
 static void swim_probe_start(dmq_node_t *n) {
@@ -700,8 +837,8 @@ static void swim_probe_indirect(dmq_node_t *n) {
   for (uint32_t tries = 0; nc < k && tries < 4 * k + 8 && n->nmembers > 2;
        tries++) {
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
-    if (c->is_self || c == t || c->state != DMQ_MEMBER_ALIVE)
-      continue;
+    if (c->is_self || c == t || c->state != DMQ_MEMBER_ALIVE || !c->heard)
+      continue; /* relays: members heard from themselves */
     int dup = 0;
     for (uint32_t i = 0; i < nc; i++)
       dup |= chosen[i] == c;
@@ -788,14 +925,14 @@ static void swim_on_ping(dmq_node_t *n, const dmq__msg_t *msg,
   /* On a stream, answer over the connection the ping came in on: sending
    * to the member's advertised address would open a second connection. */
   const char *to = stream ? from_addr : swim_reply_addr(n, sender, from_addr);
-  if (to != NULL)
+  if (to != NULL && swim_reply_ok(n))
     swim_send_ack(n, to, msg->seq, stream);
 }
 
 static void swim_on_ping_req(dmq_node_t *n, const dmq__msg_t *msg,
                              dmq__slice_t sender, const char *from_addr) {
   const char *origin = swim_reply_addr(n, sender, from_addr);
-  if (origin == NULL || strlen(origin) > DMQ_MAX_ADDR)
+  if (origin == NULL || strlen(origin) > DMQ_MAX_ADDR || !swim_reply_ok(n))
     return;
   if (n->relays == NULL) {
     n->relays = dmq__malloc(n, DMQ__MAX_RELAYS * sizeof(*n->relays));
@@ -833,6 +970,12 @@ static void swim_on_ping_req(dmq_node_t *n, const dmq__msg_t *msg,
 static void swim_on_ack(dmq_node_t *n, const dmq__msg_t *msg) {
   if (n->probe.active && msg->seq == n->probe.seq) {
     if (!n->probe.acked) {
+      dmq__member_t *t =
+          dmq__member_find(n, n->probe.target, strlen(n->probe.target));
+      if (t != NULL && !t->heard && !t->is_self) {
+        t->heard = 1; /* it answered at the address we probed */
+        n->n_hearsay--;
+      }
       n->probe.acked = 1;
       if (n->probe.indirect_sent)
         n->stats.probe_indirect_ok++;
@@ -890,6 +1033,9 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
                              dmq__slice_t sender, const char *from_addr,
                              int stream) {
   n->stats.pushpull_received++;
+  /* the reply comes first in this packet's reply budget: the pings about
+   * suspicions in the table must not crowd it out */
+  int reply = !(msg->flag & DMQ__PP_REPLY) && swim_reply_ok(n);
   dmq__swim_apply_records(n, msg, sender, (msg->flag & DMQ__PP_JOIN) != 0);
   if (msg->flag & DMQ__PP_REPLY) {
     if (n->joining) {
@@ -917,9 +1063,20 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
   const char *to = stream && from_addr != NULL
                        ? from_addr
                        : swim_reply_addr(n, sender, from_addr);
-  if (to != NULL)
+  if (to != NULL && reply)
     swim_send_pushpull_ex(n, to, DMQ__PP_REPLY,
                           !stream || !dmq__has_stream(n, to));
+}
+
+/* A datagram from the sender's own address: it is heard from itself. */
+static void swim_heard(dmq_node_t *n, dmq__slice_t sender,
+                       const char *from_addr) {
+  dmq__member_t *m = dmq__member_find(n, sender.p, sender.n);
+  if (m != NULL && !m->heard && !m->is_self &&
+      strcmp(m->addr, from_addr) == 0) {
+    m->heard = 1;
+    n->n_hearsay--;
+  }
 }
 
 void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
@@ -962,6 +1119,9 @@ void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
     n->stats.drops[DMQ_DROP_UNKNOWN_TYPE]++;
     break;
   }
+  /* after the message: it may have added the sender */
+  if (!stream && from_addr != NULL)
+    swim_heard(n, sender, from_addr);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -972,12 +1132,18 @@ static void swim_gossip_round(dmq_node_t *n) {
     return;
   uint32_t want = n->cfg.gossip_nodes;
   dmq__member_t *chosen[64];
-  uint32_t nc = 0;
+  uint32_t nc = 0, hearsay = 0;
+  /* a table mostly of members known only from hearsay (a flood of forged
+   * ones): at most one of them per round, so that news (suspicions and
+   * their confirmations) keeps reaching real members */
+  int flooded = n->n_hearsay > 2 * (n->nmembers - n->n_hearsay) + 8;
   for (uint32_t tries = 0; nc < want && tries < 4 * want + 8; tries++) {
     if (n->nmembers < 2)
       break;
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
     if (c->is_self || c->state == DMQ_MEMBER_LEFT)
+      continue;
+    if (flooded && !c->heard && hearsay > 0)
       continue;
     if (c->state == DMQ_MEMBER_DEAD &&
         n->now - c->state_since > n->cfg.gossip_to_dead_ms)
@@ -985,8 +1151,10 @@ static void swim_gossip_round(dmq_node_t *n) {
     int dup = 0;
     for (uint32_t i = 0; i < nc; i++)
       dup |= chosen[i] == c;
-    if (!dup)
+    if (!dup) {
       chosen[nc++] = c;
+      hearsay += !c->heard;
+    }
   }
   for (uint32_t i = 0; i < nc && n->bc_count > 0; i++) {
     dmq__enc_t e;
@@ -999,24 +1167,33 @@ static void swim_gossip_round(dmq_node_t *n) {
   }
 }
 
+/* A random dead member, or a random live one, heard from itself if there
+ * is one (a whole table is not sent to an address known only from hearsay
+ * while a member heard from itself exists: a joiner that has heard nobody
+ * yet still spreads its push/pulls). */
 static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
   for (uint32_t tries = 0; tries < 16 && n->nmembers > 1; tries++) {
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
     if (c->is_self)
       continue;
-    if (dead ? c->state == DMQ_MEMBER_DEAD : c->state == DMQ_MEMBER_ALIVE)
+    if (dead ? c->state == DMQ_MEMBER_DEAD
+             : c->state == DMQ_MEMBER_ALIVE && c->heard)
       return c;
   }
   /* sparse: fall back to a scan from a random start */
+  dmq__member_t *hearsay = NULL;
   uint32_t start = (uint32_t)dmq__rng_below(&n->rng, n->nmembers);
   for (uint32_t i = 0; i < n->nmembers; i++) {
     dmq__member_t *c = n->members[(start + i) % n->nmembers];
     if (c->is_self)
       continue;
-    if (dead ? c->state == DMQ_MEMBER_DEAD : c->state == DMQ_MEMBER_ALIVE)
+    if (dead ? c->state == DMQ_MEMBER_DEAD
+             : c->state == DMQ_MEMBER_ALIVE && c->heard)
       return c;
+    if (!dead && c->state == DMQ_MEMBER_ALIVE && hearsay == NULL)
+      hearsay = c;
   }
-  return NULL;
+  return hearsay;
 }
 
 static int swim_seed_is_alive(dmq_node_t *n, const char *seed) {
@@ -1394,6 +1571,8 @@ uint64_t dmq__swim_deadline(const dmq_node_t *n) {
 }
 
 void dmq__swim_member_removed(dmq_node_t *n, dmq__member_t *m) {
+  if (!m->heard && !m->is_self)
+    n->n_hearsay--;
   swim_bc_remove(n, m);
   swim_suspicion_clear(n, m);
 }

@@ -119,7 +119,20 @@ typedef struct dmq__config {
    * dmq_node_load_keys(), dmq/keyfile.h) after dmq_node_new() and before
    * the first join; while the keyring is empty every mode acts as OFF. */
   dmq_seal_mode_t seal_mode;
+  /* (0.3.1) Most members in the table, ourselves and dead/left ones
+   * included (docs/limits.md). A new member beyond it is dropped
+   * (stats drops[DMQ_DROP_MEMBER_LIMIT]) unless a dead or left one can be
+   * reaped early to make room; live members are never evicted. Default
+   * 8192; 0 = the default. A push/pull of a full table must fit
+   * max_packet: max_members * DMQ_MAX_RECORD + 4096 > max_packet, or more
+   * than 65536, is refused by dmq_node_new() (DMQ_EINVAL). */
+  uint32_t max_members;
 } dmq_config_t;
+
+/* Largest encoded push/pull record of one member (name, address, metadata
+ * and channels at their maxima), for sizing max_packet against
+ * max_members. */
+#define DMQ_MAX_RECORD 1900
 
 /* Use dmq_config_init(): it passes the caller's sizeof. size is at least
  * the 0.3.0 layout's, else DMQ_EINVAL; at most size bytes of cfg are

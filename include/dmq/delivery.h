@@ -141,6 +141,12 @@ typedef struct dmq__delivery_config {
    * "Queues and backpressure"): 64 MiB; 0 in dmq_delivery_configure() =
    * this default */
   size_t max_queued_bytes;
+  /* (0.3.1) receive state held for all senders together: reorder rings,
+   * out-of-order and paused messages, reassembly buffers (docs/limits.md).
+   * What would exceed it is dropped (stats drops[DMQ_DROP_BUDGET]) and
+   * retransmitted by its sender later: 64 MiB; 0 in
+   * dmq_delivery_configure() = this default */
+  size_t max_rx_bytes;
 } dmq_delivery_config_t;
 
 /* Use dmq_delivery_config_init(): it passes the caller's sizeof. DMQ_EINVAL

@@ -179,14 +179,26 @@ void dmq__delivery_on_dack(dmq_node_t *n, const dmq__dack_t *a,
   dmq__member_t *mb = dmq__member_find(n, sender.p, sender.n);
   if (mb == NULL || mb->peer == NULL || mb->is_self) {
     d->st.unknown_sender++;
+    if (mb == NULL)
+      n->stats.drops[DMQ_DROP_UNKNOWN_SENDER]++;
     return;
   }
   dlv_peer_t *p = mb->peer;
-  if (a->src_gen != n->self->gen || a->dst_gen != p->tx_gen) {
+  if (a->src_gen != n->self->gen || a->dst_gen != p->tx_gen ||
+      a->dst_gen != mb->gen) {
     d->st.stale_gen++;
+    if (a->dst_gen > mb->gen)
+      n->stats.drops[DMQ_DROP_IMPLAUSIBLE]++; /* a life nobody announced */
     return;
   }
-  uint64_t cum = a->cum < p->next_seq ? a->cum : p->next_seq - 1;
+  /* An ack of numbers we never sent is not from the receiver we number
+   * for (its state was reset under us, or the DACK is forged): taking it
+   * would report messages delivered that it never got. */
+  if (a->cum >= p->next_seq) {
+    n->stats.drops[DMQ_DROP_IMPLAUSIBLE]++;
+    return;
+  }
+  uint64_t cum = a->cum;
   if (a->nrej > 0)
     dlv_ack_rejected(p, a, cum);
   /* RTT samples (Karn: never from a retransmitted message) come from
@@ -197,10 +209,24 @@ void dmq__delivery_on_dack(dmq_node_t *n, const dmq__dack_t *a,
   int progress = dlv_ack_cum(n, p, cum, &s, &filled);
   if (filled)
     s.ok = 0;
+  if (cum == 0 && a->sack == 0 && p->peer_cum > 0) {
+    /* The receiver holds nothing of this stream (it lost its state, e.g.
+     * it forgot us while we kept it): the base we announce ramps up from
+     * its start again (DLV_SKIP_MAX), or it would refuse our base as an
+     * implausible jump for good. (A reordered early ack does no harm: the
+     * cap only matters to a receiver that is behind.) */
+    p->peer_cum = 0;
+  }
   if (cum < p->peer_cum) /* reordered: an older ack says nothing new */
     return;
   p->peer_cum = cum;
   p->peer_rwnd = a->rwnd;
+  if (p->head != NULL && dmq__dlv_base(p) > cum + 1 + DLV_SKIP_MAX) {
+    /* the receiver is catching up with a jump of our base: tell it the
+     * next step now rather than at the next retransmission timeout */
+    p->need_probe = 1;
+    dmq__dlv_want_flush(n->dlv, p);
+  }
   dlv_msg_t *win[DLV_SACK_BITS];
   uint32_t nsacked;
   uint32_t nw = dlv_ack_sack(p, a, cum, filled, &s, win, &nsacked);
@@ -307,6 +333,8 @@ void dmq__delivery_tick(dmq_node_t *n) {
     }
     }
   }
+  if (d->rx_nbuf > 0 && now >= d->next_purge)
+    dmq__dlv_rx_purge(n);
   dlv_peer_t *list = d->flush_head;
   d->flush_head = d->flush_tail = NULL;
   while (list != NULL) {

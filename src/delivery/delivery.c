@@ -214,6 +214,17 @@ int dmq__delivery_flush(dmq_node_t *n) {
 
 void dmq__delivery_member_changed(dmq_node_t *n, dmq__member_t *m,
                                   dmq_outcome_t why) {
+  if (m->is_self) {
+    /* we took a new generation (another claimed our name): every stream,
+     * both ways, starts again as after a restart; what was queued ends
+     * with `why` */
+    for (dlv_peer_t *p = n->dlv->peers; p != NULL; p = p->all_next) {
+      dmq__dlv_fail_peer(n, p, why);
+      dmq__dlv_tx_reset(n, p);
+      dmq__dlv_rx_reset(n, p);
+    }
+    return;
+  }
   dlv_peer_t *p = m->peer;
   if (p == NULL)
     return;
@@ -236,7 +247,9 @@ void dmq__delivery_member_removed(dmq_node_t *n, dmq__member_t *m) {
 /* The 0.3.0 layout ends at max_queued_bytes (src/sized.h). */
 #define DLV_CONFIG_MIN_SIZE                                                    \
   DMQ__SIZE_UPTO(dmq_delivery_config_t, max_queued_bytes)
-DMQ__SIZE_CHECK(dmq_delivery_config_t, DLV_CONFIG_MIN_SIZE);
+/* The current layout ends at max_rx_bytes (0.3.1). */
+DMQ__SIZE_CHECK(dmq_delivery_config_t,
+                DMQ__SIZE_UPTO(dmq_delivery_config_t, max_rx_bytes));
 /* Output structs: the 0.3.0 layout ends at bcast_refused. */
 #define DLV_STATS_MIN_SIZE DMQ__SIZE_UPTO(dmq_delivery_stats_t, bcast_refused)
 DMQ__SIZE_CHECK(dmq_delivery_stats_t, DLV_STATS_MIN_SIZE);
@@ -255,6 +268,7 @@ static void dlv_config_defaults(dmq_delivery_config_t *c) {
   c->reassembly_bytes = (size_t)8 << 20;
   c->request_timeout_ms = 5000;
   c->max_queued_bytes = (size_t)64 << 20;
+  c->max_rx_bytes = (size_t)64 << 20;
 }
 
 int dmq_delivery_config_init_sized(dmq_delivery_config_t *c, size_t size) {
@@ -352,6 +366,8 @@ int dmq_delivery_configure(dmq_node_t *n,
   n->dlv->cfg = *c;
   if (n->dlv->cfg.max_queued_bytes == 0)
     n->dlv->cfg.max_queued_bytes = (size_t)64 << 20;
+  if (n->dlv->cfg.max_rx_bytes == 0)
+    n->dlv->cfg.max_rx_bytes = (size_t)64 << 20;
   for (dlv_peer_t *p = n->dlv->peers; p != NULL; p = p->all_next) {
     p->peer_rwnd = c->window;
     p->rto = dmq__dlv_rto_base(n, p);

@@ -21,8 +21,10 @@ void dmq__delivery_free(dmq_node_t *n);
 
 /* Member changes, relayed by node.c from the member listener. changed: m became
  * DEAD or LEFT, or came back with a new generation (why = DMQ_OUTCOME_DEAD or
- * DMQ_OUTCOME_LEFT): everything queued for it fails with `why`. removed: m is
- * about to be freed. */
+ * DMQ_OUTCOME_LEFT): everything queued for it fails with `why`; m is
+ * ourselves when we took a new generation (swim.c, another member claimed
+ * our name): every stream restarts and everything queued fails. removed: m
+ * is about to be freed. */
 void dmq__delivery_member_changed(dmq_node_t *n, dmq__member_t *m,
                                   dmq_outcome_t why);
 void dmq__delivery_member_removed(dmq_node_t *n, dmq__member_t *m);

@@ -89,11 +89,27 @@
 /* Smallest reorder ring, in messages. */
 #define DLV_RING_MIN 16
 
+/* An empty reorder ring up to this size is kept between packets; a larger
+ * one is freed as soon as it is empty. */
+#define DLV_RING_KEEP 256
+
 /* First capacity of the growable tables (timer heap, id map, scratch). */
 #define DLV_INIT_CAP 64
 
 /* Largest allowed window (reorder ring size bound). */
 #define DLV_MAX_WINDOW 65536
+
+/* Furthest a receiver moves its next expected number for one DATA (the
+ * sender's base jumping over messages it abandoned): a DATA announcing a
+ * base further ahead is implausible and dropped (a forged one would make
+ * the real sender's next messages look like copies). A sender announces at
+ * most this far above what the receiver acknowledged, so a real jump takes
+ * several round trips. Part of the wire contract (docs/wire.md). */
+#define DLV_SKIP_MAX 4096
+
+/* Held (out-of-order, paused) messages are checked for their TTL this
+ * often, riding on the node's ticks (at least one per probe period). */
+#define DLV_PURGE_EVERY_MS 1000
 
 /* Worst-case DATA bytes besides channel name and payload: array, type,
  * flags (2), channel str header (2), 4 x uint64 (9 each), ttl (5), req_id
@@ -323,6 +339,12 @@ struct dmq__dlv {
    * NULL) is due */
   size_t q_total;
   uint8_t want_wr_all, wr_all_pending;
+  /* node-wide receive state: bytes held for all senders (reorder rings,
+   * owned payloads, reassembly buffers; bounded by cfg.max_rx_bytes), the
+   * messages held, and when held messages are next checked for their TTL */
+  size_t rx_bytes;
+  uint32_t rx_nbuf;
+  uint64_t next_purge;
 };
 
 /* Append p to a singly linked work list (once: flag says it is on it);
@@ -493,6 +515,7 @@ dlv_rent_t *dmq__dlv_ring_at(const dlv_peer_t *p, uint64_t seq);
 void dmq__dlv_rx_reset(dmq_node_t *n, dlv_peer_t *p);
 void dmq__dlv_rx_start(dmq_node_t *n, dlv_peer_t *p, uint64_t gen);
 void dmq__dlv_rx_deliver(dmq_node_t *n, dlv_peer_t *p);
+void dmq__dlv_rx_purge(dmq_node_t *n);
 
 /* gap.c */
 int dmq__dlv_be_arrived(dmq_node_t *n, dlv_peer_t *p, uint64_t src_gen,

@@ -173,6 +173,7 @@ void dmq__dlv_peer_free(dmq_node_t *n, dlv_peer_t *p) {
   dlv_peer_t *no_tail;
   DMQ__DL_UNLINK(p, all_prev, all_next, &d->peers, &no_tail);
   dlv_heap_release(d, 3);
+  d->rx_bytes -= (size_t)p->ring_cap * sizeof(*p->ring);
   dmq__free(n, p->ring);
   p->m->peer = NULL;
   dmq__free(n, p);

@@ -2,24 +2,109 @@
  * reorder ring, reassembly of fragments, rejections, in-order delivery. */
 #include "delivery/delivery_int.h"
 
+/* The reorder ring is an open-addressing table keyed by sequence number
+ * (home slot seq & (cap - 1), linear probing, at most half full), sized for
+ * the entries it holds, not for the window: a sender that jumps to the far
+ * end of the window costs one entry, not a window's worth of slots. While
+ * the held numbers span less than the capacity (the common case) every
+ * entry sits in its home slot, as in a plain ring. */
+static uint32_t dlv_ring_home(const dlv_peer_t *p, uint64_t seq) {
+  return (uint32_t)(seq & (p->ring_cap - 1));
+}
+
 dlv_rent_t *dmq__dlv_ring_at(const dlv_peer_t *p, uint64_t seq) {
   if (p->ring_cap == 0 || seq == 0)
     return NULL;
-  dlv_rent_t *e = &p->ring[seq & (p->ring_cap - 1)];
-  return e->seq == seq ? e : NULL;
+  for (uint32_t i = dlv_ring_home(p, seq);; i = (i + 1) & (p->ring_cap - 1)) {
+    dlv_rent_t *e = &p->ring[i];
+    if (e->seq == seq)
+      return e;
+    if (e->seq == 0)
+      return NULL; /* the table is never full */
+  }
+}
+
+/* Ring memory, counted in the node-wide receive budget. */
+static size_t dlv_ring_bytes(uint32_t cap) {
+  return (size_t)cap * sizeof(dlv_rent_t);
+}
+
+/* Empty slot e (its entry already released): later entries of its probe
+ * run move back so that lookups still find them (backward shift). */
+static void dlv_ring_unlink(dlv_peer_t *p, dlv_rent_t *e) {
+  uint32_t mask = p->ring_cap - 1;
+  uint32_t i = (uint32_t)(e - p->ring);
+  memset(e, 0, sizeof(*e));
+  for (uint32_t j = (i + 1) & mask; p->ring[j].seq != 0; j = (j + 1) & mask) {
+    uint32_t k = dlv_ring_home(p, p->ring[j].seq);
+    /* the entry at j may move to i if its home is not in (i, j] */
+    int stays = i <= j ? (k > i && k <= j) : (k > i || k <= j);
+    if (stays)
+      continue;
+    p->ring[i] = p->ring[j];
+    memset(&p->ring[j], 0, sizeof(p->ring[j]));
+    i = j;
+  }
 }
 
 static void dlv_rent_clear(dmq_node_t *n, dlv_peer_t *p, dlv_rent_t *e) {
   if (e->own != NULL) {
     size_t sz = (size_t)e->chan_len + e->len;
     p->buf_bytes -= sz;
+    n->dlv->rx_bytes -= sz;
     dmq__dlv_buf_put(n, e->own, sz);
   }
-  memset(e, 0, sizeof(*e));
+  dlv_ring_unlink(p, e);
   p->nbuf--;
+  n->dlv->rx_nbuf--;
+}
+
+/* Move the ring to capacity nc (a power of two above 2 * nbuf); 0 frees
+ * it (nothing held). */
+static int dlv_ring_resize(dmq_node_t *n, dlv_peer_t *p, uint32_t nc) {
+  dlv_t *d = n->dlv;
+  dlv_rent_t *nr = NULL;
+  if (nc > 0) {
+    nr = dmq__malloc(n, dlv_ring_bytes(nc));
+    if (nr == NULL)
+      return DMQ_ENOMEM;
+    memset(nr, 0, dlv_ring_bytes(nc));
+    for (uint32_t i = 0; i < p->ring_cap; i++) {
+      uint64_t s = p->ring[i].seq;
+      if (s == 0)
+        continue;
+      uint32_t j = (uint32_t)(s & (nc - 1));
+      while (nr[j].seq != 0)
+        j = (j + 1) & (nc - 1);
+      nr[j] = p->ring[i];
+    }
+  }
+  d->rx_bytes -= dlv_ring_bytes(p->ring_cap);
+  d->rx_bytes += dlv_ring_bytes(nc);
+  dmq__free(n, p->ring);
+  p->ring = nr;
+  p->ring_cap = nc;
+  return 0;
+}
+
+/* Give back ring memory that outgrew what is held (after a burst of
+ * reordering, or entries freed by their TTL). */
+static void dlv_ring_trim(dmq_node_t *n, dlv_peer_t *p) {
+  if (p->ring_cap <= DLV_RING_MIN)
+    return;
+  if (p->nbuf == 0) {
+    dlv_ring_resize(n, p, 0);
+    return;
+  }
+  uint32_t nc = p->ring_cap;
+  while (nc > DLV_RING_MIN && (uint64_t)p->nbuf * 8 < nc)
+    nc /= 2;
+  if (nc != p->ring_cap)
+    dlv_ring_resize(n, p, nc); /* out of memory: keep the larger one */
 }
 
 static void dlv_ra_reset(dmq_node_t *n, dlv_peer_t *p) {
+  n->dlv->rx_bytes -= p->ra_cap;
   dmq__free(n, p->ra);
   p->ra = NULL;
   p->ra_len = p->ra_cap = 0;
@@ -27,9 +112,21 @@ static void dlv_ra_reset(dmq_node_t *n, dlv_peer_t *p) {
 }
 
 void dmq__dlv_rx_reset(dmq_node_t *n, dlv_peer_t *p) {
-  for (uint32_t i = 0; p->nbuf > 0 && i < p->ring_cap; i++)
-    if (p->ring[i].seq != 0)
-      dlv_rent_clear(n, p, &p->ring[i]);
+  dlv_t *d = n->dlv;
+  for (uint32_t i = 0; p->nbuf > 0 && i < p->ring_cap; i++) {
+    dlv_rent_t *e = &p->ring[i];
+    if (e->seq == 0)
+      continue;
+    if (e->own != NULL) {
+      size_t sz = (size_t)e->chan_len + e->len;
+      p->buf_bytes -= sz;
+      d->rx_bytes -= sz;
+      dmq__dlv_buf_put(n, e->own, sz);
+    }
+    memset(e, 0, sizeof(*e)); /* all go: no probe run to repair */
+    p->nbuf--;
+    d->rx_nbuf--;
+  }
   dlv_ra_reset(n, p);
   p->rx_gen = 0;
   p->next_exp = 0;
@@ -55,25 +152,19 @@ void dmq__dlv_rx_start(dmq_node_t *n, dlv_peer_t *p, uint64_t gen) {
   }
 }
 
-/* Room in the ring for seq (< next_exp + window, checked by the caller). */
-static int dlv_ring_fit(dmq_node_t *n, dlv_peer_t *p, uint64_t seq) {
-  uint64_t need = seq - p->next_exp + 1;
-  if (need <= p->ring_cap)
+/* Room in the ring for one more entry (seq < next_exp + window, checked by
+ * the caller), within the node-wide receive budget. */
+static int dlv_ring_fit(dmq_node_t *n, dlv_peer_t *p) {
+  dlv_t *d = n->dlv;
+  if ((uint64_t)(p->nbuf + 1) * 2 <= p->ring_cap)
     return 0;
-  uint32_t nc = p->ring_cap ? p->ring_cap : DLV_RING_MIN;
-  while (nc < need)
-    nc *= 2;
-  dlv_rent_t *nr = dmq__malloc(n, nc * sizeof(*nr));
-  if (nr == NULL)
-    return DMQ_ENOMEM;
-  memset(nr, 0, nc * sizeof(*nr));
-  for (uint32_t i = 0; i < p->ring_cap; i++)
-    if (p->ring[i].seq != 0)
-      nr[p->ring[i].seq & (nc - 1)] = p->ring[i];
-  dmq__free(n, p->ring);
-  p->ring = nr;
-  p->ring_cap = nc;
-  return 0;
+  uint32_t nc = p->ring_cap ? p->ring_cap * 2 : DLV_RING_MIN;
+  if (d->rx_bytes - dlv_ring_bytes(p->ring_cap) + dlv_ring_bytes(nc) >
+      d->cfg.max_rx_bytes) {
+    d->node->stats.drops[DMQ_DROP_BUDGET]++;
+    return DMQ_ELIMIT;
+  }
+  return dlv_ring_resize(n, p, nc);
 }
 
 /* Copy a borrowed entry into owned memory, or drop it over the budget. */
@@ -81,12 +172,17 @@ static void dlv_rent_own(dmq_node_t *n, dlv_peer_t *p, dlv_rent_t *e) {
   dlv_t *d = n->dlv;
   size_t sz = (size_t)e->chan_len + e->len;
   uint8_t *b = NULL;
-  if (p->buf_bytes + p->ra_cap + sz <= d->cfg.reassembly_bytes)
+  if (p->buf_bytes + p->ra_cap + sz > d->cfg.reassembly_bytes) {
+    /* the per-sender budget (a DACK closes its window) */
+  } else if (d->rx_bytes + sz > d->cfg.max_rx_bytes) {
+    n->stats.drops[DMQ_DROP_BUDGET]++; /* the node-wide one */
+  } else {
     b = dmq__dlv_buf_alloc(n, sz);
+  }
   if (b == NULL) {
     d->st.rx_overflow++;
-    memset(e, 0, sizeof(*e)); /* never owned: nothing to free */
-    p->nbuf--;
+    e->own = NULL; /* never owned: nothing to free */
+    dlv_rent_clear(n, p, e);
     return;
   }
   memcpy(b, e->chan, e->chan_len);
@@ -96,14 +192,18 @@ static void dlv_rent_own(dmq_node_t *n, dlv_peer_t *p, dlv_rent_t *e) {
   e->chan = (const char *)b;
   e->data = b + e->chan_len;
   p->buf_bytes += sz;
+  d->rx_bytes += sz;
 }
 
 /* The sender's base passed next_exp: everything below base was abandoned
  * there (expired or cancelled) - drop it, never deliver it. */
 static void dlv_rx_skip(dmq_node_t *n, dlv_peer_t *p, uint64_t base) {
-  for (uint32_t i = 0; p->nbuf > 0 && i < p->ring_cap; i++)
+  for (uint32_t i = 0; p->nbuf > 0 && i < p->ring_cap;) {
     if (p->ring[i].seq != 0 && p->ring[i].seq < base)
-      dlv_rent_clear(n, p, &p->ring[i]);
+      dlv_rent_clear(n, p, &p->ring[i]); /* slot i may hold another now */
+    else
+      i++;
+  }
   /* a partly reassembled message below base was abandoned as a whole */
   if (p->ra_active)
     dlv_ra_reset(n, p);
@@ -180,7 +280,10 @@ static void dlv_on_be_data(dmq_node_t *n, dmq__member_t *m,
 static void dlv_ring_put(dmq_node_t *n, dlv_peer_t *p, const dmq__data_t *dd) {
   dlv_t *d = n->dlv;
   uint64_t seq = dd->seq;
-  dlv_rent_t *e = &p->ring[seq & (p->ring_cap - 1)];
+  uint32_t i = dlv_ring_home(p, seq);
+  while (p->ring[i].seq != 0)
+    i = (i + 1) & (p->ring_cap - 1);
+  dlv_rent_t *e = &p->ring[i];
   e->seq = seq;
   e->deadline = n->now + dd->ttl_ms;
   e->req_id = dd->req_id;
@@ -191,6 +294,7 @@ static void dlv_ring_put(dmq_node_t *n, dlv_peer_t *p, const dmq__data_t *dd) {
   e->flags = dd->flags;
   e->own = NULL;
   p->nbuf++;
+  d->rx_nbuf++;
   if (d->bor_n == d->bor_cap) {
     uint32_t nc = d->bor_cap ? d->bor_cap * 2 : DLV_INIT_CAP;
     dlv_borrow_t *nb = dmq__realloc(n, d->bor, nc * sizeof(*nb));
@@ -234,6 +338,16 @@ static void dlv_on_reliable_data(dmq_node_t *n, dmq__member_t *m,
     d->st.rx_expired++;
     return;
   }
+  /* A base further ahead than a sender announces (DLV_SKIP_MAX) is
+   * implausible: taking it would make the real sender's next messages look
+   * like copies. The first DATA of a stream is measured from 1. */
+  uint64_t from = p->next_exp != 0 ? p->next_exp : 1;
+  if (dd->base > from && dd->base - from > DLV_SKIP_MAX) {
+    n->stats.drops[DMQ_DROP_IMPLAUSIBLE]++;
+    dmq__dlv_ack(d, p, 1, 0); /* tell a real sender where we are (cum 0:
+                                 nothing; it ramps its base up from 1) */
+    return;
+  }
   if (dd->flags & DMQ__DATA_MORE)
     d->st.fragments_received++;
   if (p->next_exp == 0)
@@ -254,7 +368,7 @@ static void dlv_on_reliable_data(dmq_node_t *n, dmq__member_t *m,
     d->st.duplicates++;
     return;
   }
-  if (seq - p->next_exp >= d->cfg.window || dlv_ring_fit(n, p, seq) != 0) {
+  if (seq - p->next_exp >= d->cfg.window || dlv_ring_fit(n, p) != 0) {
     d->st.rx_overflow++;
     return;
   }
@@ -284,9 +398,21 @@ void dmq__delivery_on_data(dmq_node_t *n, const dmq__data_t *dd,
   }
   dmq__member_t *m = dlv_sender(n, sender);
   if (m == NULL) {
+    /* not a member (yet): a reliable sender retransmits once we know it */
     d->st.unknown_sender++;
+    n->stats.drops[DMQ_DROP_UNKNOWN_SENDER]++;
     if (be_seq != 0)
       dmq__dlv_tomb_unknown(n, d, sender, dd->src_gen, be_seq);
+    return;
+  }
+  if (dd->src_gen != m->gen) {
+    /* Another life of the sender than membership knows: an old one's late
+     * packet, or a generation no member announced (yet: a restarted
+     * member's DATA may overtake its ALIVE, and is retransmitted). Never a
+     * reset of the stream. */
+    d->st.stale_gen++;
+    if (dd->src_gen > m->gen)
+      n->stats.drops[DMQ_DROP_IMPLAUSIBLE]++;
     return;
   }
   if (!(dd->flags & DMQ__DATA_RELIABLE))
@@ -330,9 +456,14 @@ static uint8_t dlv_ra_append(dmq_node_t *n, dlv_peer_t *p, const uint8_t *b,
       nc *= 2;
     if (nc > d->cfg.max_message)
       nc = want > d->cfg.max_message ? want : d->cfg.max_message;
+    if (d->rx_bytes - p->ra_cap + nc > d->cfg.max_rx_bytes) {
+      n->stats.drops[DMQ_DROP_BUDGET]++;
+      return DMQ__REJ_TOO_BIG;
+    }
     uint8_t *r = dmq__realloc(n, p->ra, nc);
     if (r == NULL)
       return DMQ__REJ_TOO_BIG;
+    d->rx_bytes = d->rx_bytes - p->ra_cap + nc;
     p->ra = r;
     p->ra_cap = nc;
   }
@@ -377,6 +508,7 @@ static inline int dlv_rx_fragment(dmq_node_t *n, dlv_peer_t *p, dlv_rent_t *e,
   if (*reason == 0)
     *reason = dlv_ra_append(n, p, e->data, e->len);
   if (*reason != 0 && p->ra != NULL) {
+    n->dlv->rx_bytes -= p->ra_cap;
     dmq__free(n, p->ra);
     p->ra = NULL;
     p->ra_len = p->ra_cap = 0;
@@ -434,8 +566,14 @@ void dmq__dlv_rx_deliver(dmq_node_t *n, dlv_peer_t *p) {
   dlv_t *d = n->dlv;
   while (!d->closing) {
     dlv_rent_t *e = dmq__dlv_ring_at(p, p->next_exp);
-    if (e == NULL)
+    if (e == NULL) {
+      /* a large ring whose burst is over goes at once; smaller ones are
+       * kept for the next packet (no allocation per packet) and trimmed by
+       * the periodic purge */
+      if (p->nbuf == 0 && p->ring_cap > DLV_RING_KEEP)
+        dlv_ring_trim(n, p);
       return;
+    }
     int last = !(e->flags & DMQ__DATA_MORE);
     uint8_t reason = 0;
     dmq_channel_t *ch = NULL;
@@ -445,8 +583,10 @@ void dmq__dlv_rx_deliver(dmq_node_t *n, dlv_peer_t *p) {
       continue;
     dlv_rent_t x = *e; /* the slot is freed before the callback */
     e->own = NULL;     /* ownership moves to x */
-    if (x.own != NULL)
+    if (x.own != NULL) {
       p->buf_bytes -= (size_t)x.chan_len + x.len;
+      d->rx_bytes -= (size_t)x.chan_len + x.len;
+    }
     dlv_rent_clear(n, p, e);
     p->next_exp++;
     dmq__dlv_ack(d, p, 0, 0);
@@ -457,5 +597,36 @@ void dmq__dlv_rx_deliver(dmq_node_t *n, dlv_peer_t *p) {
       dmq__dlv_buf_put(n, x.own, (size_t)x.chan_len + x.len);
     if (p->ra_active)
       dlv_ra_reset(n, p);
+  }
+}
+
+/* Held messages whose TTL passed are freed (docs/wire.md): the in-order
+ * ones by a delivery pass (which drops them as expired and acknowledges
+ * them), those behind a hole here: they would be dropped as expired when
+ * the hole fills, and their sender, whose own TTL has passed too, skips
+ * them. Rings that outgrew what is held shrink. Runs at most every
+ * DLV_PURGE_EVERY_MS, from the delivery tick. */
+void dmq__dlv_rx_purge(dmq_node_t *n) {
+  dlv_t *d = n->dlv;
+  uint64_t now = n->now;
+  d->next_purge = now + DLV_PURGE_EVERY_MS;
+  for (dlv_peer_t *p = d->peers; p != NULL; p = p->all_next) {
+    if (p->nbuf == 0) {
+      if (p->ring_cap > DLV_RING_MIN)
+        dlv_ring_trim(n, p);
+      continue;
+    }
+    if (dmq__dlv_ring_at(p, p->next_exp) != NULL)
+      dmq__dlv_want_ready(d, p);
+    for (uint32_t i = 0; p->nbuf > 0 && i < p->ring_cap;) {
+      dlv_rent_t *e = &p->ring[i];
+      if (e->seq > p->next_exp && now >= e->deadline) {
+        d->st.rx_expired++;
+        dlv_rent_clear(n, p, e); /* slot i may hold another now */
+      } else {
+        i++;
+      }
+    }
+    dlv_ring_trim(n, p);
   }
 }

@@ -43,7 +43,14 @@ static void dlv_fill_data(dmq_node_t *n, dlv_peer_t *p, const dlv_msg_t *m,
   dd->src_gen = n->self->gen;
   dd->dst_gen = p->tx_gen;
   dd->seq = m->seq; /* best effort: its own numbering (tx_be) */
-  dd->base = (m->flags & DMQ__DATA_RELIABLE) ? dmq__dlv_base(p) : 0;
+  dd->base = 0;
+  if (m->flags & DMQ__DATA_RELIABLE) {
+    /* never further than DLV_SKIP_MAX above what the receiver acknowledged
+     * (it drops more as implausible): a longer jump over abandoned
+     * messages takes a few round trips */
+    uint64_t cap = p->peer_cum + 1 + DLV_SKIP_MAX;
+    dd->base = dlv_min(dmq__dlv_base(p), cap);
+  }
   uint64_t rem = m->deadline > n->now ? m->deadline - n->now : 0;
   dd->ttl_ms = rem > UINT32_MAX ? UINT32_MAX : (uint32_t)rem;
   dd->req_id = op->kind == DLV_K_REQ     ? op->id

@@ -347,7 +347,19 @@ static void test_sized_inputs(void **state) {
   /* one byte short of the 0.3.0 layout (which ends at max_packet) */
   c.size = offsetof(dmq_config_t, max_packet) + sizeof(c.max_packet) - 1;
   assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL);
+  /* a 0.3.0 caller (no max_members): the default applies */
+  c.size = (uint32_t)(offsetof(dmq_config_t, max_packet) + sizeof(uint32_t));
+  c.max_members = 0xdeadbeef; /* beyond its size: never read */
+  assert_int_equal(dmq_node_new(&c, NULL, &n), 0);
+  assert_int_equal(dmq_node_delete(n), 0);
   c.size = sizeof(c);
+  c.max_members = 70000; /* over the record limit */
+  assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL);
+  c.max_members = 8192;
+  c.max_packet = 1u << 20; /* a full table's push/pull would not fit */
+  assert_int_equal(dmq_node_new(&c, NULL, &n), DMQ_EINVAL);
+  c.max_members = 0; /* = the default */
+  c.max_packet = 16u << 20;
   assert_int_equal(dmq_node_new(&c, NULL, &n), 0);
   dmq_node_t *node = n;
   assert_int_equal(dmq_node_start(node, 0), 0);

@@ -938,6 +938,20 @@ static void be_inject_pkt(pair_t *p, const char *from_name, uint64_t src_gen,
       dmq_node_recv(p->node[1], &p->tp[1].t, "mem://0", buf, len, p->now), 0);
 }
 
+/* A crafted ALIVE of member `name` (generation gen) to node 1. */
+static void alive_inject(pair_t *p, const char *name, uint64_t inc,
+                         uint64_t gen) {
+  uint8_t buf[512];
+  dmq__enc_t e;
+  assert_int_equal(
+      dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, name, strlen(name)), 0);
+  dmq__slice_t nm = {name, strlen(name)}, addr = {"mem://0", 7}, meta = {"", 0};
+  assert_int_equal(dmq__enc_alive(&e, nm, addr, inc, gen, meta, NULL), 0);
+  size_t len = dmq__enc_end(&e);
+  assert_int_equal(
+      dmq_node_recv(p->node[1], &p->tp[1].t, "mem://0", buf, len, p->now), 0);
+}
+
 /* One best-effort DATA numbered seq (0: not numbered) with value v. */
 static void be_inject(pair_t *p, const char *from_name, uint64_t src_gen,
                       uint64_t dst_gen, uint64_t seq, uint32_t v) {
@@ -1018,7 +1032,17 @@ static void test_best_effort_numbering_rx(void **state) {
   be_expect(p, ++n, --lost, dups);
   be_inject(p, "n0", g0, g1, 41, 41); /* the newest */
   be_expect(p, ++n, --lost, dups);
-  /* the sender restarted: a new stream from 1 (1 and 2 lost) */
+  /* a generation membership never heard of: dropped, no new stream */
+  dmq_stats_t ns;
+  uint64_t stale0 = dstats(p, 1).stale_gen;
+  be_inject(p, "n0", g0 + 1, g1, 3, 3);
+  be_expect(p, n, lost, dups);
+  assert_true(dstats(p, 1).stale_gen == stale0 + 1);
+  dmq_node_stats(p->node[1], &ns);
+  assert_true(ns.drops[DMQ_DROP_IMPLAUSIBLE] == 1);
+  /* the sender restarted (membership learns it): a new stream from 1 (1
+   * and 2 lost) */
+  alive_inject(p, "n0", 1, g0 + 1);
   be_inject(p, "n0", g0 + 1, g1, 3, 3);
   be_expect(p, ++n, lost += 2, dups);
   be_inject(p, "n0", g0 + 1, g1, 1, 1);

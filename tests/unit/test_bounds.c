@@ -1,0 +1,745 @@
+/* Unit tests for the bounds of issue 12 section 2 ("safe without a key",
+ * docs/limits.md): plausible incarnations and generations, the member
+ * limit, receive state per sender, TTL of held data, the amplification
+ * bound and the pacing of probes to addresses known only from hearsay.
+ * Deterministic: memnet (in-memory transport), fake time, fixed seeds;
+ * forged packets are built with the wire encoder (docs/wire.md). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <dmq/dmq.h>
+
+#include "memnet.h"
+
+#include "wire.h"
+
+#define NMAX 8
+#define Q_MAX 65536
+
+/* ---- a byte-counting allocator (live bytes, with a size header) ---- */
+
+typedef struct bytes {
+  long long live;
+} bytes_t;
+
+#define HDR 16
+
+static void *b_malloc(size_t s, void *ud) {
+  bytes_t *b = ud;
+  unsigned char *p = malloc(s + HDR);
+  if (p == NULL)
+    return NULL;
+  memcpy(p, &s, sizeof s);
+  b->live += (long long)s;
+  return p + HDR;
+}
+
+static void b_free(void *q, void *ud) {
+  bytes_t *b = ud;
+  if (q == NULL)
+    return;
+  unsigned char *p = (unsigned char *)q - HDR;
+  size_t s;
+  memcpy(&s, p, sizeof s);
+  b->live -= (long long)s;
+  free(p);
+}
+
+static void *b_realloc(void *q, size_t s, void *ud) {
+  if (q == NULL)
+    return b_malloc(s, ud);
+  bytes_t *b = ud;
+  unsigned char *p = (unsigned char *)q - HDR;
+  size_t old;
+  memcpy(&old, p, sizeof old);
+  unsigned char *np = realloc(p, s + HDR);
+  if (np == NULL)
+    return NULL;
+  memcpy(np, &s, sizeof s);
+  b->live += (long long)s - (long long)old;
+  return np + HDR;
+}
+
+/* ---- a cluster on memnet ---- */
+
+typedef struct cl {
+  memnet_t net;
+  memnet_tp_t tp[NMAX];
+  dmq_transport_ops_t ops[NMAX]; /* memnet's, with a counting send */
+  dmq_node_t *node[NMAX];
+  int n;
+  uint64_t now;
+  bytes_t bytes;
+  /* datagrams sent to mem://<to_watch> */
+  int to_watch;
+  long to_count;
+  long to_probes; /* PING and PING_REQ messages among them */
+  long sent[NMAX];
+  dmq_channel_t *ch[NMAX];
+  int rx;                             /* messages received on "ch" */
+  int oc[DMQ_OUTCOME_QUEUE_FULL + 1]; /* outcomes seen */
+} cl_t;
+
+static cl_t *g_cl;        /* the send hook finds its cluster here */
+static int g_stream_only; /* nodes made now: transport without DATAGRAM */
+
+static int count_send(dmq_transport_t *t, const char *addr, const void *buf,
+                      size_t len, void *cookie) {
+  memnet_tp_t *tp = (memnet_tp_t *)t;
+  char w[32];
+  snprintf(w, sizeof w, "mem://%d", g_cl->to_watch);
+  if (strcmp(addr, w) == 0) {
+    g_cl->to_count++;
+    dmq__envelope_t env;
+    if (dmq__wire_open(buf, len, &env) == 0) {
+      dmq__msg_iter_t it;
+      dmq__msg_t m;
+      dmq__wire_msgs(&env, &it);
+      while (dmq__wire_next(&it, &m) > 0)
+        if (m.type == DMQ__MSG_PING || m.type == DMQ__MSG_PING_REQ)
+          g_cl->to_probes++;
+    }
+  }
+  g_cl->sent[tp->idx]++;
+  return memnet_ops.send(t, addr, buf, len, cookie);
+}
+
+/* Node i, LAN profile, generation 1 (as memnet_node_new), max_members mm
+ * (0: default), node 1 with the byte-counting allocator. */
+static void cl_node(cl_t *c, int i, uint32_t mm) {
+  dmq_config_t cfg;
+  dmq_config_init(&cfg, DMQ_PROFILE_LAN);
+  char name[16];
+  snprintf(name, sizeof name, "n%d", i);
+  memnet_tp_init(&c->tp[i], &c->net, i);
+  c->ops[i] = memnet_ops;
+  c->ops[i].send = count_send;
+  if (g_stream_only) /* a stream transport: push/pull of whole tables */
+    c->ops[i].caps = DMQ_TRANSPORT_RELIABLE;
+  c->tp[i].t.ops = &c->ops[i];
+  cfg.name = name;
+  cfg.advertise_addr = c->tp[i].addr;
+  cfg.generation = 1;
+  cfg.rng_seed = (uint64_t)i + 1;
+  cfg.max_members = mm;
+  dmq_alloc_t a;
+  dmq_alloc_init(&a);
+  a.malloc_fn = b_malloc;
+  a.realloc_fn = b_realloc;
+  a.free_fn = b_free;
+  a.ud = &c->bytes;
+  assert_int_equal(dmq_node_new(&cfg, i == 1 ? &a : NULL, &c->node[i]), 0);
+  assert_int_equal(dmq_node_add_transport(c->node[i], &c->tp[i].t), 0);
+  assert_int_equal(dmq_node_start(c->node[i], c->now), 0);
+}
+
+static void cl_run(cl_t *c, uint64_t until) {
+  memnet_run(&c->net, c->node, c->tp, NMAX, &c->now, until);
+}
+
+static void on_rx(dmq_node_t *node, dmq_channel_t *ch, const dmq_message_t *m,
+                  void *ud) {
+  (void)node;
+  (void)ch;
+  (void)m;
+  ((cl_t *)ud)->rx++;
+}
+
+static void on_outcome(dmq_node_t *node, const dmq_outcome_info_t *info,
+                       void *ud) {
+  (void)node;
+  ((cl_t *)ud)->oc[info->outcome]++;
+}
+
+/* n nodes (n1 counts its bytes); n1..n-1 join through n0. */
+static cl_t *cl_up(int n, uint32_t mm) {
+  cl_t *c = calloc(1, sizeof(*c));
+  assert_non_null(c);
+  g_cl = c;
+  c->n = n;
+  c->to_watch = -1;
+  memnet_init(&c->net, Q_MAX);
+  for (int i = 0; i < n; i++)
+    cl_node(c, i, mm);
+  for (int i = 0; i < n; i++)
+    assert_int_equal(dmq_channel_open(c->node[i], "ch", on_rx, c, &c->ch[i]),
+                     0);
+  const char *seed = "mem://0";
+  for (int i = 1; i < n; i++)
+    assert_int_equal(dmq_node_join(c->node[i], &seed, 1, c->now), 0);
+  cl_run(c, c->now + 10000);
+  for (int i = 0; i < n; i++)
+    assert_int_equal(dmq_node_member_count(c->node[i], DMQ_MASK_ALL),
+                     (size_t)n);
+  return c;
+}
+
+static void cl_free(cl_t *c) {
+  for (int i = 0; i < NMAX; i++)
+    if (c->node[i] != NULL)
+      dmq_node_delete(c->node[i]);
+  memnet_free(&c->net);
+  free(c);
+}
+
+static dmq_stats_t st(cl_t *c, int i) {
+  dmq_stats_t s;
+  assert_int_equal(dmq_node_stats(c->node[i], &s), 0);
+  return s;
+}
+
+static dmq_member_info_t member(cl_t *c, int i, const char *name) {
+  dmq_member_info_t m;
+  assert_int_equal(dmq_node_member(c->node[i], name, &m), 0);
+  return m;
+}
+
+static void send_rel(cl_t *c, int from, const char *to, int k) {
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = DMQ_SEND_RELIABLE;
+  o.cb = on_outcome;
+  o.user_data = c;
+  for (int i = 0; i < k; i++)
+    assert_int_equal(
+        dmq_send(c->node[from], to, "ch", "hello", 5, &o, c->now, NULL), 0);
+}
+
+/* ---- forged packets ---- */
+
+typedef struct forge {
+  uint8_t *buf;
+  size_t cap;
+  dmq__enc_t e;
+} forge_t;
+
+static void f_begin(forge_t *f, size_t cap, const char *sender) {
+  f->buf = malloc(cap);
+  assert_non_null(f->buf);
+  f->cap = cap;
+  assert_int_equal(
+      dmq__enc_begin(&f->e, f->buf, cap, NULL, 0, sender, strlen(sender)), 0);
+}
+
+/* Hand the packet to node i as if it came from `from` (an address). */
+static void f_send(cl_t *c, forge_t *f, int i, const char *from) {
+  size_t len = dmq__enc_end(&f->e);
+  assert_int_equal(
+      dmq_node_recv(c->node[i], &c->tp[i].t, from, f->buf, len, c->now), 0);
+  free(f->buf);
+}
+
+static dmq__slice_t S(const char *s) {
+  dmq__slice_t x = {s, strlen(s)};
+  return x;
+}
+
+static void forge_suspect(cl_t *c, int to, const char *who, uint64_t inc) {
+  forge_t f;
+  f_begin(&f, 512, "evil");
+  assert_int_equal(dmq__enc_suspect(&f.e, S(who), inc, 1, S("evil")), 0);
+  f_send(c, &f, to, "mem://7");
+}
+
+static void forge_alive(cl_t *c, int to, const char *who, const char *addr,
+                        uint64_t inc) {
+  forge_t f;
+  f_begin(&f, 512, "evil");
+  assert_int_equal(dmq__enc_alive(&f.e, S(who), S(addr), inc, 1, S(""), NULL),
+                   0);
+  f_send(c, &f, to, "mem://7");
+}
+
+/* ---- incarnations ---- */
+
+/* A forged suspicion far above what anybody knows is dropped everywhere
+ * (IMPLAUSIBLE); one within the slack is refuted by the member, which is
+ * then not declared dead, with an incarnation only the slack higher. */
+static void test_forged_high_incarnation(void **state) {
+  (void)state;
+  cl_t *c = cl_up(3, 0);
+  uint64_t inc0 = member(c, 1, "n0").incarnation;
+  uint64_t impl = st(c, 1).drops[DMQ_DROP_IMPLAUSIBLE];
+  for (int i = 0; i < 3; i++)
+    forge_suspect(c, i, "n0", inc0 + ((uint64_t)1 << 40));
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_IMPLAUSIBLE], impl + 1);
+  assert_int_equal(member(c, 1, "n0").state, DMQ_MEMBER_ALIVE);
+  assert_int_equal(member(c, 0, "n0").incarnation, inc0);
+  /* within the slack: taken as a suspicion, refuted */
+  forge_suspect(c, 1, "n0", inc0 + 1000);
+  assert_int_equal(member(c, 1, "n0").state, DMQ_MEMBER_SUSPECT);
+  cl_run(c, c->now + 120000);
+  for (int i = 0; i < 3; i++) {
+    dmq_member_info_t m = member(c, i, "n0");
+    assert_int_equal(m.state, DMQ_MEMBER_ALIVE);
+    assert_true(m.incarnation > inc0 + 1000);
+    assert_true(m.incarnation <= inc0 + 1010);
+  }
+  assert_int_equal(st(c, 1).deaths_declared, 0);
+  cl_free(c);
+}
+
+/* Driving an incarnation to the wrap: values near UINT64_MAX are refused
+ * outright, and a flood of suspicions at the edge of the slack moves the
+ * member's incarnation by the slack per message, refuted every time. */
+static void test_incarnation_wrap_attempt(void **state) {
+  (void)state;
+  cl_t *c = cl_up(3, 0);
+  uint64_t impl = st(c, 0).drops[DMQ_DROP_IMPLAUSIBLE];
+  forge_alive(c, 0, "n2", "mem://2", UINT64_MAX - 1);
+  forge_suspect(c, 0, "n0", UINT64_MAX);
+  forge_suspect(c, 0, "n2", UINT64_MAX);
+  assert_int_equal(st(c, 0).drops[DMQ_DROP_IMPLAUSIBLE], impl + 3);
+  assert_true(member(c, 0, "n0").incarnation < 100);
+  assert_true(member(c, 0, "n2").incarnation < 100);
+  /* at the edge of the slack, 50 times: each one refuted */
+  for (int k = 0; k < 50; k++) {
+    uint64_t inc = member(c, 1, "n0").incarnation;
+    forge_suspect(c, 1, "n0", inc + ((uint64_t)1 << 20));
+    cl_run(c, c->now + 3000);
+  }
+  cl_run(c, c->now + 60000);
+  for (int i = 0; i < 3; i++) {
+    dmq_member_info_t m = member(c, i, "n0");
+    assert_int_equal(m.state, DMQ_MEMBER_ALIVE);
+    assert_true(m.incarnation <= 51 * (((uint64_t)1 << 20) + 1) + 100);
+  }
+  assert_int_equal(st(c, 1).deaths_declared, 0);
+  assert_int_equal(st(c, 2).deaths_declared, 0);
+  cl_free(c);
+}
+
+/* A forged ALIVE of a live member with a newer generation (and a third
+ * party's address) is taken as a restart by whoever receives it; the real
+ * member hears it, takes the generation after it, and wins back its place
+ * everywhere; its streams start again and work. Generations far ahead are
+ * refused outright. */
+static void test_forged_generation_member(void **state) {
+  (void)state;
+  cl_t *c = cl_up(3, 0);
+  uint64_t impl = st(c, 1).drops[DMQ_DROP_IMPLAUSIBLE];
+  forge_t f;
+  f_begin(&f, 512, "evil");
+  assert_int_equal(dmq__enc_alive(&f.e, S("n0"), S("mem://7"), 1,
+                                  ((uint64_t)1 << 62), S(""), NULL),
+                   0);
+  assert_int_equal(dmq__enc_alive(&f.e, S("n0"), S("mem://7"), 1,
+                                  ((uint64_t)1 << 45), S(""), NULL),
+                   0);
+  f_send(c, &f, 1, "mem://7");
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_IMPLAUSIBLE], impl + 2);
+  assert_int_equal(member(c, 1, "n0").generation, 1);
+  f_begin(&f, 512, "evil");
+  assert_int_equal(
+      dmq__enc_alive(&f.e, S("n0"), S("mem://7"), 1, 5, S(""), NULL), 0);
+  f_send(c, &f, 1, "mem://7");
+  assert_int_equal(member(c, 1, "n0").generation, 5);
+  assert_string_equal(member(c, 1, "n0").addr, "mem://7");
+  cl_run(c, c->now + 10000);
+  for (int i = 0; i < 3; i++) {
+    dmq_member_info_t m = member(c, i, "n0");
+    assert_int_equal(m.generation, 6);
+    assert_string_equal(m.addr, "mem://0");
+    assert_int_equal(m.state, DMQ_MEMBER_ALIVE);
+  }
+  send_rel(c, 0, "n1", 5);
+  send_rel(c, 2, "n0", 5);
+  cl_run(c, c->now + 5000);
+  assert_int_equal(c->rx, 10);
+  assert_int_equal(c->oc[DMQ_OUTCOME_DELIVERED], 10);
+  cl_free(c);
+}
+
+/* ---- generations and streams ---- */
+
+static void forge_data(cl_t *c, int to, const char *from_name, uint64_t src_gen,
+                       uint64_t seq, uint64_t base, uint32_t ttl,
+                       const char *text) {
+  forge_t f;
+  f_begin(&f, 1024, from_name);
+  dmq__data_t d = {
+      DMQ__DATA_RELIABLE, S("ch"), src_gen, 1, seq, base, ttl, 0, S(text)};
+  assert_int_equal(dmq__enc_data(&f.e, &d), 0);
+  f_send(c, &f, to, "mem://7");
+}
+
+static void forge_dack(cl_t *c, int to, const char *from_name, uint64_t dst_gen,
+                       uint64_t cum) {
+  forge_t f;
+  f_begin(&f, 512, from_name);
+  dmq__dack_t a;
+  memset(&a, 0, sizeof a);
+  a.src_gen = 1;
+  a.dst_gen = dst_gen;
+  a.cum = cum;
+  a.rwnd = 1000;
+  assert_int_equal(dmq__enc_dack(&f.e, &a), 0);
+  f_send(c, &f, to, "mem://7");
+}
+
+/* DATA and DACK of a generation nobody announced, DATA that jumps its
+ * base far ahead, and a DACK of numbers never sent: all dropped and
+ * counted, and the real stream between n0 and n1 is unharmed (every
+ * message delivered, every outcome `delivered`). */
+static void test_forged_generation_stream(void **state) {
+  (void)state;
+  cl_t *c = cl_up(2, 0);
+  send_rel(c, 0, "n1", 10);
+  cl_run(c, c->now + 2000);
+  assert_int_equal(c->rx, 10);
+  assert_int_equal(c->oc[DMQ_OUTCOME_DELIVERED], 10);
+  uint64_t impl = st(c, 1).drops[DMQ_DROP_IMPLAUSIBLE];
+  /* a new generation of n0 that membership never heard of */
+  forge_data(c, 1, "n0", 2, 1, 1, 30000, "forged");
+  /* the current one, base skipping far ahead */
+  forge_data(c, 1, "n0", 1, 100000, 100000, 30000, "forged");
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_IMPLAUSIBLE], impl + 2);
+  /* DACKs to n0: another life of n1, and an ack of numbers never sent */
+  uint64_t impl0 = st(c, 0).drops[DMQ_DROP_IMPLAUSIBLE];
+  forge_dack(c, 0, "n1", 2, 5);
+  send_rel(c, 0, "n1", 1);
+  forge_dack(c, 0, "n1", 1, 1000);
+  assert_int_equal(st(c, 0).drops[DMQ_DROP_IMPLAUSIBLE], impl0 + 2);
+  send_rel(c, 0, "n1", 9);
+  cl_run(c, c->now + 5000);
+  assert_int_equal(c->rx, 20);
+  assert_int_equal(c->oc[DMQ_OUTCOME_DELIVERED], 20);
+  assert_int_equal(member(c, 0, "n1").generation, 1);
+  /* a forged ack never reports delivered what the receiver never got */
+  dmq_node_delete(c->node[1]);
+  c->node[1] = NULL;
+  send_rel(c, 0, "n1", 1);
+  forge_dack(c, 0, "n1", 1, 1000);
+  cl_run(c, c->now + 60000);
+  assert_int_equal(c->oc[DMQ_OUTCOME_DELIVERED], 20);
+  assert_int_equal(c->oc[DMQ_OUTCOME_DELIVERED] + c->oc[DMQ_OUTCOME_DEAD] +
+                       c->oc[DMQ_OUTCOME_EXPIRED],
+                   21);
+  cl_free(c);
+}
+
+/* The receiver forgets a sender (declared dead, then forgotten) while the
+ * sender, which never saw it so, keeps its stream far past the 4096 skip
+ * bound: the stream recovers (the receiver answers the implausible base
+ * with an empty ack, the sender ramps its announced base up), and later
+ * messages are delivered. */
+static void test_receiver_lost_state(void **state) {
+  (void)state;
+  cl_t *c = cl_up(2, 0);
+  for (int k = 0; k < 5; k++) {
+    send_rel(c, 0, "n1", 1000);
+    cl_run(c, c->now + 1000);
+  }
+  assert_int_equal(c->rx, 5000);
+  /* n1 hears n0 is dead and forgets it; n0 is not told */
+  c->net.drop_from = 1u << 1;
+  forge_t f;
+  f_begin(&f, 512, "evil");
+  assert_int_equal(dmq__enc_dead(&f.e, S("n0"), member(c, 1, "n0").incarnation,
+                                 1, S("evil")),
+                   0);
+  f_send(c, &f, 1, "mem://7");
+  assert_int_equal(member(c, 1, "n0").state, DMQ_MEMBER_DEAD);
+  assert_int_equal(dmq_node_forget(c->node[1], "n0"), 0);
+  c->net.drop_from = 0;
+  cl_run(c, c->now + 10000); /* n1 learns n0 again */
+  assert_int_equal(member(c, 1, "n0").state, DMQ_MEMBER_ALIVE);
+  uint64_t impl = st(c, 1).drops[DMQ_DROP_IMPLAUSIBLE];
+  int oc0 = c->oc[DMQ_OUTCOME_DELIVERED];
+  send_rel(c, 0, "n1", 10);
+  cl_run(c, c->now + 20000);
+  printf("implausible bases on the way: %llu\n",
+         (unsigned long long)(st(c, 1).drops[DMQ_DROP_IMPLAUSIBLE] - impl));
+  assert_int_equal(c->rx, 5010);
+  assert_int_equal(c->oc[DMQ_OUTCOME_DELIVERED], oc0 + 10);
+  cl_free(c);
+}
+
+/* DATA from a name that is not a member is dropped and counted; a
+ * reliable sender's retransmission gets through once it is known. */
+static void test_unknown_sender(void **state) {
+  (void)state;
+  cl_t *c = cl_up(2, 0);
+  uint64_t u = st(c, 1).drops[DMQ_DROP_UNKNOWN_SENDER];
+  forge_data(c, 1, "nobody", 1, 1, 1, 30000, "x");
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_UNKNOWN_SENDER], u + 1);
+  assert_int_equal(c->rx, 0);
+  /* a joiner sends before the receiver knows it (n1 was away while n2
+   * joined): dropped and counted, retransmitted, delivered once n1
+   * learns n2 */
+  cl_node(c, 2, 0);
+  assert_int_equal(dmq_channel_open(c->node[2], "ch", on_rx, c, &c->ch[2]), 0);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(c->node[2], &seed, 1, c->now), 0);
+  dmq_node_t *away = c->node[1];
+  c->node[1] = NULL;
+  cl_run(c, c->now + 1000);
+  c->node[1] = away;
+  member(c, 2, "n1");
+  dmq_member_info_t mi;
+  assert_int_equal(dmq_node_member(c->node[1], "n2", &mi), DMQ_ENOENT);
+  u = st(c, 1).drops[DMQ_DROP_UNKNOWN_SENDER];
+  send_rel(c, 2, "n1", 3);
+  assert_int_equal(dmq_node_tick(c->node[2], c->now), 0); /* DATA out */
+  memnet_deliver(&c->net, c->node, c->tp, NMAX, c->now);
+  assert_true(st(c, 1).drops[DMQ_DROP_UNKNOWN_SENDER] > u);
+  assert_int_equal(c->rx, 0);
+  cl_run(c, c->now + 20000);
+  assert_int_equal(c->rx, 3);
+  assert_int_equal(c->oc[DMQ_OUTCOME_DELIVERED], 3);
+  cl_free(c);
+}
+
+/* ---- receive state ---- */
+
+/* One tiny DATA at the far end of the window costs a few hundred bytes,
+ * not a window's worth of reorder ring (which was ~1 MiB); held data is
+ * freed once its TTL passes. */
+static void test_receive_state_small(void **state) {
+  (void)state;
+  cl_t *c = cl_up(2, 0);
+  /* the stream n0 -> n1 exists (next expected 2) */
+  send_rel(c, 0, "n1", 1);
+  cl_run(c, c->now + 2000);
+  long long before = c->bytes.live;
+  forge_data(c, 1, "n0", 1, 2 + 16000, 2, 2000, "x");
+  long long cost = c->bytes.live - before;
+  printf("receive state for one far DATA: %lld bytes\n", cost);
+  assert_true(cost < 2048);
+  dmq_delivery_stats_t ds;
+  dmq_delivery_stats(c->node[1], &ds);
+  assert_int_equal(ds.rx_buffered, 1);
+  /* held behind a hole that never fills: freed after its TTL */
+  cl_run(c, c->now + 5000);
+  dmq_delivery_stats(c->node[1], &ds);
+  assert_int_equal(ds.rx_buffered, 0);
+  assert_int_equal(ds.rx_buffered_bytes, 0);
+  printf("after the TTL: %lld bytes over before\n", c->bytes.live - before);
+  /* (the small payload buffer went back to delivery's free list) */
+  assert_true(c->bytes.live - before <= cost);
+  /* the real stream goes on */
+  send_rel(c, 0, "n1", 5);
+  cl_run(c, c->now + 2000);
+  assert_int_equal(c->rx, 6);
+  cl_free(c);
+}
+
+/* ---- member limit ---- */
+
+/* A flood of forged members stops at max_members (the real members stay,
+ * nobody live is evicted), and a real crash is still detected in time. */
+static void test_member_flood(void **state) {
+  (void)state;
+  cl_t *c = cl_up(4, 64);
+  forge_t f;
+  f_begin(&f, 1 << 20, "evil");
+  char nm[32];
+  for (int k = 0; k < 1000; k++) {
+    snprintf(nm, sizeof nm, "forged%d", k);
+    assert_int_equal(
+        dmq__enc_alive(&f.e, S(nm), S("mem://7"), 1, 1, S(""), NULL), 0);
+  }
+  f_send(c, &f, 1, "mem://7");
+  assert_int_equal(dmq_node_member_count(c->node[1], DMQ_MASK_ALL), 64);
+  assert_true(st(c, 1).drops[DMQ_DROP_MEMBER_LIMIT] >= 1000 - 60);
+  cl_run(c, c->now + 5000);
+  for (int i = 0; i < 4; i++) {
+    assert_true(dmq_node_member_count(c->node[i], DMQ_MASK_ALL) <= 64);
+    for (int j = 0; j < 4; j++) {
+      snprintf(nm, sizeof nm, "n%d", j);
+      assert_true(member(c, i, nm).state <= DMQ_MEMBER_SUSPECT);
+    }
+  }
+  /* n3 crashes: the others declare it dead in time despite the flood
+   * (suspicion of a 64-member table: at most 6 * 4 * log10(64) = 43.4 s
+   * after the failed probe; without the hearsay pacing, n3 waits for its
+   * turn among the 60 forged members first) */
+  dmq_node_delete(c->node[3]);
+  c->node[3] = NULL;
+  uint64_t crash = c->now;
+  uint64_t seen = 0;
+  while (c->now < crash + 120000 && seen == 0) {
+    cl_run(c, c->now + 1000);
+    dmq_member_info_t m;
+    if (dmq_node_member(c->node[0], "n3", &m) == 0 &&
+        m.state == DMQ_MEMBER_DEAD)
+      seen = c->now;
+  }
+  printf("n3 declared dead %.1f s after its crash\n",
+         (double)(seen - crash) / 1000);
+  assert_true(seen != 0 && seen - crash <= 60000);
+  /* the forged members die too, and a new real member can join */
+  cl_run(c, c->now + 200000);
+  cl_node(c, 5, 64);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(c->node[5], &seed, 1, c->now), 0);
+  cl_run(c, c->now + 10000);
+  assert_int_equal(member(c, 0, "n5").state, DMQ_MEMBER_ALIVE);
+  cl_free(c);
+}
+
+/* ---- amplification ---- */
+
+/* A packet of 4096 PINGs gets at most 4 packets back; the rest is
+ * counted RATE_LIMITED. */
+static void test_amplification(void **state) {
+  (void)state;
+  cl_t *c = cl_up(2, 0);
+  cl_run(c, c->now + 1000);
+  c->to_watch = 7;
+  c->to_count = 0;
+  uint64_t rl = st(c, 1).drops[DMQ_DROP_RATE_LIMITED];
+  forge_t f;
+  f_begin(&f, 1 << 20, "evil");
+  for (uint32_t k = 0; k < 4096; k++)
+    assert_int_equal(dmq__enc_ping(&f.e, k, S("n1")), 0);
+  f_send(c, &f, 1, "mem://7");
+  printf("4096 pings -> %ld packets\n", c->to_count);
+  assert_true(c->to_count >= 1 && c->to_count <= 4);
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_RATE_LIMITED],
+                   rl + 4096 - (uint64_t)c->to_count);
+  /* PING_REQs: at most 4 relayed pings */
+  c->to_count = 0;
+  f_begin(&f, 1 << 20, "evil");
+  for (uint32_t k = 0; k < 4096; k++)
+    assert_int_equal(dmq__enc_ping_req(&f.e, k, S("x"), S("mem://7"), 1), 0);
+  f_send(c, &f, 1, "mem://6");
+  assert_true(c->to_count <= 4);
+  cl_free(c);
+}
+
+/* Members known only from gossip at a third party's address are probed
+ * at most once per 2 probe periods by each node. */
+static void test_hearsay_probe_rate(void **state) {
+  (void)state;
+  cl_t *c = cl_up(3, 0);
+  c->to_watch = 7;
+  forge_t f;
+  f_begin(&f, 1 << 16, "evil");
+  char nm[32];
+  for (int k = 0; k < 50; k++) {
+    snprintf(nm, sizeof nm, "victim%d", k);
+    assert_int_equal(
+        dmq__enc_alive(&f.e, S(nm), S("mem://7"), 1, 1, S(""), NULL), 0);
+  }
+  f_send(c, &f, 0, "mem://6");
+  c->to_count = c->to_probes = 0;
+  cl_run(c, c->now + 20000);
+  /* 3 nodes, 20 probe periods: at most 11 hearsay probes each, each a
+   * ping and at most 3 relayed ones (relays are members heard from
+   * themselves: no PING_REQ goes to the victim) */
+  printf("third-party address: %ld probes, %ld packets in 20 s\n", c->to_probes,
+         c->to_count);
+  assert_true(c->to_probes <= 3 * 11 * 4);
+  /* all traffic: the probes, and gossip (at most 3 targets per 200 ms
+   * round per node, and only while there is news); no push/pull */
+  assert_true(c->to_count <= 3 * 11 * 4 + 3 * 3 * 5 * 20);
+  cl_free(c);
+}
+
+/* ---- push/pull at the member limit ---- */
+
+/* Record k at its largest: 64-byte name, 128-byte address, 512 bytes of
+ * metadata, 32 channels of 32 bytes, incarnations and generations at the
+ * plausible maximum. */
+typedef struct bigrec {
+  char name[DMQ_MAX_NAME + 1], addr[DMQ_MAX_ADDR + 1];
+  char meta[DMQ_MAX_META];
+  char chn[DMQ_MAX_CHANNELS][DMQ_MAX_CHANNEL + 1];
+  dmq__slice_t cv[DMQ_MAX_CHANNELS];
+  dmq__chans_t ch;
+} bigrec_t;
+
+static void bigrec(bigrec_t *b, int k) {
+  snprintf(b->name, sizeof b->name, "%064d", k);
+  memset(b->addr, 'a', DMQ_MAX_ADDR);
+  snprintf(b->addr, sizeof b->addr, "mem://7/%0120d", k);
+  memset(b->meta, 'm', sizeof b->meta);
+  for (int i = 0; i < DMQ_MAX_CHANNELS; i++) {
+    snprintf(b->chn[i], sizeof b->chn[i], "%032d", i);
+    b->cv[i] = S(b->chn[i]);
+  }
+  b->ch.n = DMQ_MAX_CHANNELS;
+  b->ch.v = b->cv;
+  b->ch.raw = NULL;
+  b->ch.raw_len = 0;
+}
+
+/* DMQ_MAX_RECORD covers the largest record; a node at max_members (the
+ * default, 8192) whose every member has such a record still answers a
+ * join: the joiner learns the whole table in one push/pull. */
+static void test_pushpull_at_max_members(void **state) {
+  (void)state;
+  bigrec_t b;
+  bigrec(&b, 1);
+  uint8_t buf[4096];
+  dmq__enc_t e;
+  assert_int_equal(dmq__enc_begin(&e, buf, sizeof buf, NULL, 0, "x", 1), 0);
+  size_t before = e.len;
+  dmq__record_t r = {S(b.name),
+                     S(b.addr),
+                     {b.meta, sizeof b.meta},
+                     ((uint64_t)1 << 62) - 1,
+                     UINT64_MAX,
+                     DMQ_MEMBER_SUSPECT,
+                     b.ch};
+  assert_int_equal(dmq__enc_record(&e, &r), 0);
+  printf("largest record: %zu bytes (DMQ_MAX_RECORD %d)\n", e.len - before,
+         DMQ_MAX_RECORD);
+  assert_true(e.len - before <= DMQ_MAX_RECORD);
+
+  g_stream_only = 1;
+  cl_t *c = cl_up(1, 0);
+  uint32_t max = 8192;
+  /* fill n0's table to the maximum, one forged ALIVE per packet */
+  for (int k = 0; k < (int)max - 2; k++) {
+    bigrec(&b, k);
+    forge_t f;
+    f_begin(&f, 4096, "evil");
+    assert_int_equal(dmq__enc_alive(&f.e, S(b.name), S(b.addr), 1, 1,
+                                    (dmq__slice_t){b.meta, sizeof b.meta},
+                                    &b.ch),
+                     0);
+    f_send(c, &f, 0, "mem://6");
+  }
+  assert_int_equal(dmq_node_member_count(c->node[0], DMQ_MASK_ALL), max - 1);
+  cl_node(c, 1, 0);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(c->node[1], &seed, 1, c->now), 0);
+  cl_run(c, c->now + 300);
+  assert_true(dmq_node_is_joined(c->node[1]));
+  assert_int_equal(dmq_node_member_count(c->node[1], DMQ_MASK_ALL), max);
+  assert_int_equal(dmq_node_member_count(c->node[0], DMQ_MASK_ALL), max);
+  assert_int_equal(st(c, 0).drops[DMQ_DROP_TX_FAILED], 0);
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_OVERSIZE], 0);
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_MEMBER_LIMIT], 0);
+  /* one more is over the limit everywhere */
+  forge_alive(c, 1, "one-too-many", "mem://7", 1);
+  assert_int_equal(st(c, 1).drops[DMQ_DROP_MEMBER_LIMIT], 1);
+  g_stream_only = 0;
+  cl_free(c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_forged_high_incarnation),
+      cmocka_unit_test(test_incarnation_wrap_attempt),
+      cmocka_unit_test(test_forged_generation_member),
+      cmocka_unit_test(test_forged_generation_stream),
+      cmocka_unit_test(test_receiver_lost_state),
+      cmocka_unit_test(test_unknown_sender),
+      cmocka_unit_test(test_receive_state_small),
+      cmocka_unit_test(test_member_flood),
+      cmocka_unit_test(test_amplification),
+      cmocka_unit_test(test_hearsay_probe_rate),
+      cmocka_unit_test(test_pushpull_at_max_members),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
