@@ -206,7 +206,11 @@ dt_wait_exit() {
   local p=$1 end=$((SECONDS + $2))
   while kill -0 "$p" 2>/dev/null; do
     ((SECONDS < end)) || return 1
-    [[ -z $dt_deadline ]] || ((SECONDS < dt_deadline)) || return 1
+    if [[ -n $dt_deadline ]] && ((SECONDS >= dt_deadline)); then
+      # not the process's fault: say so, the caller's message would not
+      echo "dt_wait_exit: the test's budget of ${dt_budget_s}s is spent" >&2
+      return 1
+    fi
     sleep 0.1
   done
   wait "$p"

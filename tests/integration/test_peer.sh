@@ -20,10 +20,10 @@ set -uo pipefail
 # shellcheck source=scripts/lib/dmq-test.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/dmq-test.sh"
 
-WATCHDOG_S=90 # whole test
+WATCHDOG_S=180 # whole test (60-75 s here when quiet; twice that next to other builds)
 WAIT_S=10  # default bound for one wait
 DEAD_S=15  # SIGKILL -> dead (fast profile: suspicion 0.8..4.8 s)
-EXIT_S=5   # a peer told to stop must be gone by then
+EXIT_S=10  # a peer told to stop must be gone by then (it flushes for 1 s; 10 s: loaded CI machines)
 
 name=test_peer
 dt_name=$name
@@ -354,23 +354,42 @@ start s2 --bind 127.0.0.1:0 --profile local --seed "${seed#*://}" --channel kv
 for n in s1 s2; do
   dt_wait_until "$WAIT_S" "$n sees 2 alive" listing_is "$n" "s1 alive" "s2 alive"
 done
+t_stop=$(date +%s%3N)
 kill -STOP "${dt_pid[s2]}"
 submit s1 "send s2 kv sent while stopped"
 sleep "$(printf "%d.%03d" $((STOP_MS / 1000)) $((STOP_MS % 1000)))"
-! check event "$tmp/s1.log" outcome "id=$id" || fail "s1: outcome while s2 is stopped: $(check get "$tmp/s1.log" outcome outcome "id=$id")"
+# The checks below hold for a stop shorter than the 3 s suspicion: on a
+# machine so loaded that the shell overslept past it (seen in CI next to
+# other builds: a 1.5 s sleep that lasted 4.3 s), s2 is rightly declared
+# dead; then only the exactly-once delivery after SIGCONT is checked.
+stopped_ms=$(($(date +%s%3N) - t_stop))
+short_stop=1
+((stopped_ms < 2500)) || short_stop=0
+if ((short_stop)); then
+  ! check event "$tmp/s1.log" outcome "id=$id" || fail "s1: outcome while s2 is stopped: $(check get "$tmp/s1.log" outcome outcome "id=$id")"
+fi
 t_cont=$(date +%s%3N) # taken before: nothing can be delivered earlier
 kill -CONT "${dt_pid[s2]}"
-outcome s1 "$id" delivered dest=s2
-once s2 "sent while stopped" s1 reliable=true
-t_msg=$(check wall "$tmp/s2.log" message "text=sent while stopped")
-t_out=$(check wall "$tmp/s1.log" outcome "id=$id")
-((t_msg >= t_cont)) || fail "s2 printed the message $((t_cont - t_msg)) ms before SIGCONT"
-sleep 1 # retransmissions queued in s2's socket while stopped: duplicates
-[[ $(msgs s2 "sent while stopped") == 1 ]] || fail "s2 printed the message more than once"
-! check saw "$tmp/s1.log" s2 dead || fail "s1 declared s2 dead during a ${STOP_MS} ms stop"
-susp=no
-check saw "$tmp/s1.log" s2 suspect && susp=yes
-ok "SIGSTOP s2 ${STOP_MS} ms (suspected: $susp): message delivered $((t_msg - t_cont)) ms after SIGCONT, outcome at s1 after $((t_out - t_cont)) ms, exactly once"
+if ((short_stop)); then
+  outcome s1 "$id" delivered dest=s2
+  once s2 "sent while stopped" s1 reliable=true
+  t_msg=$(check wall "$tmp/s2.log" message "text=sent while stopped")
+  t_out=$(check wall "$tmp/s1.log" outcome "id=$id")
+  ((t_msg >= t_cont)) || fail "s2 printed the message $((t_cont - t_msg)) ms before SIGCONT"
+  sleep 1 # retransmissions queued in s2's socket while stopped: duplicates
+  [[ $(msgs s2 "sent while stopped") == 1 ]] || fail "s2 printed the message more than once"
+  ! check saw "$tmp/s1.log" s2 dead || fail "s1 declared s2 dead during a ${stopped_ms} ms stop"
+  susp=no
+  check saw "$tmp/s1.log" s2 suspect && susp=yes
+  ok "SIGSTOP s2 ${stopped_ms} ms (suspected: $susp): message delivered $((t_msg - t_cont)) ms after SIGCONT, outcome at s1 after $((t_out - t_cont)) ms, exactly once"
+else
+  # declared dead while stopped: the send ended "dead" (or is delivered,
+  # if s2 refuted in time), once either way, and s2 printed it at most once
+  dt_wait_until "$WAIT_S" "s1 has an outcome for $id" check event "$tmp/s1.log" outcome "id=$id"
+  sleep 1
+  (($(msgs s2 "sent while stopped") <= 1)) || fail "s2 printed the message more than once"
+  ok "SIGSTOP s2 overslept to ${stopped_ms} ms (machine loaded): outcome $(check get "$tmp/s1.log" outcome outcome "id=$id"), at most once"
+fi
 for n in s1 s2; do
   dt_send "$n" quit
   stopped "$n" quit
