@@ -865,10 +865,15 @@ static void w_key_node(struct world *w, int idx) {
  * it never receives, so it has no replay state to free). */
 static dmq__seal_t *w_x9_sealer(void) {
   static dmq__seal_t s;
+  static w_alloc_t count;
   static int ready;
   if (!ready) {
     dmq_alloc_t a;
     CHECK(dmq_alloc_init(&a) == 0);
+    a.malloc_fn = w_malloc;
+    a.realloc_fn = w_realloc;
+    a.free_fn = w_free;
+    a.ud = &count;
     CHECK(dmq__seal_init(&s, &a, w_gen[W_SENDERS - 1]) == 0);
     CHECK(dmq__seal_key_add(&s, w_key[0], 1, NULL) == 0);
     ready = 1;
