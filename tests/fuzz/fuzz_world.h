@@ -37,10 +37,20 @@
  * transports).
  *
  * Sealing: FUZZ_WORLD_KEYED (a target defines it to 1 before including this
- * header) makes every node keyed through FUZZ_WORLD_KEY_CONFIG(cfg, idx) and
- * passes packets the harness builds through FUZZ_WORLD_SEAL(w, sender, buf,
- * len, cap) before delivery, so that a sealed variant of a target is a file
- * that defines those (once the sealing API exists) and includes the target.
+ * header) makes every node keyed: FUZZ_WORLD_KEY_CONFIG(cfg, idx) sets the
+ * cluster label and FUZZ_WORLD_SEAL_MODE (default DMQ_SEAL_REQUIRED) in its
+ * config, FUZZ_WORLD_KEY_NODE(w, idx) adds the keys after dmq_node_new (n0
+ * holds a second, non-primary key too), and BUILT packets are encoded with
+ * the label and the sealed-header room, then sealed by FUZZ_WORLD_SEAL(w,
+ * sender, buf, len, cap) before delivery: with the sending node's own
+ * sealing state (its session, generation and packet numbers, so that they
+ * pass n0's replay window like the node's real packets), or for x9 with a
+ * sealer of generation 900 of the harness's own. RAW bytes are then mostly
+ * dropped (PLAINTEXT, LABEL, AUTH), MUTATE replays or corrupts sealed
+ * packets (REPLAY, AUTH), and BUILT reaches the state machines through the
+ * opening path. A sealed variant of a target is a file that defines
+ * FUZZ_WORLD_KEYED (and optionally FUZZ_WORLD_SEAL_MODE) and includes the
+ * target; all three hooks default to the implementation below.
  */
 #ifndef DMQ_TESTS_FUZZ_WORLD_H
 #define DMQ_TESTS_FUZZ_WORLD_H
@@ -53,9 +63,38 @@
 #ifndef FUZZ_WORLD_KEYED
 #define FUZZ_WORLD_KEYED 0
 #endif
+#if FUZZ_WORLD_KEYED
+#include "internal.h"
+#include "seal.h"
+#ifndef FUZZ_WORLD_SEAL_MODE
+#define FUZZ_WORLD_SEAL_MODE DMQ_SEAL_REQUIRED
+#endif
+#define W_LABEL "fz"
+struct world;
+static void w_key_config(dmq_config_t *cfg, int idx);
+static void w_key_node(struct world *w, int idx);
+static size_t w_seal(struct world *w, int sender, uint8_t *buf, size_t len,
+                     size_t cap);
 #ifndef FUZZ_WORLD_KEY_CONFIG
-/* Make node idx's config keyed (label, keys): see "Sealing" above. */
+#define FUZZ_WORLD_KEY_CONFIG(cfg, idx) w_key_config(cfg, idx)
+#endif
+#ifndef FUZZ_WORLD_KEY_NODE
+#define FUZZ_WORLD_KEY_NODE(w, idx) w_key_node(w, idx)
+#endif
+#ifndef FUZZ_WORLD_SEAL
+#define FUZZ_WORLD_SEAL(w, sender, buf, len, cap)                              \
+  w_seal(w, sender, buf, len, cap)
+#endif
+#else
+#define W_LABEL NULL
+#endif
+#ifndef FUZZ_WORLD_KEY_CONFIG
+/* Make node idx's config keyed (label, mode): see "Sealing" above. */
 #define FUZZ_WORLD_KEY_CONFIG(cfg, idx) ((void)(cfg), (void)(idx))
+#endif
+#ifndef FUZZ_WORLD_KEY_NODE
+/* Give node idx (created, not started) its keys. */
+#define FUZZ_WORLD_KEY_NODE(w, idx) ((void)(w), (void)(idx))
 #endif
 #ifndef FUZZ_WORLD_SEAL
 /* Seal buf (len bytes, room for cap) in place as sender would; returns the
@@ -402,6 +441,8 @@ static inline void fuzz_world_setup(world_t *w) {
     a.free_fn = w_free;
     a.ud = &w->alloc[i];
     CHECK(dmq_node_new(&cfg, &a, &w->node[i]) == 0);
+    if (FUZZ_WORLD_KEYED)
+      FUZZ_WORLD_KEY_NODE(w, i);
     w->ep[i].w = w;
     w->ep[i].idx = i;
     CHECK(dmq_host_transport_new(w_send_fn, &w->ep[i], &w->tp[i]) == 0);
@@ -724,8 +765,10 @@ static inline void w_op(world_t *w, fuzz_in_t *in) {
   case W_OP_BUILT2: {
     dmq__enc_t e;
     s = fuzz_u8(in) % W_SENDERS;
-    if (dmq__enc_begin(&e, w->pkt, sizeof w->pkt, NULL, 0, w_name[s],
-                       strlen(w_name[s])) != 0)
+    const char *label = W_LABEL;
+    if (dmq__enc_begin_sealed(&e, w->pkt, sizeof w->pkt, label,
+                              label ? strlen(label) : 0, w_name[s],
+                              strlen(w_name[s]), FUZZ_WORLD_KEYED) != 0)
       break;
     int n = 1 + fuzz_u8(in) % 3;
     for (int i = 0; i < n; i++)
@@ -793,6 +836,64 @@ static inline void w_op(world_t *w, fuzz_in_t *in) {
   }
   w_check(w);
 }
+
+#if FUZZ_WORLD_KEYED
+/* ---- the keyed world (see "Sealing" above) ---- */
+
+static const uint8_t w_key[2][DMQ_KEY_SIZE] = {
+    {0x6b, 0x31, 0x2d, 0x66, 0x75, 0x7a, 0x7a, 0x2d, 0x77, 0x6f, 0x72,
+     0x6c, 0x64, 0x2d, 0x70, 0x72, 0x69, 0x6d, 0x61, 0x72, 0x79, 0x2d,
+     0x6b, 0x65, 0x79, 0x2d, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35},
+    {0x6b, 0x32, 0x2d, 0x66, 0x75, 0x7a, 0x7a, 0x2d, 0x77, 0x6f, 0x72,
+     0x6c, 0x64, 0x2d, 0x73, 0x65, 0x63, 0x6f, 0x6e, 0x64, 0x61, 0x72,
+     0x79, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x36, 0x37, 0x38, 0x39}};
+
+static void w_key_config(dmq_config_t *cfg, int idx) {
+  (void)idx;
+  cfg->label = W_LABEL;
+  cfg->seal_mode = FUZZ_WORLD_SEAL_MODE;
+}
+
+static void w_key_node(struct world *w, int idx) {
+  CHECK(dmq_node_key_add(w->node[idx], w_key[0], DMQ_KEY_SIZE, 1, NULL) == 0);
+  if (idx == 0) /* n0 also opens packets of a second key */
+    CHECK(dmq_node_key_add(w->node[idx], w_key[1], DMQ_KEY_SIZE, 0, NULL) == 0);
+}
+
+/* x9 is no node: its packets are sealed by a sealer of the harness's own,
+ * made once (its key storage is sodium_malloc'd and kept for the process;
+ * it never receives, so it has no replay state to free). */
+static dmq__seal_t *w_x9_sealer(void) {
+  static dmq__seal_t s;
+  static w_alloc_t count;
+  static int ready;
+  if (!ready) {
+    dmq_alloc_t a;
+    CHECK(dmq_alloc_init(&a) == 0);
+    a.malloc_fn = w_malloc;
+    a.realloc_fn = w_realloc;
+    a.free_fn = w_free;
+    a.ud = &count;
+    CHECK(dmq__seal_init(&s, &a, w_gen[W_SENDERS - 1]) == 0);
+    CHECK(dmq__seal_key_add(&s, w_key[0], 1, NULL) == 0);
+    ready = 1;
+  }
+  return &s;
+}
+
+static size_t w_seal(struct world *w, int sender, uint8_t *buf, size_t len,
+                     size_t cap) {
+  size_t out;
+  dmq__seal_t *s = sender < W_NODES ? w->node[sender]->seal : w_x9_sealer();
+  CHECK(len >= 5 && (buf[3] & DMQ__WIRE_FLAG_SEALED) &&
+        (buf[3] & DMQ__WIRE_FLAG_LABEL));
+  CHECK(len + DMQ__SEAL_TAG <= cap);
+  /* the path the host transport's packets take, as dmq__send picks it */
+  int stream = !(w->tp[0]->ops->caps & DMQ_TRANSPORT_DATAGRAM);
+  CHECK(dmq__seal_close(s, buf, len, 5 + (size_t)buf[4], stream, &out) == 0);
+  return out;
+}
+#endif
 
 /* The standalone driver (standalone_main.c, gcc builds) generates this many
  * inputs instead of 20000: each one runs a cluster (about 3 ms under ASan). */

@@ -11,6 +11,7 @@ live stream, a DEAD about n0 (refuted), a push/pull join by a stranger.
 Files are named seed-<what>; regression inputs found by fuzzing are
 committed next to them as crash-<what> and never rewritten by this script.
 """
+import hashlib
 import os
 import re
 import struct
@@ -192,6 +193,77 @@ def raw(sender, pkt):
     return bytes([RAW, sender]) + data_bytes(pkt, 2048)
 
 
+# sealed packets (src/seal.h, docs/wire.md "Sealed packets"); the keys of
+# fuzz_seal.c
+KEY_A = b"seal-fuzz-key-a-0123456789abcdef"
+KEY_C = b"seal-fuzz-key-c-not-in-the-ring!"
+
+
+def key_id(key):
+    return hashlib.blake2b(b"dmq key id v1", key=key, digest_size=16).digest()[:4]
+
+
+def seal_aesgcm(key, plain_pkt, gen, pn, session=bytes(range(16)), label=b""):
+    """A plain packet (no label) sealed with AES-256-GCM, as dmq__seal_close
+    does it: None when the `cryptography` module is missing."""
+    try:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    except ImportError:
+        return None
+    flags = 0x02 | (0x01 if label else 0)
+    head = plain_pkt[:3] + bytes([flags])
+    if label:
+        head += bytes([len(label)]) + label
+    hdr = bytes([2]) + key_id(key) + struct.pack(">QQ", gen, pn) + session
+    sub = hashlib.blake2b(b"dmq aes256gcm session v1" + session, key=key,
+                          digest_size=32).digest()
+    nonce = b"\x00" * 4 + struct.pack(">Q", pn)
+    ad = head + hdr
+    return ad + AESGCM(sub).encrypt(nonce, plain_pkt[4:], ad)
+
+
+def seal_seeds(g):
+    """fuzz_seal.c: mode byte, then its input."""
+    for k in ("ping", "alive", "data", "dack", "pushpull"):
+        if k in g:
+            write("seal", "raw_plain_" + k, b"\x00" + g[k])
+    for k in ("ping", "data"):
+        if k not in g:
+            continue
+        pkt = seal_aesgcm(KEY_A, g[k], 5, 1, label=b"fz")
+        if pkt is not None:
+            write("seal", "raw_aesgcm_" + k, b"\x00" + pkt)
+            bad = bytearray(pkt)
+            bad[-1] ^= 1
+            write("seal", "raw_aesgcm_bad_tag_" + k, b"\x00" + bytes(bad))
+        pkt = seal_aesgcm(KEY_C, g[k], 5, 2 | 2**63)
+        if pkt is not None:
+            write("seal", "raw_unknown_key_" + k, b"\x00" + pkt)
+    # a header that names key a with XChaCha20-Poly1305, and garbage after
+    write("seal", "raw_xchacha_forged", b"\x00DQ\x01\x02\x01" + key_id(KEY_A) +
+          struct.pack(">QQ", 1, 1) + bytes(16) + b"\x92\xa1x\x90" + bytes(16))
+    # SEALED: [how: key, path, alg][gen u64][pn u64][label len][label]
+    # [name len][name][n msgs][msgs ...][edits ...]
+    def sealed(how, label, msgs, edits=b""):
+        return (b"\x01" + bytes([how]) + struct.pack(">QQ", 7, 41) +
+                bytes([len(label)]) + label + bytes([3]) + b"\x00\x01\x02" +
+                bytes([len(msgs) - 1]) + b"".join(msgs) + edits)
+    ack = b"\x00" + struct.pack(">I", 9)
+    data = b"\x03" + struct.pack(">QQI", 1, 2, 3) + struct.pack(">H", 5) + b"hello"
+    write("seal", "sealed_xchacha", sealed(0, b"", [ack, data]))
+    write("seal", "sealed_aesgcm_label", sealed(8, b"ab", [data]))
+    write("seal", "sealed_stream_key_b", sealed(1 | 4, b"", [ack]))
+    write("seal", "sealed_unknown_key", sealed(2, b"", [ack]))
+    # edits: [n-1][where][at][xor]... [tail op]
+    write("seal", "sealed_edits", sealed(0, b"x", [ack, data],
+          b"\x00\x01\x05\x01\x00" + b"\x00\x03\x02\x80\x01" +
+          b"\x01\x02\x00\x07\xff\x00\x01\x00\x00\x00"))
+    # REPLAY: [b = who | gen-choice << 3 | kind << 4 | path << 6] ...
+    seq = bytes([0x08 | 0x00]) * 8 + bytes([0x08 | 0x10, 0xfd, 0x08 | 0x20, 3])
+    seq += bytes([0x09, 0x49, 0x01, 2, 0x08 | 0x30]) + struct.pack(">Q", 1000)
+    write("seal", "replay_basic", b"\x02" + seq * 4)
+
+
 def main():
     g = golden()
     if not g:
@@ -239,8 +311,11 @@ def main():
         "mutated": time_(3) + bytes([MUTATE, 0, 2]) + u16(5) + b"\xff" + u16(9) + b"\x00" + b"\x00" + bytes([MUTATE, 1, 1]) + u16(20) + b"\xc1\x03" + u16(3),
         "leave": bytes([API, 9, 0, 0x4C]) + time_(5),
     }
+    # the keyed variants (fuzz_*_sealed.c, fuzz_node_transition.c) read the
+    # same programs: their BUILT packets are sealed by the harness
     for k, prog in member.items():
-        write("node", k, prog)
+        for t in ("node", "node_sealed", "node_transition"):
+            write(t, k, prog)
     for k, pkt in small.items():
         write("node", "raw_" + k, raw(N1, pkt))
 
@@ -263,6 +338,7 @@ def main():
     }
     for k, prog in deliv.items():
         write("delivery", k, prog)
+        write("delivery_sealed", k, prog)
     write("delivery", "raw_data", raw(N1, g["data"]))
     write("delivery", "raw_dack", raw(N1, g["dack"]))
 
@@ -275,6 +351,8 @@ def main():
     }
     for k, prog in hostp.items():
         write("host", k, prog)
+        write("host_sealed", k, prog)
+    seal_seeds(g)
 
 
 if __name__ == "__main__":

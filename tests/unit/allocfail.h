@@ -12,6 +12,13 @@
  *     node 0's failure counters ended different from the run without
  *     failure (drops by reason, events_lost, delivery's drop, expiry and
  *     refusal counters).
+ * Sealed: with af_keyed set (af_loop_sealed), every node has the cluster
+ * label AF_LABEL and the key af_key and runs in DMQ_SEAL_REQUIRED mode, so
+ * every packet is sealed and opened: the same loop then also goes through
+ * the opening buffer and the replay state (allocated with the node's
+ * hooks). The key storage itself is sodium_malloc'd (libsodium's guarded
+ * allocator, outside dmq_alloc_t by design: docs/security.md), so those
+ * allocations are not in the loop.
  * Header-only: each test_allocfail_*.c is its own program.
  */
 #ifndef DMQ_TESTS_ALLOCFAIL_H
@@ -35,6 +42,21 @@
 #define AF_NODES 4
 #define AF_MAX_SENT 256
 #define AF_HDR 16 /* size header in front of every block (keeps alignment) */
+
+/* Sealed runs (see above): set by af_loop_sealed for its runs. */
+static int af_keyed;
+#define AF_LABEL "af"
+static const uint8_t af_key[DMQ_KEY_SIZE] = {
+    0x61, 0x6c, 0x6c, 0x6f, 0x63, 0x66, 0x61, 0x69, 0x6c, 0x2d, 0x6b,
+    0x65, 0x79, 0x2d, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37,
+    0x38, 0x39, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68};
+
+static inline void af_key_config(dmq_config_t *cfg, int idx, void *ud) {
+  (void)idx;
+  (void)ud;
+  cfg->label = AF_LABEL;
+  cfg->seal_mode = DMQ_SEAL_REQUIRED;
+}
 
 typedef struct af_alloc {
   long live;    /* blocks */
@@ -186,7 +208,11 @@ static inline int af_node(af_run_t *r, int i) {
   a.realloc_fn = af_realloc;
   a.free_fn = af_free;
   a.ud = &r->alloc[i];
+  if (af_keyed)
+    r->net.on_config = af_key_config;
   int rc = memnet_node_new(&r->net, &r->tp[i], i, &a, &r->node[i]);
+  if (rc == 0 && af_keyed)
+    rc = dmq_node_key_add(r->node[i], af_key, DMQ_KEY_SIZE, 1, NULL);
   if (rc == 0)
     rc = dmq_channel_open(r->node[i], "c", af_receive, r, &r->ch[i]);
   if (rc == 0)
@@ -277,6 +303,10 @@ static inline void af_snapshot(af_run_t *r) {
   assert_int_equal(dmq_delivery_stats(r->node[0], &ds), 0);
   r->st0 = st;
   r->ds0 = ds;
+  if (af_keyed) { /* still keyed and required, whatever failed */
+    assert_int_equal(dmq_node_seal_mode(r->node[0]), DMQ_SEAL_REQUIRED);
+    assert_int_equal(dmq_node_keys(r->node[0], NULL, 0, NULL), 1);
+  }
   af_counters_t *c = &r->counters;
   memcpy(c->drops, st.drops, sizeof c->drops);
   c->events_lost = st.events_lost;
@@ -355,6 +385,25 @@ static inline const af_run_t *af_loop(const char *what,
   assert_int_equal(k - 1, total); /* every allocation was failed once */
   assert_int_equal(silent, 0);
   return &ref;
+}
+
+/* af_loop with every node keyed and in DMQ_SEAL_REQUIRED mode. The
+ * reference run must have been sealed throughout: node 0 kept its key and
+ * mode and dropped nothing as plaintext, label, authentication or replay
+ * (a plain packet would have been a PLAINTEXT drop). */
+static inline const af_run_t *af_loop_sealed(const char *what,
+                                             af_scenario_fn scenario) {
+  af_keyed = 1;
+  const af_run_t *ref = af_loop(what, scenario);
+  af_keyed = 0;
+  const dmq_stats_t *st = &ref->st0;
+  assert_int_equal(st->drops[DMQ_DROP_PLAINTEXT], 0);
+  assert_int_equal(st->drops[DMQ_DROP_LABEL], 0);
+  assert_int_equal(st->drops[DMQ_DROP_AUTH], 0);
+  assert_int_equal(st->drops[DMQ_DROP_KEY_UNKNOWN], 0);
+  assert_int_equal(st->drops[DMQ_DROP_REPLAY], 0);
+  assert_true(st->pkts_in > 0);
+  return ref;
 }
 
 #endif

@@ -80,6 +80,8 @@ int memnet_node_new(memnet_t *net, memnet_tp_t *tp, int idx,
   cfg.advertise_addr = tp->addr;
   cfg.generation = 1;
   cfg.rng_seed = (uint64_t)idx + 1;
+  if (net->on_config != NULL)
+    net->on_config(&cfg, idx, net->on_config_ud);
   int rc = dmq_node_new(&cfg, alloc, node);
   if (rc != 0)
     return rc;

@@ -35,6 +35,10 @@ typedef struct memnet {
   int refuse;
   int blackhole;
   unsigned drop_from;
+  /* Called (when set) on node idx's config in memnet_node_new, before
+   * dmq_node_new: e.g. a label and a sealing mode. */
+  void (*on_config)(dmq_config_t *cfg, int idx, void *ud);
+  void *on_config_ud;
 } memnet_t;
 
 typedef struct memnet_tp {
@@ -57,7 +61,8 @@ void memnet_tp_init(memnet_tp_t *tp, memnet_t *net, int idx);
 
 /* Node idx on the network: named "n<idx>", LAN profile, generation 1,
  * rng_seed idx + 1, advertising and added to transport tp (set up with
- * memnet_tp_init). Not started. Returns dmq_node_new()'s or
+ * memnet_tp_init), the config passed through net->on_config if set. Not
+ * started. Returns dmq_node_new()'s or
  * dmq_node_add_transport()'s error; *node is set as dmq_node_new() left it
  * (delete it even when adding the transport failed). */
 int memnet_node_new(memnet_t *net, memnet_tp_t *tp, int idx,

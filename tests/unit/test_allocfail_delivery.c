@@ -2,7 +2,8 @@
  * fails, for every k, through reliable and best-effort sends both ways,
  * fragmented messages (sent and received), a broadcast, requests and
  * replies both ways, a destination that dies with messages pending, and
- * delete with messages still queued.
+ * delete with messages still queued; then all of it again with every node
+ * keyed and sealing required (allocfail.h, "Sealed").
  */
 #include "allocfail.h"
 
@@ -32,10 +33,8 @@ static void delivery(af_run_t *r, long fail_at) {
   af_request(r, 0, 2);
 }
 
-static void test_delivery(void **state) {
-  (void)state;
-  const af_run_t *ref = af_loop("delivery", delivery);
-  /* the reference run went through every step */
+/* The reference run went through every step. */
+static void check_delivery(const af_run_t *ref) {
   const dmq_delivery_stats_t *ds = &ref->ds0;
   assert_true(ds->fragments_sent > 0 && ds->fragments_received > 0);
   assert_true(ds->acks_received > 0 && ds->acks_sent > 0);
@@ -44,7 +43,19 @@ static void test_delivery(void **state) {
   assert_true(ds->queued_msgs >= 1);   /* left for delete */
 }
 
+static void test_delivery(void **state) {
+  (void)state;
+  check_delivery(af_loop("delivery", delivery));
+}
+
+/* The same, every node keyed and in DMQ_SEAL_REQUIRED mode. */
+static void test_delivery_sealed(void **state) {
+  (void)state;
+  check_delivery(af_loop_sealed("delivery sealed", delivery));
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_delivery)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_delivery),
+                                     cmocka_unit_test(test_delivery_sealed)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* Allocation failure in membership (allocfail.h): node 0's k-th allocation
  * fails, for every k, through node create, join by push/pull, probes
  * (direct and indirect), suspicion and refutation (of a peer and of node 0
- * itself), a death, a graceful leave and delete.
+ * itself), a death, a graceful leave and delete; then all of it again with
+ * every node keyed and sealing required (allocfail.h, "Sealed").
  */
 #include "allocfail.h"
 
@@ -31,10 +32,8 @@ static void membership(af_run_t *r, long fail_at) {
   af_run_until(r, 33000);
 }
 
-static void test_membership(void **state) {
-  (void)state;
-  const af_run_t *ref = af_loop("membership", membership);
-  /* the reference run went through every step */
+/* The reference run went through every step. */
+static void check_membership(const af_run_t *ref) {
   const dmq_stats_t *st = &ref->st0;
   assert_true(st->pushpull_sent > 0 && st->pushpull_received > 0);
   assert_true(st->probe_direct_ok > 0);
@@ -44,7 +43,19 @@ static void test_membership(void **state) {
   assert_true(st->members[DMQ_MEMBER_LEFT] == 1); /* node 0 left */
 }
 
+static void test_membership(void **state) {
+  (void)state;
+  check_membership(af_loop("membership", membership));
+}
+
+/* The same, every node keyed and in DMQ_SEAL_REQUIRED mode. */
+static void test_membership_sealed(void **state) {
+  (void)state;
+  check_membership(af_loop_sealed("membership sealed", membership));
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_membership)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_membership),
+                                     cmocka_unit_test(test_membership_sealed)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
