@@ -69,7 +69,7 @@ for s in "${suites[@]}"; do
         -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DDMQ_WERROR=ON -DDMQ_SANITIZE=OFF
       # The libFuzzer targets with ASan + UBSan (build-fuzz/), each for a
-      # bounded time (scripts/fuzz.sh --ci: 15 s per target, about 3 min in
+      # bounded time (scripts/fuzz.sh --ci: 10 s per target, about 3 min in
       # all); any crash, leak or sanitizer report fails the suite.
       echo
       echo "=== test.sh: suite clang: fuzzing (scripts/fuzz.sh --ci) ==="
