@@ -85,7 +85,7 @@ static dmq__slice_t sl(const char *p, size_t n) {
 }
 
 /* May the packet being received cause one more outbound packet? */
-static int swim_reply_ok(dmq_node_t *n) {
+int dmq__swim_reply_ok(dmq_node_t *n) {
   if (n->reply_pkt != n->stats.pkts_in) {
     n->reply_pkt = n->stats.pkts_in;
     n->replies = 0;
@@ -675,7 +675,7 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   if (!new_gen && chans_changed)
     dmq__emit(n, DMQ_EVENT_CHANNELS_UPDATED, m);
   swim_bc_queue(n, m);
-  if (old_addr[0] != '\0' && swim_reply_ok(n)) {
+  if (old_addr[0] != '\0' && dmq__swim_reply_ok(n)) {
     dmq__enc_t e;
     swim_begin(n, &e);
     swim_enc_update(n, &e, m);
@@ -714,7 +714,7 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
     swim_set_state(n, m, DMQ_MEMBER_SUSPECT);
     dmq__emit(n, DMQ_EVENT_SUSPECT, m);
     swim_bc_queue(n, m);
-    if (sync && m->heard && swim_reply_ok(n)) {
+    if (sync && m->heard && dmq__swim_reply_ok(n)) {
       /* A table merged after a partition heals carries the other side's
        * stale verdicts. Tell the member at once (buddy system), so it can
        * refute within a round trip instead of waiting for gossip to find
@@ -925,14 +925,14 @@ static void swim_on_ping(dmq_node_t *n, const dmq__msg_t *msg,
   /* On a stream, answer over the connection the ping came in on: sending
    * to the member's advertised address would open a second connection. */
   const char *to = stream ? from_addr : swim_reply_addr(n, sender, from_addr);
-  if (to != NULL && swim_reply_ok(n))
+  if (to != NULL && dmq__swim_reply_ok(n))
     swim_send_ack(n, to, msg->seq, stream);
 }
 
 static void swim_on_ping_req(dmq_node_t *n, const dmq__msg_t *msg,
                              dmq__slice_t sender, const char *from_addr) {
   const char *origin = swim_reply_addr(n, sender, from_addr);
-  if (origin == NULL || strlen(origin) > DMQ_MAX_ADDR || !swim_reply_ok(n))
+  if (origin == NULL || strlen(origin) > DMQ_MAX_ADDR || !dmq__swim_reply_ok(n))
     return;
   if (n->relays == NULL) {
     n->relays = dmq__malloc(n, DMQ__MAX_RELAYS * sizeof(*n->relays));
@@ -1035,7 +1035,7 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
   n->stats.pushpull_received++;
   /* the reply comes first in this packet's reply budget: the pings about
    * suspicions in the table must not crowd it out */
-  int reply = !(msg->flag & DMQ__PP_REPLY) && swim_reply_ok(n);
+  int reply = !(msg->flag & DMQ__PP_REPLY) && dmq__swim_reply_ok(n);
   dmq__swim_apply_records(n, msg, sender, (msg->flag & DMQ__PP_JOIN) != 0);
   if (msg->flag & DMQ__PP_REPLY) {
     if (n->joining) {

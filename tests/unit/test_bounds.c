@@ -615,6 +615,54 @@ static void test_amplification(void **state) {
   cl_free(c);
 }
 
+/* A packet of many DIGESTs (or DIFFs) gets at most 4 replies, as a packet
+ * of PINGs: anti-entropy answers count in the same budget per inbound
+ * packet, the rest is counted RATE_LIMITED. */
+static void test_ae_amplification(void **state) {
+  (void)state;
+  cl_t *c = cl_up(2, 0);
+  cl_run(c, c->now + 1000);
+  uint8_t h[8] = {1, 2, 3, 4, 5, 6, 7, 8}; /* a root n1 does not have */
+  uint8_t mask[1] = {3};
+  /* from a member (n0, at its own address): DIGEST requests */
+  c->to_watch = 0;
+  c->to_count = 0;
+  uint64_t rl = st(c, 1).drops[DMQ_DROP_RATE_LIMITED];
+  forge_t f;
+  f_begin(&f, 1 << 20, "n0");
+  for (int k = 0; k < 2000; k++)
+    assert_int_equal(dmq__enc_digest(&f.e, 0, 0, 2, h), 0);
+  f_send(c, &f, 1, "mem://0");
+  printf("2000 digests -> %ld packets\n", c->to_count);
+  assert_true(c->to_count >= 1 && c->to_count <= 4);
+  assert_true(st(c, 1).drops[DMQ_DROP_RATE_LIMITED] >= rl + 2000 - 4);
+  /* DIFF requests */
+  c->to_count = 0;
+  f_begin(&f, 1 << 20, "n0");
+  for (int k = 0; k < 2000; k++) {
+    size_t rp;
+    assert_int_equal(dmq__enc_diff_begin(&f.e, 0, 1, mask, &rp), 0);
+    dmq__enc_diff_end(&f.e, rp, 0);
+  }
+  f_send(c, &f, 1, "mem://0");
+  printf("2000 diffs -> %ld packets\n", c->to_count);
+  assert_true(c->to_count >= 1 && c->to_count <= 4);
+  /* from a stranger: NOT_MEMBER answers */
+  c->to_watch = 7;
+  c->to_count = 0;
+  f_begin(&f, 1 << 20, "evil");
+  for (int k = 0; k < 2000; k++)
+    assert_int_equal(dmq__enc_digest(&f.e, 0, 0, 2, h), 0);
+  f_send(c, &f, 1, "mem://7");
+  printf("2000 stranger digests -> %ld packets\n", c->to_count);
+  assert_true(c->to_count >= 1 && c->to_count <= 4);
+  /* the cluster is unharmed */
+  cl_run(c, c->now + 5000);
+  assert_int_equal(member(c, 0, "n1").state, DMQ_MEMBER_ALIVE);
+  assert_int_equal(member(c, 1, "n0").state, DMQ_MEMBER_ALIVE);
+  cl_free(c);
+}
+
 /* Members known only from gossip at a third party's address are probed
  * at most once per 2 probe periods by each node. */
 static void test_hearsay_probe_rate(void **state) {
@@ -738,6 +786,7 @@ int main(void) {
       cmocka_unit_test(test_receive_state_small),
       cmocka_unit_test(test_member_flood),
       cmocka_unit_test(test_amplification),
+      cmocka_unit_test(test_ae_amplification),
       cmocka_unit_test(test_hearsay_probe_rate),
       cmocka_unit_test(test_pushpull_at_max_members),
   };
