@@ -585,6 +585,62 @@ static void test_member_flood(void **state) {
   cl_free(c);
 }
 
+/* ---- forged LEFT / DEAD of a live member ---- */
+
+static void forge_gone(cl_t *c, int to, const char *who, uint64_t inc,
+                       int left) {
+  forge_t f;
+  f_begin(&f, 512, "evil");
+  if (left)
+    assert_int_equal(dmq__enc_left(&f.e, S(who), inc, 1), 0);
+  else
+    assert_int_equal(dmq__enc_dead(&f.e, S(who), inc, 1, S("evil")), 0);
+  f_send(c, &f, to, "mem://7");
+}
+
+/* Time until every node sees n2 alive at an incarnation above `above`
+ * (0: not within `limit` ms). */
+static uint64_t taken_back(cl_t *c, uint64_t above, uint64_t limit) {
+  uint64_t t0 = c->now;
+  while (c->now < t0 + limit) {
+    cl_run(c, c->now + 100);
+    int ok = 1;
+    for (int i = 0; i < 3 && ok; i++) {
+      dmq_member_info_t m = member(c, i, "n2");
+      ok = m.state == DMQ_MEMBER_ALIVE && m.incarnation > above;
+    }
+    if (ok)
+      return c->now - t0 + 1;
+  }
+  return 0;
+}
+
+/* A forged LEFT or DEAD of a live member (plausible incarnation) is
+ * believed by whom it reaches, but not for good: the member learns it
+ * (push/pull, anti-entropy), refutes it with a higher incarnation, and
+ * everybody takes it back. A real leave stays a leave. */
+static void test_forged_left_dead(void **state) {
+  (void)state;
+  cl_t *c = cl_up(3, 0);
+  for (int left = 1; left >= 0; left--) {
+    uint64_t inc = member(c, 0, "n2").incarnation + 3;
+    forge_gone(c, 0, "n2", inc, left);
+    forge_gone(c, 1, "n2", inc, left);
+    assert_int_equal(member(c, 0, "n2").state,
+                     left ? DMQ_MEMBER_LEFT : DMQ_MEMBER_DEAD);
+    uint64_t t = taken_back(c, inc, 60000);
+    printf("forged %s of n2 taken back after %.1f s\n", left ? "LEFT" : "DEAD",
+           (double)t / 1000);
+    assert_true(t != 0);
+  }
+  /* a real leave is not "refuted" */
+  assert_int_equal(dmq_node_leave(c->node[2], c->now), 0);
+  cl_run(c, c->now + 30000);
+  assert_int_equal(member(c, 0, "n2").state, DMQ_MEMBER_LEFT);
+  assert_int_equal(member(c, 1, "n2").state, DMQ_MEMBER_LEFT);
+  cl_free(c);
+}
+
 /* ---- amplification ---- */
 
 /* A packet of 4096 PINGs gets at most 4 packets back; the rest is
@@ -784,6 +840,7 @@ int main(void) {
       cmocka_unit_test(test_receiver_lost_state),
       cmocka_unit_test(test_unknown_sender),
       cmocka_unit_test(test_receive_state_small),
+      cmocka_unit_test(test_forged_left_dead),
       cmocka_unit_test(test_member_flood),
       cmocka_unit_test(test_amplification),
       cmocka_unit_test(test_ae_amplification),
