@@ -469,12 +469,7 @@ static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
     n->cap_suspects = nc;
   }
   memset(s, 0, sizeof(*s));
-  /* Lifeguard's N: the live members heard from themselves (self
-   * included), not those known only from hearsay, so that a table filled
-   * with forged members does not stretch the time to detect a real
-   * failure (docs/limits.md) */
-  uint32_t heard = n->nmembers - n->n_hearsay;
-  uint32_t nl = n->n_live < heard ? n->n_live : heard;
+  uint32_t nl = n->n_live;
   double scale = log10((double)(nl > 1 ? nl : 1));
   if (scale < 1.0)
     scale = 1.0;
