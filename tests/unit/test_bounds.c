@@ -641,6 +641,43 @@ static void test_forged_left_dead(void **state) {
   cl_free(c);
 }
 
+/* At the member limit, a table filled with forged members (never heard
+ * from their own address) does not lock a real newcomer out: one that
+ * contacts the node directly (its join push/pull, its own ALIVE from its
+ * own address) takes the place of a member known only from hearsay. A
+ * gossiped ALIVE (not about its sender) is still dropped, and members
+ * heard from themselves are never evicted. */
+static void test_member_limit_newcomer(void **state) {
+  (void)state;
+  cl_t *c = cl_up(2, 16);
+  cl_run(c, c->now + 3000); /* n0 and n1 have heard each other */
+  forge_t f;
+  f_begin(&f, 1 << 16, "evil");
+  char nm[32];
+  for (int k = 0; k < 40; k++) {
+    snprintf(nm, sizeof nm, "forged%d", k);
+    assert_int_equal(
+        dmq__enc_alive(&f.e, S(nm), S("mem://7"), 1, 1, S(""), NULL), 0);
+  }
+  f_send(c, &f, 0, "mem://7");
+  assert_int_equal(dmq_node_member_count(c->node[0], DMQ_MASK_ALL), 16);
+  uint64_t lim = st(c, 0).drops[DMQ_DROP_MEMBER_LIMIT];
+  /* gossip about somebody else: no room */
+  forge_alive(c, 0, "gossiped", "mem://7", 1);
+  assert_int_equal(st(c, 0).drops[DMQ_DROP_MEMBER_LIMIT], lim + 1);
+  dmq_member_info_t m;
+  assert_int_not_equal(dmq_node_member(c->node[0], "gossiped", &m), 0);
+  /* a real newcomer joining through n0 gets in */
+  cl_node(c, 2, 16);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(c->node[2], &seed, 1, c->now), 0);
+  cl_run(c, c->now + 2000);
+  assert_int_equal(member(c, 0, "n2").state, DMQ_MEMBER_ALIVE);
+  assert_int_equal(member(c, 0, "n1").state, DMQ_MEMBER_ALIVE);
+  assert_int_equal(dmq_node_member_count(c->node[0], DMQ_MASK_ALL), 16);
+  cl_free(c);
+}
+
 /* ---- amplification ---- */
 
 /* A packet of 4096 PINGs gets at most 4 packets back; the rest is
@@ -842,6 +879,7 @@ int main(void) {
       cmocka_unit_test(test_receive_state_small),
       cmocka_unit_test(test_forged_left_dead),
       cmocka_unit_test(test_member_flood),
+      cmocka_unit_test(test_member_limit_newcomer),
       cmocka_unit_test(test_amplification),
       cmocka_unit_test(test_ae_amplification),
       cmocka_unit_test(test_hearsay_probe_rate),
