@@ -19,7 +19,10 @@
  * sides compute them in one pass over the table: O(N) per exchange, with no
  * per-member state kept for it.
  *
- * Bounds: every inbound DIGEST or DIFF causes at most one reply. B compares
+ * Bounds: every inbound DIGEST or DIFF causes at most one reply, and the
+ * replies count in the membership layer's budget of replies per inbound
+ * packet (dmq__swim_reply_ok: 4), so a compound packet of many DIGESTs or
+ * DIFFs gets at most 4 answers, the rest counted RATE_LIMITED. B compares
  * tables only with members it knows alive or suspect; to anyone else it
  * answers a DIGEST with NOT_MEMBER (a datagram of the request's size), and A
  * sends a full push/pull, which is what teaches B about A. A DIFF from a
@@ -339,6 +342,8 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
   int reply = (msg->flag & DMQ__AE_REPLY) != 0;
   if (peer == NULL && msg->type == DMQ__MSG_DIGEST && !reply &&
       from_addr != NULL) {
+    if (!dmq__swim_reply_ok(n))
+      return;
     /* we cannot compare tables with a stranger: tell it at once (one
      * datagram of the request's size, to where it came from), so it sends
      * a full push/pull now rather than at its fallback deadline */
@@ -355,12 +360,14 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
   const char *to = stream && from_addr != NULL ? from_addr : peer->addr;
   if (msg->type == DMQ__MSG_DIGEST) {
     if (!reply) {
-      ae_on_digest(n, msg, to, stream);
+      if (dmq__swim_reply_ok(n))
+        ae_on_digest(n, msg, to, stream);
       return;
     }
     /* only the answer we wait for, once: a replayed or unsolicited reply
-     * makes us send nothing */
-    if (ae_take_wait(n, sender) < 0)
+     * makes us send nothing. Over the reply budget the wait is kept: its
+     * fallback push/pull follows. */
+    if (!dmq__swim_reply_ok(n) || ae_take_wait(n, sender) < 0)
       return;
     if (msg->flag & DMQ__AE_NOT_MEMBER) {
       if (!n->leaving)
@@ -373,7 +380,7 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
   /* DIFF: merge the records; a request is answered with ours for the same
    * buckets */
   dmq__swim_apply_records(n, msg, sender, 0);
-  if (!reply && !n->leaving)
+  if (!reply && !n->leaving && dmq__swim_reply_ok(n))
     ae_send_diff(n, to, stream, DMQ__AE_REPLY, msg->ae_k,
                  (const uint8_t *)msg->ae_bin.p);
 }

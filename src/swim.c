@@ -84,8 +84,12 @@ static dmq__slice_t sl(const char *p, size_t n) {
   return s;
 }
 
+static int swim_same(dmq__slice_t a, dmq__slice_t b) {
+  return a.n == b.n && memcmp(a.p, b.p, a.n) == 0;
+}
+
 /* May the packet being received cause one more outbound packet? */
-static int swim_reply_ok(dmq_node_t *n) {
+int dmq__swim_reply_ok(dmq_node_t *n) {
   if (n->reply_pkt != n->stats.pkts_in) {
     n->reply_pkt = n->stats.pkts_in;
     n->replies = 0;
@@ -465,7 +469,8 @@ static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
     n->cap_suspects = nc;
   }
   memset(s, 0, sizeof(*s));
-  double scale = log10((double)(n->n_live > 1 ? n->n_live : 1));
+  uint32_t nl = n->n_live;
+  double scale = log10((double)(nl > 1 ? nl : 1));
   if (scale < 1.0)
     scale = 1.0;
   s->min_ms = (uint64_t)(n->cfg.suspicion_mult * scale *
@@ -473,7 +478,7 @@ static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
   s->max_ms = s->min_ms * n->cfg.suspicion_max_mult;
   uint32_t k = n->cfg.suspicion_confirmations;
   /* with few members fewer independent confirmations can exist */
-  uint32_t others = n->n_live >= 2 ? n->n_live - 2 : 0;
+  uint32_t others = nl >= 2 ? nl - 2 : 0;
   s->k = k < others ? k : others;
   if (s->k > DMQ__MAX_CONFIRM)
     s->k = DMQ__MAX_CONFIRM;
@@ -570,8 +575,14 @@ static void swim_forget(dmq_node_t *n, dmq__member_t *m);
 
 /* Room in the table for one more member: below max_members, or a dead or
  * left member (the one in that state longest) reaped early. Live members
- * are never evicted; without room the newcomer is dropped. */
-static int swim_make_room(dmq_node_t *n) {
+ * heard from themselves are never evicted. A newcomer that contacts us
+ * directly (`direct`: the ALIVE is about the packet's sender) may take the
+ * place of the live member known longest only from hearsay (never heard
+ * from its own address): a table filled by forged members must not lock
+ * real newcomers out (docs/limits.md). At most one eviction per inbound
+ * message, and only ever of a member nobody has shown to exist. Without
+ * room the newcomer is dropped (DMQ_DROP_MEMBER_LIMIT). */
+static int swim_make_room(dmq_node_t *n, int direct) {
   if (n->nmembers < n->cfg.max_members)
     return 1;
   dmq__member_t *v = NULL;
@@ -581,9 +592,23 @@ static int swim_make_room(dmq_node_t *n) {
         (v == NULL || m->state_since < v->state_since))
       v = m;
   }
+  for (uint32_t i = 0;
+       v == NULL && direct && n->n_hearsay > 0 && i < n->nmembers; i++) {
+    dmq__member_t *m = n->members[i];
+    if (!m->is_self && !m->heard && m->state <= DMQ_MEMBER_SUSPECT &&
+        (v == NULL || m->state_since < v->state_since))
+      v = m;
+  }
   if (v == NULL) {
     n->stats.drops[DMQ_DROP_MEMBER_LIMIT]++;
     return 0;
+  }
+  if (v->state <= DMQ_MEMBER_SUSPECT) {
+    /* a live member known only from hearsay: as if it died (what was
+     * queued for it fails; n_live stays exact), then forgotten */
+    swim_suspicion_clear(n, v);
+    swim_set_state(n, v, DMQ_MEMBER_DEAD);
+    dmq__members_notify(n, v, DMQ__MEMBER_DEAD);
   }
   swim_forget(n, v);
   return 1;
@@ -592,9 +617,10 @@ static int swim_make_room(dmq_node_t *n) {
 /* An ALIVE about a member we do not know: add it. */
 static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
                            uint64_t inc, uint64_t gen, dmq__slice_t meta,
-                           const dmq__chans_t *chans, int from_pushpull) {
+                           const dmq__chans_t *chans, int from_pushpull,
+                           int direct) {
   if (!swim_inc_plausible(n, inc, 0) || !swim_gen_plausible(n, gen, 0) ||
-      !swim_make_room(n))
+      !swim_make_room(n, direct))
     return;
   dmq__member_t *m = dmq__member_add(n, name.p, name.n, addr.p, addr.n);
   if (m == NULL)
@@ -620,17 +646,19 @@ static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     swim_bc_announce(n, m);
 }
 
-/* ALIVE (also from push/pull records). */
+/* ALIVE (also from push/pull records). direct: about the packet's sender
+ * itself (see swim_make_room). */
 static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
                           uint64_t inc, uint64_t gen, dmq__slice_t meta,
-                          const dmq__chans_t *chans, int from_pushpull) {
+                          const dmq__chans_t *chans, int from_pushpull,
+                          int direct) {
   dmq__member_t *m = dmq__member_find(n, name.p, name.n);
   if (m != NULL && m->is_self) {
     swim_alive_self(n, m, addr, inc, gen);
     return;
   }
   if (m == NULL) {
-    swim_alive_new(n, name, addr, inc, gen, meta, chans, from_pushpull);
+    swim_alive_new(n, name, addr, inc, gen, meta, chans, from_pushpull, direct);
     return;
   }
   int new_gen = gen > m->gen;
@@ -675,7 +703,7 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   if (!new_gen && chans_changed)
     dmq__emit(n, DMQ_EVENT_CHANNELS_UPDATED, m);
   swim_bc_queue(n, m);
-  if (old_addr[0] != '\0' && swim_reply_ok(n)) {
+  if (old_addr[0] != '\0' && dmq__swim_reply_ok(n)) {
     dmq__enc_t e;
     swim_begin(n, &e);
     swim_enc_update(n, &e, m);
@@ -714,7 +742,7 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
     swim_set_state(n, m, DMQ_MEMBER_SUSPECT);
     dmq__emit(n, DMQ_EVENT_SUSPECT, m);
     swim_bc_queue(n, m);
-    if (sync && m->heard && swim_reply_ok(n)) {
+    if (sync && m->heard && dmq__swim_reply_ok(n)) {
       /* A table merged after a partition heals carries the other side's
        * stale verdicts. Tell the member at once (buddy system), so it can
        * refute within a round trip instead of waiting for gossip to find
@@ -925,14 +953,14 @@ static void swim_on_ping(dmq_node_t *n, const dmq__msg_t *msg,
   /* On a stream, answer over the connection the ping came in on: sending
    * to the member's advertised address would open a second connection. */
   const char *to = stream ? from_addr : swim_reply_addr(n, sender, from_addr);
-  if (to != NULL && swim_reply_ok(n))
+  if (to != NULL && dmq__swim_reply_ok(n))
     swim_send_ack(n, to, msg->seq, stream);
 }
 
 static void swim_on_ping_req(dmq_node_t *n, const dmq__msg_t *msg,
                              dmq__slice_t sender, const char *from_addr) {
   const char *origin = swim_reply_addr(n, sender, from_addr);
-  if (origin == NULL || strlen(origin) > DMQ_MAX_ADDR || !swim_reply_ok(n))
+  if (origin == NULL || strlen(origin) > DMQ_MAX_ADDR || !dmq__swim_reply_ok(n))
     return;
   if (n->relays == NULL) {
     n->relays = dmq__malloc(n, DMQ__MAX_RELAYS * sizeof(*n->relays));
@@ -1013,7 +1041,8 @@ void dmq__swim_apply_records(dmq_node_t *n, const dmq__msg_t *msg,
     switch (r.state) {
     case DMQ_MEMBER_ALIVE:
       swim_on_alive(n, r.name, r.addr, r.incarnation, r.generation, r.meta,
-                    &r.chans, join ? SWIM_FROM_JOIN : SWIM_FROM_SYNC);
+                    &r.chans, join ? SWIM_FROM_JOIN : SWIM_FROM_SYNC,
+                    swim_same(r.name, sender));
       break;
     case DMQ_MEMBER_SUSPECT:
     case DMQ_MEMBER_DEAD: /* a remote death is only a suspicion here */
@@ -1035,7 +1064,7 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
   n->stats.pushpull_received++;
   /* the reply comes first in this packet's reply budget: the pings about
    * suspicions in the table must not crowd it out */
-  int reply = !(msg->flag & DMQ__PP_REPLY) && swim_reply_ok(n);
+  int reply = !(msg->flag & DMQ__PP_REPLY) && dmq__swim_reply_ok(n);
   dmq__swim_apply_records(n, msg, sender, (msg->flag & DMQ__PP_JOIN) != 0);
   if (msg->flag & DMQ__PP_REPLY) {
     if (n->joining) {
@@ -1095,8 +1124,13 @@ void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
     swim_on_nack(n, msg);
     break;
   case DMQ__MSG_ALIVE:
-    swim_on_alive(n, msg->name, msg->addr, msg->incarnation, msg->generation,
-                  msg->meta, &msg->chans, 0);
+    swim_on_alive(
+        n, msg->name, msg->addr, msg->incarnation, msg->generation, msg->meta,
+        &msg->chans, 0,
+        swim_same(msg->name, sender) &&
+            (stream ||
+             (from_addr != NULL &&
+              swim_same(msg->addr, sl(from_addr, strlen(from_addr))))));
     break;
   case DMQ__MSG_SUSPECT:
     swim_on_suspect(n, msg->name, msg->incarnation, msg->generation, msg->from,

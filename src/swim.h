@@ -28,6 +28,11 @@ void dmq__self_changed(dmq_node_t *n);
  * joiner's own table, whose newcomers are announced). */
 void dmq__swim_apply_records(dmq_node_t *n, const dmq__msg_t *msg,
                              dmq__slice_t sender, int join);
+/* May the packet being received cause one more outbound packet? At most
+ * SWIM_REPLIES_PER_PACKET (4) per inbound packet, whatever its messages
+ * (membership and anti-entropy alike); a refusal is counted as
+ * DMQ_DROP_RATE_LIMITED. */
+int dmq__swim_reply_ok(dmq_node_t *n);
 /* A full push/pull (periodic kind) to addr: the fallback of antientropy.c. */
 void dmq__swim_send_pushpull(dmq_node_t *n, const char *addr);
 

@@ -585,6 +585,99 @@ static void test_member_flood(void **state) {
   cl_free(c);
 }
 
+/* ---- forged LEFT / DEAD of a live member ---- */
+
+static void forge_gone(cl_t *c, int to, const char *who, uint64_t inc,
+                       int left) {
+  forge_t f;
+  f_begin(&f, 512, "evil");
+  if (left)
+    assert_int_equal(dmq__enc_left(&f.e, S(who), inc, 1), 0);
+  else
+    assert_int_equal(dmq__enc_dead(&f.e, S(who), inc, 1, S("evil")), 0);
+  f_send(c, &f, to, "mem://7");
+}
+
+/* Time until every node sees n2 alive at an incarnation above `above`
+ * (0: not within `limit` ms). */
+static uint64_t taken_back(cl_t *c, uint64_t above, uint64_t limit) {
+  uint64_t t0 = c->now;
+  while (c->now < t0 + limit) {
+    cl_run(c, c->now + 100);
+    int ok = 1;
+    for (int i = 0; i < 3 && ok; i++) {
+      dmq_member_info_t m = member(c, i, "n2");
+      ok = m.state == DMQ_MEMBER_ALIVE && m.incarnation > above;
+    }
+    if (ok)
+      return c->now - t0 + 1;
+  }
+  return 0;
+}
+
+/* A forged LEFT or DEAD of a live member (plausible incarnation) is
+ * believed by whom it reaches, but not for good: the member learns it
+ * (push/pull, anti-entropy), refutes it with a higher incarnation, and
+ * everybody takes it back. A real leave stays a leave. */
+static void test_forged_left_dead(void **state) {
+  (void)state;
+  cl_t *c = cl_up(3, 0);
+  for (int left = 1; left >= 0; left--) {
+    uint64_t inc = member(c, 0, "n2").incarnation + 3;
+    forge_gone(c, 0, "n2", inc, left);
+    forge_gone(c, 1, "n2", inc, left);
+    assert_int_equal(member(c, 0, "n2").state,
+                     left ? DMQ_MEMBER_LEFT : DMQ_MEMBER_DEAD);
+    uint64_t t = taken_back(c, inc, 60000);
+    printf("forged %s of n2 taken back after %.1f s\n", left ? "LEFT" : "DEAD",
+           (double)t / 1000);
+    assert_true(t != 0);
+  }
+  /* a real leave is not "refuted" */
+  assert_int_equal(dmq_node_leave(c->node[2], c->now), 0);
+  cl_run(c, c->now + 30000);
+  assert_int_equal(member(c, 0, "n2").state, DMQ_MEMBER_LEFT);
+  assert_int_equal(member(c, 1, "n2").state, DMQ_MEMBER_LEFT);
+  cl_free(c);
+}
+
+/* At the member limit, a table filled with forged members (never heard
+ * from their own address) does not lock a real newcomer out: one that
+ * contacts the node directly (its join push/pull, its own ALIVE from its
+ * own address) takes the place of a member known only from hearsay. A
+ * gossiped ALIVE (not about its sender) is still dropped, and members
+ * heard from themselves are never evicted. */
+static void test_member_limit_newcomer(void **state) {
+  (void)state;
+  cl_t *c = cl_up(2, 16);
+  cl_run(c, c->now + 3000); /* n0 and n1 have heard each other */
+  forge_t f;
+  f_begin(&f, 1 << 16, "evil");
+  char nm[32];
+  for (int k = 0; k < 40; k++) {
+    snprintf(nm, sizeof nm, "forged%d", k);
+    assert_int_equal(
+        dmq__enc_alive(&f.e, S(nm), S("mem://7"), 1, 1, S(""), NULL), 0);
+  }
+  f_send(c, &f, 0, "mem://7");
+  assert_int_equal(dmq_node_member_count(c->node[0], DMQ_MASK_ALL), 16);
+  uint64_t lim = st(c, 0).drops[DMQ_DROP_MEMBER_LIMIT];
+  /* gossip about somebody else: no room */
+  forge_alive(c, 0, "gossiped", "mem://7", 1);
+  assert_int_equal(st(c, 0).drops[DMQ_DROP_MEMBER_LIMIT], lim + 1);
+  dmq_member_info_t m;
+  assert_int_not_equal(dmq_node_member(c->node[0], "gossiped", &m), 0);
+  /* a real newcomer joining through n0 gets in */
+  cl_node(c, 2, 16);
+  const char *seed = "mem://0";
+  assert_int_equal(dmq_node_join(c->node[2], &seed, 1, c->now), 0);
+  cl_run(c, c->now + 2000);
+  assert_int_equal(member(c, 0, "n2").state, DMQ_MEMBER_ALIVE);
+  assert_int_equal(member(c, 0, "n1").state, DMQ_MEMBER_ALIVE);
+  assert_int_equal(dmq_node_member_count(c->node[0], DMQ_MASK_ALL), 16);
+  cl_free(c);
+}
+
 /* ---- amplification ---- */
 
 /* A packet of 4096 PINGs gets at most 4 packets back; the rest is
@@ -612,6 +705,54 @@ static void test_amplification(void **state) {
     assert_int_equal(dmq__enc_ping_req(&f.e, k, S("x"), S("mem://7"), 1), 0);
   f_send(c, &f, 1, "mem://6");
   assert_true(c->to_count <= 4);
+  cl_free(c);
+}
+
+/* A packet of many DIGESTs (or DIFFs) gets at most 4 replies, as a packet
+ * of PINGs: anti-entropy answers count in the same budget per inbound
+ * packet, the rest is counted RATE_LIMITED. */
+static void test_ae_amplification(void **state) {
+  (void)state;
+  cl_t *c = cl_up(2, 0);
+  cl_run(c, c->now + 1000);
+  uint8_t h[8] = {1, 2, 3, 4, 5, 6, 7, 8}; /* a root n1 does not have */
+  uint8_t mask[1] = {3};
+  /* from a member (n0, at its own address): DIGEST requests */
+  c->to_watch = 0;
+  c->to_count = 0;
+  uint64_t rl = st(c, 1).drops[DMQ_DROP_RATE_LIMITED];
+  forge_t f;
+  f_begin(&f, 1 << 20, "n0");
+  for (int k = 0; k < 2000; k++)
+    assert_int_equal(dmq__enc_digest(&f.e, 0, 0, 2, h), 0);
+  f_send(c, &f, 1, "mem://0");
+  printf("2000 digests -> %ld packets\n", c->to_count);
+  assert_true(c->to_count >= 1 && c->to_count <= 4);
+  assert_true(st(c, 1).drops[DMQ_DROP_RATE_LIMITED] >= rl + 2000 - 4);
+  /* DIFF requests */
+  c->to_count = 0;
+  f_begin(&f, 1 << 20, "n0");
+  for (int k = 0; k < 2000; k++) {
+    size_t rp;
+    assert_int_equal(dmq__enc_diff_begin(&f.e, 0, 1, mask, &rp), 0);
+    dmq__enc_diff_end(&f.e, rp, 0);
+  }
+  f_send(c, &f, 1, "mem://0");
+  printf("2000 diffs -> %ld packets\n", c->to_count);
+  assert_true(c->to_count >= 1 && c->to_count <= 4);
+  /* from a stranger: NOT_MEMBER answers */
+  c->to_watch = 7;
+  c->to_count = 0;
+  f_begin(&f, 1 << 20, "evil");
+  for (int k = 0; k < 2000; k++)
+    assert_int_equal(dmq__enc_digest(&f.e, 0, 0, 2, h), 0);
+  f_send(c, &f, 1, "mem://7");
+  printf("2000 stranger digests -> %ld packets\n", c->to_count);
+  assert_true(c->to_count >= 1 && c->to_count <= 4);
+  /* the cluster is unharmed */
+  cl_run(c, c->now + 5000);
+  assert_int_equal(member(c, 0, "n1").state, DMQ_MEMBER_ALIVE);
+  assert_int_equal(member(c, 1, "n0").state, DMQ_MEMBER_ALIVE);
   cl_free(c);
 }
 
@@ -736,8 +877,11 @@ int main(void) {
       cmocka_unit_test(test_receiver_lost_state),
       cmocka_unit_test(test_unknown_sender),
       cmocka_unit_test(test_receive_state_small),
+      cmocka_unit_test(test_forged_left_dead),
       cmocka_unit_test(test_member_flood),
+      cmocka_unit_test(test_member_limit_newcomer),
       cmocka_unit_test(test_amplification),
+      cmocka_unit_test(test_ae_amplification),
       cmocka_unit_test(test_hearsay_probe_rate),
       cmocka_unit_test(test_pushpull_at_max_members),
   };
