@@ -116,11 +116,13 @@ struct dmq__node {
    * received (pkts_in identifies it) */
   uint64_t reply_pkt;
   uint32_t replies;
-  uint32_t probe_rounds; /* probe periods started (hearsay probe pacing) */
-  uint32_t hearsay_pos;  /* where the next hearsay probe target is sought */
-  uint32_t n_hearsay;    /* members known only from hearsay */
-  dmq__relay_t *relays;  /* DMQ__MAX_RELAYS, allocated on first use */
-  uint32_t nrelays;      /* relays in use */
+  uint32_t probe_rounds;   /* probe periods started (hearsay probe pacing) */
+  uint32_t hearsay_pos;    /* where the next hearsay probe target is sought */
+  uint32_t n_hearsay;      /* members known only from hearsay */
+  uint32_t n_hearsay_live; /* of those, alive or suspect */
+  uint64_t evict_pkt;      /* pkts_in of the last relayed eviction (swim.c) */
+  dmq__relay_t *relays;    /* DMQ__MAX_RELAYS, allocated on first use */
+  uint32_t nrelays;        /* relays in use */
   uint64_t next_gossip, next_pushpull, next_reconnect, next_reap;
 
   /* joining */

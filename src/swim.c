@@ -78,6 +78,11 @@
  * party's address cannot make us probe it at volume, nor crowd the
  * probes of real members out. */
 #define SWIM_HEARSAY_EVERY 2
+/* How an ALIVE about a member we do not know may be admitted to a full
+ * table (swim_make_room). */
+#define SWIM_ADMIT_NONE 0
+#define SWIM_ADMIT_DIRECT 1  /* about the packet's sender, from its address */
+#define SWIM_ADMIT_VOUCHED 2 /* relayed by a member heard from itself */
 
 static dmq__slice_t sl(const char *p, size_t n) {
   dmq__slice_t s = {p, n};
@@ -414,13 +419,39 @@ void dmq__swim_send_pushpull(dmq_node_t *n, const char *addr) {
 /* ---------------------------------------------------------------------- */
 /* state changes                                                           */
 
+/* The member has shown it exists: a datagram from its own address
+ * carrying its name, or an ack of our probe of it. */
+static void swim_mark_heard(dmq_node_t *n, dmq__member_t *m) {
+  if (m->heard || m->is_self)
+    return;
+  m->heard = 1;
+  n->n_hearsay--;
+  if (m->state <= DMQ_MEMBER_SUSPECT)
+    n->n_hearsay_live--;
+}
+
+/* The member count that sizes suspicion timeouts (Lifeguard's log N): the
+ * live members heard from themselves, plus those known only from hearsay
+ * up to twice as many. A table filled by forged members (docs/limits.md)
+ * must not stretch the detection of a real crash by its log N; during a
+ * real join storm most members are heard from within a few periods. */
+static uint32_t swim_n_effective(const dmq_node_t *n) {
+  uint32_t hearsay = n->n_hearsay_live < n->n_live ? n->n_hearsay_live : 0;
+  uint32_t heard = n->n_live - hearsay;
+  return heard + (hearsay < 2 * heard ? hearsay : 2 * heard);
+}
+
 static void swim_set_state(dmq_node_t *n, dmq__member_t *m, uint8_t st) {
   int was_live = m->state <= DMQ_MEMBER_SUSPECT;
   int is_live = st <= DMQ_MEMBER_SUSPECT;
-  if (was_live && !is_live)
+  int hearsay = !m->heard && !m->is_self;
+  if (was_live && !is_live) {
     n->n_live--;
-  else if (!was_live && is_live)
+    n->n_hearsay_live -= (uint32_t)hearsay;
+  } else if (!was_live && is_live) {
     n->n_live++;
+    n->n_hearsay_live += (uint32_t)hearsay;
+  }
   if (m->state != st)
     m->state_since = n->now;
   m->state = st;
@@ -469,7 +500,7 @@ static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
     n->cap_suspects = nc;
   }
   memset(s, 0, sizeof(*s));
-  uint32_t nl = n->n_live;
+  uint32_t nl = swim_n_effective(n);
   double scale = log10((double)(nl > 1 ? nl : 1));
   if (scale < 1.0)
     scale = 1.0;
@@ -477,8 +508,13 @@ static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
                          (double)n->cfg.probe_interval_ms);
   s->max_ms = s->min_ms * n->cfg.suspicion_max_mult;
   uint32_t k = n->cfg.suspicion_confirmations;
-  /* with few members fewer independent confirmations can exist */
-  uint32_t others = nl >= 2 ? nl - 2 : 0;
+  /* with few members fewer independent confirmations can exist; members
+   * known only from hearsay may not exist at all, so only those heard from
+   * themselves are counted (a forged flood must not make us wait for
+   * confirmations nobody can send) */
+  uint32_t heard =
+      n->n_live - (n->n_hearsay_live < n->n_live ? n->n_hearsay_live : 0);
+  uint32_t others = heard >= 2 ? heard - 2 : 0;
   s->k = k < others ? k : others;
   if (s->k > DMQ__MAX_CONFIRM)
     s->k = DMQ__MAX_CONFIRM;
@@ -575,14 +611,18 @@ static void swim_forget(dmq_node_t *n, dmq__member_t *m);
 
 /* Room in the table for one more member: below max_members, or a dead or
  * left member (the one in that state longest) reaped early. Live members
- * heard from themselves are never evicted. A newcomer that contacts us
- * directly (`direct`: the ALIVE is about the packet's sender) may take the
- * place of the live member known longest only from hearsay (never heard
- * from its own address): a table filled by forged members must not lock
- * real newcomers out (docs/limits.md). At most one eviction per inbound
- * message, and only ever of a member nobody has shown to exist. Without
- * room the newcomer is dropped (DMQ_DROP_MEMBER_LIMIT). */
-static int swim_make_room(dmq_node_t *n, int direct) {
+ * heard from themselves are never evicted. A newcomer may take the place
+ * of the live member known longest only from hearsay (never heard from its
+ * own address) when it contacts us directly (SWIM_ADMIT_DIRECT: the ALIVE
+ * is about the packet's sender), or when a member heard from itself
+ * relays it in a datagram from that member's own address
+ * (SWIM_ADMIT_VOUCHED; one such eviction per inbound packet): a table
+ * filled by forged members must not lock real newcomers out, nor keep the
+ * rest of the cluster from learning of them (docs/limits.md). Only ever a
+ * member nobody has shown to exist is evicted, the oldest first, so a
+ * newcomer outlives the flood that came before it. Without room the
+ * newcomer is dropped (DMQ_DROP_MEMBER_LIMIT). */
+static int swim_make_room(dmq_node_t *n, int admit) {
   if (n->nmembers < n->cfg.max_members)
     return 1;
   dmq__member_t *v = NULL;
@@ -592,8 +632,10 @@ static int swim_make_room(dmq_node_t *n, int direct) {
         (v == NULL || m->state_since < v->state_since))
       v = m;
   }
+  int evict = admit == SWIM_ADMIT_DIRECT ||
+              (admit == SWIM_ADMIT_VOUCHED && n->evict_pkt != n->stats.pkts_in);
   for (uint32_t i = 0;
-       v == NULL && direct && n->n_hearsay > 0 && i < n->nmembers; i++) {
+       v == NULL && evict && n->n_hearsay_live > 0 && i < n->nmembers; i++) {
     dmq__member_t *m = n->members[i];
     if (!m->is_self && !m->heard && m->state <= DMQ_MEMBER_SUSPECT &&
         (v == NULL || m->state_since < v->state_since))
@@ -604,6 +646,8 @@ static int swim_make_room(dmq_node_t *n, int direct) {
     return 0;
   }
   if (v->state <= DMQ_MEMBER_SUSPECT) {
+    if (admit == SWIM_ADMIT_VOUCHED)
+      n->evict_pkt = n->stats.pkts_in;
     /* a live member known only from hearsay: as if it died (what was
      * queued for it fails; n_live stays exact), then forgotten */
     swim_suspicion_clear(n, v);
@@ -618,9 +662,9 @@ static int swim_make_room(dmq_node_t *n, int direct) {
 static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
                            uint64_t inc, uint64_t gen, dmq__slice_t meta,
                            const dmq__chans_t *chans, int from_pushpull,
-                           int direct) {
+                           int admit) {
   if (!swim_inc_plausible(n, inc, 0) || !swim_gen_plausible(n, gen, 0) ||
-      !swim_make_room(n, direct))
+      !swim_make_room(n, admit))
     return;
   dmq__member_t *m = dmq__member_add(n, name.p, name.n, addr.p, addr.n);
   if (m == NULL)
@@ -646,19 +690,19 @@ static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     swim_bc_announce(n, m);
 }
 
-/* ALIVE (also from push/pull records). direct: about the packet's sender
- * itself (see swim_make_room). */
+/* ALIVE (also from push/pull records). admit: SWIM_ADMIT_* (see
+ * swim_make_room). */
 static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
                           uint64_t inc, uint64_t gen, dmq__slice_t meta,
                           const dmq__chans_t *chans, int from_pushpull,
-                          int direct) {
+                          int admit) {
   dmq__member_t *m = dmq__member_find(n, name.p, name.n);
   if (m != NULL && m->is_self) {
     swim_alive_self(n, m, addr, inc, gen);
     return;
   }
   if (m == NULL) {
-    swim_alive_new(n, name, addr, inc, gen, meta, chans, from_pushpull, direct);
+    swim_alive_new(n, name, addr, inc, gen, meta, chans, from_pushpull, admit);
     return;
   }
   int new_gen = gen > m->gen;
@@ -1000,10 +1044,8 @@ static void swim_on_ack(dmq_node_t *n, const dmq__msg_t *msg) {
     if (!n->probe.acked) {
       dmq__member_t *t =
           dmq__member_find(n, n->probe.target, strlen(n->probe.target));
-      if (t != NULL && !t->heard && !t->is_self) {
-        t->heard = 1; /* it answered at the address we probed */
-        n->n_hearsay--;
-      }
+      if (t != NULL)
+        swim_mark_heard(n, t); /* it answered at the address we probed */
       n->probe.acked = 1;
       if (n->probe.indirect_sent)
         n->stats.probe_indirect_ok++;
@@ -1042,7 +1084,8 @@ void dmq__swim_apply_records(dmq_node_t *n, const dmq__msg_t *msg,
     case DMQ_MEMBER_ALIVE:
       swim_on_alive(n, r.name, r.addr, r.incarnation, r.generation, r.meta,
                     &r.chans, join ? SWIM_FROM_JOIN : SWIM_FROM_SYNC,
-                    swim_same(r.name, sender));
+                    swim_same(r.name, sender) ? SWIM_ADMIT_DIRECT
+                                              : SWIM_ADMIT_NONE);
       break;
     case DMQ_MEMBER_SUSPECT:
     case DMQ_MEMBER_DEAD: /* a remote death is only a suspicion here */
@@ -1101,11 +1144,25 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
 static void swim_heard(dmq_node_t *n, dmq__slice_t sender,
                        const char *from_addr) {
   dmq__member_t *m = dmq__member_find(n, sender.p, sender.n);
-  if (m != NULL && !m->heard && !m->is_self &&
-      strcmp(m->addr, from_addr) == 0) {
-    m->heard = 1;
-    n->n_hearsay--;
-  }
+  if (m != NULL && !m->heard && strcmp(m->addr, from_addr) == 0)
+    swim_mark_heard(n, m);
+}
+
+/* How far the sender of this ALIVE vouches for it (swim_make_room). */
+static int swim_admit(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
+                      const char *from_addr, int stream) {
+  if (swim_same(msg->name, sender))
+    return stream || (from_addr != NULL &&
+                      swim_same(msg->addr, sl(from_addr, strlen(from_addr))))
+               ? SWIM_ADMIT_DIRECT
+               : SWIM_ADMIT_NONE;
+  if (n->nmembers < n->cfg.max_members || stream || from_addr == NULL)
+    return SWIM_ADMIT_NONE; /* room, or no address to check */
+  dmq__member_t *r = dmq__member_find(n, sender.p, sender.n);
+  return r != NULL && r->heard && !r->is_self && r->state == DMQ_MEMBER_ALIVE &&
+                 strcmp(r->addr, from_addr) == 0
+             ? SWIM_ADMIT_VOUCHED
+             : SWIM_ADMIT_NONE;
 }
 
 void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
@@ -1124,13 +1181,9 @@ void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
     swim_on_nack(n, msg);
     break;
   case DMQ__MSG_ALIVE:
-    swim_on_alive(
-        n, msg->name, msg->addr, msg->incarnation, msg->generation, msg->meta,
-        &msg->chans, 0,
-        swim_same(msg->name, sender) &&
-            (stream ||
-             (from_addr != NULL &&
-              swim_same(msg->addr, sl(from_addr, strlen(from_addr))))));
+    swim_on_alive(n, msg->name, msg->addr, msg->incarnation, msg->generation,
+                  msg->meta, &msg->chans, 0,
+                  swim_admit(n, msg, sender, from_addr, stream));
     break;
   case DMQ__MSG_SUSPECT:
     swim_on_suspect(n, msg->name, msg->incarnation, msg->generation, msg->from,
@@ -1161,6 +1214,21 @@ void dmq__swim_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
 /* ---------------------------------------------------------------------- */
 /* timers                                                                  */
 
+/* May gossip go to this member at all? */
+static int swim_gossip_target_ok(const dmq_node_t *n, const dmq__member_t *c) {
+  return !c->is_self && c->state != DMQ_MEMBER_LEFT &&
+         !(c->state == DMQ_MEMBER_DEAD &&
+           n->now - c->state_since > n->cfg.gossip_to_dead_ms);
+}
+
+static int swim_chosen(dmq__member_t *const *chosen, uint32_t nc,
+                       const dmq__member_t *c) {
+  for (uint32_t i = 0; i < nc; i++)
+    if (chosen[i] == c)
+      return 1;
+  return 0;
+}
+
 static void swim_gossip_round(dmq_node_t *n) {
   if (n->bc_count == 0)
     return;
@@ -1175,19 +1243,23 @@ static void swim_gossip_round(dmq_node_t *n) {
     if (n->nmembers < 2)
       break;
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
-    if (c->is_self || c->state == DMQ_MEMBER_LEFT)
+    if (!swim_gossip_target_ok(n, c) || (flooded && !c->heard && hearsay > 0))
       continue;
-    if (flooded && !c->heard && hearsay > 0)
-      continue;
-    if (c->state == DMQ_MEMBER_DEAD &&
-        n->now - c->state_since > n->cfg.gossip_to_dead_ms)
-      continue;
-    int dup = 0;
-    for (uint32_t i = 0; i < nc; i++)
-      dup |= chosen[i] == c;
-    if (!dup) {
+    if (!swim_chosen(chosen, nc, c)) {
       chosen[nc++] = c;
       hearsay += !c->heard;
+    }
+  }
+  /* flooded: random picks rarely land on the few members heard from
+   * themselves, so the rest are sought in table order from a random point
+   * (a scan that ends at the want-th one found) */
+  if (flooded && nc < want && n->nmembers > 1) {
+    uint32_t at = dmq__rng_below(&n->rng, n->nmembers);
+    for (uint32_t k = 0; k < n->nmembers && nc < want; k++) {
+      dmq__member_t *c = n->members[(at + k) % n->nmembers];
+      if (c->heard && swim_gossip_target_ok(n, c) &&
+          !swim_chosen(chosen, nc, c))
+        chosen[nc++] = c;
     }
   }
   for (uint32_t i = 0; i < nc && n->bc_count > 0; i++) {
@@ -1605,8 +1677,11 @@ uint64_t dmq__swim_deadline(const dmq_node_t *n) {
 }
 
 void dmq__swim_member_removed(dmq_node_t *n, dmq__member_t *m) {
-  if (!m->heard && !m->is_self)
+  if (!m->heard && !m->is_self) {
     n->n_hearsay--;
+    if (m->state <= DMQ_MEMBER_SUSPECT)
+      n->n_hearsay_live--;
+  }
   swim_bc_remove(n, m);
   swim_suspicion_clear(n, m);
 }
