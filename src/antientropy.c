@@ -45,6 +45,8 @@
 
 /* Members per bucket the replier aims at when choosing k. */
 #define AE_PER_BUCKET 8
+/* Exchanges brought forward after one that found the tables different. */
+#define AE_FOLLOW_UPS 3
 
 static uint64_t ae_mix(uint64_t x) {
   /* splitmix64's finaliser */
@@ -305,12 +307,32 @@ static void ae_on_digest(dmq_node_t *n, const dmq__msg_t *msg, const char *to,
   dmq__free(n, sums);
 }
 
+/* The tables differed: the next exchange (with another random member) is
+ * brought forward to one probe interval from now, up to AE_FOLLOW_UPS
+ * times until an exchange finds the tables in sync. A burst join leaves a
+ * few members missing a few others under loss (their gossip was lost);
+ * waiting a whole anti-entropy interval to repair them was the tail of the
+ * burst join (sim, 300 members, 5 % loss: 5.5-8.9 s instead of 0.9 s for
+ * 9 of 16 seeds). In sync, nothing changes: two small datagrams per
+ * interval. */
+static void ae_follow_up(dmq_node_t *n) {
+  if (n->ae_followups >= AE_FOLLOW_UPS)
+    return;
+  n->ae_followups++;
+  uint64_t soon = n->now + n->cfg.probe_interval_ms;
+  if (soon < n->next_pushpull)
+    n->next_pushpull = soon;
+}
+
 /* A: the DIGEST reply of the exchange we started. */
 static void ae_on_digest_reply(dmq_node_t *n, const dmq__msg_t *msg,
                                const char *to, int stream) {
   uint8_t k = msg->ae_k;
-  if (k == 0)
+  if (k == 0) {
+    n->ae_followups = 0;
     return; /* in sync (or changed since: the next exchange will see) */
+  }
+  ae_follow_up(n);
   uint64_t *sums = dmq__malloc(n, sizeof(*sums) << k);
   uint8_t *mask = dmq__malloc(n, (((size_t)1 << k) + 7) / 8);
   if (sums == NULL || mask == NULL) {

@@ -147,6 +147,7 @@ struct dmq__node {
   } ae_wait[DMQ__AE_SLOTS];
   uint32_t ae_pending; /* slots in use */
   uint8_t ae_off;      /* 1: full push/pull only, DIGEST/DIFF unknown (tests) */
+  uint8_t ae_followups; /* exchanges brought forward since tables last agreed */
 
   /* events delivered after processing */
   uint8_t *events;        /* dmq__event_t records */

@@ -511,10 +511,14 @@ static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
   /* with few members fewer independent confirmations can exist; members
    * known only from hearsay may not exist at all, so only those heard from
    * themselves are counted (a forged flood must not make us wait for
-   * confirmations nobody can send) */
+   * confirmations nobody can send), but at least one while a third member
+   * exists: without any, the timeout would start at its minimum, and a
+   * member that has heard few others yet (just joined, or cut off from
+   * sending) would declare deaths nobody confirmed (sim, test_scenarios,
+   * DMQ_SIM_SEED=9) */
   uint32_t heard =
       n->n_live - (n->n_hearsay_live < n->n_live ? n->n_hearsay_live : 0);
-  uint32_t others = heard >= 2 ? heard - 2 : 0;
+  uint32_t others = heard >= 3 ? heard - 2 : n->n_live >= 3 ? 1 : 0;
   s->k = k < others ? k : others;
   if (s->k > DMQ__MAX_CONFIRM)
     s->k = DMQ__MAX_CONFIRM;

@@ -99,13 +99,13 @@ static void test_mixed_cluster_converges(void **state) {
   dmq_sim_delete(w);
 }
 
-/* A burst join of 300 under 5% loss converges within two anti-entropy
- * periods (fast profile: 2 x 10 s), with no false death, for every seed.
- * Typical runs are much faster but bimodal: 0.84-0.92 s for 7 of seeds
- * 1..16 and 5.5-8.9 s for the other 9 (a few hosts miss a few members
- * until a later exchange; DIGEST_PRINT=1 prints the time). The bound is
- * what the protocol guarantees, not the typical run (the post-join
- * exchanges go on the reliable class: as datagrams one seed took 3.3 s). */
+/* A burst join of 300 under 5% loss converges within 1.5 s, with no false
+ * death. Before the follow-up exchanges (antientropy.c: an exchange that
+ * finds the tables different brings the next one forward) the times were
+ * bimodal, 0.84-0.92 s for 7 of seeds 1..16 and 5.5-8.9 s for the other 9:
+ * a few hosts missed a few members until the next periodic exchange, 10 s
+ * later. Now 0.52-0.84 s for each of seeds 1..40 (DIGEST_PRINT=1 prints
+ * the time). */
 static void test_burst_join_under_loss(void **state) {
   (void)state;
   dmq_sim_opts_t o;
@@ -122,7 +122,7 @@ static void test_burst_join_under_loss(void **state) {
     assert_int_equal(dmq_sim_add(w, &cfg, NULL), i);
   join_all(w);
   uint64_t t0 = dmq_sim_now(w);
-  assert_true(dmq_sim_expect_converged(w, 2 * cfg.pushpull_interval_ms));
+  assert_true(dmq_sim_expect_converged(w, 1500));
   if (getenv("DIGEST_PRINT"))
     printf("converged after %llu ms\n",
            (unsigned long long)(dmq_sim_now(w) - t0));

@@ -410,8 +410,39 @@ static void test_overlapping_rounds(void **state) {
   assert_non_null(fake(t.node[1], 30)); /* n1's reply led to the DIFF */
   t.now = dmq__ae_deadline(t.node[0]);
   assert_int_equal(dmq_node_tick(t.node[0], t.now), 0);
-  assert_int_equal(t.node[0]->ae_pending, 0);
+  /* the fake's slot fell back; the one pending now is the follow-up
+   * exchange that n1's differing reply brought forward */
+  assert_int_equal(t.node[0]->ae_pending, 1);
   assert_int_equal(t.node[0]->stats.pushpull_sent, 1); /* to the fake */
+  two_free(&t);
+}
+
+/* An exchange that finds the tables different brings the next one forward
+ * to a probe interval from now, at most 3 times in a row; one that finds
+ * them in sync ends the run, and in sync nothing is brought forward. */
+static void test_follow_up_after_difference(void **state) {
+  (void)state;
+  two_t t;
+  two_init(&t, 30);
+  dmq_node_t *a = t.node[0];
+  uint64_t period = a->cfg.probe_interval_ms;
+  exchange(&t); /* in sync */
+  assert_true(a->next_pushpull > t.now + period);
+  for (int i = 0; i < 4; i++) {
+    a->next_pushpull = t.now + a->cfg.pushpull_interval_ms;
+    tell(&t, 1, DMQ__MSG_ALIVE, 30 + i, 1); /* n1 knows one more */
+    exchange(&t);
+    assert_non_null(fake(a, 30 + i)); /* repaired */
+    if (i < 3)
+      assert_int_equal(a->next_pushpull, t.now + period);
+    else /* the fourth difference in a row waits for the interval */
+      assert_int_equal(a->next_pushpull, t.now + a->cfg.pushpull_interval_ms);
+  }
+  exchange(&t); /* in sync again: the count starts over */
+  a->next_pushpull = t.now + a->cfg.pushpull_interval_ms;
+  tell(&t, 1, DMQ__MSG_ALIVE, 40, 1);
+  exchange(&t);
+  assert_int_equal(a->next_pushpull, t.now + period);
   two_free(&t);
 }
 
@@ -450,6 +481,7 @@ int main(void) {
       cmocka_unit_test(test_mixed_falls_back),
       cmocka_unit_test(test_stranger_gets_pushpull),
       cmocka_unit_test(test_overlapping_rounds),
+      cmocka_unit_test(test_follow_up_after_difference),
       cmocka_unit_test(test_unsolicited_reply_ignored),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
