@@ -10,10 +10,38 @@
  * node (node.c, the composition root) installs: this module knows neither
  * swim nor delivery.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "members.h"
 #include "util/oamap.h"
+
+/* Under AddressSanitizer, free arena space is poisoned, so that a use of a
+ * removed member is still reported. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MEMBERS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEMBERS_ASAN 1
+#endif
+#endif
+#ifdef MEMBERS_ASAN
+#include <sanitizer/asan_interface.h>
+#define MEMBERS_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define MEMBERS_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define MEMBERS_POISON(p, n) ((void)(p), (void)(n))
+#define MEMBERS_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+/* The largest member fits the last size class. */
+_Static_assert((offsetof(dmq__member_t, name) + DMQ_MAX_NAME + 1 +
+                DMQ_MAX_ADDR + 1 + DMQ__ARENA_GRAIN - 1) /
+                       DMQ__ARENA_GRAIN <
+                   DMQ__ARENA_CLASSES,
+               "DMQ__ARENA_CLASSES too small");
+/* A chunk starts with its link, padded to keep members aligned. */
+#define MEMBERS_CHUNK_HEAD 16
 
 static dmq__slice_t members_sl(const char *p, size_t n) {
   dmq__slice_t s = {p, n};
@@ -26,6 +54,69 @@ void dmq__members_notify(dmq_node_t *n, dmq__member_t *m,
                          dmq__member_change_t what) {
   if (n->member_listener != NULL)
     n->member_listener(n, m, what);
+}
+
+/* ---- member arena ---- */
+
+/* Why an arena: a node looks members up by name (every record of a
+ * push/pull, every gossiped update) and walks its whole table (the
+ * anti-entropy digest), and with one malloc per member a node's table is
+ * spread over the heap (interleaved with every other node's in one
+ * process, as in the simulator or cluster_bench), so each step is a cache
+ * miss. Carved from a few chunks, one node's members are contiguous, and
+ * the malloc header and rounding per member are gone. */
+
+static void *members_slot_get(dmq_node_t *n, uint32_t cls) {
+  size_t size = (size_t)cls * DMQ__ARENA_GRAIN;
+  void *p = n->arena_free[cls];
+  if (p != NULL) {
+    MEMBERS_UNPOISON(p, size);
+    memcpy(&n->arena_free[cls], p, sizeof(void *));
+    return p;
+  }
+  if (n->arena_left < size) {
+    size_t csize = n->arena_chunk ? n->arena_chunk * 2 : DMQ__ARENA_CHUNK_MIN;
+    if (csize > DMQ__ARENA_CHUNK_MAX)
+      csize = DMQ__ARENA_CHUNK_MAX;
+    uint8_t *c = dmq__malloc(n, csize);
+    if (c == NULL)
+      return NULL;
+    n->arena_chunk = csize;
+    memcpy(c, &n->arena_chunks, sizeof(void *));
+    n->arena_chunks = c;
+    /* the rest of the previous chunk is left unused (less than a slot) */
+    n->arena_next = c + MEMBERS_CHUNK_HEAD;
+    n->arena_left = csize - MEMBERS_CHUNK_HEAD;
+    MEMBERS_POISON(n->arena_next, n->arena_left);
+  }
+  p = n->arena_next;
+  n->arena_next += size;
+  n->arena_left -= size;
+  MEMBERS_UNPOISON(p, size);
+  return p;
+}
+
+static void members_slot_put(dmq_node_t *n, void *p, uint32_t cls) {
+  memcpy(p, &n->arena_free[cls], sizeof(void *));
+  n->arena_free[cls] = p;
+  MEMBERS_POISON(p, (size_t)cls * DMQ__ARENA_GRAIN);
+}
+
+/* With the last member gone (the node's destruction), free the chunks. */
+static void members_arena_free(dmq_node_t *n) {
+  void *c = n->arena_chunks;
+  while (c != NULL) {
+    void *next;
+    MEMBERS_UNPOISON(c, MEMBERS_CHUNK_HEAD);
+    memcpy(&next, c, sizeof(void *));
+    dmq__free(n, c);
+    c = next;
+  }
+  n->arena_chunks = NULL;
+  n->arena_next = NULL;
+  n->arena_left = 0;
+  n->arena_chunk = 0;
+  memset(n->arena_free, 0, sizeof(n->arena_free));
 }
 
 /* ---- member index ---- */
@@ -131,19 +222,24 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
   }
   if ((n->nmembers + 1) * 2 > n->index_cap && members_index_grow(n) != 0)
     return NULL;
-  /* name and address live in the member's own allocation (an address
-   * that later grows beyond this room gets one of its own) */
-  dmq__member_t *m = dmq__malloc(n, sizeof(*m) + nlen + 1 + alen + 1);
+  /* name and address live in the member (an address that later grows
+   * beyond this room gets an allocation of its own) */
+  size_t need = offsetof(dmq__member_t, name) + nlen + 1 + alen + 1;
+  uint32_t cls = (uint32_t)((need + DMQ__ARENA_GRAIN - 1) / DMQ__ARENA_GRAIN);
+  dmq__member_t *m = members_slot_get(n, cls);
   if (m == NULL)
     return NULL;
-  memset(m, 0, sizeof(*m));
-  m->name = (char *)(m + 1);
+  memset(m, 0, offsetof(dmq__member_t, name));
+  m->slot = (uint8_t)cls;
   memcpy(m->name, name, nlen);
   m->name[nlen] = '\0';
   m->name_len = (uint8_t)nlen;
-  m->addr_cap = (uint8_t)(alen + 1);
+  /* all the room up to the end of the slot */
+  size_t room =
+      (size_t)cls * DMQ__ARENA_GRAIN - offsetof(dmq__member_t, name) - nlen - 1;
+  m->addr_cap = (uint8_t)(room > 255 ? 255 : room);
   if (dmq__member_set_addr(n, m, addr, alen) != 0) {
-    dmq__free(n, m);
+    members_slot_put(n, m, cls);
     return NULL;
   }
   m->bc_bucket = -1;
@@ -184,7 +280,9 @@ void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
   if (m->addr != m->name + m->name_len + 1)
     dmq__free(n, m->addr);
   dmq__free(n, m->meta);
-  dmq__free(n, m);
+  members_slot_put(n, m, m->slot);
+  if (n->nmembers == 0)
+    members_arena_free(n);
 }
 
 void dmq__members_shuffle(dmq_node_t *n) {

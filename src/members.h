@@ -21,9 +21,10 @@ typedef struct dmq__suspicion {
 } dmq__suspicion_t;
 
 struct dmq__member {
-  /* (ordered to avoid padding: members are the one O(N) structure) */
-  char *name; /* points into the same allocation, NUL-terminated */
-  char *addr; /* the same allocation too, unless it outgrew addr_cap */
+  /* (ordered to avoid padding: members are the one O(N) structure; a
+   * member lives in its node's member arena (members.c), so that one
+   * node's table is compact in memory) */
+  char *addr; /* inside the member (after name), unless it outgrew addr_cap */
   uint8_t *meta;
   dmq__suspicion_t *susp;
   /* dissemination queue links (bucket = transmits so far) */
@@ -37,7 +38,7 @@ struct dmq__member {
   int32_t susp_idx; /* position in node->suspects, -1 if none */
   uint16_t meta_len;
   uint8_t name_len, addr_len;
-  uint8_t addr_cap; /* bytes for addr inside the allocation (after name) */
+  uint8_t addr_cap; /* bytes for addr inside the member (after name) */
   uint8_t state;    /* dmq_member_state_t */
   uint8_t is_self;
   int8_t bc_bucket; /* -1 = not queued; < DMQ__MAX_BUCKETS */
@@ -45,6 +46,9 @@ struct dmq__member {
    * or an ack of our probe of it. Until then its address is only hearsay
    * (gossip, tables), and probes to it are rate-limited (swim.c). */
   uint8_t heard;
+  uint8_t slot; /* arena size class of this member (members.c) */
+  /* NUL-terminated, then the address's inline room (addr_cap bytes) */
+  char name[];
 };
 
 /* FNV-1a over n bytes (member names, channel names). */
