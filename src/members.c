@@ -40,7 +40,8 @@ _Static_assert((offsetof(dmq__member_t, name) + DMQ_MAX_NAME + 1 +
                        DMQ__ARENA_GRAIN <
                    DMQ__ARENA_CLASSES,
                "DMQ__ARENA_CLASSES too small");
-/* A chunk starts with its link, padded to keep members aligned. */
+/* A chunk starts with the link to the next (older) chunk and, once it is
+ * full, where its last member ends; 16 bytes keep members aligned. */
 #define MEMBERS_CHUNK_HEAD 16
 
 static dmq__slice_t members_sl(const char *p, size_t n) {
@@ -66,12 +67,17 @@ void dmq__members_notify(dmq_node_t *n, dmq__member_t *m,
  * miss. Carved from a few chunks, one node's members are contiguous, and
  * the malloc header and rounding per member are gone. */
 
+/* A free slot: its first 8 bytes (slot, freed = 1) stay readable for the
+ * memory-order walk, the next free slot of its class follows. */
+#define MEMBERS_SLOT_HEAD 16
+#define MEMBERS_LINK 8
+
 static void *members_slot_get(dmq_node_t *n, uint32_t cls) {
   size_t size = (size_t)cls * DMQ__ARENA_GRAIN;
-  void *p = n->arena_free[cls];
+  uint8_t *p = n->arena_free[cls];
   if (p != NULL) {
     MEMBERS_UNPOISON(p, size);
-    memcpy(&n->arena_free[cls], p, sizeof(void *));
+    memcpy(&n->arena_free[cls], p + MEMBERS_LINK, sizeof(void *));
     return p;
   }
   if (n->arena_left < size) {
@@ -81,10 +87,14 @@ static void *members_slot_get(dmq_node_t *n, uint32_t cls) {
     uint8_t *c = dmq__malloc(n, csize);
     if (c == NULL)
       return NULL;
+    /* the previous chunk ends where its members end (the rest, less than
+     * a slot, stays unused) */
+    if (n->arena_chunks != NULL)
+      memcpy((uint8_t *)n->arena_chunks + sizeof(void *), &n->arena_next,
+             sizeof(void *));
     n->arena_chunk = csize;
     memcpy(c, &n->arena_chunks, sizeof(void *));
     n->arena_chunks = c;
-    /* the rest of the previous chunk is left unused (less than a slot) */
     n->arena_next = c + MEMBERS_CHUNK_HEAD;
     n->arena_left = csize - MEMBERS_CHUNK_HEAD;
     MEMBERS_POISON(n->arena_next, n->arena_left);
@@ -96,10 +106,36 @@ static void *members_slot_get(dmq_node_t *n, uint32_t cls) {
   return p;
 }
 
-static void members_slot_put(dmq_node_t *n, void *p, uint32_t cls) {
-  memcpy(p, &n->arena_free[cls], sizeof(void *));
-  n->arena_free[cls] = p;
-  MEMBERS_POISON(p, (size_t)cls * DMQ__ARENA_GRAIN);
+static void members_slot_put(dmq_node_t *n, dmq__member_t *m) {
+  uint8_t *p = (uint8_t *)m;
+  m->freed = 1;
+  memcpy(p + MEMBERS_LINK, &n->arena_free[m->slot], sizeof(void *));
+  n->arena_free[m->slot] = p;
+  MEMBERS_POISON(p + MEMBERS_SLOT_HEAD,
+                 (size_t)m->slot * DMQ__ARENA_GRAIN - MEMBERS_SLOT_HEAD);
+}
+
+dmq__member_t *dmq__members_next(const dmq_node_t *n, dmq__member_iter_t *it) {
+  for (;;) {
+    while (it->p != NULL && it->p < it->end) {
+      dmq__member_t *m = (dmq__member_t *)(void *)it->p;
+      it->p += (size_t)m->slot * DMQ__ARENA_GRAIN;
+      if (!m->freed)
+        return m;
+    }
+    /* the next chunk (newest first) */
+    uint8_t *c = it->chunk == NULL ? n->arena_chunks : NULL;
+    if (it->chunk != NULL)
+      memcpy(&c, it->chunk, sizeof(void *));
+    if (c == NULL)
+      return NULL;
+    it->chunk = c;
+    it->p = c + MEMBERS_CHUNK_HEAD;
+    if (c == n->arena_chunks)
+      it->end = n->arena_next;
+    else
+      memcpy(&it->end, c + sizeof(void *), sizeof(void *));
+  }
 }
 
 /* With the last member gone (the node's destruction), free the chunks. */
@@ -107,7 +143,6 @@ static void members_arena_free(dmq_node_t *n) {
   void *c = n->arena_chunks;
   while (c != NULL) {
     void *next;
-    MEMBERS_UNPOISON(c, MEMBERS_CHUNK_HEAD);
     memcpy(&next, c, sizeof(void *));
     dmq__free(n, c);
     c = next;
@@ -239,7 +274,7 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
       (size_t)cls * DMQ__ARENA_GRAIN - offsetof(dmq__member_t, name) - nlen - 1;
   m->addr_cap = (uint8_t)(room > 255 ? 255 : room);
   if (dmq__member_set_addr(n, m, addr, alen) != 0) {
-    members_slot_put(n, m, cls);
+    members_slot_put(n, m);
     return NULL;
   }
   m->bc_bucket = -1;
@@ -280,7 +315,7 @@ void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
   if (m->addr != m->name + m->name_len + 1)
     dmq__free(n, m->addr);
   dmq__free(n, m->meta);
-  members_slot_put(n, m, m->slot);
+  members_slot_put(n, m);
   if (n->nmembers == 0)
     members_arena_free(n);
 }
