@@ -94,8 +94,8 @@ struct dmq__node {
   /* member table: array (probe order) + open-addressing name index */
   dmq__member_t **members;
   uint32_t nmembers, cap_members;
-  dmq__member_t **index;
-  uint32_t index_cap; /* power of two */
+  dmq__member_t **index; /* tagged pointers (members.c) */
+  uint32_t index_cap;    /* power of two */
   dmq__member_t *self;
   /* the member arena (members.c): chunks (linked through their first
    * word), the free space of the newest, free slots per size class */

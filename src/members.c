@@ -67,6 +67,15 @@ void dmq__members_notify(dmq_node_t *n, dmq__member_t *m,
  * miss. Carved from a few chunks, one node's members are contiguous, and
  * the malloc header and rounding per member are gone. */
 
+/* Where a chunk's members start: after its head, 16-byte aligned whatever
+ * the allocator's alignment (the index keeps a tag in a member pointer's
+ * low 4 bits). */
+static uint8_t *members_chunk_start(uint8_t *c) {
+  uintptr_t a = (uintptr_t)(c + MEMBERS_CHUNK_HEAD);
+  return c + MEMBERS_CHUNK_HEAD +
+         ((DMQ__ARENA_GRAIN - a % DMQ__ARENA_GRAIN) % DMQ__ARENA_GRAIN);
+}
+
 /* A free slot: its first 8 bytes (slot, freed = 1) stay readable for the
  * memory-order walk, the next free slot of its class follows. */
 #define MEMBERS_SLOT_HEAD 16
@@ -95,8 +104,8 @@ static void *members_slot_get(dmq_node_t *n, uint32_t cls) {
     n->arena_chunk = csize;
     memcpy(c, &n->arena_chunks, sizeof(void *));
     n->arena_chunks = c;
-    n->arena_next = c + MEMBERS_CHUNK_HEAD;
-    n->arena_left = csize - MEMBERS_CHUNK_HEAD;
+    n->arena_next = members_chunk_start(c);
+    n->arena_left = csize - (size_t)(n->arena_next - c);
     MEMBERS_POISON(n->arena_next, n->arena_left);
   }
   p = n->arena_next;
@@ -130,7 +139,7 @@ dmq__member_t *dmq__members_next(const dmq_node_t *n, dmq__member_iter_t *it) {
     if (c == NULL)
       return NULL;
     it->chunk = c;
-    it->p = c + MEMBERS_CHUNK_HEAD;
+    it->p = members_chunk_start(c);
     if (c == n->arena_chunks)
       it->end = n->arena_next;
     else
@@ -165,6 +174,30 @@ uint64_t dmq__hash(const char *p, size_t n) {
   return h;
 }
 
+/* The index holds member pointers with a tag in their low 4 bits (members
+ * are 16-byte aligned in the arena): 4 more bits of the name's hash, so
+ * that a probe compares a name only when the tag matches, not at every
+ * occupied slot (a cache miss each: the members' names have the same
+ * length when they differ in a counter). */
+#define MEMBERS_TAG_MASK ((uintptr_t)(DMQ__ARENA_GRAIN - 1))
+
+static uint32_t members_tag(uint64_t h) {
+  return (uint32_t)(h >> 60);
+}
+
+static dmq__member_t *members_ix_get(dmq__member_t *const *ix, uint32_t j) {
+  return (dmq__member_t *)((uintptr_t)ix[j] & ~MEMBERS_TAG_MASK);
+}
+
+static dmq__member_t *members_ix_val(dmq__member_t *m, uint64_t h) {
+  return (dmq__member_t *)((uintptr_t)m | members_tag(h));
+}
+
+static uint32_t members_ix_home(dmq__member_t *tagged, uint32_t mask) {
+  dmq__member_t *m = (dmq__member_t *)((uintptr_t)tagged & ~MEMBERS_TAG_MASK);
+  return (uint32_t)dmq__hash(m->name, m->name_len) & mask;
+}
+
 static int members_index_grow(dmq_node_t *n) {
   uint32_t ncap = n->index_cap ? n->index_cap * 2 : 16;
   dmq__member_t **ni = dmq__malloc(n, ncap * sizeof(*ni));
@@ -172,13 +205,13 @@ static int members_index_grow(dmq_node_t *n) {
     return DMQ_ENOMEM;
   memset(ni, 0, ncap * sizeof(*ni));
   for (uint32_t i = 0; i < n->index_cap; i++) {
-    dmq__member_t *m = n->index[i];
-    if (m == NULL)
+    dmq__member_t *v = n->index[i];
+    if (v == NULL)
       continue;
-    uint32_t j = (uint32_t)dmq__hash(m->name, m->name_len) & (ncap - 1);
+    uint32_t j = members_ix_home(v, ncap - 1);
     while (ni[j] != NULL)
       j = (j + 1) & (ncap - 1);
-    ni[j] = m;
+    ni[j] = v;
   }
   dmq__free(n, n->index);
   n->index = ni;
@@ -191,13 +224,18 @@ dmq__member_t *dmq__member_find(const dmq_node_t *n, const char *name,
   if (n->index_cap == 0)
     return NULL;
   uint32_t mask = n->index_cap - 1;
-  uint32_t j = (uint32_t)dmq__hash(name, len) & mask;
+  uint64_t h = dmq__hash(name, len);
+  uintptr_t tag = members_tag(h);
+  uint32_t j = (uint32_t)h & mask;
   for (;;) {
-    dmq__member_t *m = n->index[j];
-    if (m == NULL)
+    uintptr_t v = (uintptr_t)n->index[j];
+    if (v == 0)
       return NULL;
-    if (m->name_len == len && memcmp(m->name, name, len) == 0)
-      return m;
+    if ((v & MEMBERS_TAG_MASK) == tag) {
+      dmq__member_t *m = (dmq__member_t *)(v & ~MEMBERS_TAG_MASK);
+      if (m->name_len == len && memcmp(m->name, name, len) == 0)
+        return m;
+    }
     j = (j + 1) & mask;
   }
 }
@@ -205,10 +243,9 @@ dmq__member_t *dmq__member_find(const dmq_node_t *n, const char *name,
 static void members_index_remove(dmq_node_t *n, dmq__member_t *m) {
   uint32_t mask = n->index_cap - 1;
   uint32_t j = (uint32_t)dmq__hash(m->name, m->name_len) & mask;
-  while (n->index[j] != m)
+  while (members_ix_get(n->index, j) != m)
     j = (j + 1) & mask;
-  DMQ__OA_REMOVE(dmq__member_t *, n->index, mask, j,
-                 (uint32_t)dmq__hash(c->name, c->name_len) & mask);
+  DMQ__OA_REMOVE(dmq__member_t *, n->index, mask, j, members_ix_home(c, mask));
 }
 
 int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
@@ -293,10 +330,11 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
     o->idx = pos;
   }
   uint32_t mask = n->index_cap - 1;
-  uint32_t h = (uint32_t)dmq__hash(name, nlen) & mask;
+  uint64_t nh = dmq__hash(name, nlen);
+  uint32_t h = (uint32_t)nh & mask;
   while (n->index[h] != NULL)
     h = (h + 1) & mask;
-  n->index[h] = m;
+  n->index[h] = members_ix_val(m, nh);
   return m;
 }
 
