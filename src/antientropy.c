@@ -76,8 +76,11 @@ static uint64_t ae_member_hash(const dmq__member_t *m, uint64_t name_hash) {
 uint32_t dmq__ae_sums(const dmq_node_t *n, uint8_t k, uint64_t *sums) {
   uint32_t live = 0;
   memset(sums, 0, sizeof(*sums) << k);
-  for (uint32_t i = 0; i < n->nmembers; i++) {
-    const dmq__member_t *m = n->members[i];
+  /* in memory order: the sums do not depend on it, and it reads the
+   * table sequentially */
+  dmq__member_iter_t it = DMQ__MEMBER_ITER_INIT;
+  const dmq__member_t *m;
+  while ((m = dmq__members_next(n, &it)) != NULL) {
     if (m->state > DMQ_MEMBER_SUSPECT)
       continue;
     uint64_t h = dmq__hash(m->name, m->name_len);

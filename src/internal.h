@@ -18,6 +18,17 @@
 #define DMQ__MAX_BUCKETS 32
 /* Digest exchanges a node waits for at once (antientropy.c). */
 #define DMQ__AE_SLOTS 4
+/* The member arena (members.c): members are carved from chunks the node
+ * allocates (DMQ__ARENA_CHUNK_MIN bytes, doubling up to
+ * DMQ__ARENA_CHUNK_MAX), in size classes of DMQ__ARENA_GRAIN bytes (a
+ * member holds its name and address); a removed member's slot waits on its
+ * class's free list for the next member of that size. The chunks are freed
+ * with the last member (dmq_node_destroy). Classes: enough for the largest
+ * member (members.c checks it at compile time). */
+#define DMQ__ARENA_GRAIN 16
+#define DMQ__ARENA_CLASSES 24
+#define DMQ__ARENA_CHUNK_MIN 1024
+#define DMQ__ARENA_CHUNK_MAX 65536
 /* Member-event log capacity (bytes) kept between bursts. */
 #define DMQ__EVENTS_KEEP 2048
 
@@ -83,9 +94,15 @@ struct dmq__node {
   /* member table: array (probe order) + open-addressing name index */
   dmq__member_t **members;
   uint32_t nmembers, cap_members;
-  dmq__member_t **index;
-  uint32_t index_cap; /* power of two */
+  dmq__member_t **index; /* tagged pointers (members.c) */
+  uint32_t index_cap;    /* power of two */
   dmq__member_t *self;
+  /* the member arena (members.c): chunks (linked through their first
+   * word), the free space of the newest, free slots per size class */
+  void *arena_chunks;
+  uint8_t *arena_next;
+  size_t arena_left, arena_chunk;
+  void *arena_free[DMQ__ARENA_CLASSES];
   uint32_t n_live;                        /* alive + suspect, self included */
   dmq__member_listener_t member_listener; /* set by node.c */
 

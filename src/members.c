@@ -10,10 +10,39 @@
  * node (node.c, the composition root) installs: this module knows neither
  * swim nor delivery.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "members.h"
 #include "util/oamap.h"
+
+/* Under AddressSanitizer, free arena space is poisoned, so that a use of a
+ * removed member is still reported. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MEMBERS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEMBERS_ASAN 1
+#endif
+#endif
+#ifdef MEMBERS_ASAN
+#include <sanitizer/asan_interface.h>
+#define MEMBERS_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define MEMBERS_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define MEMBERS_POISON(p, n) ((void)(p), (void)(n))
+#define MEMBERS_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+/* The largest member fits the last size class. */
+_Static_assert((offsetof(dmq__member_t, name) + DMQ_MAX_NAME + 1 +
+                DMQ_MAX_ADDR + 1 + DMQ__ARENA_GRAIN - 1) /
+                       DMQ__ARENA_GRAIN <
+                   DMQ__ARENA_CLASSES,
+               "DMQ__ARENA_CLASSES too small");
+/* A chunk starts with the link to the next (older) chunk and, once it is
+ * full, where its last member ends; 16 bytes keep members aligned. */
+#define MEMBERS_CHUNK_HEAD 16
 
 static dmq__slice_t members_sl(const char *p, size_t n) {
   dmq__slice_t s = {p, n};
@@ -28,6 +57,112 @@ void dmq__members_notify(dmq_node_t *n, dmq__member_t *m,
     n->member_listener(n, m, what);
 }
 
+/* ---- member arena ---- */
+
+/* Why an arena: a node looks members up by name (every record of a
+ * push/pull, every gossiped update) and walks its whole table (the
+ * anti-entropy digest), and with one malloc per member a node's table is
+ * spread over the heap (interleaved with every other node's in one
+ * process, as in the simulator or cluster_bench), so each step is a cache
+ * miss. Carved from a few chunks, one node's members are contiguous, and
+ * the malloc header and rounding per member are gone. */
+
+/* Where a chunk's members start: after its head, 16-byte aligned whatever
+ * the allocator's alignment (the index keeps a tag in a member pointer's
+ * low 4 bits). */
+static uint8_t *members_chunk_start(uint8_t *c) {
+  uintptr_t a = (uintptr_t)(c + MEMBERS_CHUNK_HEAD);
+  return c + MEMBERS_CHUNK_HEAD +
+         ((DMQ__ARENA_GRAIN - a % DMQ__ARENA_GRAIN) % DMQ__ARENA_GRAIN);
+}
+
+/* A free slot: its first 8 bytes (slot, freed = 1) stay readable for the
+ * memory-order walk, the next free slot of its class follows. */
+#define MEMBERS_SLOT_HEAD 16
+#define MEMBERS_LINK 8
+
+static void *members_slot_get(dmq_node_t *n, uint32_t cls) {
+  size_t size = (size_t)cls * DMQ__ARENA_GRAIN;
+  uint8_t *p = n->arena_free[cls];
+  if (p != NULL) {
+    MEMBERS_UNPOISON(p, size);
+    memcpy(&n->arena_free[cls], p + MEMBERS_LINK, sizeof(void *));
+    return p;
+  }
+  if (n->arena_left < size) {
+    size_t csize = n->arena_chunk ? n->arena_chunk * 2 : DMQ__ARENA_CHUNK_MIN;
+    if (csize > DMQ__ARENA_CHUNK_MAX)
+      csize = DMQ__ARENA_CHUNK_MAX;
+    uint8_t *c = dmq__malloc(n, csize);
+    if (c == NULL)
+      return NULL;
+    /* the previous chunk ends where its members end (the rest, less than
+     * a slot, stays unused) */
+    if (n->arena_chunks != NULL)
+      memcpy((uint8_t *)n->arena_chunks + sizeof(void *), &n->arena_next,
+             sizeof(void *));
+    n->arena_chunk = csize;
+    memcpy(c, &n->arena_chunks, sizeof(void *));
+    n->arena_chunks = c;
+    n->arena_next = members_chunk_start(c);
+    n->arena_left = csize - (size_t)(n->arena_next - c);
+    MEMBERS_POISON(n->arena_next, n->arena_left);
+  }
+  p = n->arena_next;
+  n->arena_next += size;
+  n->arena_left -= size;
+  MEMBERS_UNPOISON(p, size);
+  return p;
+}
+
+static void members_slot_put(dmq_node_t *n, dmq__member_t *m) {
+  uint8_t *p = (uint8_t *)m;
+  m->freed = 1;
+  memcpy(p + MEMBERS_LINK, &n->arena_free[m->slot], sizeof(void *));
+  n->arena_free[m->slot] = p;
+  MEMBERS_POISON(p + MEMBERS_SLOT_HEAD,
+                 (size_t)m->slot * DMQ__ARENA_GRAIN - MEMBERS_SLOT_HEAD);
+}
+
+dmq__member_t *dmq__members_next(const dmq_node_t *n, dmq__member_iter_t *it) {
+  for (;;) {
+    while (it->p != NULL && it->p < it->end) {
+      dmq__member_t *m = (dmq__member_t *)(void *)it->p;
+      it->p += (size_t)m->slot * DMQ__ARENA_GRAIN;
+      if (!m->freed)
+        return m;
+    }
+    /* the next chunk (newest first) */
+    uint8_t *c = it->chunk == NULL ? n->arena_chunks : NULL;
+    if (it->chunk != NULL)
+      memcpy(&c, it->chunk, sizeof(void *));
+    if (c == NULL)
+      return NULL;
+    it->chunk = c;
+    it->p = members_chunk_start(c);
+    if (c == n->arena_chunks)
+      it->end = n->arena_next;
+    else
+      memcpy(&it->end, c + sizeof(void *), sizeof(void *));
+  }
+}
+
+/* With the last member gone (the node's destruction), free the chunks. */
+static void members_arena_free(dmq_node_t *n) {
+  void *c = n->arena_chunks;
+  while (c != NULL) {
+    void *next;
+    memcpy(&next, c, sizeof(void *));
+    dmq__free(n, c);
+    c = next;
+  }
+  n->arena_chunks = NULL;
+  n->arena_next = NULL;
+  n->arena_left = 0;
+  n->arena_chunk = 0;
+  memset(n->arena_free, 0, sizeof(n->arena_free));
+}
+
 /* ---- member index ---- */
 
 uint64_t dmq__hash(const char *p, size_t n) {
@@ -39,6 +174,30 @@ uint64_t dmq__hash(const char *p, size_t n) {
   return h;
 }
 
+/* The index holds member pointers with a tag in their low 4 bits (members
+ * are 16-byte aligned in the arena): 4 more bits of the name's hash, so
+ * that a probe compares a name only when the tag matches, not at every
+ * occupied slot (a cache miss each: the members' names have the same
+ * length when they differ in a counter). */
+#define MEMBERS_TAG_MASK ((uintptr_t)(DMQ__ARENA_GRAIN - 1))
+
+static uint32_t members_tag(uint64_t h) {
+  return (uint32_t)(h >> 60);
+}
+
+static dmq__member_t *members_ix_get(dmq__member_t *const *ix, uint32_t j) {
+  return (dmq__member_t *)((uintptr_t)ix[j] & ~MEMBERS_TAG_MASK);
+}
+
+static dmq__member_t *members_ix_val(dmq__member_t *m, uint64_t h) {
+  return (dmq__member_t *)((uintptr_t)m | members_tag(h));
+}
+
+static uint32_t members_ix_home(dmq__member_t *tagged, uint32_t mask) {
+  dmq__member_t *m = (dmq__member_t *)((uintptr_t)tagged & ~MEMBERS_TAG_MASK);
+  return (uint32_t)dmq__hash(m->name, m->name_len) & mask;
+}
+
 static int members_index_grow(dmq_node_t *n) {
   uint32_t ncap = n->index_cap ? n->index_cap * 2 : 16;
   dmq__member_t **ni = dmq__malloc(n, ncap * sizeof(*ni));
@@ -46,13 +205,13 @@ static int members_index_grow(dmq_node_t *n) {
     return DMQ_ENOMEM;
   memset(ni, 0, ncap * sizeof(*ni));
   for (uint32_t i = 0; i < n->index_cap; i++) {
-    dmq__member_t *m = n->index[i];
-    if (m == NULL)
+    dmq__member_t *v = n->index[i];
+    if (v == NULL)
       continue;
-    uint32_t j = (uint32_t)dmq__hash(m->name, m->name_len) & (ncap - 1);
+    uint32_t j = members_ix_home(v, ncap - 1);
     while (ni[j] != NULL)
       j = (j + 1) & (ncap - 1);
-    ni[j] = m;
+    ni[j] = v;
   }
   dmq__free(n, n->index);
   n->index = ni;
@@ -65,13 +224,18 @@ dmq__member_t *dmq__member_find(const dmq_node_t *n, const char *name,
   if (n->index_cap == 0)
     return NULL;
   uint32_t mask = n->index_cap - 1;
-  uint32_t j = (uint32_t)dmq__hash(name, len) & mask;
+  uint64_t h = dmq__hash(name, len);
+  uintptr_t tag = members_tag(h);
+  uint32_t j = (uint32_t)h & mask;
   for (;;) {
-    dmq__member_t *m = n->index[j];
-    if (m == NULL)
+    uintptr_t v = (uintptr_t)n->index[j];
+    if (v == 0)
       return NULL;
-    if (m->name_len == len && memcmp(m->name, name, len) == 0)
-      return m;
+    if ((v & MEMBERS_TAG_MASK) == tag) {
+      dmq__member_t *m = (dmq__member_t *)(v & ~MEMBERS_TAG_MASK);
+      if (m->name_len == len && memcmp(m->name, name, len) == 0)
+        return m;
+    }
     j = (j + 1) & mask;
   }
 }
@@ -79,10 +243,9 @@ dmq__member_t *dmq__member_find(const dmq_node_t *n, const char *name,
 static void members_index_remove(dmq_node_t *n, dmq__member_t *m) {
   uint32_t mask = n->index_cap - 1;
   uint32_t j = (uint32_t)dmq__hash(m->name, m->name_len) & mask;
-  while (n->index[j] != m)
+  while (members_ix_get(n->index, j) != m)
     j = (j + 1) & mask;
-  DMQ__OA_REMOVE(dmq__member_t *, n->index, mask, j,
-                 (uint32_t)dmq__hash(c->name, c->name_len) & mask);
+  DMQ__OA_REMOVE(dmq__member_t *, n->index, mask, j, members_ix_home(c, mask));
 }
 
 int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
@@ -131,19 +294,24 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
   }
   if ((n->nmembers + 1) * 2 > n->index_cap && members_index_grow(n) != 0)
     return NULL;
-  /* name and address live in the member's own allocation (an address
-   * that later grows beyond this room gets one of its own) */
-  dmq__member_t *m = dmq__malloc(n, sizeof(*m) + nlen + 1 + alen + 1);
+  /* name and address live in the member (an address that later grows
+   * beyond this room gets an allocation of its own) */
+  size_t need = offsetof(dmq__member_t, name) + nlen + 1 + alen + 1;
+  uint32_t cls = (uint32_t)((need + DMQ__ARENA_GRAIN - 1) / DMQ__ARENA_GRAIN);
+  dmq__member_t *m = members_slot_get(n, cls);
   if (m == NULL)
     return NULL;
-  memset(m, 0, sizeof(*m));
-  m->name = (char *)(m + 1);
+  memset(m, 0, offsetof(dmq__member_t, name));
+  m->slot = (uint8_t)cls;
   memcpy(m->name, name, nlen);
   m->name[nlen] = '\0';
   m->name_len = (uint8_t)nlen;
-  m->addr_cap = (uint8_t)(alen + 1);
+  /* all the room up to the end of the slot */
+  size_t room =
+      (size_t)cls * DMQ__ARENA_GRAIN - offsetof(dmq__member_t, name) - nlen - 1;
+  m->addr_cap = (uint8_t)(room > 255 ? 255 : room);
   if (dmq__member_set_addr(n, m, addr, alen) != 0) {
-    dmq__free(n, m);
+    members_slot_put(n, m);
     return NULL;
   }
   m->bc_bucket = -1;
@@ -162,10 +330,11 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
     o->idx = pos;
   }
   uint32_t mask = n->index_cap - 1;
-  uint32_t h = (uint32_t)dmq__hash(name, nlen) & mask;
+  uint64_t nh = dmq__hash(name, nlen);
+  uint32_t h = (uint32_t)nh & mask;
   while (n->index[h] != NULL)
     h = (h + 1) & mask;
-  n->index[h] = m;
+  n->index[h] = members_ix_val(m, nh);
   return m;
 }
 
@@ -184,7 +353,9 @@ void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
   if (m->addr != m->name + m->name_len + 1)
     dmq__free(n, m->addr);
   dmq__free(n, m->meta);
-  dmq__free(n, m);
+  members_slot_put(n, m);
+  if (n->nmembers == 0)
+    members_arena_free(n);
 }
 
 void dmq__members_shuffle(dmq_node_t *n) {

@@ -21,9 +21,22 @@ typedef struct dmq__suspicion {
 } dmq__suspicion_t;
 
 struct dmq__member {
-  /* (ordered to avoid padding: members are the one O(N) structure) */
-  char *name; /* points into the same allocation, NUL-terminated */
-  char *addr; /* the same allocation too, unless it outgrew addr_cap */
+  /* (ordered to avoid padding: members are the one O(N) structure; a
+   * member lives in its node's member arena (members.c), so that one
+   * node's table is compact in memory) */
+  /* the arena's header (members.c): the first 8 bytes; a free slot keeps
+   * them and links to the next free one in the 8 after */
+  uint8_t slot;  /* size class (slot bytes / DMQ__ARENA_GRAIN) */
+  uint8_t freed; /* 1: a free slot, not a member */
+  uint8_t state; /* dmq_member_state_t */
+  uint8_t is_self;
+  /* heard from itself: a datagram from its own address carrying its name,
+   * or an ack of our probe of it. Until then its address is only hearsay
+   * (gossip, tables), and probes to it are rate-limited (swim.c). */
+  uint8_t heard;
+  int8_t bc_bucket; /* -1 = not queued; < DMQ__MAX_BUCKETS */
+  uint8_t name_len, addr_len;
+  char *addr; /* inside the member (after name), unless it outgrew addr_cap */
   uint8_t *meta;
   dmq__suspicion_t *susp;
   /* dissemination queue links (bucket = transmits so far) */
@@ -36,15 +49,9 @@ struct dmq__member {
   uint32_t idx;     /* position in node->members */
   int32_t susp_idx; /* position in node->suspects, -1 if none */
   uint16_t meta_len;
-  uint8_t name_len, addr_len;
-  uint8_t addr_cap; /* bytes for addr inside the allocation (after name) */
-  uint8_t state;    /* dmq_member_state_t */
-  uint8_t is_self;
-  int8_t bc_bucket; /* -1 = not queued; < DMQ__MAX_BUCKETS */
-  /* heard from itself: a datagram from its own address carrying its name,
-   * or an ack of our probe of it. Until then its address is only hearsay
-   * (gossip, tables), and probes to it are rate-limited (swim.c). */
-  uint8_t heard;
+  uint8_t addr_cap; /* bytes for addr inside the member (after name) */
+  /* NUL-terminated, then the address's inline room (addr_cap bytes) */
+  char name[];
 };
 
 /* FNV-1a over n bytes (member names, channel names). */
@@ -65,6 +72,19 @@ int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
 int dmq__member_set_meta(dmq_node_t *n, dmq__member_t *m, const void *meta,
                          size_t len);
 void dmq__members_shuffle(dmq_node_t *n);
+
+/* Every member in memory (arena) order, for whole-table passes whose
+ * order does not matter (the anti-entropy sums): sequential memory access
+ * where the probe order would be a cache miss per member.
+ *   dmq__member_iter_t it = DMQ__MEMBER_ITER_INIT;
+ *   while ((m = dmq__members_next(n, &it)) != NULL) ...
+ * The table must not change during the walk. */
+typedef struct dmq__member_iter {
+  uint8_t *chunk, *p, *end;
+} dmq__member_iter_t;
+#define DMQ__MEMBER_ITER_INIT                                                  \
+  { NULL, NULL, NULL }
+dmq__member_t *dmq__members_next(const dmq_node_t *n, dmq__member_iter_t *it);
 
 /* ---- channels a member serves ---- */
 /* From its ALIVE or push/pull record (c may be NULL = none). All or

@@ -1306,12 +1306,16 @@ static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
   return hearsay;
 }
 
+/* Whether a live member has the seed's address: a pass over the table in
+ * memory order (every reconnect period, per seed). */
 static int swim_seed_is_alive(dmq_node_t *n, const char *seed) {
-  for (uint32_t i = 0; i < n->nmembers; i++) {
-    dmq__member_t *m = n->members[i];
-    if (strcmp(m->addr, seed) == 0)
-      return m->state <= DMQ_MEMBER_SUSPECT;
-  }
+  size_t len = strlen(seed);
+  dmq__member_iter_t it = DMQ__MEMBER_ITER_INIT;
+  const dmq__member_t *m;
+  while ((m = dmq__members_next(n, &it)) != NULL)
+    if (m->state <= DMQ_MEMBER_SUSPECT && m->addr_len == len &&
+        memcmp(m->addr, seed, len) == 0)
+      return 1;
   return 0;
 }
 

@@ -472,6 +472,114 @@ static void test_unsolicited_reply_ignored(void **state) {
   two_free(&t);
 }
 
+/* The member arena (members.c), which the digest sums walk in memory
+ * order: after adds and removes of members of every size (free slots
+ * reused by the next member of their size class), the walk visits every
+ * member exactly once and nothing else, every member is 16-byte aligned
+ * (the index tags its pointers), the index finds every member and none
+ * removed, and the sums are those of the probe-order table. */
+static void arena_check(dmq_node_t *n, const char (*names)[DMQ_MAX_NAME + 1],
+                        const int *live, int count) {
+  static uint8_t seen[1024];
+  assert_true(n->nmembers <= sizeof seen);
+  memset(seen, 0, sizeof seen);
+  dmq__member_iter_t it = DMQ__MEMBER_ITER_INIT;
+  dmq__member_t *m;
+  uint32_t walked = 0;
+  while ((m = dmq__members_next(n, &it)) != NULL) {
+    assert_true(m->idx < n->nmembers);
+    assert_ptr_equal(n->members[m->idx], m);
+    assert_int_equal(seen[m->idx], 0);
+    seen[m->idx] = 1;
+    assert_int_equal((uintptr_t)m % 16, 0);
+    walked++;
+  }
+  assert_int_equal(walked, n->nmembers);
+  for (int i = 0; i < count; i++) {
+    dmq__member_t *f = dmq__member_find(n, names[i], strlen(names[i]));
+    if (live[i]) {
+      assert_non_null(f);
+      assert_string_equal(f->name, names[i]);
+    } else {
+      assert_null(f);
+    }
+  }
+  /* the digest counts the live members of the probe-order table, and its
+   * buckets add up to its root */
+  uint64_t sums[8], r = 0, total = 0;
+  uint32_t nl = dmq__ae_sums(n, 3, sums), lw = 0;
+  for (uint32_t i = 0; i < n->nmembers; i++)
+    lw += n->members[i]->state <= DMQ_MEMBER_SUSPECT;
+  assert_int_equal(nl, lw);
+  assert_int_equal(dmq__ae_sums(n, 0, &r), lw);
+  for (int b = 0; b < 8; b++)
+    total += sums[b];
+  assert_true(r == total);
+}
+
+static void test_member_arena(void **state) {
+  (void)state;
+  memnet_t net;
+  memnet_tp_t tp;
+  dmq_node_t *n;
+  memnet_init(&net, Q_MAX);
+  assert_int_equal(memnet_node_new(&net, &tp, 0, NULL, &n), 0);
+  enum { COUNT = 600 };
+  static char names[COUNT][DMQ_MAX_NAME + 1];
+  static int live[COUNT];
+  char addr[DMQ_MAX_ADDR + 1];
+  int made = 0;
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 200; i++, made++) {
+      /* names of 1..64 bytes, addresses of 7..128 */
+      int nl = 1 + (made * 7) % DMQ_MAX_NAME;
+      snprintf(names[made], sizeof names[made], "%d", made);
+      size_t have = strlen(names[made]);
+      if ((size_t)nl > have) {
+        memset(names[made] + have, 'x', (size_t)nl - have);
+        names[made][nl] = '\0';
+      }
+      int al = 7 + (made * 13) % (DMQ_MAX_ADDR - 6);
+      memset(addr, 'a', (size_t)al);
+      memcpy(addr, "mem://", 6);
+      addr[al] = '\0';
+      dmq__member_t *m =
+          dmq__member_add(n, names[made], strlen(names[made]), addr, al);
+      assert_non_null(m);
+      m->heard = 1;
+      m->state = (uint8_t)(made % 5 == 0 ? DMQ_MEMBER_DEAD : DMQ_MEMBER_ALIVE);
+      assert_int_equal(m->addr_len, al);
+      assert_memory_equal(m->addr, addr, (size_t)al);
+      live[made] = 1;
+    }
+    arena_check(n, names, live, made);
+    /* remove every third member still there */
+    for (int i = round; i < made; i += 3) {
+      if (!live[i])
+        continue;
+      dmq__member_t *m = dmq__member_find(n, names[i], strlen(names[i]));
+      assert_non_null(m);
+      dmq__member_remove(n, m);
+      live[i] = 0;
+    }
+    arena_check(n, names, live, made);
+  }
+  /* an address that outgrows its room gets its own allocation */
+  for (int i = 0; i < made; i++) {
+    if (!live[i])
+      continue;
+    dmq__member_t *m = dmq__member_find(n, names[i], strlen(names[i]));
+    memset(addr, 'b', DMQ_MAX_ADDR);
+    addr[DMQ_MAX_ADDR] = '\0';
+    assert_int_equal(dmq__member_set_addr(n, m, addr, DMQ_MAX_ADDR), 0);
+    assert_string_equal(m->addr, addr);
+    break;
+  }
+  arena_check(n, names, live, made);
+  dmq_node_delete(n);
+  memnet_free(&net);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_golden),
@@ -483,6 +591,7 @@ int main(void) {
       cmocka_unit_test(test_overlapping_rounds),
       cmocka_unit_test(test_follow_up_after_difference),
       cmocka_unit_test(test_unsolicited_reply_ignored),
+      cmocka_unit_test(test_member_arena),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
