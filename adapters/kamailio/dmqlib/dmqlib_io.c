@@ -280,7 +280,7 @@ static int dql_bind_socket(const struct sockaddr_storage *ss, int type)
 	if(type == SOCK_STREAM)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if(bind(fd, (const struct sockaddr *)ss, sl) < 0
-			|| (type == SOCK_STREAM && listen(fd, 128) < 0)) {
+			|| (type == SOCK_STREAM && listen(fd, 4096) < 0)) {
 		int e = errno;
 		close(fd);
 		return -e;
