@@ -104,7 +104,7 @@ static void test_mixed_cluster_converges(void **state) {
  * finds the tables different brings the next one forward) the times were
  * bimodal, 0.84-0.92 s for 7 of seeds 1..16 and 5.5-8.9 s for the other 9:
  * a few hosts missed a few members until the next periodic exchange, 10 s
- * later. Now 0.52-0.84 s for each of seeds 1..40 (DIGEST_PRINT=1 prints
+ * later. Now 0.80-1.08 s for each of seeds 1..40 (DIGEST_PRINT=1 prints
  * the time). */
 static void test_burst_join_under_loss(void **state) {
   (void)state;

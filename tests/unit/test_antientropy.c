@@ -418,28 +418,36 @@ static void test_overlapping_rounds(void **state) {
 }
 
 /* An exchange that finds the tables different brings the next one forward
- * to a probe interval from now, at most 3 times in a row; one that finds
- * them in sync ends the run, and in sync nothing is brought forward. */
+ * to a probe interval from now, then 2, 4, 8... intervals while the tables
+ * keep differing (never later than the periodic one); one that finds them
+ * in sync starts the back-off over, and in sync nothing is brought
+ * forward. */
 static void test_follow_up_after_difference(void **state) {
   (void)state;
   two_t t;
   two_init(&t, 30);
   dmq_node_t *a = t.node[0];
   uint64_t period = a->cfg.probe_interval_ms;
+  uint64_t interval = a->cfg.pushpull_interval_ms;
   exchange(&t); /* in sync */
   assert_true(a->next_pushpull > t.now + period);
-  for (int i = 0; i < 4; i++) {
-    a->next_pushpull = t.now + a->cfg.pushpull_interval_ms;
+  int brought = 0;
+  for (int i = 0; i < 8; i++) {
+    a->next_pushpull = t.now + interval;
     tell(&t, 1, DMQ__MSG_ALIVE, 30 + i, 1); /* n1 knows one more */
     exchange(&t);
     assert_non_null(fake(a, 30 + i)); /* repaired */
-    if (i < 3)
-      assert_int_equal(a->next_pushpull, t.now + period);
-    else /* the fourth difference in a row waits for the interval */
-      assert_int_equal(a->next_pushpull, t.now + a->cfg.pushpull_interval_ms);
+    uint64_t want = period << i;
+    if (want < interval) {
+      assert_int_equal(a->next_pushpull, t.now + want);
+      brought++;
+    } else { /* the back-off reached the interval: nothing sooner */
+      assert_int_equal(a->next_pushpull, t.now + interval);
+    }
   }
-  exchange(&t); /* in sync again: the count starts over */
-  a->next_pushpull = t.now + a->cfg.pushpull_interval_ms;
+  assert_true(brought >= 3 && brought < 8);
+  exchange(&t); /* in sync again: the back-off starts over */
+  a->next_pushpull = t.now + interval;
   tell(&t, 1, DMQ__MSG_ALIVE, 40, 1);
   exchange(&t);
   assert_int_equal(a->next_pushpull, t.now + period);
