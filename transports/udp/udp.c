@@ -26,6 +26,11 @@
  *    kernel rejected) and try_send successes are queued and flushed by the
  *    idle handle, which only runs while the batch or that queue is
  *    non-empty.
+ *  - GSO/GRO (Linux): a flush hands a run of batched datagrams to one
+ *    destination, all as long as the first but the last, to the kernel as
+ *    one UDP_SEGMENT entry, and the own receive path turns UDP_GRO on and
+ *    cuts a coalesced run back into its datagrams: on loopback such a run
+ *    crosses the stack as one packet (see UDP_GSO_MAX_SEGS).
  * close() sends what is batched, then closes the handles; queued requests
  * are cancelled by libuv and complete with DMQ_ECLOSED, then on_closed runs
  * and the transport frees itself. The node keeps the statistics; this file
@@ -176,6 +181,8 @@ typedef struct udp {
   int fd;             /* of sock, for sendmmsg */
   int gso;            /* runs of datagrams go as one GSO send */
   int gro;            /* the socket has UDP_GRO on (own receive path) */
+  uint64_t gso_runs;  /* GSO entries the kernel took (tests) */
+  uint64_t gro_runs;  /* coalesced runs read and cut (tests) */
   /* own receive path: a duplicate of fd, polled for reading */
   uv_poll_t *rpoll; /* NULL: libuv's uv_udp_recv_start() path */
   int rfd;
@@ -427,6 +434,7 @@ static void udp_poll_cb(uv_poll_t *h, int status, int events) {
         continue;
       }
       /* a coalesced run: the datagrams it was made of, in order */
+      u->gro_runs++;
       for (size_t off = 0; off < len && !u->closing; off += seg)
         udp_deliver(u, (const struct sockaddr *)&rx->from[k], d + off,
                     len - off < seg ? len - off : seg);
@@ -682,9 +690,11 @@ static void udp_batch_flush(udp_t *u) {
   while (g < ng && !u->queued_only && u->sock->send_queue_count == 0) {
     int r = sendmmsg(u->fd, &b->gmsg[g], (unsigned)(ng - g), 0);
     if (r > 0) {
-      for (size_t k = g; k < g + (size_t)r; k++)
+      for (size_t k = g; k < g + (size_t)r; k++) {
+        u->gso_runs += b->count[k] > 1;
         for (size_t i = 0; i < b->count[k]; i++)
           udp_batch_done(u, b->first[k] + i, 0);
+      }
       g += (size_t)r;
       continue;
     }
@@ -1004,4 +1014,36 @@ int dmq__udp_using_recvmmsg(dmq_transport_t *t) {
 void dmq__udp_set_queued_only(dmq_transport_t *t, int on) {
   if (t != NULL && t->ops == &udp_ops)
     ((udp_t *)t->impl)->queued_only = on != 0;
+}
+
+int dmq__udp_gso_state(dmq_transport_t *t, uint64_t *gso_runs,
+                       uint64_t *gro_runs) {
+  if (t == NULL || t->ops != &udp_ops)
+    return -1;
+  udp_t *u = t->impl;
+  int st = 0;
+#if UDP_HAVE_SENDMMSG
+  st = (u->gso && u->can_batch ? 1 : 0) | (u->gro ? 2 : 0);
+  if (gso_runs != NULL)
+    *gso_runs = u->gso_runs;
+  if (gro_runs != NULL)
+    *gro_runs = u->gro_runs;
+#else
+  (void)u;
+  if (gso_runs != NULL)
+    *gso_runs = 0;
+  if (gro_runs != NULL)
+    *gro_runs = 0;
+#endif
+  return st;
+}
+
+void dmq__udp_set_gso(dmq_transport_t *t, int on) {
+#if UDP_HAVE_SENDMMSG
+  if (t != NULL && t->ops == &udp_ops)
+    ((udp_t *)t->impl)->gso = on != 0 && UDP_HAVE_GSO;
+#else
+  (void)t;
+  (void)on;
+#endif
 }
