@@ -50,6 +50,14 @@ double report_scenario(const db_opts_t *o, db_mode_t mode, size_t payload,
             (double)ph->cpu / (double)DB_NS_PER_S / wall * 100, 1);
   print_num("cpu_receiver_pct",
             (double)rx->cpu_ns / (double)DB_NS_PER_S / wall * 100, 1);
+  /* CPU of both processes per delivered message, sender and receiver:
+   * unlike msgs_per_s it does not depend on how much CPU the scheduler
+   * gave each process (see "Against ZeroMQ") */
+  print_num("cpu_ns_per_msg_sender",
+            rx->count > 0 ? (double)ph->cpu / (double)rx->count : 0.0 / 0.0, 0);
+  print_num("cpu_ns_per_msg_receiver",
+            rx->count > 0 ? (double)rx->cpu_ns / (double)rx->count : 0.0 / 0.0,
+            0);
   printf(",\"attempts\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64
          ",\"eagain\":%" PRIu64 ",\"errors\":%" PRIu64,
          ph->attempts, ph->sent, rx->count, ph->eagain, ph->errors);
