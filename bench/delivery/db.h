@@ -16,6 +16,10 @@
 #ifndef DMQ_BENCH_DELIVERY_DB_H
 #define DMQ_BENCH_DELIVERY_DB_H
 
+/* The most datagrams one kernel drop can stand for: a GSO run read whole
+ * by a UDP_GRO socket (the kernel's UDP_MAX_SEGMENTS). */
+#define DB_GRO_MAX_RUN 64
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>

@@ -125,7 +125,7 @@ static void send_one(world_t *w, int i, size_t len, int to_c) {
  * two destinations interleaved and in turns. Flushed in two bursts. */
 static void send_mix(world_t *w) {
   int i = 0;
-  for (int k = 0; k < 40; k++)
+  for (int k = 0; k < 100; k++) /* more than a batch (44) */
     send_one(w, i++, 1000, 0);
   send_one(w, i++, 400, 0);
   for (int k = 0; k < 5; k++)

@@ -95,13 +95,18 @@
 /* Socket buffer size asked for (best effort: Linux caps it at
  * net.core.rmem_max/wmem_max). Large buffers absorb gossip bursts. */
 #define UDP_SOCKBUF_SIZE (4 * 1024 * 1024)
-/* Most datagrams per sendmmsg(2) call; the batch holds this many mtu-sized
- * copies (~22 KiB at the default mtu). 16 already spreads the syscall over
- * enough datagrams to stop being the sender's cost; larger batches hold the
- * first datagram of a burst back longer and raise the latency under load
- * for no more throughput (docs/bench.md, "Measurements behind design
- * decisions"). */
-#define UDP_SEND_BATCH 16
+/* Most datagrams per batch (one sendmmsg(2) call); the batch holds this
+ * many mtu-sized copies (~60 KiB at the default mtu). Without GSO, 16
+ * already spread the syscall over enough datagrams to stop being the
+ * sender's cost, and larger batches held the first datagram of a burst
+ * back longer for no more throughput (docs/bench.md, "Measurements behind
+ * design decisions"). With GSO a batch of one destination's equal-size
+ * datagrams is one packet through the whole stack, so its size is the
+ * packets per message: 44 mtu-sized datagrams fill a GSO packet
+ * (UDP_GSO_MAX_BYTES), and cost the sender 25-30 % less CPU per 1 KiB
+ * best-effort message than 16 (delivery_bench cpu_ns_per_msg_sender,
+ * alternated runs). A batch is still flushed at the end of every burst. */
+#define UDP_SEND_BATCH 44
 /* UDP GSO (Linux >= 4.18): one sendmmsg entry carries a run of batched
  * datagrams for one destination, all of one length but the last (which
  * may be shorter), with a UDP_SEGMENT control message; the kernel builds
