@@ -431,6 +431,9 @@ static void udp_poll_cb(uv_poll_t *h, int status, int events) {
       /* a truncated datagram cannot be trusted: dropped */
       if (rx->msg[k].msg_hdr.msg_flags & MSG_TRUNC)
         continue;
+      /* nor one whose run size (UDP_GRO) may have been cut off */
+      if (u->gro && (rx->msg[k].msg_hdr.msg_flags & MSG_CTRUNC))
+        continue;
       const char *d = data + (size_t)k * UDP_MMSG_SLOT;
       size_t len = rx->msg[k].msg_len;
       size_t seg = u->gro ? udp_gro_size(&rx->msg[k].msg_hdr) : 0;
