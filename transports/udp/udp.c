@@ -121,7 +121,7 @@
 
 #if UDP_HAVE_SENDMMSG
 /* The outgoing batch, headers and UDP_SEND_BATCH x mtu data slots in one
- * block (~26 KiB), borrowed from the process-wide buffer pool when the
+ * block (~76 KiB), borrowed from the process-wide buffer pool when the
  * batch gets its first entry and given back when a flush empties it. A
  * node sends in short bursts (one timer tick, one received recvmmsg batch),
  * and the burst is flushed as soon as it ends: by the runtime right after
