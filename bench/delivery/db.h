@@ -16,6 +16,10 @@
 #ifndef DMQ_BENCH_DELIVERY_DB_H
 #define DMQ_BENCH_DELIVERY_DB_H
 
+/* The most datagrams one kernel drop can stand for: a GSO run read whole
+ * by a UDP_GRO socket (the kernel's UDP_MAX_SEGMENTS). */
+#define DB_GRO_MAX_RUN 64
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -233,6 +237,10 @@ void report_write(int fd, const db_rx_report_t *r);
 void settle(int in, int out);
 void child_reset(int in, int out, int lat_on);
 void child_report(int in, int out, db_rx_report_t *r);
+/* Send n messages of the latency phase, counted in ph. */
+typedef void (*db_send_fn)(void *ctx, uint64_t n, db_phase_t *ph);
+void paced_latency(const db_opts_t *o, int in, int out, const db_phase_t *ph,
+                   db_phase_t *lat, db_send_fn send, void *ctx);
 
 /* runtime.c: a runtime on 127.0.0.1 (any port), delivery configured */
 dmq_uv_t *db_runtime_new(const db_opts_t *o, uv_loop_t *loop, const char *name);

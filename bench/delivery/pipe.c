@@ -136,3 +136,43 @@ void child_report(int in, int out, db_rx_report_t *r) {
   expect_line(in, l, sizeof(l));
   report_read(l, r);
 }
+
+/* The paced latency phase of the baselines (raw, zmq), after phase 1 (ph):
+ * for o->latency_s, every o->pace_us (clock_nanosleep to an absolute
+ * deadline), send(ctx, n, lat) sends the n messages due for a constant
+ * o->lat_load x phase 1's rate; then the drain and the receiver's report.
+ * The hiccup meter runs meanwhile. */
+void paced_latency(const db_opts_t *o, int in, int out, const db_phase_t *ph,
+                   db_phase_t *lat, db_send_fn send, void *ctx) {
+  memset(lat, 0, sizeof(*lat));
+  double secs = (double)(ph->rx.last_ns - ph->t0) / (double)DB_NS_PER_S;
+  double rate = secs > 0 ? (double)ph->rx.count / secs * o->lat_load : 0;
+  child_reset(in, out, 1);
+  db_hic_t hic;
+  memset(&hic, 0, sizeof(hic));
+  hic_start(&hic, o->hiccup);
+  uint64_t c0 = cpu_ns();
+  lat->t0 = mono_ns();
+  uint64_t end = lat->t0 + (uint64_t)(o->latency_s * (double)DB_NS_PER_S);
+  struct timespec next;
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  for (uint64_t now = lat->t0; now < end; now = mono_ns()) {
+    uint64_t due =
+        (uint64_t)(rate * (double)(now - lat->t0) / (double)DB_NS_PER_S);
+    if (due > lat->sent)
+      send(ctx, due - lat->sent, lat);
+    next.tv_nsec += (long)o->pace_us * (long)DB_NS_PER_US;
+    if (next.tv_nsec >= (long)DB_NS_PER_S) {
+      next.tv_nsec -= (long)DB_NS_PER_S;
+      next.tv_sec++;
+    }
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+  }
+  hic_stop(&hic);
+  hic_figures(&hic, &lat->hic_max_ns, &lat->hic_ns, &lat->hic_work_ns,
+              &lat->hic_work_n);
+  settle(in, out);
+  lat->t1 = mono_ns();
+  lat->cpu = cpu_ns() - c0;
+  child_report(in, out, &lat->rx);
+}

@@ -187,6 +187,10 @@ static uint64_t raw_send(raw_tx_t *r, uint64_t want, db_phase_t *ph) {
   return done;
 }
 
+static void raw_send_due(void *ctx, uint64_t n, db_phase_t *ph) {
+  raw_send(ctx, n, ph);
+}
+
 /* Parent side of raw_udp / raw_udp_mmsg: a tight send loop, then a paced
  * one (a 1 ms clock_nanosleep tick sending what is due). */
 void raw_parent(const db_opts_t *o, size_t payload, int mmsg, int in, int out,
@@ -235,37 +239,7 @@ void raw_parent(const db_opts_t *o, size_t payload, int mmsg, int in, int out,
   child_report(in, out, &ph->rx);
 
   /* latency at half the rate */
-  memset(lat, 0, sizeof(*lat));
-  double secs = (double)(ph->rx.last_ns - ph->t0) / (double)DB_NS_PER_S;
-  double rate = secs > 0 ? (double)ph->rx.count / secs * o->lat_load : 0;
-  child_reset(in, out, 1);
-  db_hic_t hic;
-  memset(&hic, 0, sizeof(hic));
-  hic_start(&hic, o->hiccup);
-  c0 = cpu_ns();
-  lat->t0 = mono_ns();
-  end = lat->t0 + (uint64_t)(o->latency_s * (double)DB_NS_PER_S);
-  struct timespec next;
-  clock_gettime(CLOCK_MONOTONIC, &next);
-  for (uint64_t now = lat->t0; now < end; now = mono_ns()) {
-    uint64_t due =
-        (uint64_t)(rate * (double)(now - lat->t0) / (double)DB_NS_PER_S);
-    if (due > lat->sent)
-      raw_send(r, due - lat->sent, lat);
-    next.tv_nsec += (long)o->pace_us * (long)DB_NS_PER_US;
-    if (next.tv_nsec >= (long)DB_NS_PER_S) {
-      next.tv_nsec -= (long)DB_NS_PER_S;
-      next.tv_sec++;
-    }
-    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
-  }
-  hic_stop(&hic);
-  hic_figures(&hic, &lat->hic_max_ns, &lat->hic_ns, &lat->hic_work_ns,
-              &lat->hic_work_n);
-  settle(in, out);
-  lat->t1 = mono_ns();
-  lat->cpu = cpu_ns() - c0;
-  child_report(in, out, &lat->rx);
+  paced_latency(o, in, out, ph, lat, raw_send_due, r);
   line_write(out, "QUIT");
   close(r->fd);
   free(r->bufs);

@@ -149,6 +149,18 @@ static uint64_t zsend(void *s, char *buf, size_t payload, uint64_t want,
   return done;
 }
 
+typedef struct zmq_tx {
+  void *s;
+  char *buf;
+  size_t payload;
+  uint64_t *seq;
+} zmq_tx_t;
+
+static void zsend_due(void *ctx, uint64_t n, db_phase_t *ph) {
+  zmq_tx_t *z = ctx;
+  zsend(z->s, z->buf, z->payload, n, z->seq, ph);
+}
+
 /* Parent: PUSH connected to the child's endpoint; a tight send loop, then
  * a paced one (every --pace-us, what is due for half the rate). */
 void zmq_parent(const db_opts_t *o, size_t payload, int in, int out,
@@ -191,37 +203,8 @@ void zmq_parent(const db_opts_t *o, size_t payload, int in, int out,
   child_report(in, out, &ph->rx);
 
   /* latency at half the rate */
-  memset(lat, 0, sizeof(*lat));
-  double secs = (double)(ph->rx.last_ns - ph->t0) / (double)DB_NS_PER_S;
-  double rate = secs > 0 ? (double)ph->rx.count / secs * o->lat_load : 0;
-  child_reset(in, out, 1);
-  db_hic_t hic;
-  memset(&hic, 0, sizeof(hic));
-  hic_start(&hic, o->hiccup);
-  c0 = cpu_ns();
-  lat->t0 = mono_ns();
-  end = lat->t0 + (uint64_t)(o->latency_s * (double)DB_NS_PER_S);
-  struct timespec next;
-  clock_gettime(CLOCK_MONOTONIC, &next);
-  for (uint64_t now = lat->t0; now < end; now = mono_ns()) {
-    uint64_t due =
-        (uint64_t)(rate * (double)(now - lat->t0) / (double)DB_NS_PER_S);
-    if (due > lat->sent)
-      zsend(s, buf, payload, due - lat->sent, &seq, lat);
-    next.tv_nsec += (long)o->pace_us * (long)DB_NS_PER_US;
-    if (next.tv_nsec >= (long)DB_NS_PER_S) {
-      next.tv_nsec -= (long)DB_NS_PER_S;
-      next.tv_sec++;
-    }
-    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
-  }
-  hic_stop(&hic);
-  hic_figures(&hic, &lat->hic_max_ns, &lat->hic_ns, &lat->hic_work_ns,
-              &lat->hic_work_n);
-  settle(in, out);
-  lat->t1 = mono_ns();
-  lat->cpu = cpu_ns() - c0;
-  child_report(in, out, &lat->rx);
+  zmq_tx_t z = {s, buf, payload, &seq};
+  paced_latency(o, in, out, ph, lat, zsend_due, &z);
   line_write(out, "QUIT");
   free(buf);
   zmq_close(s);

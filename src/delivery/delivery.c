@@ -321,6 +321,7 @@ void dmq__delivery_free(dmq_node_t *n) {
   dmq__pool_drain(n, &d->free_ops);
   dmq__pool_drain(n, &d->free_msgs);
   dmq__pool_drain(n, &d->free_small);
+  dmq__pool_drain(n, &d->free_mid);
   dmq__heap_free(n, &d->heap);
   dmq__free(n, d->ids);
   dmq__free(n, d->be);

@@ -42,10 +42,22 @@
 
 /* Payloads up to this size come from a free list of fixed-size buffers. */
 #define DLV_SMALL 256
+/* Payloads above DLV_SMALL up to this size come from a second free list,
+ * which keeps at most DLV_MID_FREE_MAX blocks (4 MiB): a stream of 1 KiB
+ * messages otherwise costs a malloc and a free per message, ~9 % of the
+ * sender's CPU (perf, delivery_bench reliable 1024). */
+#define DLV_MID 2048
+#define DLV_MID_FREE_MAX 2048
 
-/* Objects kept on each free list; beyond that they go back to the
- * allocator (bounds memory after a burst). */
+/* Objects kept on each free list: as many as one destination's queue
+ * holds (queue_msgs), at least DLV_FREE_MAX and at most DLV_FREE_CAP;
+ * beyond that they go back to the allocator (bounds memory after a burst).
+ * A list shorter than the queue made a sender at full speed malloc and
+ * free the ops, queue entries and small payloads of every message beyond
+ * it (the acks of a full window free 16384 at once): 4-8 % of its CPU at
+ * 100 bytes (perf, delivery_bench reliable). */
 #define DLV_FREE_MAX 8192
+#define DLV_FREE_CAP 65536
 
 /* Bits in the DACK selective-ack bitmap: bit i = seq cum+1+i. The bitmap
  * starts at cum+1, not cum+2, because a message held for a paused channel
@@ -326,7 +338,7 @@ struct dmq__dlv {
   dmq__member_t **dests;
   uint32_t dests_cap;
   /* free lists */
-  dlv_pool_t free_ops, free_msgs, free_small;
+  dlv_pool_t free_ops, free_msgs, free_small, free_mid;
   /* packet buffers */
   uint8_t *tx; /* cfg.mtu */
   uint8_t *big;
@@ -424,9 +436,13 @@ static inline void dlv_q_sub(dlv_t *d, dlv_peer_t *p, size_t len) {
   d->q_total -= len;
 }
 
-/* Free lists (util/pool.h) that keep at most DLV_FREE_MAX blocks. */
+/* Free lists (util/pool.h), bounded as DLV_FREE_MAX says. */
 static inline void dlv_pool_put(dmq_node_t *n, dlv_pool_t *p, void *b) {
-  dmq__pool_put(n, p, b, DLV_FREE_MAX);
+  uint32_t q = n->dlv->cfg.queue_msgs;
+  dmq__pool_put(n, p, b,
+                q < DLV_FREE_MAX   ? DLV_FREE_MAX
+                : q > DLV_FREE_CAP ? DLV_FREE_CAP
+                                   : q);
 }
 /* A zeroed block of size bytes, from the free list p or the allocator. */
 static inline void *dlv_pool_get(dmq_node_t *n, dlv_pool_t *p, size_t size) {

@@ -27,19 +27,23 @@ static void dlv_msg_chain_put(dmq_node_t *n, dlv_msg_t *c) {
   }
 }
 
-/* Payloads up to DLV_SMALL bytes come from a pool of DLV_SMALL blocks. */
+/* Payloads up to DLV_SMALL bytes come from a pool of DLV_SMALL blocks,
+ * up to DLV_MID bytes from one of DLV_MID blocks. */
 uint8_t *dmq__dlv_buf_alloc(dmq_node_t *n, size_t len) {
-  if (len > DLV_SMALL)
+  if (len > DLV_MID)
     return dmq__malloc(n, len);
-  uint8_t *b = dmq__pool_get(&n->dlv->free_small);
-  return b != NULL ? b : dmq__malloc(n, DLV_SMALL);
+  dlv_pool_t *pl = len > DLV_SMALL ? &n->dlv->free_mid : &n->dlv->free_small;
+  uint8_t *b = dmq__pool_get(pl);
+  return b != NULL ? b : dmq__malloc(n, len > DLV_SMALL ? DLV_MID : DLV_SMALL);
 }
 
 void dmq__dlv_buf_put(dmq_node_t *n, uint8_t *b, size_t len) {
   if (b == NULL)
     return;
-  if (len > DLV_SMALL)
+  if (len > DLV_MID)
     dmq__free(n, b);
+  else if (len > DLV_SMALL)
+    dmq__pool_put(n, &n->dlv->free_mid, b, DLV_MID_FREE_MAX);
   else
     dlv_pool_put(n, &n->dlv->free_small, b);
 }
