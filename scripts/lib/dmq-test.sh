@@ -20,6 +20,9 @@
 #                  by the script's budget (dt_budget)
 # JSON logs        dt_ev (one log), dt_cluster (a cluster's logs), both by
 #                  scripts/lib/dmq_test.py; dt_ports_free
+# dmq-peer tests   dt_peer_test (the common start: $name, $peer, $tmp,
+#                  budget; fail, ok, check), dt_peer_start, dt_listing_is,
+#                  dt_expect_exit, dt_hexkey
 # Network          dt_netns_add (a namespace deleted on exit), dt_lan_up (a
 #                  bridge in a namespace of its own and hosts on
 #                  192.0.2.0/24 with no default route), dt_dns_up /
@@ -336,6 +339,71 @@ dt_ev() { "$dt_py" "$dt_lib/dmq_test.py" log "$@"; }
 dt_cluster() { "$dt_py" "$dt_lib/dmq_test.py" cluster "$dt_tmp" "$@"; }
 # dt_ports_free HOST BASE N: BASE..BASE+N-1 free for UDP and TCP on HOST
 dt_ports_free() { "$dt_py" "$dt_lib/dmq_test.py" ports_free "$@"; }
+
+# ---------------------------------------------------------------------------
+# tests of dmq-peer processes (tests/integration/test_*peer*.sh)
+# ---------------------------------------------------------------------------
+# dt_peer_test NAME TMP_PREFIX BUDGET_S WAIT_S: what such a test does first.
+# Messages say NAME; $peer is $DMQ_BUILD_DIR/tools/dmq-peer (exit 1 if not
+# built); python3 is needed (skip without it); the temp dir ($tmp = $dt_tmp)
+# and traps (dt_init); no wait goes past BUDGET_S from now (dt_budget);
+# dt_peer_start and dt_listing_is wait up to WAIT_S ($dt_wait_s). Also
+# defines the short names the tests use: fail MSG (dt_fail), ok MSG (a step
+# passed, with the seconds since the start), check ARGS (dt_ev).
+dt_wait_s=10
+# shellcheck disable=SC2317 # fail, ok, check: called by the sourcing script
+dt_peer_test() {
+  name=$1
+  dt_name=$1
+  peer=$(dt_build_file tools/dmq-peer) || exit 1
+  dt_python || dt_skip "python3 not found"
+  dt_init "$1" "$2"
+  dt_budget "$3"
+  dt_wait_s=$4
+  tmp=$dt_tmp
+  fail() { dt_fail "$@"; }
+  ok() { echo "$name: ok [${SECONDS}s]: $*"; }
+  check() { dt_ev "$@"; }
+}
+
+# dt_peer_start NAME ARGS...: dmq-peer --name NAME ARGS... (dt_spawn: a FIFO
+# as stdin, log $tmp/NAME.log), then wait for its ready event
+dt_peer_start() {
+  local n=$1
+  shift
+  dt_spawn "$n" -- "$peer" --name "$n" "$@"
+  dt_wait_until "$dt_wait_s" "$n ready" dt_ev event "$dt_tmp/$n.log" ready
+}
+
+# dt_listing_is NAME "a alive" "b alive" ...: send `members` to NAME, wait
+# (50 polls at most) for its answer, compare it (non-zero if different)
+dt_listing_is() {
+  local n=$1 before want got i
+  shift
+  want=$(printf '%s\n' "$@" | sort)
+  before=$(dt_ev count "$dt_tmp/$n.log" members_end)
+  dt_send "$n" members
+  for ((i = 0; i < 50; i++)); do
+    (($(dt_ev count "$dt_tmp/$n.log" members_end) > before)) && break
+    sleep "$dt_poll"
+  done
+  got=$(dt_ev listing "$dt_tmp/$n.log") || return 1
+  [[ $got == "$want" ]]
+}
+
+# dt_expect_exit CODE WHAT ARGS...: dmq-peer ARGS... (stdin /dev/null, 10 s
+# at most) exits CODE, else fail naming WHAT; its output in $tmp/args.out,
+# $tmp/args.err
+dt_expect_exit() {
+  local want=$1 what=$2 rc
+  shift 2
+  timeout 10 "$peer" "$@" </dev/null >"$dt_tmp/args.out" 2>"$dt_tmp/args.err"
+  rc=$?
+  [[ $rc == "$want" ]] || dt_fail "$what: exit $rc, want $want ($(head -c 300 "$dt_tmp/args.err"))"
+}
+
+# dt_hexkey: a random 32-byte key, 64 hex characters
+dt_hexkey() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
 
 # ---------------------------------------------------------------------------
 # network namespaces

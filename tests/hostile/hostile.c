@@ -853,27 +853,12 @@ static void info(const char *fmt, ...) {
 #define B (&g_p[1])
 #define C (&g_p[2])
 
-/* Messages `to` printed from `from` since the case began with this text
- * (or any text when NULL). */
-static int delivered_count(peer_t *to, const char *from, const char *text) {
-  int n = 0;
-  char f[80], t[4096];
-  for (size_t i = g_r.since[to - g_p]; i < to->nlines; i++) {
-    const char *l = to->lines[i];
-    if (!is_event(l, "message"))
-      continue;
-    jstr(l, "from", f, sizeof(f));
-    jstr(l, "text", t, sizeof(t));
-    if (strcmp(f, from) == 0 && (text == NULL || strcmp(t, text) == 0))
-      n++;
-  }
-  return n;
-}
-
-/* Messages `to` printed from `from` whose text was not in texts[]. */
-static int foreign_count(peer_t *to, const char *from, const char *const *texts,
-                         int n) {
-  int bad = 0;
+/* Messages `to` printed from `from` since the case began: listed, those
+ * whose text is one of texts[0..n-1] (n == 0: every text); not listed,
+ * those whose text is none of them. */
+static int message_count(peer_t *to, const char *from, const char *const *texts,
+                         int n, int listed) {
+  int count = 0;
   char f[80], t[4096];
   for (size_t i = g_r.since[to - g_p]; i < to->nlines; i++) {
     const char *l = to->lines[i];
@@ -886,9 +871,21 @@ static int foreign_count(peer_t *to, const char *from, const char *const *texts,
     int known = 0;
     for (int j = 0; j < n; j++)
       known |= strcmp(t, texts[j]) == 0;
-    bad += !known;
+    count += listed ? (n == 0 || known) : !known;
   }
-  return bad;
+  return count;
+}
+
+/* Messages `to` printed from `from` since the case began with this text
+ * (or any text when NULL). */
+static int delivered_count(peer_t *to, const char *from, const char *text) {
+  return message_count(to, from, &text, text != NULL, 1);
+}
+
+/* Messages `to` printed from `from` whose text was not in texts[]. */
+static int foreign_count(peer_t *to, const char *from, const char *const *texts,
+                         int n) {
+  return message_count(to, from, texts, n, 0);
 }
 
 /* Sends TEXT reliably from s to d; returns the message id (0: refused). */
@@ -939,54 +936,61 @@ static void check_truth(peer_t *s, peer_t *d, const char *const *texts,
         undelivered, n);
 }
 
+/* How long check_truth waits for each outcome: past the messages' TTL. */
+#define TRUTH_WAIT_MS (PEER_TTL_MS + 1500)
+
+/* Sends texts[0..n-1] reliably from a to b, one after the other, then
+ * check_truth on them. */
+static void sends_true(const char *const *texts, int n) {
+  uint64_t ids[8];
+  if (n > (int)(sizeof(ids) / sizeof(ids[0]))) {
+    check(0, "sends_true: %d sends, at most 8", n);
+    return;
+  }
+  for (int i = 0; i < n; i++)
+    ids[i] = rsend(A, B, texts[i]);
+  check_truth(A, B, texts, ids, n, TRUTH_WAIT_MS);
+}
+
 /* -- no attack: the checks hold on a healthy cluster (the harness's own
  * control: a check that fails here is broken, not a finding) ------------- */
 static void case_baseline(sink_t *atk) {
   (void)atk;
   const char *texts[3] = {"hello-1", "hello-2", "hello-3"};
-  uint64_t ids[3];
-  for (int i = 0; i < 3; i++)
-    ids[i] = rsend(A, B, texts[i]);
-  check_truth(A, B, texts, ids, 3, PEER_TTL_MS + 1500);
+  sends_true(texts, 3);
   pump(500);
+}
+
+/* The attacker sends b, `times` times, a reliable DATA in a's name: stream
+ * (src_gen, b's generation), seq 1, base 1, TTL 30 s, the text forged;
+ * then 300 ms for b to take it. */
+static void forge_data_a_to_b(sink_t *atk, uint64_t src_gen, const char *forged,
+                              int times) {
+  for (int k = 0; k < times; k++) {
+    hw_t w;
+    hw_begin(&w, atk_label(), A->name);
+    hw_data(&w, HW_DATA_RELIABLE, CHANNEL, src_gen, B->gen, 1, 1, 30000, forged,
+            strlen(forged));
+    send_hw(atk, B, &w);
+    hw_free(&w);
+  }
+  pump(300);
 }
 
 /* -- forged DATA with a real member's name: substitution ------------------- */
 static void case_data_substitute(sink_t *atk) {
   /* A has never sent to B: its first reliable message will be seq 1 of
    * the stream (A.gen, B.gen); the attacker sends its own seq 1 first. */
-  static const char forged[] = "FORGED-by-attacker";
-  for (int k = 0; k < 3; k++) {
-    hw_t w;
-    hw_begin(&w, atk_label(), A->name);
-    hw_data(&w, HW_DATA_RELIABLE, CHANNEL, A->gen, B->gen, 1, 1, 30000, forged,
-            sizeof(forged) - 1);
-    send_hw(atk, B, &w);
-    hw_free(&w);
-  }
-  pump(300);
+  forge_data_a_to_b(atk, A->gen, "FORGED-by-attacker", 3);
   const char *texts[2] = {"real-1", "real-2"};
-  uint64_t ids[2];
-  ids[0] = rsend(A, B, texts[0]);
-  ids[1] = rsend(A, B, texts[1]);
-  check_truth(A, B, texts, ids, 2, PEER_TTL_MS + 1500);
+  sends_true(texts, 2);
 }
 
 /* -- forged DATA with a future generation: later sends forced to expire --- */
 static void case_data_future_gen(sink_t *atk) {
-  static const char forged[] = "x";
-  hw_t w;
-  hw_begin(&w, atk_label(), A->name);
-  hw_data(&w, HW_DATA_RELIABLE, CHANNEL, A->gen + 1000000, B->gen, 1, 1, 30000,
-          forged, 1);
-  send_hw(atk, B, &w);
-  hw_free(&w);
-  pump(300);
+  forge_data_a_to_b(atk, A->gen + 1000000, "x", 1);
   const char *texts[2] = {"after-future-gen-1", "after-future-gen-2"};
-  uint64_t ids[2];
-  ids[0] = rsend(A, B, texts[0]);
-  ids[1] = rsend(A, B, texts[1]);
-  check_truth(A, B, texts, ids, 2, PEER_TTL_MS + 1500);
+  sends_true(texts, 2);
 }
 
 /* -- forged DACK: the sender reports delivered for a message never got --- */
@@ -1013,7 +1017,7 @@ static void case_dack_false_delivered(sink_t *atk) {
   check(strcmp(oc, "delivered") != 0,
         "delivered reported while the receiver was stopped: %s (bound: no)",
         strcmp(oc, "delivered") == 0 ? "yes" : "no");
-  check_truth(A, B, texts, ids, 1, PEER_TTL_MS + 1500);
+  check_truth(A, B, texts, ids, 1, TRUTH_WAIT_MS);
 }
 
 /* -- forged DACK with a generation b never had ---------------------------- */
@@ -1028,10 +1032,7 @@ static void case_dack_future_gen(sink_t *atk) {
   }
   pump(300);
   const char *texts[2] = {"after-dack-gen-1", "after-dack-gen-2"};
-  uint64_t ids[2];
-  ids[0] = rsend(A, B, texts[0]);
-  ids[1] = rsend(A, B, texts[1]);
-  check_truth(A, B, texts, ids, 2, PEER_TTL_MS + 1500);
+  sends_true(texts, 2);
 }
 
 /* Suspicion with several accusers (so confirmations bring the timeout to
@@ -1171,8 +1172,7 @@ static void case_generation_takeover(sink_t *atk) {
   check(strcmp(buf, B->addr) == 0,
         "b's address in the views: %s (bound: its own, %s)", buf, B->addr);
   const char *texts[1] = {"to-b-after-takeover"};
-  uint64_t ids[1] = {rsend(A, B, texts[0])};
-  check_truth(A, B, texts, ids, 1, PEER_TTL_MS + 1500);
+  sends_true(texts, 1);
 }
 
 /* -- member flood over UDP, then a real crash must still be detected ------ */
@@ -1329,8 +1329,7 @@ static void case_ooo_ttl(sink_t *atk) {
         n, held);
   /* the real stream still works */
   const char *texts[1] = {"after-ooo"};
-  uint64_t ids[1] = {rsend(A, B, texts[0])};
-  check_truth(A, B, texts, ids, 1, PEER_TTL_MS + 1500);
+  sends_true(texts, 1);
 }
 
 /* -- one datagram of thousands of PINGs: replies to the sender ------------ */
@@ -1495,8 +1494,7 @@ static void case_tcp_conn_flood(sink_t *atk) {
   memset(big, 'S', sizeof(big) - 1);
   big[sizeof(big) - 1] = '\0';
   const char *texts[1] = {big};
-  uint64_t ids[1] = {rsend(A, B, big)};
-  check_truth(A, B, texts, ids, 1, PEER_TTL_MS + 1500);
+  sends_true(texts, 1);
   for (int i = 0; i < n; i++)
     close(fds[i]);
   check(B->pid > 0 && kill(B->pid, 0) == 0, "b still running: %s",
@@ -1573,8 +1571,7 @@ static void case_replay(sink_t *atk) {
   r->ncaps = 0;
   r->capture = 1;
   const char *texts[1] = {"replay-me"};
-  uint64_t ids[1] = {rsend(A, B, texts[0])};
-  check_truth(A, B, texts, ids, 1, PEER_TTL_MS + 1500);
+  sends_true(texts, 1);
   pump(300);
   r->capture = 0;
   uint64_t rp0 = stat_of(B, "replay");

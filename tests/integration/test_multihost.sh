@@ -75,19 +75,15 @@ esac
 
 dt_name=$name
 dt_need_root_tools ip iptables
-dt_python || dt_skip "python3 not found"
-peer=$(dt_build_file tools/dmq-peer) || exit 1
-dt_init "$name" dmq-multihost
+# $peer, $tmp, fail; the whole test bounded by TEST_BUDGET_S from here
+dt_peer_test "$name" dmq-multihost "$TEST_BUDGET_S" 10
+t_begin=$SECONDS
 dt_log_globs=('h*.log*' 'h*.err')
 dt_log_tail=15
-tmp=$dt_tmp
 br=dmqbr$$
 hns() { echo "dmqh$$_$1"; }
 hip() { dt_host_ip "$1"; }
-t_begin=$SECONDS
-dt_budget "$TEST_BUDGET_S"
 
-fail() { dt_fail "$@"; }
 say() { echo "$name: [$((SECONDS - t_begin))s] $*"; }
 dt_progress() { say "  ... $*"; }
 now_ms() { dt_now_ms; }

@@ -25,26 +25,9 @@ WAIT_S=10  # default bound for one wait
 DEAD_S=15  # SIGKILL -> dead (fast profile: suspicion 0.8..4.8 s)
 EXIT_S=10  # a peer told to stop must be gone by then (it flushes for 1 s; 10 s: loaded CI machines)
 
-name=test_peer
-dt_name=$name
-peer=$(dt_build_file tools/dmq-peer) || exit 1
-dt_python || dt_skip "python3 not found"
-dt_init "$name" dmq-peer-test
-# Whole-test bound: every wait also stops at this deadline.
-dt_budget "$WATCHDOG_S"
-tmp=$dt_tmp
-
-fail() { dt_fail "$@"; }
-ok() { echo "$name: ok [${SECONDS}s]: $*"; }
-check() { dt_ev "$@"; }
-
-# start NAME ARGS...: a peer with a FIFO as stdin, held open read-write here
-start() {
-  local n=$1
-  shift
-  dt_spawn "$n" -- "$peer" --name "$n" "$@"
-  dt_wait_until "$WAIT_S" "$n ready" check event "$tmp/$n.log" ready
-}
+# $name, $peer, $tmp; fail, ok, check. Whole-test bound: every wait also
+# stops at this deadline.
+dt_peer_test test_peer dmq-peer-test "$WATCHDOG_S" "$WAIT_S"
 
 # stopped NAME HOW: NAME (told to stop by HOW) exits 0 within EXIT_S
 stopped() {
@@ -53,32 +36,13 @@ stopped() {
   dt_forget "$1"
 }
 
-# listing_is NAME "a alive" "b alive" ...: send `members`, compare the answer
-listing_is() {
-  local n=$1 before want got i
-  shift
-  want=$(printf '%s\n' "$@" | sort)
-  before=$(check count "$tmp/$n.log" members_end)
-  dt_send "$n" members
-  for ((i = 0; i < 50; i++)); do
-    (($(check count "$tmp/$n.log" members_end) > before)) && break
-    sleep "$dt_poll"
-  done
-  got=$(check listing "$tmp/$n.log") || return 1
-  [[ $got == "$want" ]]
-}
-
 # ---------------------------------------------------------------------------
 # 1. arguments
 # ---------------------------------------------------------------------------
-expect_exit() { # CODE DESCRIPTION args...
-  local want=$1 what=$2 rc
-  shift 2
-  timeout 10 "$peer" "$@" </dev/null >"$tmp/args.out" 2>"$tmp/args.err"
-  rc=$?
-  [[ $rc == "$want" ]] || fail "$what: exit $rc, want $want ($(head -c 300 "$tmp/args.err"))"
-  if [[ $want == 2 && ! -s $tmp/args.err ]]; then
-    fail "$what: no message on stderr"
+expect_exit() { # CODE DESCRIPTION args...: exit 2 also with a message
+  dt_expect_exit "$@"
+  if [[ $1 == 2 && ! -s $tmp/args.err ]]; then
+    fail "$2: no message on stderr"
   fi
 }
 expect_exit 0 "--help" --help
@@ -133,18 +97,18 @@ ok "stdin: /dev/null keeps running, SIGINT/--exit-on-eof/quit exit 0, pipe/file 
 # ---------------------------------------------------------------------------
 # 3. three peers
 # ---------------------------------------------------------------------------
-start p1 --bind 127.0.0.1:0 --profile fast --meta role=seed --channel kv
+dt_peer_start p1 --bind 127.0.0.1:0 --profile fast --meta role=seed --channel kv
 seed=$(check get "$tmp/p1.log" ready addr) || fail "p1: no address"
 seed=${seed#*://}
 [[ $seed == 127.0.0.1:* ]] || fail "p1: bad ready address '$seed'"
 expect_exit 2 "bind failure (port in use)" --name dup --bind "$seed"
-start p2 --bind 127.0.0.1:0 --profile fast --seed "$seed" --channel kv --channel other
-start p3 --bind 127.0.0.1:0 --profile fast --seed "$seed" --meta role=worker
+dt_peer_start p2 --bind 127.0.0.1:0 --profile fast --seed "$seed" --channel kv --channel other
+dt_peer_start p3 --bind 127.0.0.1:0 --profile fast --seed "$seed" --meta role=worker
 ok "3 peers started, seed $seed"
 
 t0=$SECONDS
 for n in p1 p2 p3; do
-  dt_wait_until "$WAIT_S" "$n sees 3 alive" listing_is "$n" "p1 alive" "p2 alive" "p3 alive"
+  dt_wait_until "$WAIT_S" "$n sees 3 alive" dt_listing_is "$n" "p1 alive" "p2 alive" "p3 alive"
 done
 ok "converged (members lists 3 alive on every peer) in $((SECONDS - t0))s"
 
@@ -348,11 +312,11 @@ ok "quit: p1 exited 0"
 #    (a message to a suspect member waits; to a dead one it would fail).
 # ---------------------------------------------------------------------------
 STOP_MS=1500
-start s1 --bind 127.0.0.1:0 --profile local --channel kv
+dt_peer_start s1 --bind 127.0.0.1:0 --profile local --channel kv
 seed=$(check get "$tmp/s1.log" ready addr) || fail "s1: no address"
-start s2 --bind 127.0.0.1:0 --profile local --seed "${seed#*://}" --channel kv
+dt_peer_start s2 --bind 127.0.0.1:0 --profile local --seed "${seed#*://}" --channel kv
 for n in s1 s2; do
-  dt_wait_until "$WAIT_S" "$n sees 2 alive" listing_is "$n" "s1 alive" "s2 alive"
+  dt_wait_until "$WAIT_S" "$n sees 2 alive" dt_listing_is "$n" "s1 alive" "s2 alive"
 done
 t_stop=$(date +%s%3N)
 kill -STOP "${dt_pid[s2]}"
@@ -400,13 +364,13 @@ done
 #     its push/pull comes as a datagram and is answered as one, and a
 #     reliable message between it and a TCP peer goes over UDP
 # ---------------------------------------------------------------------------
-start u1 --bind 127.0.0.1:0 --profile fast --channel kv
+dt_peer_start u1 --bind 127.0.0.1:0 --profile fast --channel kv
 seed=$(check get "$tmp/u1.log" ready addr) || fail "u1: no address"
-start u2 --bind 127.0.0.1:0 --profile fast --seed "${seed#*://}"
-dt_wait_until "$WAIT_S" "u1 sees u2" listing_is u1 "u1 alive" "u2 alive"
-start u3 --bind 127.0.0.1:0 --profile fast --seed "${seed#*://}" --udp-only --channel kv
+dt_peer_start u2 --bind 127.0.0.1:0 --profile fast --seed "${seed#*://}"
+dt_wait_until "$WAIT_S" "u1 sees u2" dt_listing_is u1 "u1 alive" "u2 alive"
+dt_peer_start u3 --bind 127.0.0.1:0 --profile fast --seed "${seed#*://}" --udp-only --channel kv
 for n in u1 u2 u3; do
-  dt_wait_until "$WAIT_S" "$n sees 3 alive" listing_is "$n" "u1 alive" "u2 alive" "u3 alive"
+  dt_wait_until "$WAIT_S" "$n sees 3 alive" dt_listing_is "$n" "u1 alive" "u2 alive" "u3 alive"
 done
 submit u1 "send u3 kv to the udp-only peer"
 outcome u1 "$id" delivered dest=u3

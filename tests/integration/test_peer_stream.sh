@@ -12,18 +12,9 @@ set -uo pipefail
 
 WATCHDOG_S=40
 WAIT_S=10
-name=test_peer_stream
-dt_name=$name
-peer=$(dt_build_file tools/dmq-peer) || exit 1
-dt_python || dt_skip "python3 not found"
-dt_init "$name" dmq-peer-stream
-dt_budget "$WATCHDOG_S"
-tmp=$dt_tmp
-fail() { dt_fail "$@"; }
-ok() { echo "$name: ok [${SECONDS}s]: $*"; }
+dt_peer_test test_peer_stream dmq-peer-stream "$WATCHDOG_S" "$WAIT_S"
 
-dt_spawn p1 -- "$peer" --name p1 --bind 127.0.0.1:0 --profile fast
-dt_wait_until "$WAIT_S" "p1 ready" dt_ev event "$tmp/p1.log" ready
+dt_peer_start p1 --bind 127.0.0.1:0 --profile fast
 addr=$(dt_ev get "$tmp/p1.log" ready addr) || fail "p1: no address"
 hostport=${addr#*://}
 

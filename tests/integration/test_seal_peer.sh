@@ -19,22 +19,11 @@ WATCHDOG_S=150
 WAIT_S=10
 NOJOIN_S=6 # how long an outsider is given to (not) join (it warns at 5 s)
 
-name=test_seal_peer
-dt_name=$name
-peer=$(dt_build_file tools/dmq-peer) || exit 1
-dt_python || dt_skip "python3 not found"
-dt_init "$name" dmq-seal-test
-dt_budget "$WATCHDOG_S"
-tmp=$dt_tmp
+dt_peer_test test_seal_peer dmq-seal-test "$WATCHDOG_S" "$WAIT_S"
 
-fail() { dt_fail "$@"; }
-ok() { echo "$name: ok [${SECONDS}s]: $*"; }
-check() { dt_ev "$@"; }
-
-hexkey() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
-k1=$(hexkey)
-k2=$(hexkey)
-kx=$(hexkey)
+k1=$(dt_hexkey)
+k2=$(dt_hexkey)
+kx=$(dt_hexkey)
 printf '# cluster key\n\n  %s  \n' "$k1" >"$tmp/k1"
 printf '%s\n' "$kx" >"$tmp/kx"
 chmod 600 "$tmp/k1" "$tmp/kx"
@@ -42,52 +31,29 @@ chmod 600 "$tmp/k1" "$tmp/kx"
 # ---------------------------------------------------------------------------
 # 1. arguments and key files
 # ---------------------------------------------------------------------------
-expect_exit() { # CODE DESCRIPTION args...
-  local want=$1 what=$2 rc
-  shift 2
-  timeout 10 "$peer" "$@" </dev/null >"$tmp/args.out" 2>"$tmp/args.err"
-  rc=$?
-  [[ $rc == "$want" ]] || fail "$what: exit $rc, want $want ($(head -c 300 "$tmp/args.err"))"
-}
 printf '# a comment\n%s\n%s0\n' "$k1" "$k2" >"$tmp/bad_long"
-expect_exit 2 "key of 65 characters" --name a --bind 127.0.0.1:0 --key-file "$tmp/bad_long"
+dt_expect_exit 2 "key of 65 characters" --name a --bind 127.0.0.1:0 --key-file "$tmp/bad_long"
 grep -q "bad_long:3: expected 64 hex characters" "$tmp/args.err" ||
   fail "bad key line: no file:line message ($(cat "$tmp/args.err"))"
 grep -q "$k2" "$tmp/args.err" && fail "bad key line: key material echoed"
 printf '%s\n' "${k1:0:63}z" >"$tmp/bad_hex"
-expect_exit 2 "non-hex key" --name a --bind 127.0.0.1:0 --key-file "$tmp/bad_hex"
+dt_expect_exit 2 "non-hex key" --name a --bind 127.0.0.1:0 --key-file "$tmp/bad_hex"
 grep -q "bad_hex:1: .*not all hex" "$tmp/args.err" || fail "non-hex key: $(cat "$tmp/args.err")"
 printf '# nothing\n' >"$tmp/empty"
-expect_exit 2 "no key" --name a --bind 127.0.0.1:0 --key-file "$tmp/empty"
+dt_expect_exit 2 "no key" --name a --bind 127.0.0.1:0 --key-file "$tmp/empty"
 printf '%s\n%s\n' "$k1" "$k1" >"$tmp/dup"
-expect_exit 2 "a key twice" --name a --bind 127.0.0.1:0 --key-file "$tmp/dup"
-expect_exit 2 "missing file" --name a --bind 127.0.0.1:0 --key-file "$tmp/nope"
-expect_exit 2 "mode without key" --name a --bind 127.0.0.1:0 --seal-mode required
-expect_exit 2 "bad mode" --name a --bind 127.0.0.1:0 --key-file "$tmp/k1" --seal-mode on
-expect_exit 2 "label with a blank" --name a --bind 127.0.0.1:0 --label "a b"
+dt_expect_exit 2 "a key twice" --name a --bind 127.0.0.1:0 --key-file "$tmp/dup"
+dt_expect_exit 2 "missing file" --name a --bind 127.0.0.1:0 --key-file "$tmp/nope"
+dt_expect_exit 2 "mode without key" --name a --bind 127.0.0.1:0 --seal-mode required
+dt_expect_exit 2 "bad mode" --name a --bind 127.0.0.1:0 --key-file "$tmp/k1" --seal-mode on
+dt_expect_exit 2 "label with a blank" --name a --bind 127.0.0.1:0 --label "a b"
 ok "key file and option errors exit 2 with file:line, no key echoed"
 
 # ---------------------------------------------------------------------------
 # 2. a sealed, labelled cluster
 # ---------------------------------------------------------------------------
-start() { # NAME ARGS...
-  local n=$1
-  shift
-  dt_spawn "$n" -- "$peer" --name "$n" --bind 127.0.0.1:0 --profile fast "$@"
-  dt_wait_until "$WAIT_S" "$n ready" check event "$tmp/$n.log" ready
-}
-listing_is() { # NAME "a alive" ...
-  local n=$1 before want got i
-  shift
-  want=$(printf '%s\n' "$@" | sort)
-  before=$(check count "$tmp/$n.log" members_end)
-  dt_send "$n" members
-  for ((i = 0; i < 50; i++)); do
-    (($(check count "$tmp/$n.log" members_end) > before)) && break
-    sleep "$dt_poll"
-  done
-  got=$(check listing "$tmp/$n.log") || return 1
-  [[ $got == "$want" ]]
+start() { # NAME ARGS...: on loopback, profile fast
+  dt_peer_start "$1" --bind 127.0.0.1:0 --profile fast "${@:2}"
 }
 for i in 1 2 3; do cp "$tmp/k1" "$tmp/key$i"; done
 start p1 --key-file "$tmp/key1" --label blue --channel kv
@@ -97,7 +63,7 @@ start p2 --key-file "$tmp/key2" --label blue --seed "$seed" --channel kv
 start p3 --key-file "$tmp/key3" --label blue --seed "$seed" --channel kv
 three=("p1 alive" "p2 alive" "p3 alive")
 for n in p1 p2 p3; do
-  dt_wait_until "$WAIT_S" "$n sees three" listing_is "$n" "${three[@]}"
+  dt_wait_until "$WAIT_S" "$n sees three" dt_listing_is "$n" "${three[@]}"
 done
 grep -q "seal mode required" "$tmp/p1.err" || fail "p1: no key summary on stderr"
 grep -q "$k1" "$tmp/p1.err" && fail "p1: key material on stderr"
@@ -125,9 +91,9 @@ start wlab --key-file "$tmp/k1" --label red --seed "$seed"
 start nokey --label blue --seed "$seed"
 sleep "$NOJOIN_S"
 for n in wkey wlab nokey; do
-  listing_is "$n" "$n alive" || fail "$n: joined, or saw others ($(check listing "$tmp/$n.log"))"
+  dt_listing_is "$n" "$n alive" || fail "$n: joined, or saw others ($(check listing "$tmp/$n.log"))"
 done
-listing_is p1 "${three[@]}" || fail "p1: an outsider got in ($(check listing "$tmp/p1.log"))"
+dt_listing_is p1 "${three[@]}" || fail "p1: an outsider got in ($(check listing "$tmp/p1.log"))"
 dt_send p1 stats
 dt_wait_until "$WAIT_S" "p1 stats" check event "$tmp/p1.log" stats
 for r in key_unknown label plaintext; do
@@ -169,7 +135,7 @@ step "remove k1" "$k2"
 send_ok p2 p1 after-remove
 sleep 1
 for n in p1 p2 p3; do
-  dt_wait_until "$WAIT_S" "$n sees three after rotation" listing_is "$n" "${three[@]}"
+  dt_wait_until "$WAIT_S" "$n sees three after rotation" dt_listing_is "$n" "${three[@]}"
   check saw "$tmp/$n.log" p1 dead && fail "$n: saw p1 dead during rotation"
   check saw "$tmp/$n.log" p2 dead && fail "$n: saw p2 dead during rotation"
   check saw "$tmp/$n.log" p3 dead && fail "$n: saw p3 dead during rotation"

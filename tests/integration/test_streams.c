@@ -124,19 +124,58 @@ static void loop_done(uv_loop_t *loop) {
   assert_int_equal(uv_loop_close(loop), 0);
 }
 
+/* The default limits, for a test to change some of them. */
+static dmq_stream_limits_t limits_default(void) {
+  dmq_stream_limits_t l;
+  assert_int_equal(dmq_stream_limits_init(&l), 0);
+  return l;
+}
+
+/* A test's set-up: a loop, and a server on it with the limits l (NULL: the
+ * defaults). */
+static void srv_setup(uv_loop_t *loop, srv_t *s, const dmq_stream_limits_t *l) {
+  assert_int_equal(uv_loop_init(loop), 0);
+  srv_open(s, loop);
+  if (l != NULL)
+    srv_limits(s, l);
+}
+
+/* A test's tear-down: the server closed, then its loop. */
+static void srv_teardown(srv_t *s) {
+  uv_loop_t *loop = s->loop;
+  srv_close(s);
+  loop_done(loop);
+}
+
+/* Run the loop until s has received n frames (at most 2000 turns); it has
+ * received exactly n. */
+static void srv_wait_recvd(srv_t *s, unsigned n) {
+  for (int i = 0; i < 2000 && s->recvd < n; i++)
+    uv_run(s->loop, UV_RUN_ONCE);
+  assert_int_equal(s->recvd, n);
+}
+
 /* ---- raw clients ---- */
 
-static int client_connect(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  assert_true(fd >= 0);
+static struct sockaddr_in loopback(uint16_t port) {
   struct sockaddr_in a;
   memset(&a, 0, sizeof(a));
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
+static int set_nonblock(int fd) {
+  return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static int client_connect(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in a = loopback(port);
   assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-  int fl = fcntl(fd, F_GETFL);
-  assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
+  assert_int_equal(set_nonblock(fd), 0);
   return fd;
 }
 
@@ -177,6 +216,12 @@ typedef struct gone_wait {
 
 static int pred_gone(void *ud) {
   return client_gone(((gone_wait_t *)ud)->fd);
+}
+
+/* Run the loop until the server has closed fd's connection. */
+static void wait_gone(uv_loop_t *loop, int fd) {
+  gone_wait_t g = {fd};
+  assert_true(uv_run_until(loop, pred_gone, &g, ST_TIMEOUT_MS, ST_POLL_MS));
 }
 
 /* ---- predicates on counters ---- */
@@ -222,13 +267,10 @@ static void on_trickle(uv_timer_t *h) {
 static void test_trickle_deadline(void **state) {
   (void)state;
   uv_loop_t loop;
-  assert_int_equal(uv_loop_init(&loop), 0);
   srv_t s;
-  srv_open(&s, &loop);
-  dmq_stream_limits_t l;
-  assert_int_equal(dmq_stream_limits_init(&l), 0);
+  dmq_stream_limits_t l = limits_default();
   l.frame_timeout_ms = 300;
-  srv_limits(&s, &l);
+  srv_setup(&loop, &s, &l);
 
   int fd = client_connect(s.port);
   client_header(fd, 100000);
@@ -255,14 +297,12 @@ static void test_trickle_deadline(void **state) {
   assert_true(st.partial_peak <= 100000); /* never the announced size */
   assert_int_equal(st.idle_closes, 0);
   assert_int_equal(st.inbound, 0);
-  gone_wait_t g = {fd};
-  assert_true(uv_run_until(&loop, pred_gone, &g, ST_TIMEOUT_MS, ST_POLL_MS));
+  wait_gone(&loop, fd);
 
   uv_timer_stop(&tr.tm);
   uv_close((uv_handle_t *)&tr.tm, NULL);
   close(fd);
-  srv_close(&s);
-  loop_done(&loop);
+  srv_teardown(&s);
 }
 
 /* ---- 2. 16 MiB header, few bytes; beyond the mtu ---- */
@@ -270,9 +310,8 @@ static void test_trickle_deadline(void **state) {
 static void test_big_header(void **state) {
   (void)state;
   uv_loop_t loop;
-  assert_int_equal(uv_loop_init(&loop), 0);
   srv_t s;
-  srv_open(&s, &loop);
+  srv_setup(&loop, &s, NULL);
   assert_int_equal(s.t->mtu, 16 * ST_MIB);
 
   int fd = client_connect(s.port);
@@ -305,11 +344,9 @@ static void test_big_header(void **state) {
   fd = client_connect(s.port);
   client_header(fd, 16 * ST_MIB + 1);
   WAIT_STAT(&s, oversize_frames, 1);
-  gone_wait_t g = {fd};
-  assert_true(uv_run_until(&loop, pred_gone, &g, ST_TIMEOUT_MS, ST_POLL_MS));
+  wait_gone(&loop, fd);
   close(fd);
-  srv_close(&s);
-  loop_done(&loop);
+  srv_teardown(&s);
 }
 
 /* ---- 3. partial-frame budget across connections ---- */
@@ -317,13 +354,10 @@ static void test_big_header(void **state) {
 static void test_partial_budget(void **state) {
   (void)state;
   uv_loop_t loop;
-  assert_int_equal(uv_loop_init(&loop), 0);
   srv_t s;
-  srv_open(&s, &loop);
-  dmq_stream_limits_t l;
-  dmq_stream_limits_init(&l);
+  dmq_stream_limits_t l = limits_default();
   l.partial_budget = 300 * ST_KIB;
-  srv_limits(&s, &l);
+  srv_setup(&loop, &s, &l);
 
   static uint8_t body[200 * ST_KIB];
   memset(body, 3, sizeof(body));
@@ -342,13 +376,11 @@ static void test_partial_budget(void **state) {
          (unsigned long long)st.budget_drops);
   assert_true(st.partial_peak <= l.partial_budget);
   assert_int_equal(st.budget_drops, 1);
-  gone_wait_t gb = {b};
-  assert_true(uv_run_until(&loop, pred_gone, &gb, ST_TIMEOUT_MS, ST_POLL_MS));
+  wait_gone(&loop, b);
   assert_false(client_gone(a)); /* the first one keeps going */
   close(a);
   close(b);
-  srv_close(&s);
-  loop_done(&loop);
+  srv_teardown(&s);
 }
 
 /* ---- 4. inbound cap ---- */
@@ -356,13 +388,10 @@ static void test_partial_budget(void **state) {
 static void test_inbound_cap(void **state) {
   (void)state;
   uv_loop_t loop;
-  assert_int_equal(uv_loop_init(&loop), 0);
   srv_t s;
-  srv_open(&s, &loop);
-  dmq_stream_limits_t l;
-  dmq_stream_limits_init(&l);
+  dmq_stream_limits_t l = limits_default();
   l.max_inbound = 4;
-  srv_limits(&s, &l);
+  srv_setup(&loop, &s, &l);
 
   /* four busy connections (a frame of 1000 bytes begun on each: its
    * 1000-byte buffer shows in partial_bytes) */
@@ -377,8 +406,7 @@ static void test_inbound_cap(void **state) {
   assert_int_equal(srv_stats(&s).inbound, 4);
   int extra = client_connect(s.port);
   WAIT_STAT(&s, inbound_rejected, 1);
-  gone_wait_t g = {extra};
-  assert_true(uv_run_until(&loop, pred_gone, &g, ST_TIMEOUT_MS, ST_POLL_MS));
+  wait_gone(&loop, extra);
   dmq_stream_stats_t st = srv_stats(&s);
   assert_int_equal(st.inbound, 4);
   assert_int_equal(st.inbound_evicted, 0);
@@ -390,9 +418,7 @@ static void test_inbound_cap(void **state) {
    * idle one makes room for the next */
   client_write(busy[0], body, sizeof(body) - 1);
   client_write(busy[1], body, sizeof(body) - 1);
-  for (int i = 0; i < 2000 && s.recvd < 2; i++)
-    uv_run(&loop, UV_RUN_ONCE);
-  assert_int_equal(s.recvd, 2);
+  srv_wait_recvd(&s, 2);
   int next = client_connect(s.port);
   WAIT_STAT(&s, inbound_evicted, 1);
   st = srv_stats(&s);
@@ -401,16 +427,14 @@ static void test_inbound_cap(void **state) {
          (unsigned long long)st.inbound_evicted,
          (unsigned long long)st.inbound);
   assert_int_equal(st.inbound, 4);
-  g.fd = busy[0]; /* the least recently active idle one */
-  assert_true(uv_run_until(&loop, pred_gone, &g, ST_TIMEOUT_MS, ST_POLL_MS));
+  wait_gone(&loop, busy[0]); /* the least recently active idle one */
   assert_false(client_gone(busy[2]));
   assert_false(client_gone(busy[3]));
   assert_false(client_gone(next));
   close(next);
   for (int i = 0; i < 4; i++)
     close(busy[i]);
-  srv_close(&s);
-  loop_done(&loop);
+  srv_teardown(&s);
 }
 
 /* ---- 5. idle timeout ---- */
@@ -418,13 +442,10 @@ static void test_inbound_cap(void **state) {
 static void test_idle_close(void **state) {
   (void)state;
   uv_loop_t loop;
-  assert_int_equal(uv_loop_init(&loop), 0);
   srv_t s;
-  srv_open(&s, &loop);
-  dmq_stream_limits_t l;
-  dmq_stream_limits_init(&l);
+  dmq_stream_limits_t l = limits_default();
   l.idle_timeout_ms = 100; /* inbound: 200 ms */
-  srv_limits(&s, &l);
+  srv_setup(&loop, &s, &l);
   int fd = client_connect(s.port);
   uv_update_time(&loop);
   uint64_t t0 = uv_now(&loop);
@@ -432,11 +453,9 @@ static void test_idle_close(void **state) {
   uint64_t took = uv_now(&loop) - t0;
   printf("silent connection closed after %llu ms\n", (unsigned long long)took);
   assert_true(took >= 200 && took < 3000);
-  gone_wait_t g = {fd};
-  assert_true(uv_run_until(&loop, pred_gone, &g, ST_TIMEOUT_MS, ST_POLL_MS));
+  wait_gone(&loop, fd);
   close(fd);
-  srv_close(&s);
-  loop_done(&loop);
+  srv_teardown(&s);
 }
 
 /* ---- 6. outbound pool ---- */
@@ -549,11 +568,7 @@ static void test_emfile(void **state) {
   int c[3];
   for (int i = 0; i < 3; i++)
     assert_true((c[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
-  struct sockaddr_in ba;
-  memset(&ba, 0, sizeof(ba));
-  ba.sin_family = AF_INET;
-  ba.sin_port = htons(b.port);
-  ba.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  struct sockaddr_in ba = loopback(b.port);
 
   /* socket() of a connect: EMFILE, counted; the message waits and goes
    * out once descriptors are back */
@@ -593,10 +608,8 @@ static void test_emfile(void **state) {
    * again once descriptors are back */
   assert_int_equal(connect(c[1], (struct sockaddr *)&ba, sizeof(ba)), 0);
   WAIT_STAT(&b, accept_refused, 1);
-  int fl = fcntl(c[1], F_GETFL);
-  fcntl(c[1], F_SETFL, fl | O_NONBLOCK);
-  gone_wait_t g = {c[1]};
-  assert_true(uv_run_until(&loop, pred_gone, &g, ST_TIMEOUT_MS, ST_POLL_MS));
+  set_nonblock(c[1]);
+  wait_gone(&loop, c[1]);
   fds_release(8);
   assert_int_equal(connect(c[2], (struct sockaddr *)&ba, sizeof(ba)), 0);
   WAIT_STAT(&b, inbound, 2);
@@ -608,7 +621,7 @@ static void test_emfile(void **state) {
          (unsigned long long)st.emfile_accept,
          (unsigned long long)st.emfile_shed,
          (unsigned long long)st.accept_refused, (unsigned long long)st.inbound);
-  fcntl(c[0], F_SETFL, fcntl(c[0], F_GETFL) | O_NONBLOCK);
+  set_nonblock(c[0]);
   assert_false(client_gone(c[0])); /* the busy one was kept */
   fds_restore();
   for (int i = 0; i < 3; i++)
@@ -627,6 +640,14 @@ static void uv_closed_cb(void *ud) {
 
 static int pred_flag(void *ud) {
   return *(int *)ud;
+}
+
+/* Close the runtime rt and run the loop until it says it is closed. */
+static void rt_close(uv_loop_t *loop, dmq_uv_t *rt) {
+  int closed = 0;
+  dmq_uv_close(rt, 0, uv_closed_cb, &closed);
+  assert_true(
+      uv_run_until(loop, pred_flag, &closed, ST_TIMEOUT_MS, ST_POLL_MS));
 }
 
 static void test_api_errors(void **state) {
@@ -689,10 +710,7 @@ static void test_api_errors(void **state) {
   assert_int_equal(dmq_uv_new(&loop, &cfg, &uo, &rt), 0);
   assert_int_equal(dmq_uv_set_stream_limits(rt, &l), DMQ_ESTATE);
   assert_int_equal(dmq_uv_stream_stats(rt, &st), DMQ_ESTATE);
-  int closed = 0;
-  dmq_uv_close(rt, 0, uv_closed_cb, &closed);
-  assert_true(
-      uv_run_until(&loop, pred_flag, &closed, ST_TIMEOUT_MS, ST_POLL_MS));
+  rt_close(&loop, rt);
   /* with TCP: applied to its transport */
   uo.no_tcp = 0;
   assert_int_equal(dmq_uv_new(&loop, &cfg, &uo, &rt), 0);
@@ -700,13 +718,9 @@ static void test_api_errors(void **state) {
   assert_int_equal(dmq_uv_set_stream_limits(rt, &l), 0);
   assert_int_equal(dmq_uv_stream_stats(rt, NULL), DMQ_EINVAL);
   assert_int_equal(dmq_uv_stream_stats(rt, &st), 0);
-  closed = 0;
-  dmq_uv_close(rt, 0, uv_closed_cb, &closed);
-  assert_true(
-      uv_run_until(&loop, pred_flag, &closed, ST_TIMEOUT_MS, ST_POLL_MS));
+  rt_close(&loop, rt);
 
-  srv_close(&s);
-  loop_done(&loop);
+  srv_teardown(&s);
 }
 
 /* ---- 9. a header alone in a read ---- */
@@ -722,13 +736,10 @@ static int pred_polls(void *ud) {
 static void test_header_alone(void **state) {
   (void)state;
   uv_loop_t loop;
-  assert_int_equal(uv_loop_init(&loop), 0);
   srv_t s;
-  srv_open(&s, &loop);
-  dmq_stream_limits_t l;
-  dmq_stream_limits_init(&l);
+  dmq_stream_limits_t l = limits_default();
   l.frame_timeout_ms = 200;
-  srv_limits(&s, &l);
+  srv_setup(&loop, &s, &l);
 
   /* a header and nothing else: a partial frame too, closed at the
    * deadline (no buffer was ever needed) */
@@ -736,8 +747,7 @@ static void test_header_alone(void **state) {
   client_header(a, 10);
   WAIT_STAT(&s, frame_timeouts, 1);
   assert_int_equal(srv_stats(&s).partial_peak, 0);
-  gone_wait_t g = {a};
-  assert_true(uv_run_until(&loop, pred_gone, &g, ST_TIMEOUT_MS, ST_POLL_MS));
+  wait_gone(&loop, a);
   close(a);
 
   /* a header read alone, its payload later: delivered */
@@ -747,13 +757,10 @@ static void test_header_alone(void **state) {
   polls_t p = {0};
   uv_run_until(&loop, pred_polls, &p, ST_TIMEOUT_MS, ST_POLL_MS);
   client_write(b, "0123456789", 10);
-  for (int i = 0; i < 2000 && s.recvd < 1; i++)
-    uv_run(&loop, UV_RUN_ONCE);
-  assert_int_equal(s.recvd, 1);
+  srv_wait_recvd(&s, 1);
   assert_int_equal(s.recvd_bytes, 10);
   close(b);
-  srv_close(&s);
-  loop_done(&loop);
+  srv_teardown(&s);
 }
 
 int main(void) {

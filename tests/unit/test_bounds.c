@@ -257,6 +257,66 @@ static void forge_alive(cl_t *c, int to, const char *who, const char *addr,
   f_send(c, &f, to, "mem://7");
 }
 
+/* ---- floods: one packet of many messages ---- */
+
+/* Adds message k of a flood to e; 0 or an error of the encoder. */
+typedef int (*flood_enc_fn)(dmq__enc_t *e, uint32_t k);
+
+/* One packet from `sender` of n messages made by enc (each must encode),
+ * handed to node `to` as if from the address `from`; returns the datagrams
+ * sent to mem://<to_watch> meanwhile. */
+static long flood(cl_t *c, int to, const char *sender, const char *from,
+                  uint32_t n, flood_enc_fn enc) {
+  forge_t f;
+  f_begin(&f, 1 << 20, sender);
+  for (uint32_t k = 0; k < n; k++)
+    assert_int_equal(enc(&f.e, k), 0);
+  c->to_count = 0;
+  f_send(c, &f, to, from);
+  return c->to_count;
+}
+
+static int enc_ping_n1(dmq__enc_t *e, uint32_t k) {
+  return dmq__enc_ping(e, k, S("n1"));
+}
+
+static int enc_ping_req_x(dmq__enc_t *e, uint32_t k) {
+  return dmq__enc_ping_req(e, k, S("x"), S("mem://7"), 1);
+}
+
+static const uint8_t g_root[8] = {1, 2, 3, 4, 5, 6, 7, 8}; /* n1 lacks it */
+
+static int enc_digest(dmq__enc_t *e, uint32_t k) {
+  (void)k;
+  return dmq__enc_digest(e, 0, 0, 2, g_root);
+}
+
+static int enc_diff(dmq__enc_t *e, uint32_t k) {
+  (void)k;
+  const uint8_t mask[1] = {3};
+  size_t rp;
+  int rc = dmq__enc_diff_begin(e, 0, 1, mask, &rp);
+  if (rc == 0)
+    dmq__enc_diff_end(e, rp, 0);
+  return rc;
+}
+
+/* ALIVE of forged member k ("forged<k>", "victim<k>"), at a third party's
+ * address, mem://7 */
+static int enc_alive_named(dmq__enc_t *e, const char *prefix, uint32_t k) {
+  char nm[32];
+  snprintf(nm, sizeof nm, "%s%u", prefix, (unsigned)k);
+  return dmq__enc_alive(e, S(nm), S("mem://7"), 1, 1, S(""), NULL);
+}
+
+static int enc_alive_forged(dmq__enc_t *e, uint32_t k) {
+  return enc_alive_named(e, "forged", k);
+}
+
+static int enc_alive_victim(dmq__enc_t *e, uint32_t k) {
+  return enc_alive_named(e, "victim", k);
+}
+
 /* ---- incarnations ---- */
 
 /* A forged suspicion far above what anybody knows is dropped everywhere
@@ -538,21 +598,14 @@ static void test_receive_state_small(void **state) {
 static void test_member_flood(void **state) {
   (void)state;
   cl_t *c = cl_up(4, 64);
-  forge_t f;
-  f_begin(&f, 1 << 20, "evil");
-  char nm[32];
-  for (int k = 0; k < 1000; k++) {
-    snprintf(nm, sizeof nm, "forged%d", k);
-    assert_int_equal(
-        dmq__enc_alive(&f.e, S(nm), S("mem://7"), 1, 1, S(""), NULL), 0);
-  }
-  f_send(c, &f, 1, "mem://7");
+  flood(c, 1, "evil", "mem://7", 1000, enc_alive_forged);
   assert_int_equal(dmq_node_member_count(c->node[1], DMQ_MASK_ALL), 64);
   assert_true(st(c, 1).drops[DMQ_DROP_MEMBER_LIMIT] >= 1000 - 60);
   cl_run(c, c->now + 5000);
   for (int i = 0; i < 4; i++) {
     assert_true(dmq_node_member_count(c->node[i], DMQ_MASK_ALL) <= 64);
     for (int j = 0; j < 4; j++) {
+      char nm[32];
       snprintf(nm, sizeof nm, "n%d", j);
       assert_true(member(c, i, nm).state <= DMQ_MEMBER_SUSPECT);
     }
@@ -656,15 +709,7 @@ static void test_member_limit_newcomer(void **state) {
   (void)state;
   cl_t *c = cl_up(2, 16);
   cl_run(c, c->now + 3000); /* n0 and n1 have heard each other */
-  forge_t f;
-  f_begin(&f, 1 << 16, "evil");
-  char nm[32];
-  for (int k = 0; k < 40; k++) {
-    snprintf(nm, sizeof nm, "forged%d", k);
-    assert_int_equal(
-        dmq__enc_alive(&f.e, S(nm), S("mem://7"), 1, 1, S(""), NULL), 0);
-  }
-  f_send(c, &f, 0, "mem://7");
+  flood(c, 0, "evil", "mem://7", 40, enc_alive_forged);
   assert_int_equal(dmq_node_member_count(c->node[0], DMQ_MASK_ALL), 16);
   uint64_t lim = st(c, 0).drops[DMQ_DROP_MEMBER_LIMIT];
   /* gossip about somebody else: no room */
@@ -676,6 +721,7 @@ static void test_member_limit_newcomer(void **state) {
    * datagram from n1's own address: n1 vouches for it, and the first
    * newcomer takes the place of a forged member; one per datagram, so the
    * second is dropped (a flood relayed by a real member evicts slowly) */
+  forge_t f;
   f_begin(&f, 1024, "n1");
   assert_int_equal(
       dmq__enc_alive(&f.e, S("relayed1"), S("mem://8"), 1, 1, S(""), NULL), 0);
@@ -714,24 +760,15 @@ static void test_amplification(void **state) {
   cl_t *c = cl_up(2, 0);
   cl_run(c, c->now + 1000);
   c->to_watch = 7;
-  c->to_count = 0;
   uint64_t rl = st(c, 1).drops[DMQ_DROP_RATE_LIMITED];
-  forge_t f;
-  f_begin(&f, 1 << 20, "evil");
-  for (uint32_t k = 0; k < 4096; k++)
-    assert_int_equal(dmq__enc_ping(&f.e, k, S("n1")), 0);
-  f_send(c, &f, 1, "mem://7");
-  printf("4096 pings -> %ld packets\n", c->to_count);
-  assert_true(c->to_count >= 1 && c->to_count <= 4);
+  long got = flood(c, 1, "evil", "mem://7", 4096, enc_ping_n1);
+  printf("4096 pings -> %ld packets\n", got);
+  assert_true(got >= 1 && got <= 4);
   assert_int_equal(st(c, 1).drops[DMQ_DROP_RATE_LIMITED],
-                   rl + 4096 - (uint64_t)c->to_count);
+                   rl + 4096 - (uint64_t)got);
   /* PING_REQs: at most 4 relayed pings */
-  c->to_count = 0;
-  f_begin(&f, 1 << 20, "evil");
-  for (uint32_t k = 0; k < 4096; k++)
-    assert_int_equal(dmq__enc_ping_req(&f.e, k, S("x"), S("mem://7"), 1), 0);
-  f_send(c, &f, 1, "mem://6");
-  assert_true(c->to_count <= 4);
+  got = flood(c, 1, "evil", "mem://6", 4096, enc_ping_req_x);
+  assert_true(got <= 4);
   cl_free(c);
 }
 
@@ -742,40 +779,30 @@ static void test_ae_amplification(void **state) {
   (void)state;
   cl_t *c = cl_up(2, 0);
   cl_run(c, c->now + 1000);
-  uint8_t h[8] = {1, 2, 3, 4, 5, 6, 7, 8}; /* a root n1 does not have */
-  uint8_t mask[1] = {3};
-  /* from a member (n0, at its own address): DIGEST requests */
-  c->to_watch = 0;
-  c->to_count = 0;
-  uint64_t rl = st(c, 1).drops[DMQ_DROP_RATE_LIMITED];
-  forge_t f;
-  f_begin(&f, 1 << 20, "n0");
-  for (int k = 0; k < 2000; k++)
-    assert_int_equal(dmq__enc_digest(&f.e, 0, 0, 2, h), 0);
-  f_send(c, &f, 1, "mem://0");
-  printf("2000 digests -> %ld packets\n", c->to_count);
-  assert_true(c->to_count >= 1 && c->to_count <= 4);
-  assert_true(st(c, 1).drops[DMQ_DROP_RATE_LIMITED] >= rl + 2000 - 4);
-  /* DIFF requests */
-  c->to_count = 0;
-  f_begin(&f, 1 << 20, "n0");
-  for (int k = 0; k < 2000; k++) {
-    size_t rp;
-    assert_int_equal(dmq__enc_diff_begin(&f.e, 0, 1, mask, &rp), 0);
-    dmq__enc_diff_end(&f.e, rp, 0);
+  /* 2000 requests a packet, each answered to the sender's address */
+  static const struct {
+    const char *what;
+    const char *sender, *from; /* its name, its address (mem://<watch>) */
+    int watch;
+    flood_enc_fn enc;
+    int rate_limited; /* check the RATE_LIMITED count too */
+  } floods[] = {
+      /* from a member (n0, at its own address): DIGEST, DIFF requests */
+      {"digests", "n0", "mem://0", 0, enc_digest, 1},
+      {"diffs", "n0", "mem://0", 0, enc_diff, 0},
+      /* from a stranger: NOT_MEMBER answers */
+      {"stranger digests", "evil", "mem://7", 7, enc_digest, 0},
+  };
+  for (size_t i = 0; i < sizeof floods / sizeof floods[0]; i++) {
+    c->to_watch = floods[i].watch;
+    uint64_t rl = st(c, 1).drops[DMQ_DROP_RATE_LIMITED];
+    long got =
+        flood(c, 1, floods[i].sender, floods[i].from, 2000, floods[i].enc);
+    printf("2000 %s -> %ld packets\n", floods[i].what, got);
+    assert_true(got >= 1 && got <= 4);
+    if (floods[i].rate_limited)
+      assert_true(st(c, 1).drops[DMQ_DROP_RATE_LIMITED] >= rl + 2000 - 4);
   }
-  f_send(c, &f, 1, "mem://0");
-  printf("2000 diffs -> %ld packets\n", c->to_count);
-  assert_true(c->to_count >= 1 && c->to_count <= 4);
-  /* from a stranger: NOT_MEMBER answers */
-  c->to_watch = 7;
-  c->to_count = 0;
-  f_begin(&f, 1 << 20, "evil");
-  for (int k = 0; k < 2000; k++)
-    assert_int_equal(dmq__enc_digest(&f.e, 0, 0, 2, h), 0);
-  f_send(c, &f, 1, "mem://7");
-  printf("2000 stranger digests -> %ld packets\n", c->to_count);
-  assert_true(c->to_count >= 1 && c->to_count <= 4);
   /* the cluster is unharmed */
   cl_run(c, c->now + 5000);
   assert_int_equal(member(c, 0, "n1").state, DMQ_MEMBER_ALIVE);
@@ -789,15 +816,7 @@ static void test_hearsay_probe_rate(void **state) {
   (void)state;
   cl_t *c = cl_up(3, 0);
   c->to_watch = 7;
-  forge_t f;
-  f_begin(&f, 1 << 16, "evil");
-  char nm[32];
-  for (int k = 0; k < 50; k++) {
-    snprintf(nm, sizeof nm, "victim%d", k);
-    assert_int_equal(
-        dmq__enc_alive(&f.e, S(nm), S("mem://7"), 1, 1, S(""), NULL), 0);
-  }
-  f_send(c, &f, 0, "mem://6");
+  flood(c, 0, "evil", "mem://6", 50, enc_alive_victim);
   c->to_count = c->to_probes = 0;
   cl_run(c, c->now + 20000);
   /* 3 nodes, 20 probe periods: at most 11 hearsay probes each, each a
