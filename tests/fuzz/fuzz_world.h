@@ -66,6 +66,7 @@
 #if FUZZ_WORLD_KEYED
 #include "internal.h"
 #include "seal.h"
+#include "seal_util.h"
 #ifndef FUZZ_WORLD_SEAL_MODE
 #define FUZZ_WORLD_SEAL_MODE DMQ_SEAL_REQUIRED
 #endif
@@ -381,14 +382,19 @@ static inline void w_check(world_t *w) {
 
 /* ---- set-up and teardown ---- */
 
+/* Send options: reliable (mode 1) with the outcome check, or best effort. */
+static inline void w_opts(world_t *w, dmq_send_opts_t *o, int mode) {
+  dmq_send_opts_init(o);
+  o->mode = mode ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT;
+  o->cb = w_on_outcome;
+  o->user_data = w;
+}
+
 static inline int w_send(world_t *w, int from, int to, size_t len, int mode) {
   static uint8_t payload[6000];
   dmq_send_opts_t o;
   dmq_msg_id_t id = 0;
-  dmq_send_opts_init(&o);
-  o.mode = mode ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT;
-  o.cb = w_on_outcome;
-  o.user_data = w;
+  w_opts(w, &o, mode);
   if (len > sizeof payload)
     len = sizeof payload;
   memset(payload, 'a' + from, len);
@@ -410,10 +416,7 @@ static inline void w_broadcast(world_t *w, int from, size_t len, int mode) {
   static uint8_t payload[4000];
   dmq_send_opts_t o;
   dmq_msg_id_t id = 0;
-  dmq_send_opts_init(&o);
-  o.mode = mode ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT;
-  o.cb = w_on_outcome;
-  o.user_data = w;
+  w_opts(w, &o, mode);
   if (len > sizeof payload)
     len = sizeof payload;
   memset(payload, 'b', len);
@@ -890,7 +893,7 @@ static size_t w_seal(struct world *w, int sender, uint8_t *buf, size_t len,
   CHECK(len + DMQ__SEAL_TAG <= cap);
   /* the path the host transport's packets take, as dmq__send picks it */
   int stream = !(w->tp[0]->ops->caps & DMQ_TRANSPORT_DATAGRAM);
-  CHECK(dmq__seal_close(s, buf, len, 5 + (size_t)buf[4], stream, &out) == 0);
+  CHECK(seal_util_close(s, buf, len, stream, &out) == 0);
   return out;
 }
 #endif
@@ -910,6 +913,17 @@ static inline void fuzz_world_run(world_t *w, const uint8_t *data,
     w_op(w, &in);
   w_pump(w, W_QUEUE);
   w_check(w);
+}
+
+/* The target: every stateful target is this world with its own settings
+ * (FUZZ_WORLD_TYPES, FUZZ_WORLD_HOST_OPS, FUZZ_WORLD_KEYED). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static world_t w;
+  fuzz_world_setup(&w);
+  fuzz_world_run(&w, data, size);
+  fuzz_world_teardown(&w);
+  return 0;
 }
 
 #endif
