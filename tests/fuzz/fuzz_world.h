@@ -33,8 +33,11 @@
  * present). At the end every node is deleted: every reliable send, request
  * and broadcast any node accepted must have had exactly one outcome (checked
  * as they arrive: never two), and every allocation of every node must have
- * been freed (allocation count balance; LeakSanitizer covers the host
- * transports).
+ * been freed (allocation count balance).
+ *
+ * Every execution starts from the same state: the world is built (the join,
+ * the streams) once per process, saved, and restored before each program
+ * (see "the arena" below); the host transports live for the process.
  *
  * Sealing: FUZZ_WORLD_KEYED (a target defines it to 1 before including this
  * header) makes every node keyed: FUZZ_WORLD_KEY_CONFIG(cfg, idx) sets the
@@ -1134,7 +1137,7 @@ static size_t w_seal(struct world *w, int sender, uint8_t *buf, size_t len,
 #endif
 
 /* The standalone driver (standalone_main.c, gcc builds) generates this many
- * inputs instead of 20000: each one runs a cluster (about 3 ms under ASan). */
+ * inputs instead of 20000: each one runs a cluster (about 1 ms under ASan). */
 unsigned dmq_fuzz_iterations(void);
 unsigned dmq_fuzz_iterations(void) {
   return 3000;
