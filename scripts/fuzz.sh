@@ -68,7 +68,12 @@ if [[ ${#targets[@]} -eq 0 ]]; then
 fi
 
 # ASan: leaks are findings too; UBSan: any report stops the run.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
+# quarantine_size_mb=16 (default 256): freed blocks stay poisoned for the
+# next ~100 executions of a stateful target (~130 KiB freed per execution),
+# plenty for a use-after-free within one; with 256 MiB every allocation
+# lands on fresh pages (page faults, 400 MB RSS), which halved the stateful
+# targets' exec/s (docs/testing.md, "Speed").
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1:quarantine_size_mb=16}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
 failed=()

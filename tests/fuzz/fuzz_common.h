@@ -71,6 +71,14 @@ static inline const uint8_t *fuzz_bytes(fuzz_in_t *in, size_t want,
   return p;
 }
 
+/* The 12 bytes of a valid envelope from sender "s" holding `count`
+ * messages, as an initializer list: 'D' 'Q' version flags | array(2) |
+ * str "s" | array32(count). The message area follows. */
+#define FUZZ_ENVELOPE_LEN 12
+#define FUZZ_ENVELOPE(count)                                                   \
+  DMQ__WIRE_MAGIC0, DMQ__WIRE_MAGIC1, DMQ__WIRE_VERSION, 0, 0x92, 0xa1, 's',   \
+      0xdd, 0, 0, 0, (count)
+
 /* ---- wire decoder contracts ---- */
 
 /* Every byte of a slice lies inside the packet, and it is within max. */

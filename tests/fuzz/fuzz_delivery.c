@@ -7,11 +7,3 @@
  */
 #define FUZZ_WORLD_TYPES ((1u << DMQ__MSG_DATA) | (1u << DMQ__MSG_DACK))
 #include "fuzz_world.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static world_t w;
-  fuzz_world_setup(&w);
-  fuzz_world_run(&w, data, size);
-  fuzz_world_teardown(&w);
-  return 0;
-}

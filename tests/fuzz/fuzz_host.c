@@ -6,11 +6,3 @@
  */
 #define FUZZ_WORLD_HOST_OPS 1
 #include "fuzz_world.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static world_t w;
-  fuzz_world_setup(&w);
-  fuzz_world_run(&w, data, size);
-  fuzz_world_teardown(&w);
-  return 0;
-}

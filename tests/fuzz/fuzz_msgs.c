@@ -8,8 +8,7 @@
  */
 #include "fuzz_common.h"
 
-/* 'D' 'Q' version flags | array(2) | str "s" | array32(count) */
-#define HDR_LEN 12
+#define HDR_LEN FUZZ_ENVELOPE_LEN
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1)
@@ -19,18 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* exactly sized, so that ASan sees a read past the end */
   uint8_t *pkt = malloc(HDR_LEN + body);
   CHECK(pkt != NULL);
-  const uint8_t hdr[HDR_LEN] = {DMQ__WIRE_MAGIC0,
-                                DMQ__WIRE_MAGIC1,
-                                DMQ__WIRE_VERSION,
-                                0,
-                                0x92,
-                                0xa1,
-                                's',
-                                0xdd,
-                                0,
-                                0,
-                                0,
-                                count};
+  const uint8_t hdr[HDR_LEN] = {FUZZ_ENVELOPE(count)};
   memcpy(pkt, hdr, HDR_LEN);
   if (body > 0)
     memcpy(pkt + HDR_LEN, data + 1, body);

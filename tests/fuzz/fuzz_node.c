@@ -9,11 +9,3 @@
    (1u << DMQ__MSG_NACK) | (1u << DMQ__MSG_ALIVE) | (1u << DMQ__MSG_SUSPECT) | \
    (1u << DMQ__MSG_DEAD) | (1u << DMQ__MSG_LEFT) | (1u << DMQ__MSG_PUSHPULL))
 #include "fuzz_world.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static world_t w;
-  fuzz_world_setup(&w);
-  fuzz_world_run(&w, data, size);
-  fuzz_world_teardown(&w);
-  return 0;
-}

@@ -8,7 +8,7 @@
 #include "fuzz_common.h"
 
 /* envelope (12) | fixarray(3) 9 flags | array32(n) */
-#define HDR_LEN 20
+#define HDR_LEN (FUZZ_ENVELOPE_LEN + 8)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2)
@@ -18,26 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t body = size - 2;
   uint8_t *pkt = malloc(HDR_LEN + body);
   CHECK(pkt != NULL);
-  const uint8_t hdr[HDR_LEN] = {DMQ__WIRE_MAGIC0,
-                                DMQ__WIRE_MAGIC1,
-                                DMQ__WIRE_VERSION,
-                                0,
-                                0x92,
-                                0xa1,
-                                's',
-                                0xdd,
-                                0,
-                                0,
-                                0,
-                                1,
-                                0x93,
-                                DMQ__MSG_PUSHPULL,
-                                flags,
-                                0xdd,
-                                0,
-                                0,
-                                0,
-                                nrec};
+  const uint8_t hdr[HDR_LEN] = {
+      FUZZ_ENVELOPE(1), 0x93, DMQ__MSG_PUSHPULL, flags, 0xdd, 0, 0, 0, nrec};
   memcpy(pkt, hdr, HDR_LEN);
   if (body > 0)
     memcpy(pkt + HDR_LEN, data + 2, body);

@@ -27,6 +27,7 @@
  */
 #include "fuzz_common.h"
 #include "seal.h"
+#include "seal_util.h"
 
 static const uint8_t key_a[DMQ_KEY_SIZE] = {
     0x73, 0x65, 0x61, 0x6c, 0x2d, 0x66, 0x75, 0x7a, 0x7a, 0x2d, 0x6b,
@@ -43,27 +44,6 @@ static const uint8_t key_c[DMQ_KEY_SIZE] = {
 
 #define PKT_CAP 4096
 
-/* The allocator of the sealing state (dmq_alloc_init leaves the hooks for
- * dmq_node_new to fill in): plain malloc, LeakSanitizer watches. */
-static void *a_malloc(size_t n, void *ud) {
-  (void)ud;
-  return malloc(n);
-}
-static void *a_realloc(void *p, size_t n, void *ud) {
-  (void)ud;
-  return realloc(p, n);
-}
-static void a_free(void *p, void *ud) {
-  (void)ud;
-  free(p);
-}
-static void alloc_init(dmq_alloc_t *a) {
-  CHECK(dmq_alloc_init(a) == 0);
-  a->malloc_fn = a_malloc;
-  a->realloc_fn = a_realloc;
-  a->free_fn = a_free;
-}
-
 typedef struct rig {
   dmq__seal_t rx;    /* keyring {a, b}: opens */
   dmq__seal_t tx[3]; /* primary a, b, c (c: not in rx's ring) */
@@ -75,15 +55,14 @@ static rig_t *rig(void) {
   static rig_t r;
   static int ready;
   if (!ready) {
-    dmq_alloc_t a;
-    alloc_init(&a);
-    CHECK(dmq__seal_init(&r.rx, &a, 1) == 0);
+    const dmq_alloc_t *a = &seal_util_alloc;
+    CHECK(dmq__seal_init(&r.rx, a, 1) == 0);
     CHECK(dmq__seal_key_add(&r.rx, key_a, 1, &r.id[0]) == 0);
     CHECK(dmq__seal_key_add(&r.rx, key_b, 0, &r.id[1]) == 0);
     const uint8_t *k[3] = {key_a, key_b, key_c};
     for (int i = 0; i < 3; i++) {
       uint32_t id;
-      CHECK(dmq__seal_init(&r.tx[i], &a, 2 + (uint64_t)i) == 0);
+      CHECK(dmq__seal_init(&r.tx[i], a, 2 + (uint64_t)i) == 0);
       CHECK(dmq__seal_key_add(&r.tx[i], k[i], 1, &id) == 0);
       if (i < 2)
         CHECK(id == r.id[i]);
@@ -131,7 +110,7 @@ static void mode_raw(fuzz_in_t *in) {
   if (rc == 0) {
     size_t off = len; /* body length of a sealed packet: from the envelope */
     if (si.sealed) {
-      off = 4 + ((buf[3] & DMQ__WIRE_FLAG_LABEL) ? 1 + (size_t)buf[4] : 0);
+      off = seal_util_off(buf);
       CHECK(len >= off + DMQ__SEAL_HDR + DMQ__SEAL_TAG);
       off = len - off - DMQ__SEAL_HDR - DMQ__SEAL_TAG;
     }
@@ -211,12 +190,12 @@ static void mode_sealed(fuzz_in_t *in) {
   size_t len = build(in, pkt, sizeof pkt);
   if (len == 0)
     return;
-  size_t off = 4 + ((pkt[3] & DMQ__WIRE_FLAG_LABEL) ? 1 + (size_t)pkt[4] : 0);
+  size_t off = seal_util_off(pkt);
   CHECK(len >= off + DMQ__SEAL_HDR);
   size_t body = len - off - DMQ__SEAL_HDR;
   memcpy(plain, pkt + off + DMQ__SEAL_HDR, body);
   size_t slen;
-  CHECK(dmq__seal_close(tx, pkt, len, off, stream, &slen) == 0);
+  CHECK(seal_util_close(tx, pkt, len, stream, &slen) == 0);
   CHECK(slen == len + DMQ__SEAL_TAG);
 
   /* unmodified: opens as sealed */
@@ -301,10 +280,8 @@ static void mode_replay(fuzz_in_t *in) {
   uint64_t maxgen[R_SENDERS] = {0}, top[R_SENDERS][2] = {{0}};
   int any[R_SENDERS] = {0};
   dmq__seal_t s;
-  dmq_alloc_t a;
-  alloc_init(&a);
   memset(&s, 0, sizeof s);
-  s.alloc = a; /* the replay table needs the allocator only */
+  s.alloc = seal_util_alloc; /* the replay table needs the allocator only */
   for (int k = 0; k < R_MAX && fuzz_left(in); k++) {
     uint8_t b = fuzz_u8(in);
     int who = b % R_SENDERS;

@@ -33,8 +33,11 @@
  * present). At the end every node is deleted: every reliable send, request
  * and broadcast any node accepted must have had exactly one outcome (checked
  * as they arrive: never two), and every allocation of every node must have
- * been freed (allocation count balance; LeakSanitizer covers the host
- * transports).
+ * been freed (allocation count balance).
+ *
+ * Every execution starts from the same state: the world is built (the join,
+ * the streams) once per process, saved, and restored before each program
+ * (see "the arena" below); the host transports live for the process.
  *
  * Sealing: FUZZ_WORLD_KEYED (a target defines it to 1 before including this
  * header) makes every node keyed: FUZZ_WORLD_KEY_CONFIG(cfg, idx) sets the
@@ -66,6 +69,7 @@
 #if FUZZ_WORLD_KEYED
 #include "internal.h"
 #include "seal.h"
+#include "seal_util.h"
 #ifndef FUZZ_WORLD_SEAL_MODE
 #define FUZZ_WORLD_SEAL_MODE DMQ_SEAL_REQUIRED
 #endif
@@ -73,6 +77,7 @@
 struct world;
 static void w_key_config(dmq_config_t *cfg, int idx);
 static void w_key_node(struct world *w, int idx);
+static void w_x9_init(struct world *w);
 static size_t w_seal(struct world *w, int sender, uint8_t *buf, size_t len,
                      size_t cap);
 #ifndef FUZZ_WORLD_KEY_CONFIG
@@ -128,10 +133,135 @@ typedef struct w_alloc {
   long live, calls;
 } w_alloc_t;
 
+/* ---- the arena: every allocation of the nodes ----
+ *
+ * The nodes allocate through w_malloc/w_realloc/w_free (dmq_alloc_t), and a
+ * keyed world's key storage through sodium_malloc (replaced below), all from
+ * one arena at a fixed address. So the state the set-up builds is the
+ * arena's bytes up to its top plus the world struct and the transports'
+ * public parts: fuzz_world_setup builds it once per process and saves it,
+ * and every execution starts from a copy of it (w_restore) instead of
+ * simulating the join again (more than half of an execution's time). The
+ * checks stay those of ASan's allocator: a poisoned header before every
+ * block and a poisoned redzone after it (16 to 2048 bytes as the block
+ * grows); freed blocks stay poisoned until the execution ends (nothing is
+ * reused within one); new blocks are filled with 0xbe (ASan's
+ * malloc_fill_byte), so stale bytes of an earlier execution never show
+ * through. Past the arena (an execution that allocates more than
+ * W_ARENA_SIZE), blocks come from malloc. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define W_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(W_ASAN)
+#define W_ASAN 1
+#endif
+#ifdef W_ASAN
+#include <sanitizer/asan_interface.h>
+#define W_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define W_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define W_POISON(p, n) ((void)(p), (void)(n))
+#define W_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+#include <sys/mman.h>
+
+#define W_ARENA_SIZE ((size_t)256 << 20)
+#define W_HDR 16 /* block header = left redzone */
+
+typedef struct w_hdr {
+  size_t size; /* the caller's */
+  size_t live;
+} w_hdr_t;
+
+static uint8_t *w_arena;
+static size_t w_top, w_high; /* next free byte, highest top ever */
+
+static inline size_t w_round16(size_t n) {
+  return (n + 15) & ~(size_t)15;
+}
+
+static inline size_t w_redzone(size_t size) {
+  size_t rz = 16;
+  while (rz < 2048 && rz * 16 < size)
+    rz *= 2;
+  return rz;
+}
+
+static inline int w_in_arena(const void *p) {
+  return w_arena != NULL && (const uint8_t *)p >= w_arena &&
+         (const uint8_t *)p < w_arena + W_ARENA_SIZE;
+}
+
+static inline w_hdr_t w_hdr_get(const uint8_t *p) {
+  w_hdr_t h;
+  W_UNPOISON(p - W_HDR, W_HDR);
+  memcpy(&h, p - W_HDR, sizeof h);
+  W_POISON(p - W_HDR, W_HDR);
+  return h;
+}
+
+static inline void w_hdr_set(uint8_t *p, size_t size, size_t live) {
+  w_hdr_t h = {size, live};
+  W_UNPOISON(p - W_HDR, W_HDR);
+  memcpy(p - W_HDR, &h, sizeof h);
+  W_POISON(p - W_HDR, W_HDR);
+}
+
+static inline void *w_arena_alloc(size_t size) {
+  if (w_arena == NULL) {
+    void *m = mmap(NULL, W_ARENA_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    CHECK(m != MAP_FAILED);
+    w_arena = m;
+    W_POISON(w_arena, W_ARENA_SIZE);
+  }
+  size_t total = W_HDR + w_round16(size) + w_redzone(size);
+  if (size > W_ARENA_SIZE || total > W_ARENA_SIZE - w_top)
+    return malloc(size ? size : 1);
+  uint8_t *p = w_arena + w_top + W_HDR;
+  w_top += total;
+  if (w_top > w_high)
+    w_high = w_top;
+  w_hdr_set(p, size, 1);
+  W_UNPOISON(p, size);
+  memset(p, 0xbe, size);
+  return p;
+}
+
+static inline void w_arena_free(void *p) {
+  if (p == NULL)
+    return;
+  if (!w_in_arena(p)) {
+    free(p);
+    return;
+  }
+  w_hdr_t h = w_hdr_get(p);
+  CHECK(h.live == 1); /* else a double free */
+  w_hdr_set(p, h.size, 0);
+  W_POISON(p, w_round16(h.size));
+}
+
+static inline void *w_arena_realloc(void *p, size_t size) {
+  if (p == NULL)
+    return w_arena_alloc(size);
+  if (!w_in_arena(p)) /* a block past the arena stays one */
+    return realloc(p, size ? size : 1);
+  w_hdr_t h = w_hdr_get(p);
+  CHECK(h.live == 1);
+  void *q = w_arena_alloc(size);
+  if (q == NULL)
+    return NULL;
+  memcpy(q, p, h.size < size ? h.size : size);
+  w_arena_free(p);
+  return q;
+}
+
 static inline void *w_malloc(size_t s, void *ud) {
   w_alloc_t *a = ud;
   a->calls++;
-  void *p = malloc(s);
+  void *p = w_arena_alloc(s);
   if (p != NULL)
     a->live++;
   return p;
@@ -140,7 +270,7 @@ static inline void *w_malloc(size_t s, void *ud) {
 static inline void *w_realloc(void *p, size_t s, void *ud) {
   w_alloc_t *a = ud;
   a->calls++;
-  void *q = realloc(p, s);
+  void *q = w_arena_realloc(p, s);
   if (q != NULL && p == NULL)
     a->live++;
   return q;
@@ -150,7 +280,7 @@ static inline void w_free(void *p, void *ud) {
   w_alloc_t *a = ud;
   if (p != NULL)
     a->live--;
-  free(p);
+  w_arena_free(p);
 }
 
 typedef struct w_pkt {
@@ -188,6 +318,10 @@ struct world {
   int reply;   /* answer requests (toggled by API) */
   int paused;  /* n0's channel paused */
   int in_send; /* an API call is in progress: outcomes may precede its id */
+#if FUZZ_WORLD_KEYED
+  dmq__seal_t x9; /* the sealer of x9's packets (see "Sealing") */
+  w_alloc_t x9_alloc;
+#endif
   uint8_t pkt[W_PKT_CAP];
 };
 
@@ -381,14 +515,19 @@ static inline void w_check(world_t *w) {
 
 /* ---- set-up and teardown ---- */
 
+/* Send options: reliable (mode 1) with the outcome check, or best effort. */
+static inline void w_opts(world_t *w, dmq_send_opts_t *o, int mode) {
+  dmq_send_opts_init(o);
+  o->mode = mode ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT;
+  o->cb = w_on_outcome;
+  o->user_data = w;
+}
+
 static inline int w_send(world_t *w, int from, int to, size_t len, int mode) {
   static uint8_t payload[6000];
   dmq_send_opts_t o;
   dmq_msg_id_t id = 0;
-  dmq_send_opts_init(&o);
-  o.mode = mode ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT;
-  o.cb = w_on_outcome;
-  o.user_data = w;
+  w_opts(w, &o, mode);
   if (len > sizeof payload)
     len = sizeof payload;
   memset(payload, 'a' + from, len);
@@ -410,10 +549,7 @@ static inline void w_broadcast(world_t *w, int from, size_t len, int mode) {
   static uint8_t payload[4000];
   dmq_send_opts_t o;
   dmq_msg_id_t id = 0;
-  dmq_send_opts_init(&o);
-  o.mode = mode ? DMQ_SEND_RELIABLE : DMQ_SEND_BEST_EFFORT;
-  o.cb = w_on_outcome;
-  o.user_data = w;
+  w_opts(w, &o, mode);
   if (len > sizeof payload)
     len = sizeof payload;
   memset(payload, 'b', len);
@@ -422,7 +558,9 @@ static inline void w_broadcast(world_t *w, int from, size_t len, int mode) {
     w_accepted(w, from, id);
 }
 
-static inline void fuzz_world_setup(world_t *w) {
+/* Build the world: three nodes joined, streams in flight (the state every
+ * execution starts from). */
+static inline void w_build(world_t *w) {
   memset(w, 0, sizeof *w);
   w->reply = 1;
   for (int i = 0; i < W_NODES; i++) {
@@ -467,7 +605,97 @@ static inline void fuzz_world_setup(world_t *w) {
   w_broadcast(w, 0, 100, 1);
   w_pump(w, 6);
   w->t_end = w->now + W_MAX_TIME_MS;
+#if FUZZ_WORLD_KEYED
+  w_x9_init(w);
+#endif
   w_check(w);
+}
+
+/* ---- the saved state (see "the arena") ---- */
+
+typedef struct w_snap {
+  int ready;
+  world_t w;      /* owns the copies of queued and captured packets */
+  uint8_t *bytes; /* the arena's bytes [0, top) */
+  size_t top;
+  size_t *live; /* offset, size of every block live when saved */
+  size_t nlive;
+  dmq_transport_t tp[W_NODES]; /* the transports' public parts */
+} w_snap_t;
+
+static w_snap_t w_snap;
+
+static inline uint8_t *w_dup(const uint8_t *p, size_t len) {
+  uint8_t *c = malloc(len ? len : 1);
+  CHECK(c != NULL);
+  memcpy(c, p, len);
+  return c;
+}
+
+/* Save the world just built; the world keeps nothing of its own. */
+static inline void w_save(world_t *w) {
+  w_snap_t *s = &w_snap;
+  s->w = *w;
+  for (int i = 0; i < W_NODES; i++)
+    s->tp[i] = *w->tp[i];
+  s->top = w_top;
+  s->bytes = malloc(w_top ? w_top : 1);
+  CHECK(s->bytes != NULL);
+  W_UNPOISON(w_arena, w_top);
+  memcpy(s->bytes, w_arena, w_top);
+  size_t n = 0;
+  for (size_t off = 0; off < w_top;) {
+    w_hdr_t h;
+    memcpy(&h, w_arena + off, sizeof h);
+    n += h.live != 0;
+    off += W_HDR + w_round16(h.size) + w_redzone(h.size);
+  }
+  s->live = malloc(2 * (n ? n : 1) * sizeof *s->live);
+  CHECK(s->live != NULL);
+  for (size_t off = 0; off < w_top;) {
+    w_hdr_t h;
+    memcpy(&h, w_arena + off, sizeof h);
+    if (h.live) {
+      s->live[2 * s->nlive] = off + W_HDR;
+      s->live[2 * s->nlive + 1] = h.size;
+      s->nlive++;
+    }
+    off += W_HDR + w_round16(h.size) + w_redzone(h.size);
+  }
+  CHECK(s->nlive == n);
+  s->ready = 1;
+}
+
+/* Make w the saved world again: the arena's bytes and poisoning, the
+ * world struct (with fresh copies of its packets), the transports. */
+static inline void w_restore(world_t *w) {
+  w_snap_t *s = &w_snap;
+  W_UNPOISON(w_arena, s->top);
+  memcpy(w_arena, s->bytes, s->top);
+  W_POISON(w_arena, w_top > s->top ? w_top : s->top);
+  for (size_t i = 0; i < s->nlive; i++)
+    W_UNPOISON(w_arena + s->live[2 * i], s->live[2 * i + 1]);
+  w_top = s->top;
+  *w = s->w;
+  for (size_t i = w->head; i < w->tail; i++) {
+    w_pkt_t *p = &w->q[i % W_QUEUE];
+    p->buf = w_dup(p->buf, p->len);
+  }
+  for (size_t i = 0; i < W_CAPTURE; i++)
+    if (w->cap[i].buf != NULL)
+      w->cap[i].buf = w_dup(w->cap[i].buf, w->cap[i].len);
+  for (int i = 0; i < W_NODES; i++)
+    *w->tp[i] = s->tp[i];
+}
+
+/* Every execution starts from the same state: the world built once per
+ * process (w_build, then saved) and restored. */
+static inline void fuzz_world_setup(world_t *w) {
+  if (!w_snap.ready) {
+    w_build(w);
+    w_save(w);
+  }
+  w_restore(w);
 }
 
 static inline void fuzz_world_teardown(world_t *w) {
@@ -479,7 +707,9 @@ static inline void fuzz_world_teardown(world_t *w) {
   for (size_t i = 0; i < w->nsent; i++)
     CHECK(w->sent[i].outcomes == 1);
   for (int i = 0; i < W_NODES; i++) {
-    w->tp[i]->ops->close(w->tp[i]);
+    /* the transports stay for the next execution (w_restore): no
+     * completion may be left in them */
+    CHECK(dmq_host_transport_flush(w->tp[i]) == 0);
     CHECK(w->alloc[i].live == 0);
   }
   while (w->head < w->tail)
@@ -861,42 +1091,53 @@ static void w_key_node(struct world *w, int idx) {
 }
 
 /* x9 is no node: its packets are sealed by a sealer of the harness's own,
- * made once (its key storage is sodium_malloc'd and kept for the process;
- * it never receives, so it has no replay state to free). */
-static dmq__seal_t *w_x9_sealer(void) {
-  static dmq__seal_t s;
-  static w_alloc_t count;
-  static int ready;
-  if (!ready) {
-    dmq_alloc_t a;
-    CHECK(dmq_alloc_init(&a) == 0);
-    a.malloc_fn = w_malloc;
-    a.realloc_fn = w_realloc;
-    a.free_fn = w_free;
-    a.ud = &count;
-    CHECK(dmq__seal_init(&s, &a, w_gen[W_SENDERS - 1]) == 0);
-    CHECK(dmq__seal_key_add(&s, w_key[0], 1, NULL) == 0);
-    ready = 1;
+ * made by the set-up (part of the saved state: its packet numbers start
+ * from the same value in every execution; it never receives, so it has no
+ * replay state). */
+static void w_x9_init(struct world *w) {
+  dmq_alloc_t a;
+  CHECK(dmq_alloc_init(&a) == 0);
+  a.malloc_fn = w_malloc;
+  a.realloc_fn = w_realloc;
+  a.free_fn = w_free;
+  a.ud = &w->x9_alloc;
+  CHECK(dmq__seal_init(&w->x9, &a, w_gen[W_SENDERS - 1]) == 0);
+  CHECK(dmq__seal_key_add(&w->x9, w_key[0], 1, NULL) == 0);
+}
+
+/* The key storage (src/seal.c: sodium_malloc'd, guard pages) comes from the
+ * arena too, so that it is part of the saved state: libsodium's would be
+ * unmapped by dmq_node_delete at every teardown. The fuzz binary's
+ * definitions take the place of libsodium's for the library's calls. */
+void *sodium_malloc(const size_t size);
+void sodium_free(void *ptr);
+void *sodium_malloc(const size_t size) {
+  return w_arena_alloc(size);
+}
+void sodium_free(void *ptr) {
+  if (ptr != NULL && w_in_arena(ptr)) {
+    w_hdr_t h = w_hdr_get(ptr);
+    memset(ptr, 0, h.size); /* as sodium_free zeroes */
   }
-  return &s;
+  w_arena_free(ptr);
 }
 
 static size_t w_seal(struct world *w, int sender, uint8_t *buf, size_t len,
                      size_t cap) {
   size_t out;
-  dmq__seal_t *s = sender < W_NODES ? w->node[sender]->seal : w_x9_sealer();
+  dmq__seal_t *s = sender < W_NODES ? w->node[sender]->seal : &w->x9;
   CHECK(len >= 5 && (buf[3] & DMQ__WIRE_FLAG_SEALED) &&
         (buf[3] & DMQ__WIRE_FLAG_LABEL));
   CHECK(len + DMQ__SEAL_TAG <= cap);
   /* the path the host transport's packets take, as dmq__send picks it */
   int stream = !(w->tp[0]->ops->caps & DMQ_TRANSPORT_DATAGRAM);
-  CHECK(dmq__seal_close(s, buf, len, 5 + (size_t)buf[4], stream, &out) == 0);
+  CHECK(seal_util_close(s, buf, len, stream, &out) == 0);
   return out;
 }
 #endif
 
 /* The standalone driver (standalone_main.c, gcc builds) generates this many
- * inputs instead of 20000: each one runs a cluster (about 3 ms under ASan). */
+ * inputs instead of 20000: each one runs a cluster (about 1 ms under ASan). */
 unsigned dmq_fuzz_iterations(void);
 unsigned dmq_fuzz_iterations(void) {
   return 3000;
@@ -910,6 +1151,17 @@ static inline void fuzz_world_run(world_t *w, const uint8_t *data,
     w_op(w, &in);
   w_pump(w, W_QUEUE);
   w_check(w);
+}
+
+/* The target: every stateful target is this world with its own settings
+ * (FUZZ_WORLD_TYPES, FUZZ_WORLD_HOST_OPS, FUZZ_WORLD_KEYED). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static world_t w;
+  fuzz_world_setup(&w);
+  fuzz_world_run(&w, data, size);
+  fuzz_world_teardown(&w);
+  return 0;
 }
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "memnet.h"
 #include "seal.h"
+#include "seal_util.h"
 #include "wire.h"
 
 #define DROP(r) (DMQ_DROP_##r + 1)
@@ -29,21 +30,6 @@ static const uint8_t key_b[DMQ_KEY_SIZE] = {
     0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0xf9, 0xf8, 0xf7, 0xf6, 0xf5,
     0xf4, 0xf3, 0xf2, 0xf1, 0xf0, 0xef, 0xee, 0xed, 0xec, 0xeb, 0xea,
     0xe9, 0xe8, 0xe7, 0xe6, 0xe5, 0xe4, 0xe3, 0xe2, 0xe1, 0xe0};
-
-static void *t_malloc(size_t s, void *ud) {
-  (void)ud;
-  return malloc(s);
-}
-static void *t_realloc(void *p, size_t s, void *ud) {
-  (void)ud;
-  return realloc(p, s);
-}
-static void t_free(void *p, void *ud) {
-  (void)ud;
-  free(p);
-}
-static const dmq_alloc_t t_alloc = {sizeof(dmq_alloc_t), t_malloc, t_realloc,
-                                    t_free, NULL};
 
 /* A sealed packet from "n1" (label "lab" or none) with a PING and a DATA
  * whose src_gen is gen. Returns its length. */
@@ -69,16 +55,15 @@ static size_t build(dmq__seal_t *s, uint8_t *buf, size_t cap, const char *label,
   d.payload.n = 5;
   assert_int_equal(dmq__enc_data(&e, &d), 0);
   size_t len = dmq__enc_end(&e), out;
-  size_t off = 4 + (ll ? 1 + ll : 0);
-  assert_int_equal(dmq__seal_close(s, buf, len, off, stream, &out), 0);
+  assert_int_equal(seal_util_close(s, buf, len, stream, &out), 0);
   assert_int_equal(out, len + DMQ__SEAL_TAG);
   return out;
 }
 
 static void roundtrip(uint8_t alg) {
   dmq__seal_t tx, rx;
-  assert_int_equal(dmq__seal_init(&tx, &t_alloc, 42), 0);
-  assert_int_equal(dmq__seal_init(&rx, &t_alloc, 43), 0);
+  assert_int_equal(dmq__seal_init(&tx, &seal_util_alloc, 42), 0);
+  assert_int_equal(dmq__seal_init(&rx, &seal_util_alloc, 43), 0);
   assert_int_equal(dmq__seal_set_alg(&tx, alg), 0);
   uint32_t id;
   assert_int_equal(dmq__seal_key_add(&tx, key_a, 1, &id), 0);
@@ -149,7 +134,7 @@ static void test_roundtrip_aesgcm(void **state) {
   (void)state;
   if (!dmq__seal_aes_available()) {
     dmq__seal_t s;
-    assert_int_equal(dmq__seal_init(&s, &t_alloc, 1), 0);
+    assert_int_equal(dmq__seal_init(&s, &seal_util_alloc, 1), 0);
     assert_int_equal(dmq__seal_set_alg(&s, DMQ__SEAL_ALG_AESGCM), DMQ_ENOTSUP);
     dmq__seal_free(&s);
     skip();
@@ -162,8 +147,8 @@ static void test_roundtrip_aesgcm(void **state) {
 static void test_wrong_and_unknown_keys(void **state) {
   (void)state;
   dmq__seal_t tx, rx;
-  assert_int_equal(dmq__seal_init(&tx, &t_alloc, 5), 0);
-  assert_int_equal(dmq__seal_init(&rx, &t_alloc, 6), 0);
+  assert_int_equal(dmq__seal_init(&tx, &seal_util_alloc, 5), 0);
+  assert_int_equal(dmq__seal_init(&rx, &seal_util_alloc, 6), 0);
   assert_int_equal(dmq__seal_key_add(&tx, key_a, 1, NULL), 0);
   uint8_t buf[512], out[512];
   size_t len = build(&tx, buf, sizeof buf, NULL, 0);
@@ -197,7 +182,8 @@ static void test_wrong_and_unknown_keys(void **state) {
 static void test_golden_header(void **state) {
   (void)state;
   dmq__seal_t s;
-  assert_int_equal(dmq__seal_init(&s, &t_alloc, 0x0102030405060708ull), 0);
+  assert_int_equal(dmq__seal_init(&s, &seal_util_alloc, 0x0102030405060708ull),
+                   0);
   assert_int_equal(dmq__seal_set_alg(&s, DMQ__SEAL_ALG_XCHACHA), 0);
   for (int i = 0; i < DMQ__SEAL_SESSION; i++)
     s.session[i] = (uint8_t)(0xa0 + i);
@@ -209,7 +195,7 @@ static void test_golden_header(void **state) {
       dmq__enc_begin_sealed(&e, buf, sizeof buf, "L", 1, "n1", 2, 1), 0);
   assert_int_equal(dmq__enc_ack(&e, 3), 0);
   size_t len = dmq__enc_end(&e), out;
-  assert_int_equal(dmq__seal_close(&s, buf, len, 6, 1, &out), 0);
+  assert_int_equal(seal_util_close(&s, buf, len, 1, &out), 0);
   uint32_t id = dmq__seal_key_id(key_a);
   const uint8_t head[] = {'D',
                           'Q',
@@ -287,7 +273,7 @@ static void test_golden_header(void **state) {
 static void test_replay_window(void **state) {
   (void)state;
   dmq__seal_t s;
-  assert_int_equal(dmq__seal_init(&s, &t_alloc, 1), 0);
+  assert_int_equal(dmq__seal_init(&s, &seal_util_alloc, 1), 0);
   const uint64_t S = DMQ__SEAL_PN_STREAM;
   assert_int_equal(dmq__seal_replay(&s, "a", 1, 5, 10, 0, NULL, NULL), 0);
   assert_int_equal(dmq__seal_replay(&s, "a", 1, 5, 10, 0, NULL, NULL),
@@ -345,7 +331,7 @@ static int keep_all(void *ud, const char *name, size_t len, uint64_t gen) {
 static void test_replay_bounded(void **state) {
   (void)state;
   dmq__seal_t s;
-  assert_int_equal(dmq__seal_init(&s, &t_alloc, 1), 0);
+  assert_int_equal(dmq__seal_init(&s, &seal_util_alloc, 1), 0);
   char name[16];
   for (int i = 0; i < 3 * DMQ__SEAL_REPLAY_MIN; i++) {
     int l = snprintf(name, sizeof name, "m%d", i);
@@ -365,7 +351,7 @@ static void test_replay_bounded(void **state) {
 static void test_keyring(void **state) {
   (void)state;
   dmq__seal_t s;
-  assert_int_equal(dmq__seal_init(&s, &t_alloc, 1), 0);
+  assert_int_equal(dmq__seal_init(&s, &seal_util_alloc, 1), 0);
   uint32_t ids[DMQ_MAX_KEYS], prim;
   assert_int_equal(dmq__seal_keys(&s, ids, DMQ_MAX_KEYS, &prim), 0);
   assert_int_equal(prim, 0);
@@ -618,7 +604,7 @@ static void test_node_replay_and_gen(void **state) {
   /* a key holder that lies about its generation: ALIVE of itself with
    * another generation than the sealed one */
   dmq__seal_t s;
-  assert_int_equal(dmq__seal_init(&s, &t_alloc, 101), 0);
+  assert_int_equal(dmq__seal_init(&s, &seal_util_alloc, 101), 0);
   assert_int_equal(dmq__seal_key_add(&s, key_a, 1, NULL), 0);
   s.pn[0] = 1u << 20; /* ahead of what node1 sent */
   uint8_t buf[512];
@@ -628,7 +614,7 @@ static void test_node_replay_and_gen(void **state) {
   dmq__slice_t nm = {"n1", 2}, ad = {"mem://1", 7}, meta = {NULL, 0};
   assert_int_equal(dmq__enc_alive(&e, nm, ad, 99, 999, meta, NULL), 0);
   size_t len = dmq__enc_end(&e), out;
-  assert_int_equal(dmq__seal_close(&s, buf, len, 4, 0, &out), 0);
+  assert_int_equal(seal_util_close(&s, buf, len, 0, &out), 0);
   uint64_t auth = drops(w.node[0], DMQ_DROP_AUTH);
   dmq_node_recv(w.node[0], &w.tp[0].t, "mem://1", buf, out, w.now + 1000);
   assert_int_equal(drops(w.node[0], DMQ_DROP_AUTH), auth + 1);
