@@ -157,13 +157,36 @@ dt_cleanup() {
 # ---------------------------------------------------------------------------
 # processes
 # ---------------------------------------------------------------------------
-dt_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
+# dt_alive PID: PID is still a process this script started (its child, or
+# a zombie of it). Not merely "some process has this pid": with pid_max at
+# 32768 a suite wraps pids within minutes, and a test that signalled the
+# pid of a peer that had exited and been reaped killed whatever process
+# got the pid next (a hostile-test peer, in one full ctest run).
+dt_alive() {
+  [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null && [[ $(dt_stat_field "$1" 2) == "$$" ]]
+}
 
-# SIGKILL (the process group, else the pid) and reap, quietly: bash reports
-# jobs killed by a signal ("Killed") at its next chance; let that happen
-# here, into /dev/null.
+# dt_stat_field PID N: field N after the command name of /proc/PID/stat
+# (1 state, 2 ppid, 3 process group)
+dt_stat_field() {
+  local st
+  read -r st <"/proc/$1/stat" 2>/dev/null || return 1
+  st=${st##*) }
+  read -r -a st <<<"$st"
+  echo "${st[$(($2 - 1))]}"
+}
+
+# SIGKILL (the process group when PID leads one, else the pid) and reap,
+# quietly: bash reports jobs killed by a signal ("Killed") at its next
+# chance; let that happen here, into /dev/null. Only our own children.
 dt_kill9() {
-  { kill -KILL -- "-$1" || kill -KILL "$1"; wait "$1"; sleep 0.01; } 2>/dev/null
+  dt_alive "$1" || return 0
+  if [[ $(dt_stat_field "$1" 3) == "$1" ]]; then
+    kill -KILL -- "-$1" 2>/dev/null
+  else
+    kill -KILL "$1" 2>/dev/null
+  fi
+  { wait "$1"; sleep 0.01; } 2>/dev/null
 }
 
 # dt_spawn KEY [--in FILE] -- COMMAND...: run COMMAND in the background in a
