@@ -97,9 +97,12 @@ for t in "${targets[@]}"; do
   # fuzz-N.log of -jobs land in the working directory: the work dir
   par=()
   [[ $jobs -gt 1 ]] && par=(-jobs="$jobs" -workers="$jobs")
+  # -timeout is wall-clock: at nice 19 on a loaded machine one input was
+  # starved for 26 s (it runs in milliseconds), so long runs allow 120 s
+  # (a real hang still shows as a timeout-* artefact)
   (cd "$work" && nice -n 19 "$bin" "${limit[@]}" "${par[@]}" \
     -artifact_prefix="$work/artifacts/" \
-    -print_final_stats=1 -timeout=25 -rss_limit_mb=2048 \
+    -print_final_stats=1 -timeout="${FUZZ_TIMEOUT_S:-120}" -rss_limit_mb=2048 \
     "${dirs[@]}") >"$work/run.log" 2>&1
   rc=$?
   logs=("$work/run.log")
