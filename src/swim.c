@@ -5,13 +5,13 @@
  * - Probing (SWIM 4.1/4.3): one probe per period, targets in a shuffled
  *   round-robin order; no ack within the probe timeout -> PING_REQ through k
  *   random members; still nothing at the end of the period -> suspect.
- * - Lifeguard: (1) local health: failed probes and missed nacks raise a
- *   score, acks lower it, and the probe period and timeout are multiplied by
- *   (score + 1); (2) dynamic suspicion: the timeout starts at
- *   max = max_mult * min and falls logarithmically towards
- *   min = mult * max(1, log10 N) * probe as independent confirmations arrive;
- *   (3) "buddy system": a probe to a suspect member carries the suspicion
- *   first, so the member learns it is suspected at once and can refute.
+ * - Lifeguard: (1) local health: missed nacks (and failed probes that
+ *   asked no relay) raise a score, acks lower it, and the probe period and
+ *   timeout are multiplied by (score + 1); (2) dynamic suspicion: the timeout
+ * starts at max = max_mult * min and falls logarithmically towards min = mult *
+ * max(1, log10 N) * probe as independent confirmations arrive; (3) "buddy
+ * system": a probe to a suspect member carries the suspicion first, so the
+ * member learns it is suspected at once and can refute.
  * - Dissemination (SWIM 4.1 infection-style): an update is not a stored
  *   message but a pointer to the member whose state changed; what goes on
  *   the wire is the member's *current* state, so a newer update replaces an
@@ -946,9 +946,15 @@ static void swim_probe_end(dmq_node_t *n) {
   if (n->probe.acked)
     return;
   n->stats.probe_failed++;
-  /* Lifeguard LHA: a failed probe, plus every missing nack, counts against
-   * our own health (if relays could not even nack, we are the problem). */
-  uint32_t delta = 1;
+  /* Lifeguard LHA: every nack we asked relays for and did not get counts
+   * against our own health (if relays could not even nack, we are the
+   * problem); a failed probe counts only when no relay was asked. When
+   * every relay nacked, they and we are fine and the target is the one
+   * that did not answer: charging ourselves for it let a table of forged
+   * members (probed in their turn, never answering) slow our own probing
+   * to awareness_max times the period, and with it the detection of a
+   * real crash (tests/hostile alive_flood under ASan: over 12 s). */
+  uint32_t delta = n->probe.nacks_expected == 0 ? 1 : 0;
   if (n->probe.nacks_expected > n->probe.nacks_got)
     delta += n->probe.nacks_expected - n->probe.nacks_got;
   n->health += delta;
