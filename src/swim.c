@@ -7,11 +7,12 @@
  *   random members; still nothing at the end of the period -> suspect.
  * - Lifeguard: (1) local health: missed nacks (and failed probes that
  *   asked no relay) raise a score, acks lower it, and the probe period and
- *   timeout are multiplied by (score + 1); (2) dynamic suspicion: the timeout
- * starts at max = max_mult * min and falls logarithmically towards min = mult *
- * max(1, log10 N) * probe as independent confirmations arrive; (3) "buddy
- * system": a probe to a suspect member carries the suspicion first, so the
- * member learns it is suspected at once and can refute.
+ *   timeout are multiplied by (score + 1); (2) dynamic suspicion: the
+ *   timeout starts at max = max_mult * min and falls logarithmically
+ *   towards min = mult * max(1, log10 N) * probe as independent
+ *   confirmations arrive; (3) "buddy system": a probe to a suspect member
+ *   carries the suspicion first, so the member learns it is suspected at
+ *   once and can refute.
  * - Dissemination (SWIM 4.1 infection-style): an update is not a stored
  *   message but a pointer to the member whose state changed; what goes on
  *   the wire is the member's *current* state, so a newer update replaces an
