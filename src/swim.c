@@ -431,14 +431,19 @@ static void swim_mark_heard(dmq_node_t *n, dmq__member_t *m) {
     n->n_hearsay_live--;
 }
 
+/* Live members heard from themselves (self included). */
+static uint32_t swim_n_heard(const dmq_node_t *n) {
+  return n->n_live - (n->n_hearsay_live < n->n_live ? n->n_hearsay_live : 0);
+}
+
 /* The member count that sizes suspicion timeouts (Lifeguard's log N): the
  * live members heard from themselves, plus those known only from hearsay
  * up to twice as many. A table filled by forged members (docs/limits.md)
  * must not stretch the detection of a real crash by its log N; during a
  * real join storm most members are heard from within a few periods. */
 static uint32_t swim_n_effective(const dmq_node_t *n) {
-  uint32_t hearsay = n->n_hearsay_live < n->n_live ? n->n_hearsay_live : 0;
-  uint32_t heard = n->n_live - hearsay;
+  uint32_t heard = swim_n_heard(n);
+  uint32_t hearsay = n->n_live - heard;
   return heard + (hearsay < 2 * heard ? hearsay : 2 * heard);
 }
 
@@ -517,8 +522,7 @@ static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
    * member that has heard few others yet (just joined, or cut off from
    * sending) would declare deaths nobody confirmed (sim, test_scenarios,
    * DMQ_SIM_SEED=9) */
-  uint32_t heard =
-      n->n_live - (n->n_hearsay_live < n->n_live ? n->n_hearsay_live : 0);
+  uint32_t heard = swim_n_heard(n);
   uint32_t others = heard >= 3 ? heard - 2 : n->n_live >= 3 ? 1 : 0;
   s->k = k < others ? k : others;
   if (s->k > DMQ__MAX_CONFIRM)
