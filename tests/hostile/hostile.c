@@ -81,6 +81,7 @@ static long g_partial_mib = DEF_PARTIAL_MIB;
 static long g_crash_s = DEF_CRASH_S;
 static long g_join_s = DEF_JOIN_S;
 static int g_keyed;
+static const char *g_peer_log = "none"; /* dmq-peer --log-level */
 static const char *g_peer_bin;
 static char g_ip[32];       /* this run's loopback address */
 static char g_dir[256];     /* temporary directory (key file, peer stderr) */
@@ -491,7 +492,8 @@ static int peer_start(int i, const char *name, int seed) {
   snprintf(ttl, sizeof(ttl), "%d", PEER_TTL_MS);
   argv[n++] = ttl;
   argv[n++] = "--log-level";
-  argv[n++] = "none";
+  argv[n++] =
+      g_peer_log; /* DMQ_HOSTILE_PEER_LOG; the log goes to <dir>/<name>.err */
   argv[n++] = "--exit-on-eof";
   if (g_udp_only)
     argv[n++] = "--udp-only";
@@ -1891,7 +1893,10 @@ static void cleanup(void) {
   kill_all();
   if (g_keyfile[0])
     unlink(g_keyfile);
-  if (g_dir[0]) {
+  if (g_dir[0] && strcmp(g_peer_log, "none") != 0) {
+    /* the peers' logs were asked for: keep them */
+    fprintf(stderr, "hostile: peer logs kept in %s\n", g_dir);
+  } else if (g_dir[0]) {
     char c[400];
     snprintf(c, sizeof(c), "rm -rf '%s'", g_dir);
     if (system(c) != 0)
@@ -1952,6 +1957,8 @@ int main(int argc, char **argv) {
     g_p[i].in_fd = g_p[i].out_fd = -1;
   if (g_expect_fail == NULL)
     g_expect_fail = getenv("DMQ_HOSTILE_EXPECT_FAIL");
+  if (getenv("DMQ_HOSTILE_PEER_LOG") && *getenv("DMQ_HOSTILE_PEER_LOG"))
+    g_peer_log = getenv("DMQ_HOSTILE_PEER_LOG");
   g_amp_k = (int)env_long("DMQ_HOSTILE_K", DEF_AMP_K);
   g_mem_mib = env_long("DMQ_HOSTILE_MEM_MIB", DEF_MEM_MIB);
   g_max_members = env_long("DMQ_HOSTILE_MAX_MEMBERS", DEF_MAX_MEMBERS);

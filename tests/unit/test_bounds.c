@@ -80,7 +80,8 @@ typedef struct cl {
   /* datagrams sent to mem://<to_watch> */
   int to_watch;
   long to_count;
-  long to_probes; /* PING and PING_REQ messages among them */
+  long to_probes;  /* PING and PING_REQ messages among them */
+  long to_pingreq; /* PING_REQ messages among them, sent by n1 */
   long sent[NMAX];
   dmq_channel_t *ch[NMAX];
   int rx;                             /* messages received on "ch" */
@@ -102,9 +103,12 @@ static int count_send(dmq_transport_t *t, const char *addr, const void *buf,
       dmq__msg_iter_t it;
       dmq__msg_t m;
       dmq__wire_msgs(&env, &it);
-      while (dmq__wire_next(&it, &m) > 0)
+      while (dmq__wire_next(&it, &m) > 0) {
         if (m.type == DMQ__MSG_PING || m.type == DMQ__MSG_PING_REQ)
           g_cl->to_probes++;
+        if (m.type == DMQ__MSG_PING_REQ && tp->idx == 1)
+          g_cl->to_pingreq++;
+      }
     }
   }
   g_cl->sent[tp->idx]++;
@@ -642,6 +646,43 @@ static void test_member_flood(void **state) {
   cl_free(c);
 }
 
+/* A table of forged members (never heard from, never answering) around
+ * three real ones: a failed probe of a forged member still finds the real
+ * members as relays (random picks alone almost never land on them), they
+ * nack, and our local health stays clean. Without relays every failed
+ * probe charged our health and stretched our probe period, and with it
+ * the detection of a real crash (tests/hostile alive_flood). */
+static void test_flood_relays(void **state) {
+  (void)state;
+  cl_t *c = cl_up(3, 0);
+  flood(c, 1, "evil", "mem://7", 3000, enc_alive_forged);
+  assert_true(dmq_node_member_count(c->node[1], DMQ_MASK_ALL) >= 3000);
+  c->to_watch = 0;
+  c->to_pingreq = 0;
+  uint64_t failed0 = st(c, 1).probe_failed;
+  uint32_t worst = 0;
+  for (int s = 0; s < 30; s++) {
+    cl_run(c, c->now + 1000);
+    dmq_stats_t x = st(c, 1);
+    if (x.health_score > worst)
+      worst = x.health_score;
+  }
+  uint64_t failed = st(c, 1).probe_failed - failed0;
+  printf("n1: %llu failed probes, %ld PING_REQs from n1 to n0, health at most "
+         "%u\n",
+         (unsigned long long)failed, c->to_pingreq, worst);
+  assert_true(failed >= 5); /* forged members probed every other period */
+  assert_true(c->to_pingreq >= (long)failed);
+  assert_int_equal(worst, 0);
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++) {
+      char nm[32];
+      snprintf(nm, sizeof nm, "n%d", j);
+      assert_int_equal(member(c, i, nm).state, DMQ_MEMBER_ALIVE);
+    }
+  cl_free(c);
+}
+
 /* ---- forged LEFT / DEAD of a live member ---- */
 
 static void forge_gone(cl_t *c, int to, const char *who, uint64_t inc,
@@ -925,6 +966,7 @@ int main(void) {
       cmocka_unit_test(test_receive_state_small),
       cmocka_unit_test(test_forged_left_dead),
       cmocka_unit_test(test_member_flood),
+      cmocka_unit_test(test_flood_relays),
       cmocka_unit_test(test_member_limit_newcomer),
       cmocka_unit_test(test_amplification),
       cmocka_unit_test(test_ae_amplification),
