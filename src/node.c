@@ -869,6 +869,16 @@ int dmq_node_member_sized(const dmq_node_t *n, const char *name,
 size_t dmq_node_member_count(const dmq_node_t *n, unsigned mask) {
   if (n == NULL)
     return 0;
+  /* the usual masks from the counters swim.c keeps (a program that polls
+   * every node of a big cluster, or a leaving node's flush timer, would
+   * otherwise walk whole tables) */
+  const unsigned all = DMQ_MASK_ALL;
+  if ((mask & all) == all)
+    return n->nmembers;
+  if ((mask & all) == DMQ_MASK_LIVE)
+    return n->n_live;
+  if ((mask & all) == (all & ~DMQ_MASK_LIVE))
+    return n->nmembers - n->n_live;
   size_t c = 0;
   for (uint32_t i = 0; i < n->nmembers; i++)
     if (mask & (1u << n->members[i]->state))

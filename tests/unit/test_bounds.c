@@ -205,6 +205,31 @@ static dmq_member_info_t member(cl_t *c, int i, const char *name) {
   return m;
 }
 
+static int count_state(const dmq_member_info_t *m, void *ud) {
+  ((size_t *)ud)[m->state]++;
+  return 0;
+}
+
+/* dmq_node_member_count answers the usual masks from counters: they agree
+ * with the table on every node (after floods, evictions, deaths). */
+static void check_counts(cl_t *c) {
+  for (int i = 0; i < NMAX; i++) {
+    if (c->node[i] == NULL)
+      continue;
+    size_t by[4] = {0, 0, 0, 0};
+    assert_int_equal(dmq_node_members_foreach(c->node[i], count_state, by), 0);
+    size_t all = by[0] + by[1] + by[2] + by[3];
+    assert_int_equal(dmq_node_member_count(c->node[i], DMQ_MASK_ALL), all);
+    assert_int_equal(dmq_node_member_count(c->node[i], DMQ_MASK_LIVE),
+                     by[DMQ_MEMBER_ALIVE] + by[DMQ_MEMBER_SUSPECT]);
+    assert_int_equal(
+        dmq_node_member_count(c->node[i], DMQ_MASK_ALL & ~DMQ_MASK_LIVE),
+        by[DMQ_MEMBER_DEAD] + by[DMQ_MEMBER_LEFT]);
+    assert_int_equal(dmq_node_member_count(c->node[i], 1u << DMQ_MEMBER_ALIVE),
+                     by[DMQ_MEMBER_ALIVE]);
+  }
+}
+
 static void send_rel(cl_t *c, int from, const char *to, int k) {
   dmq_send_opts_t o;
   dmq_send_opts_init(&o);
@@ -636,6 +661,7 @@ static void test_member_flood(void **state) {
   printf("n3 declared dead %.1f s after its crash\n",
          (double)(seen - crash) / 1000);
   assert_true(seen != 0 && seen - crash <= 40000);
+  check_counts(c);
   /* the forged members die too, and a new real member can join */
   cl_run(c, c->now + 200000);
   cl_node(c, 5, 64);
@@ -643,6 +669,7 @@ static void test_member_flood(void **state) {
   assert_int_equal(dmq_node_join(c->node[5], &seed, 1, c->now), 0);
   cl_run(c, c->now + 10000);
   assert_int_equal(member(c, 0, "n5").state, DMQ_MEMBER_ALIVE);
+  check_counts(c);
   cl_free(c);
 }
 
@@ -674,6 +701,7 @@ static void test_flood_relays(void **state) {
   assert_true(failed >= 5); /* forged members probed every other period */
   assert_true(c->to_pingreq >= (long)failed);
   assert_int_equal(worst, 0);
+  check_counts(c);
   for (int i = 0; i < 3; i++)
     for (int j = 0; j < 3; j++) {
       char nm[32];
@@ -789,6 +817,7 @@ static void test_member_limit_newcomer(void **state) {
   assert_int_equal(member(c, 0, "n2").state, DMQ_MEMBER_ALIVE);
   assert_int_equal(member(c, 0, "n1").state, DMQ_MEMBER_ALIVE);
   assert_int_equal(dmq_node_member_count(c->node[0], DMQ_MASK_ALL), 16);
+  check_counts(c);
   cl_free(c);
 }
 
