@@ -139,7 +139,7 @@ static void rt_tick(dmq_uv_t *rt) {
   rt->armed = DMQ_NEVER;
   dmq_node_tick(rt->node, uv_now(rt->loop));
   /* the tick's burst of datagrams, in one go */
-  if (rt->udp->ops->flush != NULL)
+  if (rt->udp != NULL && rt->udp->ops->flush != NULL)
     rt->udp->ops->flush(rt->udp);
   rt_arm(rt);
 }
@@ -463,6 +463,13 @@ int dmq__uv_options_load(dmq_uv_options_t *dst, const dmq_uv_options_t *src) {
   return rc;
 }
 
+/* use_fds with neither socket: a node whose only transport the host adds
+ * (dmq/uv_options.h). */
+static int rt_no_sockets(const dmq_uv_options_t *opts) {
+  return opts->use_fds && opts->udp_fd == -1 &&
+         (opts->no_tcp || opts->tcp_fd == -1);
+}
+
 /* The transports: the host's sockets (use_fds: the address to advertise
  * comes from them) or sockets bound to bind_ss; rt->addr is then the
  * address to advertise. */
@@ -470,6 +477,18 @@ static int rt_open_transports(dmq_uv_t *rt, const dmq_config_t *cfg,
                               const dmq_uv_options_t *opts,
                               struct sockaddr_storage *bind_ss) {
   int rc;
+  if (rt_no_sockets(opts)) {
+    /* the host brings its own transport (dmq/host.h) and says where it is
+     * reached: only cfg->advertise_addr can say it (opts->advertise is a
+     * socket address) */
+    rc = cfg->advertise_addr != NULL
+             ? rt_advertise(cfg, opts, bind_ss, rt->addr, sizeof(rt->addr))
+             : DMQ_EINVAL;
+    if (rc != 0)
+      rt_setup_log(opts, "dmq_uv_new: no sockets (udp_fd and tcp_fd -1): "
+                         "cfg->advertise_addr is required");
+    return rc;
+  }
   if (opts->use_fds) {
     if ((rc = rt_open_fds(rt, opts, bind_ss)) != 0)
       return rc;
@@ -553,8 +572,10 @@ int dmq_uv_new(uv_loop_t *loop, const dmq_config_t *cfg,
     goto fail;
   /* the datagram budget is the node's: gossip and delivery pack up to
    * cfg.mtu (validated <= 65507 by dmq_node_new) */
-  rt->udp->mtu = c.mtu;
-  rc = dmq_node_add_transport(rt->node, rt->udp);
+  if (rt->udp != NULL) {
+    rt->udp->mtu = c.mtu;
+    rc = dmq_node_add_transport(rt->node, rt->udp);
+  }
   if (rc == 0 && rt->tcp != NULL)
     rc = dmq_node_add_transport(rt->node, rt->tcp);
   if (rc != 0)

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include <dmq/delivery.h>
+#include <dmq/host.h>
 #include <dmq/poll.h>
 #include <dmq/thread.h>
 #include <dmq/uv.h>
@@ -121,6 +122,7 @@ static int rt_new_fds(uv_loop_t *loop, const char *name, int udp, int tcp,
 typedef struct xfer {
   dmq_uv_t *a, *b;
   int rx, rx_big, outcomes, delivered;
+  struct ns_world *ns; /* test_fds_no_sockets */
 } xfer_t;
 
 static void on_rx(dmq_node_t *node, dmq_channel_t *ch, const dmq_message_t *m,
@@ -235,6 +237,199 @@ static void test_fds_udp_only(void **state) {
   dmq_uv_close(rt, 0, on_closed, &c);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(c.n, 1);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* No sockets at all (udp_fd and tcp_fd -1): the host's own transport
+ * (dmq/host.h) carries everything, here an in-memory queue drained from the
+ * loop. The Kamailio module's SIP mode is such a host: it must not leave a
+ * socket bound that nothing uses. */
+#define NS_QMAX 4096
+typedef struct ns_msg {
+  char from[16], to[16];
+  size_t len;
+  uint8_t *buf;
+} ns_msg_t;
+typedef struct ns_world {
+  dmq_uv_t *rt[2];
+  dmq_transport_t *t[2];
+  ns_msg_t q[NS_QMAX];
+  size_t nq;
+  int rx;
+} ns_world_t;
+
+static int ns_send(void *ud, const char *dst, const void *buf, size_t len) {
+  ns_msg_t *m;
+  ns_world_t *w = ud;
+  if (w->nq == NS_QMAX)
+    return DMQ_EAGAIN; /* lost, as a datagram: the protocol copes */
+  m = &w->q[w->nq];
+  m->buf = malloc(len);
+  assert_non_null(m->buf);
+  memcpy(m->buf, buf, len);
+  m->len = len;
+  snprintf(m->to, sizeof m->to, "%s", dst);
+  w->nq++;
+  return 0;
+}
+
+/* The sender's address is stamped at drain time: ns_send does not know
+ * which transport called it, so each node gets a queue of its own (ud). */
+typedef struct ns_side {
+  ns_world_t *w;
+  int idx;
+} ns_side_t;
+
+static int ns_send_side(void *ud, const char *dst, const void *buf,
+                        size_t len) {
+  ns_side_t *sd = ud;
+  size_t at = sd->w->nq;
+  int rc = ns_send(sd->w, dst, buf, len);
+  if (rc == 0)
+    snprintf(sd->w->q[at].from, sizeof sd->w->q[at].from, "host:%c",
+             'a' + sd->idx);
+  return rc;
+}
+
+static void ns_on_recv(dmq_transport_t *t, const char *from, const void *buf,
+                       size_t len) {
+  dmq_uv_t *rt = t->owner;
+  dmq_node_recv(dmq_uv_node(rt), t, from, buf, len, uv_now(dmq_uv_loop(rt)));
+  dmq_uv_kick(rt);
+}
+
+static void ns_drain(ns_world_t *w) {
+  /* what is delivered may send more: take the batch first */
+  static ns_msg_t batch[NS_QMAX];
+  size_t n = w->nq;
+  memcpy(batch, w->q, n * sizeof *batch);
+  w->nq = 0;
+  for (size_t i = 0; i < n; i++) {
+    int to = strcmp(batch[i].to, "host:a") == 0   ? 0
+             : strcmp(batch[i].to, "host:b") == 0 ? 1
+                                                  : -1;
+    if (to >= 0 && w->t[to] != NULL)
+      dmq_host_transport_input(w->t[to], batch[i].from, batch[i].buf,
+                               batch[i].len);
+    free(batch[i].buf);
+  }
+}
+
+static int ns_joined(void *ud) {
+  ns_world_t *w = ud;
+  ns_drain(w);
+  return dmq_node_member_count(dmq_uv_node(w->rt[0]), DMQ_MASK_LIVE) == 2 &&
+         dmq_node_member_count(dmq_uv_node(w->rt[1]), DMQ_MASK_LIVE) == 2 &&
+         dmq_member_serves(dmq_uv_node(w->rt[0]), "b", "ch");
+}
+
+static int ns_outcome(void *ud) {
+  xfer_t *x = ud;
+  ns_drain(x->ns);
+  return x->outcomes == 1;
+}
+
+static int ns_got(void *ud) {
+  ns_world_t *w = ud;
+  ns_drain(w);
+  return w->rx == 1;
+}
+
+static void ns_on_rx(dmq_node_t *node, dmq_channel_t *ch,
+                     const dmq_message_t *m, void *ud) {
+  (void)node;
+  (void)ch;
+  assert_string_equal(m->from, "a");
+  assert_string_equal(m->sender_addr, "host:a");
+  ((ns_world_t *)ud)->rx++;
+}
+
+static int ns_sockets(void) {
+  /* this process's open sockets */
+  char path[64], link[64];
+  int n = 0;
+  for (int fd = 0; fd < 1024; fd++) {
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t l = readlink(path, link, sizeof link - 1);
+    if (l > 0) {
+      link[l] = '\0';
+      n += strncmp(link, "socket:", 7) == 0;
+    }
+  }
+  return n;
+}
+
+static void test_fds_no_sockets(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  static ns_world_t w;
+  memset(&w, 0, sizeof w);
+  ns_side_t side[2] = {{&w, 0}, {&w, 1}};
+  xfer_t x;
+  memset(&x, 0, sizeof x);
+  x.ns = &w;
+  int sockets0 = ns_sockets();
+  logbuf_t log = {0, ""};
+  /* without cfg->advertise_addr there is no address to give: refused */
+  {
+    dmq_uv_t *rt = NULL;
+    assert_int_equal(rt_new_fds(&loop, "a", -1, -1, &log, &rt), DMQ_EINVAL);
+    assert_null(rt);
+    assert_non_null(strstr(log.last, "advertise_addr is required"));
+  }
+  for (int i = 0; i < 2; i++) {
+    dmq_config_t cfg;
+    assert_int_equal(dmq_config_init(&cfg, DMQ_PROFILE_LOCAL), 0);
+    cfg.name = i == 0 ? "a" : "b";
+    cfg.advertise_addr = i == 0 ? "host:a" : "host:b";
+    dmq_uv_options_t o;
+    dmq_uv_options_init(&o);
+    o.use_fds = 1; /* udp_fd and tcp_fd stay -1 */
+    o.log_cb = on_setup_log;
+    o.log_ud = &log;
+    assert_int_equal(dmq_uv_new(&loop, &cfg, &o, &w.rt[i]), 0);
+    assert_string_equal(dmq_uv_addr(w.rt[i]), cfg.advertise_addr);
+    assert_int_equal(dmq_host_transport_new(ns_send_side, &side[i], &w.t[i]),
+                     0);
+    w.t[i]->owner = w.rt[i];
+    w.t[i]->on_recv = ns_on_recv;
+    assert_int_equal(dmq_node_add_transport(dmq_uv_node(w.rt[i]), w.t[i]), 0);
+  }
+  /* no socket was opened for either node (libuv's loop has none) */
+  assert_int_equal(ns_sockets(), sockets0);
+  dmq_channel_t *ch;
+  assert_int_equal(
+      dmq_channel_open(dmq_uv_node(w.rt[1]), "ch", ns_on_rx, &w, &ch), 0);
+  /* dmq_uv_join takes socket addresses and DNS names: a host address
+   * goes to the node itself */
+  const char *seed = "host:a";
+  assert_int_equal(dmq_node_join(dmq_uv_node(w.rt[1]), &seed, 1, uv_now(&loop)),
+                   0);
+  dmq_uv_kick(w.rt[1]);
+  assert_true(run_until(&loop, ns_joined, &w));
+  dmq_send_opts_t so;
+  dmq_send_opts_init(&so);
+  so.mode = DMQ_SEND_RELIABLE;
+  so.cb = on_outcome;
+  so.user_data = &x;
+  assert_int_equal(dmq_send(dmq_uv_node(w.rt[0]), "b", "ch", "hi", 2, &so,
+                            uv_now(&loop), NULL),
+                   0);
+  dmq_uv_kick(w.rt[0]);
+  assert_true(run_until(&loop, ns_got, &w));
+  assert_true(run_until(&loop, ns_outcome, &x));
+  assert_int_equal(x.delivered, 1);
+  closed_t c = {0};
+  for (int i = 0; i < 2; i++)
+    dmq_uv_close(w.rt[i], 0, on_closed, &c);
+  assert_true(run_until(&loop, all_closed, &c));
+  /* the nodes are gone: the host closes its transports */
+  for (int i = 0; i < 2; i++)
+    w.t[i]->ops->close(w.t[i]);
+  w.t[0] = w.t[1] = NULL;
+  ns_drain(&w);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
@@ -396,6 +591,7 @@ int main(void) {
       cmocka_unit_test(test_fds_join_and_deliver),
       cmocka_unit_test(test_fds_udp_only),
       cmocka_unit_test(test_fds_bad),
+      cmocka_unit_test(test_fds_no_sockets),
       cmocka_unit_test(test_fds_adapters),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

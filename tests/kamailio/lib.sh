@@ -112,7 +112,9 @@ kt_cfg() {
       echo 'modparam("dmq", "num_workers", 2)'
     else
       echo "loadmodule \"$DMQLIB_SO\""
-      echo "modparam(\"dmqlib\", \"bind\", \"$ip:7946\")"
+      # KT_SIP_NO_BIND=1 (SIP mode): no bind at all (members are then named
+      # after their SIP address, ip:5060)
+      [[ ${KT_SIP_NO_BIND:-0} == 1 ]] || echo "modparam(\"dmqlib\", \"bind\", \"$ip:7946\")"
       if [[ ${KT_TRANSPORT:-native} == sip* ]]; then
         echo "modparam(\"dmqlib\", \"transport\", \"$KT_TRANSPORT\")"
         [[ -n $seed ]] && echo "modparam(\"dmqlib\", \"seeds\", \"$seed:5060\")"

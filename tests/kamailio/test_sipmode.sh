@@ -3,7 +3,8 @@
 # test_sipmode_tcp.sh): libdmq's packets travel as KDMQ
 # requests between the instances' SIP sockets (libdmq's host transport; the
 # cfg hands received KDMQ to dmq_handle_message()). Three instances with stock
-# htable: members advertise host:<SIP address>, a value set on one is read on
+# htable: no socket of libdmq's own is bound (the bind address, if set, is
+# unused), members advertise host:<SIP address>, a value set on one is read on
 # the others, a 1000-key burst arrives whole, SIGKILL is detected, SIGTERM
 # is a leave, and the packets were counted as SIP (dmqlib.stats sip_out /
 # sip_in).
@@ -12,6 +13,9 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 KT_TRANSPORT=${KT_TRANSPORT:-sip}   # test_sipmode_tcp.sh: sip-tcp
 kt_setup "$KT_TRANSPORT"
+# member names: the bind address, or the SIP address without bind
+np=7946
+[[ ${KT_SIP_NO_BIND:-0} == 1 ]] && np=5060
 
 stat() { kt_rpc "$1" dmqlib.stats | awk -v k="$2:" '$1==k {print $2; exit}'; }
 
@@ -21,6 +25,12 @@ kt_start k3 127.0.0.18 dmqlib 127.0.0.16
 for k in k1 k2 k3; do kt_wait_up "$k"; done
 for k in k1 k2 k3; do
   kt_wait 10000 "$k sees 3 alive" kt_alive_count_is "$k" 3 || kt_die "no full view on $k (SIP mode)"
+done
+# no socket of libdmq's own in SIP mode: nothing listens on the bind
+# address (set by kt_setup unless KT_SIP_NO_BIND; then only warned about)
+for ip in 127.0.0.16 127.0.0.17 127.0.0.18; do
+  s=$(ss -Hlnu "src $ip:7946"; ss -Hlnt "src $ip:7946")
+  [[ -z $s ]] || kt_fail "$ip:7946 is bound in SIP mode: $s"
 done
 addrs=$(kt_rpc k1 dmq.list_nodes | awk '/addr:/ {print $2}' | sort | tr '\n' ' ')
 kt_log "k1's members' addresses: $addrs"
@@ -49,16 +59,16 @@ t0=$(kt_now_ms)
 kt_kill k3 KILL
 kt_reap k3 3000
 for k in k1 k2; do
-  kt_wait 6000 "$k sees k3 dead" kt_state_is "$k" 127.0.0.18:7946 dead ||
-    kt_fail "$k: k3 is $(kt_member_state "$k" 127.0.0.18:7946)"
+  kt_wait 6000 "$k sees k3 dead" kt_state_is "$k" 127.0.0.18:$np dead ||
+    kt_fail "$k: k3 is $(kt_member_state "$k" 127.0.0.18:$np)"
 done
 kt_log "SIGKILL of k3 seen dead by k1 and k2 within $(( $(kt_now_ms) - t0 )) ms"
 
 # a graceful stop is a leave, over SIP too
 t0=$(kt_now_ms)
 kt_term k2
-kt_wait 1000 "k1 sees k2 left" kt_state_is k1 127.0.0.17:7946 left ||
-  kt_fail "k1: k2 is $(kt_member_state k1 127.0.0.17:7946) after SIGTERM"
+kt_wait 1000 "k1 sees k2 left" kt_state_is k1 127.0.0.17:$np left ||
+  kt_fail "k1: k2 is $(kt_member_state k1 127.0.0.17:$np) after SIGTERM"
 kt_log "SIGTERM of k2 seen as a leave by k1 after $(( $(kt_now_ms) - t0 )) ms"
 kt_reap k2 5000
 

@@ -302,6 +302,8 @@ int dql_io_sockets_prepare(void)
 {
 	struct sockaddr_storage ss;
 	int fd;
+	if(dql_p.sip_mode)
+		return 0; /* no socket of libdmq's own: Kamailio's carry it all */
 	if(dql_parse_hostport(dql_p.bind, &ss) < 0) {
 		LM_ERR("dmqlib: bind '%s' is not an IP address with a port "
 			   "(\"10.0.0.1:7946\", \"[::1]:7946\")\n",
@@ -1363,6 +1365,11 @@ void dql_io_main(void)
 					   ? dql_p.node_name
 					   : (dql_p.advertise && dql_p.advertise[0] ? dql_p.advertise
 																: dql_p.bind);
+	if(cfg.name == NULL || cfg.name[0] == '\0') {
+		/* SIP mode without bind: named after the SIP socket */
+		cfg.name = strncmp(dql_self_uri, "sip:", 4) == 0 ? dql_self_uri + 4
+														  : dql_self_uri;
+	}
 	/* our SIP URI travels as member metadata: the others' mirrors use it
 	 * for find_dmq_node_uri, dmq_is_from_node and the From of the requests
 	 * handed to consumers */
@@ -1385,7 +1392,8 @@ void dql_io_main(void)
 	opts.advertise = dql_p.advertise && dql_p.advertise[0] ? dql_p.advertise
 														   : NULL;
 	opts.no_tcp = dql_p.no_tcp;
-	/* the sockets bound in mod_init (dql_io_sockets_prepare) */
+	/* the sockets bound in mod_init (dql_io_sockets_prepare); none in SIP
+	 * mode (both -1: the host transport added below is the only one) */
 	opts.use_fds = 1;
 	opts.udp_fd = dql_udp_fd;
 	opts.tcp_fd = dql_p.no_tcp ? -1 : dql_tcp_fd;
@@ -1394,8 +1402,8 @@ void dql_io_main(void)
 	dql_io_close_fds(); /* libdmq works on its own duplicates */
 	if(rc != 0) {
 		/* exiting stops the whole instance (main: SIGCHLD) */
-		LM_CRIT("dmqlib: cannot start libdmq on %s: %s\n", dql_p.bind,
-				dmq_strerror(rc));
+		LM_CRIT("dmqlib: cannot start libdmq on %s: %s\n",
+				dql_p.sip_mode ? dql_host_addr : dql_p.bind, dmq_strerror(rc));
 		_exit(1);
 	}
 	dql_node = dmq_uv_node(dql_rt);

@@ -221,11 +221,6 @@ static int mod_init(void)
 			   "is loaded last)\n");
 		return -1;
 	}
-	if(dql_p.bind == NULL || dql_p.bind[0] == '\0') {
-		LM_ERR("dmqlib: modparam(\"dmqlib\", \"bind\", \"host:port\") is "
-			   "required (the address libdmq's UDP and TCP listen on)\n");
-		return -1;
-	}
 	if(dql_io_check_profile(dql_p.profile) < 0) {
 		LM_ERR("dmqlib: unknown profile '%s' (lan, local, fast, wan)\n",
 				dql_p.profile);
@@ -251,6 +246,19 @@ static int mod_init(void)
 	} else if(dql_p.transport && strcmp(dql_p.transport, "native") != 0) {
 		LM_ERR("dmqlib: transport must be \"native\", \"sip\" or "
 			   "\"sip-tcp\"\n");
+		return -1;
+	}
+	if(dql_p.sip_mode) {
+		/* libdmq's packets go through Kamailio's SIP sockets only: no
+		 * socket of its own is opened (an unused one would be a port that
+		 * takes membership traffic nobody asked for) */
+		if(dql_p.bind != NULL && dql_p.bind[0] != '\0')
+			LM_WARN("dmqlib: transport \"%s\": bind \"%s\" is not used (no "
+					"socket of libdmq's own in SIP mode)\n",
+					dql_p.transport, dql_p.bind);
+	} else if(dql_p.bind == NULL || dql_p.bind[0] == '\0') {
+		LM_ERR("dmqlib: modparam(\"dmqlib\", \"bind\", \"host:port\") is "
+			   "required (the address libdmq's UDP and TCP listen on)\n");
 		return -1;
 	}
 	if(dql_p.bcast_mode && strcmp(dql_p.bcast_mode, "broadcast") == 0) {
@@ -308,9 +316,11 @@ static int mod_init(void)
 	}
 	register_procs(1 + dql_p.workers);
 	cfg_register_child(1 + dql_p.workers);
-	LM_INFO("dmqlib: bind %s, profile %s, %d worker(s), %d peer(s) "
+	LM_INFO("dmqlib: %s%s, profile %s, %d worker(s), %d peer(s) "
 			"registered so far\n",
-			dql_p.bind, dql_p.profile, dql_p.workers, dql_peer_count());
+			dql_p.sip_mode ? "transport " : "bind ",
+			dql_p.sip_mode ? dql_p.transport : dql_p.bind, dql_p.profile,
+			dql_p.workers, dql_peer_count());
 	return 0;
 }
 
