@@ -41,12 +41,12 @@ typedef struct dmq__uv_options {
    * poll adapters offer no way to add a transport): no socket at all. The
    * node's only transports are those the host adds with
    * dmq_node_add_transport() before joining (dmq/host.h, e.g. the
-   * Kamailio module's SIP mode), and
-   * cfg->advertise_addr, the address in that transport's scheme
-   * ("host:10.0.0.11:5060"), is required (DMQ_EINVAL without it). Join
-   * host addresses with dmq_node_join() (dmq_uv_join() resolves socket
-   * addresses and DNS names only), and close the host's transports after
-   * dmq_uv_close() has finished (the runtime does not own them).
+   * Kamailio module's SIP mode), and cfg->advertise_addr, the address in
+   * that transport's scheme ("host:10.0.0.11:5060"), is required
+   * (DMQ_EINVAL without it). Join host addresses with dmq_node_join()
+   * (dmq_uv_join() resolves socket addresses and DNS names only), and
+   * close the host's transports after dmq_uv_close() has finished (the
+   * runtime does not own them).
    * dmq_uv_options_init() sets both to -1. The runtime duplicates them
    * (F_DUPFD_CLOEXEC): the caller keeps its descriptors and may close them
    * once dmq_uv_new() returned (they share the socket, which is made

@@ -491,9 +491,9 @@ static int peer_start(int i, const char *name, int seed) {
   char ttl[16];
   snprintf(ttl, sizeof(ttl), "%d", PEER_TTL_MS);
   argv[n++] = ttl;
+  /* DMQ_HOSTILE_PEER_LOG; the log goes to <dir>/<name>.err */
   argv[n++] = "--log-level";
-  argv[n++] =
-      g_peer_log; /* DMQ_HOSTILE_PEER_LOG; the log goes to <dir>/<name>.err */
+  argv[n++] = g_peer_log;
   argv[n++] = "--exit-on-eof";
   if (g_udp_only)
     argv[n++] = "--udp-only";
