@@ -862,8 +862,28 @@ static int swim_chosen(dmq__member_t *const *chosen, uint32_t nc,
 }
 
 /* Relays of an indirect probe of t: live members heard from themselves. */
-static int swim_relay_ok(const dmq__member_t *c, const dmq__member_t *t) {
+static int swim_relay_ok(const dmq_node_t *n, const dmq__member_t *c,
+                         const void *t) {
+  (void)n;
   return !c->is_self && c != t && c->state == DMQ_MEMBER_ALIVE && c->heard;
+}
+
+/* Adds to chosen (nc so far) the members that pass ok(n, c, ctx) and are
+ * not chosen yet, in table order from a random point, until want; returns
+ * the new count. For when random picks rarely land on the few members
+ * that qualify (a table mostly of hearsay, or of the dead). */
+static uint32_t swim_scan_pick(dmq_node_t *n, dmq__member_t **chosen,
+                               uint32_t nc, uint32_t want,
+                               int (*ok)(const dmq_node_t *,
+                                         const dmq__member_t *, const void *),
+                               const void *ctx) {
+  uint32_t at = dmq__rng_below(&n->rng, n->nmembers);
+  for (uint32_t k = 0; k < n->nmembers && nc < want; k++) {
+    dmq__member_t *c = n->members[(at + k) % n->nmembers];
+    if (ok(n, c, ctx) && !swim_chosen(chosen, nc, c))
+      chosen[nc++] = c;
+  }
+  return nc;
 }
 
 /* The next live member known only from hearsay, round robin. */
@@ -934,7 +954,7 @@ static void swim_probe_indirect(dmq_node_t *n) {
   for (uint32_t tries = 0; nc < k && tries < 4 * k + 8 && n->nmembers > 2;
        tries++) {
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
-    if (swim_relay_ok(c, t) && !swim_chosen(chosen, nc, c))
+    if (swim_relay_ok(n, c, t) && !swim_chosen(chosen, nc, c))
       chosen[nc++] = c;
   }
   /* Random picks rarely land on the few members heard from themselves in a
@@ -943,14 +963,8 @@ static void swim_probe_indirect(dmq_node_t *n) {
    * failed probe counts against our own health, and every failed probe of
    * a forged member stretched our probe period (tests/hostile alive_flood:
    * the real crash was declared in 9-12 s instead of 5-6). */
-  if (nc < k && n->nmembers > 2) {
-    uint32_t at = dmq__rng_below(&n->rng, n->nmembers);
-    for (uint32_t i = 0; i < n->nmembers && nc < k; i++) {
-      dmq__member_t *c = n->members[(at + i) % n->nmembers];
-      if (swim_relay_ok(c, t) && !swim_chosen(chosen, nc, c))
-        chosen[nc++] = c;
-    }
-  }
+  if (nc < k && n->nmembers > 2)
+    nc = swim_scan_pick(n, chosen, nc, k, swim_relay_ok, t);
   for (uint32_t i = 0; i < nc; i++) {
     dmq__enc_t e;
     swim_begin(n, &e);
@@ -1269,6 +1283,13 @@ static int swim_gossip_target_ok(const dmq_node_t *n, const dmq__member_t *c) {
            n->now - c->state_since > n->cfg.gossip_to_dead_ms);
 }
 
+/* A gossip target heard from itself (swim_scan_pick). */
+static int swim_heard_target_ok(const dmq_node_t *n, const dmq__member_t *c,
+                                const void *ctx) {
+  (void)ctx;
+  return c->heard && swim_gossip_target_ok(n, c);
+}
+
 static void swim_gossip_round(dmq_node_t *n) {
   if (n->bc_count == 0)
     return;
@@ -1293,15 +1314,8 @@ static void swim_gossip_round(dmq_node_t *n) {
   /* flooded: random picks rarely land on the few members heard from
    * themselves, so the rest are sought in table order from a random point
    * (a scan that ends at the want-th one found) */
-  if (flooded && nc < want && n->nmembers > 1) {
-    uint32_t at = dmq__rng_below(&n->rng, n->nmembers);
-    for (uint32_t k = 0; k < n->nmembers && nc < want; k++) {
-      dmq__member_t *c = n->members[(at + k) % n->nmembers];
-      if (c->heard && swim_gossip_target_ok(n, c) &&
-          !swim_chosen(chosen, nc, c))
-        chosen[nc++] = c;
-    }
-  }
+  if (flooded && nc < want && n->nmembers > 1)
+    nc = swim_scan_pick(n, chosen, nc, want, swim_heard_target_ok, NULL);
   for (uint32_t i = 0; i < nc && n->bc_count > 0; i++) {
     dmq__enc_t e;
     swim_begin(n, &e);
