@@ -169,6 +169,22 @@ static int all_closed(void *ud) {
   return ((closed_t *)ud)->n == 2;
 }
 
+/* Reliable, from a to b on "ch": a small message (a datagram) and a large
+ * one (the stream); on_outcome and on_rx count them. */
+static void send_small_and_big(uv_loop_t *loop, xfer_t *x) {
+  dmq_send_opts_t o;
+  dmq_send_opts_init(&o);
+  o.mode = DMQ_SEND_RELIABLE;
+  o.cb = on_outcome;
+  o.user_data = x;
+  static uint8_t big[BIG_LEN];
+  dmq_node_t *na = dmq_uv_node(x->a);
+  assert_int_equal(dmq_send(na, "b", "ch", "hi", 2, &o, uv_now(loop), NULL), 0);
+  assert_int_equal(
+      dmq_send(na, "b", "ch", big, sizeof big, &o, uv_now(loop), NULL), 0);
+  dmq_uv_kick(x->a);
+}
+
 static void test_fds_join_and_deliver(void **state) {
   (void)state;
   uv_loop_t loop;
@@ -198,19 +214,7 @@ static void test_fds_join_and_deliver(void **state) {
   const char *seed = dmq_uv_addr(x.a);
   assert_int_equal(dmq_uv_join(x.b, &seed, 1), 0);
   assert_true(run_until(&loop, joined, &x));
-  /* a small message (datagram) and a large one (the TCP stream) */
-  dmq_send_opts_t o;
-  dmq_send_opts_init(&o);
-  o.mode = DMQ_SEND_RELIABLE;
-  o.cb = on_outcome;
-  o.user_data = &x;
-  static uint8_t big[BIG_LEN];
-  dmq_node_t *na = dmq_uv_node(x.a);
-  assert_int_equal(dmq_send(na, "b", "ch", "hi", 2, &o, uv_now(&loop), NULL),
-                   0);
-  assert_int_equal(
-      dmq_send(na, "b", "ch", big, sizeof big, &o, uv_now(&loop), NULL), 0);
-  dmq_uv_kick(x.a);
+  send_small_and_big(&loop, &x);
   assert_true(run_until(&loop, done, &x));
   assert_int_equal(x.delivered, 2);
   assert_int_equal(x.rx, 2);
@@ -255,40 +259,27 @@ typedef struct ns_world {
   dmq_transport_t *t[2];
   ns_msg_t q[NS_QMAX];
   size_t nq;
-  int rx;
 } ns_world_t;
-
-static int ns_send(void *ud, const char *dst, const void *buf, size_t len) {
-  ns_msg_t *m;
-  ns_world_t *w = ud;
-  if (w->nq == NS_QMAX)
-    return DMQ_EAGAIN; /* lost, as a datagram: the protocol copes */
-  m = &w->q[w->nq];
-  m->buf = malloc(len);
-  assert_non_null(m->buf);
-  memcpy(m->buf, buf, len);
-  m->len = len;
-  snprintf(m->to, sizeof m->to, "%s", dst);
-  w->nq++;
-  return 0;
-}
-
-/* The sender's address is stamped at drain time: ns_send does not know
- * which transport called it, so each node gets a queue of its own (ud). */
+/* The send hook's ud: the world and which node sends ("host:a" + idx). */
 typedef struct ns_side {
   ns_world_t *w;
   int idx;
 } ns_side_t;
 
-static int ns_send_side(void *ud, const char *dst, const void *buf,
-                        size_t len) {
+static int ns_send(void *ud, const char *dst, const void *buf, size_t len) {
   ns_side_t *sd = ud;
-  size_t at = sd->w->nq;
-  int rc = ns_send(sd->w, dst, buf, len);
-  if (rc == 0)
-    snprintf(sd->w->q[at].from, sizeof sd->w->q[at].from, "host:%c",
-             'a' + sd->idx);
-  return rc;
+  ns_world_t *w = sd->w;
+  if (w->nq == NS_QMAX)
+    return DMQ_EAGAIN; /* lost, as a datagram: the protocol copes */
+  ns_msg_t *m = &w->q[w->nq];
+  m->buf = malloc(len);
+  assert_non_null(m->buf);
+  memcpy(m->buf, buf, len);
+  m->len = len;
+  snprintf(m->from, sizeof m->from, "host:%c", 'a' + sd->idx);
+  snprintf(m->to, sizeof m->to, "%s", dst);
+  w->nq++;
+  return 0;
 }
 
 static void ns_on_recv(dmq_transport_t *t, const char *from, const void *buf,
@@ -315,33 +306,15 @@ static void ns_drain(ns_world_t *w) {
   }
 }
 
+/* joined() and done(), with the host's queue drained first */
 static int ns_joined(void *ud) {
-  ns_world_t *w = ud;
-  ns_drain(w);
-  return dmq_node_member_count(dmq_uv_node(w->rt[0]), DMQ_MASK_LIVE) == 2 &&
-         dmq_node_member_count(dmq_uv_node(w->rt[1]), DMQ_MASK_LIVE) == 2 &&
-         dmq_member_serves(dmq_uv_node(w->rt[0]), "b", "ch");
+  ns_drain(((xfer_t *)ud)->ns);
+  return joined(ud);
 }
 
-static int ns_outcome(void *ud) {
-  xfer_t *x = ud;
-  ns_drain(x->ns);
-  return x->outcomes == 1;
-}
-
-static int ns_got(void *ud) {
-  ns_world_t *w = ud;
-  ns_drain(w);
-  return w->rx == 1;
-}
-
-static void ns_on_rx(dmq_node_t *node, dmq_channel_t *ch,
-                     const dmq_message_t *m, void *ud) {
-  (void)node;
-  (void)ch;
-  assert_string_equal(m->from, "a");
-  assert_string_equal(m->sender_addr, "host:a");
-  ((ns_world_t *)ud)->rx++;
+static int ns_done(void *ud) {
+  ns_drain(((xfer_t *)ud)->ns);
+  return done(ud);
 }
 
 static int ns_sockets(void) {
@@ -366,9 +339,6 @@ static void test_fds_no_sockets(void **state) {
   static ns_world_t w;
   memset(&w, 0, sizeof w);
   ns_side_t side[2] = {{&w, 0}, {&w, 1}};
-  xfer_t x;
-  memset(&x, 0, sizeof x);
-  x.ns = &w;
   int sockets0 = ns_sockets();
   logbuf_t log = {0, ""};
   /* without cfg->advertise_addr there is no address to give: refused */
@@ -390,36 +360,31 @@ static void test_fds_no_sockets(void **state) {
     o.log_ud = &log;
     assert_int_equal(dmq_uv_new(&loop, &cfg, &o, &w.rt[i]), 0);
     assert_string_equal(dmq_uv_addr(w.rt[i]), cfg.advertise_addr);
-    assert_int_equal(dmq_host_transport_new(ns_send_side, &side[i], &w.t[i]),
-                     0);
+    assert_int_equal(dmq_host_transport_new(ns_send, &side[i], &w.t[i]), 0);
     w.t[i]->owner = w.rt[i];
     w.t[i]->on_recv = ns_on_recv;
     assert_int_equal(dmq_node_add_transport(dmq_uv_node(w.rt[i]), w.t[i]), 0);
   }
   /* no socket was opened for either node (libuv's loop has none) */
   assert_int_equal(ns_sockets(), sockets0);
+  xfer_t x;
+  memset(&x, 0, sizeof x);
+  x.a = w.rt[0];
+  x.b = w.rt[1];
+  x.ns = &w;
   dmq_channel_t *ch;
-  assert_int_equal(
-      dmq_channel_open(dmq_uv_node(w.rt[1]), "ch", ns_on_rx, &w, &ch), 0);
+  assert_int_equal(dmq_channel_open(dmq_uv_node(x.b), "ch", on_rx, &x, &ch), 0);
   /* dmq_uv_join takes socket addresses and DNS names: a host address
    * goes to the node itself */
   const char *seed = "host:a";
-  assert_int_equal(dmq_node_join(dmq_uv_node(w.rt[1]), &seed, 1, uv_now(&loop)),
-                   0);
-  dmq_uv_kick(w.rt[1]);
-  assert_true(run_until(&loop, ns_joined, &w));
-  dmq_send_opts_t so;
-  dmq_send_opts_init(&so);
-  so.mode = DMQ_SEND_RELIABLE;
-  so.cb = on_outcome;
-  so.user_data = &x;
-  assert_int_equal(dmq_send(dmq_uv_node(w.rt[0]), "b", "ch", "hi", 2, &so,
-                            uv_now(&loop), NULL),
-                   0);
-  dmq_uv_kick(w.rt[0]);
-  assert_true(run_until(&loop, ns_got, &w));
-  assert_true(run_until(&loop, ns_outcome, &x));
-  assert_int_equal(x.delivered, 1);
+  assert_int_equal(dmq_node_join(dmq_uv_node(x.b), &seed, 1, uv_now(&loop)), 0);
+  dmq_uv_kick(x.b);
+  assert_true(run_until(&loop, ns_joined, &x));
+  send_small_and_big(&loop, &x);
+  assert_true(run_until(&loop, ns_done, &x));
+  assert_int_equal(x.delivered, 2);
+  assert_int_equal(x.rx, 2);
+  assert_int_equal(x.rx_big, 1);
   closed_t c = {0};
   for (int i = 0; i < 2; i++)
     dmq_uv_close(w.rt[i], 0, on_closed, &c);
