@@ -1,18 +1,22 @@
 /* cluster_bench: a real cluster in one process.
  *
  * For every N of --nodes, N libuv runtimes (dmq_uv_t, UDP + TCP on the same
- * loopback port, 127.0.0.1:0) run on ONE libuv loop in ONE process (a child
- * forked per N, so that CPU and memory figures of one N are not mixed with
- * those of another). Nodes 0..K-1 are the seeds (--seed-count K, default 1);
- * node 0 does not join, every other node joins through the seeds' addresses
- * (itself excluded). The scenario:
+ * loopback port, 127.0.0.1:0) run in ONE process (a child forked per N, so
+ * that CPU and memory figures of one N are not mixed with those of
+ * another), on ONE libuv loop, or with --threads T on T loops, each in a
+ * thread of its own (node i on loop i % T). One loop makes the nodes take
+ * turns on one core: the join of a large cluster then measures the CPU all
+ * N nodes spend, one after the other, where N real hosts would spend it in
+ * parallel; T loops let the process use T cores. Nodes 0..K-1 are the seeds
+ * (--seed-count K, default 1); node 0 does not join, every other node joins
+ * through the seeds' addresses (itself excluded). The scenario:
  *
  *   1. join: all joins are issued at the same instant (burst; --stagger MS
  *      spreads them evenly over MS ms instead). join_all_s is the wall time
  *      from the first join call until every node sees N members alive (a
  *      member callback recounts the node's alive members on every event, so
  *      the instant is exact, not polled). join_cpu_pct is the process's
- *      CPU time over that interval, in % of one core.
+ *      CPU time over that interval, in % of one core (up to T * 100).
  *   2. settle (--settle-s, default 0), then the steady-state window
  *      (--steady-s S, default 10): cpu_pct is the process's user+sys CPU time
  *      (getrusage RUSAGE_SELF) over the window's wall time, in % of one core;
@@ -53,7 +57,7 @@
  *                      [--burst | --stagger MS] [--seed-count K]
  *                      [--settle-s S] [--steady-s S] [--max-s S]
  *                      [--flush-ms MS] [--seed X] [--no-fork]
- *                      [--stream-pool N]
+ *                      [--stream-pool N] [--threads T]
  * --stream-pool N: each node's pool of outbound stream connections
  * (dmq_stream_limits_t.max_outbound; default the library's, 64).
  * One JSON object per line and N. Exit status 1 if a run did not converge or
@@ -66,6 +70,7 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +88,8 @@
 #define BENCH_MAX_NODES 5000
 /* Most seeds a node accepts (DMQ__MAX_SEEDS in src/internal.h). */
 #define BENCH_MAX_SEEDS 32
+/* Most loops (--threads) */
+#define BENCH_MAX_THREADS 16
 #define BENCH_NAME_PREFIX "n"
 #define BENCH_NS_PER_S 1e9
 #define BENCH_MS_PER_S 1000.0
@@ -102,7 +109,8 @@ typedef struct bench_opts {
   int fork;
   int keyed; /* --key-hex: every node seals (mode required) */
   uint8_t key[DMQ_KEY_SIZE];
-  int trace; /* --trace: join progress on stderr every 500 ms */
+  int trace;      /* --trace: join progress on stderr every 500 ms */
+  size_t threads; /* --threads T: loops the nodes are spread over */
 } bench_opts_t;
 
 typedef enum bench_phase {
@@ -114,8 +122,30 @@ typedef enum bench_phase {
 
 struct bench;
 
+/* The nodes i with i % T == gi, on one loop: group 0 on the main thread's
+ * loop (bench_t.loop, which also runs the deadline), the others each on a
+ * loop of its own in a worker thread. Between phases every worker loop is
+ * stopped ("parked", bench_park), so that the main thread may read and
+ * change any node (stats, joins, the crash, the close) with no loop
+ * running; callbacks on the loops only touch their own nodes and the
+ * atomic counters of bench_t. */
+typedef struct bench_group {
+  struct bench *b;
+  size_t gi;
+  uv_loop_t own;   /* a worker's loop */
+  uv_loop_t *loop; /* &own, or the main loop for group 0 */
+  /* group 0: stops the main loop if want_stop is set (sent by the other
+   * groups' callbacks); the other groups: stops (parks) their loop */
+  uv_async_t wake;
+  uv_timer_t stagger, trace;
+  uv_thread_t tid;
+  size_t joins_left; /* stagger mode: nodes of the group yet to join */
+  int left;          /* uv_run()'s result in the final run */
+} bench_group_t;
+
 typedef struct bench_node {
   struct bench *b;
+  bench_group_t *g;
   size_t idx;
   dmq_uv_t *rt;     /* NULL once aborted or closing */
   int full;         /* join phase: sees every node alive */
@@ -151,14 +181,24 @@ typedef struct bench {
    * one per event instead of a scan of the table per event, which made the
    * bench itself O(N^3) over a burst join (1000 nodes: 10^9 steps) */
   uint8_t *state;
-  bench_phase_t phase;
-  size_t n_full, n_susp, n_dead, n_join_calls, closing;
-  uint64_t join_t0, join_t1, kill_t0, first_dead_t;
+  bench_phase_t phase; /* changed by the main thread, loops parked */
+  atomic_size_t n_full, n_susp, n_dead, n_join_calls, closing, false_dead;
+  atomic_int join_done, want_stop;
+  _Atomic uint64_t join_t1, first_dead_t;
+  uint64_t join_t0, kill_t0;
   long victim;
   int killed, timed_out;
-  size_t false_dead;
-  uv_timer_t deadline, stagger, trace;
+  uv_timer_t deadline;
   bench_result_t *r;
+  bench_group_t *groups;
+  size_t ngroups;
+  /* parking the worker loops: a worker runs its loop once per change of
+   * gen, and counts itself in parked when the loop stops */
+  uv_mutex_t mu;
+  uv_cond_t go, stopped;
+  uint64_t gen;
+  size_t parked;
+  int final; /* the last run: until the worker's loop is empty */
 } bench_t;
 
 /* ---------------------------------------------------------------------- */
@@ -169,7 +209,8 @@ static void bench_usage(const char *prog) {
           "usage: %s [--nodes N[,N...]] [--profile lan|wan|local|fast]\n"
           "          [--burst | --stagger MS] [--seed-count K] [--settle-s S]\n"
           "          [--steady-s S] [--max-s S] [--flush-ms MS] [--seed X]\n"
-          "          [--no-fork] [--key-hex 64HEX] [--stream-pool N]\n",
+          "          [--no-fork] [--key-hex 64HEX] [--stream-pool N]\n"
+          "          [--threads T]\n",
           prog);
 }
 
@@ -224,6 +265,10 @@ static int bench_opt_value(const char *a, const char *v, void *ctx) {
     if (benchopt_parse_u64(v, &u) != 0 || u < 1 || u > 65535)
       return -1;
     o->stream_pool = (uint32_t)u;
+  } else if (strcmp(a, "--threads") == 0) {
+    if (benchopt_parse_u64(v, &u) != 0 || u < 1 || u > BENCH_MAX_THREADS)
+      return -1;
+    o->threads = (size_t)u;
   } else {
     return -1;
   }
@@ -242,6 +287,7 @@ static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
   o->max_s = 120;
   o->flush_ms = 2000;
   o->fork = 1;
+  o->threads = 1;
   static const benchopt_spec_t spec = {"cluster_bench", bench_usage,
                                        bench_opt_flag, bench_opt_value};
   return benchopt_parse_args(argc, argv, &spec, o);
@@ -364,6 +410,17 @@ static long bench_index(const char *name) {
   return end != name + pl && *end == '\0' ? v : -1;
 }
 
+/* A phase ended (from a callback of group g's loop): stop the main loop,
+ * which then parks the others. */
+static void bench_stop(bench_group_t *g) {
+  bench_t *b = g->b;
+  atomic_store(&b->want_stop, 1);
+  if (g->gi == 0)
+    uv_stop(&b->loop);
+  else
+    uv_async_send(&b->groups[0].wake);
+}
+
 static void bench_on_member(dmq_node_t *node, dmq_member_event_t ev,
                             const dmq_member_info_t *m, void *ud) {
   bench_node_t *bn = ud;
@@ -386,14 +443,15 @@ static void bench_on_member(dmq_node_t *node, dmq_member_event_t ev,
     if (full != bn->full) {
       bn->full = full;
       if (full)
-        b->n_full++;
+        atomic_fetch_add(&b->n_full, 1);
       else
-        b->n_full--;
+        atomic_fetch_sub(&b->n_full, 1);
     }
-    if (b->n_full == b->n && b->n_join_calls == b->n - 1) {
-      b->join_t1 = uv_hrtime();
-      b->phase = PH_STEADY;
-      uv_stop(&b->loop);
+    if (atomic_load(&b->n_full) == b->n &&
+        atomic_load(&b->n_join_calls) == b->n - 1 &&
+        !atomic_exchange(&b->join_done, 1)) {
+      atomic_store(&b->join_t1, uv_hrtime());
+      bench_stop(bn->g);
     }
   }
   if (ev != DMQ_EVENT_SUSPECT && ev != DMQ_EVENT_DEAD)
@@ -402,17 +460,18 @@ static void bench_on_member(dmq_node_t *node, dmq_member_event_t ev,
     uint64_t now = uv_hrtime();
     if (bn->susp_ns == 0) {
       bn->susp_ns = now;
-      b->n_susp++;
+      atomic_fetch_add(&b->n_susp, 1);
     }
     if (ev == DMQ_EVENT_DEAD && bn->dead_ns == 0) {
       bn->dead_ns = now;
-      if (b->n_dead++ == 0)
-        b->first_dead_t = now;
-      if (b->n_dead == b->n - 1)
-        uv_stop(&b->loop);
+      size_t before = atomic_fetch_add(&b->n_dead, 1);
+      if (before == 0)
+        atomic_store(&b->first_dead_t, now);
+      if (before + 1 == b->n - 1)
+        bench_stop(bn->g);
     }
   } else if (ev == DMQ_EVENT_DEAD) {
-    b->false_dead++;
+    atomic_fetch_add(&b->false_dead, 1);
   }
 }
 
@@ -425,13 +484,75 @@ static void bench_on_deadline(uv_timer_t *h) {
   uv_stop(&b->loop);
 }
 
-/* Run the loop until a callback stops it or seconds pass (timed_out). */
+static void bench_on_wake(uv_async_t *h) {
+  bench_group_t *g = h->data;
+  if (g->gi != 0)
+    uv_stop(g->loop);
+  else if (atomic_load(&g->b->want_stop))
+    uv_stop(g->loop);
+}
+
+/* A worker thread: runs its group's loop once each time the main thread
+ * resumes it (bench_resume), until the loop is stopped (bench_park) or, in
+ * the final run, until it is empty. */
+static void bench_worker(void *arg) {
+  bench_group_t *g = arg;
+  bench_t *b = g->b;
+  uint64_t seen = 0;
+  for (;;) {
+    uv_mutex_lock(&b->mu);
+    while (b->gen == seen)
+      uv_cond_wait(&b->go, &b->mu);
+    seen = b->gen;
+    int final = b->final;
+    uv_mutex_unlock(&b->mu);
+    int left = uv_run(g->loop, UV_RUN_DEFAULT);
+    uv_mutex_lock(&b->mu);
+    if (final)
+      g->left = left;
+    b->parked++;
+    uv_cond_signal(&b->stopped);
+    uv_mutex_unlock(&b->mu);
+    if (final)
+      return;
+  }
+}
+
+static void bench_resume(bench_t *b, int final) {
+  if (b->ngroups == 1)
+    return;
+  uv_mutex_lock(&b->mu);
+  b->final = final;
+  b->parked = 0;
+  b->gen++;
+  uv_cond_broadcast(&b->go);
+  uv_mutex_unlock(&b->mu);
+}
+
+/* Wait until every worker loop has stopped (the final run: has ended). */
+static void bench_park(bench_t *b) {
+  if (b->ngroups == 1)
+    return;
+  if (!b->final)
+    for (size_t g = 1; g < b->ngroups; g++)
+      uv_async_send(&b->groups[g].wake);
+  uv_mutex_lock(&b->mu);
+  while (b->parked < b->ngroups - 1)
+    uv_cond_wait(&b->stopped, &b->mu);
+  uv_mutex_unlock(&b->mu);
+}
+
+/* Run the loops until a callback stops them or seconds pass (timed_out);
+ * they are all parked on return. */
 static void bench_run_for(bench_t *b, double seconds) {
   b->timed_out = 0;
+  atomic_store(&b->want_stop, 0);
   uv_timer_start(&b->deadline, bench_on_deadline,
                  (uint64_t)(seconds * BENCH_MS_PER_S), 0);
+  bench_resume(b, 0);
   uv_run(&b->loop, UV_RUN_DEFAULT);
   uv_timer_stop(&b->deadline);
+  bench_park(b);
 }
 
 static void bench_join_one(bench_t *b, size_t i) {
@@ -445,32 +566,37 @@ static void bench_join_one(bench_t *b, size_t i) {
     exit(2);
   }
   b->nodes[i].joined_call = 1;
-  b->n_join_calls++;
+  b->nodes[i].g->joins_left--;
+  atomic_fetch_add(&b->n_join_calls, 1);
 }
 
-/* Stagger mode: node i joins at (i - 1) * stagger / (n - 1) ms. */
+/* Stagger mode: node i joins at (i - 1) * stagger / (n - 1) ms (each group
+ * joins its own nodes). */
 static void bench_on_stagger(uv_timer_t *h) {
-  bench_t *b = h->data;
+  bench_group_t *g = h->data;
+  bench_t *b = g->b;
   uint64_t elapsed_ms = (uv_hrtime() - b->join_t0) / 1000000u;
-  for (size_t i = 1; i < b->n; i++) {
-    if (b->nodes[i].joined_call)
+  for (size_t i = g->gi; i < b->n; i += b->ngroups) {
+    if (i == 0 || b->nodes[i].joined_call)
       continue;
     uint64_t at = b->n > 2 ? b->o->c.stagger_ms * (i - 1) / (b->n - 2) : 0;
     if (at > elapsed_ms)
       break;
     bench_join_one(b, i);
   }
-  if (b->n_join_calls == b->n - 1)
+  if (g->joins_left == 0)
     uv_timer_stop(h);
 }
 
-/* --trace: how far the join got (nodes that see everyone alive, the
- * fewest members alive any node sees, drops and push/pulls so far). */
+/* --trace: how far the join got (nodes that see everyone alive; in the
+ * group, the fewest members alive any node sees, drops and push/pulls so
+ * far). */
 static void bench_on_trace(uv_timer_t *h) {
-  bench_t *b = h->data;
+  bench_group_t *g = h->data;
+  bench_t *b = g->b;
   size_t least = b->n;
   uint64_t drops = 0, pp = 0, joined = 0;
-  for (size_t i = 0; i < b->n; i++) {
+  for (size_t i = g->gi; i < b->n; i += b->ngroups) {
     if (b->nodes[i].rt == NULL)
       continue;
     dmq_node_t *node = dmq_uv_node(b->nodes[i].rt);
@@ -485,15 +611,15 @@ static void bench_on_trace(uv_timer_t *h) {
     pp += st.pushpull_sent;
   }
   fprintf(stderr,
-          "cluster_bench: t=%.1fs full=%zu joined=%" PRIu64
+          "cluster_bench: t=%.1fs group=%zu full=%zu joined=%" PRIu64
           " least_alive=%zu drops=%" PRIu64 " pushpull_sent=%" PRIu64 "\n",
-          (double)(uv_hrtime() - b->join_t0) / 1e9, b->n_full, joined, least,
-          drops, pp);
+          (double)(uv_hrtime() - b->join_t0) / 1e9, g->gi,
+          atomic_load(&b->n_full), joined, least, drops, pp);
 }
 
 static void bench_on_rt_closed(void *ud) {
   bench_t *b = ud;
-  b->closing--;
+  atomic_fetch_sub(&b->closing, 1);
 }
 
 static void bench_on_handle_closed(uv_handle_t *h) {
@@ -539,9 +665,28 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
     exit(2);
   }
   uv_timer_init(&b.loop, &b.deadline);
-  uv_timer_init(&b.loop, &b.stagger);
-  uv_timer_init(&b.loop, &b.trace);
-  b.deadline.data = b.stagger.data = b.trace.data = &b;
+  b.deadline.data = &b;
+  b.ngroups = o->threads < n ? o->threads : n;
+  b.groups = calloc(b.ngroups, sizeof(*b.groups));
+  if (b.groups == NULL || uv_mutex_init(&b.mu) != 0 ||
+      uv_cond_init(&b.go) != 0 || uv_cond_init(&b.stopped) != 0) {
+    fprintf(stderr, "cluster_bench: out of memory\n");
+    exit(2);
+  }
+  for (size_t gi = 0; gi < b.ngroups; gi++) {
+    bench_group_t *g = &b.groups[gi];
+    g->b = &b;
+    g->gi = gi;
+    g->loop = gi == 0 ? &b.loop : &g->own;
+    if (gi != 0 && uv_loop_init(g->loop) != 0) {
+      fprintf(stderr, "cluster_bench: uv_loop_init failed\n");
+      exit(2);
+    }
+    uv_async_init(g->loop, &g->wake, bench_on_wake);
+    uv_timer_init(g->loop, &g->stagger);
+    uv_timer_init(g->loop, &g->trace);
+    g->wake.data = g->stagger.data = g->trace.data = g;
+  }
   b.nodes = calloc(n, sizeof(*b.nodes));
   /* touched now, so that it is part of the baseline RSS */
   b.state = malloc(n * n);
@@ -569,8 +714,11 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
     snprintf(name, sizeof(name), BENCH_NAME_PREFIX "%zu", i);
     cfg.name = name;
     bn->b = &b;
+    bn->g = &b.groups[i % b.ngroups];
     bn->idx = i;
-    int rc = dmq_uv_new(&b.loop, &cfg, &uo, &bn->rt);
+    if (i != 0)
+      bn->g->joins_left++;
+    int rc = dmq_uv_new(bn->g->loop, &cfg, &uo, &bn->rt);
     if (rc != 0) {
       fprintf(stderr, "cluster_bench: node %zu: %s\n", i, dmq_strerror(rc));
       exit(2);
@@ -591,6 +739,11 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
     snprintf(bn->addr, sizeof(bn->addr), "%s", dmq_uv_addr(bn->rt));
     dmq_node_set_member_cb(dmq_uv_node(bn->rt), bench_on_member, bn);
   }
+  for (size_t gi = 1; gi < b.ngroups; gi++)
+    if (uv_thread_create(&b.groups[gi].tid, bench_worker, &b.groups[gi]) != 0) {
+      fprintf(stderr, "cluster_bench: thread creation failed\n");
+      exit(2);
+    }
 
   /* 1. join */
   b.phase = PH_JOIN;
@@ -601,20 +754,27 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
     for (size_t i = 1; i < n; i++)
       bench_join_one(&b, i);
   } else if (n > 1) {
-    uv_timer_start(&b.stagger, bench_on_stagger, 0, BENCH_STAGGER_TICK_MS);
+    for (size_t gi = 0; gi < b.ngroups; gi++)
+      if (b.groups[gi].joins_left > 0)
+        uv_timer_start(&b.groups[gi].stagger, bench_on_stagger, 0,
+                       BENCH_STAGGER_TICK_MS);
   }
   if (o->trace)
-    uv_timer_start(&b.trace, bench_on_trace, 500, 500);
+    for (size_t gi = 0; gi < b.ngroups; gi++)
+      uv_timer_start(&b.groups[gi].trace, bench_on_trace, 500, 500);
   if (n == 1) {
     b.join_t1 = b.join_t0;
-    b.phase = PH_STEADY;
+    b.join_done = 1;
   } else {
     bench_run_for(&b, o->max_s);
   }
-  uv_timer_stop(&b.stagger);
-  uv_timer_stop(&b.trace);
-  if (b.phase != PH_STEADY)
+  for (size_t gi = 0; gi < b.ngroups; gi++) {
+    uv_timer_stop(&b.groups[gi].stagger);
+    uv_timer_stop(&b.groups[gi].trace);
+  }
+  if (!atomic_load(&b.join_done))
     goto close;
+  b.phase = PH_STEADY;
   /* the counts kept from the events agree with the tables */
   for (size_t i = 0; i < n; i++) {
     size_t c = dmq_node_member_count(dmq_uv_node(b.nodes[i].rt),
@@ -660,7 +820,7 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
       (long)(o->seed_count + bench_rand(&rng) % (uint64_t)(n - o->seed_count));
   r->victim = b.victim;
   bench_node_t *v = &b.nodes[b.victim];
-  b.closing++;
+  atomic_fetch_add(&b.closing, 1);
   b.killed = 1;
   b.kill_t0 = uv_hrtime();
   dmq__uv_abort(v->rt, bench_on_rt_closed, &b);
@@ -688,25 +848,42 @@ static void bench_run(const bench_opts_t *o, size_t n, bench_result_t *r) {
 
 close:
   /* 4. graceful close; the loop must end up empty */
-  r->false_dead = b.false_dead;
+  r->false_dead = atomic_load(&b.false_dead);
   if (!r->joined)
     bench_memory(r);
   b.phase = PH_CLOSE;
   for (size_t i = 0; i < n; i++) {
     if (b.nodes[i].rt == NULL)
       continue;
-    b.closing++;
+    atomic_fetch_add(&b.closing, 1);
     dmq_uv_close(b.nodes[i].rt, o->flush_ms, bench_on_rt_closed, &b);
     b.nodes[i].rt = NULL;
   }
   uv_close((uv_handle_t *)&b.deadline, bench_on_handle_closed);
-  uv_close((uv_handle_t *)&b.stagger, bench_on_handle_closed);
-  uv_close((uv_handle_t *)&b.trace, bench_on_handle_closed);
+  for (size_t gi = 0; gi < b.ngroups; gi++) {
+    uv_close((uv_handle_t *)&b.groups[gi].wake, bench_on_handle_closed);
+    uv_close((uv_handle_t *)&b.groups[gi].stagger, bench_on_handle_closed);
+    uv_close((uv_handle_t *)&b.groups[gi].trace, bench_on_handle_closed);
+  }
+  /* the final run: every loop until it is empty */
+  bench_resume(&b, 1);
   int left = uv_run(&b.loop, UV_RUN_DEFAULT);
-  r->loop_ok = left == 0 && b.closing == 0 && uv_loop_close(&b.loop) == 0;
+  bench_park(&b);
+  for (size_t gi = 1; gi < b.ngroups; gi++) {
+    uv_thread_join(&b.groups[gi].tid);
+    left += b.groups[gi].left;
+    if (uv_loop_close(b.groups[gi].loop) != 0)
+      left++;
+  }
+  r->loop_ok =
+      left == 0 && atomic_load(&b.closing) == 0 && uv_loop_close(&b.loop) == 0;
   if (!r->loop_ok)
     fprintf(stderr, "cluster_bench: loop not empty after close (%zu open)\n",
-            b.closing);
+            atomic_load(&b.closing));
+  uv_cond_destroy(&b.go);
+  uv_cond_destroy(&b.stopped);
+  uv_mutex_destroy(&b.mu);
+  free(b.groups);
   free(b.nodes);
   free(b.state);
   r->wall_s = bench_since(wall0, uv_hrtime());
@@ -748,6 +925,7 @@ static void bench_print(const bench_opts_t *o, size_t n,
             steady && r->anon_kib >= 0 && r->anon_base_kib >= 0,
             (double)(r->anon_kib - r->anon_base_kib) / (double)n, 1);
   printf(",\"bcast_all_s\":null");
+  printf(",\"threads\":%zu", o->threads < n ? o->threads : n);
   printf(",\"seeds\":%zu,\"stagger_ms\":%" PRIu64
          ",\"settle_s\":%g,\"steady_s\":%g",
          o->seed_count, o->c.stagger_ms, o->c.settle_s, o->c.steady_s);
