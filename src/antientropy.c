@@ -216,7 +216,7 @@ void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer, int boost) {
    * lost datagram there costs seconds of convergence (sim, fast profile,
    * 300 members, 5 % loss: 3.3 s instead of 0.85 s). The periodic ones go
    * as datagrams: a loss only delays a repair to the fallback. */
-  ae_send_digest(n, peer->addr, boost, 0, 0, count, &root);
+  ae_send_digest(n, peer->addr, boost != 0, 0, 0, count, &root);
   /* No answer by then: a full push/pull. Periodic: a quarter of the
    * anti-entropy interval (at least a probe interval), long enough that an
    * overloaded peer's late answer is not taken for silence (each fallback
@@ -243,6 +243,7 @@ void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer, int boost) {
   if (n->ae_wait[slot].deadline == 0)
     n->ae_pending++;
   n->ae_wait[slot].deadline = n->now + wait;
+  n->ae_wait[slot].boost = boost;
   memcpy(n->ae_wait[slot].peer, peer->name, (size_t)peer->name_len + 1);
 }
 
@@ -323,12 +324,12 @@ static void ae_on_digest(dmq_node_t *n, const dmq__msg_t *msg, const char *to,
  * costs: about log2(pushpull_interval / probe_interval) extra exchanges
  * per interval. In sync, nothing changes: two small datagrams per
  * interval. */
-static void ae_follow_up(dmq_node_t *n) {
+static void ae_follow_up(dmq_node_t *n, int advance) {
   uint32_t shift = n->ae_followups < AE_FOLLOW_UP_MAX_SHIFT
                        ? n->ae_followups
                        : AE_FOLLOW_UP_MAX_SHIFT;
   uint64_t soon = n->now + ((uint64_t)n->cfg.probe_interval_ms << shift);
-  if (n->ae_followups < UINT8_MAX)
+  if (advance && n->ae_followups < UINT8_MAX)
     n->ae_followups++;
   if (soon < n->next_pushpull)
     n->next_pushpull = soon;
@@ -336,13 +337,18 @@ static void ae_follow_up(dmq_node_t *n) {
 
 /* A: the DIGEST reply of the exchange we started. */
 static void ae_on_digest_reply(dmq_node_t *n, const dmq__msg_t *msg,
-                               const char *to, int stream) {
+                               const char *to, int stream, int boost) {
   uint8_t k = msg->ae_k;
   if (k == 0) {
     n->ae_followups = 0;
     return; /* in sync (or changed since: the next exchange will see) */
   }
-  ae_follow_up(n);
+  /* A round of the join boost adds one (swim.c); an added round does not
+   * advance the follow-ups' back-off, which would otherwise reach the
+   * periodic interval after a burst join's eight differing rounds. */
+  if (boost)
+    dmq__swim_boost_differs(n);
+  ae_follow_up(n, boost != DMQ__AE_BOOST_ADDED);
   uint64_t *sums = dmq__malloc(n, sizeof(*sums) << k);
   uint8_t *mask = dmq__malloc(n, (((size_t)1 << k) + 7) / 8);
   if (sums == NULL || mask == NULL) {
@@ -399,14 +405,15 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
     /* only the answer we wait for, once: a replayed or unsolicited reply
      * makes us send nothing. Over the reply budget the wait is kept: its
      * fallback push/pull follows. */
-    if (!dmq__swim_reply_ok(n) || ae_take_wait(n, sender) < 0)
+    int slot;
+    if (!dmq__swim_reply_ok(n) || (slot = ae_take_wait(n, sender)) < 0)
       return;
     if (msg->flag & DMQ__AE_NOT_MEMBER) {
       if (!n->leaving)
         dmq__swim_send_pushpull(n, peer->addr);
       return;
     }
-    ae_on_digest_reply(n, msg, to, stream);
+    ae_on_digest_reply(n, msg, to, stream, n->ae_wait[slot].boost);
     return;
   }
   /* DIFF: merge the records; a request is answered with ours for the same

@@ -12,6 +12,10 @@
  * n->ae_off is set. boost: one of the exchanges right after our join (on
  * the reliable class; periodic ones go as datagrams). */
 void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer, int boost);
+/* boost: 0 periodic, 1 a scheduled round of the join boost, 2 one added
+ * after a round that found a difference (dmq__swim_boost_differs). */
+#define DMQ__AE_BOOST 1
+#define DMQ__AE_BOOST_ADDED 2
 /* A received DIGEST or DIFF (stream: it came on a stream-only transport,
  * from_addr is the connection's address). */
 void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,

@@ -146,7 +146,9 @@ struct dmq__node {
   char *seeds[DMQ__MAX_SEEDS];
   size_t nseeds;
   int joining, joined;
-  uint32_t boost_left; /* post-join anti-entropy rounds still to do */
+  uint32_t boost_left;  /* post-join anti-entropy rounds still to do */
+  uint32_t boost_extra; /* rounds added because one found a difference */
+  uint64_t next_extra;  /* when the added round is due; 0: none pending */
   char join_via[DMQ_MAX_NAME + 1]; /* member whose join reply we took */
   uint64_t next_boost;
   uint32_t join_attempt;
@@ -160,6 +162,7 @@ struct dmq__node {
    * peer of before, or a lost datagram) */
   struct {
     uint64_t deadline;
+    int boost; /* a round of the join boost: 1 scheduled, 2 added */
     char peer[DMQ_MAX_NAME + 1];
   } ae_wait[DMQ__AE_SLOTS];
   uint32_t ae_pending; /* slots in use */

@@ -51,6 +51,9 @@
 #define SWIM_FILL_TRIES 3
 /* Extra push/pulls after a join, at 1/4, 1/2, 1 and 2 probe periods. */
 #define SWIM_JOIN_BOOST_ROUNDS 4
+/* Rounds a join boost may add, each after a round that found a difference
+ * (dmq__swim_boost_differs). */
+#define SWIM_JOIN_BOOST_EXTRA 4
 /* Where an ALIVE came from (swim_on_alive). */
 #define SWIM_FROM_GOSSIP 0
 #define SWIM_FROM_JOIN 1
@@ -1180,6 +1183,8 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
        * merge those partial views (each exchange roughly squares the missing
        * fraction), far cheaper than gossiping every newcomer N log N times. */
       n->boost_left = SWIM_JOIN_BOOST_ROUNDS;
+      n->boost_extra = 0;
+      n->next_extra = 0;
       n->next_boost = n->now + n->cfg.probe_interval_ms / 4;
       /* the seed that answered saw every concurrent joiner: the first
        * boost goes back to it, the later ones to random members */
@@ -1660,11 +1665,33 @@ static void swim_tick_spread(dmq_node_t *n, uint64_t now) {
     if (n->leaving)
       m = NULL;
     if (m != NULL)
-      dmq__ae_round(n, m, 1);
+      dmq__ae_round(n, m, DMQ__AE_BOOST);
     n->boost_left--;
     n->next_boost = now + (((uint64_t)n->cfg.probe_interval_ms / 4)
                            << (SWIM_JOIN_BOOST_ROUNDS - n->boost_left));
   }
+  if (n->next_extra != 0 && now >= n->next_extra) {
+    n->next_extra = 0;
+    dmq__member_t *m = n->leaving ? NULL : swim_random_member(n, 0);
+    if (m != NULL)
+      dmq__ae_round(n, m, DMQ__AE_BOOST_ADDED);
+  }
+}
+
+/* The boost's back-off assumes each round leaves our view nearly
+ * complete. When a round's peer still had a different table, the members
+ * that joined with us are still spreading: one more round (to another
+ * random member) comes a quarter probe period from now, on top of the
+ * schedule, which is kept: a later scheduled round is what repairs a view
+ * that an added round found "in sync" with a peer missing the same
+ * members. At most SWIM_JOIN_BOOST_EXTRA are added, one pending at a
+ * time. */
+void dmq__swim_boost_differs(dmq_node_t *n) {
+  if (n->leaving || !n->joined || n->next_extra != 0 ||
+      n->boost_extra >= SWIM_JOIN_BOOST_EXTRA)
+    return;
+  n->boost_extra++;
+  n->next_extra = n->now + n->cfg.probe_interval_ms / 4;
 }
 
 /* Housekeeping: reconnecting to dead members and reaping. */
@@ -1736,6 +1763,8 @@ uint64_t dmq__swim_deadline(const dmq_node_t *n) {
   d = swim_min(d, n->next_reconnect);
   if (n->boost_left > 0)
     d = swim_min(d, n->next_boost);
+  if (n->next_extra != 0)
+    d = swim_min(d, n->next_extra);
   return swim_min(d, dmq__ae_deadline(n));
 }
 

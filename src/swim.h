@@ -33,6 +33,9 @@ void dmq__swim_apply_records(dmq_node_t *n, const dmq__msg_t *msg,
  * (membership and anti-entropy alike); a refusal is counted as
  * DMQ_DROP_RATE_LIMITED. */
 int dmq__swim_reply_ok(dmq_node_t *n);
+/* A round of the join boost found our table and the peer's different: one
+ * more round, a quarter probe period from now (antientropy.c). */
+void dmq__swim_boost_differs(dmq_node_t *n);
 /* A full push/pull (periodic kind) to addr: the fallback of antientropy.c. */
 void dmq__swim_send_pushpull(dmq_node_t *n, const char *addr);
 
