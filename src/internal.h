@@ -120,6 +120,7 @@ struct dmq__node {
   uint64_t now;
   uint32_t seq;
   uint32_t probe_pos;
+  uint64_t probe_last; /* name hash of the last round-robin probe target */
   uint64_t next_probe;
   struct {
     int active, acked, indirect_sent;

@@ -904,6 +904,36 @@ static dmq__member_t *swim_next_hearsay(dmq_node_t *n) {
 /* The next probe target: members heard from themselves in a shuffled
  * round robin, and every SWIM_HEARSAY_EVERY periods one known only from
  * hearsay, if any. */
+static int swim_probe_ok(const dmq__member_t *m) {
+  return !m->is_self && m->heard && m->state <= DMQ_MEMBER_SUSPECT;
+}
+
+/* A new round's order: reshuffled, and if the first member it would probe
+ * is the one probed last, that one goes to the end of the round (with two
+ * members to probe, a plain reshuffle probed one twice in a row, leaving
+ * the other three periods, at every other reshuffle: test_bounds
+ * test_probe_order_no_repeat). */
+static void swim_new_round(dmq_node_t *n) {
+  dmq__members_shuffle(n);
+  n->probe_pos = 0;
+  if (n->nmembers < 2)
+    return;
+  uint32_t last = n->nmembers - 1;
+  for (uint32_t p = 0; p < last; p++) {
+    dmq__member_t *m = n->members[p];
+    if (!swim_probe_ok(m))
+      continue;
+    if (dmq__hash(m->name, m->name_len) == n->probe_last) {
+      dmq__member_t *o = n->members[last];
+      n->members[p] = o;
+      o->idx = p;
+      n->members[last] = m;
+      m->idx = last;
+    }
+    return;
+  }
+}
+
 static dmq__member_t *swim_next_target(dmq_node_t *n) {
   if (++n->probe_rounds % SWIM_HEARSAY_EVERY == 0) {
     dmq__member_t *h = swim_next_hearsay(n);
@@ -911,13 +941,13 @@ static dmq__member_t *swim_next_target(dmq_node_t *n) {
       return h;
   }
   for (uint32_t tries = 0; tries <= n->nmembers; tries++) {
-    if (n->probe_pos >= n->nmembers) {
-      dmq__members_shuffle(n);
-      n->probe_pos = 0;
-    }
+    if (n->probe_pos >= n->nmembers)
+      swim_new_round(n);
     dmq__member_t *m = n->members[n->probe_pos++];
-    if (!m->is_self && m->heard && m->state <= DMQ_MEMBER_SUSPECT)
+    if (swim_probe_ok(m)) {
+      n->probe_last = dmq__hash(m->name, m->name_len);
       return m;
+    }
   }
   return swim_next_hearsay(n);
 }

@@ -6,30 +6,44 @@
  */
 #include "allocfail.h"
 
+/* Does node i see member `name` in state st? */
+static int sees(af_run_t *r, int i, const char *name, dmq_member_state_t st) {
+  dmq_member_info_t m;
+  return r->node[i] != NULL && dmq_node_member(r->node[i], name, &m) == 0 &&
+         m.state == st;
+}
+
 static void membership(af_run_t *r, long fail_at) {
   if (af_start(r, fail_at) != 0) {
     af_run_until(r, 1000);
     return;
   }
   af_run_until(r, 3000);
-  /* n3's packets are lost: direct and indirect probes of it fail, it is
-   * suspected; then it is heard again and refutes */
+  /* n3's packets are lost until node 0 suspects it: its own probes of n3
+   * failed, or it heard the suspicion from n1 or n2, whose probes failed
+   * first (each node probes the three others once per round of three
+   * periods, in a random order). Bounded at 8 s for runs where an
+   * allocation failure kept node 0 from it. Then n3 is heard again and
+   * refutes. */
   r->net.drop_from = 1u << 3;
-  af_run_until(r, 5500);
+  for (int t = 0; t < 32 && !sees(r, 0, "n3", DMQ_MEMBER_SUSPECT); t++)
+    af_run_until(r, r->now + 250);
+  if (fail_at == 0) /* the reference run */
+    assert_true(sees(r, 0, "n3", DMQ_MEMBER_SUSPECT));
   r->net.drop_from = 0;
-  af_run_until(r, 8000);
+  af_run_until(r, r->now + 2500);
   /* node 0's own packets are lost: the others suspect it, it refutes */
   r->net.drop_from = 1u << 0;
-  af_run_until(r, 10000);
+  af_run_until(r, r->now + 2000);
   r->net.drop_from = 0;
-  af_run_until(r, 12000);
+  af_run_until(r, r->now + 2000);
   /* n2 is gone for good: suspected, declared dead */
   r->net.drop_from = 1u << 2;
-  af_run_until(r, 30000);
+  af_run_until(r, r->now + 18000);
   af_note(r, 0, dmq_node_set_meta(r->node[0], "m", 1, r->now));
-  af_run_until(r, 31000);
+  af_run_until(r, r->now + 1000);
   af_note(r, 0, dmq_node_leave(r->node[0], r->now));
-  af_run_until(r, 33000);
+  af_run_until(r, r->now + 2000);
 }
 
 /* The reference run went through every step. */
@@ -37,7 +51,7 @@ static void check_membership(const af_run_t *ref) {
   const dmq_stats_t *st = &ref->st0;
   assert_true(st->pushpull_sent > 0 && st->pushpull_received > 0);
   assert_true(st->probe_direct_ok > 0);
-  assert_true(st->suspicions_raised >= 2);        /* n3, then n2 */
+  assert_true(st->suspicions_raised >= 1);        /* n2 (n3: above) */
   assert_true(st->refutations >= 1);              /* node 0 itself */
   assert_true(st->deaths_declared >= 1);          /* n2 */
   assert_true(st->members[DMQ_MEMBER_LEFT] == 1); /* node 0 left */
