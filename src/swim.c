@@ -901,9 +901,7 @@ static dmq__member_t *swim_next_hearsay(dmq_node_t *n) {
   return NULL;
 }
 
-/* The next probe target: members heard from themselves in a shuffled
- * round robin, and every SWIM_HEARSAY_EVERY periods one known only from
- * hearsay, if any. */
+/* A member the round robin probes: heard from itself, alive or suspect. */
 static int swim_probe_ok(const dmq__member_t *m) {
   return !m->is_self && m->heard && m->state <= DMQ_MEMBER_SUSPECT;
 }
@@ -934,6 +932,9 @@ static void swim_new_round(dmq_node_t *n) {
   }
 }
 
+/* The next probe target: members heard from themselves in a shuffled
+ * round robin, and every SWIM_HEARSAY_EVERY periods one known only from
+ * hearsay, if any. */
 static dmq__member_t *swim_next_target(dmq_node_t *n) {
   if (++n->probe_rounds % SWIM_HEARSAY_EVERY == 0) {
     dmq__member_t *h = swim_next_hearsay(n);
