@@ -249,6 +249,9 @@ kt_state_is() { [[ $(kt_member_state "$1" "$2") == "$3" ]]; }
 kt_alive_count() { kt_rpc "$1" dmq.list_nodes | grep -c 'state: alive'; }
 kt_alive_count_is() { [[ $(kt_alive_count "$1") -eq $2 ]]; }
 
+# one counter of the module's dmqlib.stats: kt_stat NAME KEY
+kt_stat() { kt_rpc "$1" dmqlib.stats | awk -v k="$2:" '$1==k {print $2; exit}'; }
+
 # htable helpers
 kt_ht_get() { kt_rpc "$1" htable.get t "$2" | awk '/value:/ {print $2}'; }
 kt_ht_is() { [[ $(kt_ht_get "$1" "$2") == "$3" ]]; }

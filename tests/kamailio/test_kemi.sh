@@ -39,7 +39,6 @@ KT_EXTRA_MODULES=(
   "modparam(\"app_jsdt\", \"load\", \"$KT_DIR/route.js\")"
   'cfgengine "jsdt"'
 )
-stat() { kt_rpc "$1" dmqlib.stats | awk -v k="$2:" '$1==k {print $2; exit}'; }
 KT_KEMI=1
 bcast() { python3 "$KT_ROOT/tests/kamailio/sipsend.py" "$1" 5060 MESSAGE "sip:bcast@$1" \
   --body "hello-kemi" --timeout 5 >/dev/null; }
@@ -52,10 +51,10 @@ for k in k1 k2; do kt_wait 10000 "$k sees 2 alive" kt_alive_count_is "$k" 2 || k
 bcast 127.0.0.67 || kt_fail "MESSAGE to k2"
 ok=0
 deadline=$(( $(kt_now_ms) + 15000 ))
-before=$(stat k2 callbacks_run)
+before=$(kt_stat k2 callbacks_run)
 while (( $(kt_now_ms) < deadline )); do
   bcast 127.0.0.66 || true
-  if kt_wait 1000 "k2 ran a callback" bash -c "$(declare -f kt_rpc stat); KT_DIR=$KT_DIR KAMCMD=$KAMCMD; [[ \$(stat k2 callbacks_run) -gt $before ]]"; then
+  if kt_wait 1000 "k2 ran a callback" bash -c "$(declare -f kt_rpc kt_stat); KT_DIR=$KT_DIR KAMCMD=$KAMCMD; [[ \$(kt_stat k2 callbacks_run) -gt $before ]]"; then
     ok=1; break
   fi
 done

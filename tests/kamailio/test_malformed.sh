@@ -22,15 +22,14 @@ for k in k1 k2; do kt_wait 10000 "$k sees 2 alive" kt_alive_count_is "$k" 2 || k
 kt_peer_start evil 127.0.0.33:7946 127.0.0.31:7946
 kt_wait 10000 "k1 sees evil" kt_state_is k1 evil alive || kt_die "dmq-peer did not join"
 
-stat() { kt_rpc "$1" dmqlib.stats | awk -v k="$2:" '$1==k {print $2; exit}'; }
-stat_ge() { local v; v=$(stat "$1" "$2"); [[ -n $v && $v -ge $3 ]]; }
+stat_ge() { local v; v=$(kt_stat "$1" "$2"); [[ -n $v && $v -ge $3 ]]; }
 
 # 1. broken framing: first byte is the content-type length
 kt_peer_cmd evil "send 127.0.0.31:7946 htable garbage"     # 'g' = 103 > 64
 kt_peer_cmd evil "send 127.0.0.31:7946 htable !"           # length past the end
 kt_peer_cmd evil "send 127.0.0.31:7946 htable "            # empty
 kt_wait 5000 "k1 counts 3 malformed" stat_ge k1 in_malformed 3 ||
-  kt_fail "in_malformed on k1 is $(stat k1 in_malformed)"
+  kt_fail "in_malformed on k1 is $(kt_stat k1 in_malformed)"
 # 2. framing right ('!' = a 33-byte content type), JSON broken
 ct='application/json;charset=utf-8xxx'   # 33 bytes: '!'
 for body in '{"action":2,"htname":"t"' '{"action":2,"htname":"t","cname":"x","type":0,"intval":' \
@@ -39,8 +38,8 @@ for body in '{"action":2,"htname":"t"' '{"action":2,"htname":"t","cname":"x","ty
   kt_peer_cmd evil "send 127.0.0.31:7946 htable !$ct$body"
 done
 kt_wait 5000 "k1 ran the callbacks" stat_ge k1 callbacks_run 6 ||
-  kt_fail "callbacks_run on k1 is $(stat k1 callbacks_run)"
-kt_log "k1: in_malformed=$(stat k1 in_malformed) callbacks_rejected=$(stat k1 callbacks_rejected)"
+  kt_fail "callbacks_run on k1 is $(kt_stat k1 callbacks_run)"
+kt_log "k1: in_malformed=$(kt_stat k1 in_malformed) callbacks_rejected=$(kt_stat k1 callbacks_rejected)"
 # 3. the body that wedged stock dmq, as a KDMQ SIP request, and UDP garbage
 python3 "$KT_ROOT/tests/kamailio/sipsend.py" 127.0.0.31 5060 KDMQ \
   "sip:notification_peer@127.0.0.31:5060" --ctype text/plain --timeout 0.5 \

@@ -55,7 +55,6 @@ grep -q "REPL: REGISTER from a member" "$KT_DIR/k1/log" && kt_fail "k1 saw its o
 
 # dmq_bcast_message: a channel registered by the cfg on first use, on both
 # instances (as stock, a receiver must have registered the channel too)
-stat() { kt_rpc "$1" dmqlib.stats | awk -v k="$2:" '$1==k {print $2; exit}'; }
 bcast() { python3 "$KT_ROOT/tests/kamailio/sipsend.py" "$1" 5060 MESSAGE "sip:bcast@$1" \
   --body "hello-cfg" --timeout 5 >/dev/null; }
 bcast 127.0.0.27 || kt_fail "bcast MESSAGE to k2"
@@ -64,10 +63,10 @@ kt_wait 3000 "k2 registered cfgchan" bash -c "$(declare -f kt_rpc); KT_DIR=$KT_D
 # k1 broadcasts until k2 is known to serve the channel (gossip), bounded
 ok=0
 deadline=$(( $(kt_now_ms) + 15000 ))
-before=$(stat k2 callbacks_run)
+before=$(kt_stat k2 callbacks_run)
 while (( $(kt_now_ms) < deadline )); do
   bcast 127.0.0.26 || true
-  if kt_wait 1000 "k2 ran a callback" bash -c "$(declare -f kt_rpc stat); KT_DIR=$KT_DIR KAMCMD=$KAMCMD; [[ \$(stat k2 callbacks_run) -gt $before ]]"; then
+  if kt_wait 1000 "k2 ran a callback" bash -c "$(declare -f kt_rpc kt_stat); KT_DIR=$KT_DIR KAMCMD=$KAMCMD; [[ \$(kt_stat k2 callbacks_run) -gt $before ]]"; then
     ok=1
     break
   fi
@@ -77,10 +76,10 @@ done
 
 # dmq_send_message: unicast to the member whose SIP URI is given
 # (find_dmq_node_uri on the mirror)
-before=$(stat k2 callbacks_run)
+before=$(kt_stat k2 callbacks_run)
 python3 "$KT_ROOT/tests/kamailio/sipsend.py" 127.0.0.26 5060 MESSAGE "sip:send@127.0.0.26" \
   -H "X-To: sip:127.0.0.27:5060" --body "hello-unicast" --timeout 5 >/dev/null || kt_fail "send MESSAGE"
-kt_wait 3000 "k2 ran the unicast's callback" bash -c "$(declare -f kt_rpc stat); KT_DIR=$KT_DIR KAMCMD=$KAMCMD; [[ \$(stat k2 callbacks_run) -gt $before ]]" ||
+kt_wait 3000 "k2 ran the unicast's callback" bash -c "$(declare -f kt_rpc kt_stat); KT_DIR=$KT_DIR KAMCMD=$KAMCMD; [[ \$(kt_stat k2 callbacks_run) -gt $before ]]" ||
   kt_fail "dmq_send_message to sip:127.0.0.27:5060 never reached k2"
 [[ $KT_FAILED -eq 0 ]] && kt_log "dmq_send_message: k1 -> k2 by SIP URI: ok"
 

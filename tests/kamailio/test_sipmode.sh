@@ -17,7 +17,6 @@ kt_setup "$KT_TRANSPORT"
 np=7946
 [[ ${KT_SIP_NO_BIND:-0} == 1 ]] && np=5060
 
-stat() { kt_rpc "$1" dmqlib.stats | awk -v k="$2:" '$1==k {print $2; exit}'; }
 
 kt_start k1 127.0.0.16 dmqlib ""
 kt_start k2 127.0.0.17 dmqlib 127.0.0.16
@@ -44,8 +43,8 @@ for k in k1 k3; do
   kt_wait 10000 "$k has 1001 items" kt_ht_items_is "$k" 1001 || kt_fail "$k has $(kt_ht_items "$k") items"
 done
 for k in k1 k2; do
-  o=$(stat "$k" sip_out); i=$(stat "$k" sip_in)
-  kt_log "$k: sip_out=$o sip_in=$i sip_out_failed=$(stat "$k" sip_out_failed)"
+  o=$(kt_stat "$k" sip_out); i=$(kt_stat "$k" sip_in)
+  kt_log "$k: sip_out=$o sip_in=$i sip_out_failed=$(kt_stat "$k" sip_out_failed)"
   [[ ${o:-0} -gt 0 && ${i:-0} -gt 0 ]] || kt_fail "$k: no SIP traffic counted"
 done
 
