@@ -37,11 +37,11 @@
 #include <dmq/delivery.h>
 #include <dmq/dmq.h>
 
+#include "counting_alloc.h"
 #include "memnet.h"
 
 #define AF_NODES 4
 #define AF_MAX_SENT 256
-#define AF_HDR 16 /* size header in front of every block (keeps alignment) */
 
 /* Sealed runs (see above): set by af_loop_sealed for its runs. */
 static int af_keyed;
@@ -58,59 +58,9 @@ static inline void af_key_config(dmq_config_t *cfg, int idx, void *ud) {
   cfg->seal_mode = DMQ_SEAL_REQUIRED;
 }
 
-typedef struct af_alloc {
-  long live;    /* blocks */
-  size_t bytes; /* bytes in live blocks */
-  long calls;   /* malloc + realloc calls */
-  long fail_at; /* fail this call (1-based); 0 = never */
-  long failed;  /* calls failed */
-} af_alloc_t;
-
-static void *af_malloc(size_t s, void *ud) {
-  af_alloc_t *a = ud;
-  if (++a->calls == a->fail_at) {
-    a->failed++;
-    return NULL;
-  }
-  unsigned char *p = malloc(AF_HDR + s);
-  if (p == NULL)
-    return NULL;
-  memcpy(p, &s, sizeof s);
-  a->live++;
-  a->bytes += s;
-  return p + AF_HDR;
-}
-
-static inline void af_free(void *q, void *ud) {
-  af_alloc_t *a = ud;
-  if (q == NULL)
-    return;
-  unsigned char *p = (unsigned char *)q - AF_HDR;
-  size_t s;
-  memcpy(&s, p, sizeof s);
-  a->live--;
-  a->bytes -= s;
-  free(p);
-}
-
-static void *af_realloc(void *q, size_t s, void *ud) {
-  af_alloc_t *a = ud;
-  if (q == NULL)
-    return af_malloc(s, ud);
-  if (++a->calls == a->fail_at) {
-    a->failed++;
-    return NULL;
-  }
-  unsigned char *p = (unsigned char *)q - AF_HDR;
-  size_t old;
-  memcpy(&old, p, sizeof old);
-  unsigned char *np = realloc(p, AF_HDR + s);
-  if (np == NULL)
-    return NULL;
-  memcpy(np, &s, sizeof s);
-  a->bytes = a->bytes - old + s;
-  return np + AF_HDR;
-}
+/* Each node's allocator (counting_alloc.h): node 0's fails its fail_at-th
+ * call. */
+typedef counting_t af_alloc_t;
 
 typedef struct af_sent {
   int node;
@@ -204,9 +154,9 @@ static inline void af_run_until(af_run_t *r, uint64_t until) {
 static inline int af_node(af_run_t *r, int i) {
   dmq_alloc_t a;
   assert_int_equal(dmq_alloc_init(&a), 0);
-  a.malloc_fn = af_malloc;
-  a.realloc_fn = af_realloc;
-  a.free_fn = af_free;
+  a.malloc_fn = c_malloc;
+  a.realloc_fn = c_realloc;
+  a.free_fn = c_free;
   a.ud = &r->alloc[i];
   if (af_keyed)
     r->net.on_config = af_key_config;

@@ -16,56 +16,13 @@
 
 #include <dmq/dmq.h>
 
+#include "counting_alloc.h"
 #include "memnet.h"
 
 #include "wire.h"
 
 #define NMAX 8
 #define Q_MAX 65536
-
-/* ---- a byte-counting allocator (live bytes, with a size header) ---- */
-
-typedef struct bytes {
-  long long live;
-} bytes_t;
-
-#define HDR 16
-
-static void *b_malloc(size_t s, void *ud) {
-  bytes_t *b = ud;
-  unsigned char *p = malloc(s + HDR);
-  if (p == NULL)
-    return NULL;
-  memcpy(p, &s, sizeof s);
-  b->live += (long long)s;
-  return p + HDR;
-}
-
-static void b_free(void *q, void *ud) {
-  bytes_t *b = ud;
-  if (q == NULL)
-    return;
-  unsigned char *p = (unsigned char *)q - HDR;
-  size_t s;
-  memcpy(&s, p, sizeof s);
-  b->live -= (long long)s;
-  free(p);
-}
-
-static void *b_realloc(void *q, size_t s, void *ud) {
-  if (q == NULL)
-    return b_malloc(s, ud);
-  bytes_t *b = ud;
-  unsigned char *p = (unsigned char *)q - HDR;
-  size_t old;
-  memcpy(&old, p, sizeof old);
-  unsigned char *np = realloc(p, s + HDR);
-  if (np == NULL)
-    return NULL;
-  memcpy(np, &s, sizeof s);
-  b->live += (long long)s - (long long)old;
-  return np + HDR;
-}
 
 /* ---- a cluster on memnet ---- */
 
@@ -76,7 +33,7 @@ typedef struct cl {
   dmq_node_t *node[NMAX];
   int n;
   uint64_t now;
-  bytes_t bytes;
+  counting_t alloc; /* n1's allocator (counting_alloc.h) */
   /* datagrams sent to mem://<to_watch> */
   int to_watch;
   long to_count;
@@ -151,10 +108,10 @@ static void cl_node(cl_t *c, int i, uint32_t mm) {
   cfg.max_members = mm;
   dmq_alloc_t a;
   dmq_alloc_init(&a);
-  a.malloc_fn = b_malloc;
-  a.realloc_fn = b_realloc;
-  a.free_fn = b_free;
-  a.ud = &c->bytes;
+  a.malloc_fn = c_malloc;
+  a.realloc_fn = c_realloc;
+  a.free_fn = c_free;
+  a.ud = &c->alloc;
   assert_int_equal(dmq_node_new(&cfg, i == 1 ? &a : NULL, &c->node[i]), 0);
   assert_int_equal(dmq_node_add_transport(c->node[i], &c->tp[i].t), 0);
   assert_int_equal(dmq_node_start(c->node[i], c->now), 0);
@@ -614,9 +571,9 @@ static void test_receive_state_small(void **state) {
   /* the stream n0 -> n1 exists (next expected 2) */
   send_rel(c, 0, "n1", 1);
   cl_run(c, c->now + 2000);
-  long long before = c->bytes.live;
+  long long before = (long long)c->alloc.bytes;
   forge_data(c, 1, "n0", 1, 2 + 16000, 2, 2000, "x");
-  long long cost = c->bytes.live - before;
+  long long cost = (long long)c->alloc.bytes - before;
   printf("receive state for one far DATA: %lld bytes\n", cost);
   assert_true(cost < 2048);
   dmq_delivery_stats_t ds;
@@ -627,9 +584,10 @@ static void test_receive_state_small(void **state) {
   dmq_delivery_stats(c->node[1], &ds);
   assert_int_equal(ds.rx_buffered, 0);
   assert_int_equal(ds.rx_buffered_bytes, 0);
-  printf("after the TTL: %lld bytes over before\n", c->bytes.live - before);
+  printf("after the TTL: %lld bytes over before\n",
+         (long long)c->alloc.bytes - before);
   /* (the small payload buffer went back to delivery's free list) */
-  assert_true(c->bytes.live - before <= cost);
+  assert_true((long long)c->alloc.bytes - before <= cost);
   /* the real stream goes on */
   send_rel(c, 0, "n1", 5);
   cl_run(c, c->now + 2000);

@@ -534,7 +534,7 @@ static void test_events_lost(void **state) {
   (void)state;
   int hit = 0;
   for (long k = 1; k <= 60; k++) {
-    counting_t cnt = {0, 0, 0};
+    counting_t cnt = {0};
     dmq_alloc_t a;
     dmq_alloc_init(&a);
     a.malloc_fn = c_malloc;

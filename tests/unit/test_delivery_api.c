@@ -870,7 +870,7 @@ static void test_alloc_failures(void **state) {
   pair_t *p = calloc(1, sizeof(*p));
   long total;
   {
-    counting_t c = {0, 0, 0};
+    counting_t c = {0};
     dmq_alloc_t a;
     dmq_alloc_init(&a);
     a.malloc_fn = c_malloc;
@@ -887,7 +887,7 @@ static void test_alloc_failures(void **state) {
   }
   assert_true(total > 20);
   for (long k = 1; k <= total + 5; k++) {
-    counting_t c = {0, 0, k};
+    counting_t c = {.fail_at = k};
     dmq_alloc_t a;
     dmq_alloc_init(&a);
     a.malloc_fn = c_malloc;

@@ -349,7 +349,7 @@ static void test_alloc_failures(void **state) {
   (void)state;
   long total = 0;
   {
-    counting_t c = {0, 0, 0};
+    counting_t c = {0};
     dmq_alloc_t a;
     dmq_alloc_init(&a);
     a.malloc_fn = c_malloc;
@@ -368,7 +368,7 @@ static void test_alloc_failures(void **state) {
   }
   assert_true(total > 5);
   for (long k = 1; k <= total; k++) {
-    counting_t c = {0, 0, k};
+    counting_t c = {.fail_at = k};
     dmq_alloc_t a;
     dmq_alloc_init(&a);
     a.malloc_fn = c_malloc;
