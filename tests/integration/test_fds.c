@@ -185,6 +185,17 @@ static void send_small_and_big(uv_loop_t *loop, xfer_t *x) {
   dmq_uv_kick(x->a);
 }
 
+/* Both messages of send_small_and_big, run until `finished` (done, or the
+ * host-transport variant): both DELIVERED, both received, one of them big. */
+static void transfer_small_and_big(uv_loop_t *loop, xfer_t *x,
+                                   pred_fn finished) {
+  send_small_and_big(loop, x);
+  assert_true(run_until(loop, finished, x));
+  assert_int_equal(x->delivered, 2);
+  assert_int_equal(x->rx, 2);
+  assert_int_equal(x->rx_big, 1);
+}
+
 static void test_fds_join_and_deliver(void **state) {
   (void)state;
   uv_loop_t loop;
@@ -214,11 +225,7 @@ static void test_fds_join_and_deliver(void **state) {
   const char *seed = dmq_uv_addr(x.a);
   assert_int_equal(dmq_uv_join(x.b, &seed, 1), 0);
   assert_true(run_until(&loop, joined, &x));
-  send_small_and_big(&loop, &x);
-  assert_true(run_until(&loop, done, &x));
-  assert_int_equal(x.delivered, 2);
-  assert_int_equal(x.rx, 2);
-  assert_int_equal(x.rx_big, 1);
+  transfer_small_and_big(&loop, &x, done);
   closed_t c = {0};
   dmq_uv_close(x.b, 500, on_closed, &c);
   dmq_uv_close(x.a, 500, on_closed, &c);
@@ -380,11 +387,7 @@ static void test_fds_no_sockets(void **state) {
   assert_int_equal(dmq_node_join(dmq_uv_node(x.b), &seed, 1, uv_now(&loop)), 0);
   dmq_uv_kick(x.b);
   assert_true(run_until(&loop, ns_joined, &x));
-  send_small_and_big(&loop, &x);
-  assert_true(run_until(&loop, ns_done, &x));
-  assert_int_equal(x.delivered, 2);
-  assert_int_equal(x.rx, 2);
-  assert_int_equal(x.rx_big, 1);
+  transfer_small_and_big(&loop, &x, ns_done);
   closed_t c = {0};
   for (int i = 0; i < 2; i++)
     dmq_uv_close(w.rt[i], 0, on_closed, &c);
