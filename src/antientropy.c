@@ -15,9 +15,10 @@
  * suspect: a suspicion is transient and is spread by gossip; the dead and
  * left, reaped at different times by different members, are left out of
  * the sums but sent in the records of a differing bucket). The sums are
- * additive, so the root is the sum of the buckets whatever k, and both
- * sides compute them in one pass over the table: O(N) per exchange, with no
- * per-member state kept for it.
+ * additive, so the root is the sum of the buckets whatever k; each node
+ * keeps them up to date as its table changes (below), so an exchange costs
+ * O(2^k), not a pass over the table, and no per-member state is kept for
+ * it.
  *
  * Bounds: every inbound DIGEST or DIFF causes at most one reply, and the
  * replies count in the membership layer's budget of replies per inbound
@@ -74,8 +75,22 @@ static uint64_t ae_member_hash(const dmq__member_t *m, uint64_t name_hash) {
                 ae_mix(m->gen ^ ae_mix(m->inc + 0x3c6ef372fe94f82bULL)));
 }
 
-uint32_t dmq__ae_sums(const dmq_node_t *n, uint8_t k, uint64_t *sums) {
-  uint32_t live = 0;
+/* ---- the sums, kept as the table changes ----
+ *
+ * A node keeps its digest's bucket sums at one resolution, 2^ae_sum_k
+ * buckets, and updates them at every change of a member's liveness,
+ * incarnation or generation (swim.c brackets each one with
+ * dmq__ae_member_out and dmq__ae_member_in). A digest of k <= ae_sum_k
+ * buckets adds up runs of them (a bucket is the top bits of a hash, so
+ * bucket b of 2^k is buckets b << (ae_sum_k - k) onwards); a larger k
+ * (asked for by a peer with a much larger table) takes a pass over the
+ * table. The resolution follows the table, about AE_PER_BUCKET live
+ * members per bucket up to DMQ__AE_MAX_K (8 bytes per 8 members), and one
+ * pass rebuilds it when the table outgrows it. Computing the sums by a pass
+ * for every exchange made each exchange O(N) on both sides, and the eight
+ * exchanges of every member's join boost O(N^2) for the cluster. */
+
+static void ae_pass(const dmq_node_t *n, uint8_t k, uint64_t *sums) {
   memset(sums, 0, sizeof(*sums) << k);
   /* in memory order: the sums do not depend on it, and it reads the
    * table sequentially */
@@ -86,9 +101,85 @@ uint32_t dmq__ae_sums(const dmq_node_t *n, uint8_t k, uint64_t *sums) {
       continue;
     uint64_t h = dmq__hash(m->name, m->name_len);
     sums[ae_bucket_of(h, k)] += ae_member_hash(m, h);
-    live++;
   }
-  return live;
+}
+
+static void ae_account(dmq_node_t *n, const dmq__member_t *m, int add) {
+  if (m->state > DMQ_MEMBER_SUSPECT)
+    return;
+  uint64_t h = dmq__hash(m->name, m->name_len);
+  uint64_t v = ae_member_hash(m, h);
+  uint64_t *s = &n->ae_sum[ae_bucket_of(h, n->ae_sum_k)];
+  *s = add ? *s + v : *s - v;
+}
+
+void dmq__ae_member_in(dmq_node_t *n, const dmq__member_t *m) {
+  ae_account(n, m, 1);
+}
+
+void dmq__ae_member_out(dmq_node_t *n, const dmq__member_t *m) {
+  ae_account(n, m, 0);
+}
+
+void dmq__ae_init(dmq_node_t *n) {
+  n->ae_sum = n->ae_sum_inline;
+  n->ae_sum_k = DMQ__AE_SUM_INLINE_K;
+  memset(n->ae_sum_inline, 0, sizeof(n->ae_sum_inline));
+}
+
+void dmq__ae_free(dmq_node_t *n) {
+  if (n->ae_sum != n->ae_sum_inline)
+    dmq__free(n, n->ae_sum);
+  dmq__ae_init(n);
+}
+
+/* A finer resolution once the table has outgrown this one (an allocation
+ * that fails keeps the one there is: larger digests then take a pass). */
+static void ae_resize(dmq_node_t *n) {
+  uint8_t k = n->ae_sum_k;
+  while (k < DMQ__AE_MAX_K && ((uint64_t)AE_PER_BUCKET << k) < n->n_live)
+    k++;
+  if (k == n->ae_sum_k)
+    return;
+  uint64_t *s = dmq__malloc(n, sizeof(*s) << k);
+  if (s == NULL)
+    return;
+  ae_pass(n, k, s);
+  if (n->ae_sum != n->ae_sum_inline)
+    dmq__free(n, n->ae_sum);
+  n->ae_sum = s;
+  n->ae_sum_k = k;
+}
+
+uint32_t dmq__ae_sums(dmq_node_t *n, uint8_t k, uint64_t *sums) {
+  ae_resize(n);
+  if (k > n->ae_sum_k) {
+    ae_pass(n, k, sums);
+    return n->n_live;
+  }
+  size_t run = (size_t)1 << (n->ae_sum_k - k);
+  for (size_t b = 0; b < ((size_t)1 << k); b++) {
+    uint64_t v = 0;
+    for (size_t j = 0; j < run; j++)
+      v += n->ae_sum[b * run + j];
+    sums[b] = v;
+  }
+  return n->n_live;
+}
+
+int dmq__ae_sums_check(dmq_node_t *n) {
+  uint64_t *s = dmq__malloc(n, sizeof(*s) << n->ae_sum_k);
+  if (s == NULL)
+    return 0;
+  ae_pass(n, n->ae_sum_k, s);
+  int ok = memcmp(s, n->ae_sum, sizeof(*s) << n->ae_sum_k) == 0;
+  dmq__free(n, s);
+  uint32_t live = 0;
+  dmq__member_iter_t it = DMQ__MEMBER_ITER_INIT;
+  const dmq__member_t *m;
+  while ((m = dmq__members_next(n, &it)) != NULL)
+    live += m->state <= DMQ_MEMBER_SUSPECT;
+  return ok && live == n->n_live ? 0 : -1;
 }
 
 static void ae_put64(uint8_t *p, uint64_t v) {

@@ -28,8 +28,24 @@ uint64_t dmq__ae_deadline(const dmq_node_t *n);
 /* The table's digest over 2^k buckets of the name-hash space: sums[b] is
  * the sum (mod 2^64) of the hashes of the live members (alive or suspect)
  * whose name falls in bucket b. sums holds 2^k entries (k <=
- * DMQ__AE_MAX_K). Returns the number of live members. */
-uint32_t dmq__ae_sums(const dmq_node_t *n, uint8_t k, uint64_t *sums);
+ * DMQ__AE_MAX_K). Returns the number of live members. From the sums the
+ * node keeps (O(2^k)), or a pass over the table when k is finer than
+ * they are. */
+uint32_t dmq__ae_sums(dmq_node_t *n, uint8_t k, uint64_t *sums);
+
+/* The kept sums: dmq__ae_init at node creation (empty table),
+ * dmq__ae_free at deletion. Every change of a member's liveness (alive or
+ * suspect against the rest), incarnation or generation is bracketed by
+ * dmq__ae_member_out (before; nothing if it is not live) and
+ * dmq__ae_member_in (after); adding a member, in; removing a live one,
+ * out. No allocation, cannot fail. */
+void dmq__ae_init(dmq_node_t *n);
+void dmq__ae_free(dmq_node_t *n);
+void dmq__ae_member_in(dmq_node_t *n, const dmq__member_t *m);
+void dmq__ae_member_out(dmq_node_t *n, const dmq__member_t *m);
+/* Tests: 0 if the kept sums and the live count match a pass over the
+ * table, -1 if not. */
+int dmq__ae_sums_check(dmq_node_t *n);
 /* The bucket of a name among 2^k. */
 uint32_t dmq__ae_bucket(const char *name, size_t len, uint8_t k);
 

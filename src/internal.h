@@ -10,6 +10,9 @@
 
 #define DMQ__MAX_TRANSPORTS 8
 #define DMQ__MAX_SEEDS DMQ_MAX_SEEDS
+/* digest sums kept inside the node (2^3: tables up to 64 members) */
+#define DMQ__AE_SUM_INLINE_K 3
+#define DMQ__AE_SUM_INLINE (1u << DMQ__AE_SUM_INLINE_K)
 /* Most confirmations tracked per suspicion (Lifeguard's k is small). */
 #define DMQ__MAX_CONFIRM 8
 /* Outstanding relayed (indirect) probes we keep track of. */
@@ -146,6 +149,9 @@ struct dmq__node {
   /* joining */
   char *seeds[DMQ__MAX_SEEDS];
   size_t nseeds;
+  /* where in members[] the seed's live member was last found (a hint:
+   * checked before use, members move) */
+  uint32_t seed_hint[DMQ__MAX_SEEDS];
   int joining, joined;
   uint32_t boost_left;  /* post-join anti-entropy rounds still to do */
   uint32_t boost_extra; /* rounds added because one found a difference */
@@ -169,6 +175,12 @@ struct dmq__node {
   uint32_t ae_pending; /* slots in use */
   uint8_t ae_off;      /* 1: full push/pull only, DIGEST/DIFF unknown (tests) */
   uint8_t ae_followups; /* exchanges brought forward since tables last agreed */
+  /* the digest's bucket sums over 2^ae_sum_k buckets, kept as the table
+   * changes (antientropy.c): ae_sum_inline until the table outgrows it,
+   * then an allocation */
+  uint8_t ae_sum_k;
+  uint64_t *ae_sum;
+  uint64_t ae_sum_inline[DMQ__AE_SUM_INLINE];
 
   /* events delivered after processing */
   uint8_t *events;        /* dmq__event_t records */

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "antientropy.h"
 #include "members.h"
 #include "util/oamap.h"
 
@@ -339,6 +340,7 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
 }
 
 void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
+  dmq__ae_member_out(n, m); /* nothing unless it is live */
   dmq__members_notify(n, m, DMQ__MEMBER_REMOVED);
   dmq__free(n, m->chans);
   m->chans = NULL;
@@ -356,6 +358,25 @@ void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
   members_slot_put(n, m);
   if (n->nmembers == 0)
     members_arena_free(n);
+}
+
+void dmq__members_free_all(dmq_node_t *n) {
+  /* in memory order (a sequential read, where the probe order is a
+   * random one); the index and the probe order are dropped whole */
+  dmq__member_iter_t it = DMQ__MEMBER_ITER_INIT;
+  dmq__member_t *m;
+  while ((m = dmq__members_next(n, &it)) != NULL) {
+    dmq__members_notify(n, m, DMQ__MEMBER_REMOVED);
+    dmq__free(n, m->chans);
+    m->chans = NULL;
+    if (m->addr != m->name + m->name_len + 1)
+      dmq__free(n, m->addr);
+    dmq__free(n, m->meta);
+  }
+  n->nmembers = 0;
+  if (n->index != NULL)
+    memset(n->index, 0, (size_t)n->index_cap * sizeof(*n->index));
+  members_arena_free(n);
 }
 
 void dmq__members_shuffle(dmq_node_t *n) {

@@ -66,6 +66,9 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
                                const char *addr, size_t alen);
 /* Tell the listener (DMQ__MEMBER_REMOVED), then free m. */
 void dmq__member_remove(dmq_node_t *n, dmq__member_t *m);
+/* The node's deletion: dmq__member_remove for every member, in one pass
+ * (no index or probe-order upkeep). */
+void dmq__members_free_all(dmq_node_t *n);
 int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
                          size_t len);
 /* Returns 1 if changed, 0 if equal, DMQ_ENOMEM. */

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "antientropy.h"
 #include "delivery/delivery.h"
 #include "internal.h"
 #include "members.h"
@@ -743,6 +744,7 @@ int dmq_node_new(const dmq_config_t *caller_cfg, const dmq_alloc_t *alloc,
   n->txbuf = dmq__malloc(n, cfg->mtu);
   if (n->txbuf == NULL)
     goto nomem;
+  dmq__ae_init(n);
   dmq__member_t *self =
       dmq__member_add(n, n->name, strlen(n->name), n->addr, strlen(n->addr));
   if (self == NULL)
@@ -755,6 +757,7 @@ int dmq_node_new(const dmq_config_t *caller_cfg, const dmq_alloc_t *alloc,
     goto nomem;
   n->self = self;
   n->n_live = 1;
+  dmq__ae_member_in(n, self);
   if (dmq__delivery_init(n) != 0)
     goto nomem;
   *out = n;
@@ -774,13 +777,13 @@ int dmq_node_delete(dmq_node_t *n) {
   dmq__delivery_shutdown(n);
   for (size_t i = 0; i < n->ntransports; i++)
     n->transports[i]->node = NULL;
-  while (n->nmembers > 0)
-    dmq__member_remove(n, n->members[n->nmembers - 1]);
+  dmq__members_free_all(n);
   for (size_t i = 0; i < n->nseeds; i++)
     dmq__free(n, n->seeds[i]);
   dmq__free(n, n->events);
   dmq__free(n, n->members);
   dmq__free(n, n->index);
+  dmq__ae_free(n);
   dmq__free(n, n->suspects);
   dmq__free(n, n->txbuf);
   dmq__free(n, n->relays);

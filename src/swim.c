@@ -455,6 +455,7 @@ static void swim_set_state(dmq_node_t *n, dmq__member_t *m, uint8_t st) {
   int is_live = st <= DMQ_MEMBER_SUSPECT;
   int hearsay = !m->heard && !m->is_self;
   if (was_live && !is_live) {
+    dmq__ae_member_out(n, m);
     n->n_live--;
     n->n_hearsay_live -= (uint32_t)hearsay;
   } else if (!was_live && is_live) {
@@ -464,6 +465,18 @@ static void swim_set_state(dmq_node_t *n, dmq__member_t *m, uint8_t st) {
   if (m->state != st)
     m->state_since = n->now;
   m->state = st;
+  if (!was_live && is_live)
+    dmq__ae_member_in(n, m);
+}
+
+/* A member's incarnation and generation change only here (the digest's
+ * sums follow them, antientropy.c). */
+static void swim_set_life(dmq_node_t *n, dmq__member_t *m, uint64_t inc,
+                          uint64_t gen) {
+  dmq__ae_member_out(n, m);
+  m->inc = inc;
+  m->gen = gen;
+  dmq__ae_member_in(n, m);
 }
 
 static void swim_suspicion_clear(dmq_node_t *n, dmq__member_t *m) {
@@ -561,7 +574,7 @@ static void swim_refute(dmq_node_t *n, uint64_t inc) {
   dmq__member_t *self = n->self;
   if (n->leaving)
     return;
-  self->inc = (inc >= self->inc ? inc : self->inc) + 1;
+  swim_set_life(n, self, (inc >= self->inc ? inc : self->inc) + 1, self->gen);
   n->stats.refutations++;
   /* Lifeguard: being suspected hints that we are the slow one */
   if (n->health + 1 < n->cfg.awareness_max)
@@ -599,8 +612,7 @@ static void swim_alive_self(dmq_node_t *n, dmq__member_t *m, dmq__slice_t addr,
              "another member claims our name %s (generation %llu): taking "
              "generation %llu",
              n->name, (unsigned long long)gen, (unsigned long long)gen + 1);
-    m->gen = gen + 1;
-    m->inc = 1;
+    swim_set_life(n, m, 1, gen + 1);
     dmq__members_notify(n, m, DMQ__MEMBER_RESTARTED);
     swim_bc_queue(n, m);
     return;
@@ -682,6 +694,7 @@ static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   if (m == NULL)
     return;
   n->n_hearsay++; /* until heard from itself */
+  /* not counted anywhere yet (neither n_live nor the digest's sums) */
   m->inc = inc;
   m->gen = gen;
   m->state = DMQ_MEMBER_DEAD; /* so set_state counts it live */
@@ -740,8 +753,7 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   if (mc < 0)
     return;
   meta_changed = mc;
-  m->inc = inc;
-  m->gen = gen;
+  swim_set_life(n, m, inc, gen);
   swim_suspicion_clear(n, m);
   swim_set_state(n, m, DMQ_MEMBER_ALIVE);
   if (new_gen) {
@@ -794,7 +806,7 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
   if (m->state == DMQ_MEMBER_ALIVE) {
     if (swim_suspicion_start(n, m, from.p, from.n) != 0)
       return;
-    m->inc = inc;
+    swim_set_life(n, m, inc, m->gen);
     swim_set_state(n, m, DMQ_MEMBER_SUSPECT);
     dmq__emit(n, DMQ_EVENT_SUSPECT, m);
     swim_bc_queue(n, m);
@@ -807,7 +819,7 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
     }
   } else if (m->state == DMQ_MEMBER_SUSPECT) {
     if (inc > m->inc)
-      m->inc = inc;
+      swim_set_life(n, m, inc, m->gen);
     /* Stale tables are not independent evidence: several members of the
      * far side of a healed partition would otherwise "confirm" each other's
      * old verdicts and shrink the suspicion to its minimum. Only probes and
@@ -825,7 +837,7 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
 
 static void swim_declare(dmq_node_t *n, dmq__member_t *m, uint8_t st,
                          uint64_t inc) {
-  m->inc = inc;
+  swim_set_life(n, m, inc, m->gen);
   swim_suspicion_clear(n, m);
   swim_set_state(n, m, st);
   if (st == DMQ_MEMBER_DEAD)
@@ -1368,6 +1380,8 @@ static void swim_gossip_round(dmq_node_t *n) {
  * while a member heard from itself exists: a joiner that has heard nobody
  * yet still spreads its push/pulls). */
 static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
+  if (dead && n->n_live == n->nmembers)
+    return NULL; /* nobody dead: no O(N) scan every reconnect period */
   for (uint32_t tries = 0; tries < 16 && n->nmembers > 1; tries++) {
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
     if (c->is_self)
@@ -1392,16 +1406,28 @@ static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
   return hearsay;
 }
 
-/* Whether a live member has the seed's address: a pass over the table in
- * memory order (every reconnect period, per seed). */
-static int swim_seed_is_alive(dmq_node_t *n, const char *seed) {
+static int swim_has_addr(const dmq__member_t *m, const char *addr, size_t len) {
+  return m->state <= DMQ_MEMBER_SUSPECT && m->addr_len == len &&
+         memcmp(m->addr, addr, len) == 0;
+}
+
+/* Whether a live member has seed i's address: first the member where it
+ * was found last time, else a pass over the table in memory order (every
+ * reconnect period, per seed: once the cluster is settled the hint saves
+ * an O(N) pass). */
+static int swim_seed_is_alive(dmq_node_t *n, size_t i) {
+  const char *seed = n->seeds[i];
   size_t len = strlen(seed);
+  uint32_t h = n->seed_hint[i];
+  if (h < n->nmembers && swim_has_addr(n->members[h], seed, len))
+    return 1;
   dmq__member_iter_t it = DMQ__MEMBER_ITER_INIT;
   const dmq__member_t *m;
   while ((m = dmq__members_next(n, &it)) != NULL)
-    if (m->state <= DMQ_MEMBER_SUSPECT && m->addr_len == len &&
-        memcmp(m->addr, seed, len) == 0)
+    if (swim_has_addr(m, seed, len)) {
+      n->seed_hint[i] = m->idx;
       return 1;
+    }
   return 0;
 }
 
@@ -1431,7 +1457,7 @@ static void swim_join_attempt(dmq_node_t *n) {
 
 static void swim_reconnect(dmq_node_t *n) {
   for (size_t i = 0; i < n->nseeds; i++) {
-    if (strcmp(n->seeds[i], n->addr) == 0 || swim_seed_is_alive(n, n->seeds[i]))
+    if (strcmp(n->seeds[i], n->addr) == 0 || swim_seed_is_alive(n, i))
       continue;
     swim_send_pushpull(n, n->seeds[i], 0);
   }
@@ -1567,7 +1593,7 @@ int dmq_node_leave(dmq_node_t *n, uint64_t now) {
     n->now = now;
   n->leaving = 1;
   n->joining = 0;
-  n->self->inc++;
+  swim_set_life(n, n->self, n->self->inc + 1, n->self->gen);
   swim_set_state(n, n->self, DMQ_MEMBER_LEFT);
   swim_bc_queue(n, n->self);
   /* tell a few members right away rather than waiting for a gossip tick */
@@ -1599,7 +1625,7 @@ int dmq_node_left_flushed(const dmq_node_t *n) {
 void dmq__self_changed(dmq_node_t *n) {
   if (n->leaving)
     return;
-  n->self->inc++;
+  swim_set_life(n, n->self, n->self->inc + 1, n->self->gen);
   swim_bc_queue(n, n->self);
 }
 
@@ -1619,7 +1645,7 @@ int dmq_node_set_meta(dmq_node_t *n, const void *meta, size_t len,
   if (now > n->now)
     n->now = now;
   if (rc == 1) {
-    n->self->inc++;
+    swim_set_life(n, n->self, n->self->inc + 1, n->self->gen);
     swim_bc_queue(n, n->self);
   }
   return 0;

@@ -28,7 +28,8 @@
  */
 #include "sim.h"
 
-#include "internal.h" /* dmq__rng_t */
+#include "antientropy.h" /* dmq__ae_sums_check */
+#include "internal.h"    /* dmq__rng_t */
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -80,7 +81,7 @@ typedef struct sim_host {
   size_t blk_words;
   sim_ev_t *pq; /* events deferred while paused */
   size_t pq_n, pq_cap;
-  uint64_t ev_about[8]; /* member events about this host, by kind */
+  uint32_t calls; /* into the node, for check_digest */
 } sim_host_t;
 
 typedef struct sim_map { /* open addressing, key 0 = empty */
@@ -101,8 +102,21 @@ struct dmq_sim {
 
   sim_host_t **hosts;
   int nhosts, cap_hosts;
-  int *names; /* open addressing name -> host index, -1 empty */
+  /* per host: member events about it (an array of its own: one is counted
+   * per event, N^2 in a join, and the host structs are large) */
+  uint64_t *about;
+  /* name -> host index: open addressing over (index, hash tag) pairs,
+   * index -1 empty; the names compared are copies packed in one pool
+   * (npool + noff[idx]), so that a lookup (one per member event: N^2 in a
+   * join) stays in cache instead of reading every host's struct */
+  struct sim_name_slot {
+    int32_t idx;
+    uint32_t tag;
+  } * names;
   size_t names_cap;
+  char *npool;
+  size_t npool_len, npool_cap;
+  uint32_t *noff; /* per host: offset of its name in npool */
 
   sim_ev_t *heap;
   size_t heap_n, heap_cap;
@@ -119,6 +133,7 @@ struct dmq_sim {
   size_t false_deaths;
   size_t events_total; /* logged or not */
   unsigned event_mask; /* opts.event_mask: 0 = log every event */
+  int check_digest;    /* opts.check_digest */
   dmq_sim_net_stats_t net;
 
   void (*tap)(void *ud, int from, int to, const void *buf, size_t len,
@@ -246,38 +261,59 @@ static uint64_t sim_hash_str(const char *s) {
 }
 
 static void sim_names_insert(dmq_sim_t *w, int idx) {
-  size_t i = (size_t)sim_hash_str(w->hosts[idx]->name) & (w->names_cap - 1);
-  while (w->names[i] >= 0)
+  uint64_t h = sim_hash_str(w->hosts[idx]->name);
+  size_t i = (size_t)h & (w->names_cap - 1);
+  while (w->names[i].idx >= 0)
     i = (i + 1) & (w->names_cap - 1);
-  w->names[i] = idx;
+  w->names[i].idx = idx;
+  w->names[i].tag = (uint32_t)(h >> 32);
 }
 
 static int sim_name_lookup(const dmq_sim_t *w, const char *name) {
   if (w->names_cap == 0 || name == NULL)
     return -1;
-  size_t i = (size_t)sim_hash_str(name) & (w->names_cap - 1);
-  while (w->names[i] >= 0) {
-    if (strcmp(w->hosts[w->names[i]]->name, name) == 0)
-      return w->names[i];
+  uint64_t h = sim_hash_str(name);
+  size_t i = (size_t)h & (w->names_cap - 1);
+  while (w->names[i].idx >= 0) {
+    if (w->names[i].tag == (uint32_t)(h >> 32) &&
+        strcmp(w->npool + w->noff[w->names[i].idx], name) == 0)
+      return w->names[i].idx;
     i = (i + 1) & (w->names_cap - 1);
   }
   return -1;
 }
 
-/* Rebuild the index for hosts 0..nhosts-1, growing it as needed. */
+/* Host idx's name into the pool and the index. */
+static void sim_names_add(dmq_sim_t *w, int idx) {
+  size_t l = strlen(w->hosts[idx]->name) + 1;
+  if (w->npool_len + l > w->npool_cap) {
+    w->npool_cap = (w->npool_len + l) * 2;
+    w->npool = sim_xrealloc(w->npool, w->npool_cap);
+  }
+  memcpy(w->npool + w->npool_len, w->hosts[idx]->name, l);
+  w->noff[idx] = (uint32_t)w->npool_len;
+  w->npool_len += l;
+  sim_names_insert(w, idx);
+}
+
+/* Rebuild the index and the name pool for hosts 0..nhosts-1, growing them
+ * as needed. */
 static void sim_names_rebuild(dmq_sim_t *w) {
   size_t cap = w->names_cap ? w->names_cap : 64;
   while ((size_t)w->nhosts * 2 > cap)
     cap *= 2;
   if (cap != w->names_cap) {
     free(w->names);
-    w->names = sim_xrealloc(NULL, cap * sizeof(int));
+    w->names = sim_xrealloc(NULL, cap * sizeof(*w->names));
+    free(w->noff);
+    w->noff = sim_xrealloc(NULL, cap / 2 * sizeof(*w->noff));
     w->names_cap = cap;
   }
   for (size_t i = 0; i < cap; i++)
-    w->names[i] = -1;
+    w->names[i].idx = -1;
+  w->npool_len = 0;
   for (int i = 0; i < w->nhosts; i++)
-    sim_names_insert(w, i);
+    sim_names_add(w, i);
 }
 
 /* ---- packet buffers ---- */
@@ -354,9 +390,23 @@ static void sim_ev_release(dmq_sim_t *w, sim_ev_t *ev) {
 /* ---- node plumbing ---- */
 
 /* Keep one wake-up event at or before the node's next deadline. */
+static void sim_check_digest(dmq_sim_t *w, sim_host_t *h) {
+  uint32_t every =
+      (uint32_t)dmq_node_member_count(h->node, DMQ_MASK_ALL) / 32 + 1;
+  if (++h->calls % every != 0 || dmq__ae_sums_check(h->node) == 0)
+    return;
+  fprintf(stderr,
+          "sim: host %d's digest sums differ from its table at t=%" PRIu64
+          " ms (seed %" PRIu64 ")\n",
+          h->idx, w->now, w->seed);
+  abort();
+}
+
 static void sim_after_call(dmq_sim_t *w, sim_host_t *h) {
   if (h->node == NULL || h->paused)
     return;
+  if (w->check_digest)
+    sim_check_digest(w, h);
   uint64_t d = dmq_node_next_deadline(h->node);
   if (d == DMQ_NEVER)
     return;
@@ -375,12 +425,10 @@ static void sim_after_call(dmq_sim_t *w, sim_host_t *h) {
 
 static void sim_record(dmq_sim_t *w, int obs, int subj, dmq_member_event_t ev,
                        uint64_t inc, uint64_t gen) {
-  sim_host_t *s = sim_host(w, subj);
   w->events_total++;
-  if (s != NULL) {
-    if ((unsigned)ev < 8)
-      s->ev_about[ev]++;
-    if (ev == DMQ_EVENT_DEAD && w->now < s->first_fault)
+  if (subj >= 0 && subj < w->nhosts) {
+    w->about[subj]++;
+    if (ev == DMQ_EVENT_DEAD && w->now < w->hosts[subj]->first_fault)
       w->false_deaths++;
   }
   if (w->event_mask != 0 &&
@@ -671,6 +719,7 @@ void dmq_sim_opts_init(dmq_sim_opts_t *o) {
   memset(o, 0, sizeof(*o));
   o->link.delay_ms = 1;
   o->mtu = 1400;
+  o->check_digest = 1;
 }
 
 static uint64_t sim_env_seed(void) {
@@ -705,6 +754,7 @@ dmq_sim_t *dmq_sim_new(const dmq_sim_opts_t *o) {
   w->bufsz = w->mtu < sizeof(void *) ? sizeof(void *) : w->mtu;
   w->quiet = o->quiet;
   w->event_mask = o->event_mask;
+  w->check_digest = o->check_digest;
   w->dgram_only = o->no_stream;
   w->split = o->no_stream ? 0 : o->stream_transport;
   w->deflink = o->link;
@@ -737,7 +787,10 @@ void dmq_sim_delete(dmq_sim_t *w) {
   }
   free(w->heap);
   free(w->hosts);
+  free(w->about);
   free(w->names);
+  free(w->noff);
+  free(w->npool);
   sim_map_free(&w->over);
   sim_map_free(&w->streams);
   free(w->links);
@@ -841,12 +894,14 @@ int dmq_sim_add(dmq_sim_t *w, const dmq_config_t *cfg, const char *name) {
   if (w->nhosts == w->cap_hosts) {
     w->cap_hosts = w->cap_hosts ? w->cap_hosts * 2 : 16;
     w->hosts = sim_xrealloc(w->hosts, (size_t)w->cap_hosts * sizeof(*w->hosts));
+    w->about = sim_xrealloc(w->about, (size_t)w->cap_hosts * sizeof(*w->about));
   }
+  w->about[w->nhosts] = 0;
   w->hosts[w->nhosts++] = h;
   if ((size_t)w->nhosts * 2 > w->names_cap)
     sim_names_rebuild(w);
   else
-    sim_names_insert(w, idx);
+    sim_names_add(w, idx);
   uint64_t seed = sim_rand(w);
   if (cfg != NULL && cfg->rng_seed != 0)
     seed = cfg->rng_seed;
@@ -1062,16 +1117,13 @@ static int sim_run_pred(dmq_sim_t *w, uint64_t deadline,
   sim_host_t *wh = sim_host(w, watch);
   uint64_t last = w->now, seen = 0;
   if (wh != NULL)
-    for (int k = 0; k < 8; k++)
-      seen += wh->ev_about[k];
+    seen = w->about[watch];
   if (pred(w, ud))
     goto held;
   while (sim_step(w, deadline)) {
     int check = w->now - last >= step_ms;
     if (wh != NULL) {
-      uint64_t c = 0;
-      for (int k = 0; k < 8; k++)
-        c += wh->ev_about[k];
+      uint64_t c = w->about[watch];
       if (c != seen) {
         seen = c;
         check = 1;

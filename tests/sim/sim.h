@@ -62,6 +62,12 @@ typedef struct dmq_sim_opts {
    * dmq_sim_false_deaths() and dmq_sim_event_total() count every event
    * whatever the mask. */
   unsigned event_mask;
+  /* 1 (opts_init's default): after calls into a node, check the digest
+   * sums it keeps (src/antientropy.c) against a pass over its table, and
+   * abort with the seed on a mismatch. Every call while the table is
+   * small, every (members / 32 + 1)-th call of each host above (a wrong
+   * sum stays wrong). sim_bench turns it off. */
+  int check_digest;
 } dmq_sim_opts_t;
 
 void dmq_sim_opts_init(dmq_sim_opts_t *o);

@@ -512,17 +512,43 @@ static void arena_check(dmq_node_t *n, const char (*names)[DMQ_MAX_NAME + 1],
       assert_null(f);
     }
   }
-  /* the digest counts the live members of the probe-order table, and its
-   * buckets add up to its root */
-  uint64_t sums[8], r = 0, total = 0;
+  /* the digest counts the live members of the probe-order table, its
+   * buckets add up to its root, the sums kept as the table changed are
+   * those of a pass over it, and coarser digests (added up from the kept
+   * sums) agree with finer ones (a pass when finer than those kept) */
+  uint64_t sums[8], fine[1u << DMQ__AE_MAX_K], r = 0, total = 0;
   uint32_t nl = dmq__ae_sums(n, 3, sums), lw = 0;
   for (uint32_t i = 0; i < n->nmembers; i++)
     lw += n->members[i]->state <= DMQ_MEMBER_SUSPECT;
   assert_int_equal(nl, lw);
+  assert_int_equal(dmq__ae_sums_check(n), 0);
   assert_int_equal(dmq__ae_sums(n, 0, &r), lw);
   for (int b = 0; b < 8; b++)
     total += sums[b];
   assert_true(r == total);
+  assert_true(n->ae_sum_k < DMQ__AE_MAX_K);
+  assert_int_equal(dmq__ae_sums(n, DMQ__AE_MAX_K, fine), lw);
+  for (int b = 0; b < 8; b++) {
+    uint64_t v = 0;
+    for (uint32_t j = 0; j < (1u << DMQ__AE_MAX_K) / 8; j++)
+      v += fine[(uint32_t)b * ((1u << DMQ__AE_MAX_K) / 8) + j];
+    assert_true(v == sums[b]);
+  }
+}
+
+/* What swim.c does around a member's liveness (the test adds and removes
+ * members directly). */
+static void arena_set_live(dmq_node_t *n, dmq__member_t *m, int live) {
+  int was = m->state <= DMQ_MEMBER_SUSPECT;
+  if (was && !live) {
+    dmq__ae_member_out(n, m);
+    n->n_live--;
+  }
+  m->state = (uint8_t)(live ? DMQ_MEMBER_ALIVE : DMQ_MEMBER_DEAD);
+  if (!was && live) {
+    n->n_live++;
+    dmq__ae_member_in(n, m);
+  }
 }
 
 static void test_member_arena(void **state) {
@@ -555,7 +581,8 @@ static void test_member_arena(void **state) {
           dmq__member_add(n, names[made], strlen(names[made]), addr, al);
       assert_non_null(m);
       m->heard = 1;
-      m->state = (uint8_t)(made % 5 == 0 ? DMQ_MEMBER_DEAD : DMQ_MEMBER_ALIVE);
+      m->state = DMQ_MEMBER_DEAD; /* not counted yet, as in swim.c */
+      arena_set_live(n, m, made % 5 != 0);
       assert_int_equal(m->addr_len, al);
       assert_memory_equal(m->addr, addr, (size_t)al);
       live[made] = 1;
@@ -567,6 +594,7 @@ static void test_member_arena(void **state) {
         continue;
       dmq__member_t *m = dmq__member_find(n, names[i], strlen(names[i]));
       assert_non_null(m);
+      arena_set_live(n, m, 0);
       dmq__member_remove(n, m);
       live[i] = 0;
     }
