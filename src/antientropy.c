@@ -248,7 +248,7 @@ static void ae_send_diff(dmq_node_t *n, const char *to, int stream_only,
     const dmq__member_t *m = n->members[i];
     uint32_t b = dmq__ae_bucket(m->name, m->name_len, k);
     if (mask[b / 8] & (1u << (b % 8))) {
-      need += 40 + m->name_len + m->addr_len + m->meta_len +
+      need += 40 + m->name_len + m->addr_len + dmq__member_meta_len(m) +
               dmq__member_chans_size(m);
       nsel++;
     }
@@ -276,13 +276,14 @@ static void ae_send_diff(dmq_node_t *n, const char *to, int stream_only,
     if (!(mask[b / 8] & (1u << (b % 8))))
       continue;
     dmq__slice_t cv[DMQ_MAX_CHANNELS];
-    dmq__record_t r = {{m->name, m->name_len},
-                       {m->addr, m->addr_len},
-                       {(const char *)m->meta, m->meta_len},
-                       m->inc,
-                       m->gen,
-                       m->state,
-                       {0, cv, NULL, 0}};
+    dmq__record_t r = {
+        {m->name, m->name_len},
+        {m->addr, m->addr_len},
+        {(const char *)dmq__member_meta(m), dmq__member_meta_len(m)},
+        m->inc,
+        m->gen,
+        m->state,
+        {0, cv, NULL, 0}};
     r.chans.n = dmq__member_chans(m, cv);
     if (dmq__enc_record(&e, &r) == 0)
       nrec++;

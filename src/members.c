@@ -266,20 +266,55 @@ int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
   return 0;
 }
 
+dmq__member_more_t *dmq__member_more(dmq_node_t *n, dmq__member_t *m) {
+  if (m->more == NULL) {
+    m->more = dmq__malloc(n, sizeof(*m->more));
+    if (m->more != NULL)
+      memset(m->more, 0, sizeof(*m->more));
+  }
+  return m->more;
+}
+
+void dmq__member_more_trim(dmq_node_t *n, dmq__member_t *m) {
+  dmq__member_more_t *x = m->more;
+  if (x != NULL && x->meta == NULL && x->chans == NULL && x->peer == NULL &&
+      x->susp == NULL) {
+    dmq__free(n, x);
+    m->more = NULL;
+  }
+}
+
+/* What m->more holds, freed (the peer and the suspicion are their owners'
+ * to free first). */
+static void members_more_free(dmq_node_t *n, dmq__member_t *m) {
+  if (m->more == NULL)
+    return;
+  dmq__free(n, m->more->chans);
+  dmq__free(n, m->more->meta);
+  dmq__free(n, m->more);
+  m->more = NULL;
+}
+
 int dmq__member_set_meta(dmq_node_t *n, dmq__member_t *m, const void *meta,
                          size_t len) {
-  if (m->meta_len == len && (len == 0 || memcmp(m->meta, meta, len) == 0))
+  size_t have = dmq__member_meta_len(m);
+  if (have == len && (len == 0 || memcmp(dmq__member_meta(m), meta, len) == 0))
     return 0;
   uint8_t *p = NULL;
   if (len > 0) {
-    p = dmq__malloc(n, len);
-    if (p == NULL)
+    if (dmq__member_more(n, m) == NULL)
       return DMQ_ENOMEM;
+    p = dmq__malloc(n, len);
+    if (p == NULL) {
+      dmq__member_more_trim(n, m);
+      return DMQ_ENOMEM;
+    }
     memcpy(p, meta, len);
   }
-  dmq__free(n, m->meta);
-  m->meta = p;
-  m->meta_len = (uint16_t)len;
+  dmq__free(n, m->more->meta);
+  m->more->meta = p;
+  m->more->meta_len = (uint16_t)len;
+  dmq__member_more_trim(n, m);
   return 1; /* changed */
 }
 
@@ -316,7 +351,6 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
     return NULL;
   }
   m->bc_bucket = -1;
-  m->susp_idx = -1;
   /* insert at a random position so the probe order stays random */
   uint32_t pos = n->nmembers;
   n->members[pos] = m;
@@ -342,8 +376,7 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
 void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
   dmq__ae_member_out(n, m); /* nothing unless it is live */
   dmq__members_notify(n, m, DMQ__MEMBER_REMOVED);
-  dmq__free(n, m->chans);
-  m->chans = NULL;
+  members_more_free(n, m);
   members_index_remove(n, m);
   uint32_t last = n->nmembers - 1;
   if (m->idx != last) {
@@ -354,7 +387,6 @@ void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
   n->nmembers--;
   if (m->addr != m->name + m->name_len + 1)
     dmq__free(n, m->addr);
-  dmq__free(n, m->meta);
   members_slot_put(n, m);
   if (n->nmembers == 0)
     members_arena_free(n);
@@ -367,11 +399,9 @@ void dmq__members_free_all(dmq_node_t *n) {
   dmq__member_t *m;
   while ((m = dmq__members_next(n, &it)) != NULL) {
     dmq__members_notify(n, m, DMQ__MEMBER_REMOVED);
-    dmq__free(n, m->chans);
-    m->chans = NULL;
+    members_more_free(n, m);
     if (m->addr != m->name + m->name_len + 1)
       dmq__free(n, m->addr);
-    dmq__free(n, m->meta);
   }
   n->nmembers = 0;
   if (n->index != NULL)
@@ -440,7 +470,7 @@ int dmq__member_set_chans(dmq_node_t *n, dmq__member_t *m,
     e[j] = x;
     ne++;
   }
-  struct dmq__chanset *old = m->chans;
+  struct dmq__chanset *old = m->more != NULL ? m->more->chans : NULL;
   if (old != NULL && old->n == ne) {
     size_t i = 0;
     while (i < ne && members_cent_cmp(&old->e[i], &e[i]) == 0)
@@ -452,19 +482,24 @@ int dmq__member_set_chans(dmq_node_t *n, dmq__member_t *m,
     return 0;
   struct dmq__chanset *cs = NULL;
   if (ne > 0) {
-    cs = dmq__malloc(n, sizeof(*cs) + ne * sizeof(members_cent_t));
-    if (cs == NULL)
+    if (dmq__member_more(n, m) == NULL)
       return DMQ_ENOMEM;
+    cs = dmq__malloc(n, sizeof(*cs) + ne * sizeof(members_cent_t));
+    if (cs == NULL) {
+      dmq__member_more_trim(n, m);
+      return DMQ_ENOMEM;
+    }
     cs->n = (uint32_t)ne;
     memcpy(cs->e, e, ne * sizeof(members_cent_t));
   }
   dmq__free(n, old);
-  m->chans = cs;
+  m->more->chans = cs;
+  dmq__member_more_trim(n, m);
   return 1; /* changed */
 }
 
 uint32_t dmq__member_chans(const dmq__member_t *m, dmq__slice_t *out) {
-  const struct dmq__chanset *cs = m->chans;
+  const struct dmq__chanset *cs = m->more != NULL ? m->more->chans : NULL;
   if (cs == NULL)
     return 0;
   for (uint32_t i = 0; i < cs->n; i++)
@@ -480,7 +515,7 @@ size_t dmq__member_chans_size(const dmq__member_t *m) {
 
 int dmq__member_serves(const dmq__member_t *m, uint64_t h, const char *name,
                        size_t len) {
-  const struct dmq__chanset *cs = m->chans;
+  const struct dmq__chanset *cs = m->more != NULL ? m->more->chans : NULL;
   if (cs == NULL)
     return 0;
   for (uint32_t i = 0; i < cs->n; i++) {

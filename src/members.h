@@ -18,7 +18,21 @@ typedef struct dmq__suspicion {
   uint32_t nconf;                  /* independent confirmations received */
   uint64_t conf[DMQ__MAX_CONFIRM]; /* name hashes of confirmers */
   char from[DMQ_MAX_NAME + 1];     /* who raised it (gossiped along) */
+  uint32_t idx;                    /* the member's place in node->suspects */
 } dmq__suspicion_t;
+
+/* What few members have: metadata, channels, delivery state, a suspicion.
+ * Allocated when the first of them is set (dmq__member_more), freed with
+ * the member or once empty (dmq__member_more_trim): in a table of
+ * thousands most members have none of it, and every byte of a member is
+ * paid N times per node (docs/design.md, "Member records"). */
+typedef struct dmq__member_more {
+  uint8_t *meta;
+  struct dmq__chanset *chans; /* channels it serves (members.c) */
+  struct dmq__peer *peer;     /* delivery state to and from it */
+  dmq__suspicion_t *susp;
+  uint16_t meta_len;
+} dmq__member_more_t;
 
 struct dmq__member {
   /* (ordered to avoid padding: members are the one O(N) structure; a
@@ -37,22 +51,34 @@ struct dmq__member {
   int8_t bc_bucket; /* -1 = not queued; < DMQ__MAX_BUCKETS */
   uint8_t name_len, addr_len;
   char *addr; /* inside the member (after name), unless it outgrew addr_cap */
-  uint8_t *meta;
-  dmq__suspicion_t *susp;
+  dmq__member_more_t *more; /* NULL: no meta, channels, peer or suspicion */
   /* dissemination queue links (bucket = transmits so far) */
   dmq__member_t *bc_prev, *bc_next;
-  struct dmq__chanset *chans; /* channels it serves (members.c); NULL none */
-  /* queued delivery (src/delivery) */
-  struct dmq__peer *peer; /* delivery state to and from it; NULL = none */
   uint64_t inc, gen;
   uint64_t state_since;
   uint32_t idx;     /* position in node->members */
-  int32_t susp_idx; /* position in node->suspects, -1 if none */
-  uint16_t meta_len;
   uint8_t addr_cap; /* bytes for addr inside the member (after name) */
   /* NUL-terminated, then the address's inline room (addr_cap bytes) */
   char name[];
 };
+
+/* The rarely set parts (NULL or 0 when not set). */
+static inline struct dmq__peer *dmq__member_peer(const dmq__member_t *m) {
+  return m->more != NULL ? m->more->peer : NULL;
+}
+static inline dmq__suspicion_t *dmq__member_susp(const dmq__member_t *m) {
+  return m->more != NULL ? m->more->susp : NULL;
+}
+static inline const uint8_t *dmq__member_meta(const dmq__member_t *m) {
+  return m->more != NULL ? m->more->meta : NULL;
+}
+static inline uint16_t dmq__member_meta_len(const dmq__member_t *m) {
+  return m->more != NULL ? m->more->meta_len : 0;
+}
+/* m->more, allocated (zeroed) if m has none; NULL when out of memory. */
+dmq__member_more_t *dmq__member_more(dmq_node_t *n, dmq__member_t *m);
+/* Frees m->more once nothing is left in it. */
+void dmq__member_more_trim(dmq_node_t *n, dmq__member_t *m);
 
 /* FNV-1a over n bytes (member names, channel names). */
 uint64_t dmq__hash(const char *p, size_t n);

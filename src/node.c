@@ -110,7 +110,7 @@ void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m) {
   if (n->member_cb == NULL || m->is_self)
     return;
   size_t need = sizeof(dmq__event_t) + (size_t)m->name_len + 1 +
-                (size_t)m->addr_len + 1 + m->meta_len;
+                (size_t)m->addr_len + 1 + dmq__member_meta_len(m);
   need = (need + 7) & ~(size_t)7;
   if (n->ev_used + need > n->ev_cap) {
     size_t nc = n->ev_cap ? n->ev_cap : 512;
@@ -131,7 +131,7 @@ void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m) {
   e.gen = m->gen;
   e.since = m->state_since;
   e.size = (uint32_t)need;
-  e.meta_len = m->meta_len;
+  e.meta_len = dmq__member_meta_len(m);
   e.ev = (uint8_t)ev;
   e.state = m->state;
   e.name_len = m->name_len;
@@ -142,8 +142,8 @@ void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m) {
   p += m->name_len + 1;
   memcpy(p, m->addr, (size_t)m->addr_len + 1);
   p += m->addr_len + 1;
-  if (m->meta_len > 0)
-    memcpy(p, m->meta, m->meta_len);
+  if (e.meta_len > 0)
+    memcpy(p, dmq__member_meta(m), e.meta_len);
   n->ev_used += need;
   n->nevents++;
 }
@@ -842,8 +842,8 @@ static void node_fill_info(const dmq__member_t *m, dmq_member_info_t *o) {
   o->state = (dmq_member_state_t)m->state;
   o->incarnation = m->inc;
   o->generation = m->gen;
-  o->meta = m->meta;
-  o->meta_len = m->meta_len;
+  o->meta = dmq__member_meta(m);
+  o->meta_len = dmq__member_meta_len(m);
   o->state_since = m->state_since;
   o->is_self = m->is_self;
 }

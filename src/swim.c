@@ -213,11 +213,13 @@ static int swim_enc_update(dmq_node_t *n, dmq__enc_t *e,
   case DMQ_MEMBER_ALIVE: {
     dmq__slice_t cv[DMQ_MAX_CHANNELS];
     dmq__chans_t ch = {dmq__member_chans(m, cv), cv, NULL, 0};
-    return dmq__enc_alive(e, name, sl(m->addr, m->addr_len), m->inc, m->gen,
-                          sl((const char *)m->meta, m->meta_len), &ch);
+    return dmq__enc_alive(
+        e, name, sl(m->addr, m->addr_len), m->inc, m->gen,
+        sl((const char *)dmq__member_meta(m), dmq__member_meta_len(m)), &ch);
   }
   case DMQ_MEMBER_SUSPECT: {
-    const char *from = m->susp ? m->susp->from : n->name;
+    const dmq__suspicion_t *s = dmq__member_susp(m);
+    const char *from = s != NULL ? s->from : n->name;
     return dmq__enc_suspect(e, name, m->inc, m->gen, sl(from, strlen(from)));
   }
   case DMQ_MEMBER_DEAD:
@@ -316,20 +318,21 @@ static void swim_send_ping(dmq_node_t *n, const dmq__member_t *target,
 /* One member's record. */
 static int swim_enc_member(dmq__enc_t *e, const dmq__member_t *m) {
   dmq__slice_t cv[DMQ_MAX_CHANNELS];
-  dmq__record_t r = {sl(m->name, m->name_len),
-                     sl(m->addr, m->addr_len),
-                     sl((const char *)m->meta, m->meta_len),
-                     m->inc,
-                     m->gen,
-                     m->state,
-                     {0, cv, NULL, 0}};
+  dmq__record_t r = {
+      sl(m->name, m->name_len),
+      sl(m->addr, m->addr_len),
+      sl((const char *)dmq__member_meta(m), dmq__member_meta_len(m)),
+      m->inc,
+      m->gen,
+      m->state,
+      {0, cv, NULL, 0}};
   r.chans.n = dmq__member_chans(m, cv);
   return dmq__enc_record(e, &r);
 }
 
 /* An upper bound of a record's encoded size. */
 static size_t swim_record_size(const dmq__member_t *m) {
-  return 40 + m->name_len + m->addr_len + m->meta_len +
+  return 40 + m->name_len + m->addr_len + dmq__member_meta_len(m) +
          dmq__member_chans_size(m);
 }
 
@@ -480,18 +483,19 @@ static void swim_set_life(dmq_node_t *n, dmq__member_t *m, uint64_t inc,
 }
 
 static void swim_suspicion_clear(dmq_node_t *n, dmq__member_t *m) {
-  if (m->susp == NULL)
+  dmq__suspicion_t *s = dmq__member_susp(m);
+  if (s == NULL)
     return;
-  int32_t i = m->susp_idx;
+  uint32_t i = s->idx;
   uint32_t last = n->nsuspects - 1;
-  if ((uint32_t)i != last) {
+  if (i != last) {
     n->suspects[i] = n->suspects[last];
-    n->suspects[i]->susp_idx = i;
+    n->suspects[i]->more->susp->idx = i;
   }
   n->nsuspects--;
-  m->susp_idx = -1;
-  dmq__free(n, m->susp);
-  m->susp = NULL;
+  dmq__free(n, s);
+  m->more->susp = NULL;
+  dmq__member_more_trim(n, m);
 }
 
 static void swim_suspicion_deadline(dmq__suspicion_t *s) {
@@ -508,14 +512,19 @@ static void swim_suspicion_deadline(dmq__suspicion_t *s) {
 
 static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
                                 const char *from, size_t from_len) {
-  dmq__suspicion_t *s = dmq__malloc(n, sizeof(*s));
-  if (s == NULL)
+  if (dmq__member_more(n, m) == NULL)
     return DMQ_ENOMEM;
+  dmq__suspicion_t *s = dmq__malloc(n, sizeof(*s));
+  if (s == NULL) {
+    dmq__member_more_trim(n, m);
+    return DMQ_ENOMEM;
+  }
   if (n->nsuspects == n->cap_suspects) {
     uint32_t nc = n->cap_suspects ? n->cap_suspects * 2 : 8;
     dmq__member_t **na = dmq__realloc(n, n->suspects, nc * sizeof(*na));
     if (na == NULL) {
       dmq__free(n, s);
+      dmq__member_more_trim(n, m);
       return DMQ_ENOMEM;
     }
     n->suspects = na;
@@ -547,8 +556,8 @@ static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
   memcpy(s->from, from, from_len);
   s->from[from_len] = '\0';
   swim_suspicion_deadline(s);
-  m->susp = s;
-  m->susp_idx = (int32_t)n->nsuspects;
+  s->idx = n->nsuspects;
+  m->more->susp = s;
   n->suspects[n->nsuspects++] = m;
   return 0;
 }
@@ -556,7 +565,7 @@ static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
 /* Returns 1 if this confirmation is new and independent. */
 static int swim_suspicion_confirm(dmq__member_t *m, const char *from,
                                   size_t len) {
-  dmq__suspicion_t *s = m->susp;
+  dmq__suspicion_t *s = dmq__member_susp(m);
   if (s == NULL || s->nconf >= s->k)
     return 0;
   if (strlen(s->from) == len && memcmp(s->from, from, len) == 0)
@@ -828,8 +837,8 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
       return;
     if (swim_suspicion_confirm(m, from.p, from.n)) {
       /* pass the independent confirmation on */
-      memcpy(m->susp->from, from.p, from.n);
-      m->susp->from[from.n] = '\0';
+      memcpy(m->more->susp->from, from.p, from.n);
+      m->more->susp->from[from.n] = '\0';
       swim_bc_queue(n, m);
     }
   }
@@ -1072,7 +1081,7 @@ static void swim_probe_end(dmq_node_t *n) {
   } else if (t->state == DMQ_MEMBER_SUSPECT) {
     if (swim_suspicion_confirm(t, n->name, strlen(n->name))) {
       /* gossip our own, independent, confirmation */
-      strcpy(t->susp->from, n->name);
+      strcpy(t->more->susp->from, n->name);
       swim_bc_queue(n, t);
     }
   }
@@ -1671,7 +1680,7 @@ static void swim_tick_probe(dmq_node_t *n, uint64_t now) {
 static void swim_tick_suspects(dmq_node_t *n, uint64_t now) {
   for (uint32_t i = 0; i < n->nsuspects;) {
     dmq__member_t *m = n->suspects[i];
-    if (now >= m->susp->deadline) {
+    if (now >= m->more->susp->deadline) {
       dmq__log(n, DMQ_LOG_INFO, "%s declared dead", m->name);
       swim_declare(n, m, DMQ_MEMBER_DEAD, m->inc);
       continue; /* slot i now holds another suspect */
@@ -1805,7 +1814,7 @@ uint64_t dmq__swim_deadline(const dmq_node_t *n) {
     d = swim_min(d, n->next_probe);
   }
   for (uint32_t i = 0; i < n->nsuspects; i++)
-    d = swim_min(d, n->suspects[i]->susp->deadline);
+    d = swim_min(d, n->suspects[i]->more->susp->deadline);
   for (int i = 0; n->nrelays > 0 && i < DMQ__MAX_RELAYS; i++) {
     const dmq__relay_t *r = &n->relays[i];
     if (!r->used)

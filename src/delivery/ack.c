@@ -177,13 +177,13 @@ void dmq__delivery_on_dack(dmq_node_t *n, const dmq__dack_t *a,
   dlv_t *d = n->dlv;
   d->st.acks_received++;
   dmq__member_t *mb = dmq__member_find(n, sender.p, sender.n);
-  if (mb == NULL || mb->peer == NULL || mb->is_self) {
+  if (mb == NULL || dmq__member_peer(mb) == NULL || mb->is_self) {
     d->st.unknown_sender++;
     if (mb == NULL)
       n->stats.drops[DMQ_DROP_UNKNOWN_SENDER]++;
     return;
   }
-  dlv_peer_t *p = mb->peer;
+  dlv_peer_t *p = dmq__member_peer(mb);
   if (a->src_gen != n->self->gen || a->dst_gen != p->tx_gen ||
       a->dst_gen != mb->gen) {
     d->st.stale_gen++;

@@ -225,7 +225,7 @@ void dmq__delivery_member_changed(dmq_node_t *n, dmq__member_t *m,
     }
     return;
   }
-  dlv_peer_t *p = m->peer;
+  dlv_peer_t *p = dmq__member_peer(m);
   if (p == NULL)
     return;
   dmq__dlv_fail_peer(n, p, why);
@@ -237,10 +237,10 @@ void dmq__delivery_member_changed(dmq_node_t *n, dmq__member_t *m,
 }
 
 void dmq__delivery_member_removed(dmq_node_t *n, dmq__member_t *m) {
-  if (n->dlv != NULL && m->peer != NULL) {
+  if (n->dlv != NULL && dmq__member_peer(m) != NULL) {
     if (n->dlv->cache_m == m)
       n->dlv->cache_m = NULL;
-    dmq__dlv_peer_free(n, m->peer);
+    dmq__dlv_peer_free(n, dmq__member_peer(m));
   }
 }
 

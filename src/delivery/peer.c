@@ -98,13 +98,18 @@ void dmq__dlv_tx_reset(dmq_node_t *n, dlv_peer_t *p) {
 
 dlv_peer_t *dmq__dlv_peer_get(dmq_node_t *n, dmq__member_t *m) {
   dlv_t *d = n->dlv;
-  if (m->peer != NULL)
-    return m->peer;
-  if (dlv_heap_reserve(n, 3) != 0) /* its RTO, DACK and TTL timers */
+  if (dmq__member_peer(m) != NULL)
+    return dmq__member_peer(m);
+  if (dmq__member_more(n, m) == NULL)
     return NULL;
+  if (dlv_heap_reserve(n, 3) != 0) { /* its RTO, DACK and TTL timers */
+    dmq__member_more_trim(n, m);
+    return NULL;
+  }
   dlv_peer_t *p = dmq__malloc(n, sizeof(*p));
   if (p == NULL) {
     dlv_heap_release(d, 3);
+    dmq__member_more_trim(n, m);
     return NULL;
   }
   memset(p, 0, sizeof(*p));
@@ -128,7 +133,7 @@ dlv_peer_t *dmq__dlv_peer_get(dmq_node_t *n, dmq__member_t *m) {
   if (d->peers != NULL)
     d->peers->all_prev = p;
   d->peers = p;
-  m->peer = p;
+  m->more->peer = p;
   return p;
 }
 
@@ -175,6 +180,7 @@ void dmq__dlv_peer_free(dmq_node_t *n, dlv_peer_t *p) {
   dlv_heap_release(d, 3);
   d->rx_bytes -= (size_t)p->ring_cap * sizeof(*p->ring);
   dmq__free(n, p->ring);
-  p->m->peer = NULL;
+  p->m->more->peer = NULL;
+  dmq__member_more_trim(n, p->m);
   dmq__free(n, p);
 }

@@ -459,13 +459,13 @@ static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r, dmq__member_t **dests,
   if (has_id)
     dmq__dlv_ids_put(d, op);
   if (r->kind == DLV_K_REQ)
-    dlv_req_arm(d, op, dests[0]->peer, deadline);
+    dlv_req_arm(d, op, dmq__member_peer(dests[0]), deadline);
   if (r->kind == DLV_K_BE)
     op->refs++; /* held while the copies are linked */
   if (refused > 0)
     dlv_note_refused(d, r, op, refused);
   for (uint32_t i = 0; i < nd; i++) {
-    dlv_peer_t *p = dests[i]->peer;
+    dlv_peer_t *p = dmq__member_peer(dests[i]);
     uint32_t nf;
     int st;
     dlv_plan(n, p, r, &nf, &st);
@@ -480,7 +480,7 @@ static int dlv_enqueue(dmq_node_t *n, const dlv_req_t *r, dmq__member_t **dests,
   if (r->kind == DLV_K_BE)
     dmq__dlv_op_unref(n, op);
   for (uint32_t i = 0; i < nd; i++)
-    dlv_after_queue(n, dests[i]->peer);
+    dlv_after_queue(n, dmq__member_peer(dests[i]));
   return 0;
 }
 

@@ -247,7 +247,7 @@ static void dlv_on_be_data(dmq_node_t *n, dmq__member_t *m,
     return;
   }
   if (be_seq != 0) { /* 0: an older sender, not numbered */
-    dlv_peer_t *p = m->peer != NULL ? m->peer : dmq__dlv_peer_get(n, m);
+    dlv_peer_t *p = dmq__dlv_peer_get(n, m); /* the one there is, or new */
     if (p == NULL) {
       d->st.rx_overflow++;
       return;
