@@ -226,6 +226,12 @@ static void bench_run(const bench_opts_t *o, size_t n, double loss,
   r->seed = dmq_sim_seed(w);
   dmq_config_t cfg;
   dmq_config_init(&cfg, o->c.profile);
+  /* a table of every member, and a push/pull of it in one stream packet
+   * (the defaults hold 8192 members) */
+  if (n > cfg.max_members) {
+    cfg.max_members = (uint32_t)n;
+    cfg.max_packet = (uint32_t)(n * DMQ_MAX_RECORD + 4096);
+  }
   for (size_t i = 0; i < n; i++) {
     if (dmq_sim_add(w, &cfg, NULL) < 0) {
       fprintf(stderr, "sim_bench: cannot add host %zu\n", i);

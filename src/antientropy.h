@@ -43,8 +43,8 @@ void dmq__ae_init(dmq_node_t *n);
 void dmq__ae_free(dmq_node_t *n);
 void dmq__ae_member_in(dmq_node_t *n, const dmq__member_t *m);
 void dmq__ae_member_out(dmq_node_t *n, const dmq__member_t *m);
-/* Tests: 0 if the kept sums and the live count match a pass over the
- * table, -1 if not. */
+/* Tests: 0 if the kept sums, the live count and the suspect count (the
+ * running suspicions) match a pass over the table, -1 if not. */
 int dmq__ae_sums_check(dmq_node_t *n);
 /* The bucket of a name among 2^k. */
 uint32_t dmq__ae_bucket(const char *name, size_t len, uint8_t k);

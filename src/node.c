@@ -882,6 +882,11 @@ size_t dmq_node_member_count(const dmq_node_t *n, unsigned mask) {
     return n->n_live;
   if ((mask & all) == (all & ~DMQ_MASK_LIVE))
     return n->nmembers - n->n_live;
+  /* a member is suspect exactly while its suspicion runs (swim.c) */
+  if ((mask & all) == 1u << DMQ_MEMBER_SUSPECT)
+    return n->nsuspects;
+  if ((mask & all) == 1u << DMQ_MEMBER_ALIVE)
+    return n->n_live - n->nsuspects;
   size_t c = 0;
   for (uint32_t i = 0; i < n->nmembers; i++)
     if (mask & (1u << n->members[i]->state))

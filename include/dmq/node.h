@@ -307,8 +307,9 @@ static inline int dmq_node_member(const dmq_node_t *node, const char *name,
   return dmq_node_member_sized(node, name, out, sizeof *out);
 }
 /* Number of members (self included) whose state bit (1u << state) is in
- * state_mask. O(1) for DMQ_MASK_ALL, DMQ_MASK_LIVE and the dead and left
- * together; a pass over the table for any other mask. */
+ * state_mask. O(1) for DMQ_MASK_ALL, DMQ_MASK_LIVE, alive alone, suspect
+ * alone and the dead and left together; a pass over the table for any
+ * other mask. */
 DMQ_EXTERN size_t dmq_node_member_count(const dmq_node_t *node,
                                         unsigned state_mask);
 #define DMQ_MASK_ALL 0xFu
