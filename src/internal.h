@@ -165,11 +165,13 @@ struct dmq__node {
 
   /* digest anti-entropy (antientropy.c): the exchanges waiting for the
    * peer's DIGEST reply (deadline 0: free slot; a join's boost rounds can
-   * overlap); without a reply by its deadline, a full push/pull follows (a
-   * peer of before, or a lost datagram) */
+   * overlap); without a reply by its deadline, the DIGEST again on the
+   * reliable class if it went as a datagram, then a full push/pull (a
+   * peer of before) */
   struct {
     uint64_t deadline;
-    int boost; /* a round of the join boost: 1 scheduled, 2 added */
+    int boost;    /* a round of the join boost: 1 scheduled, 2 added */
+    int reliable; /* the DIGEST went on the reliable class */
     char peer[DMQ_MAX_NAME + 1];
   } ae_wait[DMQ__AE_SLOTS];
   uint32_t ae_pending; /* slots in use */

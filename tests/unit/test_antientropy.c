@@ -343,8 +343,9 @@ static void test_divergence_repaired(void **state) {
   divergence(1000); /* the DIFF goes over the stream class */
 }
 
-/* n1 is a node of before: it skips DIGEST; n0 falls back to a full
- * push/pull after a probe interval, which repairs the difference. */
+/* n1 is a node of before: it skips DIGEST; n0 sends the DIGEST again on
+ * the reliable class, which n1 skips too, then falls back to a full
+ * push/pull, which repairs the difference. */
 static void test_mixed_falls_back(void **state) {
   (void)state;
   two_t t;
@@ -360,6 +361,13 @@ static void test_mixed_falls_back(void **state) {
   assert_int_equal(st.drops[DMQ_DROP_UNKNOWN_TYPE], 1);
   assert_int_equal(t.node[0]->ae_pending, 1);
   assert_null(fake(t.node[1], 50));
+  t.now = dmq__ae_deadline(t.node[0]);
+  assert_int_equal(dmq_node_tick(t.node[0], t.now), 0);
+  assert_int_equal(t.node[0]->ae_pending, 1); /* the DIGEST, reliable */
+  assert_int_equal(t.node[0]->stats.pushpull_sent, 0);
+  memnet_deliver(&t.net, t.node, t.tp, 2, t.now);
+  dmq_node_stats(t.node[1], &st);
+  assert_int_equal(st.drops[DMQ_DROP_UNKNOWN_TYPE], 2);
   t.now = dmq__ae_deadline(t.node[0]);
   assert_int_equal(dmq_node_tick(t.node[0], t.now), 0);
   assert_int_equal(t.node[0]->ae_pending, 0);
@@ -408,12 +416,43 @@ static void test_overlapping_rounds(void **state) {
   memnet_deliver(&t.net, t.node, t.tp, 2, t.now);
   assert_int_equal(t.node[0]->ae_pending, 1);
   assert_non_null(fake(t.node[1], 30)); /* n1's reply led to the DIFF */
+  /* the fake's slot sends its DIGEST again on the reliable class, then
+   * falls back alone */
   t.now = dmq__ae_deadline(t.node[0]);
   assert_int_equal(dmq_node_tick(t.node[0], t.now), 0);
-  /* the fake's slot fell back; the one pending now is the follow-up
-   * exchange that n1's differing reply brought forward */
-  assert_int_equal(t.node[0]->ae_pending, 1);
+  assert_int_equal(t.node[0]->stats.pushpull_sent, 0);
+  for (int i = 0; i < 4 && t.node[0]->stats.pushpull_sent == 0; i++) {
+    memnet_deliver(&t.net, t.node, t.tp, 2, t.now);
+    t.now = dmq__ae_deadline(t.node[0]);
+    assert_int_equal(dmq_node_tick(t.node[0], t.now), 0);
+  }
   assert_int_equal(t.node[0]->stats.pushpull_sent, 1); /* to the fake */
+  two_free(&t);
+}
+
+/* A periodic DIGEST whose datagram is lost is sent again on the reliable
+ * class at its deadline, and the exchange completes by DIGEST and DIFF:
+ * no full push/pull (which carries both whole tables). */
+static void test_lost_digest_retried(void **state) {
+  (void)state;
+  two_t t;
+  two_init(&t, 200);
+  tell(&t, 0, DMQ__MSG_ALIVE, 200, 1); /* n0 knows one member more */
+  memnet_free(&t.net);
+  memnet_init(&t.net, Q_MAX);
+  t.net.max_len = BIG;
+  dmq__ae_round(t.node[0], dmq__member_find(t.node[0], "n1", 2), 0);
+  memnet_free(&t.net); /* the DIGEST is lost */
+  memnet_init(&t.net, Q_MAX);
+  t.net.max_len = BIG;
+  assert_int_equal(t.node[0]->ae_pending, 1);
+  t.now = dmq__ae_deadline(t.node[0]);
+  assert_int_equal(dmq_node_tick(t.node[0], t.now), 0);
+  memnet_deliver(&t.net, t.node, t.tp, 2, t.now);
+  assert_non_null(fake(t.node[1], 200));
+  assert_int_equal(t.node[0]->stats.pushpull_sent, 0);
+  assert_int_equal(t.node[1]->stats.pushpull_sent, 0);
+  assert_true(root(t.node[0]) == root(t.node[1]));
   two_free(&t);
 }
 
@@ -625,6 +664,7 @@ int main(void) {
       cmocka_unit_test(test_mixed_falls_back),
       cmocka_unit_test(test_stranger_gets_pushpull),
       cmocka_unit_test(test_overlapping_rounds),
+      cmocka_unit_test(test_lost_digest_retried),
       cmocka_unit_test(test_follow_up_after_difference),
       cmocka_unit_test(test_unsolicited_reply_ignored),
       cmocka_unit_test(test_member_arena),
