@@ -675,7 +675,15 @@ static int swim_make_room(dmq_node_t *n, int admit) {
       v = m;
   }
   if (v == NULL) {
-    n->stats.drops[DMQ_DROP_MEMBER_LIMIT]++;
+    uint64_t c = ++n->stats.drops[DMQ_DROP_MEMBER_LIMIT];
+    /* a cluster larger than max_members (default 8192) would otherwise
+     * show only as a counter; logged at the 1st, 2nd, 4th, 8th... drop so
+     * that a flood of forged members cannot fill the log */
+    if ((c & (c - 1)) == 0)
+      dmq__log(n, DMQ_LOG_WARN,
+               "member table full (max_members %u): a newcomer was dropped "
+               "(%llu so far)",
+               (unsigned)n->cfg.max_members, (unsigned long long)c);
     return 0;
   }
   if (v->state <= DMQ_MEMBER_SUSPECT) {

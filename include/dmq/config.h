@@ -121,7 +121,8 @@ typedef struct dmq__config {
   dmq_seal_mode_t seal_mode;
   /* (0.3.1) Most members in the table, ourselves and dead/left ones
    * included (docs/limits.md). A new member beyond it is dropped
-   * (stats drops[DMQ_DROP_MEMBER_LIMIT]) unless a dead or left one can be
+   * (stats drops[DMQ_DROP_MEMBER_LIMIT], and a DMQ_LOG_WARN line at the
+   * 1st, 2nd, 4th, 8th... drop) unless a dead or left one can be
    * reaped early to make room; live members are never evicted. Default
    * 8192; 0 = the default. A push/pull of a full table must fit
    * max_packet: max_members * DMQ_MAX_RECORD + 4096 > max_packet, or more

@@ -597,14 +597,30 @@ static void test_receive_state_small(void **state) {
 
 /* ---- member limit ---- */
 
+static void count_full_log(dmq_node_t *n, dmq_log_level_t level,
+                           const char *msg, void *ud) {
+  (void)n;
+  if (level == DMQ_LOG_WARN && strstr(msg, "member table full") != NULL)
+    (*(int *)ud)++;
+}
+
 /* A flood of forged members stops at max_members (the real members stay,
- * nobody live is evicted), and a real crash is still detected in time. */
+ * nobody live is evicted), and a real crash is still detected in time. The
+ * drops are logged at the 1st, 2nd, 4th... one: a warning, not a flood. */
 static void test_member_flood(void **state) {
   (void)state;
   cl_t *c = cl_up(4, 64);
+  int full_logs = 0;
+  dmq_node_set_log_cb(c->node[1], count_full_log, DMQ_LOG_WARN, &full_logs);
   flood(c, 1, "evil", "mem://7", 1000, enc_alive_forged);
   assert_int_equal(dmq_node_member_count(c->node[1], DMQ_MASK_ALL), 64);
-  assert_true(st(c, 1).drops[DMQ_DROP_MEMBER_LIMIT] >= 1000 - 60);
+  uint64_t drops = st(c, 1).drops[DMQ_DROP_MEMBER_LIMIT];
+  assert_true(drops >= 1000 - 60);
+  int pow2 = 0;
+  for (uint64_t d = drops; d > 0; d >>= 1)
+    pow2++; /* powers of two up to drops: floor(log2) + 1 */
+  assert_int_equal(full_logs, pow2);
+  dmq_node_set_log_cb(c->node[1], NULL, DMQ_LOG_WARN, NULL);
   cl_run(c, c->now + 5000);
   for (int i = 0; i < 4; i++) {
     assert_true(dmq_node_member_count(c->node[i], DMQ_MASK_ALL) <= 64);
