@@ -237,22 +237,43 @@ static void ae_send_digest(dmq_node_t *n, const char *to, int reliable,
   dmq__free(n, h);
 }
 
+static int ae_in_mask(const dmq__member_t *m, const uint8_t *mask, uint8_t k) {
+  uint32_t b = dmq__ae_bucket(m->name, m->name_len, k);
+  return (mask[b / 8] >> (b % 8)) & 1;
+}
+
+static size_t ae_record_size(const dmq__member_t *m) {
+  return 40 + m->name_len + m->addr_len + dmq__member_meta_len(m) +
+         dmq__member_chans_size(m);
+}
+
+static int ae_enc_member(dmq__enc_t *e, const dmq__member_t *m) {
+  dmq__slice_t cv[DMQ_MAX_CHANNELS];
+  dmq__record_t r = {
+      {m->name, m->name_len},
+      {m->addr, m->addr_len},
+      {(const char *)dmq__member_meta(m), dmq__member_meta_len(m)},
+      m->inc,
+      m->gen,
+      m->state,
+      {0, cv, NULL, 0}};
+  r.chans.n = dmq__member_chans(m, cv);
+  return dmq__enc_record(e, &r);
+}
+
 /* Our records of the buckets in mask (2^k buckets) as a DIFF to `to`: as a
  * datagram when it fits one (or no stream reaches `to`: then as many
  * records as fit, from a random place on, and the next exchange sends
  * more), else over the reliable class. */
 static void ae_send_diff(dmq_node_t *n, const char *to, int stream_only,
-                         uint8_t flags, uint8_t k, const uint8_t *mask,
-                         int records) {
+                         uint8_t flags, uint8_t k, const uint8_t *mask) {
   size_t need = dmq__enc_size_envelope(strlen(n->name)) +
                 dmq__node_overhead(n) + 32 + (((size_t)1 << k) + 7) / 8;
   uint32_t nsel = 0;
-  for (uint32_t i = 0; records && i < n->nmembers; i++) {
+  for (uint32_t i = 0; i < n->nmembers; i++) {
     const dmq__member_t *m = n->members[i];
-    uint32_t b = dmq__ae_bucket(m->name, m->name_len, k);
-    if (mask[b / 8] & (1u << (b % 8))) {
-      need += 40 + m->name_len + m->addr_len + dmq__member_meta_len(m) +
-              dmq__member_chans_size(m);
+    if (ae_in_mask(m, mask, k)) {
+      need += ae_record_size(m);
       nsel++;
     }
   }
@@ -275,20 +296,9 @@ static void ae_send_diff(dmq_node_t *n, const char *to, int stream_only,
       n->nmembers > 0 ? (uint32_t)dmq__rng_below(&n->rng, n->nmembers) : 0;
   for (uint32_t j = 0; j < n->nmembers && nrec < nsel; j++) {
     const dmq__member_t *m = n->members[(first + j) % n->nmembers];
-    uint32_t b = dmq__ae_bucket(m->name, m->name_len, k);
-    if (!(mask[b / 8] & (1u << (b % 8))))
+    if (!ae_in_mask(m, mask, k))
       continue;
-    dmq__slice_t cv[DMQ_MAX_CHANNELS];
-    dmq__record_t r = {
-        {m->name, m->name_len},
-        {m->addr, m->addr_len},
-        {(const char *)dmq__member_meta(m), dmq__member_meta_len(m)},
-        m->inc,
-        m->gen,
-        m->state,
-        {0, cv, NULL, 0}};
-    r.chans.n = dmq__member_chans(m, cv);
-    if (dmq__enc_record(&e, &r) == 0)
+    if (ae_enc_member(&e, m) == 0)
       nrec++;
     else if (!reliable)
       break; /* the datagram is full */
@@ -451,12 +461,9 @@ static void ae_follow_up(dmq_node_t *n, int advance) {
     n->next_pushpull = soon;
 }
 
-/* A: the DIGEST reply of the exchange we started. pull: our DIFF carries
- * the mask only, not our records (the join boost's round with the member
- * we joined through: see dmq__ae_recv). */
+/* A: the DIGEST reply of the exchange we started. */
 static void ae_on_digest_reply(dmq_node_t *n, const dmq__msg_t *msg,
-                               const char *to, int stream, int boost,
-                               int pull) {
+                               const char *to, int stream, int boost) {
   uint8_t k = msg->ae_k;
   if (k == 0) {
     n->ae_followups = 0;
@@ -483,7 +490,7 @@ static void ae_on_digest_reply(dmq_node_t *n, const dmq__msg_t *msg,
       }
     }
     if (ndiff > 0)
-      ae_send_diff(n, to, stream, 0, k, mask, !pull);
+      ae_send_diff(n, to, stream, 0, k, mask);
   }
   dmq__free(n, sums);
   dmq__free(n, mask);
@@ -532,16 +539,7 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
         dmq__swim_send_pushpull(n, peer->addr);
       return;
     }
-    /* The boost's first round goes back to the member we joined through:
-     * our table is its snapshot plus what we heard since, mostly from
-     * members that joined through it too, so our records of the differing
-     * buckets would be news to it only rarely; in a burst join of N that
-     * is N/2 records per joiner it already has (sim, 4000 members: a
-     * quarter of all records handled in the join). What it lacks reaches
-     * it by gossip and the later rounds. */
-    int pull = n->ae_wait[slot].boost == DMQ__AE_BOOST &&
-               strcmp(n->ae_wait[slot].peer, n->join_via) == 0;
-    ae_on_digest_reply(n, msg, to, stream, n->ae_wait[slot].boost, pull);
+    ae_on_digest_reply(n, msg, to, stream, n->ae_wait[slot].boost);
     return;
   }
   /* DIFF: merge the records; a request is answered with ours for the same
@@ -549,5 +547,5 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
   dmq__swim_apply_records(n, msg, sender, 0);
   if (!reply && !n->leaving && dmq__swim_reply_ok(n))
     ae_send_diff(n, to, stream, DMQ__AE_REPLY, msg->ae_k,
-                 (const uint8_t *)msg->ae_bin.p, 1);
+                 (const uint8_t *)msg->ae_bin.p);
 }

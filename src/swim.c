@@ -835,8 +835,25 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
       swim_send_ping(n, m, m->addr, ++n->seq);
     }
   } else if (m->state == DMQ_MEMBER_SUSPECT) {
-    if (inc > m->inc)
+    if (inc > m->inc) {
+      /* A suspicion of a later incarnation: the member refuted the one we
+       * hold (it was alive at inc > ours) and was suspected again since.
+       * Ours is stale, and starts over from now with no confirmations
+       * (SWIM: Suspect{inc} overrides Suspect{inc' < inc}). Kept, its old
+       * deadline declared dead a slow member whose refutations kept
+       * missing us (sim, test_slow_member_not_killed, 1 seed in 360). */
+      dmq__suspicion_t *s = dmq__member_susp(m);
       swim_set_life(n, m, inc, m->gen);
+      if (s != NULL) { /* always: a suspect has its suspicion */
+        s->start = n->now;
+        s->nconf = 0;
+        memcpy(s->from, from.p, from.n);
+        s->from[from.n] = '\0';
+        swim_suspicion_deadline(s);
+      }
+      swim_bc_queue(n, m);
+      return;
+    }
     /* Stale tables are not independent evidence: several members of the
      * far side of a healed partition would otherwise "confirm" each other's
      * old verdicts and shrink the suspicion to its minimum. Only probes and

@@ -303,6 +303,49 @@ static void test_stale_suspicion_answered(void **state) {
   pair_free(&p);
 }
 
+/* n0 tells of a suspicion of n1 at a later incarnation while its own runs
+ * (n1 refuted the first and was suspected again; the refutation never
+ * reached n0): the suspicion starts over, so n1 is not declared dead at
+ * the first one's deadline, and still is at the new one's if nothing is
+ * heard from it. */
+static void send_suspect(pair_t *p, const dmq_member_info_t *info,
+                         uint64_t inc) {
+  uint8_t buf[256];
+  dmq__enc_t e;
+  assert_int_equal(dmq__enc_begin(&e, buf, sizeof(buf), NULL, 0, "zz", 2), 0);
+  assert_int_equal(dmq__enc_suspect(&e, (dmq__slice_t){"n1", 2}, inc,
+                                    info->generation, (dmq__slice_t){"zz", 2}),
+                   0);
+  size_t len = dmq__enc_end(&e);
+  dmq_node_recv(p->node[0], &p->tp[0].t, "mem://9", buf, len, p->now);
+}
+
+static void test_later_suspicion_restarts(void **state) {
+  (void)state;
+  pair_t p;
+  assert_int_equal(pair_init(&p, NULL), 0);
+  pair_join(&p, 3000);
+  dmq_member_info_t info;
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  p.net.drop_from = 1u << 1; /* nothing from n1 reaches n0 from here on */
+  send_suspect(&p, &info, info.incarnation);
+  uint64_t t0 = p.now;
+  pair_run(&p, t0 + 3000);
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_SUSPECT);
+  send_suspect(&p, &info, info.incarnation + 1);
+  /* two members: the minimum suspicion, 4 s; the first would end at
+   * t0 + 4 s, the new one at t0 + 7 s */
+  pair_run(&p, t0 + 5500);
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_SUSPECT);
+  assert_int_equal(p.events[0][DMQ_EVENT_DEAD], 0);
+  pair_run(&p, t0 + 7500);
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_DEAD);
+  pair_free(&p);
+}
+
 static void test_pair_failure(void **state) {
   (void)state;
   pair_t p;
@@ -394,6 +437,7 @@ int main(void) {
       cmocka_unit_test(test_config_validation),
       cmocka_unit_test(test_transport_registry),
       cmocka_unit_test(test_pair_join_and_leave),
+      cmocka_unit_test(test_later_suspicion_restarts),
       cmocka_unit_test(test_pair_failure),
       cmocka_unit_test(test_stale_suspicion_answered),
       cmocka_unit_test(test_transport_refusal_counted),
