@@ -242,25 +242,6 @@ static int ae_in_mask(const dmq__member_t *m, const uint8_t *mask, uint8_t k) {
   return (mask[b / 8] >> (b % 8)) & 1;
 }
 
-static size_t ae_record_size(const dmq__member_t *m) {
-  return 40 + m->name_len + m->addr_len + dmq__member_meta_len(m) +
-         dmq__member_chans_size(m);
-}
-
-static int ae_enc_member(dmq__enc_t *e, const dmq__member_t *m) {
-  dmq__slice_t cv[DMQ_MAX_CHANNELS];
-  dmq__record_t r = {
-      {m->name, m->name_len},
-      {m->addr, m->addr_len},
-      {(const char *)dmq__member_meta(m), dmq__member_meta_len(m)},
-      m->inc,
-      m->gen,
-      m->state,
-      {0, cv, NULL, 0}};
-  r.chans.n = dmq__member_chans(m, cv);
-  return dmq__enc_record(e, &r);
-}
-
 /* Our records of the buckets in mask (2^k buckets) as a DIFF to `to`: as a
  * datagram when it fits one (or no stream reaches `to`: then as many
  * records as fit, from a random place on, and the next exchange sends
@@ -273,7 +254,7 @@ static void ae_send_diff(dmq_node_t *n, const char *to, int stream_only,
   for (uint32_t i = 0; i < n->nmembers; i++) {
     const dmq__member_t *m = n->members[i];
     if (ae_in_mask(m, mask, k)) {
-      need += ae_record_size(m);
+      need += dmq__member_record_size(m);
       nsel++;
     }
   }
@@ -298,7 +279,7 @@ static void ae_send_diff(dmq_node_t *n, const char *to, int stream_only,
     const dmq__member_t *m = n->members[(first + j) % n->nmembers];
     if (!ae_in_mask(m, mask, k))
       continue;
-    if (ae_enc_member(&e, m) == 0)
+    if (dmq__member_enc(&e, m) == 0)
       nrec++;
     else if (!reliable)
       break; /* the datagram is full */

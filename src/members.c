@@ -507,6 +507,25 @@ uint32_t dmq__member_chans(const dmq__member_t *m, dmq__slice_t *out) {
   return cs->n;
 }
 
+int dmq__member_enc(dmq__enc_t *e, const dmq__member_t *m) {
+  dmq__slice_t cv[DMQ_MAX_CHANNELS];
+  dmq__record_t r = {
+      members_sl(m->name, m->name_len),
+      members_sl(m->addr, m->addr_len),
+      members_sl((const char *)dmq__member_meta(m), dmq__member_meta_len(m)),
+      m->inc,
+      m->gen,
+      m->state,
+      {0, cv, NULL, 0}};
+  r.chans.n = dmq__member_chans(m, cv);
+  return dmq__enc_record(e, &r);
+}
+
+size_t dmq__member_record_size(const dmq__member_t *m) {
+  return 40 + m->name_len + m->addr_len + dmq__member_meta_len(m) +
+         dmq__member_chans_size(m);
+}
+
 size_t dmq__member_chans_size(const dmq__member_t *m) {
   dmq__slice_t v[DMQ_MAX_CHANNELS];
   dmq__chans_t c = {dmq__member_chans(m, v), v, NULL, 0};

@@ -125,6 +125,10 @@ int dmq__member_set_chans(dmq_node_t *n, dmq__member_t *m,
 uint32_t dmq__member_chans(const dmq__member_t *m, dmq__slice_t *out);
 /* Exact encoded size of the member's channels field. */
 size_t dmq__member_chans_size(const dmq__member_t *m);
+/* m as a push/pull record into e (dmq__enc_record's result), and an upper
+ * bound of that record's encoded size. */
+int dmq__member_enc(dmq__enc_t *e, const dmq__member_t *m);
+size_t dmq__member_record_size(const dmq__member_t *m);
 /* Does m serve the channel (name, len) whose dmq__hash is h? */
 int dmq__member_serves(const dmq__member_t *m, uint64_t h, const char *name,
                        size_t len);

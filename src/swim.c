@@ -315,27 +315,6 @@ static void swim_send_ping(dmq_node_t *n, const dmq__member_t *target,
 
 /* ---- push/pull tables ---- */
 
-/* One member's record. */
-static int swim_enc_member(dmq__enc_t *e, const dmq__member_t *m) {
-  dmq__slice_t cv[DMQ_MAX_CHANNELS];
-  dmq__record_t r = {
-      sl(m->name, m->name_len),
-      sl(m->addr, m->addr_len),
-      sl((const char *)dmq__member_meta(m), dmq__member_meta_len(m)),
-      m->inc,
-      m->gen,
-      m->state,
-      {0, cv, NULL, 0}};
-  r.chans.n = dmq__member_chans(m, cv);
-  return dmq__enc_record(e, &r);
-}
-
-/* An upper bound of a record's encoded size. */
-static size_t swim_record_size(const dmq__member_t *m) {
-  return 40 + m->name_len + m->addr_len + dmq__member_meta_len(m) +
-         dmq__member_chans_size(m);
-}
-
 /* Encode a push/pull table into buf: every member (count == nmembers), or
  * ourselves and then count - 1 others from index `first` on. sizes, when
  * not NULL, gets each member's encoded record size (full table only).
@@ -348,14 +327,14 @@ static size_t swim_enc_table(dmq_node_t *n, uint8_t *buf, size_t cap,
   int rc = dmq__enc_pushpull_begin(&e, flags, count);
   int partial = count < n->nmembers;
   if (partial && rc == 0)
-    rc = swim_enc_member(&e, n->self);
+    rc = dmq__member_enc(&e, n->self);
   for (uint32_t k = 0, done = (uint32_t)partial; rc == 0 && done < count; k++) {
     uint32_t i = (first + k) % n->nmembers;
     const dmq__member_t *m = n->members[i];
     if (partial && m->is_self)
       continue;
     size_t before = e.len;
-    rc = swim_enc_member(&e, m);
+    rc = dmq__member_enc(&e, m);
     if (sizes != NULL)
       sizes[i] = (uint32_t)(e.len - before);
     done++;
@@ -373,7 +352,7 @@ static void swim_send_pushpull_ex(dmq_node_t *n, const char *addr,
                                   uint8_t flags, int datagram) {
   size_t need = 64 + strlen(n->name) + dmq__node_overhead(n);
   for (uint32_t i = 0; i < n->nmembers; i++)
-    need += swim_record_size(n->members[i]);
+    need += dmq__member_record_size(n->members[i]);
   /* A scratch buffer for this one table: the transport copies what it
    * cannot send at once, and exchanges are far apart (even a join's few
    * come one at a time), so a buffer kept per node would be O(N) resident

@@ -188,6 +188,14 @@ static void fake_name(char *b, size_t cap, int i) {
   snprintf(b, cap, "fake-member-%04d", i);
 }
 
+/* Drop whatever is queued on the network (the test's own sends, or a
+ * datagram it makes lost). */
+static void net_reset(two_t *t) {
+  memnet_free(&t->net);
+  memnet_init(&t->net, Q_MAX);
+  t->net.max_len = BIG;
+}
+
 /* Both nodes started, each knowing the other and `fakes` members. */
 static void two_init(two_t *t, int fakes) {
   memset(t, 0, sizeof *t);
@@ -220,9 +228,7 @@ static void two_init(two_t *t, int fakes) {
   for (int i = 0; i < 2; i++)
     assert_int_equal(
         dmq_node_recv(t->node[i], &t->tp[i].t, "mem://9", pkt, len, 0), 0);
-  memnet_free(&t->net); /* the answers to "z" */
-  memnet_init(&t->net, Q_MAX);
-  t->net.max_len = BIG;
+  net_reset(t);               /* the answers to "z" */
   for (int i = 0; i < 2; i++) /* count from here */
     memset(&t->node[i]->stats, 0, sizeof t->node[i]->stats);
 }
@@ -313,9 +319,7 @@ static void divergence(int fakes) {
   tell(&t, 0, DMQ__MSG_DEAD, 2, 3);          /* dead at n0 */
   tell(&t, 1, DMQ__MSG_ALIVE, fakes + 1, 1); /* only n1 knows it */
   tell(&t, 1, DMQ__MSG_ALIVE, 3, 5);         /* newer at n1 */
-  memnet_free(&t.net); /* gossip piggybacked on anything: not the test */
-  memnet_init(&t.net, Q_MAX);
-  t.net.max_len = BIG;
+  net_reset(&t); /* gossip piggybacked on anything: not the test */
   assert_true(root(t.node[0]) != root(t.node[1]));
   uint64_t b = exchange(&t);
   assert_int_equal(t.node[0]->stats.pushpull_sent, 0);
@@ -352,9 +356,7 @@ static void test_mixed_falls_back(void **state) {
   two_init(&t, 50);
   t.node[1]->ae_off = 1;
   tell(&t, 0, DMQ__MSG_ALIVE, 50, 1);
-  memnet_free(&t.net);
-  memnet_init(&t.net, Q_MAX);
-  t.net.max_len = BIG;
+  net_reset(&t);
   exchange(&t);
   dmq_stats_t st;
   dmq_node_stats(t.node[1], &st);
@@ -407,9 +409,7 @@ static void test_overlapping_rounds(void **state) {
   two_t t;
   two_init(&t, 30);
   tell(&t, 0, DMQ__MSG_ALIVE, 30, 1); /* so that an answer needs a DIFF */
-  memnet_free(&t.net);
-  memnet_init(&t.net, Q_MAX);
-  t.net.max_len = BIG;
+  net_reset(&t);
   dmq__ae_round(t.node[0], dmq__member_find(t.node[0], "n1", 2), 0);
   dmq__ae_round(t.node[0], fake(t.node[0], 0), 0); /* never answers */
   assert_int_equal(t.node[0]->ae_pending, 2);
@@ -438,13 +438,9 @@ static void test_lost_digest_retried(void **state) {
   two_t t;
   two_init(&t, 200);
   tell(&t, 0, DMQ__MSG_ALIVE, 200, 1); /* n0 knows one member more */
-  memnet_free(&t.net);
-  memnet_init(&t.net, Q_MAX);
-  t.net.max_len = BIG;
+  net_reset(&t);
   dmq__ae_round(t.node[0], dmq__member_find(t.node[0], "n1", 2), 0);
-  memnet_free(&t.net); /* the DIGEST is lost */
-  memnet_init(&t.net, Q_MAX);
-  t.net.max_len = BIG;
+  net_reset(&t); /* the DIGEST is lost */
   assert_int_equal(t.node[0]->ae_pending, 1);
   t.now = dmq__ae_deadline(t.node[0]);
   assert_int_equal(dmq_node_tick(t.node[0], t.now), 0);
@@ -500,9 +496,7 @@ static void test_unsolicited_reply_ignored(void **state) {
   two_t t;
   two_init(&t, 100);
   tell(&t, 0, DMQ__MSG_ALIVE, 100, 1); /* so that the roots differ */
-  memnet_free(&t.net);
-  memnet_init(&t.net, Q_MAX);
-  t.net.max_len = BIG;
+  net_reset(&t);
   uint64_t sums[2];
   uint32_t count = dmq__ae_sums(t.node[1], 1, sums);
   uint8_t h[16];
