@@ -29,14 +29,16 @@
  * sends a full push/pull, which is what teaches B about A. A DIFF from a
  * non-member is dropped (DMQ_DROP_UNKNOWN_SENDER);
  * A sends a DIFF only for the DIGEST reply it is waiting for, once. A
- * DIGEST's k is at most DMQ__AE_MAX_K (the work per message is one pass
- * over the table plus 2^k sums).
+ * DIGEST's k is at most DMQ__AE_MAX_K (the work per message is O(2^k)
+ * from the kept sums, below).
  *
  * Compatibility: a peer of before skips DIGEST (an unknown type) and never
  * answers; when no reply has come within a quarter of the anti-entropy
- * interval (at least a probe interval), A sends a full push/pull to the
- * same peer. Joins and partition healing (reconnect) stay
- * full push/pulls: the other side may know nothing of us.
+ * interval (at least a probe interval), A sends the DIGEST again on the
+ * reliable class (a lost datagram is the usual cause), and after one more
+ * probe interval without a reply a full push/pull to the same peer. Joins and
+ * partition healing (reconnect) stay full push/pulls: the other side may know
+ * nothing of us.
  */
 #include <string.h>
 
@@ -301,19 +303,25 @@ static uint64_t ae_wait_ms(const dmq_node_t *n, int reliable) {
   return wait < n->cfg.probe_interval_ms ? n->cfg.probe_interval_ms : wait;
 }
 
+/* The request that starts an exchange: our root and live count. */
+static void ae_send_root(dmq_node_t *n, const char *to, int reliable) {
+  uint64_t root;
+  uint32_t count = dmq__ae_sums(n, 0, &root);
+  ae_send_digest(n, to, reliable, 0, 0, count, &root);
+}
+
 void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer, int boost) {
   if (n->ae_off || dmq__datagram_mtu(n, peer->addr) == 0) {
     dmq__swim_send_pushpull(n, peer->addr);
     return;
   }
-  uint64_t root;
-  uint32_t count = dmq__ae_sums(n, 0, &root);
   /* A join's boost exchanges go on the reliable class, like the push/pulls
    * they replace: the views merge in the first seconds after a join, and a
    * lost datagram there costs seconds of convergence (sim, fast profile,
    * 300 members, 5 % loss: 3.3 s instead of 0.85 s). The periodic ones go
-   * as datagrams: a loss only delays a repair to the fallback. */
-  ae_send_digest(n, peer->addr, boost != 0, 0, 0, count, &root);
+   * as datagrams: a loss only delays a repair to the retry on the
+   * reliable class (dmq__ae_tick). */
+  ae_send_root(n, peer->addr, boost != 0);
   uint64_t wait = ae_wait_ms(n, boost != 0);
   /* the peer's slot, else a free one, else the one due first */
   int slot = -1, free_slot = -1, first = 0;
@@ -354,9 +362,7 @@ void dmq__ae_tick(dmq_node_t *n) {
      * 2000, all but 150 of it these push/pulls). A peer of before, which
      * never answers a DIGEST, gets the push/pull one wait later. */
     if (live && !n->ae_wait[i].reliable && dmq__has_stream(n, m->addr)) {
-      uint64_t root;
-      uint32_t count = dmq__ae_sums(n, 0, &root);
-      ae_send_digest(n, m->addr, 1, 0, 0, count, &root);
+      ae_send_root(n, m->addr, 1);
       n->ae_wait[i].reliable = 1;
       n->ae_wait[i].deadline = n->now + ae_wait_ms(n, 1);
       continue;

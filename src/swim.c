@@ -489,6 +489,16 @@ static void swim_suspicion_deadline(dmq__suspicion_t *s) {
   s->deadline = s->start + t;
 }
 
+/* The suspicion runs from now, raised by `from`, with no confirmations. */
+static void swim_suspicion_begin(dmq_node_t *n, dmq__suspicion_t *s,
+                                 const char *from, size_t from_len) {
+  s->start = n->now;
+  s->nconf = 0;
+  memcpy(s->from, from, from_len);
+  s->from[from_len] = '\0';
+  swim_suspicion_deadline(s);
+}
+
 static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
                                 const char *from, size_t from_len) {
   if (dmq__member_more(n, m) == NULL)
@@ -531,10 +541,7 @@ static int swim_suspicion_start(dmq_node_t *n, dmq__member_t *m,
   s->k = k < others ? k : others;
   if (s->k > DMQ__MAX_CONFIRM)
     s->k = DMQ__MAX_CONFIRM;
-  s->start = n->now;
-  memcpy(s->from, from, from_len);
-  s->from[from_len] = '\0';
-  swim_suspicion_deadline(s);
+  swim_suspicion_begin(n, s, from, from_len);
   s->idx = n->nsuspects;
   m->more->susp = s;
   n->suspects[n->nsuspects++] = m;
@@ -823,13 +830,8 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
        * missing us (sim, test_slow_member_not_killed, 1 seed in 360). */
       dmq__suspicion_t *s = dmq__member_susp(m);
       swim_set_life(n, m, inc, m->gen);
-      if (s != NULL) { /* always: a suspect has its suspicion */
-        s->start = n->now;
-        s->nconf = 0;
-        memcpy(s->from, from.p, from.n);
-        s->from[from.n] = '\0';
-        swim_suspicion_deadline(s);
-      }
+      if (s != NULL) /* always: a suspect has its suspicion */
+        swim_suspicion_begin(n, s, from.p, from.n);
       swim_bc_queue(n, m);
       return;
     }
