@@ -311,8 +311,8 @@ static void ae_send_root(dmq_node_t *n, const char *to, int reliable) {
 }
 
 void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer, int boost) {
-  if (n->ae_off || dmq__datagram_mtu(n, peer->addr) == 0) {
-    dmq__swim_send_pushpull(n, peer->addr);
+  if (n->ae_off || dmq__datagram_mtu(n, dmq__member_addr(peer)) == 0) {
+    dmq__swim_send_pushpull(n, dmq__member_addr(peer));
     return;
   }
   /* A join's boost exchanges go on the reliable class, like the push/pulls
@@ -321,7 +321,7 @@ void dmq__ae_round(dmq_node_t *n, dmq__member_t *peer, int boost) {
    * 300 members, 5 % loss: 3.3 s instead of 0.85 s). The periodic ones go
    * as datagrams: a loss only delays a repair to the retry on the
    * reliable class (dmq__ae_tick). */
-  ae_send_root(n, peer->addr, boost != 0);
+  ae_send_root(n, dmq__member_addr(peer), boost != 0);
   uint64_t wait = ae_wait_ms(n, boost != 0);
   /* the peer's slot, else a free one, else the one due first */
   int slot = -1, free_slot = -1, first = 0;
@@ -361,8 +361,9 @@ void dmq__ae_tick(dmq_node_t *n) {
      * at 1 % loss (sim, 5 % loss: 260 B/member/s at N = 500, 914 at
      * 2000, all but 150 of it these push/pulls). A peer of before, which
      * never answers a DIGEST, gets the push/pull one wait later. */
-    if (live && !n->ae_wait[i].reliable && dmq__has_stream(n, m->addr)) {
-      ae_send_root(n, m->addr, 1);
+    if (live && !n->ae_wait[i].reliable &&
+        dmq__has_stream(n, dmq__member_addr(m))) {
+      ae_send_root(n, dmq__member_addr(m), 1);
       n->ae_wait[i].reliable = 1;
       n->ae_wait[i].deadline = n->now + ae_wait_ms(n, 1);
       continue;
@@ -370,7 +371,7 @@ void dmq__ae_tick(dmq_node_t *n) {
     n->ae_wait[i].deadline = 0;
     n->ae_pending--;
     if (live)
-      dmq__swim_send_pushpull(n, m->addr);
+      dmq__swim_send_pushpull(n, dmq__member_addr(m));
   }
 }
 
@@ -508,7 +509,8 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
     return;
   }
   /* On a stream, answer over the connection the message came in on. */
-  const char *to = stream && from_addr != NULL ? from_addr : peer->addr;
+  const char *to =
+      stream && from_addr != NULL ? from_addr : dmq__member_addr(peer);
   if (msg->type == DMQ__MSG_DIGEST) {
     if (!reply) {
       if (dmq__swim_reply_ok(n))
@@ -523,7 +525,7 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
       return;
     if (msg->flag & DMQ__AE_NOT_MEMBER) {
       if (!n->leaving)
-        dmq__swim_send_pushpull(n, peer->addr);
+        dmq__swim_send_pushpull(n, dmq__member_addr(peer));
       return;
     }
     ae_on_digest_reply(n, msg, to, stream, n->ae_wait[slot].boost);

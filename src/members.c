@@ -251,17 +251,31 @@ static void members_index_remove(dmq_node_t *n, dmq__member_t *m) {
 
 int dmq__member_set_addr(dmq_node_t *n, dmq__member_t *m, const char *addr,
                          size_t len) {
-  if (m->addr != NULL && m->addr_len == len && memcmp(m->addr, addr, len) == 0)
+  if (m->addr_len == len && memcmp(dmq__member_addr(m), addr, len) == 0)
     return 0;
-  char *inl = m->name + m->name_len + 1; /* room kept at member_add */
-  char *a = len < m->addr_cap ? inl : dmq__malloc(n, len + 1);
-  if (a == NULL)
-    return DMQ_ENOMEM;
-  memmove(a, addr, len);
-  a[len] = '\0';
-  if (m->addr != inl && m->addr != a)
-    dmq__free(n, m->addr);
-  m->addr = a;
+  if (len < m->addr_cap) {
+    char *inl = m->name + m->name_len + 1; /* room kept at member_add */
+    memmove(inl, addr, len);               /* (addr may be the old one) */
+    inl[len] = '\0';
+    if (m->more != NULL && m->more->addr != NULL) {
+      dmq__free(n, m->more->addr);
+      m->more->addr = NULL;
+      m->addr_len = (uint8_t)len;
+      dmq__member_more_trim(n, m);
+    }
+  } else {
+    if (dmq__member_more(n, m) == NULL)
+      return DMQ_ENOMEM;
+    char *a = dmq__malloc(n, len + 1);
+    if (a == NULL) {
+      dmq__member_more_trim(n, m);
+      return DMQ_ENOMEM;
+    }
+    memcpy(a, addr, len);
+    a[len] = '\0';
+    dmq__free(n, m->more->addr);
+    m->more->addr = a;
+  }
   m->addr_len = (uint8_t)len;
   return 0;
 }
@@ -278,7 +292,7 @@ dmq__member_more_t *dmq__member_more(dmq_node_t *n, dmq__member_t *m) {
 void dmq__member_more_trim(dmq_node_t *n, dmq__member_t *m) {
   dmq__member_more_t *x = m->more;
   if (x != NULL && x->meta == NULL && x->chans == NULL && x->peer == NULL &&
-      x->susp == NULL) {
+      x->susp == NULL && x->addr == NULL) {
     dmq__free(n, x);
     m->more = NULL;
   }
@@ -291,6 +305,7 @@ static void members_more_free(dmq_node_t *n, dmq__member_t *m) {
     return;
   dmq__free(n, m->more->chans);
   dmq__free(n, m->more->meta);
+  dmq__free(n, m->more->addr);
   dmq__free(n, m->more);
   m->more = NULL;
 }
@@ -320,15 +335,21 @@ int dmq__member_set_meta(dmq_node_t *n, dmq__member_t *m, const void *meta,
 
 dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
                                const char *addr, size_t alen) {
+  /* Both grow in steps that keep the slack per member small: at 10000
+   * members a node's table is ~1 MB and a simulator holds 10000 of them
+   * (docs/design.md, "Member records"). The probe order by half again; the
+   * index (linear probing, a tag per slot, so a probe seldom reads a member)
+   * to load 3/4 before doubling. */
   if (n->nmembers == n->cap_members) {
-    uint32_t nc = n->cap_members ? n->cap_members * 2 : 8;
+    uint32_t nc = n->cap_members ? n->cap_members + n->cap_members / 2 : 8;
     dmq__member_t **na = dmq__realloc(n, n->members, nc * sizeof(*na));
     if (na == NULL)
       return NULL;
     n->members = na;
     n->cap_members = nc;
   }
-  if ((n->nmembers + 1) * 2 > n->index_cap && members_index_grow(n) != 0)
+  if ((uint64_t)(n->nmembers + 1) * 4 > (uint64_t)n->index_cap * 3 &&
+      members_index_grow(n) != 0)
     return NULL;
   /* name and address live in the member (an address that later grows
    * beyond this room gets an allocation of its own) */
@@ -346,6 +367,7 @@ dmq__member_t *dmq__member_add(dmq_node_t *n, const char *name, size_t nlen,
   size_t room =
       (size_t)cls * DMQ__ARENA_GRAIN - offsetof(dmq__member_t, name) - nlen - 1;
   m->addr_cap = (uint8_t)(room > 255 ? 255 : room);
+  m->name[nlen + 1] = '\0'; /* the empty address, until set */
   if (dmq__member_set_addr(n, m, addr, alen) != 0) {
     members_slot_put(n, m);
     return NULL;
@@ -385,8 +407,6 @@ void dmq__member_remove(dmq_node_t *n, dmq__member_t *m) {
     o->idx = m->idx;
   }
   n->nmembers--;
-  if (m->addr != m->name + m->name_len + 1)
-    dmq__free(n, m->addr);
   members_slot_put(n, m);
   if (n->nmembers == 0)
     members_arena_free(n);
@@ -400,8 +420,6 @@ void dmq__members_free_all(dmq_node_t *n) {
   while ((m = dmq__members_next(n, &it)) != NULL) {
     dmq__members_notify(n, m, DMQ__MEMBER_REMOVED);
     members_more_free(n, m);
-    if (m->addr != m->name + m->name_len + 1)
-      dmq__free(n, m->addr);
   }
   n->nmembers = 0;
   if (n->index != NULL)
@@ -511,7 +529,7 @@ int dmq__member_enc(dmq__enc_t *e, const dmq__member_t *m) {
   dmq__slice_t cv[DMQ_MAX_CHANNELS];
   dmq__record_t r = {
       members_sl(m->name, m->name_len),
-      members_sl(m->addr, m->addr_len),
+      members_sl(dmq__member_addr(m), m->addr_len),
       members_sl((const char *)dmq__member_meta(m), dmq__member_meta_len(m)),
       m->inc,
       m->gen,

@@ -21,7 +21,8 @@ typedef struct dmq__suspicion {
   uint32_t idx;                    /* the member's place in node->suspects */
 } dmq__suspicion_t;
 
-/* What few members have: metadata, channels, delivery state, a suspicion.
+/* What few members have: metadata, channels, delivery state, a suspicion,
+ * an address longer than the room left in the member's slot.
  * Allocated when the first of them is set (dmq__member_more), freed with
  * the member or once empty (dmq__member_more_trim): in a table of
  * thousands most members have none of it, and every byte of a member is
@@ -31,6 +32,7 @@ typedef struct dmq__member_more {
   struct dmq__chanset *chans; /* channels it serves (members.c) */
   struct dmq__peer *peer;     /* delivery state to and from it */
   dmq__suspicion_t *susp;
+  char *addr; /* NUL-terminated; only when addr_len >= addr_cap */
   uint16_t meta_len;
 } dmq__member_more_t;
 
@@ -50,8 +52,7 @@ struct dmq__member {
   uint8_t heard;
   int8_t bc_bucket; /* -1 = not queued; < DMQ__MAX_BUCKETS */
   uint8_t name_len, addr_len;
-  char *addr; /* inside the member (after name), unless it outgrew addr_cap */
-  dmq__member_more_t *more; /* NULL: no meta, channels, peer or suspicion */
+  dmq__member_more_t *more; /* NULL: none of the rarely set parts */
   /* dissemination queue links (bucket = transmits so far) */
   dmq__member_t *bc_prev, *bc_next;
   uint64_t inc, gen;
@@ -61,6 +62,13 @@ struct dmq__member {
   /* NUL-terminated, then the address's inline room (addr_cap bytes) */
   char name[];
 };
+
+/* The member's address, NUL-terminated: in its slot after the name when it
+ * fits (addr_len < addr_cap: nearly always, so no pointer is kept for it),
+ * else in m->more. Valid until the address changes or the member goes. */
+static inline const char *dmq__member_addr(const dmq__member_t *m) {
+  return m->addr_len < m->addr_cap ? m->name + m->name_len + 1 : m->more->addr;
+}
 
 /* The rarely set parts (NULL or 0 when not set). */
 static inline struct dmq__peer *dmq__member_peer(const dmq__member_t *m) {

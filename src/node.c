@@ -140,7 +140,7 @@ void dmq__emit(dmq_node_t *n, dmq_member_event_t ev, const dmq__member_t *m) {
   uint8_t *p = rec + sizeof(e);
   memcpy(p, m->name, (size_t)m->name_len + 1);
   p += m->name_len + 1;
-  memcpy(p, m->addr, (size_t)m->addr_len + 1);
+  memcpy(p, dmq__member_addr(m), (size_t)m->addr_len + 1);
   p += m->addr_len + 1;
   if (e.meta_len > 0)
     memcpy(p, dmq__member_meta(m), e.meta_len);
@@ -838,7 +838,7 @@ const char *dmq_node_name(const dmq_node_t *n) {
 
 static void node_fill_info(const dmq__member_t *m, dmq_member_info_t *o) {
   o->name = m->name;
-  o->addr = m->addr;
+  o->addr = dmq__member_addr(m);
   o->state = (dmq_member_state_t)m->state;
   o->incarnation = m->inc;
   o->generation = m->gen;

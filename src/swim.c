@@ -214,7 +214,7 @@ static int swim_enc_update(dmq_node_t *n, dmq__enc_t *e,
     dmq__slice_t cv[DMQ_MAX_CHANNELS];
     dmq__chans_t ch = {dmq__member_chans(m, cv), cv, NULL, 0};
     return dmq__enc_alive(
-        e, name, sl(m->addr, m->addr_len), m->inc, m->gen,
+        e, name, sl(dmq__member_addr(m), m->addr_len), m->inc, m->gen,
         sl((const char *)dmq__member_meta(m), dmq__member_meta_len(m)), &ch);
   }
   case DMQ_MEMBER_SUSPECT: {
@@ -612,9 +612,9 @@ static void swim_alive_self(dmq_node_t *n, dmq__member_t *m, dmq__slice_t addr,
     swim_bc_queue(n, m);
     return;
   }
-  if (gen > m->gen ||
-      (gen == m->gen && inc > m->inc &&
-       (addr.n != m->addr_len || memcmp(addr.p, m->addr, addr.n) != 0))) {
+  if (gen > m->gen || (gen == m->gen && inc > m->inc &&
+                       (addr.n != m->addr_len ||
+                        memcmp(addr.p, dmq__member_addr(m), addr.n) != 0))) {
     dmq__log(n, DMQ_LOG_WARN,
              "another member claims our name %s (generation %llu)", n->name,
              (unsigned long long)gen);
@@ -746,8 +746,9 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   char old_addr[DMQ_MAX_ADDR + 1];
   old_addr[0] = '\0';
   if (new_gen && old <= DMQ_MEMBER_SUSPECT &&
-      (addr.n != m->addr_len || memcmp(addr.p, m->addr, addr.n) != 0))
-    memcpy(old_addr, m->addr, (size_t)m->addr_len + 1);
+      (addr.n != m->addr_len ||
+       memcmp(addr.p, dmq__member_addr(m), addr.n) != 0))
+    memcpy(old_addr, dmq__member_addr(m), (size_t)m->addr_len + 1);
   int meta_changed = 0;
   int chans_changed = dmq__member_set_chans(n, m, chans);
   if (chans_changed < 0 || dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
@@ -818,7 +819,7 @@ static void swim_on_suspect(dmq_node_t *n, dmq__slice_t name, uint64_t inc,
        * stale verdicts. Tell the member at once (buddy system), so it can
        * refute within a round trip instead of waiting for gossip to find
        * it. (A few per table: the rest learn it through gossip.) */
-      swim_send_ping(n, m, m->addr, ++n->seq);
+      swim_send_ping(n, m, dmq__member_addr(m), ++n->seq);
     }
   } else if (m->state == DMQ_MEMBER_SUSPECT) {
     if (inc > m->inc) {
@@ -998,7 +999,7 @@ static void swim_probe_start(dmq_node_t *n) {
   n->probe.end_at = n->next_probe;
   memcpy(n->probe.target, t->name, (size_t)t->name_len + 1);
   n->stats.probes++;
-  swim_send_ping(n, t, t->addr, n->probe.seq);
+  swim_send_ping(n, t, dmq__member_addr(t), n->probe.seq);
 }
 
 static void swim_probe_indirect(dmq_node_t *n) {
@@ -1030,19 +1031,19 @@ static void swim_probe_indirect(dmq_node_t *n) {
     dmq__enc_t e;
     swim_begin(n, &e);
     dmq__enc_ping_req(&e, n->probe.seq, sl(t->name, t->name_len),
-                      sl(t->addr, t->addr_len), 1);
-    swim_finish(n, &e, chosen[i]->addr);
+                      sl(dmq__member_addr(t), t->addr_len), 1);
+    swim_finish(n, &e, dmq__member_addr(chosen[i]));
   }
   n->probe.nacks_expected = nc;
   /* Stream fallback (UDP blocked or lossy): when a separate reliable
    * transport exists, also ping the target over it. */
-  if (dmq__has_separate_stream(n, t->addr)) {
+  if (dmq__has_separate_stream(n, dmq__member_addr(t))) {
     dmq__enc_t e;
     swim_begin(n, &e);
     dmq__enc_ping(&e, n->probe.seq, sl(t->name, t->name_len));
     uint32_t c = e.count;
     size_t len = dmq__enc_end(&e);
-    dmq__send(n, t->addr, n->txbuf, len, 1, c);
+    dmq__send(n, dmq__member_addr(t), n->txbuf, len, 1, c);
   }
 }
 
@@ -1105,7 +1106,7 @@ static const char *swim_reply_addr(dmq_node_t *n, dmq__slice_t sender,
                                    const char *from_addr) {
   dmq__member_t *m = dmq__member_find(n, sender.p, sender.n);
   if (m != NULL && !m->is_self)
-    return m->addr;
+    return dmq__member_addr(m);
   return from_addr;
 }
 
@@ -1269,7 +1270,7 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
 static void swim_heard(dmq_node_t *n, dmq__slice_t sender,
                        const char *from_addr) {
   dmq__member_t *m = dmq__member_find(n, sender.p, sender.n);
-  if (m != NULL && !m->heard && strcmp(m->addr, from_addr) == 0)
+  if (m != NULL && !m->heard && strcmp(dmq__member_addr(m), from_addr) == 0)
     swim_mark_heard(n, m);
 }
 
@@ -1285,7 +1286,7 @@ static int swim_admit(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
     return SWIM_ADMIT_NONE; /* room, or no address to check */
   dmq__member_t *r = dmq__member_find(n, sender.p, sender.n);
   return r != NULL && r->heard && !r->is_self && r->state == DMQ_MEMBER_ALIVE &&
-                 strcmp(r->addr, from_addr) == 0
+                 strcmp(dmq__member_addr(r), from_addr) == 0
              ? SWIM_ADMIT_VOUCHED
              : SWIM_ADMIT_NONE;
 }
@@ -1386,7 +1387,7 @@ static void swim_gossip_round(dmq_node_t *n) {
       break;
     uint32_t c = e.count;
     size_t len = dmq__enc_end(&e);
-    dmq__send(n, chosen[i]->addr, n->txbuf, len, 0, c);
+    dmq__send(n, dmq__member_addr(chosen[i]), n->txbuf, len, 0, c);
   }
 }
 
@@ -1423,7 +1424,7 @@ static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
 
 static int swim_has_addr(const dmq__member_t *m, const char *addr, size_t len) {
   return m->state <= DMQ_MEMBER_SUSPECT && m->addr_len == len &&
-         memcmp(m->addr, addr, len) == 0;
+         memcmp(dmq__member_addr(m), addr, len) == 0;
 }
 
 /* Whether a live member has seed i's address: first the member where it
@@ -1478,7 +1479,7 @@ static void swim_reconnect(dmq_node_t *n) {
   }
   dmq__member_t *d = swim_random_member(n, 1);
   if (d != NULL)
-    swim_send_pushpull(n, d->addr, 0);
+    swim_send_pushpull(n, dmq__member_addr(d), 0);
 }
 
 /* A dead or left member leaves the table: its REAPED event, then the

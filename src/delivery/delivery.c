@@ -122,8 +122,14 @@ static int dlv_flush_be_received(dmq_node_t *n) {
       d->st.dropped_paused++;
       continue;
     }
-    dmq_message_t msg = {b->m->name, ch->name, b->data.p,  b->data.n,
-                         0,          NULL,     b->m->addr, b->m->gen};
+    dmq_message_t msg = {b->m->name,
+                         ch->name,
+                         b->data.p,
+                         b->data.n,
+                         0,
+                         NULL,
+                         dmq__member_addr(b->m),
+                         b->m->gen};
     d->st.delivered_app++;
     d->cur_chan = ch;
     ch->cb(n, ch, &msg, ch->ud);

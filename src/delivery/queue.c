@@ -191,7 +191,7 @@ static int dlv_plan(dmq_node_t *n, dlv_peer_t *p, const dlv_req_t *r,
   *stream = 0;
   if (r->len <= frag)
     return 0;
-  if (dmq__has_separate_stream(n, p->m->addr)) {
+  if (dmq__has_separate_stream(n, dmq__member_addr(p->m))) {
     *stream = 1;
     return 0;
   }

@@ -543,8 +543,9 @@ static inline void dlv_rx_dispatch(dmq_node_t *n, dlv_peer_t *p,
     dmq__dlv_on_reply(n, p, x->req_id, data, len);
   } else {
     dmq_reply_handle_t h;
-    dmq_message_t msg = {p->m->name, ch->name, data,       len,
-                         1,          NULL,     p->m->addr, p->rx_gen};
+    dmq_message_t msg = {
+        p->m->name, ch->name, data, len, 1, NULL, dmq__member_addr(p->m),
+        p->rx_gen};
     if (x->flags & DMQ__DATA_REQUEST) {
       memcpy(h.from, p->m->name, (size_t)p->m->name_len + 1);
       h.from_gen = p->rx_gen;

@@ -21,7 +21,7 @@ static void dlv_pkt_send(dmq_node_t *n, dlv_peer_t *p, dlv_pkt_t *k) {
   uint32_t c = k->e.count;
   size_t len = dmq__enc_end(&k->e);
   k->sent++;
-  if (dmq__send(n, p->m->addr, d->tx, len, 0, c) != 0) {
+  if (dmq__send(n, dmq__member_addr(p->m), d->tx, len, 0, c) != 0) {
     d->st.dropped_be += k->nbe;
     d->st.sent_be -= k->nbe;
     p->tx_be -= k->nbe; /* the last numbers given: never seen on the wire */
@@ -107,7 +107,7 @@ static int dlv_send_stream(dmq_node_t *n, dlv_peer_t *p, const dlv_msg_t *m) {
   if (dmq__enc_data(&e, &dd) != 0)
     return DMQ_ETOOBIG;
   size_t len = dmq__enc_end(&e);
-  return dmq__send(n, p->m->addr, d->big, len, 1, 1);
+  return dmq__send(n, dmq__member_addr(p->m), d->big, len, 1, 1);
 }
 
 static void dlv_mark_sent(dmq_node_t *n, dlv_peer_t *p, dlv_msg_t *m) {

@@ -617,7 +617,7 @@ static void test_member_arena(void **state) {
       m->state = DMQ_MEMBER_DEAD; /* not counted yet, as in swim.c */
       arena_set_live(n, m, made % 5 != 0);
       assert_int_equal(m->addr_len, al);
-      assert_memory_equal(m->addr, addr, (size_t)al);
+      assert_memory_equal(dmq__member_addr(m), addr, (size_t)al);
       live[made] = 1;
     }
     arena_check(n, names, live, made);
@@ -641,7 +641,17 @@ static void test_member_arena(void **state) {
     memset(addr, 'b', DMQ_MAX_ADDR);
     addr[DMQ_MAX_ADDR] = '\0';
     assert_int_equal(dmq__member_set_addr(n, m, addr, DMQ_MAX_ADDR), 0);
-    assert_string_equal(m->addr, addr);
+    assert_string_equal(dmq__member_addr(m), addr);
+    assert_non_null(m->more); /* the long address is kept there */
+    /* another long one replaces it; a short one goes back in the slot and
+     * frees the block (nothing else is set) */
+    addr[0] = 'c';
+    assert_int_equal(dmq__member_set_addr(n, m, addr, DMQ_MAX_ADDR), 0);
+    assert_string_equal(dmq__member_addr(m), addr);
+    assert_int_equal(dmq__member_set_addr(n, m, "mem://s", 7), 0);
+    assert_string_equal(dmq__member_addr(m), "mem://s");
+    assert_null(m->more);
+    assert_int_equal(dmq__member_set_addr(n, m, addr, DMQ_MAX_ADDR), 0);
     break;
   }
   arena_check(n, names, live, made);
