@@ -46,7 +46,7 @@
  * Exit status 1 if a run did not converge or detect the failure within
  * --max-sim-s simulated seconds (its JSON line has null fields).
  */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, setenv */
 
 #include <inttypes.h>
 #include <math.h>
@@ -54,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h> /* sysconf */
 
 #include "benchcluster.h"
 #include "benchopt.h"
@@ -71,6 +72,8 @@ typedef struct bench_opts {
   double max_sim_s;
   long delay_ms, jitter_ms; /* -1 = by profile */
   int stream;               /* --stream: separate stream transport */
+  long lanes;               /* --lanes: simulator threads (opts.lanes) */
+  long thp;                 /* --thp: the heap on transparent huge pages */
 } bench_opts_t;
 
 typedef struct bench_result {
@@ -89,13 +92,41 @@ static double bench_wall(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* With --thp 1 (the default), run again with glibc's malloc asking for
+ * transparent huge pages (the glibc.malloc.hugetlb tunable, read only at
+ * startup). At 10000 members the simulated nodes hold ~11 GB: with 4 KiB
+ * pages a third of the run was the kernel's page faults (docs/bench.md). A
+ * kernel with THP "never" simply ignores the request; the tunable is
+ * reported as "thp" in the JSON. */
+static int bench_thp_active(void) {
+  const char *t = getenv("GLIBC_TUNABLES");
+  return t != NULL && strstr(t, "glibc.malloc.hugetlb=1") != NULL;
+}
+
+static void bench_thp_reexec(char **argv) {
+  if (bench_thp_active() || getenv("SIM_BENCH_REEXEC") != NULL)
+    return;
+  const char *t = getenv("GLIBC_TUNABLES");
+  char v[1024];
+  int len = snprintf(v, sizeof v, "%s%sglibc.malloc.hugetlb=1",
+                     t != NULL ? t : "", t != NULL && *t ? ":" : "");
+  if (len < 0 || (size_t)len >= sizeof v)
+    return;
+  setenv("GLIBC_TUNABLES", v, 1);
+  setenv("SIM_BENCH_REEXEC", "1", 1); /* once, whatever happens */
+  execv("/proc/self/exe", argv);
+  unsetenv("GLIBC_TUNABLES"); /* no exec: go on without */
+  if (t != NULL)
+    setenv("GLIBC_TUNABLES", t, 1);
+}
+
 static void bench_usage(const char *prog) {
   fprintf(stderr,
           "usage: %s [--nodes N[,N...]] [--loss P[,P...]] "
           "[--profile lan|wan|local|fast]\n"
           "          [--seed S] [--burst | --stagger MS] [--max-sim-s S]\n"
           "          [--settle-s S] [--steady-s S] [--delay-ms D] "
-          "[--jitter-ms J] [--stream]\n",
+          "[--jitter-ms J] [--stream] [--lanes N] [--thp 0|1]\n",
           prog);
 }
 
@@ -137,6 +168,15 @@ static int bench_opt_value(const char *a, const char *v, void *ctx) {
   } else if (strcmp(a, "--max-sim-s") == 0) {
     if (benchopt_parse_double(v, &o->max_sim_s) != 0 || o->max_sim_s <= 0)
       return -1;
+  } else if (strcmp(a, "--thp") == 0) {
+    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+      return -1;
+    o->thp = v[0] - '0';
+  } else if (strcmp(a, "--lanes") == 0) {
+    uint64_t x;
+    if (benchopt_parse_u64_dec(v, &x) != 0 || x > 64)
+      return -1;
+    o->lanes = (long)x;
   } else if (strcmp(a, "--delay-ms") == 0 || strcmp(a, "--jitter-ms") == 0) {
     uint64_t x;
     if (benchopt_parse_u64_dec(v, &x) != 0 || x > 100000)
@@ -163,10 +203,16 @@ static int bench_parse_args(int argc, char **argv, bench_opts_t *o) {
   o->delay_ms = -1;
   o->jitter_ms = -1;
   o->stream = 1; /* model UDP + TCP like the runtime; --no-stream: one */
+  o->lanes = -1; /* one per CPU */
+  o->thp = 1;
   static const benchopt_spec_t spec = {"sim_bench", bench_usage, bench_opt_flag,
                                        bench_opt_value};
   if (benchopt_parse_args(argc, argv, &spec, o) != 0)
     return -1;
+  if (o->lanes < 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    o->lanes = cpus < 1 ? 1 : cpus > 8 ? 8 : cpus;
+  }
   /* Link defaults per profile: one-way delay and jitter. */
   if (o->delay_ms < 0)
     o->delay_ms = o->c.profile == DMQ_PROFILE_WAN     ? 40
@@ -218,6 +264,7 @@ static void bench_run(const bench_opts_t *o, size_t n, double loss,
   so.stream_transport = o->stream;
   so.event_mask = 1u << DMQ_EVENT_DEAD; /* only deaths are read */
   so.check_digest = 0;                  /* O(N) checks: a test's job */
+  so.lanes = (int)o->lanes;
   dmq_sim_t *w = dmq_sim_new(&so);
   if (w == NULL) {
     fprintf(stderr, "sim_bench: out of memory\n");
@@ -338,9 +385,9 @@ static void bench_print(const bench_opts_t *o, size_t n, double loss,
   double gossip_s = (double)cfg.gossip_interval_ms / 1000.0;
   printf("{\"nodes\":%zu,\"loss\":%g,\"profile\":\"%s\",\"seed\":%" PRIu64
          ",\"delay_ms\":%ld,\"jitter_ms\":%ld,\"stagger_ms\":%" PRIu64
-         ",\"stream\":%d",
+         ",\"stream\":%d,\"lanes\":%ld,\"thp\":%d",
          n, loss, o->c.profile_name, r->seed, o->delay_ms, o->jitter_ms,
-         o->c.stagger_ms, o->stream);
+         o->c.stagger_ms, o->stream, o->lanes, bench_thp_active());
   bench_num("join_all_s", r->joined, r->join_all_s, 3);
   bench_num("rounds_join", r->joined && gossip_s > 0,
             gossip_s > 0 ? r->join_all_s / gossip_s : 0, 1);
@@ -380,6 +427,8 @@ int main(int argc, char **argv) {
   bench_opts_t o;
   if (bench_parse_args(argc, argv, &o) != 0)
     return 2;
+  if (o.thp)
+    bench_thp_reexec(argv);
   int failed = 0;
   for (size_t i = 0; i < o.n_nodes; i++) {
     for (size_t j = 0; j < o.n_loss; j++) {

@@ -27,5 +27,6 @@ if(DMQ_SIM_SOURCES)
     "${PROJECT_SOURCE_DIR}/tests/sim"
     "${PROJECT_SOURCE_DIR}/src"
     "${PROJECT_SOURCE_DIR}/transports")
-  target_link_libraries(dmq_sim PUBLIC dmq_static m)
+  find_package(Threads REQUIRED) # lanes (opts.lanes) run on threads
+  target_link_libraries(dmq_sim PUBLIC dmq_static m Threads::Threads)
 endif()

@@ -4,7 +4,11 @@
  * Everything lives in a dmq_sim_t (no globals). One xoshiro256** PRNG, seeded
  * from opts.seed, else $DMQ_SIM_SEED (decimal or 0x hex), else
  * DMQ_SIM_DEFAULT_SEED, makes every fault decision and seeds every node, so a
- * run is a pure function of its seed.
+ * run is a pure function of its seed. With lanes (opts.lanes, below "lanes")
+ * each host draws its sends' loss, jitter and duplication from a generator
+ * of its own (seeded from the world's) and a time step's events run on
+ * several threads; the run is still a pure function of the seed, the same
+ * for any number of lanes.
  *
  * The clock is a binary min-heap of events ordered by (time, insertion
  * sequence): packet deliveries, send completions and node wake-ups. After
@@ -32,6 +36,8 @@
 #include "internal.h"    /* dmq__rng_t */
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,13 +87,63 @@ typedef struct sim_host {
   size_t blk_words;
   sim_ev_t *pq; /* events deferred while paused */
   size_t pq_n, pq_cap;
-  uint32_t calls; /* into the node, for check_digest */
+  uint32_t calls;  /* into the node, for check_digest */
+  dmq__rng_t nrng; /* lanes: this host's sends' loss, jitter, duplication */
 } sim_host_t;
 
 typedef struct sim_map { /* open addressing, key 0 = empty */
   uint64_t *keys, *vals;
   size_t cap, n;
 } sim_map_t;
+
+/* Lanes (opts.lanes, docs/design.md "Simulator lanes"): the events of one
+ * time step are processed in generations. Generation 0 is every event
+ * queued for that time; generation g+1 every event for that same time
+ * queued while generation g ran (send completions, wake-ups, zero-delay
+ * packets). Sequentially (the heap's (time, sequence) order) that is the
+ * order they run in too: whatever a generation queues has a higher
+ * sequence than all of it. Within a generation every event has a position
+ * (its place in that order), and an event touches only its own host, so
+ * the hosts are split between lanes (host % lanes), each lane runs its
+ * share in position order on its own thread, and what it queues or logs is
+ * kept with (position, count within the event). Merged in that order after
+ * the generation, it gets the sequence numbers and the log order a
+ * sequential run would have given. The network's random decisions come from
+ * the sending host's generator (sim_host_t.nrng), not the world's, so that
+ * they too are independent of the interleaving: a run is the same whatever
+ * the number of lanes (test_world's test_lanes_same_run). */
+typedef struct sim_out {
+  uint64_t pos;
+  uint32_t k;
+  sim_ev_t ev;
+} sim_out_t;
+typedef struct sim_logged {
+  uint64_t pos;
+  uint32_t k;
+  dmq_sim_event_t e;
+} sim_logged_t;
+typedef struct sim_lane {
+  dmq_sim_t *w;
+  sim_ev_t *in; /* this generation's events of the lane's hosts */
+  uint64_t *in_pos;
+  size_t in_n, in_cap;
+  sim_out_t *out; /* queued: for a later time, or the next generation */
+  size_t out_n, out_cap;
+  sim_logged_t *log;
+  size_t log_n, log_cap;
+  uint64_t pos; /* of the event running */
+  uint32_t k;   /* things queued or logged by it so far */
+  dmq_sim_net_stats_t net;
+  size_t events_total, false_deaths;
+  void *freebufs;
+  sim_map_t streams; /* of the lane's hosts as senders */
+  pthread_t th;
+  int started;
+  unsigned go_seen; /* the generation count when its thread started */
+} sim_lane_t;
+
+/* The lane this thread is running, if any. */
+static _Thread_local sim_lane_t *sim_lane_cur;
 
 struct dmq_sim {
   uint64_t seed;
@@ -143,6 +199,18 @@ struct dmq_sim {
   /* convergence check memo: last failing pair, checked first */
   int conv_obs, conv_subj;
   uint64_t live_epoch; /* bumped when a host is added, killed, paused... */
+
+  /* lanes (0 = none: one generator for the network, the heap order) */
+  int nlanes;
+  sim_lane_t *lanes;
+  uint64_t step_pos; /* positions given in this time step */
+  uint64_t threaded; /* generations run on the lanes' threads */
+  atomic_uint go;    /* bumped to start the lanes' threads on a generation */
+  atomic_uint done;  /* threads finished with it */
+  atomic_int sleepers;
+  atomic_int quit;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
 };
 
 /* ---- PRNG: the core's own generator (src/rng.c), a separate instance ---- */
@@ -151,22 +219,34 @@ static uint64_t sim_rand(dmq_sim_t *w) {
   return dmq__rng_next(&w->rng);
 }
 
-static double sim_randf(dmq_sim_t *w) {
-  return (double)(sim_rand(w) >> 11) * 0x1.0p-53;
+static double sim_randf(dmq__rng_t *r) {
+  return (double)(dmq__rng_next(r) >> 11) * 0x1.0p-53;
 }
 
 /* Uniform in [0, n]. */
-static uint64_t sim_upto(dmq_sim_t *w, uint64_t n) {
+static uint64_t sim_upto(dmq__rng_t *r, uint64_t n) {
   if (n == 0)
     return 0;
   if (n == UINT64_MAX)
-    return sim_rand(w);
+    return dmq__rng_next(r);
   uint64_t range = n + 1, lim = UINT64_MAX - UINT64_MAX % range;
   uint64_t x;
   do
-    x = sim_rand(w);
+    x = dmq__rng_next(r);
   while (x >= lim);
   return x % range;
+}
+
+/* The lane running on this thread for w, or NULL (outside a step, or w
+ * has no lanes). */
+static sim_lane_t *sim_lane(const dmq_sim_t *w) {
+  sim_lane_t *l = sim_lane_cur;
+  return l != NULL && l->w == w ? l : NULL;
+}
+
+static dmq_sim_net_stats_t *sim_net(dmq_sim_t *w) {
+  sim_lane_t *l = sim_lane(w);
+  return l != NULL ? &l->net : &w->net;
 }
 
 /* ---- small helpers ---- */
@@ -318,12 +398,19 @@ static void sim_names_rebuild(dmq_sim_t *w) {
 
 /* ---- packet buffers ---- */
 
+/* The free list of this thread's lane, else the world's. */
+static void **sim_freebufs(dmq_sim_t *w) {
+  sim_lane_t *l = sim_lane(w);
+  return l != NULL ? &l->freebufs : &w->freebufs;
+}
+
 static void *sim_buf_get(dmq_sim_t *w, size_t len) {
   if (len > w->mtu)
     return sim_xrealloc(NULL, len);
-  void *b = w->freebufs;
+  void **fl = sim_freebufs(w);
+  void *b = *fl;
   if (b != NULL) {
-    memcpy(&w->freebufs, b, sizeof(void *));
+    memcpy(fl, b, sizeof(void *));
     return b;
   }
   return sim_xrealloc(NULL, w->bufsz);
@@ -336,8 +423,17 @@ static void sim_buf_put(dmq_sim_t *w, void *b, size_t len) {
     free(b);
     return;
   }
-  memcpy(b, &w->freebufs, sizeof(void *));
-  w->freebufs = b;
+  void **fl = sim_freebufs(w);
+  memcpy(b, fl, sizeof(void *));
+  *fl = b;
+}
+
+static void sim_bufs_free(void **fl) {
+  while (*fl != NULL) {
+    void *b = *fl;
+    memcpy(fl, b, sizeof(void *));
+    free(b);
+  }
 }
 
 /* ---- event heap ---- */
@@ -346,12 +442,12 @@ static int sim_ev_less(const sim_ev_t *a, const sim_ev_t *b) {
   return a->t < b->t || (a->t == b->t && a->seq < b->seq);
 }
 
-static void sim_heap_push(dmq_sim_t *w, sim_ev_t *ev) {
+/* Into the heap with the sequence number it has. */
+static void sim_heap_insert(dmq_sim_t *w, const sim_ev_t *ev) {
   if (w->heap_n == w->heap_cap) {
     w->heap_cap = w->heap_cap ? w->heap_cap * 2 : 1024;
     w->heap = sim_xrealloc(w->heap, w->heap_cap * sizeof(sim_ev_t));
   }
-  ev->seq = w->seq++;
   size_t i = w->heap_n++;
   while (i > 0) {
     size_t p = (i - 1) / 2;
@@ -361,6 +457,25 @@ static void sim_heap_push(dmq_sim_t *w, sim_ev_t *ev) {
     i = p;
   }
   w->heap[i] = *ev;
+}
+
+/* Queue an event: into the heap with the next sequence number, or, in a
+ * lane, into the lane's output (merged after the generation). */
+static void sim_heap_push(dmq_sim_t *w, sim_ev_t *ev) {
+  sim_lane_t *l = sim_lane(w);
+  if (l == NULL) {
+    ev->seq = w->seq++;
+    sim_heap_insert(w, ev);
+    return;
+  }
+  if (l->out_n == l->out_cap) {
+    l->out_cap = l->out_cap ? l->out_cap * 2 : 1024;
+    l->out = sim_xrealloc(l->out, l->out_cap * sizeof(*l->out));
+  }
+  sim_out_t *o = &l->out[l->out_n++];
+  o->pos = l->pos;
+  o->k = l->k++;
+  o->ev = *ev;
 }
 
 static void sim_heap_pop(dmq_sim_t *w, sim_ev_t *out) {
@@ -423,23 +538,49 @@ static void sim_after_call(dmq_sim_t *w, sim_host_t *h) {
   sim_heap_push(w, &ev);
 }
 
-static void sim_record(dmq_sim_t *w, int obs, int subj, dmq_member_event_t ev,
-                       uint64_t inc, uint64_t gen) {
-  w->events_total++;
-  if (subj >= 0 && subj < w->nhosts) {
-    w->about[subj]++;
-    if (ev == DMQ_EVENT_DEAD && w->now < w->hosts[subj]->first_fault)
-      w->false_deaths++;
-  }
-  if (w->event_mask != 0 &&
-      ((unsigned)ev >= 32 || !(w->event_mask & (1u << (unsigned)ev))))
-    return;
+static dmq_sim_event_t *sim_log_add(dmq_sim_t *w) {
   if (w->nevents == w->cap_events) {
     w->cap_events = w->cap_events ? w->cap_events * 2 : 4096;
     w->events =
         sim_xrealloc(w->events, w->cap_events * sizeof(dmq_sim_event_t));
   }
-  dmq_sim_event_t *e = &w->events[w->nevents++];
+  return &w->events[w->nevents++];
+}
+
+static void sim_record(dmq_sim_t *w, int obs, int subj, dmq_member_event_t ev,
+                       uint64_t inc, uint64_t gen) {
+  sim_lane_t *l = sim_lane(w);
+  if (l != NULL)
+    l->events_total++;
+  else
+    w->events_total++;
+  if (subj >= 0 && subj < w->nhosts) {
+    /* (lanes count events about one host at once) */
+    __atomic_fetch_add(&w->about[subj], 1, __ATOMIC_RELAXED);
+    if (ev == DMQ_EVENT_DEAD && w->now < w->hosts[subj]->first_fault) {
+      if (l != NULL)
+        l->false_deaths++;
+      else
+        w->false_deaths++;
+    }
+  }
+  if (w->event_mask != 0 &&
+      ((unsigned)ev >= 32 || !(w->event_mask & (1u << (unsigned)ev))))
+    return;
+  dmq_sim_event_t *e;
+  if (l == NULL) {
+    e = sim_log_add(w);
+  } else {
+    if (l->log_n == l->log_cap) {
+      l->log_cap = l->log_cap ? l->log_cap * 2 : 256;
+      l->log = sim_xrealloc(l->log, l->log_cap * sizeof(*l->log));
+    }
+    sim_logged_t *x = &l->log[l->log_n++];
+    x->pos = l->pos;
+    x->k = l->k++;
+    e = &x->e;
+  }
+  memset(e, 0, sizeof(*e)); /* padding too: logs compare with memcmp */
   e->t = w->now;
   e->observer = obs;
   e->subject = subj;
@@ -523,6 +664,7 @@ static int sim_tr_send(dmq_transport_t *t, const char *addr, const void *buf,
                        size_t len, void *cookie) {
   sim_host_t *h = t->impl;
   dmq_sim_t *w = h->w;
+  dmq__rng_t *r = w->nlanes ? &h->nrng : &w->rng;
   int on_stream = t == &h->trs;
   if (h->down ||
       (h->closed & (on_stream ? SIM_CLOSED_STREAM : SIM_CLOSED_DGRAM)))
@@ -532,35 +674,37 @@ static int sim_tr_send(dmq_transport_t *t, const char *addr, const void *buf,
     return DMQ_EADDR;
   if (len > SIM_STREAM_MAX ||
       ((w->split || w->dgram_only) && !on_stream && len > w->mtu)) {
-    w->net.oversize++;
+    sim_net(w)->oversize++;
     return DMQ_ETOOBIG;
   }
-  w->net.sent++;
-  w->net.bytes_sent += len;
+  sim_net(w)->sent++;
+  sim_net(w)->bytes_sent += len;
   sim_host_t *dst = sim_host(w, to);
   if (dst == NULL) {
-    w->net.undeliverable++;
+    sim_net(w)->undeliverable++;
   } else {
     const dmq_sim_link_t *l = sim_link(w, h->idx, to);
     uint64_t base = w->now + l->delay_ms + h->send_delay;
     if (sim_blocked(w, h, to, l)) {
-      w->net.blocked++;
+      sim_net(w)->blocked++;
     } else if (on_stream || (!w->split && len > w->mtu)) {
       /* Reliable stream: in order per pair, never lost or duplicated. */
       uint64_t key = sim_pair(h->idx, to);
-      uint64_t *last = sim_map_find(&w->streams, key);
+      sim_map_t *sm =
+          w->nlanes ? &w->lanes[h->idx % w->nlanes].streams : &w->streams;
+      uint64_t *last = sim_map_find(sm, key);
       if (last != NULL && *last > base)
         base = *last;
-      sim_map_put(&w->streams, key, base);
+      sim_map_put(sm, key, base);
       sim_schedule_packet(w, h, to, base, buf, len, on_stream);
-    } else if (l->loss > 0 && sim_randf(w) < l->loss) {
-      w->net.lost++;
+    } else if (l->loss > 0 && sim_randf(r) < l->loss) {
+      sim_net(w)->lost++;
     } else {
-      uint64_t at = base + sim_upto(w, l->jitter_ms);
+      uint64_t at = base + sim_upto(r, l->jitter_ms);
       sim_schedule_packet(w, h, to, at, buf, len, 0);
-      if (l->dup > 0 && sim_randf(w) < l->dup) {
-        w->net.duplicated++;
-        at = base + sim_upto(w, l->jitter_ms);
+      if (l->dup > 0 && sim_randf(r) < l->dup) {
+        sim_net(w)->duplicated++;
+        at = base + sim_upto(r, l->jitter_ms);
         sim_schedule_packet(w, h, to, at, buf, len, 0);
       }
     }
@@ -663,7 +807,7 @@ static void sim_dispatch(dmq_sim_t *w, sim_ev_t *ev) {
   case SIM_EV_DELIVER: {
     sim_host_t *src = w->hosts[ev->from];
     if (h->node == NULL || h->epoch != ev->to_ep || src->epoch != ev->from_ep) {
-      w->net.undeliverable++;
+      sim_net(w)->undeliverable++;
       sim_buf_put(w, ev->ptr, ev->len);
       return;
     }
@@ -672,12 +816,12 @@ static void sim_dispatch(dmq_sim_t *w, sim_ev_t *ev) {
       return;
     }
     if (h->closed & (ev->stream ? SIM_CLOSED_STREAM : SIM_CLOSED_DGRAM)) {
-      w->net.undeliverable++; /* the receiving transport is closed */
+      sim_net(w)->undeliverable++; /* the receiving transport is closed */
       sim_buf_put(w, ev->ptr, ev->len);
       return;
     }
-    w->net.delivered++;
-    w->net.bytes_delivered += ev->len;
+    sim_net(w)->delivered++;
+    sim_net(w)->bytes_delivered += ev->len;
     if (w->tap != NULL) {
       w->tap(w->tap_ud, ev->from, ev->to, ev->ptr, ev->len, ev->t);
       if (h->node == NULL || h->epoch != ev->to_ep || h->paused) {
@@ -711,6 +855,195 @@ static int sim_step(dmq_sim_t *w, uint64_t limit) {
     sim_dispatch(w, &ev);
   }
   return 1;
+}
+
+/* ---- lanes ---- */
+
+static void sim_lane_in(sim_lane_t *l, const sim_ev_t *ev, uint64_t pos) {
+  if (l->in_n == l->in_cap) {
+    l->in_cap = l->in_cap ? l->in_cap * 2 : 1024;
+    l->in = sim_xrealloc(l->in, l->in_cap * sizeof(*l->in));
+    l->in_pos = sim_xrealloc(l->in_pos, l->in_cap * sizeof(*l->in_pos));
+  }
+  l->in[l->in_n] = *ev;
+  l->in_pos[l->in_n++] = pos;
+}
+
+/* Run the lane's share of the generation, in position order. */
+static void sim_lane_run(sim_lane_t *l) {
+  sim_lane_cur = l;
+  for (size_t i = 0; i < l->in_n; i++) {
+    l->pos = l->in_pos[i];
+    l->k = 0;
+    sim_dispatch(l->w, &l->in[i]);
+  }
+  l->in_n = 0;
+  sim_lane_cur = NULL;
+}
+
+/* Spins this many rounds for the next generation before it sleeps. */
+#define SIM_LANE_SPIN 20000
+
+static void *sim_lane_thread(void *arg) {
+  sim_lane_t *l = arg;
+  dmq_sim_t *w = l->w;
+  unsigned seen = l->go_seen;
+  for (;;) {
+    unsigned g;
+    int spins = 0;
+    while ((g = atomic_load(&w->go)) == seen && !atomic_load(&w->quit) &&
+           ++spins < SIM_LANE_SPIN)
+      ;
+    if (g == seen && !atomic_load(&w->quit)) {
+      pthread_mutex_lock(&w->mu);
+      atomic_fetch_add(&w->sleepers, 1);
+      while ((g = atomic_load(&w->go)) == seen && !atomic_load(&w->quit))
+        pthread_cond_wait(&w->cv, &w->mu);
+      atomic_fetch_sub(&w->sleepers, 1);
+      pthread_mutex_unlock(&w->mu);
+    }
+    if (atomic_load(&w->quit))
+      return NULL;
+    seen = g;
+    sim_lane_run(l);
+    atomic_fetch_add(&w->done, 1);
+  }
+}
+
+static void sim_lanes_wake(dmq_sim_t *w) {
+  if (atomic_load(&w->sleepers) > 0) {
+    pthread_mutex_lock(&w->mu);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+  }
+}
+
+static void sim_lanes_stop(dmq_sim_t *w) {
+  atomic_store(&w->quit, 1);
+  pthread_mutex_lock(&w->mu);
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  for (int i = 1; i < w->nlanes; i++)
+    if (w->lanes[i].started)
+      pthread_join(w->lanes[i].th, NULL);
+}
+
+/* Below this many events a generation runs on this thread alone: waking
+ * the others costs more than it saves. The outcome is the same. */
+#define SIM_LANE_MIN_EVENTS 64
+
+/* Merge the lanes' outputs by (position, count): sequence numbers in the
+ * order a sequential run would have queued them; events for now make the
+ * next generation. Returns how many those are. */
+static size_t sim_lanes_merge(dmq_sim_t *w) {
+  size_t next = 0, at[64] = {0};
+  for (;;) {
+    int best = -1;
+    for (int i = 0; i < w->nlanes; i++) {
+      sim_lane_t *l = &w->lanes[i];
+      if (at[i] == l->out_n)
+        continue;
+      const sim_out_t *o = &l->out[at[i]];
+      const sim_out_t *b = best < 0 ? NULL : &w->lanes[best].out[at[best]];
+      if (b == NULL || o->pos < b->pos || (o->pos == b->pos && o->k < b->k))
+        best = i;
+    }
+    if (best < 0)
+      break;
+    sim_ev_t ev = w->lanes[best].out[at[best]++].ev;
+    ev.seq = w->seq++;
+    if (ev.t <= w->now) {
+      sim_lane_in(&w->lanes[ev.to % w->nlanes], &ev, w->step_pos++);
+      next++;
+    } else {
+      sim_heap_insert(w, &ev);
+    }
+  }
+  memset(at, 0, sizeof(at));
+  for (;;) {
+    int best = -1;
+    for (int i = 0; i < w->nlanes; i++) {
+      sim_lane_t *l = &w->lanes[i];
+      if (at[i] == l->log_n)
+        continue;
+      const sim_logged_t *o = &l->log[at[i]];
+      const sim_logged_t *b = best < 0 ? NULL : &w->lanes[best].log[at[best]];
+      if (b == NULL || o->pos < b->pos || (o->pos == b->pos && o->k < b->k))
+        best = i;
+    }
+    if (best < 0)
+      break;
+    *sim_log_add(w) = w->lanes[best].log[at[best]++].e;
+  }
+  for (int i = 0; i < w->nlanes; i++) {
+    sim_lane_t *l = &w->lanes[i];
+    l->out_n = 0;
+    l->log_n = 0;
+    w->events_total += l->events_total;
+    w->false_deaths += l->false_deaths;
+    l->events_total = l->false_deaths = 0;
+    dmq_sim_net_stats_t *a = &w->net, *d = &l->net;
+    a->sent += d->sent;
+    a->bytes_sent += d->bytes_sent;
+    a->delivered += d->delivered;
+    a->bytes_delivered += d->bytes_delivered;
+    a->lost += d->lost;
+    a->duplicated += d->duplicated;
+    a->blocked += d->blocked;
+    a->undeliverable += d->undeliverable;
+    a->oversize += d->oversize;
+    memset(d, 0, sizeof(*d));
+  }
+  return next;
+}
+
+/* sim_step with lanes: the same events in the same order per host, the
+ * same log, the same queue afterwards. */
+static int sim_step_lanes(dmq_sim_t *w, uint64_t limit) {
+  if (w->heap_n == 0 || w->heap[0].t > limit)
+    return 0;
+  uint64_t t = w->heap[0].t;
+  w->now = t;
+  w->step_pos = 0;
+  size_t n = 0;
+  while (w->heap_n > 0 && w->heap[0].t == t) {
+    sim_ev_t ev;
+    sim_heap_pop(w, &ev);
+    sim_lane_in(&w->lanes[ev.to % w->nlanes], &ev, w->step_pos++);
+    n++;
+  }
+  while (n > 0) {
+    if (n < SIM_LANE_MIN_EVENTS || w->nlanes == 1) {
+      for (int i = 0; i < w->nlanes; i++)
+        sim_lane_run(&w->lanes[i]);
+    } else {
+      for (int i = 1; i < w->nlanes; i++) {
+        sim_lane_t *l = &w->lanes[i];
+        if (!l->started) {
+          l->go_seen = atomic_load(&w->go);
+          if (pthread_create(&l->th, NULL, sim_lane_thread, l) != 0) {
+            fprintf(stderr, "sim: cannot start a lane thread\n");
+            abort();
+          }
+          l->started = 1;
+        }
+      }
+      w->threaded++;
+      atomic_store(&w->done, 0);
+      atomic_fetch_add(&w->go, 1);
+      sim_lanes_wake(w);
+      sim_lane_run(&w->lanes[0]);
+      while (atomic_load(&w->done) != (unsigned)(w->nlanes - 1))
+        ;
+    }
+    n = sim_lanes_merge(w);
+  }
+  return 1;
+}
+
+static int sim_next(dmq_sim_t *w, uint64_t limit) {
+  return w->nlanes > 0 && w->tap == NULL ? sim_step_lanes(w, limit)
+                                         : sim_step(w, limit);
 }
 
 /* ---- world ---- */
@@ -758,6 +1091,22 @@ dmq_sim_t *dmq_sim_new(const dmq_sim_opts_t *o) {
   w->dgram_only = o->no_stream;
   w->split = o->no_stream ? 0 : o->stream_transport;
   w->deflink = o->link;
+  int lanes = o->lanes;
+  const char *ls = getenv("DMQ_SIM_LANES");
+  if (lanes == 0 && ls != NULL && *ls != '\0')
+    lanes = atoi(ls);
+  if (lanes > 0) {
+    w->nlanes = lanes > 64 ? 64 : lanes;
+    w->lanes = calloc((size_t)w->nlanes, sizeof(*w->lanes));
+    if (w->lanes == NULL) {
+      free(w);
+      return NULL;
+    }
+    for (int i = 0; i < w->nlanes; i++)
+      w->lanes[i].w = w;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+  }
   w->log_level = -1;
   const char *lg = getenv("DMQ_SIM_LOG");
   if (lg != NULL && *lg >= '0' && *lg <= '3')
@@ -780,10 +1129,21 @@ void dmq_sim_delete(dmq_sim_t *w) {
   }
   for (size_t i = 0; i < w->heap_n; i++)
     sim_ev_release(w, &w->heap[i]);
-  while (w->freebufs != NULL) {
-    void *b = w->freebufs;
-    memcpy(&w->freebufs, b, sizeof(void *));
-    free(b);
+  sim_bufs_free(&w->freebufs);
+  if (w->nlanes > 0) {
+    sim_lanes_stop(w);
+    for (int i = 0; i < w->nlanes; i++) {
+      sim_lane_t *l = &w->lanes[i];
+      sim_bufs_free(&l->freebufs);
+      sim_map_free(&l->streams);
+      free(l->in);
+      free(l->in_pos);
+      free(l->out);
+      free(l->log);
+    }
+    free(w->lanes);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
   }
   free(w->heap);
   free(w->hosts);
@@ -905,6 +1265,8 @@ int dmq_sim_add(dmq_sim_t *w, const dmq_config_t *cfg, const char *name) {
   uint64_t seed = sim_rand(w);
   if (cfg != NULL && cfg->rng_seed != 0)
     seed = cfg->rng_seed;
+  if (w->nlanes > 0)
+    dmq__rng_seed(&h->nrng, sim_rand(w));
   if (sim_boot(w, h, seed) != 0) {
     w->nhosts--;
     free(h);
@@ -966,7 +1328,7 @@ void dmq_sim_kill(dmq_sim_t *w, int host) {
   h->wake_ev_t = UINT64_MAX;
   for (size_t i = 0; i < h->pq_n; i++) {
     if (h->pq[i].kind == SIM_EV_DELIVER)
-      w->net.undeliverable++;
+      sim_net(w)->undeliverable++;
     sim_ev_release(w, &h->pq[i]);
   }
   h->pq_n = 0;
@@ -1098,7 +1460,7 @@ void dmq_sim_heal(dmq_sim_t *w) {
 /* ---- running ---- */
 
 void dmq_sim_run_until(dmq_sim_t *w, uint64_t t) {
-  while (sim_step(w, t))
+  while (sim_next(w, t))
     ;
   if (t > w->now && t != UINT64_MAX)
     w->now = t;
@@ -1120,7 +1482,7 @@ static int sim_run_pred(dmq_sim_t *w, uint64_t deadline,
     seen = w->about[watch];
   if (pred(w, ud))
     goto held;
-  while (sim_step(w, deadline)) {
+  while (sim_next(w, deadline)) {
     int check = w->now - last >= step_ms;
     if (wh != NULL) {
       uint64_t c = w->about[watch];
@@ -1212,6 +1574,10 @@ size_t dmq_sim_event_total(const dmq_sim_t *w) {
 
 size_t dmq_sim_false_deaths(const dmq_sim_t *w) {
   return w->false_deaths;
+}
+
+uint64_t dmq_sim_threaded_generations(const dmq_sim_t *w) {
+  return w->threaded;
 }
 
 void dmq_sim_net_stats(const dmq_sim_t *w, dmq_sim_net_stats_t *out) {

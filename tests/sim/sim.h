@@ -68,6 +68,18 @@ typedef struct dmq_sim_opts {
    * small, every (members / 32 + 1)-th call of each host above (a wrong
    * sum stays wrong). sim_bench turns it off. */
   int check_digest;
+  /* 0 (default): one thread, and one generator for the network's random
+   * decisions (loss, jitter, duplication) in the order of the sends.
+   * N >= 1: each host's sends draw from a generator of its own, and the
+   * events of a time step run on N threads (the caller's and N - 1 more,
+   * started at the first step that has enough events; hosts are split by
+   * index modulo N). A run is the same for every N >= 1 (not the same as
+   * with 0, whose network draws come in another order). Callbacks into the
+   * caller (a node's, through a test's own hooks) may then run on those
+   * threads, so no test hook with shared state; a tap (dmq_sim_set_tap)
+   * makes the world step on one thread. $DMQ_SIM_LANES sets N when this
+   * is 0 (to run a test suite with lanes). */
+  int lanes;
 } dmq_sim_opts_t;
 
 void dmq_sim_opts_init(dmq_sim_opts_t *o);
@@ -159,6 +171,9 @@ typedef struct dmq_sim_net_stats {
   uint64_t bytes_delivered;
 } dmq_sim_net_stats_t;
 void dmq_sim_net_stats(const dmq_sim_t *w, dmq_sim_net_stats_t *out);
+/* With opts.lanes: how many generations of events ran on threads (the
+ * others were too small and ran on the caller's). */
+uint64_t dmq_sim_threaded_generations(const dmq_sim_t *w);
 
 /* ---- spec helpers: return 1 if the property holds, else print what did not
  * hold (with the seed) to stderr and return 0; use as assert_true(...).

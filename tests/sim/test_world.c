@@ -553,6 +553,88 @@ static void test_stream_transport(void **state) {
   dmq_sim_delete(w);
 }
 
+/* Lanes (opts.lanes): a membership run with loss, jitter, duplication,
+ * a crash, a leave, a pause and a partition gives the same events, in the
+ * same order, the same network counters and the same tables on 1, 2 and 3
+ * threads. */
+typedef struct lanes_run {
+  dmq_sim_event_t *ev;
+  size_t nev, total, false_deaths;
+  dmq_sim_net_stats_t net;
+  size_t alive[120];
+  uint64_t now, threaded;
+} lanes_run_t;
+
+static void lanes_run(int lanes, int stream, lanes_run_t *out) {
+  enum { N = 120 };
+  dmq_sim_opts_t o;
+  dmq_sim_opts_init(&o);
+  o.seed = 0x1a9e5;
+  o.quiet = 1;
+  o.lanes = lanes;
+  o.stream_transport = stream;
+  o.link.loss = 0.05;
+  o.link.jitter_ms = 2;
+  o.link.dup = 0.02;
+  dmq_sim_t *w = dmq_sim_new(&o);
+  assert_non_null(w);
+  for (int i = 0; i < N; i++)
+    assert_int_equal(dmq_sim_add(w, NULL, NULL), i);
+  int seed = 0;
+  for (int i = 1; i < N; i++)
+    assert_int_equal(dmq_sim_join(w, i, &seed, 1), 0);
+  dmq_sim_run_for(w, 3000);
+  dmq_sim_kill(w, 7);
+  assert_int_equal(dmq_sim_leave(w, 9), 0);
+  dmq_sim_pause(w, 11);
+  int a[] = {20, 21, 22}, b[] = {30, 31};
+  dmq_sim_partition(w, a, 3, b, 2);
+  dmq_sim_run_for(w, 4000);
+  dmq_sim_resume(w, 11);
+  dmq_sim_heal(w);
+  dmq_sim_run_for(w, 15000);
+  out->nev = dmq_sim_event_count(w);
+  out->ev = malloc(out->nev * sizeof(*out->ev) + 1);
+  assert_non_null(out->ev);
+  memcpy(out->ev, dmq_sim_events(w), out->nev * sizeof(*out->ev));
+  out->total = dmq_sim_event_total(w);
+  out->false_deaths = dmq_sim_false_deaths(w);
+  dmq_sim_net_stats(w, &out->net);
+  for (int i = 0; i < N; i++) {
+    dmq_node_t *n = dmq_sim_node(w, i);
+    out->alive[i] =
+        n != NULL ? dmq_node_member_count(n, 1u << DMQ_MEMBER_ALIVE) : 0;
+  }
+  out->now = dmq_sim_now(w);
+  out->threaded = dmq_sim_threaded_generations(w);
+  dmq_sim_delete(w);
+}
+
+static void test_lanes_same_run(void **state) {
+  (void)state;
+  for (int stream = 0; stream <= 1; stream++) {
+    lanes_run_t r[3];
+    for (int l = 0; l < 3; l++)
+      lanes_run(l + 1, stream, &r[l]);
+    /* something happened, on threads when there were several */
+    assert_true(r[0].nev > 120 * 119);
+    assert_true(r[0].net.lost > 0 && r[0].net.duplicated > 0);
+    assert_int_equal(r[0].threaded, 0);
+    assert_true(r[1].threaded > 0 && r[2].threaded > 0);
+    for (int l = 1; l < 3; l++) {
+      assert_int_equal(r[l].nev, r[0].nev);
+      assert_memory_equal(r[l].ev, r[0].ev, r[0].nev * sizeof(*r[0].ev));
+      assert_int_equal(r[l].total, r[0].total);
+      assert_int_equal(r[l].false_deaths, r[0].false_deaths);
+      assert_memory_equal(&r[l].net, &r[0].net, sizeof(r[0].net));
+      assert_memory_equal(r[l].alive, r[0].alive, sizeof(r[0].alive));
+      assert_int_equal(r[l].now, r[0].now);
+    }
+    for (int l = 0; l < 3; l++)
+      free(r[l].ev);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_base_delay),
@@ -570,6 +652,7 @@ int main(void) {
       cmocka_unit_test(test_names_and_two_worlds),
       cmocka_unit_test(test_run_until_pred),
       cmocka_unit_test(test_stream_transport),
+      cmocka_unit_test(test_lanes_same_run),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
