@@ -5,7 +5,8 @@
 #   scripts/test.sh              release (build/) + sanitizers (build-asan/)
 #                                + the Kamailio module and its tests (build-kam/)
 #   CI=true scripts/test.sh      ... + clang (build-clang/; libFuzzer fuzzers
-#                                with ASan + UBSan in build-fuzz/)
+#                                with ASan + UBSan in build-fuzz/; the
+#                                simulator suites under 200 more seeds)
 #   scripts/test.sh asan clang   only the named suites (release|asan|clang|kamailio)
 #
 # Environment: JOBS (default: number of CPUs), DMQ_SKIP_DEPS=1 to skip
@@ -78,6 +79,16 @@ for s in "${suites[@]}"; do
         echo "=== test.sh: fuzzing passed in $((SECONDS - t0))s ==="
       else
         failed+=("clang(fuzz)")
+      fi
+      # The simulator suites under many seeds and with lanes (about 2 min):
+      # one seed per suite is one trajectory of the protocol.
+      echo
+      echo "=== test.sh: suite clang: simulator seeds (scripts/sim-sweep.sh) ==="
+      t0=$SECONDS
+      if bash scripts/sim-sweep.sh --build build-clang; then
+        echo "=== test.sh: simulator seeds passed in $((SECONDS - t0))s ==="
+      else
+        failed+=("clang(sim-sweep)")
       fi ;;
     kamailio)
       # The Kamailio module (adapters/kamailio) built against Debian's
