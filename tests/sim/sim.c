@@ -112,14 +112,16 @@ typedef struct sim_map { /* open addressing, key 0 = empty */
  * the sending host's generator (sim_host_t.nrng), not the world's, so that
  * they too are independent of the interleaving: a run is the same whatever
  * the number of lanes (test_world's test_lanes_same_run). */
+typedef struct sim_key {
+  uint64_t pos; /* of the event that queued or logged it */
+  uint32_t k;   /* its count within that event */
+} sim_key_t;
 typedef struct sim_out {
-  uint64_t pos;
-  uint32_t k;
+  sim_key_t key;
   sim_ev_t ev;
 } sim_out_t;
 typedef struct sim_logged {
-  uint64_t pos;
-  uint32_t k;
+  sim_key_t key;
   dmq_sim_event_t e;
 } sim_logged_t;
 typedef struct sim_lane {
@@ -473,8 +475,8 @@ static void sim_heap_push(dmq_sim_t *w, sim_ev_t *ev) {
     l->out = sim_xrealloc(l->out, l->out_cap * sizeof(*l->out));
   }
   sim_out_t *o = &l->out[l->out_n++];
-  o->pos = l->pos;
-  o->k = l->k++;
+  o->key.pos = l->pos;
+  o->key.k = l->k++;
   o->ev = *ev;
 }
 
@@ -576,8 +578,8 @@ static void sim_record(dmq_sim_t *w, int obs, int subj, dmq_member_event_t ev,
       l->log = sim_xrealloc(l->log, l->log_cap * sizeof(*l->log));
     }
     sim_logged_t *x = &l->log[l->log_n++];
-    x->pos = l->pos;
-    x->k = l->k++;
+    x->key.pos = l->pos;
+    x->key.k = l->k++;
     e = &x->e;
   }
   memset(e, 0, sizeof(*e)); /* padding too: logs compare with memcmp */
@@ -935,21 +937,28 @@ static void sim_lanes_stop(dmq_sim_t *w) {
 /* Merge the lanes' outputs by (position, count): sequence numbers in the
  * order a sequential run would have queued them; events for now make the
  * next generation. Returns how many those are. */
+/* The lane whose next output (log: next logged event) after at[lane]
+ * comes first by (position, count); -1 when every lane is through. */
+static int sim_lanes_first(const dmq_sim_t *w, const size_t *at, int log) {
+  int best = -1;
+  const sim_key_t *bk = NULL;
+  for (int i = 0; i < w->nlanes; i++) {
+    const sim_lane_t *l = &w->lanes[i];
+    if (at[i] == (log ? l->log_n : l->out_n))
+      continue;
+    const sim_key_t *k = log ? &l->log[at[i]].key : &l->out[at[i]].key;
+    if (bk == NULL || k->pos < bk->pos || (k->pos == bk->pos && k->k < bk->k)) {
+      best = i;
+      bk = k;
+    }
+  }
+  return best;
+}
+
 static size_t sim_lanes_merge(dmq_sim_t *w) {
   size_t next = 0, at[64] = {0};
-  for (;;) {
-    int best = -1;
-    for (int i = 0; i < w->nlanes; i++) {
-      sim_lane_t *l = &w->lanes[i];
-      if (at[i] == l->out_n)
-        continue;
-      const sim_out_t *o = &l->out[at[i]];
-      const sim_out_t *b = best < 0 ? NULL : &w->lanes[best].out[at[best]];
-      if (b == NULL || o->pos < b->pos || (o->pos == b->pos && o->k < b->k))
-        best = i;
-    }
-    if (best < 0)
-      break;
+  int best;
+  while ((best = sim_lanes_first(w, at, 0)) >= 0) {
     sim_ev_t ev = w->lanes[best].out[at[best]++].ev;
     ev.seq = w->seq++;
     if (ev.t <= w->now) {
@@ -960,21 +969,8 @@ static size_t sim_lanes_merge(dmq_sim_t *w) {
     }
   }
   memset(at, 0, sizeof(at));
-  for (;;) {
-    int best = -1;
-    for (int i = 0; i < w->nlanes; i++) {
-      sim_lane_t *l = &w->lanes[i];
-      if (at[i] == l->log_n)
-        continue;
-      const sim_logged_t *o = &l->log[at[i]];
-      const sim_logged_t *b = best < 0 ? NULL : &w->lanes[best].log[at[best]];
-      if (b == NULL || o->pos < b->pos || (o->pos == b->pos && o->k < b->k))
-        best = i;
-    }
-    if (best < 0)
-      break;
+  while ((best = sim_lanes_first(w, at, 1)) >= 0)
     *sim_log_add(w) = w->lanes[best].log[at[best]++].e;
-  }
   for (int i = 0; i < w->nlanes; i++) {
     sim_lane_t *l = &w->lanes[i];
     l->out_n = 0;
