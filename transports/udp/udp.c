@@ -335,7 +335,8 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                         const struct sockaddr *addr, unsigned flags) {
   udp_t *u = h->data;
   /* nread >= 0 with an address is a datagram (possibly empty); a truncated
-   * one (UV_UDP_PARTIAL) cannot be trusted and is dropped. Errors such as
+   * one (UV_UDP_PARTIAL) cannot be trusted and is dropped (a guard: the
+   * buffer holds the largest datagram, see the MSG_TRUNC one). Errors such as
    * ICMP reports are not actionable for a datagram transport. */
   if (nread >= 0 && addr != NULL && !(flags & UV_UDP_PARTIAL) && !u->closing)
     udp_deliver(u, addr, buf->base, (size_t)nread);
@@ -428,7 +429,10 @@ static void udp_poll_cb(uv_poll_t *h, int status, int events) {
     if (n <= 0)
       break; /* EAGAIN, or an error (ICMP reports): nothing actionable */
     for (int k = 0; k < n && !u->closing; k++) {
-      /* a truncated datagram cannot be trusted: dropped */
+      /* a truncated datagram cannot be trusted: dropped. Not counted: it
+       * cannot happen with 64 KiB slots (the largest UDP payload is 65507
+       * bytes over IPv4, 65527 over IPv6 without jumbograms, and a GRO run
+       * is at most 64 KiB); this is a guard, not a path */
       if (rx->msg[k].msg_hdr.msg_flags & MSG_TRUNC)
         continue;
       /* nor one whose run size (UDP_GRO) may have been cut off */
