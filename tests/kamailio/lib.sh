@@ -252,6 +252,29 @@ kt_alive_count_is() { [[ $(kt_alive_count "$1") -eq $2 ]]; }
 # one counter of the module's dmqlib.stats: kt_stat NAME KEY
 kt_stat() { kt_rpc "$1" dmqlib.stats | awk -v k="$2:" '$1==k {print $2; exit}'; }
 
+# A MESSAGE to sip:bcast@IP on IP:5060 (the test cfgs broadcast it on a DMQ
+# channel): kt_bcast IP BODY
+kt_bcast() {
+  python3 "$KT_ROOT/tests/kamailio/sipsend.py" "$1" 5060 MESSAGE "sip:bcast@$1" \
+    --body "$2" --timeout 5 >/dev/null
+}
+
+# Broadcast through IP until instance NAME has run one more dmqlib callback
+# (it learns by gossip that a member serves the channel), within 15 s:
+# kt_bcast_until_callback IP NAME BODY; status 0 once it has.
+kt_bcast_until_callback() {
+  local deadline before
+  deadline=$(( $(kt_now_ms) + 15000 ))
+  before=$(kt_stat "$2" callbacks_run)
+  while (( $(kt_now_ms) < deadline )); do
+    kt_bcast "$1" "$3" || true
+    if kt_wait 1000 "$2 ran a callback" bash -c "$(declare -f kt_rpc kt_stat); KT_DIR=$KT_DIR KAMCMD=$KAMCMD; [[ \$(kt_stat $2 callbacks_run) -gt $before ]]"; then
+      return 0
+    fi
+  done
+  return 1
+}
+
 # htable helpers
 kt_ht_get() { kt_rpc "$1" htable.get t "$2" | awk '/value:/ {print $2}'; }
 kt_ht_is() { [[ $(kt_ht_get "$1" "$2") == "$3" ]]; }

@@ -40,25 +40,17 @@ KT_EXTRA_MODULES=(
   'cfgengine "jsdt"'
 )
 KT_KEMI=1
-bcast() { python3 "$KT_ROOT/tests/kamailio/sipsend.py" "$1" 5060 MESSAGE "sip:bcast@$1" \
-  --body "hello-kemi" --timeout 5 >/dev/null; }
-
 kt_start k1 127.0.0.66 dmqlib ""
 kt_start k2 127.0.0.67 dmqlib 127.0.0.66
 for k in k1 k2; do kt_wait_up "$k"; done
 for k in k1 k2; do kt_wait 10000 "$k sees 2 alive" kt_alive_count_is "$k" 2 || kt_die "no view on $k"; done
 
-bcast 127.0.0.67 || kt_fail "MESSAGE to k2"
-ok=0
-deadline=$(( $(kt_now_ms) + 15000 ))
-before=$(kt_stat k2 callbacks_run)
-while (( $(kt_now_ms) < deadline )); do
-  bcast 127.0.0.66 || true
-  if kt_wait 1000 "k2 ran a callback" bash -c "$(declare -f kt_rpc kt_stat); KT_DIR=$KT_DIR KAMCMD=$KAMCMD; [[ \$(kt_stat k2 callbacks_run) -gt $before ]]"; then
-    ok=1; break
-  fi
-done
-[[ $ok == 1 ]] && kt_log "KSR.dmq.bcast_message: k1 -> k2: ok" || kt_fail "KSR.dmq.bcast_message never reached k2"
+kt_bcast 127.0.0.67 hello-kemi || kt_fail "MESSAGE to k2"
+if kt_bcast_until_callback 127.0.0.66 k2 hello-kemi; then
+  kt_log "KSR.dmq.bcast_message: k1 -> k2: ok"
+else
+  kt_fail "KSR.dmq.bcast_message never reached k2"
+fi
 
 code=$(python3 "$KT_ROOT/tests/kamailio/sipsend.py" 127.0.0.66 5060 OPTIONS "sip:127.0.0.66" --timeout 5)
 [[ $code == 200 ]] || kt_fail "OPTIONS to k1 answered $code"

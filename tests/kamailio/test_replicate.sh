@@ -55,24 +55,15 @@ grep -q "REPL: REGISTER from a member" "$KT_DIR/k1/log" && kt_fail "k1 saw its o
 
 # dmq_bcast_message: a channel registered by the cfg on first use, on both
 # instances (as stock, a receiver must have registered the channel too)
-bcast() { python3 "$KT_ROOT/tests/kamailio/sipsend.py" "$1" 5060 MESSAGE "sip:bcast@$1" \
-  --body "hello-cfg" --timeout 5 >/dev/null; }
-bcast 127.0.0.27 || kt_fail "bcast MESSAGE to k2"
+kt_bcast 127.0.0.27 hello-cfg || kt_fail "bcast MESSAGE to k2"
 kt_wait 3000 "k2 registered cfgchan" bash -c "$(declare -f kt_rpc); KT_DIR=$KT_DIR KAMCMD=$KAMCMD; kt_rpc k2 dmqlib.peers | grep -q cfgchan" ||
   kt_fail "cfgchan not registered on k2"
 # k1 broadcasts until k2 is known to serve the channel (gossip), bounded
-ok=0
-deadline=$(( $(kt_now_ms) + 15000 ))
-before=$(kt_stat k2 callbacks_run)
-while (( $(kt_now_ms) < deadline )); do
-  bcast 127.0.0.26 || true
-  if kt_wait 1000 "k2 ran a callback" bash -c "$(declare -f kt_rpc kt_stat); KT_DIR=$KT_DIR KAMCMD=$KAMCMD; [[ \$(kt_stat k2 callbacks_run) -gt $before ]]"; then
-    ok=1
-    break
-  fi
-done
-[[ $ok == 1 ]] || kt_fail "dmq_bcast_message from k1 never reached k2"
-[[ $ok == 1 ]] && kt_log "dmq_bcast_message: k1 -> k2 on a cfg channel: ok"
+if kt_bcast_until_callback 127.0.0.26 k2 hello-cfg; then
+  kt_log "dmq_bcast_message: k1 -> k2 on a cfg channel: ok"
+else
+  kt_fail "dmq_bcast_message from k1 never reached k2"
+fi
 
 # dmq_send_message: unicast to the member whose SIP URI is given
 # (find_dmq_node_uri on the mirror)
