@@ -40,9 +40,14 @@
  * Usage: sim_bench [--nodes 10,100,1000] [--loss 0,0.05] [--profile lan]
  *                  [--seed S] [--burst | --stagger MS] [--max-sim-s S]
  *                  [--settle-s S] [--steady-s S] [--delay-ms D]
- *                  [--jitter-ms J] [--stream]
+ *                  [--jitter-ms J] [--stream] [--lanes N] [--thp 0|1]
  * --seed defaults to $DMQ_SIM_SEED, else DMQ_SIM_DEFAULT_SEED; every run of
  * one invocation uses the same seed.
+ * --lanes N: the simulator on N threads (dmq_sim_opts_t.lanes; default one
+ * per CPU, at most 8; 0: single-threaded with the tests' network draws, so
+ * other figures for the same seed). --thp 1 (default): the heap on
+ * transparent huge pages (the bench runs itself again with glibc's
+ * glibc.malloc.hugetlb=1 tunable). The JSON says which: "lanes", "thp".
  * Exit status 1 if a run did not converge or detect the failure within
  * --max-sim-s simulated seconds (its JSON line has null fields).
  */
