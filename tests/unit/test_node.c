@@ -258,6 +258,20 @@ static void test_pair_join_and_leave(void **state) {
   pair_free(&p);
 }
 
+/* A third party ("zz", from mem://9) tells n0 that n1 is suspect at
+ * incarnation inc. */
+static void send_suspect(pair_t *p, const dmq_member_info_t *info,
+                         uint64_t inc) {
+  uint8_t buf[256];
+  dmq__enc_t e;
+  assert_int_equal(dmq__enc_begin(&e, buf, sizeof(buf), NULL, 0, "zz", 2), 0);
+  assert_int_equal(dmq__enc_suspect(&e, (dmq__slice_t){"n1", 2}, inc,
+                                    info->generation, (dmq__slice_t){"zz", 2}),
+                   0);
+  size_t len = dmq__enc_end(&e);
+  dmq_node_recv(p->node[0], &p->tp[0].t, "mem://9", buf, len, p->now);
+}
+
 /* A member that missed a refutation keeps spreading the old suspicion
  * (buddy system: it tells the suspect on every probe). The suspect,
  * already at a higher incarnation, must answer by re-announcing itself;
@@ -272,15 +286,7 @@ static void test_stale_suspicion_answered(void **state) {
   assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
   assert_int_equal(info.state, DMQ_MEMBER_ALIVE);
   /* a third party tells n0 that n1 is suspect */
-  uint8_t buf[256];
-  dmq__enc_t e;
-  assert_int_equal(dmq__enc_begin(&e, buf, sizeof(buf), NULL, 0, "zz", 2), 0);
-  assert_int_equal(dmq__enc_suspect(&e, (dmq__slice_t){"n1", 2},
-                                    info.incarnation, info.generation,
-                                    (dmq__slice_t){"zz", 2}),
-                   0);
-  size_t len = dmq__enc_end(&e);
-  dmq_node_recv(p.node[0], &p.tp[0].t, "mem://9", buf, len, p.now);
+  send_suspect(&p, &info, info.incarnation);
   assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
   assert_int_equal(info.state, DMQ_MEMBER_SUSPECT);
   uint64_t old_inc = info.incarnation;
@@ -308,18 +314,6 @@ static void test_stale_suspicion_answered(void **state) {
  * reached n0): the suspicion starts over, so n1 is not declared dead at
  * the first one's deadline, and still is at the new one's if nothing is
  * heard from it. */
-static void send_suspect(pair_t *p, const dmq_member_info_t *info,
-                         uint64_t inc) {
-  uint8_t buf[256];
-  dmq__enc_t e;
-  assert_int_equal(dmq__enc_begin(&e, buf, sizeof(buf), NULL, 0, "zz", 2), 0);
-  assert_int_equal(dmq__enc_suspect(&e, (dmq__slice_t){"n1", 2}, inc,
-                                    info->generation, (dmq__slice_t){"zz", 2}),
-                   0);
-  size_t len = dmq__enc_end(&e);
-  dmq_node_recv(p->node[0], &p->tp[0].t, "mem://9", buf, len, p->now);
-}
-
 static void test_later_suspicion_restarts(void **state) {
   (void)state;
   pair_t p;
