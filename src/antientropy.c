@@ -247,41 +247,47 @@ static int ae_in_mask(const dmq__member_t *m, const uint8_t *mask, uint8_t k) {
 /* Our records of the buckets in mask (2^k buckets) as a DIFF to `to`: as a
  * datagram when it fits one (or no stream reaches `to`: then as many
  * records as fit, from a random place on, and the next exchange sends
- * more), else over the reliable class. */
+ * more), else over the reliable class. skip_echo (a DIFF reply): the
+ * members marked ae_echo are left out, the requester sent them as we hold
+ * them. Every mark is cleared, in the mask or not. */
 static void ae_send_diff(dmq_node_t *n, const char *to, int stream_only,
-                         uint8_t flags, uint8_t k, const uint8_t *mask) {
+                         uint8_t flags, uint8_t k, const uint8_t *mask,
+                         int skip_echo) {
   size_t need = dmq__enc_size_envelope(strlen(n->name)) +
                 dmq__node_overhead(n) + 32 + (((size_t)1 << k) + 7) / 8;
+  /* one pass over the table picks the records (each member is read and
+   * hashed once: at 10000 members a DIFF's pass was most of its cost) */
+  const dmq__member_t **sel =
+      n->nmembers > 0 ? dmq__malloc(n, sizeof(*sel) * n->nmembers) : NULL;
   uint32_t nsel = 0;
   for (uint32_t i = 0; i < n->nmembers; i++) {
-    const dmq__member_t *m = n->members[i];
-    if (ae_in_mask(m, mask, k)) {
-      need += dmq__member_record_size(m);
-      nsel++;
-    }
+    dmq__member_t *m = n->members[i];
+    int echo = m->ae_echo;
+    m->ae_echo = 0;
+    if (sel == NULL || (echo && skip_echo) || !ae_in_mask(m, mask, k))
+      continue;
+    need += dmq__member_record_size(m);
+    sel[nsel++] = m;
   }
   size_t mtu = stream_only ? 0 : dmq__datagram_mtu(n, to);
   int reliable = stream_only || (need > mtu && dmq__has_stream(n, to));
   size_t cap = reliable ? need : mtu;
   if (reliable && cap > n->cfg.max_packet)
     cap = n->cfg.max_packet;
-  uint8_t *buf = cap > 0 ? dmq__malloc(n, cap) : NULL;
+  uint8_t *buf = cap > 0 && sel != NULL ? dmq__malloc(n, cap) : NULL;
   dmq__enc_t e;
   size_t rec_pos = 0;
   if (buf == NULL || dmq__node_enc_begin(n, &e, buf, cap) != 0 ||
       dmq__enc_diff_begin(&e, flags, k, mask, &rec_pos) != 0) {
     n->stats.drops[DMQ_DROP_TX_FAILED]++;
     dmq__free(n, buf);
+    dmq__free(n, sel);
     return;
   }
   uint32_t nrec = 0;
-  uint32_t first =
-      n->nmembers > 0 ? (uint32_t)dmq__rng_below(&n->rng, n->nmembers) : 0;
-  for (uint32_t j = 0; j < n->nmembers && nrec < nsel; j++) {
-    const dmq__member_t *m = n->members[(first + j) % n->nmembers];
-    if (!ae_in_mask(m, mask, k))
-      continue;
-    if (dmq__member_enc(&e, m) == 0)
+  uint32_t first = nsel > 0 ? (uint32_t)dmq__rng_below(&n->rng, nsel) : 0;
+  for (uint32_t j = 0; j < nsel; j++) {
+    if (dmq__member_enc(&e, sel[(first + j) % nsel]) == 0)
       nrec++;
     else if (!reliable)
       break; /* the datagram is full */
@@ -290,6 +296,13 @@ static void ae_send_diff(dmq_node_t *n, const char *to, int stream_only,
   size_t len = dmq__enc_end(&e);
   dmq__send(n, to, buf, len, reliable, 1);
   dmq__free(n, buf);
+  dmq__free(n, sel);
+}
+
+/* The ae_echo marks of a DIFF request that is not answered, cleared. */
+static void ae_clear_echo(dmq_node_t *n) {
+  for (uint32_t i = 0; i < n->nmembers; i++)
+    n->members[i]->ae_echo = 0;
 }
 
 /* How long an exchange waits for the DIGEST reply. As a datagram: a
@@ -478,7 +491,7 @@ static void ae_on_digest_reply(dmq_node_t *n, const dmq__msg_t *msg,
       }
     }
     if (ndiff > 0)
-      ae_send_diff(n, to, stream, 0, k, mask);
+      ae_send_diff(n, to, stream, 0, k, mask, 0);
   }
   dmq__free(n, sums);
   dmq__free(n, mask);
@@ -533,8 +546,12 @@ void dmq__ae_recv(dmq_node_t *n, const dmq__msg_t *msg, dmq__slice_t sender,
   }
   /* DIFF: merge the records; a request is answered with ours for the same
    * buckets */
-  dmq__swim_apply_records(n, msg, sender, 0);
-  if (!reply && !n->leaving && dmq__swim_reply_ok(n))
+  dmq__swim_apply_records(n, msg, sender, 0, !reply);
+  if (reply)
+    return;
+  if (!n->leaving && dmq__swim_reply_ok(n))
     ae_send_diff(n, to, stream, DMQ__AE_REPLY, msg->ae_k,
-                 (const uint8_t *)msg->ae_bin.p);
+                 (const uint8_t *)msg->ae_bin.p, 1);
+  else
+    ae_clear_echo(n);
 }

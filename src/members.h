@@ -59,6 +59,10 @@ struct dmq__member {
   uint64_t state_since;
   uint32_t idx;     /* position in node->members */
   uint8_t addr_cap; /* bytes for addr inside the member (after name) */
+  /* set while a DIFF request is merged: the requester sent this member's
+   * record as we now hold it, so our reply leaves it out (antientropy.c);
+   * cleared when the reply is built */
+  uint8_t ae_echo;
   /* NUL-terminated, then the address's inline room (addr_cap bytes) */
   char name[];
 };

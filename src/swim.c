@@ -685,17 +685,18 @@ static int swim_make_room(dmq_node_t *n, int admit) {
   return 1;
 }
 
-/* An ALIVE about a member we do not know: add it. */
-static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
-                           uint64_t inc, uint64_t gen, dmq__slice_t meta,
-                           const dmq__chans_t *chans, int from_pushpull,
-                           int admit) {
+/* An ALIVE about a member we do not know: add it (NULL if it was not). */
+static dmq__member_t *swim_alive_new(dmq_node_t *n, dmq__slice_t name,
+                                     dmq__slice_t addr, uint64_t inc,
+                                     uint64_t gen, dmq__slice_t meta,
+                                     const dmq__chans_t *chans,
+                                     int from_pushpull, int admit) {
   if (!swim_inc_plausible(n, inc, 0) || !swim_gen_plausible(n, gen, 0) ||
       !swim_make_room(n, admit))
-    return;
+    return NULL;
   dmq__member_t *m = dmq__member_add(n, name.p, name.n, addr.p, addr.n);
   if (m == NULL)
-    return;
+    return NULL;
   n->n_hearsay++; /* until heard from itself */
   /* not counted anywhere yet (neither n_live nor the digest's sums) */
   m->inc = inc;
@@ -707,7 +708,7 @@ static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
       dmq__member_set_chans(n, m, chans) < 0) {
     swim_set_state(n, m, DMQ_MEMBER_DEAD); /* keeps n_live exact */
     dmq__member_remove(n, m);
-    return;
+    return NULL;
   }
   dmq__emit(n, DMQ_EVENT_JOINED, m);
   /* A newcomer learnt from gossip or from its own join is news to spread.
@@ -716,29 +717,31 @@ static void swim_alive_new(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
    * every table is what floods a cluster during a join storm. */
   if (from_pushpull != SWIM_FROM_SYNC)
     swim_bc_announce(n, m);
+  return m;
 }
 
 /* ALIVE (also from push/pull records). admit: SWIM_ADMIT_* (see
- * swim_make_room). */
-static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
-                          uint64_t inc, uint64_t gen, dmq__slice_t meta,
-                          const dmq__chans_t *chans, int from_pushpull,
-                          int admit) {
+ * swim_make_room). Returns the member it is about, NULL for ourselves or
+ * one not added. */
+static dmq__member_t *swim_on_alive(dmq_node_t *n, dmq__slice_t name,
+                                    dmq__slice_t addr, uint64_t inc,
+                                    uint64_t gen, dmq__slice_t meta,
+                                    const dmq__chans_t *chans,
+                                    int from_pushpull, int admit) {
   dmq__member_t *m = dmq__member_find(n, name.p, name.n);
   if (m != NULL && m->is_self) {
     swim_alive_self(n, m, addr, inc, gen);
-    return;
+    return NULL;
   }
-  if (m == NULL) {
-    swim_alive_new(n, name, addr, inc, gen, meta, chans, from_pushpull, admit);
-    return;
-  }
+  if (m == NULL)
+    return swim_alive_new(n, name, addr, inc, gen, meta, chans, from_pushpull,
+                          admit);
   int new_gen = gen > m->gen;
   if (!new_gen && !(gen == m->gen && inc > m->inc))
-    return; /* stale or equal */
+    return m; /* stale or equal */
   if (!swim_inc_plausible(n, inc, new_gen ? 0 : m->inc) ||
       (new_gen && !swim_gen_plausible(n, gen, m->gen)))
-    return;
+    return m;
   uint8_t old = m->state;
   /* a new life somewhere else while the old one is live: the old address
    * is told below (one packet), so that a live member displaced by a
@@ -752,10 +755,10 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
   int meta_changed = 0;
   int chans_changed = dmq__member_set_chans(n, m, chans);
   if (chans_changed < 0 || dmq__member_set_addr(n, m, addr.p, addr.n) != 0)
-    return;
+    return m;
   int mc = dmq__member_set_meta(n, m, meta.p, meta.n);
   if (mc < 0)
-    return;
+    return m;
   meta_changed = mc;
   swim_set_life(n, m, inc, gen);
   swim_suspicion_clear(n, m);
@@ -781,6 +784,7 @@ static void swim_on_alive(dmq_node_t *n, dmq__slice_t name, dmq__slice_t addr,
     swim_enc_update(n, &e, m);
     swim_finish(n, &e, old_addr);
   }
+  return m;
 }
 
 /* The member a SUSPECT or DEAD/LEFT message accuses, if the accusation is
@@ -1198,19 +1202,23 @@ static void swim_on_nack(dmq_node_t *n, const dmq__msg_t *msg) {
 /* The records of a push/pull or a DIFF (antientropy.c), merged into the
  * table. */
 void dmq__swim_apply_records(dmq_node_t *n, const dmq__msg_t *msg,
-                             dmq__slice_t sender, int join) {
+                             dmq__slice_t sender, int join, int echo) {
   dmq__rec_iter_t it;
   dmq__record_t r;
   dmq__wire_records(msg, &it);
   int rc;
   while ((rc = dmq__wire_next_record(&it, &r)) == 1) {
     switch (r.state) {
-    case DMQ_MEMBER_ALIVE:
-      swim_on_alive(n, r.name, r.addr, r.incarnation, r.generation, r.meta,
-                    &r.chans, join ? SWIM_FROM_JOIN : SWIM_FROM_SYNC,
-                    swim_same(r.name, sender) ? SWIM_ADMIT_DIRECT
-                                              : SWIM_ADMIT_NONE);
+    case DMQ_MEMBER_ALIVE: {
+      dmq__member_t *m = swim_on_alive(
+          n, r.name, r.addr, r.incarnation, r.generation, r.meta, &r.chans,
+          join ? SWIM_FROM_JOIN : SWIM_FROM_SYNC,
+          swim_same(r.name, sender) ? SWIM_ADMIT_DIRECT : SWIM_ADMIT_NONE);
+      if (echo && m != NULL && m->state == DMQ_MEMBER_ALIVE &&
+          m->inc == r.incarnation && m->gen == r.generation)
+        m->ae_echo = 1;
       break;
+    }
     case DMQ_MEMBER_SUSPECT:
     case DMQ_MEMBER_DEAD: /* a remote death is only a suspicion here */
       swim_on_suspect(n, r.name, r.incarnation, r.generation, sender, 1);
@@ -1232,7 +1240,7 @@ static void swim_on_pushpull(dmq_node_t *n, const dmq__msg_t *msg,
   /* the reply comes first in this packet's reply budget: the pings about
    * suspicions in the table must not crowd it out */
   int reply = !(msg->flag & DMQ__PP_REPLY) && dmq__swim_reply_ok(n);
-  dmq__swim_apply_records(n, msg, sender, (msg->flag & DMQ__PP_JOIN) != 0);
+  dmq__swim_apply_records(n, msg, sender, (msg->flag & DMQ__PP_JOIN) != 0, 0);
   if (msg->flag & DMQ__PP_REPLY) {
     if (n->joining) {
       n->joining = 0;

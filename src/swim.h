@@ -25,9 +25,11 @@ void dmq__swim_member_removed(dmq_node_t *n, dmq__member_t *m);
 void dmq__self_changed(dmq_node_t *n);
 
 /* Records of a push/pull or DIFF message merged into the table (join: a
- * joiner's own table, whose newcomers are announced). */
+ * joiner's own table, whose newcomers are announced). echo: set ae_echo on
+ * every member whose ALIVE record we now hold exactly as the message had it
+ * (a DIFF request, whose reply leaves those out). */
 void dmq__swim_apply_records(dmq_node_t *n, const dmq__msg_t *msg,
-                             dmq__slice_t sender, int join);
+                             dmq__slice_t sender, int join, int echo);
 /* May the packet being received cause one more outbound packet? At most
  * SWIM_REPLIES_PER_PACKET (4) per inbound packet, whatever its messages
  * (membership and anti-entropy alike); a refusal is counted as

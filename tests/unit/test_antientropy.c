@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -347,6 +348,92 @@ static void test_divergence_repaired(void **state) {
   divergence(1000); /* the DIFF goes over the stream class */
 }
 
+/* Hand the queued packets over one by one (as memnet_deliver), adding up
+ * the records of the DIFF requests and of the DIFF replies on the way. */
+static void deliver_counting(two_t *t, uint32_t *req, uint32_t *rep) {
+  memnet_t *net = &t->net;
+  while (net->head < net->tail) {
+    memnet_pkt_t k = net->q[net->head % net->cap];
+    net->q[net->head++ % net->cap].buf = NULL;
+    dmq__envelope_t env;
+    dmq__msg_iter_t it;
+    dmq__msg_t m;
+    assert_int_equal(dmq__wire_open(k.buf, k.len, &env), 0);
+    dmq__wire_msgs(&env, &it);
+    while (dmq__wire_next(&it, &m) == 1) {
+      if (m.type != DMQ__MSG_DIFF)
+        continue;
+      dmq__rec_iter_t ri;
+      dmq__record_t r;
+      dmq__wire_records(&m, &ri);
+      uint32_t c = 0;
+      while (dmq__wire_next_record(&ri, &r) == 1)
+        c++;
+      *((m.flag & DMQ__AE_REPLY) ? rep : req) += c;
+    }
+    dmq_node_recv(t->node[k.to], &t->tp[k.to].t, t->tp[k.from].addr, k.buf,
+                  k.len, t->now);
+    free(k.buf);
+  }
+}
+
+static int echo_marks(dmq_node_t *n) {
+  int c = 0;
+  for (uint32_t i = 0; i < n->nmembers; i++)
+    c += n->members[i]->ae_echo != 0;
+  return c;
+}
+
+/* A DIFF reply leaves out what the request carried as the replier holds
+ * it: n0 knows 200 members that n1 knows too, n1 300 more. n1's reply
+ * carries the 300, the one n1 holds newer and n1's own record, not the
+ * 200 back again; the one n0 held newer is not echoed either. */
+static void test_reply_leaves_out_echo(void **state) {
+  (void)state;
+  two_t t;
+  two_init(&t, 200);
+  for (int i = 200; i < 500; i++)
+    tell(&t, 1, DMQ__MSG_ALIVE, i, 1);
+  tell(&t, 0, DMQ__MSG_ALIVE, 5, 9); /* newer at n0 */
+  tell(&t, 1, DMQ__MSG_ALIVE, 6, 9); /* newer at n1 */
+  net_reset(&t);
+  dmq__ae_round(t.node[0], dmq__member_find(t.node[0], "n1", 2), 0);
+  uint32_t req = 0, rep = 0;
+  deliver_counting(&t, &req, &rep);
+  /* (every bucket differs: 300 new over 64 buckets) */
+  assert_int_equal(req, 202);
+  assert_int_equal(rep, 300 + 1 + 1);
+  assert_true(root(t.node[0]) == root(t.node[1]));
+  assert_non_null(fake(t.node[0], 499));
+  assert_int_equal(fake(t.node[0], 6)->inc, 9);
+  assert_int_equal(fake(t.node[1], 5)->inc, 9);
+  assert_int_equal(echo_marks(t.node[0]), 0);
+  assert_int_equal(echo_marks(t.node[1]), 0);
+  /* a request left unanswered (n1 is leaving) leaves no mark behind */
+  for (int i = 500; i < 520; i++)
+    tell(&t, 1, DMQ__MSG_ALIVE, i, 1);
+  net_reset(&t);
+  dmq__ae_round(t.node[0], dmq__member_find(t.node[0], "n1", 2), 0);
+  memnet_deliver(&t.net, t.node, t.tp, 1, t.now); /* the DIGEST is lost */
+  dmq__ae_round(t.node[0], dmq__member_find(t.node[0], "n1", 2), 0);
+  memnet_pkt_t k = t.net.q[t.net.head % t.net.cap]; /* the DIGEST */
+  t.net.q[t.net.head++ % t.net.cap].buf = NULL;
+  dmq_node_recv(t.node[1], &t.tp[1].t, t.tp[0].addr, k.buf, k.len, t.now);
+  free(k.buf);
+  k = t.net.q[t.net.head % t.net.cap]; /* its reply */
+  t.net.q[t.net.head++ % t.net.cap].buf = NULL;
+  dmq_node_recv(t.node[0], &t.tp[0].t, t.tp[1].addr, k.buf, k.len, t.now);
+  free(k.buf);
+  assert_int_equal(t.net.tail - t.net.head, 1); /* n0's DIFF */
+  t.node[1]->leaving = 1;
+  req = rep = 0;
+  deliver_counting(&t, &req, &rep);
+  assert_true(req > 0);
+  assert_int_equal(rep, 0);
+  assert_int_equal(echo_marks(t.node[1]), 0);
+  two_free(&t);
+}
+
 /* n1 is a node of before: it skips DIGEST; n0 sends the DIGEST again on
  * the reliable class, which n1 skips too, then falls back to a full
  * push/pull, which repairs the difference. */
@@ -665,6 +752,7 @@ int main(void) {
       cmocka_unit_test(test_malformed),
       cmocka_unit_test(test_in_sync_is_small_whatever_n),
       cmocka_unit_test(test_divergence_repaired),
+      cmocka_unit_test(test_reply_leaves_out_echo),
       cmocka_unit_test(test_mixed_falls_back),
       cmocka_unit_test(test_stranger_gets_pushpull),
       cmocka_unit_test(test_overlapping_rounds),
