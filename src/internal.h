@@ -141,9 +141,18 @@ struct dmq__node {
   uint32_t hearsay_pos;    /* where the next hearsay probe target is sought */
   uint32_t n_hearsay;      /* members known only from hearsay */
   uint32_t n_hearsay_live; /* of those, alive or suspect */
-  uint64_t evict_pkt;      /* pkts_in of the last relayed eviction (swim.c) */
-  dmq__relay_t *relays;    /* DMQ__MAX_RELAYS, allocated on first use */
-  uint32_t nrelays;        /* relays in use */
+  /* The members heard from themselves, in no order (swim.c): probe relays
+   * and gossip targets are drawn from it, not from a table that is mostly
+   * hearsay for a while after a large join (10000 members: a scan of
+   * hundreds of members per pick). heard_lost: heard members left out of
+   * it for want of memory (then the picks fall back to scanning). */
+  dmq__member_t **heard_v;
+  uint32_t heard_n, heard_cap, heard_lost;
+  /* no dead or left member is due to be reaped before this (swim.c) */
+  uint64_t reap_due;
+  uint64_t evict_pkt;   /* pkts_in of the last relayed eviction (swim.c) */
+  dmq__relay_t *relays; /* DMQ__MAX_RELAYS, allocated on first use */
+  uint32_t nrelays;     /* relays in use */
   uint64_t next_gossip, next_pushpull, next_reconnect, next_reap;
 
   /* joining */

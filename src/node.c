@@ -777,6 +777,10 @@ int dmq_node_delete(dmq_node_t *n) {
   dmq__delivery_shutdown(n);
   for (size_t i = 0; i < n->ntransports; i++)
     n->transports[i]->node = NULL;
+  /* dropped whole first: each removal would look its member up in it */
+  dmq__free(n, n->heard_v);
+  n->heard_v = NULL;
+  n->heard_n = n->heard_cap = n->heard_lost = 0;
   dmq__members_free_all(n);
   for (size_t i = 0; i < n->nseeds; i++)
     dmq__free(n, n->seeds[i]);

@@ -34,6 +34,7 @@
  *   dead one.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "antientropy.h"
@@ -414,6 +415,30 @@ static void swim_mark_heard(dmq_node_t *n, dmq__member_t *m) {
   n->n_hearsay--;
   if (m->state <= DMQ_MEMBER_SUSPECT)
     n->n_hearsay_live--;
+  if (n->heard_n == n->heard_cap) {
+    uint32_t cap = n->heard_cap ? n->heard_cap * 2 : 16;
+    dmq__member_t **v = dmq__realloc(n, n->heard_v, sizeof(*v) * cap);
+    if (v == NULL) {
+      n->heard_lost++;
+      return;
+    }
+    n->heard_v = v;
+    n->heard_cap = cap;
+  }
+  n->heard_v[n->heard_n++] = m;
+}
+
+/* A member heard from itself leaves the table: out of heard_v (a pass over
+ * it; members leave the table seldom, at reaping). */
+static void swim_heard_drop(dmq_node_t *n, const dmq__member_t *m) {
+  for (uint32_t i = 0; i < n->heard_n; i++) {
+    if (n->heard_v[i] == m) {
+      n->heard_v[i] = n->heard_v[--n->heard_n];
+      return;
+    }
+  }
+  if (n->heard_lost > 0)
+    n->heard_lost--; /* it was one of those left out */
 }
 
 /* Live members heard from themselves (self included). */
@@ -449,6 +474,8 @@ static void swim_set_state(dmq_node_t *n, dmq__member_t *m, uint8_t st) {
   m->state = st;
   if (!was_live && is_live)
     dmq__ae_member_in(n, m);
+  if (!is_live && n->now + n->cfg.dead_retention_ms < n->reap_due)
+    n->reap_due = n->now + n->cfg.dead_retention_ms;
 }
 
 /* A member's incarnation and generation change only here (the digest's
@@ -921,6 +948,34 @@ static uint32_t swim_scan_pick(dmq_node_t *n, dmq__member_t **chosen,
   return nc;
 }
 
+/* Adds to chosen (nc so far) members heard from themselves that pass
+ * ok(n, c, ctx) and are not chosen yet, until want; returns the new count.
+ * Random picks from heard_v, then a pass over it from a random point (a
+ * pass over the table if heard_v is incomplete). */
+static uint32_t swim_heard_pick(dmq_node_t *n, dmq__member_t **chosen,
+                                uint32_t nc, uint32_t want,
+                                int (*ok)(const dmq_node_t *,
+                                          const dmq__member_t *, const void *),
+                                const void *ctx) {
+  for (uint32_t tries = 0; nc < want && n->heard_n > 0 && tries < 4 * want + 8;
+       tries++) {
+    dmq__member_t *c = n->heard_v[dmq__rng_below(&n->rng, n->heard_n)];
+    if (ok(n, c, ctx) && !swim_chosen(chosen, nc, c))
+      chosen[nc++] = c;
+  }
+  if (nc >= want)
+    return nc;
+  if (n->heard_lost > 0)
+    return n->nmembers > 1 ? swim_scan_pick(n, chosen, nc, want, ok, ctx) : nc;
+  uint32_t at = n->heard_n > 0 ? dmq__rng_below(&n->rng, n->heard_n) : 0;
+  for (uint32_t k = 0; k < n->heard_n && nc < want; k++) {
+    dmq__member_t *c = n->heard_v[(at + k) % n->heard_n];
+    if (ok(n, c, ctx) && !swim_chosen(chosen, nc, c))
+      chosen[nc++] = c;
+  }
+  return nc;
+}
+
 /* The next live member known only from hearsay, round robin. */
 static dmq__member_t *swim_next_hearsay(dmq_node_t *n) {
   for (uint32_t k = 0; k < n->nmembers; k++) {
@@ -1017,20 +1072,15 @@ static void swim_probe_indirect(dmq_node_t *n) {
   uint32_t nc = 0;
   if (k > 16)
     k = 16;
-  for (uint32_t tries = 0; nc < k && tries < 4 * k + 8 && n->nmembers > 2;
-       tries++) {
-    dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
-    if (swim_relay_ok(n, c, t) && !swim_chosen(chosen, nc, c))
-      chosen[nc++] = c;
-  }
-  /* Random picks rarely land on the few members heard from themselves in a
-   * table mostly of hearsay (a flood of forged members) or of the dead: the
-   * rest are sought in table order from a random point. Without relays a
-   * failed probe counts against our own health, and every failed probe of
-   * a forged member stretched our probe period (tests/hostile alive_flood:
-   * the real crash was declared in 9-12 s instead of 5-6). */
-  if (nc < k && n->nmembers > 2)
-    nc = swim_scan_pick(n, chosen, nc, k, swim_relay_ok, t);
+  /* Relays are drawn from the members heard from themselves: random picks
+   * from the whole table rarely land on them in a table mostly of hearsay
+   * (a flood of forged members, or the first minute after a large join) or
+   * of the dead. Without relays a failed probe counts against our own
+   * health, and every failed probe of a forged member stretched our probe
+   * period (tests/hostile alive_flood: the real crash was declared in 9-12
+   * s instead of 5-6). */
+  if (n->nmembers > 2)
+    nc = swim_heard_pick(n, chosen, nc, k, swim_relay_ok, t);
   for (uint32_t i = 0; i < nc; i++) {
     dmq__enc_t e;
     swim_begin(n, &e);
@@ -1384,10 +1434,9 @@ static void swim_gossip_round(dmq_node_t *n) {
     }
   }
   /* flooded: random picks rarely land on the few members heard from
-   * themselves, so the rest are sought in table order from a random point
-   * (a scan that ends at the want-th one found) */
+   * themselves, so the rest are drawn from those (swim_heard_pick) */
   if (flooded && nc < want && n->nmembers > 1)
-    nc = swim_scan_pick(n, chosen, nc, want, swim_heard_target_ok, NULL);
+    nc = swim_heard_pick(n, chosen, nc, want, swim_heard_target_ok, NULL);
   for (uint32_t i = 0; i < nc && n->bc_count > 0; i++) {
     dmq__enc_t e;
     swim_begin(n, &e);
@@ -1399,6 +1448,13 @@ static void swim_gossip_round(dmq_node_t *n) {
   }
 }
 
+static int swim_alive_heard_ok(const dmq_node_t *n, const dmq__member_t *c,
+                               const void *ctx) {
+  (void)n;
+  (void)ctx;
+  return !c->is_self && c->heard && c->state == DMQ_MEMBER_ALIVE;
+}
+
 /* A random dead member, or a random live one, heard from itself if there
  * is one (a whole table is not sent to an address known only from hearsay
  * while a member heard from itself exists: a joiner that has heard nobody
@@ -1406,12 +1462,16 @@ static void swim_gossip_round(dmq_node_t *n) {
 static dmq__member_t *swim_random_member(dmq_node_t *n, int dead) {
   if (dead && n->n_live == n->nmembers)
     return NULL; /* nobody dead: no O(N) scan every reconnect period */
-  for (uint32_t tries = 0; tries < 16 && n->nmembers > 1; tries++) {
+  if (!dead) {
+    dmq__member_t *c = NULL;
+    if (swim_heard_pick(n, &c, 0, 1, swim_alive_heard_ok, NULL) == 1)
+      return c;
+    if (n->heard_lost == 0 && n->n_hearsay_live == 0)
+      return NULL; /* nobody else alive */
+  }
+  for (uint32_t tries = 0; dead && tries < 16 && n->nmembers > 1; tries++) {
     dmq__member_t *c = n->members[dmq__rng_below(&n->rng, n->nmembers)];
-    if (c->is_self)
-      continue;
-    if (dead ? c->state == DMQ_MEMBER_DEAD
-             : c->state == DMQ_MEMBER_ALIVE && c->heard)
+    if (!c->is_self && c->state == DMQ_MEMBER_DEAD)
       return c;
   }
   /* sparse: fall back to a scan from a random start */
@@ -1498,17 +1558,23 @@ static void swim_forget(dmq_node_t *n, dmq__member_t *m) {
 }
 
 static void swim_reap(dmq_node_t *n) {
-  if (n->n_live == n->nmembers)
-    return; /* nobody dead or left: no O(N) scan every second */
+  /* nobody dead or left, or nobody due yet: no O(N) scan every second */
+  if (n->n_live == n->nmembers || n->now < n->reap_due)
+    return;
+  uint64_t due = DMQ_NEVER;
   for (uint32_t i = 0; i < n->nmembers;) {
     dmq__member_t *m = n->members[i];
-    if (!m->is_self && m->state >= DMQ_MEMBER_DEAD &&
-        n->now - m->state_since >= n->cfg.dead_retention_ms) {
-      swim_forget(n, m);
-      continue; /* the last member moved into slot i */
+    if (!m->is_self && m->state >= DMQ_MEMBER_DEAD) {
+      if (n->now - m->state_since >= n->cfg.dead_retention_ms) {
+        swim_forget(n, m);
+        continue; /* the last member moved into slot i */
+      }
+      if (m->state_since + n->cfg.dead_retention_ms < due)
+        due = m->state_since + n->cfg.dead_retention_ms;
     }
     i++;
   }
+  n->reap_due = due;
 }
 
 int dmq_node_start(dmq_node_t *n, uint64_t now) {
@@ -1849,11 +1915,51 @@ uint64_t dmq__swim_deadline(const dmq_node_t *n) {
   return swim_min(d, dmq__ae_deadline(n));
 }
 
+static int swim_ptr_cmp(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (dmq__member_t *const *)a;
+  uintptr_t y = (uintptr_t) * (dmq__member_t *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+int dmq__swim_check(dmq_node_t *n) {
+  uint32_t heard = 0;
+  for (uint32_t i = 0; i < n->nmembers; i++) {
+    const dmq__member_t *m = n->members[i];
+    heard += m->heard && !m->is_self;
+    if (!m->is_self && m->state >= DMQ_MEMBER_DEAD &&
+        m->state_since + n->cfg.dead_retention_ms < n->reap_due)
+      return -1; /* it would be reaped late */
+  }
+  if (heard != n->heard_n + n->heard_lost)
+    return -1;
+  for (uint32_t i = 0; i < n->heard_n; i++) {
+    const dmq__member_t *m = n->heard_v[i];
+    if (m->idx >= n->nmembers || n->members[m->idx] != m || !m->heard ||
+        m->is_self)
+      return -1;
+  }
+  if (n->heard_n < 2)
+    return 0;
+  dmq__member_t **v = dmq__malloc(n, sizeof(*v) * n->heard_n);
+  if (v == NULL)
+    return 0; /* the rest unchecked */
+  memcpy(v, n->heard_v, sizeof(*v) * n->heard_n);
+  qsort(v, n->heard_n, sizeof(*v), swim_ptr_cmp);
+  int rc = 0;
+  for (uint32_t i = 1; i < n->heard_n && rc == 0; i++)
+    if (v[i] == v[i - 1])
+      rc = -1; /* listed twice */
+  dmq__free(n, v);
+  return rc;
+}
+
 void dmq__swim_member_removed(dmq_node_t *n, dmq__member_t *m) {
   if (!m->heard && !m->is_self) {
     n->n_hearsay--;
     if (m->state <= DMQ_MEMBER_SUSPECT)
       n->n_hearsay_live--;
+  } else if (m->heard) {
+    swim_heard_drop(n, m);
   }
   swim_bc_remove(n, m);
   swim_suspicion_clear(n, m);

@@ -24,6 +24,11 @@ void dmq__swim_member_removed(dmq_node_t *n, dmq__member_t *m);
  * it for dissemination, like dmq_node_set_meta(). No-op while leaving. */
 void dmq__self_changed(dmq_node_t *n);
 
+/* The membership layer's own bookkeeping checked against the table, for
+ * tests: the list of members heard from themselves (each once, all of
+ * them but those left out for want of memory) and the reaping schedule
+ * (no dead member due before reap_due). 0 if consistent, -1 if not. */
+int dmq__swim_check(dmq_node_t *n);
 /* Records of a push/pull or DIFF message merged into the table (join: a
  * joiner's own table, whose newcomers are announced). echo: set ae_echo on
  * every member whose ALIVE record we now hold exactly as the message had it

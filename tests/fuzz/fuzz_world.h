@@ -63,6 +63,7 @@
 
 #include "antientropy.h" /* dmq__ae_sums_check */
 #include "fuzz_common.h"
+#include "swim.h" /* dmq__swim_check */
 
 #ifndef FUZZ_WORLD_KEYED
 #define FUZZ_WORLD_KEYED 0
@@ -497,6 +498,7 @@ static inline void w_check_node(dmq_node_t *n) {
   CHECK(dmq_node_member_count(n, DMQ_MASK_ALL) == sum);
   /* the digest sums kept as the table changed are those of a pass */
   CHECK(dmq__ae_sums_check(n) == 0);
+  CHECK(dmq__swim_check(n) == 0); /* heard list, reaping schedule */
   CHECK(dmq_node_members_foreach(n, w_count_cb, &iter) == 0);
   CHECK(iter == sum);
   dmq_member_info_t self;

@@ -34,6 +34,7 @@
 
 #include "antientropy.h" /* dmq__ae_sums_check */
 #include "internal.h"    /* dmq__rng_t */
+#include "swim.h"        /* dmq__swim_check */
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -510,11 +511,12 @@ static void sim_ev_release(dmq_sim_t *w, sim_ev_t *ev) {
 static void sim_check_digest(dmq_sim_t *w, sim_host_t *h) {
   uint32_t every =
       (uint32_t)dmq_node_member_count(h->node, DMQ_MASK_ALL) / 32 + 1;
-  if (++h->calls % every != 0 || dmq__ae_sums_check(h->node) == 0)
+  if (++h->calls % every != 0 ||
+      (dmq__ae_sums_check(h->node) == 0 && dmq__swim_check(h->node) == 0))
     return;
   fprintf(stderr,
-          "sim: host %d's digest sums differ from its table at t=%" PRIu64
-          " ms (seed %" PRIu64 ")\n",
+          "sim: host %d's digest sums or heard list differ from its table at "
+          "t=%" PRIu64 " ms (seed %" PRIu64 ")\n",
           h->idx, w->now, w->seed);
   abort();
 }
