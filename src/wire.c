@@ -652,6 +652,25 @@ int dmq__wire_next(dmq__msg_iter_t *it, dmq__msg_t *m) {
     return -1;
   c.p = it->p;
   c.end = it->end;
+  /* A push/pull or a DIFF with this version's fields (its records the last
+   * of them) is read straight from the packet, which also finds where it
+   * ends: the walk to its end below read each of its records once more
+   * (sim_bench, 10000 members: 10^8 records). What the walk accepts is a
+   * superset of what the fields' readers accept, so the result is the
+   * same; anything else, or a failure, goes the general way. */
+  f = c;
+  if (wire_rd_array(&f, &n) == 0 && n >= 1 &&
+      wire_rd_uint(&f, DMQ__MSG_TYPE_MAX_KNOWN, &type) == 0 &&
+      (type == DMQ__MSG_PUSHPULL || type == DMQ__MSG_DIFF) &&
+      n - 1 == wire_nfields[type]) {
+    m->type = (uint8_t)type;
+    if (wire_rd_fields(&f, m, n - 1) == 0) {
+      it->p = f.p;
+      it->left--;
+      return 1;
+    }
+    memset(m, 0, sizeof *m);
+  }
   if (wire_skip(&c, WIRE_MSG_DEPTH)) {
     it->p = NULL; /* sticky: every later call returns -1 */
     return -1;

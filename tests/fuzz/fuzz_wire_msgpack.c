@@ -104,7 +104,7 @@ static void check_uint(const obj_ref_t *r, uint64_t max) {
 
 static void check_str(const obj_ref_t *r, size_t min, size_t max) {
   wire_cur_t c = cur_at(r);
-  dmq__slice_t s;
+  dmq__slice_t s = {NULL, 0};
   int ok = wire_rd_str(&c, min, max, &s) == 0;
   CHECK(ok == is_field_str(r->o, min, max));
   if (ok) {
@@ -117,7 +117,7 @@ static void check_str(const obj_ref_t *r, size_t min, size_t max) {
 
 static void check_bin(const obj_ref_t *r, int meta) {
   wire_cur_t c = cur_at(r);
-  dmq__slice_t s;
+  dmq__slice_t s = {NULL, 0};
   const msgpack_object *o = r->o;
   int ok = (meta ? wire_rd_meta(&c, &s) : wire_rd_bin(&c, &s)) == 0;
   int want = o->type == MSGPACK_OBJECT_NIL ||
