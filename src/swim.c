@@ -1672,6 +1672,35 @@ int dmq_node_join(dmq_node_t *n, const char *const *seeds, size_t ns,
   return 0;
 }
 
+/* A graceful leave also goes straight to up to SWIM_LEAVE_DIRECT live
+ * members (from a random place in the table), one small datagram each,
+ * besides the gossip. Gossip alone sends it retransmit_mult * log10(N)
+ * times from each member that has it: in a small cluster 4 times, and a
+ * member that none of those picked kept the leaver alive until it
+ * declared it dead or anti-entropy repaired it (sim, 10 members, 1 seed in
+ * 1400: one member still saw it alive 7 s later). A leave happens once per
+ * node: a datagram per member is cheap there, and in a larger cluster the
+ * 64 it reaches directly each gossip it on. */
+#define SWIM_LEAVE_DIRECT 64
+
+static void swim_tell_left(dmq_node_t *n) {
+  uint32_t told = 0;
+  uint32_t at = n->nmembers > 0 ? dmq__rng_below(&n->rng, n->nmembers) : 0;
+  for (uint32_t k = 0; k < n->nmembers && told < SWIM_LEAVE_DIRECT; k++) {
+    const dmq__member_t *m = n->members[(at + k) % n->nmembers];
+    if (m->is_self || m->state > DMQ_MEMBER_SUSPECT)
+      continue;
+    dmq__enc_t e;
+    swim_begin(n, &e);
+    if (swim_enc_update(n, &e, n->self) != 0)
+      return;
+    uint32_t c = e.count;
+    size_t len = dmq__enc_end(&e);
+    dmq__send(n, dmq__member_addr(m), n->txbuf, len, 0, c);
+    told++;
+  }
+}
+
 int dmq_node_leave(dmq_node_t *n, uint64_t now) {
   if (n == NULL)
     return DMQ_EINVAL;
@@ -1688,6 +1717,7 @@ int dmq_node_leave(dmq_node_t *n, uint64_t now) {
   swim_bc_queue(n, n->self);
   /* tell a few members right away rather than waiting for a gossip tick */
   swim_gossip_round(n);
+  swim_tell_left(n);
   return 0;
 }
 

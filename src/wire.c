@@ -11,8 +11,9 @@
  * bounded by WIRE_SKIP_DEPTH) to find where it ends, then reads its fields
  * from inside those bounds only: a malformed or unknown message never
  * desynchronises the iterator, and nothing is read past the end of the
- * packet. tests/fuzz/fuzz_wire_msgpack.c checks the decoder's primitives
- * against msgpack-c's unpacker.
+ * packet. (A push/pull or DIFF, the messages with records, is read in one
+ * walk instead: dmq__wire_next.) tests/fuzz/fuzz_wire_msgpack.c checks the
+ * decoder's primitives against msgpack-c's unpacker.
  */
 #include "wire.h"
 

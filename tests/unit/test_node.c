@@ -258,6 +258,58 @@ static void test_pair_join_and_leave(void **state) {
   pair_free(&p);
 }
 
+/* A graceful leave goes straight to every live member (up to 64), not only
+ * to the few of a gossip round (3 here): the five others see it before any
+ * gossip tick. */
+static void test_leave_told_directly(void **state) {
+  (void)state;
+  enum { N = 6 };
+  memnet_t net;
+  memnet_tp_t tp[N];
+  dmq_node_t *node[N];
+  memnet_init(&net, 256);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(memnet_node_new(&net, &tp[i], i, NULL, &node[i]), 0);
+    assert_int_equal(dmq_node_start(node[i], 0), 0);
+  }
+  /* every node learns all six from a push/pull of a third party */
+  uint8_t buf[2048];
+  dmq__enc_t e;
+  assert_int_equal(dmq__enc_begin(&e, buf, sizeof(buf), NULL, 0, "zz", 2), 0);
+  assert_int_equal(dmq__enc_pushpull_begin(&e, 0, N), 0);
+  char names[N][8], addrs[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(names[i], sizeof names[i], "n%d", i);
+    snprintf(addrs[i], sizeof addrs[i], "mem://%d", i);
+    dmq__record_t r = {{names[i], strlen(names[i])},
+                       {addrs[i], strlen(addrs[i])},
+                       {NULL, 0},
+                       0,
+                       1,
+                       DMQ_MEMBER_ALIVE,
+                       {0, NULL, NULL, 0}};
+    assert_int_equal(dmq__enc_record(&e, &r), 0);
+  }
+  size_t len = dmq__enc_end(&e);
+  for (int i = 0; i < N; i++)
+    assert_int_equal(dmq_node_recv(node[i], &tp[i].t, "mem://9", buf, len, 1),
+                     0);
+  memnet_free(&net); /* the answers to "zz" */
+  memnet_init(&net, 256);
+  for (int i = 0; i < N; i++)
+    assert_int_equal(dmq_node_member_count(node[i], DMQ_MASK_ALL), N);
+  assert_int_equal(dmq_node_leave(node[N - 1], 2), 0);
+  memnet_deliver(&net, node, tp, N, 2);
+  for (int i = 0; i < N - 1; i++) {
+    dmq_member_info_t info;
+    assert_int_equal(dmq_node_member(node[i], "n5", &info), 0);
+    assert_int_equal(info.state, DMQ_MEMBER_LEFT);
+  }
+  for (int i = 0; i < N; i++)
+    dmq_node_delete(node[i]);
+  memnet_free(&net);
+}
+
 /* A third party ("zz", from mem://9) tells n0 that n1 is suspect at
  * incarnation inc. */
 static void send_suspect(pair_t *p, const dmq_member_info_t *info,
@@ -431,6 +483,7 @@ int main(void) {
       cmocka_unit_test(test_config_validation),
       cmocka_unit_test(test_transport_registry),
       cmocka_unit_test(test_pair_join_and_leave),
+      cmocka_unit_test(test_leave_told_directly),
       cmocka_unit_test(test_later_suspicion_restarts),
       cmocka_unit_test(test_pair_failure),
       cmocka_unit_test(test_stale_suspicion_answered),
