@@ -19,6 +19,7 @@ typedef struct dmq__suspicion {
   uint64_t conf[DMQ__MAX_CONFIRM]; /* name hashes of confirmers */
   char from[DMQ_MAX_NAME + 1];     /* who raised it (gossiped along) */
   uint32_t idx;                    /* the member's place in node->suspects */
+  uint8_t last_call; /* the last probe before the verdict was sent (swim.c) */
 } dmq__suspicion_t;
 
 /* What few members have: metadata, channels, delivery state, a suspicion,

@@ -521,6 +521,7 @@ static void swim_suspicion_begin(dmq_node_t *n, dmq__suspicion_t *s,
                                  const char *from, size_t from_len) {
   s->start = n->now;
   s->nconf = 0;
+  s->last_call = 0;
   memcpy(s->from, from, from_len);
   s->from[from_len] = '\0';
   swim_suspicion_deadline(s);
@@ -1788,10 +1789,32 @@ static void swim_tick_probe(dmq_node_t *n, uint64_t now) {
 }
 
 /* Suspects whose suspicion timed out are declared dead. */
+/* A suspicion nobody confirmed gets a last call when it runs out: one more
+ * probe, carrying the suspicion (buddy system), and probe_timeout_ms to
+ * answer it, before the verdict (unscaled by our local health: it bounds
+ * a round trip, and a node whose own sends fail just sees the call go
+ * unanswered). A member that raised a suspicion while it
+ * could not send (its own probes failed, its gossip of the suspicion was
+ * lost) held it alone, and when the suspect was not among its next probes
+ * (a node back from a fault probes slowly, Lifeguard) it declared a live
+ * member dead and told everyone (sim_scenarios
+ * test_refutation_of_false_suspicion, 1 seed in 1400: seven members saw a
+ * live one dead until it refuted). A suspicion others confirmed is
+ * evidence enough. */
+static int swim_last_call(dmq_node_t *n, dmq__member_t *m, uint64_t now) {
+  dmq__suspicion_t *s = m->more->susp;
+  if (s->nconf > 0 || s->last_call || n->leaving)
+    return 0;
+  s->last_call = 1;
+  s->deadline = now + n->cfg.probe_timeout_ms; /* a round trip: unscaled */
+  swim_send_ping(n, m, dmq__member_addr(m), ++n->seq);
+  return 1;
+}
+
 static void swim_tick_suspects(dmq_node_t *n, uint64_t now) {
   for (uint32_t i = 0; i < n->nsuspects;) {
     dmq__member_t *m = n->suspects[i];
-    if (now >= m->more->susp->deadline) {
+    if (now >= m->more->susp->deadline && !swim_last_call(n, m, now)) {
       dmq__log(n, DMQ_LOG_INFO, "%s declared dead", m->name);
       swim_declare(n, m, DMQ_MEMBER_DEAD, m->inc);
       continue; /* slot i now holds another suspect */

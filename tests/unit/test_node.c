@@ -364,8 +364,8 @@ static void test_stale_suspicion_answered(void **state) {
 /* n0 tells of a suspicion of n1 at a later incarnation while its own runs
  * (n1 refuted the first and was suspected again; the refutation never
  * reached n0): the suspicion starts over, so n1 is not declared dead at
- * the first one's deadline, and still is at the new one's if nothing is
- * heard from it. */
+ * the first one's deadline, and still is after the new one's (and its
+ * last call) if nothing is heard from it. */
 static void test_later_suspicion_restarts(void **state) {
   (void)state;
   pair_t p;
@@ -386,7 +386,12 @@ static void test_later_suspicion_restarts(void **state) {
   assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
   assert_int_equal(info.state, DMQ_MEMBER_SUSPECT);
   assert_int_equal(p.events[0][DMQ_EVENT_DEAD], 0);
-  pair_run(&p, t0 + 7500);
+  /* at t0 + 7 s nobody has confirmed it: a last probe carrying the
+   * suspicion, and the verdict a probe timeout (500 ms) later */
+  pair_run(&p, t0 + 7400);
+  assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
+  assert_int_equal(info.state, DMQ_MEMBER_SUSPECT);
+  pair_run(&p, t0 + 7600);
   assert_int_equal(dmq_node_member(p.node[0], "n1", &info), 0);
   assert_int_equal(info.state, DMQ_MEMBER_DEAD);
   pair_free(&p);
