@@ -931,18 +931,22 @@ static int swim_relay_ok(const dmq_node_t *n, const dmq__member_t *c,
   return !c->is_self && c != t && c->state == DMQ_MEMBER_ALIVE && c->heard;
 }
 
-/* Adds to chosen (nc so far) the members that pass ok(n, c, ctx) and are
- * not chosen yet, in table order from a random point, until want; returns
- * the new count. For when random picks rarely land on the few members
- * that qualify (a table mostly of hearsay, or of the dead). */
-static uint32_t swim_scan_pick(dmq_node_t *n, dmq__member_t **chosen,
+/* Adds to chosen (nc so far) the members of from[0..len) (the table or
+ * heard_v) that pass ok(n, c, ctx) and are not chosen yet, in that order
+ * from a random point, until want; returns the new count. For when random
+ * picks rarely land on the few members that qualify (a table mostly of
+ * hearsay, or of the dead). */
+static uint32_t swim_scan_pick(dmq_node_t *n, dmq__member_t *const *from,
+                               uint32_t len, dmq__member_t **chosen,
                                uint32_t nc, uint32_t want,
                                int (*ok)(const dmq_node_t *,
                                          const dmq__member_t *, const void *),
                                const void *ctx) {
-  uint32_t at = dmq__rng_below(&n->rng, n->nmembers);
-  for (uint32_t k = 0; k < n->nmembers && nc < want; k++) {
-    dmq__member_t *c = n->members[(at + k) % n->nmembers];
+  if (len == 0)
+    return nc;
+  uint32_t at = dmq__rng_below(&n->rng, len);
+  for (uint32_t k = 0; k < len && nc < want; k++) {
+    dmq__member_t *c = from[(at + k) % len];
     if (ok(n, c, ctx) && !swim_chosen(chosen, nc, c))
       chosen[nc++] = c;
   }
@@ -967,14 +971,10 @@ static uint32_t swim_heard_pick(dmq_node_t *n, dmq__member_t **chosen,
   if (nc >= want)
     return nc;
   if (n->heard_lost > 0)
-    return n->nmembers > 1 ? swim_scan_pick(n, chosen, nc, want, ok, ctx) : nc;
-  uint32_t at = n->heard_n > 0 ? dmq__rng_below(&n->rng, n->heard_n) : 0;
-  for (uint32_t k = 0; k < n->heard_n && nc < want; k++) {
-    dmq__member_t *c = n->heard_v[(at + k) % n->heard_n];
-    if (ok(n, c, ctx) && !swim_chosen(chosen, nc, c))
-      chosen[nc++] = c;
-  }
-  return nc;
+    return n->nmembers > 1 ? swim_scan_pick(n, n->members, n->nmembers, chosen,
+                                            nc, want, ok, ctx)
+                           : nc;
+  return swim_scan_pick(n, n->heard_v, n->heard_n, chosen, nc, want, ok, ctx);
 }
 
 /* The next live member known only from hearsay, round robin. */
@@ -1691,7 +1691,7 @@ static void swim_tell_left(dmq_node_t *n) {
     const dmq__member_t *m = n->members[(at + k) % n->nmembers];
     if (m->is_self || m->state > DMQ_MEMBER_SUSPECT)
       continue;
-    dmq__enc_t e;
+    dmq__enc_t e; /* encoded for each: dmq__send seals txbuf in place */
     swim_begin(n, &e);
     if (swim_enc_update(n, &e, n->self) != 0)
       return;
@@ -1788,7 +1788,6 @@ static void swim_tick_probe(dmq_node_t *n, uint64_t now) {
     swim_probe_start(n);
 }
 
-/* Suspects whose suspicion timed out are declared dead. */
 /* A suspicion nobody confirmed gets a last call when it runs out: one more
  * probe, carrying the suspicion (buddy system), and probe_timeout_ms to
  * answer it, before the verdict (unscaled by our local health: it bounds
@@ -1811,6 +1810,8 @@ static int swim_last_call(dmq_node_t *n, dmq__member_t *m, uint64_t now) {
   return 1;
 }
 
+/* Suspects whose suspicion timed out (and whose last call, if due one,
+ * went unanswered) are declared dead. */
 static void swim_tick_suspects(dmq_node_t *n, uint64_t now) {
   for (uint32_t i = 0; i < n->nsuspects;) {
     dmq__member_t *m = n->suspects[i];
