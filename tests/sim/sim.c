@@ -64,6 +64,11 @@ typedef struct sim_ev {
   uint8_t stream; /* through the stream transport (split mode) */
 } sim_ev_t;
 
+typedef struct sim_map { /* open addressing, key 0 = empty */
+  uint64_t *keys, *vals;
+  size_t cap, n;
+} sim_map_t;
+
 typedef struct sim_host {
   dmq_sim_t *w;
   int idx;
@@ -90,12 +95,14 @@ typedef struct sim_host {
   size_t pq_n, pq_cap;
   uint32_t calls;  /* into the node, for check_digest */
   dmq__rng_t nrng; /* lanes: this host's sends' loss, jitter, duplication */
+  /* destination + 1 -> time of the last stream delivery to it: per sender,
+   * so that whichever lane runs the host owns it */
+  sim_map_t streams;
+  /* lanes: this host's last event in the generation being built, and the
+   * generation that was (sim_gen_add) */
+  uint32_t gen_tail;
+  uint64_t gen_mark;
 } sim_host_t;
-
-typedef struct sim_map { /* open addressing, key 0 = empty */
-  uint64_t *keys, *vals;
-  size_t cap, n;
-} sim_map_t;
 
 /* Lanes (opts.lanes, docs/design.md "Simulator lanes"): the events of one
  * time step are processed in generations. Generation 0 is every event
@@ -105,41 +112,33 @@ typedef struct sim_map { /* open addressing, key 0 = empty */
  * order they run in too: whatever a generation queues has a higher
  * sequence than all of it. Within a generation every event has a position
  * (its place in that order), and an event touches only its own host, so
- * the hosts are split between lanes (host % lanes), each lane runs its
- * share in position order on its own thread, and what it queues or logs is
- * kept with (position, count within the event). Merged in that order after
- * the generation, it gets the sequence numbers and the log order a
- * sequential run would have given. The network's random decisions come from
+ * a generation's events are grouped by host (in position order within a
+ * host), the lanes' threads take hosts one at a time from a shared counter
+ * until none is left, and each event's outputs (what it queued or logged)
+ * are noted as a range of its lane's arrays. Merged in position order
+ * after the generation, they get the sequence numbers and the log order a
+ * sequential run would have given. Which thread ran which host does not
+ * matter, so a host with much work (the seed of a burst join) does not
+ * hold up the others' share. The network's random decisions come from
  * the sending host's generator (sim_host_t.nrng), not the world's, so that
  * they too are independent of the interleaving: a run is the same whatever
  * the number of lanes (test_world's test_lanes_same_run). */
-typedef struct sim_key {
-  uint64_t pos; /* of the event that queued or logged it */
-  uint32_t k;   /* its count within that event */
-} sim_key_t;
-typedef struct sim_out {
-  sim_key_t key;
-  sim_ev_t ev;
-} sim_out_t;
-typedef struct sim_logged {
-  sim_key_t key;
-  dmq_sim_event_t e;
-} sim_logged_t;
+/* Where the outputs of one event of a generation went: its lane's out
+ * and log arrays, [out0, out1) and [log0, log1). */
+typedef struct sim_span {
+  uint32_t lane;
+  uint32_t out0, out1, log0, log1;
+} sim_span_t;
 typedef struct sim_lane {
   dmq_sim_t *w;
-  sim_ev_t *in; /* this generation's events of the lane's hosts */
-  uint64_t *in_pos;
-  size_t in_n, in_cap;
-  sim_out_t *out; /* queued: for a later time, or the next generation */
+  uint32_t id;   /* index in w->lanes */
+  sim_ev_t *out; /* queued: for a later time, or the next generation */
   size_t out_n, out_cap;
-  sim_logged_t *log;
+  dmq_sim_event_t *log;
   size_t log_n, log_cap;
-  uint64_t pos; /* of the event running */
-  uint32_t k;   /* things queued or logged by it so far */
   dmq_sim_net_stats_t net;
   size_t events_total, false_deaths;
   void *freebufs;
-  sim_map_t streams; /* of the lane's hosts as senders */
   pthread_t th;
   int started;
   unsigned go_seen; /* the generation count when its thread started */
@@ -184,7 +183,6 @@ struct dmq_sim {
   sim_map_t over; /* pair -> index into links */
   dmq_sim_link_t *links;
   size_t nlinks, cap_links;
-  sim_map_t streams; /* pair -> time of the last stream delivery */
   int any_blocks;
 
   dmq_sim_event_t *events;
@@ -206,10 +204,18 @@ struct dmq_sim {
   /* lanes (0 = none: one generator for the network, the heap order) */
   int nlanes;
   sim_lane_t *lanes;
-  uint64_t step_pos; /* positions given in this time step */
-  uint64_t threaded; /* generations run on the lanes' threads */
-  atomic_uint go;    /* bumped to start the lanes' threads on a generation */
-  atomic_uint done;  /* threads finished with it */
+  /* the generation being run: its events in position order, for each the
+   * next event of the same host (UINT32_MAX: none) and its outputs'
+   * span; units: the first event of each host that has any, in order */
+  sim_ev_t *gen, *gen_nx; /* gen_nx: the next generation, built by merge */
+  uint32_t *gen_next, *units;
+  sim_span_t *spans;
+  size_t gen_n, gen_nx_n, gen_cap, nunits;
+  uint64_t gen_no;       /* generations built so far (sim_host_t.gen_mark) */
+  atomic_size_t unit_at; /* the next unit to take */
+  uint64_t threaded;     /* generations run on the lanes' threads */
+  atomic_uint go;   /* bumped to start the lanes' threads on a generation */
+  atomic_uint done; /* threads finished with it */
   atomic_int sleepers;
   atomic_int quit;
   pthread_mutex_t mu;
@@ -475,10 +481,7 @@ static void sim_heap_push(dmq_sim_t *w, sim_ev_t *ev) {
     l->out_cap = l->out_cap ? l->out_cap * 2 : 1024;
     l->out = sim_xrealloc(l->out, l->out_cap * sizeof(*l->out));
   }
-  sim_out_t *o = &l->out[l->out_n++];
-  o->key.pos = l->pos;
-  o->key.k = l->k++;
-  o->ev = *ev;
+  l->out[l->out_n++] = *ev;
 }
 
 static void sim_heap_pop(dmq_sim_t *w, sim_ev_t *out) {
@@ -579,10 +582,7 @@ static void sim_record(dmq_sim_t *w, int obs, int subj, dmq_member_event_t ev,
       l->log_cap = l->log_cap ? l->log_cap * 2 : 256;
       l->log = sim_xrealloc(l->log, l->log_cap * sizeof(*l->log));
     }
-    sim_logged_t *x = &l->log[l->log_n++];
-    x->key.pos = l->pos;
-    x->key.k = l->k++;
-    e = &x->e;
+    e = &l->log[l->log_n++];
   }
   memset(e, 0, sizeof(*e)); /* padding too: logs compare with memcmp */
   e->t = w->now;
@@ -693,13 +693,11 @@ static int sim_tr_send(dmq_transport_t *t, const char *addr, const void *buf,
       sim_net(w)->blocked++;
     } else if (on_stream || (!w->split && len > w->mtu)) {
       /* Reliable stream: in order per pair, never lost or duplicated. */
-      uint64_t key = sim_pair(h->idx, to);
-      sim_map_t *sm =
-          w->nlanes ? &w->lanes[h->idx % w->nlanes].streams : &w->streams;
-      uint64_t *last = sim_map_find(sm, key);
+      uint64_t key = (uint64_t)to + 1;
+      uint64_t *last = sim_map_find(&h->streams, key);
       if (last != NULL && *last > base)
         base = *last;
-      sim_map_put(sm, key, base);
+      sim_map_put(&h->streams, key, base);
       sim_schedule_packet(w, h, to, base, buf, len, on_stream);
     } else if (l->loss > 0 && sim_randf(r) < l->loss) {
       sim_net(w)->lost++;
@@ -863,25 +861,65 @@ static int sim_step(dmq_sim_t *w, uint64_t limit) {
 
 /* ---- lanes ---- */
 
-static void sim_lane_in(sim_lane_t *l, const sim_ev_t *ev, uint64_t pos) {
-  if (l->in_n == l->in_cap) {
-    l->in_cap = l->in_cap ? l->in_cap * 2 : 1024;
-    l->in = sim_xrealloc(l->in, l->in_cap * sizeof(*l->in));
-    l->in_pos = sim_xrealloc(l->in_pos, l->in_cap * sizeof(*l->in_pos));
+/* Append ev to the generation being built (w->gen_nx), after the host's
+ * earlier events in it. */
+static void sim_gen_add(dmq_sim_t *w, const sim_ev_t *ev) {
+  if (w->gen_nx_n == w->gen_cap) {
+    size_t cap = w->gen_cap ? w->gen_cap * 2 : 1024;
+    w->gen = sim_xrealloc(w->gen, cap * sizeof(*w->gen));
+    w->gen_nx = sim_xrealloc(w->gen_nx, cap * sizeof(*w->gen_nx));
+    w->gen_next = sim_xrealloc(w->gen_next, cap * sizeof(*w->gen_next));
+    w->units = sim_xrealloc(w->units, cap * sizeof(*w->units));
+    w->spans = sim_xrealloc(w->spans, cap * sizeof(*w->spans));
+    w->gen_cap = cap;
   }
-  l->in[l->in_n] = *ev;
-  l->in_pos[l->in_n++] = pos;
+  uint32_t i = (uint32_t)w->gen_nx_n++;
+  w->gen_nx[i] = *ev;
+  w->gen_next[i] = UINT32_MAX;
+  sim_host_t *h = w->hosts[ev->to];
+  if (h->gen_mark == w->gen_no) {
+    w->gen_next[h->gen_tail] = i;
+  } else {
+    h->gen_mark = w->gen_no;
+    w->units[w->nunits++] = i;
+  }
+  h->gen_tail = i;
 }
 
-/* Run the lane's share of the generation, in position order. */
-static void sim_lane_run(sim_lane_t *l) {
+/* Make the generation built so far the one to run; start the next. */
+static size_t sim_gen_swap(dmq_sim_t *w) {
+  sim_ev_t *t = w->gen;
+  w->gen = w->gen_nx;
+  w->gen_nx = t;
+  w->gen_n = w->gen_nx_n;
+  w->gen_nx_n = 0;
+  return w->gen_n;
+}
+
+/* Run event i of the generation on lane l, noting where its outputs go. */
+static void sim_lane_one(sim_lane_t *l, uint32_t i) {
+  dmq_sim_t *w = l->w;
+  sim_span_t *s = &w->spans[i];
+  s->lane = l->id;
+  s->out0 = (uint32_t)l->out_n;
+  s->log0 = (uint32_t)l->log_n;
+  sim_dispatch(w, &w->gen[i]);
+  s->out1 = (uint32_t)l->out_n;
+  s->log1 = (uint32_t)l->log_n;
+}
+
+/* Take hosts from the generation until none is left; run each one's
+ * events in position order. */
+static void sim_lane_work(sim_lane_t *l) {
+  dmq_sim_t *w = l->w;
   sim_lane_cur = l;
-  for (size_t i = 0; i < l->in_n; i++) {
-    l->pos = l->in_pos[i];
-    l->k = 0;
-    sim_dispatch(l->w, &l->in[i]);
+  for (;;) {
+    size_t u = atomic_fetch_add_explicit(&w->unit_at, 1, memory_order_relaxed);
+    if (u >= w->nunits)
+      break;
+    for (uint32_t i = w->units[u]; i != UINT32_MAX; i = w->gen_next[i])
+      sim_lane_one(l, i);
   }
-  l->in_n = 0;
   sim_lane_cur = NULL;
 }
 
@@ -909,7 +947,7 @@ static void *sim_lane_thread(void *arg) {
     if (atomic_load(&w->quit))
       return NULL;
     seen = g;
-    sim_lane_run(l);
+    sim_lane_work(l);
     atomic_fetch_add(&w->done, 1);
   }
 }
@@ -936,43 +974,31 @@ static void sim_lanes_stop(dmq_sim_t *w) {
  * the others costs more than it saves. The outcome is the same. */
 #define SIM_LANE_MIN_EVENTS 64
 
-/* Merge the lanes' outputs by (position, count): sequence numbers in the
- * order a sequential run would have queued them; events for now make the
- * next generation. Returns how many those are. */
-/* The lane whose next output (log: next logged event) after at[lane]
- * comes first by (position, count); -1 when every lane is through. */
-static int sim_lanes_first(const dmq_sim_t *w, const size_t *at, int log) {
-  int best = -1;
-  const sim_key_t *bk = NULL;
-  for (int i = 0; i < w->nlanes; i++) {
-    const sim_lane_t *l = &w->lanes[i];
-    if (at[i] == (log ? l->log_n : l->out_n))
-      continue;
-    const sim_key_t *k = log ? &l->log[at[i]].key : &l->out[at[i]].key;
-    if (bk == NULL || k->pos < bk->pos || (k->pos == bk->pos && k->k < bk->k)) {
-      best = i;
-      bk = k;
-    }
-  }
-  return best;
-}
-
+/* Merge the generation's outputs in position order (and, within an event,
+ * the order it queued them): sequence numbers in the order a sequential
+ * run would have queued them; events for now make the next generation.
+ * Returns how many those are. */
 static size_t sim_lanes_merge(dmq_sim_t *w) {
-  size_t next = 0, at[64] = {0};
-  int best;
-  while ((best = sim_lanes_first(w, at, 0)) >= 0) {
-    sim_ev_t ev = w->lanes[best].out[at[best]++].ev;
-    ev.seq = w->seq++;
-    if (ev.t <= w->now) {
-      sim_lane_in(&w->lanes[ev.to % w->nlanes], &ev, w->step_pos++);
-      next++;
-    } else {
-      sim_heap_insert(w, &ev);
+  w->gen_no++;
+  w->nunits = 0;
+  for (size_t i = 0; i < w->gen_n; i++) {
+    sim_span_t s = w->spans[i]; /* (sim_gen_add may move spans) */
+    const sim_lane_t *l = &w->lanes[s.lane];
+    for (uint32_t j = s.out0; j < s.out1; j++) {
+      sim_ev_t ev = l->out[j];
+      ev.seq = w->seq++;
+      if (ev.t <= w->now)
+        sim_gen_add(w, &ev);
+      else
+        sim_heap_insert(w, &ev);
     }
   }
-  memset(at, 0, sizeof(at));
-  while ((best = sim_lanes_first(w, at, 1)) >= 0)
-    *sim_log_add(w) = w->lanes[best].log[at[best]++].e;
+  for (size_t i = 0; i < w->gen_n; i++) {
+    const sim_span_t *s = &w->spans[i];
+    const sim_lane_t *l = &w->lanes[s->lane];
+    for (uint32_t j = s->log0; j < s->log1; j++)
+      *sim_log_add(w) = l->log[j];
+  }
   for (int i = 0; i < w->nlanes; i++) {
     sim_lane_t *l = &w->lanes[i];
     l->out_n = 0;
@@ -992,7 +1018,7 @@ static size_t sim_lanes_merge(dmq_sim_t *w) {
     a->oversize += d->oversize;
     memset(d, 0, sizeof(*d));
   }
-  return next;
+  return sim_gen_swap(w);
 }
 
 /* sim_step with lanes: the same events in the same order per host, the
@@ -1002,18 +1028,21 @@ static int sim_step_lanes(dmq_sim_t *w, uint64_t limit) {
     return 0;
   uint64_t t = w->heap[0].t;
   w->now = t;
-  w->step_pos = 0;
-  size_t n = 0;
+  w->gen_no++;
+  w->nunits = 0;
   while (w->heap_n > 0 && w->heap[0].t == t) {
     sim_ev_t ev;
     sim_heap_pop(w, &ev);
-    sim_lane_in(&w->lanes[ev.to % w->nlanes], &ev, w->step_pos++);
-    n++;
+    sim_gen_add(w, &ev);
   }
+  size_t n = sim_gen_swap(w);
   while (n > 0) {
     if (n < SIM_LANE_MIN_EVENTS || w->nlanes == 1) {
-      for (int i = 0; i < w->nlanes; i++)
-        sim_lane_run(&w->lanes[i]);
+      sim_lane_t *l = &w->lanes[0];
+      sim_lane_cur = l;
+      for (uint32_t i = 0; i < n; i++)
+        sim_lane_one(l, i);
+      sim_lane_cur = NULL;
     } else {
       for (int i = 1; i < w->nlanes; i++) {
         sim_lane_t *l = &w->lanes[i];
@@ -1027,10 +1056,11 @@ static int sim_step_lanes(dmq_sim_t *w, uint64_t limit) {
         }
       }
       w->threaded++;
+      atomic_store(&w->unit_at, 0);
       atomic_store(&w->done, 0);
       atomic_fetch_add(&w->go, 1);
       sim_lanes_wake(w);
-      sim_lane_run(&w->lanes[0]);
+      sim_lane_work(&w->lanes[0]);
       while (atomic_load(&w->done) != (unsigned)(w->nlanes - 1))
         ;
     }
@@ -1100,8 +1130,10 @@ dmq_sim_t *dmq_sim_new(const dmq_sim_opts_t *o) {
       free(w);
       return NULL;
     }
-    for (int i = 0; i < w->nlanes; i++)
+    for (int i = 0; i < w->nlanes; i++) {
       w->lanes[i].w = w;
+      w->lanes[i].id = (uint32_t)i;
+    }
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
   }
@@ -1123,6 +1155,7 @@ void dmq_sim_delete(dmq_sim_t *w) {
       sim_ev_release(w, &h->pq[j]);
     free(h->pq);
     free(h->blk);
+    sim_map_free(&h->streams);
     free(h);
   }
   for (size_t i = 0; i < w->heap_n; i++)
@@ -1133,9 +1166,6 @@ void dmq_sim_delete(dmq_sim_t *w) {
     for (int i = 0; i < w->nlanes; i++) {
       sim_lane_t *l = &w->lanes[i];
       sim_bufs_free(&l->freebufs);
-      sim_map_free(&l->streams);
-      free(l->in);
-      free(l->in_pos);
       free(l->out);
       free(l->log);
     }
@@ -1150,7 +1180,11 @@ void dmq_sim_delete(dmq_sim_t *w) {
   free(w->noff);
   free(w->npool);
   sim_map_free(&w->over);
-  sim_map_free(&w->streams);
+  free(w->gen);
+  free(w->gen_nx);
+  free(w->gen_next);
+  free(w->units);
+  free(w->spans);
   free(w->links);
   free(w->events);
   free(w);
