@@ -98,11 +98,15 @@ typedef struct sim_host {
   /* destination + 1 -> time of the last stream delivery to it: per sender,
    * so that whichever lane runs the host owns it */
   sim_map_t streams;
-  /* lanes: this host's last event in the generation being built, and the
-   * generation that was (sim_gen_add) */
-  uint32_t gen_tail;
-  uint64_t gen_mark;
 } sim_host_t;
+
+/* Lanes, per host: its last event in the generation being built and that
+ * generation's number (sim_gen_add); in an array of their own, so that
+ * building a generation does not read every host's struct. */
+typedef struct sim_hgen {
+  uint64_t mark;
+  uint32_t tail;
+} sim_hgen_t;
 
 /* Lanes (opts.lanes, docs/design.md "Simulator lanes"): the events of one
  * time step are processed in generations. Generation 0 is every event
@@ -163,6 +167,7 @@ struct dmq_sim {
   /* per host: member events about it (an array of its own: one is counted
    * per event, N^2 in a join, and the host structs are large) */
   uint64_t *about;
+  sim_hgen_t *hgen;
   /* name -> host index: open addressing over (index, hash tag) pairs,
    * index -1 empty; the names compared are copies packed in one pool
    * (npool + noff[idx]), so that a lookup (one per member event: N^2 in a
@@ -876,14 +881,14 @@ static void sim_gen_add(dmq_sim_t *w, const sim_ev_t *ev) {
   uint32_t i = (uint32_t)w->gen_nx_n++;
   w->gen_nx[i] = *ev;
   w->gen_next[i] = UINT32_MAX;
-  sim_host_t *h = w->hosts[ev->to];
-  if (h->gen_mark == w->gen_no) {
-    w->gen_next[h->gen_tail] = i;
+  sim_hgen_t *h = &w->hgen[ev->to];
+  if (h->mark == w->gen_no) {
+    w->gen_next[h->tail] = i;
   } else {
-    h->gen_mark = w->gen_no;
+    h->mark = w->gen_no;
     w->units[w->nunits++] = i;
   }
-  h->gen_tail = i;
+  h->tail = i;
 }
 
 /* Make the generation built so far the one to run; start the next. */
@@ -972,7 +977,7 @@ static void sim_lanes_stop(dmq_sim_t *w) {
 
 /* Below this many events a generation runs on this thread alone: waking
  * the others costs more than it saves. The outcome is the same. */
-#define SIM_LANE_MIN_EVENTS 64
+#define SIM_LANE_MIN_EVENTS 16
 
 /* Merge the generation's outputs in position order (and, within an event,
  * the order it queued them): sequence numbers in the order a sequential
@@ -1176,6 +1181,7 @@ void dmq_sim_delete(dmq_sim_t *w) {
   free(w->heap);
   free(w->hosts);
   free(w->about);
+  free(w->hgen);
   free(w->names);
   free(w->noff);
   free(w->npool);
@@ -1287,8 +1293,10 @@ int dmq_sim_add(dmq_sim_t *w, const dmq_config_t *cfg, const char *name) {
     w->cap_hosts = w->cap_hosts ? w->cap_hosts * 2 : 16;
     w->hosts = sim_xrealloc(w->hosts, (size_t)w->cap_hosts * sizeof(*w->hosts));
     w->about = sim_xrealloc(w->about, (size_t)w->cap_hosts * sizeof(*w->about));
+    w->hgen = sim_xrealloc(w->hgen, (size_t)w->cap_hosts * sizeof(*w->hgen));
   }
   w->about[w->nhosts] = 0;
+  w->hgen[w->nhosts].mark = 0;
   w->hosts[w->nhosts++] = h;
   if ((size_t)w->nhosts * 2 > w->names_cap)
     sim_names_rebuild(w);
