@@ -148,6 +148,9 @@ struct dmq__node {
    * it for want of memory (then the picks fall back to scanning). */
   dmq__member_t **heard_v;
   uint32_t heard_n, heard_cap, heard_lost;
+  /* The probe round over heard_v (swim.c): heard_v[0, heard_pos) were
+   * probed this round, the rest were not. */
+  uint32_t heard_pos;
   /* no dead or left member is due to be reaped before this (swim.c) */
   uint64_t reap_due;
   uint64_t evict_pkt;   /* pkts_in of the last relayed eviction (swim.c) */

@@ -780,7 +780,7 @@ int dmq_node_delete(dmq_node_t *n) {
   /* dropped whole first: each removal would look its member up in it */
   dmq__free(n, n->heard_v);
   n->heard_v = NULL;
-  n->heard_n = n->heard_cap = n->heard_lost = 0;
+  n->heard_n = n->heard_cap = n->heard_lost = n->heard_pos = 0;
   dmq__members_free_all(n);
   for (size_t i = 0; i < n->nseeds; i++)
     dmq__free(n, n->seeds[i]);

@@ -1081,8 +1081,14 @@ static void test_partial_broadcast_paused_member(void **state) {
     dmq_sim_poke(c->w, 0);
     dmq_sim_run_for(c->w, 10);
   }
-  assert_true(accepted >= 500);
+  /* Host 3's full queue must not refuse the others' copies: stalled by
+   * it, n0 would accept about queue_msgs (50). A loss that stalls hosts 1
+   * and 2 until a retransmission costs up to 10 sends per EAGAIN, so the
+   * two bounds agree: fewer than 20 EAGAINs, at least 400 accepted (seed
+   * 94: 18 EAGAINs, 420 accepted; 1 seed in 1400 had more than 4). */
   assert_true(again < 20);
+  assert_true(accepted >= 600 - 10 * again);
+  assert_true(accepted >= 400);
   dmq_sim_run_for(c->w, 2000);
   assert_int_equal(stats(c, 3).delivered_app, 0);
   dmq_channel_pause(c->ch[3][0], 0);
