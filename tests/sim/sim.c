@@ -216,7 +216,7 @@ struct dmq_sim {
   uint32_t *gen_next, *units;
   sim_span_t *spans;
   size_t gen_n, gen_nx_n, gen_cap, nunits;
-  uint64_t gen_no;       /* generations built so far (sim_host_t.gen_mark) */
+  uint64_t gen_no;       /* generations built so far (sim_hgen_t.mark) */
   atomic_size_t unit_at; /* the next unit to take */
   uint64_t threaded;     /* generations run on the lanes' threads */
   atomic_uint go;   /* bumped to start the lanes' threads on a generation */
