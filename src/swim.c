@@ -1005,33 +1005,38 @@ static int swim_probe_ok(const dmq__member_t *m) {
   return !m->is_self && m->heard && m->state <= DMQ_MEMBER_SUSPECT;
 }
 
-/* A new round's order: reshuffled, and if the first member it would probe
- * is the one probed last, that one goes to the end of the round (with two
- * members to probe, a plain reshuffle probed one twice in a row, leaving
- * the other three periods, at every other reshuffle: test_bounds
- * test_probe_order_no_repeat). */
+/* A new round's order is a reshuffle, and if the first member it would
+ * probe is the one probed last, that one goes to the end of the round
+ * (with two members to probe, a plain reshuffle probed one twice in a row,
+ * leaving the other three periods, at every other reshuffle: test_bounds
+ * test_probe_order_no_repeat). Where in the shuffled v[0, len) that
+ * member is, or len when no swap is due. */
+static uint32_t swim_repeat_at(const dmq_node_t *n, dmq__member_t *const *v,
+                               uint32_t len) {
+  for (uint32_t p = 0; p + 1 < len; p++) {
+    const dmq__member_t *m = v[p];
+    if (swim_probe_ok(m))
+      return dmq__hash(m->name, m->name_len) == n->probe_last ? p : len;
+  }
+  return len;
+}
+
+/* A new round over the table (members' positions change with it). */
 static void swim_new_round(dmq_node_t *n) {
   dmq__members_shuffle(n);
   n->probe_pos = 0;
-  if (n->nmembers < 2)
-    return;
-  uint32_t last = n->nmembers - 1;
-  for (uint32_t p = 0; p < last; p++) {
-    dmq__member_t *m = n->members[p];
-    if (!swim_probe_ok(m))
-      continue;
-    if (dmq__hash(m->name, m->name_len) == n->probe_last) {
-      dmq__member_t *o = n->members[last];
-      n->members[p] = o;
-      o->idx = p;
-      n->members[last] = m;
-      m->idx = last;
-    }
-    return;
+  uint32_t p = swim_repeat_at(n, n->members, n->nmembers);
+  if (p < n->nmembers) {
+    uint32_t last = n->nmembers - 1;
+    dmq__member_t *m = n->members[p], *o = n->members[last];
+    n->members[p] = o;
+    o->idx = p;
+    n->members[last] = m;
+    m->idx = last;
   }
 }
 
-/* The same over heard_v: only its pointers move, no member is read but
+/* A new round over heard_v: only its pointers move, no member is read but
  * the first to probe. */
 static void swim_new_heard_round(dmq_node_t *n) {
   dmq__member_t **v = n->heard_v;
@@ -1042,18 +1047,11 @@ static void swim_new_heard_round(dmq_node_t *n) {
     v[j] = t;
   }
   n->heard_pos = 0;
-  if (n->heard_n < 2)
-    return;
-  uint32_t last = n->heard_n - 1;
-  for (uint32_t p = 0; p < last; p++) {
+  uint32_t p = swim_repeat_at(n, v, n->heard_n);
+  if (p < n->heard_n) {
     dmq__member_t *m = v[p];
-    if (!swim_probe_ok(m))
-      continue;
-    if (dmq__hash(m->name, m->name_len) == n->probe_last) {
-      v[p] = v[last];
-      v[last] = m;
-    }
-    return;
+    v[p] = v[n->heard_n - 1];
+    v[n->heard_n - 1] = m;
   }
 }
 
@@ -1739,21 +1737,25 @@ int dmq_node_join(dmq_node_t *n, const char *const *seeds, size_t ns,
  * 64 it reaches directly each gossip it on. */
 #define SWIM_LEAVE_DIRECT 64
 
+static int swim_live_other_ok(const dmq_node_t *n, const dmq__member_t *c,
+                              const void *ctx) {
+  (void)n;
+  (void)ctx;
+  return !c->is_self && c->state <= DMQ_MEMBER_SUSPECT;
+}
+
 static void swim_tell_left(dmq_node_t *n) {
-  uint32_t told = 0;
-  uint32_t at = n->nmembers > 0 ? dmq__rng_below(&n->rng, n->nmembers) : 0;
-  for (uint32_t k = 0; k < n->nmembers && told < SWIM_LEAVE_DIRECT; k++) {
-    const dmq__member_t *m = n->members[(at + k) % n->nmembers];
-    if (m->is_self || m->state > DMQ_MEMBER_SUSPECT)
-      continue;
+  dmq__member_t *to[SWIM_LEAVE_DIRECT];
+  uint32_t nt = swim_scan_pick(n, n->members, n->nmembers, to, 0,
+                               SWIM_LEAVE_DIRECT, swim_live_other_ok, NULL);
+  for (uint32_t i = 0; i < nt; i++) {
     dmq__enc_t e; /* encoded for each: dmq__send seals txbuf in place */
     swim_begin(n, &e);
     if (swim_enc_update(n, &e, n->self) != 0)
       return;
     uint32_t c = e.count;
     size_t len = dmq__enc_end(&e);
-    dmq__send(n, dmq__member_addr(m), n->txbuf, len, 0, c);
-    told++;
+    dmq__send(n, dmq__member_addr(to[i]), n->txbuf, len, 0, c);
   }
 }
 
