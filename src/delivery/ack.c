@@ -335,6 +335,13 @@ void dmq__delivery_tick(dmq_node_t *n) {
   }
   if (d->rx_nbuf > 0 && now >= d->next_purge)
     dmq__dlv_rx_purge(n);
+  if (now >= d->next_trim) {
+    dmq__slab_trim(n, &d->slab_ops);
+    dmq__slab_trim(n, &d->slab_msgs);
+    for (unsigned c = 0; c < DLV_BUF_CLASSES; c++)
+      dmq__slab_trim(n, &d->slab_buf[c]);
+    d->next_trim = now + DLV_TRIM_EVERY_MS;
+  }
   dlv_peer_t *list = d->flush_head;
   d->flush_head = d->flush_tail = NULL;
   while (list != NULL) {

@@ -50,8 +50,8 @@
  * receiver can count losses without acks (gap.c).
  *
  * Memory and cost. Per message: one op (outcome, payload, channel) and one
- * queue entry, both from free lists, payloads up to DLV_SMALL bytes from a
- * free list too: no malloc per message in steady state. The per-peer queue
+ * queue entry, both from slabs (util/slab.h), payloads up to DLV_MID bytes
+ * from slabs too: no malloc per message. The per-peer queue
  * is ordered by sequence and acks remove from its head. Copies with one
  * TTL expire in queue order, so each peer keeps them in a FIFO with one
  * timer instead of a timer per copy (an ack would otherwise sift the heap
@@ -295,6 +295,10 @@ int dmq__delivery_init(dmq_node_t *n) {
                              ? n->cfg.max_packet - DLV_PACKET_HEADROOM
                              : DLV_PACKET_HEADROOM;
   d->next_id = 1; /* d->tx: on the first flush (many nodes never send) */
+  dmq__slab_init(&d->slab_ops, sizeof(dlv_op_t)); /* chunks on first use */
+  dmq__slab_init(&d->slab_msgs, sizeof(dlv_msg_t));
+  for (unsigned c = 0; c < DLV_BUF_CLASSES; c++)
+    dmq__slab_init(&d->slab_buf[c], dlv_buf_class_size[c]);
   d->frag_room = n->cfg.mtu - dmq__enc_size_envelope(strlen(n->name));
   n->dlv = d;
   return 0;
@@ -324,10 +328,10 @@ void dmq__delivery_free(dmq_node_t *n) {
   }
   for (uint32_t i = 0; i < d->nchans; i++)
     dmq__free(n, d->chans[i]);
-  dmq__pool_drain(n, &d->free_ops);
-  dmq__pool_drain(n, &d->free_msgs);
-  dmq__pool_drain(n, &d->free_small);
-  dmq__pool_drain(n, &d->free_mid);
+  dmq__slab_free_all(n, &d->slab_ops);
+  dmq__slab_free_all(n, &d->slab_msgs);
+  for (unsigned c = 0; c < DLV_BUF_CLASSES; c++)
+    dmq__slab_free_all(n, &d->slab_buf[c]);
   dmq__heap_free(n, &d->heap);
   dmq__free(n, d->ids);
   dmq__free(n, d->be);

@@ -37,27 +37,24 @@
 #include "util/heap.h"
 #include "util/list.h"
 #include "util/oamap.h"
-#include "util/pool.h"
+#include "util/slab.h"
 #include "wire.h"
 
-/* Payloads up to this size come from a free list of fixed-size buffers. */
+/* Payloads are copied into blocks of DLV_BUF_CLASSES sizes, each from a
+ * slab of its own (util/slab.h); larger ones into one allocation each.
+ * Ops and queue entries come from slabs too, so that a message costs no
+ * allocator call (a malloc and a free per 1 KiB message were ~9 % of the
+ * sender's CPU, perf, delivery_bench reliable 1024) and a backlog grows
+ * into chunks faulted in whole (docs/design.md, "Where queued messages
+ * live"). A 1 KiB payload takes a 1 KiB block, not 2. */
+/* How often the slabs give back chunks that stayed empty (each one after
+ * one to two periods with nothing in use). */
+#define DLV_TRIM_EVERY_MS 1000
+#define DLV_BUF_CLASSES 3
 #define DLV_SMALL 256
-/* Payloads above DLV_SMALL up to this size come from a second free list,
- * which keeps at most DLV_MID_FREE_MAX blocks (4 MiB): a stream of 1 KiB
- * messages otherwise costs a malloc and a free per message, ~9 % of the
- * sender's CPU (perf, delivery_bench reliable 1024). */
 #define DLV_MID 2048
-#define DLV_MID_FREE_MAX 2048
-
-/* Objects kept on each free list: as many as one destination's queue
- * holds (queue_msgs), at least DLV_FREE_MAX and at most DLV_FREE_CAP;
- * beyond that they go back to the allocator (bounds memory after a burst).
- * A list shorter than the queue made a sender at full speed malloc and
- * free the ops, queue entries and small payloads of every message beyond
- * it (the acks of a full window free 16384 at once): 4-8 % of its CPU at
- * 100 bytes (perf, delivery_bench reliable). */
-#define DLV_FREE_MAX 8192
-#define DLV_FREE_CAP 65536
+static const uint32_t dlv_buf_class_size[DLV_BUF_CLASSES] = {DLV_SMALL, 1024,
+                                                             DLV_MID};
 
 /* Bits in the DACK selective-ack bitmap: bit i = seq cum+1+i. The bitmap
  * starts at cum+1, not cum+2, because a message held for a paused channel
@@ -301,8 +298,6 @@ typedef struct dlv_borrow {
   uint64_t seq;
 } dlv_borrow_t;
 
-typedef dmq__pool_t dlv_pool_t;
-
 struct dmq__dlv {
   dmq_node_t *node;
   dmq_delivery_config_t cfg;
@@ -337,8 +332,8 @@ struct dmq__dlv {
   /* broadcast scratch */
   dmq__member_t **dests;
   uint32_t dests_cap;
-  /* free lists */
-  dlv_pool_t free_ops, free_msgs, free_small, free_mid;
+  /* where ops, queue entries and payloads live */
+  dmq__slab_t slab_ops, slab_msgs, slab_buf[DLV_BUF_CLASSES];
   /* packet buffers */
   uint8_t *tx; /* cfg.mtu */
   uint8_t *big;
@@ -357,6 +352,7 @@ struct dmq__dlv {
   size_t rx_bytes;
   uint32_t rx_nbuf;
   uint64_t next_purge;
+  uint64_t next_trim; /* of the slabs */
 };
 
 /* Append p to a singly linked work list (once: flag says it is on it);
@@ -436,20 +432,11 @@ static inline void dlv_q_sub(dlv_t *d, dlv_peer_t *p, size_t len) {
   d->q_total -= len;
 }
 
-/* Free lists (util/pool.h), bounded as DLV_FREE_MAX says. */
-static inline void dlv_pool_put(dmq_node_t *n, dlv_pool_t *p, void *b) {
-  uint32_t q = n->dlv->cfg.queue_msgs;
-  dmq__pool_put(n, p, b,
-                q < DLV_FREE_MAX   ? DLV_FREE_MAX
-                : q > DLV_FREE_CAP ? DLV_FREE_CAP
-                                   : q);
-}
-/* A zeroed block of size bytes, from the free list p or the allocator. */
-static inline void *dlv_pool_get(dmq_node_t *n, dlv_pool_t *p, size_t size) {
-  void *b = dmq__pool_get(p);
-  if (b == NULL && (b = dmq__malloc(n, size)) == NULL)
-    return NULL;
-  memset(b, 0, size);
+/* A zeroed block of size bytes from slab s (NULL: out of memory). */
+static inline void *dlv_slab_get(dmq_node_t *n, dmq__slab_t *s, size_t size) {
+  void *b = dmq__slab_get(n, s);
+  if (b != NULL)
+    memset(b, 0, size);
   return b;
 }
 

@@ -3,7 +3,7 @@
 #include "delivery/delivery_int.h"
 
 dlv_op_t *dmq__dlv_op_alloc(dmq_node_t *n) {
-  dlv_op_t *op = dlv_pool_get(n, &n->dlv->free_ops, sizeof(*op));
+  dlv_op_t *op = dlv_slab_get(n, &n->dlv->slab_ops, sizeof(*op));
   if (op == NULL)
     return NULL;
   op->tmo.idx = DLV_NO_IDX;
@@ -12,7 +12,7 @@ dlv_op_t *dmq__dlv_op_alloc(dmq_node_t *n) {
 }
 
 void dmq__dlv_op_put(dmq_node_t *n, dlv_op_t *op) {
-  dlv_pool_put(n, &n->dlv->free_ops, op);
+  dmq__slab_put(&n->dlv->slab_ops, op);
 }
 
 static uint32_t dlv_id_slot(const dlv_t *d, uint64_t id) {

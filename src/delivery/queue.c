@@ -6,7 +6,7 @@
 #include "sized.h"
 
 static dlv_msg_t *dlv_msg_alloc(dmq_node_t *n) {
-  dlv_msg_t *m = dlv_pool_get(n, &n->dlv->free_msgs, sizeof(*m));
+  dlv_msg_t *m = dlv_slab_get(n, &n->dlv->slab_msgs, sizeof(*m));
   if (m == NULL)
     return NULL;
   m->ttl.idx = DLV_NO_IDX;
@@ -15,7 +15,7 @@ static dlv_msg_t *dlv_msg_alloc(dmq_node_t *n) {
 }
 
 void dmq__dlv_msg_put(dmq_node_t *n, dlv_msg_t *m) {
-  dlv_pool_put(n, &n->dlv->free_msgs, m);
+  dmq__slab_put(&n->dlv->slab_msgs, m);
 }
 
 /* Free a chain of msgs linked by next (not yet queued). */
@@ -27,25 +27,29 @@ static void dlv_msg_chain_put(dmq_node_t *n, dlv_msg_t *c) {
   }
 }
 
-/* Payloads up to DLV_SMALL bytes come from a pool of DLV_SMALL blocks,
- * up to DLV_MID bytes from one of DLV_MID blocks. */
+/* The payload class of len bytes, DLV_BUF_CLASSES when above DLV_MID. */
+static unsigned dlv_buf_class(size_t len) {
+  unsigned c = 0;
+  while (c < DLV_BUF_CLASSES && len > dlv_buf_class_size[c])
+    c++;
+  return c;
+}
+
 uint8_t *dmq__dlv_buf_alloc(dmq_node_t *n, size_t len) {
-  if (len > DLV_MID)
+  unsigned c = dlv_buf_class(len);
+  if (c == DLV_BUF_CLASSES)
     return dmq__malloc(n, len);
-  dlv_pool_t *pl = len > DLV_SMALL ? &n->dlv->free_mid : &n->dlv->free_small;
-  uint8_t *b = dmq__pool_get(pl);
-  return b != NULL ? b : dmq__malloc(n, len > DLV_SMALL ? DLV_MID : DLV_SMALL);
+  return dmq__slab_get(n, &n->dlv->slab_buf[c]);
 }
 
 void dmq__dlv_buf_put(dmq_node_t *n, uint8_t *b, size_t len) {
   if (b == NULL)
     return;
-  if (len > DLV_MID)
+  unsigned c = dlv_buf_class(len);
+  if (c == DLV_BUF_CLASSES)
     dmq__free(n, b);
-  else if (len > DLV_SMALL)
-    dmq__pool_put(n, &n->dlv->free_mid, b, DLV_MID_FREE_MAX);
   else
-    dlv_pool_put(n, &n->dlv->free_small, b);
+    dmq__slab_put(&n->dlv->slab_buf[c], b);
 }
 
 /* Start the TTL of a copy (rep: its last fragment, on peer p). Copies sent
