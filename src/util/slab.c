@@ -11,6 +11,25 @@
 
 #define SLAB_ALIGN 16u
 
+/* Under AddressSanitizer, block headers and free blocks are poisoned, so
+ * that an overrun into the next block or a use after dmq__slab_put is
+ * reported as it was when every block was its own malloc. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SLAB_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SLAB_ASAN 1
+#endif
+#endif
+#ifdef SLAB_ASAN
+#include <sanitizer/asan_interface.h>
+#define SLAB_POISON(p, len) ASAN_POISON_MEMORY_REGION((p), (len))
+#define SLAB_UNPOISON(p, len) ASAN_UNPOISON_MEMORY_REGION((p), (len))
+#else
+#define SLAB_POISON(p, len) ((void)(p), (void)(len))
+#define SLAB_UNPOISON(p, len) ((void)(p), (void)(len))
+#endif
+
 /* A chunk: this header, then blocks. A block's first 16 bytes hold the
  * chunk's address; what the caller gets starts after them. Free blocks are
  * linked through the word after the header; blocks never handed out are
@@ -93,6 +112,7 @@ static dmq__slab_chunk_t *slab_grow(dmq_node_t *n, dmq__slab_t *s) {
     s->next_bytes = s->next_bytes * 2 < DMQ__SLAB_MAX_CHUNK
                         ? s->next_bytes * 2
                         : DMQ__SLAB_MAX_CHUNK;
+  SLAB_POISON(c->fresh, (size_t)(c->end - c->fresh));
   s->nchunks++;
   s->held += bytes;
   c->anext = s->all;
@@ -110,11 +130,14 @@ void *dmq__slab_get(dmq_node_t *n, dmq__slab_t *s) {
   uint8_t *blk;
   if (c->free != NULL) {
     blk = c->free;
+    SLAB_UNPOISON(blk + SLAB_ALIGN, s->size - SLAB_ALIGN);
     memcpy(&c->free, blk + SLAB_ALIGN, sizeof(void *));
   } else {
     blk = c->fresh;
     c->fresh += s->size;
+    SLAB_UNPOISON(blk, s->size);
     memcpy(blk, &c, sizeof(c));
+    SLAB_POISON(blk, SLAB_ALIGN);
   }
   c->used++;
   c->idle = 0;
@@ -129,8 +152,11 @@ void dmq__slab_put(dmq__slab_t *s, void *b) {
     return;
   uint8_t *blk = (uint8_t *)b - SLAB_ALIGN;
   dmq__slab_chunk_t *c;
+  SLAB_UNPOISON(blk, SLAB_ALIGN);
   memcpy(&c, blk, sizeof(c));
+  SLAB_POISON(blk, SLAB_ALIGN);
   memcpy(blk + SLAB_ALIGN, &c->free, sizeof(void *));
+  SLAB_POISON(blk + SLAB_ALIGN, s->size - SLAB_ALIGN);
   c->free = blk;
   s->used--;
   c->used--;
@@ -149,6 +175,7 @@ static void slab_release(dmq_node_t *n, dmq__slab_t *s, dmq__slab_chunk_t *c) {
     c->anext->aprev = c->aprev;
   s->nchunks--;
   s->held -= c->bytes;
+  SLAB_UNPOISON(c, c->bytes);
   dmq__free(n, c);
 }
 
@@ -172,6 +199,7 @@ void dmq__slab_free_all(dmq_node_t *n, dmq__slab_t *s) {
   dmq__slab_chunk_t *c = s->all;
   while (c != NULL) {
     dmq__slab_chunk_t *nx = c->anext;
+    SLAB_UNPOISON(c, c->bytes);
     dmq__free(n, c);
     c = nx;
   }

@@ -10,6 +10,17 @@
 
 #include <cmocka.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include "counting_alloc.h"
 #include "internal.h"
 #include "util/slab.h"
@@ -137,11 +148,41 @@ static void test_alloc_failure(void **state) {
   assert_int_equal(e.ca.live, 0);
 }
 
+/* Under AddressSanitizer the slab poisons what no caller may touch: the
+ * header in front of each block (so an overrun of the previous block is
+ * caught), blocks never handed out, and blocks given back. */
+static void test_poison(void **state) {
+  (void)state;
+#ifdef TEST_ASAN
+  env_t e;
+  env_init(&e);
+  dmq__slab_t s;
+  dmq__slab_init(&s, 40); /* 48 usable bytes, stride 64 */
+  uint8_t *a = dmq__slab_get(&e.n, &s);
+  uint8_t *b = dmq__slab_get(&e.n, &s);
+  assert_ptr_equal(b, a + 64);
+  assert_false(__asan_region_is_poisoned(a, 48) != NULL);
+  assert_true(__asan_address_is_poisoned(a + 48)); /* b's header */
+  assert_true(__asan_address_is_poisoned(b - 1));
+  assert_true(__asan_address_is_poisoned(b + 64)); /* never handed out */
+  dmq__slab_put(&s, a);
+  assert_true(__asan_address_is_poisoned(a));
+  assert_true(__asan_address_is_poisoned(a + 47));
+  assert_ptr_equal(dmq__slab_get(&e.n, &s), a);
+  assert_false(__asan_region_is_poisoned(a, 48) != NULL);
+  dmq__slab_free_all(&e.n, &s);
+  assert_int_equal(e.ca.live, 0);
+#else
+  skip();
+#endif
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_blocks_and_growth),
       cmocka_unit_test(test_trim),
       cmocka_unit_test(test_alloc_failure),
+      cmocka_unit_test(test_poison),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
