@@ -14,14 +14,18 @@
  *   virtual machine of the kind the benchmarks run on and 0.7 us populated
  *   (docs/design.md, "Where queued messages live"): a backlog that outgrows
  *   the memory already held must not cost more per message than sending.
- * - A chunk goes back to the allocator when it had no block in use at two
- *   dmq__slab_trim calls in a row (the owner calls it every second or so):
- *   memory follows a backlog down once it is gone, and a rate that empties
- *   and refills a chunk many times a second does not allocate it anew each
- *   time.
+ * - Free blocks form one last-in first-out list, so the next block handed
+ *   out is the one given back last, still in the cache. A get or a put is
+ *   a pointer pop or push, as with the free lists this replaced.
+ * - The chunks go back to the allocator, all together, when no block was
+ *   in use at two dmq__slab_trim calls in a row and none was taken in
+ *   between (the owner trims every second or so). A node that is never
+ *   idle keeps what its largest backlog needed, which the queue limits
+ *   bound; giving back single chunks would need a chunk lookup on every
+ *   put, and that cost the sender 4 % at 100-byte messages (docs/design.md).
  *
- * Each block has a 16-byte header naming its chunk. Not thread-safe: a
- * slab belongs to one node. */
+ * Blocks are 16-byte aligned and carry no header. Not thread-safe: a slab
+ * belongs to one node. */
 #ifndef DMQ_UTIL_SLAB_H
 #define DMQ_UTIL_SLAB_H
 
@@ -36,13 +40,16 @@
 typedef struct dmq__slab_chunk dmq__slab_chunk_t;
 
 typedef struct dmq__slab {
-  dmq__slab_chunk_t *avail; /* chunks with a free or never-used block */
-  dmq__slab_chunk_t *all;   /* every chunk held */
-  uint32_t size;            /* block stride: header + payload, 16-aligned */
-  uint32_t nchunks;         /* chunks held */
-  uint32_t next_bytes;      /* size of the next chunk */
-  size_t used;              /* blocks handed out */
-  size_t held;              /* bytes of chunks held */
+  void *free;                /* blocks given back, linked by first word */
+  uint8_t *fresh, *end;      /* never handed out, in the newest chunk */
+  dmq__slab_chunk_t *chunks; /* every chunk held */
+  uint32_t usable;           /* block size asked for, rounded up to 16 */
+  uint32_t size;             /* block stride (ASan builds: + a redzone) */
+  uint32_t nchunks;          /* chunks held */
+  uint32_t next_bytes;       /* size of the next chunk */
+  size_t used;               /* blocks handed out */
+  size_t held;               /* bytes of chunks held */
+  int idle;                  /* nothing in use at the last trim */
 } dmq__slab_t;
 
 /* A slab of blocks of at least `size` usable bytes (size > 0). */
@@ -52,8 +59,8 @@ void dmq__slab_init(dmq__slab_t *s, size_t size);
 void *dmq__slab_get(dmq_node_t *n, dmq__slab_t *s);
 /* Give back a block from dmq__slab_get on the same slab. */
 void dmq__slab_put(dmq__slab_t *s, void *b);
-/* Give back the chunks that had no block in use at this call and the
- * previous one. */
+/* Give back every chunk when no block was in use at this call and the
+ * previous one, and none was taken in between. */
 void dmq__slab_trim(dmq_node_t *n, dmq__slab_t *s);
 /* Free every chunk; blocks still out become invalid. */
 void dmq__slab_free_all(dmq_node_t *n, dmq__slab_t *s);
