@@ -1,5 +1,4 @@
 /* libdmq - fixed-size blocks carved from chunks (see slab.h). */
-#include <errno.h>
 #include <string.h>
 
 #if defined(__linux__)
@@ -50,21 +49,20 @@ void dmq__slab_init(dmq__slab_t *s, size_t size) {
 }
 
 /* Fault the chunk's whole pages in with one call. Best effort: an older
- * kernel (EINVAL) or another system leaves them to fault on first use. */
+ * kernel (EINVAL) or another system leaves them to fault on first use.
+ * Nothing is cached between calls: nodes may run on different threads. */
 static void slab_populate(void *p, size_t len) {
 #if defined(__linux__)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
-  static int unsupported;
   long pg = sysconf(_SC_PAGESIZE);
-  if (unsupported || pg <= 0)
+  if (pg <= 0)
     return;
   uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) & ~(uintptr_t)(pg - 1);
   uintptr_t e = ((uintptr_t)p + len) & ~(uintptr_t)(pg - 1);
-  if (e > a && madvise((void *)a, e - a, MADV_POPULATE_WRITE) != 0 &&
-      errno == EINVAL)
-    unsupported = 1;
+  if (e > a) /* slabs grow a few times per backlog: no need to remember */
+    (void)madvise((void *)a, e - a, MADV_POPULATE_WRITE);
 #else
   (void)p;
   (void)len;
