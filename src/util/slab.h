@@ -24,8 +24,9 @@
  *   bound; giving back single chunks would need a chunk lookup on every
  *   put, and that cost the sender 4 % at 100-byte messages (docs/design.md).
  *
- * Blocks are 16-byte aligned and carry no header. Not thread-safe: a slab
- * belongs to one node. */
+ * Blocks carry no header; they are aligned as the allocator's blocks are,
+ * up to 16 bytes (the chunk header and the stride are multiples of 16).
+ * Not thread-safe: a slab belongs to one node. */
 #ifndef DMQ_UTIL_SLAB_H
 #define DMQ_UTIL_SLAB_H
 
