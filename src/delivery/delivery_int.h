@@ -47,14 +47,14 @@
  * sender's CPU, perf, delivery_bench reliable 1024) and a backlog grows
  * into chunks faulted in whole (docs/design.md, "Where queued messages
  * live"). A 1 KiB payload takes a 1 KiB block, not 2. */
-/* How often the slabs give back chunks that stayed empty (each one after
- * one to two periods with nothing in use). */
-#define DLV_TRIM_EVERY_MS 1000
 #define DLV_BUF_CLASSES 3
 #define DLV_SMALL 256
 #define DLV_MID 2048
 static const uint32_t dlv_buf_class_size[DLV_BUF_CLASSES] = {DLV_SMALL, 1024,
                                                              DLV_MID};
+/* How often the slabs are trimmed: a slab with nothing in use at two trims
+ * in a row, and nothing taken in between, gives all its chunks back. */
+#define DLV_TRIM_EVERY_MS 1000
 
 /* Bits in the DACK selective-ack bitmap: bit i = seq cum+1+i. The bitmap
  * starts at cum+1, not cum+2, because a message held for a paused channel
